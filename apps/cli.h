@@ -1,0 +1,40 @@
+/* Shared pieces of the tessera CLI: option parsing, output helpers, exit codes. */
+#ifndef TSR_CLI_H
+#define TSR_CLI_H
+
+#include <stdio.h>
+
+#include "tsr_fusion.h"
+
+/* Exit codes, documented in the README and in `tessera --help`. */
+enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
+
+typedef struct {
+    const char *name;  /* long name without "--" */
+    int has_arg;
+    const char **value; /* set for options with an argument */
+    int *flag;          /* set to 1 for flags */
+} cli_opt;
+
+/* Parses argv[1..] (argv[0] is the command); positionals collect in pos.
+ * Returns EXIT_OK, EXIT_USAGE (message printed) or -1 for --help. */
+int cli_parse(int argc, char **argv, const cli_opt *opts, int nopts, const char ***pos,
+              int *npos);
+
+void cli_error(const char *cmd, const tsr_error *err);
+int cli_usage_error(const char *cmd, const char *fmt, ...);
+/* Creates the OpenCL context for --device (or TESSERA_DEVICE). */
+int cli_ctx(const char *cmd, const char *device, int verbose, tsr_ctx **ctx);
+/* Writes a float32 (rows, cols) .npy file atomically. */
+int cli_write_npy(const char *path, const float *data, int rows, int cols, tsr_error *err);
+/* A progress bar on stderr when it is a terminal. */
+void cli_progress(const char *what, int done, int total);
+/* Reads a whole file as text (NUL-terminated); NULL with err on failure. */
+char *cli_read_file(const char *path, size_t max, size_t *len, tsr_error *err);
+
+int cmd_classify(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_devices(int argc, char **argv);
+
+#endif

@@ -1,0 +1,152 @@
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+int cli_parse(int argc, char **argv, const cli_opt *opts, int nopts, const char ***pos,
+              int *npos)
+{
+    *npos = 0;
+    *pos = calloc((size_t)argc + 1, sizeof(char *));
+    if (!*pos)
+        return cli_usage_error(argv[0], "out of memory");
+    int only_pos = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (only_pos || a[0] != '-' || a[1] == 0) {
+            (*pos)[(*npos)++] = a;
+            continue;
+        }
+        if (strcmp(a, "--") == 0) {
+            only_pos = 1;
+            continue;
+        }
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
+            return -1;
+        const char *name = a + (a[1] == '-' ? 2 : 1);
+        const char *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        const cli_opt *o = NULL;
+        for (int k = 0; k < nopts; k++)
+            if (strlen(opts[k].name) == len && strncmp(opts[k].name, name, len) == 0)
+                o = &opts[k];
+        if (!o)
+            return cli_usage_error(argv[0], "unknown option '%s' (see 'tessera %s --help')", a,
+                                   argv[0]);
+        if (o->has_arg) {
+            if (eq)
+                *o->value = eq + 1;
+            else if (i + 1 < argc)
+                *o->value = argv[++i];
+            else
+                return cli_usage_error(argv[0], "option '--%s' needs a value", o->name);
+        } else {
+            if (eq)
+                return cli_usage_error(argv[0], "option '--%s' takes no value", o->name);
+            *o->flag = 1;
+        }
+    }
+    return EXIT_OK;
+}
+
+void cli_error(const char *cmd, const tsr_error *err)
+{
+    fprintf(stderr, "tessera %s: error: %s\n", cmd, err->msg[0] ? err->msg : "unknown error");
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "tessera %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return EXIT_USAGE;
+}
+
+int cli_ctx(const char *cmd, const char *device, int verbose, tsr_ctx **ctx)
+{
+    tsr_ctx_params p = tsr_ctx_default_params();
+    p.device = device;
+    p.verbose = verbose;
+    tsr_error err = {0};
+    if (tsr_ctx_create(&p, ctx, &err) != TSR_OK) {
+        cli_error(cmd, &err);
+        return EXIT_RUNTIME;
+    }
+    if (verbose)
+        fprintf(stderr, "tessera: device %s\n", tsr_ctx_device_name(*ctx));
+    return EXIT_OK;
+}
+
+int cli_write_npy(const char *path, const float *data, int rows, int cols, tsr_error *err)
+{
+    char header[128];
+    int n = snprintf(header, sizeof header,
+                     "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }", rows, cols);
+    int total = 10 + n + 1;
+    int pad = (64 - total % 64) % 64;
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        tsr_error_set(err, TSR_ERR_IO, "%s: cannot write", path);
+        return EXIT_RUNTIME;
+    }
+    unsigned short hlen = (unsigned short)(n + pad + 1);
+    unsigned char magic[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(hlen & 0xff),
+                               (unsigned char)(hlen >> 8)};
+    int ok = fwrite(magic, 1, 10, f) == 10 && fwrite(header, 1, (size_t)n, f) == (size_t)n;
+    for (int i = 0; i < pad && ok; i++)
+        ok = fputc(' ', f) != EOF;
+    ok = ok && fputc('\n', f) != EOF;
+    size_t cnt = (size_t)rows * cols;
+    ok = ok && fwrite(data, sizeof(float), cnt, f) == cnt;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        remove(tmp);
+        tsr_error_set(err, TSR_ERR_IO, "%s: write failed", path);
+        return EXIT_RUNTIME;
+    }
+    return EXIT_OK;
+}
+
+void cli_progress(const char *what, int done, int total)
+{
+    if (total < 2 || !isatty(STDERR_FILENO))
+        return;
+    int width = 30, fill = (int)((long long)done * width / total);
+    fprintf(stderr, "\r%s [", what);
+    for (int i = 0; i < width; i++)
+        fputc(i < fill ? '#' : ' ', stderr);
+    fprintf(stderr, "] %d/%d", done, total);
+    if (done == total)
+        fputc('\n', stderr);
+    fflush(stderr);
+}
+
+char *cli_read_file(const char *path, size_t max, size_t *len, tsr_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        tsr_error_set(err, TSR_ERR_IO, "%s: cannot open", path);
+        return NULL;
+    }
+    char *buf = malloc(max + 1);
+    size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
+    int bad = ferror(f);
+    fclose(f);
+    if (!buf || bad || n > max) {
+        free(buf);
+        tsr_error_set(err, bad ? TSR_ERR_IO : TSR_ERR_TOO_LARGE,
+                      bad ? "%s: read error" : "%s: file too large", path);
+        return NULL;
+    }
+    buf[n] = 0;
+    if (len)
+        *len = n;
+    return buf;
+}

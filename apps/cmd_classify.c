@@ -1,0 +1,296 @@
+/* tessera classify: zero-shot image classification. */
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+#define BATCH 16
+
+static const char *classify_help =
+    "usage: tessera classify --model DIR (--labels a,b,c | --labels-file F)\n"
+    "                        [--template T | --templates imagenet] [--top-k K] [--json]\n"
+    "                        [--device D] [--verbose] IMAGE...\n"
+    "\n"
+    "Zero-shot classification of PNG or JPEG images against text labels.\n"
+    "\n"
+    "  --model DIR         a Hugging Face CLIP model directory\n"
+    "  --labels a,b,c      comma-separated labels\n"
+    "  --labels-file F     one label per line (UTF-8)\n"
+    "  --template T        prompt with {} for the label (default \"a photo of a {}.\")\n"
+    "  --templates imagenet  the 80 prompts of the CLIP paper, averaged per label\n"
+    "  --top-k K           labels to print per image (default 5)\n"
+    "  --json              one JSON object per image on stdout\n"
+    "  --device D          OpenCL device index or name substring (default $TESSERA_DEVICE or 0)\n"
+    "  --verbose           log device and kernel cache use on stderr\n"
+    "\n"
+    "Exit codes: 0 ok, 1 runtime error (bad file, model or device), 2 usage error.\n";
+
+typedef struct {
+    char **items;
+    int n;
+} label_list;
+
+static void labels_free(label_list *l)
+{
+    for (int i = 0; i < l->n; i++)
+        free(l->items[i]);
+    free(l->items);
+}
+
+/* Adds s[0..n) trimmed of spaces; empty entries are skipped. */
+static int labels_add(label_list *l, const char *s, size_t n)
+{
+    while (n && (*s == ' ' || *s == '\t' || *s == '\r')) {
+        s++;
+        n--;
+    }
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r'))
+        n--;
+    if (!n)
+        return 1;
+    char **ni = realloc(l->items, sizeof(char *) * (size_t)(l->n + 1));
+    if (!ni)
+        return 0;
+    l->items = ni;
+    l->items[l->n] = strndup(s, n);
+    return l->items[l->n++] != NULL;
+}
+
+static int parse_labels(const char *arg, const char *file, label_list *l)
+{
+    tsr_error err = {0};
+    if (arg) {
+        size_t bad;
+        if (!tsr_utf8_valid(arg, strlen(arg), &bad))
+            return cli_usage_error("classify", "--labels is not valid UTF-8 (bad byte at offset %zu)",
+                                   bad);
+        for (const char *p = arg;;) {
+            const char *c = strchr(p, ',');
+            size_t n = c ? (size_t)(c - p) : strlen(p);
+            if (!labels_add(l, p, n))
+                return cli_usage_error("classify", "out of memory");
+            if (!c)
+                break;
+            p = c + 1;
+        }
+    } else {
+        size_t len = 0;
+        char *text = cli_read_file(file, 16u << 20, &len, &err);
+        if (!text) {
+            cli_error("classify", &err);
+            return EXIT_RUNTIME;
+        }
+        int line = 1;
+        for (char *p = text; p && *p; line++) {
+            char *nl = strchr(p, '\n');
+            size_t n = nl ? (size_t)(nl - p) : strlen(p), bad;
+            if (!tsr_utf8_valid(p, n, &bad)) {
+                fprintf(stderr,
+                        "tessera classify: error: %s: line %d is not valid UTF-8 (byte %zu)\n",
+                        file, line, bad + 1);
+                free(text);
+                return EXIT_RUNTIME;
+            }
+            if (!labels_add(l, p, n)) {
+                free(text);
+                return cli_usage_error("classify", "out of memory");
+            }
+            p = nl ? nl + 1 : NULL;
+        }
+        free(text);
+    }
+    if (l->n == 0)
+        return cli_usage_error("classify", "no labels given");
+    return EXIT_OK;
+}
+
+static void print_result(const char *path, const float *probs, const label_list *l, int k,
+                         int json)
+{
+    int *order = malloc(sizeof(int) * (size_t)l->n);
+    if (!order)
+        return;
+    for (int i = 0; i < l->n; i++)
+        order[i] = i;
+    for (int i = 0; i < k; i++) /* partial selection sort: k is small */
+        for (int j = i + 1; j < l->n; j++)
+            if (probs[order[j]] > probs[order[i]]) {
+                int t = order[i];
+                order[i] = order[j];
+                order[j] = t;
+            }
+    if (json) {
+        cJSON *o = cJSON_CreateObject(), *arr = cJSON_CreateArray();
+        cJSON_AddStringToObject(o, "image", path);
+        for (int i = 0; i < k; i++) {
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddStringToObject(e, "label", l->items[order[i]]);
+            cJSON_AddNumberToObject(e, "probability", probs[order[i]]);
+            cJSON_AddItemToArray(arr, e);
+        }
+        cJSON_AddItemToObject(o, "predictions", arr);
+        char *s = cJSON_PrintUnformatted(o);
+        if (s)
+            puts(s);
+        free(s);
+        cJSON_Delete(o);
+    } else {
+        printf("%s\n", path);
+        for (int i = 0; i < k; i++)
+            printf("  %.4f  %s\n", probs[order[i]], l->items[order[i]]);
+    }
+    free(order);
+}
+
+static void print_failure(const char *path, const tsr_error *err, int json)
+{
+    fprintf(stderr, "tessera classify: error: %s\n", err->msg);
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "image", path);
+        cJSON_AddStringToObject(o, "error", err->msg);
+        char *s = cJSON_PrintUnformatted(o);
+        if (s)
+            puts(s);
+        free(s);
+        cJSON_Delete(o);
+    }
+}
+
+int cmd_classify(int argc, char **argv)
+{
+    const char *model = NULL, *labels = NULL, *labels_file = NULL, *tmpl = NULL, *tmpls = NULL;
+    const char *topk_s = NULL, *device = NULL;
+    int json = 0, verbose = 0;
+    cli_opt opts[] = {{"model", 1, &model, NULL},       {"labels", 1, &labels, NULL},
+                      {"labels-file", 1, &labels_file, NULL}, {"template", 1, &tmpl, NULL},
+                      {"templates", 1, &tmpls, NULL},    {"top-k", 1, &topk_s, NULL},
+                      {"device", 1, &device, NULL},      {"json", 0, NULL, &json},
+                      {"verbose", 0, NULL, &verbose}};
+    const char **imgs = NULL;
+    int nimg = 0;
+    int rc = cli_parse(argc, argv, opts, sizeof opts / sizeof opts[0], &imgs, &nimg);
+    if (rc < 0) {
+        fputs(classify_help, stdout);
+        free(imgs);
+        return EXIT_OK;
+    }
+    if (rc == EXIT_OK) {
+        if (!model)
+            rc = cli_usage_error("classify", "--model DIR is required");
+        else if (!labels == !labels_file)
+            rc = cli_usage_error("classify", "give exactly one of --labels and --labels-file");
+        else if (tmpl && tmpls)
+            rc = cli_usage_error("classify", "give at most one of --template and --templates");
+        else if (tmpls && strcmp(tmpls, "imagenet") != 0)
+            rc = cli_usage_error("classify", "unknown template set '%s' (known: imagenet)", tmpls);
+        else if (tmpl && !strstr(tmpl, "{}"))
+            rc = cli_usage_error("classify", "--template needs {} where the label goes");
+        else if (nimg == 0)
+            rc = cli_usage_error("classify", "no images given");
+    }
+    int topk = 5;
+    if (rc == EXIT_OK && topk_s) {
+        char *end;
+        long v = strtol(topk_s, &end, 10);
+        if (*end || v < 1 || v > 1000000)
+            rc = cli_usage_error("classify", "--top-k must be a positive integer");
+        topk = (int)v;
+    }
+    label_list l = {0};
+    if (rc == EXIT_OK)
+        rc = parse_labels(labels, labels_file, &l);
+    if (rc != EXIT_OK) {
+        labels_free(&l);
+        free(imgs);
+        return rc;
+    }
+    if (tmpl && !tsr_utf8_valid(tmpl, strlen(tmpl), NULL)) {
+        labels_free(&l);
+        free(imgs);
+        return cli_usage_error("classify", "--template is not valid UTF-8");
+    }
+    if (topk > l.n)
+        topk = l.n;
+
+    tsr_ctx *ctx = NULL;
+    tsr_model *m = NULL;
+    tsr_error err = {0};
+    float *weights = NULL, *px = NULL, *emb = NULL, *probs = NULL;
+    int failed = 0;
+    rc = cli_ctx("classify", device, verbose, &ctx);
+    if (rc == EXIT_OK && tsr_model_load(ctx, model, &m, &err) != TSR_OK) {
+        cli_error("classify", &err);
+        rc = EXIT_RUNTIME;
+    }
+    if (rc == EXIT_OK) {
+        const char *const *tl = NULL;
+        int nt = 1;
+        const char *single[1] = {tmpl ? tmpl : "a photo of a {}."};
+        if (tmpls)
+            nt = tsr_templates_imagenet(&tl);
+        else
+            tl = single;
+        int P = tsr_model_embed_dim(m), S = tsr_model_image_size(m);
+        size_t per = (size_t)tsr_model_image_channels(m) * S * S;
+        weights = malloc(sizeof(float) * (size_t)l.n * P);
+        px = malloc(sizeof(float) * per * BATCH);
+        emb = malloc(sizeof(float) * (size_t)P * BATCH);
+        probs = malloc(sizeof(float) * (size_t)l.n * BATCH);
+        int cut = 0;
+        if (!weights || !px || !emb || !probs) {
+            tsr_error_set(&err, TSR_ERR_NOMEM, "out of host memory");
+            cli_error("classify", &err);
+            rc = EXIT_RUNTIME;
+        } else if (tsr_zeroshot_weights(m, (const char *const *)l.items, l.n, tl, nt, weights,
+                                        &cut, &err) != TSR_OK) {
+            cli_error("classify", &err);
+            rc = EXIT_RUNTIME;
+        } else if (cut) {
+            fprintf(stderr, "tessera classify: warning: %d prompt(s) were longer than %d tokens "
+                            "and were truncated\n", cut, tsr_model_max_text_len(m));
+        }
+        for (int b = 0; b < nimg && rc == EXIT_OK; b += BATCH) {
+            int nb = nimg - b < BATCH ? nimg - b : BATCH, ok = 0;
+            int slot[BATCH];
+            for (int i = 0; i < nb; i++) {
+                tsr_image *img = NULL;
+                tsr_error ierr = {0};
+                slot[i] = -1;
+                if (tsr_image_load_file(imgs[b + i], &img, &ierr) == TSR_OK &&
+                    tsr_image_preprocess(img, tsr_model_preprocess_cfg(m), px + per * ok,
+                                         &ierr) == TSR_OK)
+                    slot[i] = ok++;
+                else
+                    failed++;
+                tsr_image_free(img);
+                if (slot[i] < 0)
+                    print_failure(imgs[b + i], &ierr, json);
+            }
+            if (ok && tsr_model_embed_pixels(m, px, ok, 1, emb, &err) != TSR_OK) {
+                cli_error("classify", &err);
+                rc = EXIT_RUNTIME;
+                break;
+            }
+            if (ok)
+                tsr_zeroshot_probs(m, emb, ok, weights, l.n, probs);
+            for (int i = 0; i < nb; i++)
+                if (slot[i] >= 0)
+                    print_result(imgs[b + i], probs + (size_t)slot[i] * l.n, &l, topk, json);
+            fflush(stdout);
+            cli_progress("classify", b + nb, nimg);
+        }
+    }
+    free(weights);
+    free(px);
+    free(emb);
+    free(probs);
+    tsr_model_free(m);
+    tsr_ctx_free(ctx);
+    labels_free(&l);
+    free(imgs);
+    if (rc == EXIT_OK && failed)
+        rc = EXIT_RUNTIME;
+    return rc;
+}

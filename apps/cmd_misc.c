@@ -1,0 +1,233 @@
+/* tessera embed, tokenize and devices. */
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char *embed_help =
+    "usage: tessera embed --model DIR (--image | --text) [--out F.npy] [--device D] INPUT...\n"
+    "\n"
+    "L2-normalised embeddings of images (paths) or texts, one row per input.\n"
+    "\n"
+    "  --image         inputs are PNG or JPEG files\n"
+    "  --text          inputs are UTF-8 strings\n"
+    "  --out F.npy     write a float32 (N, dim) .npy file instead of JSON lines on stdout\n"
+    "  --device D      OpenCL device index or name substring\n"
+    "  --verbose       log device and kernel cache use on stderr\n"
+    "\n"
+    "Exit codes: 0 ok, 1 runtime error, 2 usage error.\n";
+
+static const char *tokenize_help =
+    "usage: tessera tokenize --model DIR [--json] TEXT...\n"
+    "\n"
+    "Prints the token ids of each text (with start and end tokens), one line per text.\n"
+    "Needs only the tokenizer files of DIR, no OpenCL device.\n"
+    "\n"
+    "Exit codes: 0 ok, 1 runtime error, 2 usage error.\n";
+
+static const char *devices_help =
+    "usage: tessera devices [--json]\n"
+    "\n"
+    "Lists the OpenCL devices; use the index or a name substring with --device\n"
+    "or TESSERA_DEVICE.\n"
+    "\n"
+    "Exit codes: 0 ok, 1 no OpenCL platform or device, 2 usage error.\n";
+
+static void print_json_row(const char *input, const char *kind, const float *v, int n)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, kind, input);
+    cJSON *arr = cJSON_AddArrayToObject(o, "embedding");
+    for (int i = 0; i < n; i++)
+        cJSON_AddItemToArray(arr, cJSON_CreateNumber(v[i]));
+    char *s = cJSON_PrintUnformatted(o);
+    if (s)
+        puts(s);
+    free(s);
+    cJSON_Delete(o);
+}
+
+int cmd_embed(int argc, char **argv)
+{
+    const char *model = NULL, *out = NULL, *device = NULL;
+    int image = 0, text = 0, verbose = 0;
+    cli_opt opts[] = {{"model", 1, &model, NULL}, {"out", 1, &out, NULL},
+                      {"device", 1, &device, NULL}, {"image", 0, NULL, &image},
+                      {"text", 0, NULL, &text},     {"verbose", 0, NULL, &verbose}};
+    const char **in = NULL;
+    int n = 0;
+    int rc = cli_parse(argc, argv, opts, sizeof opts / sizeof opts[0], &in, &n);
+    if (rc < 0) {
+        fputs(embed_help, stdout);
+        free(in);
+        return EXIT_OK;
+    }
+    if (rc == EXIT_OK && !model)
+        rc = cli_usage_error("embed", "--model DIR is required");
+    else if (rc == EXIT_OK && image == text)
+        rc = cli_usage_error("embed", "give exactly one of --image and --text");
+    else if (rc == EXIT_OK && n == 0)
+        rc = cli_usage_error("embed", "no inputs given");
+    for (int i = 0; i < n && rc == EXIT_OK && text; i++)
+        if (!tsr_utf8_valid(in[i], strlen(in[i]), NULL))
+            rc = cli_usage_error("embed", "text %d is not valid UTF-8", i + 1);
+    if (rc != EXIT_OK) {
+        free(in);
+        return rc;
+    }
+    tsr_ctx *ctx = NULL;
+    tsr_model *m = NULL;
+    tsr_error err = {0};
+    float *emb = NULL;
+    rc = cli_ctx("embed", device, verbose, &ctx);
+    if (rc == EXIT_OK && tsr_model_load(ctx, model, &m, &err) != TSR_OK)
+        rc = EXIT_RUNTIME;
+    int P = m ? tsr_model_embed_dim(m) : 0, cut = 0;
+    if (rc == EXIT_OK && !(emb = malloc(sizeof(float) * (size_t)n * P))) {
+        tsr_error_set(&err, TSR_ERR_NOMEM, "out of host memory");
+        rc = EXIT_RUNTIME;
+    }
+    if (rc == EXIT_OK) {
+        tsr_status st = image ? tsr_model_embed_image_files(m, in, n, 1, emb, &err)
+                              : tsr_model_embed_texts(m, in, n, 1, emb, &cut, &err);
+        if (st != TSR_OK)
+            rc = EXIT_RUNTIME;
+        if (cut)
+            fprintf(stderr, "tessera embed: warning: %d text(s) were longer than %d tokens "
+                            "and were truncated\n", cut, tsr_model_max_text_len(m));
+    }
+    if (rc == EXIT_OK && out)
+        rc = cli_write_npy(out, emb, n, P, &err);
+    else if (rc == EXIT_OK)
+        for (int i = 0; i < n; i++)
+            print_json_row(in[i], image ? "image" : "text", emb + (size_t)i * P, P);
+    if (rc == EXIT_RUNTIME)
+        cli_error("embed", &err);
+    free(emb);
+    tsr_model_free(m);
+    tsr_ctx_free(ctx);
+    free(in);
+    return rc;
+}
+
+int cmd_tokenize(int argc, char **argv)
+{
+    const char *model = NULL;
+    int json = 0;
+    cli_opt opts[] = {{"model", 1, &model, NULL}, {"json", 0, NULL, &json}};
+    const char **in = NULL;
+    int n = 0;
+    int rc = cli_parse(argc, argv, opts, 2, &in, &n);
+    if (rc < 0) {
+        fputs(tokenize_help, stdout);
+        free(in);
+        return EXIT_OK;
+    }
+    if (rc == EXIT_OK && !model)
+        rc = cli_usage_error("tokenize", "--model DIR is required");
+    else if (rc == EXIT_OK && n == 0)
+        rc = cli_usage_error("tokenize", "no text given");
+    if (rc != EXIT_OK) {
+        free(in);
+        return rc;
+    }
+    tsr_tokenizer *tok = NULL;
+    tsr_error err = {0};
+    if (tsr_tokenizer_load_dir(model, &tok, &err) != TSR_OK) {
+        cli_error("tokenize", &err);
+        free(in);
+        return EXIT_RUNTIME;
+    }
+    int cap = 77;
+    char cfg[4096];
+    snprintf(cfg, sizeof cfg, "%s/config.json", model);
+    char *text = cli_read_file(cfg, 1 << 20, NULL, &err);
+    cJSON *root = text ? cJSON_Parse(text) : NULL;
+    const cJSON *mp = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(root, "text_config"), "max_position_embeddings");
+    if (cJSON_IsNumber(mp) && mp->valuedouble >= 2 && mp->valuedouble <= 65536)
+        cap = (int)mp->valuedouble;
+    cJSON_Delete(root);
+    free(text);
+    int *ids = malloc(sizeof(int) * (size_t)cap);
+    for (int i = 0; i < n && rc == EXIT_OK && ids; i++) {
+        int len = 0, cut = 0;
+        if (tsr_tokenizer_encode(tok, in[i], cap, ids, &len, &cut, &err) != TSR_OK) {
+            tsr_error_prefix(&err, "text %d", i + 1);
+            cli_error("tokenize", &err);
+            rc = EXIT_RUNTIME;
+            break;
+        }
+        if (cut)
+            fprintf(stderr, "tessera tokenize: warning: text %d was truncated to %d tokens\n",
+                    i + 1, cap);
+        if (json)
+            putchar('[');
+        for (int k = 0; k < len; k++)
+            printf(k ? (json ? ", %d" : " %d") : "%d", ids[k]);
+        puts(json ? "]" : "");
+    }
+    free(ids);
+    tsr_tokenizer_free(tok);
+    free(in);
+    return rc;
+}
+
+int cmd_devices(int argc, char **argv)
+{
+    int json = 0;
+    cli_opt opts[] = {{"json", 0, NULL, &json}};
+    const char **in = NULL;
+    int n = 0;
+    int rc = cli_parse(argc, argv, opts, 1, &in, &n);
+    free(in);
+    if (rc < 0) {
+        fputs(devices_help, stdout);
+        return EXIT_OK;
+    }
+    if (rc != EXIT_OK)
+        return rc;
+    if (n)
+        return cli_usage_error("devices", "takes no arguments");
+    tsr_device_info info[64];
+    int count = 0;
+    tsr_error err = {0};
+    if (tsr_devices_list(info, 64, &count, &err) != TSR_OK) {
+        cli_error("devices", &err);
+        return EXIT_RUNTIME;
+    }
+    if (count > 64)
+        count = 64;
+    cJSON *arr = json ? cJSON_CreateArray() : NULL;
+    for (int i = 0; i < count; i++) {
+        tsr_device_info *d = &info[i];
+        if (json) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddNumberToObject(o, "index", d->index);
+            cJSON_AddStringToObject(o, "name", d->name);
+            cJSON_AddStringToObject(o, "platform", d->platform);
+            cJSON_AddStringToObject(o, "vendor", d->vendor);
+            cJSON_AddStringToObject(o, "version", d->version);
+            cJSON_AddStringToObject(o, "driver", d->driver);
+            cJSON_AddStringToObject(o, "type", d->is_gpu ? "gpu" : "other");
+            cJSON_AddNumberToObject(o, "compute_units", d->compute_units);
+            cJSON_AddNumberToObject(o, "global_mem_bytes", (double)d->global_mem);
+            cJSON_AddBoolToObject(o, "fp16", d->has_fp16);
+            cJSON_AddItemToArray(arr, o);
+        } else {
+            printf("%d: %s\n   platform %s, %s, driver %s\n   %d compute units, %.1f GiB, %s%s\n",
+                   d->index, d->name, d->platform, d->version, d->driver, d->compute_units,
+                   d->global_mem / 1073741824.0, d->is_gpu ? "GPU" : "not a GPU",
+                   d->has_fp16 ? ", fp16" : "");
+        }
+    }
+    if (json) {
+        char *s = cJSON_Print(arr);
+        if (s)
+            puts(s);
+        free(s);
+        cJSON_Delete(arr);
+    }
+    return EXIT_OK;
+}

@@ -1,0 +1,51 @@
+/* tessera: the command-line front end. The only place that exits. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char *main_help =
+    "usage: tessera COMMAND [OPTIONS]\n"
+    "\n"
+    "Multimodal contrastive models (CLIP) on any OpenCL device.\n"
+    "\n"
+    "commands:\n"
+    "  classify   zero-shot image classification against text labels\n"
+    "  embed      L2-normalised image or text embeddings (.npy or JSON lines)\n"
+    "  tokenize   token ids of texts\n"
+    "  devices    list OpenCL devices\n"
+    "\n"
+    "'tessera COMMAND --help' describes each command.\n"
+    "Environment: TESSERA_DEVICE (device index or name), TESSERA_CACHE_DIR (compiled\n"
+    "kernels; default $XDG_CACHE_HOME/tessera or ~/.cache/tessera).\n"
+    "Exit codes: 0 ok, 1 runtime error, 2 usage error.\n";
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(main_help, stderr);
+        exit(EXIT_USAGE);
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        fputs(main_help, stdout);
+        exit(EXIT_OK);
+    }
+    if (strcmp(cmd, "--version") == 0) {
+        puts("tessera 0.1.0");
+        exit(EXIT_OK);
+    }
+    static const struct {
+        const char *name;
+        int (*fn)(int, char **);
+    } cmds[] = {{"classify", cmd_classify},
+                {"embed", cmd_embed},
+                {"tokenize", cmd_tokenize},
+                {"devices", cmd_devices}};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+        if (strcmp(cmd, cmds[i].name) == 0)
+            exit(cmds[i].fn(argc - 1, argv + 1));
+    fprintf(stderr, "tessera: unknown command '%s' (see 'tessera --help')\n", cmd);
+    exit(EXIT_USAGE);
+}

@@ -1,0 +1,481 @@
+/* Reading a HF CLIPModel directory: config.json, the tensor-name table,
+ * shape checks, upload, and the embedding entry points. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "tsr_fusion.h"
+#include "tsr_st.h"
+#include "tsr_textenc.h"
+#include "tsr_vit.h"
+
+#define IMAGE_BATCH 16
+#define TEXT_BATCH 64
+
+struct tsr_model {
+    tsr_ctx *ctx;
+    char dir[2048];
+    tsr_vit vit;
+    tsr_textenc txt;
+    int proj_dim;
+    float logit_scale; /* exp'd */
+    tsr_tokenizer *tok;
+    tsr_preprocess_cfg pp;
+};
+
+/* ---- config ---- */
+
+typedef struct {
+    const cJSON *obj;
+    const char *path, *section;
+    tsr_error *err;
+    int bad;
+} cfg_reader;
+
+static int cfg_int(cfg_reader *r, const char *key, int def, int lo, int hi)
+{
+    if (r->bad)
+        return def;
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(r->obj, key);
+    if (!it)
+        return def;
+    if (!cJSON_IsNumber(it) || it->valuedouble != (double)(long long)it->valuedouble ||
+        it->valuedouble < lo || it->valuedouble > hi) {
+        tsr_error_set(r->err, TSR_ERR_FORMAT, "%s: %s.%s must be an integer in %d..%d", r->path,
+                      r->section, key, lo, hi);
+        r->bad = 1;
+        return def;
+    }
+    return (int)it->valuedouble;
+}
+
+static float cfg_float(cfg_reader *r, const char *key, float def)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(r->obj, key);
+    if (r->bad || !it)
+        return def;
+    if (!cJSON_IsNumber(it) || !(it->valuedouble > 0 && it->valuedouble < 1)) {
+        tsr_error_set(r->err, TSR_ERR_FORMAT, "%s: %s.%s must be a number in (0, 1)", r->path,
+                      r->section, key);
+        r->bad = 1;
+        return def;
+    }
+    return (float)it->valuedouble;
+}
+
+static tsr_act cfg_act(cfg_reader *r, const char *def)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(r->obj, "hidden_act");
+    const char *s = cJSON_IsString(it) ? it->valuestring : def;
+    if (strcmp(s, "quick_gelu") == 0)
+        return TSR_ACT_QUICK_GELU;
+    if (strcmp(s, "gelu") == 0)
+        return TSR_ACT_GELU;
+    if (strcmp(s, "gelu_new") == 0 || strcmp(s, "gelu_pytorch_tanh") == 0)
+        return TSR_ACT_GELU_TANH;
+    if (!r->bad)
+        tsr_error_set(r->err, TSR_ERR_UNSUPPORTED, "%s: %s.hidden_act \"%s\" is not supported",
+                      r->path, r->section, s);
+    r->bad = 1;
+    return TSR_ACT_NONE;
+}
+
+static char *read_small(const char *path, size_t cap, tsr_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        tsr_error_set(err, TSR_ERR_IO, "%s: cannot open", path);
+        return NULL;
+    }
+    char *buf = malloc(cap + 1);
+    size_t n = buf ? fread(buf, 1, cap + 1, f) : 0;
+    fclose(f);
+    if (!buf) {
+        tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+        return NULL;
+    }
+    if (n > cap) {
+        free(buf);
+        tsr_error_set(err, TSR_ERR_TOO_LARGE, "%s: larger than %zu bytes", path, cap);
+        return NULL;
+    }
+    buf[n] = 0;
+    return buf;
+}
+
+/* Defaults are transformers' CLIPTextConfig / CLIPVisionConfig defaults,
+ * since save_pretrained omits values equal to them. */
+static tsr_status parse_config(tsr_model *m, const char *path, tsr_error *err)
+{
+    char *text = read_small(path, 1 << 20, err);
+    if (!text)
+        return err ? err->code : TSR_ERR_IO;
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return tsr_error_set(err, TSR_ERR_FORMAT, "%s: not valid JSON", path);
+    }
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
+    if (!cJSON_IsString(mt) || strcmp(mt->valuestring, "clip") != 0) {
+        tsr_status rc = tsr_error_set(err, TSR_ERR_UNSUPPORTED,
+                                      "%s: model_type \"%s\" is not supported (expected \"clip\")",
+                                      path, cJSON_IsString(mt) ? mt->valuestring : "(missing)");
+        cJSON_Delete(root);
+        return rc;
+    }
+    cfg_reader r = {root, path, "", err, 0};
+    int proj = cfg_int(&r, "projection_dim", 512, 1, 16384);
+    r.obj = cJSON_GetObjectItemCaseSensitive(root, "text_config");
+    r.section = "text_config";
+    tsr_textenc_cfg *t = &m->txt.cfg;
+    t->vocab = cfg_int(&r, "vocab_size", 49408, 1, 1 << 22);
+    t->max_pos = cfg_int(&r, "max_position_embeddings", 77, 2, 1 << 16);
+    t->dim = cfg_int(&r, "hidden_size", 512, 1, 16384);
+    t->ffn = cfg_int(&r, "intermediate_size", 2048, 1, 65536);
+    t->heads = cfg_int(&r, "num_attention_heads", 8, 1, 1024);
+    t->layers = cfg_int(&r, "num_hidden_layers", 12, 0, 256);
+    t->eos_id = cfg_int(&r, "eos_token_id", 49407, 0, 1 << 22);
+    t->eps = cfg_float(&r, "layer_norm_eps", 1e-5f);
+    t->act = cfg_act(&r, "quick_gelu");
+    t->proj_dim = proj;
+    r.obj = cJSON_GetObjectItemCaseSensitive(root, "vision_config");
+    r.section = "vision_config";
+    tsr_vit_cfg *v = &m->vit.cfg;
+    v->dim = cfg_int(&r, "hidden_size", 768, 1, 16384);
+    v->ffn = cfg_int(&r, "intermediate_size", 3072, 1, 65536);
+    v->heads = cfg_int(&r, "num_attention_heads", 12, 1, 1024);
+    v->layers = cfg_int(&r, "num_hidden_layers", 12, 0, 256);
+    v->channels = cfg_int(&r, "num_channels", 3, 3, 3);
+    v->image_size = cfg_int(&r, "image_size", 224, 1, 4096);
+    v->patch = cfg_int(&r, "patch_size", 32, 1, 4096);
+    v->eps = cfg_float(&r, "layer_norm_eps", 1e-5f);
+    v->act = cfg_act(&r, "quick_gelu");
+    v->proj_dim = proj;
+    cJSON_Delete(root);
+    if (r.bad)
+        return err->code;
+    if (t->dim % t->heads || v->dim % v->heads)
+        return tsr_error_set(err, TSR_ERR_FORMAT,
+                             "%s: hidden_size must be a multiple of num_attention_heads", path);
+    if (v->patch > v->image_size)
+        return tsr_error_set(err, TSR_ERR_FORMAT, "%s: patch_size %d exceeds image_size %d", path,
+                             v->patch, v->image_size);
+    m->proj_dim = proj;
+    return TSR_OK;
+}
+
+/* ---- the HF CLIPModel tensor table ---- */
+
+enum { T_TEXT, T_VISION, T_TOP };
+enum { D_D, D_F, D_V, D_POS, D_P, D_C, D_PATCH, D_NP1 }; /* symbolic dimensions */
+
+typedef struct {
+    const char *name; /* "%d" stands for the layer */
+    int tower, per_layer;
+    size_t off;       /* of the cl_mem in the tower or in tsr_enc_weights */
+    int part;         /* q, k, v go to rows part*D of the fused qkv */
+    int ndim, dims[4];
+} wt_entry;
+
+#define LAYER(pfx, tower)                                                                      \
+    {pfx ".self_attn.q_proj.weight", tower, 1, offsetof(tsr_enc_weights, qkv_w), 0, 2, {D_D, D_D}}, \
+    {pfx ".self_attn.k_proj.weight", tower, 1, offsetof(tsr_enc_weights, qkv_w), 1, 2, {D_D, D_D}}, \
+    {pfx ".self_attn.v_proj.weight", tower, 1, offsetof(tsr_enc_weights, qkv_w), 2, 2, {D_D, D_D}}, \
+    {pfx ".self_attn.q_proj.bias", tower, 1, offsetof(tsr_enc_weights, qkv_b), 0, 1, {D_D}},        \
+    {pfx ".self_attn.k_proj.bias", tower, 1, offsetof(tsr_enc_weights, qkv_b), 1, 1, {D_D}},        \
+    {pfx ".self_attn.v_proj.bias", tower, 1, offsetof(tsr_enc_weights, qkv_b), 2, 1, {D_D}},        \
+    {pfx ".self_attn.out_proj.weight", tower, 1, offsetof(tsr_enc_weights, o_w), 0, 2, {D_D, D_D}}, \
+    {pfx ".self_attn.out_proj.bias", tower, 1, offsetof(tsr_enc_weights, o_b), 0, 1, {D_D}},        \
+    {pfx ".layer_norm1.weight", tower, 1, offsetof(tsr_enc_weights, ln1_g), 0, 1, {D_D}},           \
+    {pfx ".layer_norm1.bias", tower, 1, offsetof(tsr_enc_weights, ln1_b), 0, 1, {D_D}},             \
+    {pfx ".layer_norm2.weight", tower, 1, offsetof(tsr_enc_weights, ln2_g), 0, 1, {D_D}},           \
+    {pfx ".layer_norm2.bias", tower, 1, offsetof(tsr_enc_weights, ln2_b), 0, 1, {D_D}},             \
+    {pfx ".mlp.fc1.weight", tower, 1, offsetof(tsr_enc_weights, fc1_w), 0, 2, {D_F, D_D}},          \
+    {pfx ".mlp.fc1.bias", tower, 1, offsetof(tsr_enc_weights, fc1_b), 0, 1, {D_F}},                 \
+    {pfx ".mlp.fc2.weight", tower, 1, offsetof(tsr_enc_weights, fc2_w), 0, 2, {D_D, D_F}},          \
+    {pfx ".mlp.fc2.bias", tower, 1, offsetof(tsr_enc_weights, fc2_b), 0, 1, {D_D}}
+
+static const wt_entry clip_table[] = {
+    {"text_model.embeddings.token_embedding.weight", T_TEXT, 0, offsetof(tsr_textenc, tok), 0, 2, {D_V, D_D}},
+    {"text_model.embeddings.position_embedding.weight", T_TEXT, 0, offsetof(tsr_textenc, pos), 0, 2, {D_POS, D_D}},
+    LAYER("text_model.encoder.layers.%d", T_TEXT),
+    {"text_model.final_layer_norm.weight", T_TEXT, 0, offsetof(tsr_textenc, fin_g), 0, 1, {D_D}},
+    {"text_model.final_layer_norm.bias", T_TEXT, 0, offsetof(tsr_textenc, fin_b), 0, 1, {D_D}},
+    {"text_projection.weight", T_TEXT, 0, offsetof(tsr_textenc, proj), 0, 2, {D_P, D_D}},
+    {"vision_model.embeddings.class_embedding", T_VISION, 0, offsetof(tsr_vit, cls), 0, 1, {D_D}},
+    {"vision_model.embeddings.patch_embedding.weight", T_VISION, 0, offsetof(tsr_vit, patch_w), 0, 4, {D_D, D_C, D_PATCH, D_PATCH}},
+    {"vision_model.embeddings.position_embedding.weight", T_VISION, 0, offsetof(tsr_vit, pos), 0, 2, {D_NP1, D_D}},
+    {"vision_model.pre_layrnorm.weight", T_VISION, 0, offsetof(tsr_vit, pre_g), 0, 1, {D_D}},
+    {"vision_model.pre_layrnorm.bias", T_VISION, 0, offsetof(tsr_vit, pre_b), 0, 1, {D_D}},
+    LAYER("vision_model.encoder.layers.%d", T_VISION),
+    {"vision_model.post_layernorm.weight", T_VISION, 0, offsetof(tsr_vit, post_g), 0, 1, {D_D}},
+    {"vision_model.post_layernorm.bias", T_VISION, 0, offsetof(tsr_vit, post_b), 0, 1, {D_D}},
+    {"visual_projection.weight", T_VISION, 0, offsetof(tsr_vit, proj), 0, 2, {D_P, D_D}},
+};
+
+static int64_t dim_value(const tsr_model *m, int tower, int code)
+{
+    const tsr_vit_cfg *v = &m->vit.cfg;
+    const tsr_textenc_cfg *t = &m->txt.cfg;
+    int vis = tower == T_VISION;
+    switch (code) {
+    case D_D: return vis ? v->dim : t->dim;
+    case D_F: return vis ? v->ffn : t->ffn;
+    case D_V: return t->vocab;
+    case D_POS: return t->max_pos;
+    case D_P: return m->proj_dim;
+    case D_C: return v->channels;
+    case D_PATCH: return v->patch;
+    case D_NP1: return tsr_vit_num_patches(v) + 1;
+    }
+    return -1;
+}
+
+static tsr_status load_entry(tsr_model *m, const tsr_st *st, const wt_entry *e, int layer,
+                             float **stage, size_t *stage_cap, tsr_error *err)
+{
+    char name[256];
+    snprintf(name, sizeof name, e->name, layer);
+    const tsr_st_tensor *t = tsr_st_find(st, name);
+    if (!t)
+        return tsr_error_set(err, TSR_ERR_FORMAT, "%s: missing tensor '%s'", m->dir, name);
+    int64_t want[4];
+    int ok = t->ndim == e->ndim;
+    for (int d = 0; d < e->ndim; d++) {
+        want[d] = dim_value(m, e->tower, e->dims[d]);
+        ok = ok && t->shape[d] == want[d];
+    }
+    if (!ok) {
+        char got[128], exp[128];
+        tsr_st_shape_str(t->shape, t->ndim, got, sizeof got);
+        tsr_st_shape_str(want, e->ndim, exp, sizeof exp);
+        return tsr_error_set(err, TSR_ERR_SHAPE, "%s: tensor '%s' has shape %s, config expects %s",
+                             t->file, name, got, exp);
+    }
+    if (t->numel > *stage_cap) {
+        float *ns = realloc(*stage, sizeof(float) * t->numel);
+        if (!ns)
+            return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory loading '%s'", name);
+        *stage = ns;
+        *stage_cap = t->numel;
+    }
+    tsr_status rc = tsr_st_to_f32(t, *stage, err);
+    if (rc != TSR_OK)
+        return rc;
+    char *base = e->tower == T_VISION ? (char *)&m->vit : (char *)&m->txt;
+    if (e->per_layer) {
+        tsr_stack *s = e->tower == T_VISION ? &m->vit.stack : &m->txt.stack;
+        base = (char *)&s->layers[layer];
+    }
+    cl_mem *slot = (cl_mem *)(base + e->off);
+    int fused = strstr(e->name, "q_proj") || strstr(e->name, "k_proj") ||
+                strstr(e->name, "v_proj");
+    size_t bytes = sizeof(float) * t->numel;
+    if (!*slot) {
+        *slot = tsr_buf_alloc(m->ctx, fused ? 3 * bytes : bytes, err);
+        if (!*slot) {
+            tsr_error_prefix(err, "loading '%s'", name);
+            return err ? err->code : TSR_ERR_NOMEM;
+        }
+    }
+    return tsr_buf_write_at(m->ctx, *slot, (size_t)e->part * bytes, *stage, bytes, err);
+}
+
+static tsr_status load_weights(tsr_model *m, const tsr_st *st, tsr_error *err)
+{
+    float *stage = NULL;
+    size_t cap = 0;
+    tsr_status rc = TSR_OK;
+    size_t n = sizeof clip_table / sizeof clip_table[0];
+    for (size_t i = 0; i < n && rc == TSR_OK; i++) {
+        const wt_entry *e = &clip_table[i];
+        int layers = !e->per_layer ? 1
+                     : e->tower == T_VISION ? m->vit.cfg.layers
+                                            : m->txt.cfg.layers;
+        for (int l = 0; l < layers && rc == TSR_OK; l++)
+            rc = load_entry(m, st, e, l, &stage, &cap, err);
+    }
+    free(stage);
+    if (rc != TSR_OK)
+        return rc;
+    const tsr_st_tensor *ls = tsr_st_find(st, "logit_scale");
+    if (!ls)
+        return tsr_error_set(err, TSR_ERR_FORMAT, "%s: missing tensor 'logit_scale'", m->dir);
+    if (ls->numel != 1 || ls->ndim > 1) {
+        char got[128];
+        tsr_st_shape_str(ls->shape, ls->ndim, got, sizeof got);
+        return tsr_error_set(err, TSR_ERR_SHAPE,
+                             "%s: tensor 'logit_scale' has shape %s, config expects []", ls->file,
+                             got);
+    }
+    float v;
+    rc = tsr_st_to_f32(ls, &v, err);
+    m->logit_scale = expf(v);
+    return rc;
+}
+
+static int file_exists(const char *p)
+{
+    struct stat sb;
+    return stat(p, &sb) == 0;
+}
+
+tsr_status tsr_model_load(tsr_ctx *ctx, const char *dir, tsr_model **out, tsr_error *err)
+{
+    *out = NULL;
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return tsr_error_set(err, TSR_ERR_IO, "%s: model directory not found", dir);
+    tsr_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    m->ctx = ctx;
+    snprintf(m->dir, sizeof m->dir, "%s", dir);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    tsr_st *st = NULL;
+    tsr_status rc = parse_config(m, path, err);
+    if (rc == TSR_OK)
+        rc = tsr_vit_init(&m->vit, err);
+    if (rc == TSR_OK)
+        rc = tsr_textenc_init(&m->txt, err);
+    if (rc == TSR_OK)
+        rc = tsr_tokenizer_load_dir(dir, &m->tok, err);
+    if (rc == TSR_OK) {
+        snprintf(path, sizeof path, "%s/preprocessor_config.json", dir);
+        if (file_exists(path))
+            rc = tsr_preprocess_cfg_load(path, &m->pp, err);
+        else
+            m->pp = tsr_preprocess_cfg_default(m->vit.cfg.image_size);
+        if (rc == TSR_OK &&
+            (m->pp.crop_h != m->vit.cfg.image_size || m->pp.crop_w != m->vit.cfg.image_size))
+            rc = tsr_error_set(err, TSR_ERR_FORMAT,
+                               "%s: crop size %dx%d does not match the model's image_size %d",
+                               path, m->pp.crop_w, m->pp.crop_h, m->vit.cfg.image_size);
+    }
+    if (rc == TSR_OK)
+        rc = tsr_st_open_dir(dir, &st, err);
+    if (rc == TSR_OK)
+        rc = load_weights(m, st, err);
+    tsr_st_close(st);
+    if (rc == TSR_OK && tsr_tokenizer_vocab_size(m->tok) > m->txt.cfg.vocab)
+        rc = tsr_error_set(err, TSR_ERR_FORMAT,
+                           "%s: the tokenizer has %d tokens but the model's vocab_size is %d", dir,
+                           tsr_tokenizer_vocab_size(m->tok), m->txt.cfg.vocab);
+    if (rc != TSR_OK) {
+        tsr_model_free(m);
+        return rc;
+    }
+    *out = m;
+    return TSR_OK;
+}
+
+void tsr_model_free(tsr_model *m)
+{
+    if (!m)
+        return;
+    tsr_vit_free(&m->vit);
+    tsr_textenc_free(&m->txt);
+    tsr_tokenizer_free(m->tok);
+    free(m);
+}
+
+int tsr_model_embed_dim(const tsr_model *m) { return m->proj_dim; }
+int tsr_model_max_text_len(const tsr_model *m) { return m->txt.cfg.max_pos; }
+int tsr_model_image_channels(const tsr_model *m) { return m->vit.cfg.channels; }
+int tsr_model_image_size(const tsr_model *m) { return m->vit.cfg.image_size; }
+float tsr_model_logit_scale(const tsr_model *m) { return m->logit_scale; }
+const tsr_tokenizer *tsr_model_tokenizer(const tsr_model *m) { return m->tok; }
+const tsr_preprocess_cfg *tsr_model_preprocess_cfg(const tsr_model *m) { return &m->pp; }
+
+tsr_status tsr_model_embed_pixels(tsr_model *m, const float *pixels, int B, int normalize,
+                                  float *out, tsr_error *err)
+{
+    size_t per = (size_t)m->vit.cfg.channels * m->vit.cfg.image_size * m->vit.cfg.image_size;
+    for (int b = 0; b < B; b += IMAGE_BATCH) {
+        int nb = B - b < IMAGE_BATCH ? B - b : IMAGE_BATCH;
+        tsr_status rc = tsr_vit_forward(m->ctx, &m->vit, pixels + per * b, nb, normalize,
+                                        out + (size_t)b * m->proj_dim, err);
+        if (rc != TSR_OK)
+            return rc;
+    }
+    return TSR_OK;
+}
+
+tsr_status tsr_model_embed_image_files(tsr_model *m, const char *const *paths, int n,
+                                       int normalize, float *out, tsr_error *err)
+{
+    size_t per = (size_t)m->vit.cfg.channels * m->vit.cfg.image_size * m->vit.cfg.image_size;
+    float *px = malloc(sizeof(float) * per * IMAGE_BATCH);
+    if (!px)
+        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    tsr_status rc = TSR_OK;
+    for (int b = 0; b < n && rc == TSR_OK; b += IMAGE_BATCH) {
+        int nb = n - b < IMAGE_BATCH ? n - b : IMAGE_BATCH;
+        for (int i = 0; i < nb && rc == TSR_OK; i++) {
+            tsr_image *img = NULL;
+            rc = tsr_image_load_file(paths[b + i], &img, err);
+            if (rc == TSR_OK)
+                rc = tsr_image_preprocess(img, &m->pp, px + per * i, err);
+            tsr_image_free(img);
+        }
+        if (rc == TSR_OK)
+            rc = tsr_vit_forward(m->ctx, &m->vit, px, nb, normalize,
+                                 out + (size_t)b * m->proj_dim, err);
+    }
+    free(px);
+    return rc;
+}
+
+tsr_status tsr_model_embed_ids(tsr_model *m, const int *ids, const int *lens, int B, int S,
+                               int normalize, float *out, tsr_error *err)
+{
+    return tsr_textenc_forward(m->ctx, &m->txt, ids, lens, B, S, normalize, out, err);
+}
+
+tsr_status tsr_model_embed_texts(tsr_model *m, const char *const *texts, int n, int normalize,
+                                 float *out, int *n_truncated, tsr_error *err)
+{
+    int L = m->txt.cfg.max_pos;
+    int *ids = malloc(sizeof(int) * (size_t)L * TEXT_BATCH);
+    int *lens = malloc(sizeof(int) * TEXT_BATCH);
+    int *buf = malloc(sizeof(int) * (size_t)L);
+    tsr_status rc = (ids && lens && buf) ? TSR_OK
+                                         : tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    if (n_truncated)
+        *n_truncated = 0;
+    for (int b = 0; b < n && rc == TSR_OK; b += TEXT_BATCH) {
+        int nb = n - b < TEXT_BATCH ? n - b : TEXT_BATCH, S = 1;
+        for (int i = 0; i < nb && rc == TSR_OK; i++) {
+            int cut = 0;
+            rc = tsr_tokenizer_encode(m->tok, texts[b + i], L, ids + (size_t)i * L, &lens[i],
+                                      &cut, err);
+            if (rc != TSR_OK)
+                tsr_error_prefix(err, "text %d", b + i + 1);
+            if (cut && n_truncated)
+                (*n_truncated)++;
+            if (lens[i] > S)
+                S = lens[i];
+        }
+        if (rc != TSR_OK)
+            break;
+        /* repack to (nb, S), padding with the pad token */
+        for (int i = 0; i < nb; i++) {
+            memcpy(buf, ids + (size_t)i * L, sizeof(int) * lens[i]);
+            for (int j = lens[i]; j < S; j++)
+                buf[j] = tsr_tokenizer_pad(m->tok);
+            memcpy(ids + (size_t)i * S, buf, sizeof(int) * S);
+        }
+        rc = tsr_textenc_forward(m->ctx, &m->txt, ids, lens, nb, S, normalize,
+                                 out + (size_t)b * m->proj_dim, err);
+    }
+    free(ids);
+    free(lens);
+    free(buf);
+    return rc;
+}

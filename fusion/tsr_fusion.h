@@ -1,0 +1,74 @@
+/* tessera fusion: load a contrastive model directory, embed images and
+ * texts into one space, and score them (zero-shot classification).
+ *
+ *   tsr_model *m = NULL;
+ *   if (tsr_model_load(ctx, "clip-dir", &m, &err) != TSR_OK) ...
+ *   const char *labels[] = {"cat", "dog"};
+ *   const char *tmpl[] = {"a photo of a {}."};
+ *   float *cls = malloc(sizeof(float) * 2 * tsr_model_embed_dim(m));
+ *   tsr_zeroshot_weights(m, labels, 2, tmpl, 1, cls, &err);
+ *   float img[512], probs[2];
+ *   tsr_model_embed_image_files(m, (const char *[]){"cat.jpg"}, 1, 1, img, &err);
+ *   tsr_zeroshot_probs(m, img, 1, cls, 2, probs);
+ *   tsr_model_free(m);
+ */
+#ifndef TSR_FUSION_H
+#define TSR_FUSION_H
+
+#include "tsr_opencl.h"
+#include "tsr_text.h"
+#include "tsr_vision.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tsr_model tsr_model;
+
+/* Reads config.json, model.safetensors (or shards), the tokenizer and
+ * preprocessor_config.json from dir, checks every tensor's shape against the
+ * config and uploads the weights to the device once. */
+tsr_status tsr_model_load(tsr_ctx *ctx, const char *dir, tsr_model **out, tsr_error *err);
+void tsr_model_free(tsr_model *m);
+
+int tsr_model_embed_dim(const tsr_model *m);
+int tsr_model_max_text_len(const tsr_model *m);
+int tsr_model_image_channels(const tsr_model *m);
+int tsr_model_image_size(const tsr_model *m);
+float tsr_model_logit_scale(const tsr_model *m); /* exp(logit_scale) */
+const tsr_tokenizer *tsr_model_tokenizer(const tsr_model *m);
+const tsr_preprocess_cfg *tsr_model_preprocess_cfg(const tsr_model *m);
+
+/* pixels: (B, C, S, S) preprocessed; out: (B, dim). normalize: L2-normalise. */
+tsr_status tsr_model_embed_pixels(tsr_model *m, const float *pixels, int B, int normalize,
+                                  float *out, tsr_error *err);
+/* Decodes, preprocesses and embeds n images, in batches. */
+tsr_status tsr_model_embed_image_files(tsr_model *m, const char *const *paths, int n,
+                                       int normalize, float *out, tsr_error *err);
+/* ids: (B, S) padded token ids, lens: (B). */
+tsr_status tsr_model_embed_ids(tsr_model *m, const int *ids, const int *lens, int B, int S,
+                               int normalize, float *out, tsr_error *err);
+/* Tokenizes and embeds n texts; *n_truncated counts texts cut to fit. */
+tsr_status tsr_model_embed_texts(tsr_model *m, const char *const *texts, int n, int normalize,
+                                 float *out, int *n_truncated, tsr_error *err);
+
+/* The 80 ImageNet prompt templates of the CLIP paper ("a photo of a {}."). */
+int tsr_templates_imagenet(const char *const **out);
+
+/* Class weights (L, dim): each label's template embeddings, normalised,
+ * averaged and normalised again, as in the CLIP paper. "{}" in a template is
+ * replaced by the label. Labels must be valid UTF-8. */
+tsr_status tsr_zeroshot_weights(tsr_model *m, const char *const *labels, int L,
+                                const char *const *templates, int T, float *weights,
+                                int *n_truncated, tsr_error *err);
+/* probs (N, L) = softmax(exp(logit_scale) * img (N, dim) . weights (L, dim)^T). */
+void tsr_zeroshot_probs(const tsr_model *m, const float *img, int N, const float *weights, int L,
+                        float *probs);
+/* logits (N, L) = exp(logit_scale) * a . b^T for normalised rows. */
+void tsr_scores(float scale, const float *a, int N, const float *b, int L, int dim,
+                float *logits);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

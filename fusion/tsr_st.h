@@ -1,0 +1,44 @@
+/* Internal: memory-mapped safetensors checkpoints (one file or a sharded set).
+ *
+ *   tsr_st *st = NULL;
+ *   if (tsr_st_open_dir("path/to/model", &st, &err) != TSR_OK) ...
+ *   const tsr_st_tensor *t = tsr_st_find(st, "logit_scale");
+ *   float v; tsr_st_to_f32(t, &v);
+ *   tsr_st_close(st);
+ */
+#ifndef TSR_ST_H
+#define TSR_ST_H
+
+#include <stdint.h>
+
+#include "tsr_opencl.h"
+
+#define TSR_ST_MAX_DIMS 8
+
+typedef enum { TSR_DT_F32, TSR_DT_F16, TSR_DT_BF16, TSR_DT_I64, TSR_DT_I32, TSR_DT_OTHER } tsr_dtype;
+
+typedef struct {
+    char *name;
+    tsr_dtype dtype;
+    int ndim;
+    int64_t shape[TSR_ST_MAX_DIMS];
+    uint64_t numel;
+    const unsigned char *data; /* inside the mapping */
+    uint64_t nbytes;
+    const char *file;          /* the file it came from, for messages */
+} tsr_st_tensor;
+
+typedef struct tsr_st tsr_st;
+
+/* Opens one .safetensors file. */
+tsr_status tsr_st_open_file(const char *path, tsr_st **out, tsr_error *err);
+/* Opens DIR/model.safetensors, or the shards listed in DIR/model.safetensors.index.json. */
+tsr_status tsr_st_open_dir(const char *dir, tsr_st **out, tsr_error *err);
+void tsr_st_close(tsr_st *st);
+const tsr_st_tensor *tsr_st_find(const tsr_st *st, const char *name);
+/* Converts a F32/F16/BF16 tensor to float32 (dst holds numel floats). */
+tsr_status tsr_st_to_f32(const tsr_st_tensor *t, float *dst, tsr_error *err);
+/* Formats a shape as "[a,b,c]". */
+void tsr_st_shape_str(const int64_t *shape, int ndim, char *buf, size_t cap);
+
+#endif

@@ -1,0 +1,173 @@
+/* Buffers and kernel launchers. Launchers validate sizes, set arguments and
+ * enqueue; nothing here waits except tsr_buf_read. */
+#include <limits.h>
+#include <stdio.h>
+
+#include "tsr_cl_internal.h"
+
+cl_mem tsr_buf_alloc(tsr_ctx *ctx, size_t bytes, tsr_error *err)
+{
+    if (bytes == 0)
+        bytes = 4;
+    if (ctx->info.max_alloc && bytes > ctx->info.max_alloc) {
+        tsr_error_set(err, TSR_ERR_NOMEM,
+                      "a buffer of %zu bytes exceeds the largest allocation of %s (%llu bytes)",
+                      bytes, ctx->info.name, (unsigned long long)ctx->info.max_alloc);
+        return NULL;
+    }
+    cl_int e;
+    cl_mem m = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, bytes, NULL, &e);
+    if (e != CL_SUCCESS) {
+        tsr_cl_fail(err, e, "clCreateBuffer");
+        tsr_error_prefix(err, "allocating %zu bytes on %s", bytes, ctx->info.name);
+        return NULL;
+    }
+    return m;
+}
+
+tsr_status tsr_buf_write(tsr_ctx *ctx, cl_mem m, const void *src, size_t bytes, tsr_error *err)
+{
+    cl_int e = clEnqueueWriteBuffer(ctx->queue, m, CL_TRUE, 0, bytes, src, 0, NULL, NULL);
+    return e == CL_SUCCESS ? TSR_OK : tsr_cl_fail(err, e, "clEnqueueWriteBuffer");
+}
+
+tsr_status tsr_buf_read(tsr_ctx *ctx, cl_mem m, void *dst, size_t bytes, tsr_error *err)
+{
+    cl_int e = clEnqueueReadBuffer(ctx->queue, m, CL_TRUE, 0, bytes, dst, 0, NULL, NULL);
+    return e == CL_SUCCESS ? TSR_OK : tsr_cl_fail(err, e, "clEnqueueReadBuffer");
+}
+
+void tsr_buf_free(cl_mem m)
+{
+    if (m)
+        clReleaseMemObject(m);
+}
+
+/* Argument setting: a tiny tagged list keeps the launchers short. */
+typedef struct {
+    size_t size;
+    const void *ptr;
+} karg;
+#define KMEM(m) ((karg){sizeof(cl_mem), &(m)})
+#define KINT(v) ((karg){sizeof(cl_int), &(cl_int){(cl_int)(v)}})
+#define KFLT(v) ((karg){sizeof(cl_float), &(cl_float){(cl_float)(v)}})
+
+static tsr_status launch(tsr_ctx *ctx, int kid, size_t global, size_t local, const karg *args,
+                         int nargs, tsr_error *err)
+{
+    cl_kernel k = ctx->kernels[kid];
+    for (int i = 0; i < nargs; i++) {
+        cl_int e = clSetKernelArg(k, (cl_uint)i, args[i].size, args[i].ptr);
+        if (e != CL_SUCCESS)
+            return tsr_cl_fail(err, e, "clSetKernelArg");
+    }
+    if (global == 0)
+        return TSR_OK;
+    if (local) /* round up to a multiple of the work-group size */
+        global = (global + local - 1) / local * local;
+    cl_int e = clEnqueueNDRangeKernel(ctx->queue, k, 1, NULL, &global, local ? &local : NULL, 0,
+                                      NULL, NULL);
+    return e == CL_SUCCESS ? TSR_OK : tsr_cl_fail(err, e, "clEnqueueNDRangeKernel");
+}
+
+static tsr_status check_n(size_t n, tsr_error *err)
+{
+    if (n > (size_t)INT_MAX)
+        return tsr_error_set(err, TSR_ERR_TOO_LARGE, "tensor of %zu elements is too large", n);
+    return TSR_OK;
+}
+
+#define ELEMWISE_LOCAL 64
+
+tsr_status tsr_k_layernorm(tsr_ctx *ctx, cl_mem x, cl_mem y, cl_mem g, cl_mem b, int rows,
+                           int dim, float eps, tsr_error *err)
+{
+    karg a[] = {KMEM(x), KMEM(y), KMEM(g), KMEM(b), KINT(dim), KFLT(eps)};
+    return launch(ctx, TSR_K_LAYERNORM, (size_t)rows * ctx->wg, ctx->wg, a, 6, err);
+}
+
+tsr_status tsr_k_l2norm(tsr_ctx *ctx, cl_mem x, int rows, int dim, tsr_error *err)
+{
+    karg a[] = {KMEM(x), KINT(dim)};
+    return launch(ctx, TSR_K_L2NORM, (size_t)rows * ctx->wg, ctx->wg, a, 2, err);
+}
+
+tsr_status tsr_k_softmax(tsr_ctx *ctx, cl_mem s, int batch, int heads, int sq, int sk,
+                         float scale, int causal, cl_mem lens, tsr_error *err)
+{
+    cl_mem l = lens ? lens : s; /* any valid buffer when unused */
+    karg a[] = {KMEM(s),       KINT(sq), KINT(sk),        KINT(heads),
+                KFLT(scale),   KINT(causal), KMEM(l), KINT(lens != NULL)};
+    size_t rows = (size_t)batch * heads * sq;
+    return launch(ctx, TSR_K_SOFTMAX, rows * ctx->wg, ctx->wg, a, 8, err);
+}
+
+tsr_status tsr_k_bias_act(tsr_ctx *ctx, cl_mem y, cl_mem bias, int rows, int cols, tsr_act act,
+                          tsr_error *err)
+{
+    size_t n = (size_t)rows * cols;
+    if (check_n(n, err) != TSR_OK)
+        return TSR_ERR_TOO_LARGE;
+    if (!bias && act == TSR_ACT_NONE)
+        return TSR_OK;
+    cl_mem bb = bias ? bias : y;
+    karg a[] = {KMEM(y), KMEM(bb), KINT(cols), KINT(bias != NULL), KINT(act), KINT(n)};
+    return launch(ctx, TSR_K_BIAS_ACT, n, ELEMWISE_LOCAL, a, 6, err);
+}
+
+tsr_status tsr_k_add(tsr_ctx *ctx, cl_mem y, cl_mem x, size_t n, tsr_error *err)
+{
+    if (check_n(n, err) != TSR_OK)
+        return TSR_ERR_TOO_LARGE;
+    karg a[] = {KMEM(y), KMEM(x), KINT(n)};
+    return launch(ctx, TSR_K_ADD, n, ELEMWISE_LOCAL, a, 3, err);
+}
+
+tsr_status tsr_k_embed_tokens(tsr_ctx *ctx, cl_mem out, cl_mem ids, cl_mem tok, cl_mem pos, int B,
+                              int S, int D, tsr_error *err)
+{
+    size_t n = (size_t)B * S * D;
+    if (check_n(n, err) != TSR_OK)
+        return TSR_ERR_TOO_LARGE;
+    karg a[] = {KMEM(out), KMEM(ids), KMEM(tok), KMEM(pos), KINT(S), KINT(D), KINT(n)};
+    return launch(ctx, TSR_K_EMBED_TOKENS, n, ELEMWISE_LOCAL, a, 7, err);
+}
+
+tsr_status tsr_k_im2col(tsr_ctx *ctx, cl_mem px, cl_mem cols, int B, int C, int H, int W, int p,
+                        tsr_error *err)
+{
+    int gh = H / p, gw = W / p;
+    size_t n = (size_t)B * gh * gw * C * p * p;
+    if (check_n(n, err) != TSR_OK)
+        return TSR_ERR_TOO_LARGE;
+    karg a[] = {KMEM(px), KMEM(cols), KINT(C), KINT(H), KINT(W),
+                KINT(p),  KINT(gh),   KINT(gw), KINT(n)};
+    return launch(ctx, TSR_K_IM2COL, n, ELEMWISE_LOCAL, a, 9, err);
+}
+
+tsr_status tsr_k_vit_embed(tsr_ctx *ctx, cl_mem out, cl_mem patches, cl_mem cls, cl_mem pos,
+                           int B, int np, int D, tsr_error *err)
+{
+    size_t n = (size_t)B * (np + 1) * D;
+    if (check_n(n, err) != TSR_OK)
+        return TSR_ERR_TOO_LARGE;
+    karg a[] = {KMEM(out), KMEM(patches), KMEM(cls), KMEM(pos), KINT(np), KINT(D), KINT(n)};
+    return launch(ctx, TSR_K_VIT_EMBED, n, ELEMWISE_LOCAL, a, 7, err);
+}
+
+tsr_status tsr_k_gather_rows(tsr_ctx *ctx, cl_mem dst, cl_mem src, cl_mem idx, int rows, int D,
+                             tsr_error *err)
+{
+    size_t n = (size_t)rows * D;
+    if (check_n(n, err) != TSR_OK)
+        return TSR_ERR_TOO_LARGE;
+    karg a[] = {KMEM(dst), KMEM(src), KMEM(idx), KINT(D), KINT(n)};
+    return launch(ctx, TSR_K_GATHER_ROWS, n, ELEMWISE_LOCAL, a, 5, err);
+}
+
+tsr_status tsr_buf_write_at(tsr_ctx *ctx, cl_mem m, size_t off, const void *src, size_t bytes,
+                            tsr_error *err)
+{
+    cl_int e = clEnqueueWriteBuffer(ctx->queue, m, CL_TRUE, off, bytes, src, 0, NULL, NULL);
+    return e == CL_SUCCESS ? TSR_OK : tsr_cl_fail(err, e, "clEnqueueWriteBuffer");
+}

@@ -1,0 +1,100 @@
+/* Activations. The codes match enum tsr_act in tsr_cl_internal.h. */
+#define ACT_NONE 0
+#define ACT_GELU 1       /* exact, erf */
+#define ACT_QUICK_GELU 2 /* x * sigmoid(1.702 x) */
+#define ACT_GELU_TANH 3  /* tanh approximation */
+
+inline float act_apply(float x, int act)
+{
+    if (act == ACT_GELU)
+        return 0.5f * x * (1.0f + erf(x * 0.70710678118654752f));
+    if (act == ACT_QUICK_GELU)
+        return x / (1.0f + exp(-1.702f * x));
+    if (act == ACT_GELU_TANH)
+        return 0.5f * x * (1.0f + tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+    return x;
+}
+
+/* y (rows, cols) = act(y + bias[col]); bias may be unused (has_bias 0). */
+__kernel void bias_act(__global float *y, __global const float *bias, int cols,
+                       int has_bias, int act, int n)
+{
+    int i = get_global_id(0);
+    if (i >= n)
+        return;
+    float v = y[i];
+    if (has_bias)
+        v += bias[i % cols];
+    y[i] = act_apply(v, act);
+}
+
+/* y += x, n elements. */
+__kernel void add_inplace(__global float *y, __global const float *x, int n)
+{
+    int i = get_global_id(0);
+    if (i < n)
+        y[i] += x[i];
+}
+
+/* out (B*S, D) = tok[ids] + pos[s]. ids are range-checked on the host. */
+__kernel void embed_tokens(__global float *out, __global const int *ids,
+                           __global const float *tok, __global const float *pos,
+                           int S, int D, int n)
+{
+    int i = get_global_id(0);
+    if (i >= n)
+        return;
+    int d = i % D;
+    int t = i / D;
+    int s = t % S;
+    out[i] = tok[(size_t)ids[t] * D + d] + pos[(size_t)s * D + d];
+}
+
+/* Patch extraction for a stride-p, kernel-p convolution without padding.
+ * px: (B, C, H, W). cols: (B*gh*gw, C*p*p), column = c*p*p + ky*p + kx. */
+__kernel void im2col_patches(__global const float *px, __global float *cols,
+                             int C, int H, int W, int p, int gh, int gw, int n)
+{
+    int i = get_global_id(0);
+    if (i >= n)
+        return;
+    int K = C * p * p;
+    int k = i % K;
+    int r = i / K;
+    int np = gh * gw;
+    int b = r / np;
+    int t = r % np;
+    int py = t / gw, pxx = t % gw;
+    int c = k / (p * p);
+    int ky = (k / p) % p;
+    int kx = k % p;
+    cols[i] = px[(((size_t)b * C + c) * H + py * p + ky) * W + pxx * p + kx];
+}
+
+/* out (B, 1+np, D): row 0 = cls + pos[0], row 1+t = patches[b*np+t] + pos[1+t]. */
+__kernel void vit_embed(__global float *out, __global const float *patches,
+                        __global const float *cls, __global const float *pos,
+                        int np, int D, int n)
+{
+    int i = get_global_id(0);
+    if (i >= n)
+        return;
+    int d = i % D;
+    int r = i / D;
+    int t = r % (np + 1);
+    int b = r / (np + 1);
+    float v = t == 0 ? cls[d] : patches[((size_t)b * np + t - 1) * D + d];
+    out[i] = v + pos[(size_t)t * D + d];
+}
+
+/* dst (rows, D) = src[idx[row]]. */
+__kernel void gather_rows(__global float *dst, __global const float *src,
+                          __global const int *idx, int D, int n)
+{
+    int i = get_global_id(0);
+    if (i >= n)
+        return;
+    int d = i % D;
+    int r = i / D;
+    dst[i] = src[(size_t)idx[r] * D + d];
+}

@@ -1,0 +1,138 @@
+/* Internal to libtessera: the OpenCL context, buffers, kernel launchers,
+ * CLBlast GEMMs and the transformer building blocks that the modality
+ * modules use. Not installed.
+ *
+ *   cl_mem x = tsr_buf_alloc(ctx, rows * dim * sizeof(float), err);
+ *   tsr_buf_write(ctx, x, host, rows * dim * sizeof(float), err);
+ *   tsr_k_layernorm(ctx, x, y, g, b, rows, dim, 1e-5f, err);
+ *   tsr_linear(ctx, y, rows, dim, w, bias, out_dim, out, TSR_ACT_GELU, err);
+ *   tsr_buf_read(ctx, out, host_out, rows * out_dim * sizeof(float), err);
+ *
+ * Launchers only enqueue; tsr_buf_read blocks.
+ */
+#ifndef TSR_CL_INTERNAL_H
+#define TSR_CL_INTERNAL_H
+
+#define CL_TARGET_OPENCL_VERSION 120
+#include <CL/cl.h>
+#ifndef CL_PLATFORM_NOT_FOUND_KHR
+#define CL_PLATFORM_NOT_FOUND_KHR -1001 /* cl_khr_icd: the ICD loader found no platform */
+#endif
+
+#include "tsr_opencl.h"
+
+enum tsr_kernel_id {
+    TSR_K_LAYERNORM,
+    TSR_K_L2NORM,
+    TSR_K_SOFTMAX,
+    TSR_K_BIAS_ACT,
+    TSR_K_ADD,
+    TSR_K_EMBED_TOKENS,
+    TSR_K_IM2COL,
+    TSR_K_VIT_EMBED,
+    TSR_K_GATHER_ROWS,
+    TSR_K_COUNT
+};
+
+typedef enum {
+    TSR_ACT_NONE = 0,
+    TSR_ACT_GELU = 1,       /* exact erf GELU */
+    TSR_ACT_QUICK_GELU = 2, /* x * sigmoid(1.702 x), OpenAI CLIP */
+    TSR_ACT_GELU_TANH = 3,
+} tsr_act;
+
+struct tsr_ctx {
+    cl_platform_id platform;
+    cl_device_id device;
+    cl_context context;
+    cl_command_queue queue;
+    cl_program program;
+    cl_kernel kernels[TSR_K_COUNT];
+    tsr_device_info info;
+    int wg;            /* work-group size of row kernels, power of two */
+    int from_cache;    /* program binary came from disk */
+    int verbose;
+};
+
+/* Maps an OpenCL error code to its name. */
+const char *tsr_cl_errstr(cl_int e);
+tsr_status tsr_cl_fail(tsr_error *err, cl_int e, const char *what);
+
+/* Buffers. Allocation failures report the size and the device. */
+cl_mem tsr_buf_alloc(tsr_ctx *ctx, size_t bytes, tsr_error *err);
+tsr_status tsr_buf_write(tsr_ctx *ctx, cl_mem m, const void *src, size_t bytes, tsr_error *err);
+tsr_status tsr_buf_write_at(tsr_ctx *ctx, cl_mem m, size_t off, const void *src, size_t bytes,
+                            tsr_error *err);
+tsr_status tsr_buf_read(tsr_ctx *ctx, cl_mem m, void *dst, size_t bytes, tsr_error *err);
+void tsr_buf_free(cl_mem m);
+
+/* Kernel launchers (enqueue only). Shapes in comments are row-major. */
+tsr_status tsr_k_layernorm(tsr_ctx *ctx, cl_mem x, cl_mem y, cl_mem g, cl_mem b, int rows,
+                           int dim, float eps, tsr_error *err);
+tsr_status tsr_k_l2norm(tsr_ctx *ctx, cl_mem x, int rows, int dim, tsr_error *err);
+/* s: (batch*heads*sq, sk); lens: int[batch] or NULL. */
+tsr_status tsr_k_softmax(tsr_ctx *ctx, cl_mem s, int batch, int heads, int sq, int sk,
+                         float scale, int causal, cl_mem lens, tsr_error *err);
+tsr_status tsr_k_bias_act(tsr_ctx *ctx, cl_mem y, cl_mem bias, int rows, int cols, tsr_act act,
+                          tsr_error *err);
+tsr_status tsr_k_add(tsr_ctx *ctx, cl_mem y, cl_mem x, size_t n, tsr_error *err);
+tsr_status tsr_k_embed_tokens(tsr_ctx *ctx, cl_mem out, cl_mem ids, cl_mem tok, cl_mem pos, int B,
+                              int S, int D, tsr_error *err);
+tsr_status tsr_k_im2col(tsr_ctx *ctx, cl_mem px, cl_mem cols, int B, int C, int H, int W, int p,
+                        tsr_error *err);
+tsr_status tsr_k_vit_embed(tsr_ctx *ctx, cl_mem out, cl_mem patches, cl_mem cls, cl_mem pos,
+                           int B, int np, int D, tsr_error *err);
+tsr_status tsr_k_gather_rows(tsr_ctx *ctx, cl_mem dst, cl_mem src, cl_mem idx, int rows, int D,
+                             tsr_error *err);
+
+/* C = alpha * A * B^T + beta * C with offsets and leading dimensions, row-major
+ * (A: MxK, B: NxK, C: MxN). */
+tsr_status tsr_gemm_nt(tsr_ctx *ctx, int M, int N, int K, float alpha, cl_mem A, size_t a_off,
+                       int lda, cl_mem B, size_t b_off, int ldb, float beta, cl_mem C,
+                       size_t c_off, int ldc, tsr_error *err);
+/* Batched GEMM with per-batch offsets; tb selects B^T (1) or B (0). */
+tsr_status tsr_gemm_batched(tsr_ctx *ctx, int tb, int M, int N, int K, float alpha, cl_mem A,
+                            const size_t *a_off, int lda, cl_mem B, const size_t *b_off, int ldb,
+                            cl_mem C, const size_t *c_off, int ldc, int count, tsr_error *err);
+
+/* y (M, N) = act(x (M, K) * w^T + b), w: (N, K) as in torch.nn.Linear, b may be NULL. */
+tsr_status tsr_linear(tsr_ctx *ctx, cl_mem x, int M, int K, cl_mem w, cl_mem b, int N, cl_mem y,
+                      tsr_act act, tsr_error *err);
+
+/* A pre-layernorm transformer encoder layer (CLIP, ViT, Whisper encoder). */
+typedef struct {
+    int dim;      /* D */
+    int heads;    /* H, D % H == 0 */
+    int ffn;      /* F */
+    float eps;
+    tsr_act act;
+    int causal;
+} tsr_enc_cfg;
+
+typedef struct {
+    cl_mem ln1_g, ln1_b; /* (D) */
+    cl_mem qkv_w;        /* (3D, D): q, k, v stacked */
+    cl_mem qkv_b;        /* (3D) */
+    cl_mem o_w, o_b;     /* (D, D), (D) */
+    cl_mem ln2_g, ln2_b; /* (D) */
+    cl_mem fc1_w, fc1_b; /* (F, D), (F) */
+    cl_mem fc2_w, fc2_b; /* (D, F), (D) */
+} tsr_enc_weights;
+
+typedef struct {
+    cl_mem h;      /* (B*S, D) */
+    cl_mem qkv;    /* (B*S, 3D) */
+    cl_mem scores; /* (B*H*S, S) */
+    cl_mem attn;   /* (B*S, D) */
+    cl_mem ffn;    /* (B*S, F) */
+} tsr_enc_scratch;
+
+tsr_status tsr_enc_scratch_alloc(tsr_ctx *ctx, const tsr_enc_cfg *c, int B, int S,
+                                 tsr_enc_scratch *s, tsr_error *err);
+void tsr_enc_scratch_free(tsr_enc_scratch *s);
+/* x (B*S, D) is updated in place. lens: int[B] key lengths on the device, or NULL. */
+tsr_status tsr_enc_layer(tsr_ctx *ctx, const tsr_enc_cfg *c, const tsr_enc_weights *w,
+                         tsr_enc_scratch *s, cl_mem x, int B, int S, cl_mem lens,
+                         tsr_error *err);
+
+#endif

@@ -1,0 +1,101 @@
+/* tessera compute layer: status codes, errors, OpenCL device selection.
+ *
+ *   tsr_ctx_params p = tsr_ctx_default_params();
+ *   p.device = "0";                      // index, or a name substring
+ *   tsr_error err = {0};
+ *   tsr_ctx *ctx = NULL;
+ *   if (tsr_ctx_create(&p, &ctx, &err) != TSR_OK) {
+ *       fprintf(stderr, "%s\n", err.msg);
+ *       return 1;
+ *   }
+ *   printf("running on %s\n", tsr_ctx_device_name(ctx));
+ *   tsr_ctx_free(ctx);
+ *
+ * This header does not include OpenCL: the kernels and the transformer
+ * building blocks are declared in tsr_cl_internal.h for the modules.
+ */
+#ifndef TSR_OPENCL_H
+#define TSR_OPENCL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    TSR_OK = 0,
+    TSR_ERR_INVALID_ARG = -1001, /* bad argument from the caller or the user */
+    TSR_ERR_IO = -1002,          /* a file could not be opened or read */
+    TSR_ERR_FORMAT = -1003,      /* a file is corrupt or not what it claims */
+    TSR_ERR_NOMEM = -1004,       /* host or device memory exhausted */
+    TSR_ERR_UNSUPPORTED = -1005, /* valid input that tessera does not handle */
+    TSR_ERR_NO_DEVICE = -1006,   /* no OpenCL platform or matching device */
+    TSR_ERR_OPENCL = -1007,      /* an OpenCL call failed (code in the message) */
+    TSR_ERR_SHAPE = -1008,       /* a tensor shape does not match the config */
+    TSR_ERR_TOO_LARGE = -1009,   /* a declared size exceeds tessera's caps */
+    TSR_ERR_CLBLAST = -1010,     /* a CLBlast call failed */
+} tsr_status;
+
+/* Where a failure happened and why, written by every fallible call. */
+typedef struct {
+    tsr_status code;
+    char msg[1024];
+} tsr_error;
+
+const char *tsr_status_str(tsr_status s);
+
+/* Records code and a printf-style message in err (err may be NULL). Returns code. */
+tsr_status tsr_error_set(tsr_error *err, tsr_status code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* Prefixes the message already in err with "prefix: ". */
+void tsr_error_prefix(tsr_error *err, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+typedef struct {
+    int index;             /* position in the global list, across platforms */
+    char name[256];
+    char platform[256];
+    char vendor[256];
+    char version[256];     /* CL_DEVICE_VERSION */
+    char driver[256];      /* CL_DRIVER_VERSION */
+    int is_gpu;
+    int compute_units;
+    uint64_t global_mem;   /* bytes */
+    uint64_t max_alloc;    /* bytes */
+    int has_fp16;
+} tsr_device_info;
+
+/* Fills up to max entries; *count receives the number of devices found. */
+tsr_status tsr_devices_list(tsr_device_info *out, int max, int *count, tsr_error *err);
+
+typedef struct {
+    const char *device;    /* NULL: $TESSERA_DEVICE, else device 0. "N" or a name substring */
+    const char *cache_dir; /* NULL: $TESSERA_CACHE_DIR, $XDG_CACHE_HOME/tessera or ~/.cache/tessera */
+    int disk_cache;        /* 1: keep compiled kernels on disk (default) */
+    int verbose;           /* 1: log compilation and cache hits on stderr */
+} tsr_ctx_params;
+
+typedef struct tsr_ctx tsr_ctx;
+
+tsr_ctx_params tsr_ctx_default_params(void);
+tsr_status tsr_ctx_create(const tsr_ctx_params *p, tsr_ctx **out, tsr_error *err);
+void tsr_ctx_free(tsr_ctx *ctx);
+const char *tsr_ctx_device_name(const tsr_ctx *ctx);
+/* Waits for all queued work. */
+tsr_status tsr_ctx_finish(tsr_ctx *ctx, tsr_error *err);
+/* 1 when the last kernel program came from the disk cache, 0 when compiled. */
+int tsr_ctx_program_from_cache(const tsr_ctx *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

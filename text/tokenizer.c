@@ -1,0 +1,545 @@
+/* CLIP byte-level BPE, matching HF CLIPTokenizerFast token for token. */
+#include <cjson/cJSON.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <utf8proc.h>
+
+#include "tsr_text.h"
+
+#define MAX_TOKENIZER_FILE (64u << 20)
+#define MAX_VOCAB (1 << 22)
+
+/* ---- hash tables ---- */
+
+typedef struct {
+    char **keys;
+    int *vals;
+    size_t cap; /* power of two */
+} str_map;
+
+typedef struct {
+    uint64_t *keys; /* (a << 32 | b) + 1; 0 = empty */
+    int *rank, *merged;
+    size_t cap;
+} pair_map;
+
+static uint64_t hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static uint64_t hash_u64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return x;
+}
+
+static int smap_init(str_map *m, size_t n)
+{
+    m->cap = 1024;
+    while (m->cap < n * 2)
+        m->cap <<= 1;
+    m->keys = calloc(m->cap, sizeof(char *));
+    m->vals = calloc(m->cap, sizeof(int));
+    return m->keys && m->vals;
+}
+
+static int smap_get(const str_map *m, const char *k)
+{
+    for (size_t i = hash_str(k) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+        if (!m->keys[i])
+            return -1;
+        if (strcmp(m->keys[i], k) == 0)
+            return m->vals[i];
+    }
+}
+
+/* Returns 0 on allocation failure. The map never fills: capacity >= 2n. */
+static int smap_put(str_map *m, const char *k, int v)
+{
+    size_t i = hash_str(k) & (m->cap - 1);
+    while (m->keys[i] && strcmp(m->keys[i], k) != 0)
+        i = (i + 1) & (m->cap - 1);
+    if (!m->keys[i] && !(m->keys[i] = strdup(k)))
+        return 0;
+    m->vals[i] = v;
+    return 1;
+}
+
+static void smap_free(str_map *m)
+{
+    if (m->keys)
+        for (size_t i = 0; i < m->cap; i++)
+            free(m->keys[i]);
+    free(m->keys);
+    free(m->vals);
+}
+
+static int pmap_init(pair_map *m, size_t n)
+{
+    m->cap = 1024;
+    while (m->cap < n * 2)
+        m->cap <<= 1;
+    m->keys = calloc(m->cap, sizeof(uint64_t));
+    m->rank = calloc(m->cap, sizeof(int));
+    m->merged = calloc(m->cap, sizeof(int));
+    return m->keys && m->rank && m->merged;
+}
+
+static size_t pmap_slot(const pair_map *m, int a, int b)
+{
+    uint64_t k = (((uint64_t)(uint32_t)a << 32) | (uint32_t)b) + 1;
+    size_t i = hash_u64(k) & (m->cap - 1);
+    while (m->keys[i] && m->keys[i] != k)
+        i = (i + 1) & (m->cap - 1);
+    return i;
+}
+
+static void pmap_free(pair_map *m)
+{
+    free(m->keys);
+    free(m->rank);
+    free(m->merged);
+}
+
+/* ---- tokenizer ---- */
+
+struct tsr_tokenizer {
+    str_map vocab;
+    pair_map merges;
+    int byte_id[256], byte_eow_id[256];
+    int bos, eos, pad, vocab_size;
+};
+
+/* GPT-2's reversible byte to printable code point table. */
+static void bytes_to_unicode(int32_t cp[256])
+{
+    int n = 0;
+    for (int b = 0; b < 256; b++) {
+        int printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
+        cp[b] = printable ? b : 256 + n++;
+    }
+}
+
+static tsr_status finish_load(tsr_tokenizer *t, const char *src, tsr_error *err)
+{
+    int32_t cp[256];
+    bytes_to_unicode(cp);
+    for (int b = 0; b < 256; b++) {
+        char s[16];
+        int len = (int)utf8proc_encode_char(cp[b], (utf8proc_uint8_t *)s);
+        s[len] = 0;
+        t->byte_id[b] = smap_get(&t->vocab, s);
+        strcpy(s + len, "</w>");
+        t->byte_eow_id[b] = smap_get(&t->vocab, s);
+        if (t->byte_id[b] < 0 || t->byte_eow_id[b] < 0)
+            return tsr_error_set(err, TSR_ERR_FORMAT,
+                                 "%s: vocabulary lacks the byte token for 0x%02x; not a CLIP "
+                                 "byte-level BPE vocabulary",
+                                 src, b);
+    }
+    t->bos = smap_get(&t->vocab, "<|startoftext|>");
+    t->eos = smap_get(&t->vocab, "<|endoftext|>");
+    t->pad = t->eos;
+    if (t->bos < 0 || t->eos < 0)
+        return tsr_error_set(err, TSR_ERR_FORMAT,
+                             "%s: vocabulary lacks <|startoftext|> or <|endoftext|>", src);
+    return TSR_OK;
+}
+
+static tsr_status add_merge(tsr_tokenizer *t, const char *a, const char *b, int rank,
+                            const char *src, tsr_error *err)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    char *ab = malloc(la + lb + 1);
+    if (!ab)
+        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    memcpy(ab, a, la);
+    memcpy(ab + la, b, lb + 1);
+    int ia = smap_get(&t->vocab, a), ib = smap_get(&t->vocab, b), im = smap_get(&t->vocab, ab);
+    free(ab);
+    if (ia < 0 || ib < 0 || im < 0)
+        return tsr_error_set(err, TSR_ERR_FORMAT,
+                             "%s: merge %d (\"%s\" \"%s\") uses a token missing from the vocabulary",
+                             src, rank + 1, a, b);
+    size_t i = pmap_slot(&t->merges, ia, ib);
+    if (!t->merges.keys[i]) { /* the first occurrence of a pair keeps its rank */
+        t->merges.keys[i] = (((uint64_t)(uint32_t)ia << 32) | (uint32_t)ib) + 1;
+        t->merges.rank[i] = rank;
+        t->merges.merged[i] = im;
+    }
+    return TSR_OK;
+}
+
+static tsr_status load_vocab_obj(tsr_tokenizer *t, const cJSON *v, const char *src, tsr_error *err)
+{
+    if (!cJSON_IsObject(v))
+        return tsr_error_set(err, TSR_ERR_FORMAT, "%s: vocabulary is not a JSON object", src);
+    int n = cJSON_GetArraySize(v);
+    if (n <= 0 || n > MAX_VOCAB)
+        return tsr_error_set(err, TSR_ERR_FORMAT, "%s: vocabulary has %d entries", src, n);
+    if (!smap_init(&t->vocab, (size_t)n))
+        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    for (const cJSON *it = v->child; it; it = it->next) {
+        if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble >= MAX_VOCAB)
+            return tsr_error_set(err, TSR_ERR_FORMAT, "%s: token \"%s\" has a bad id", src,
+                                 it->string);
+        int id = (int)it->valuedouble;
+        if (!smap_put(&t->vocab, it->string, id))
+            return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+        if (id + 1 > t->vocab_size)
+            t->vocab_size = id + 1;
+    }
+    return TSR_OK;
+}
+
+static char *read_text(const char *path, tsr_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        tsr_error_set(err, TSR_ERR_IO, "%s: cannot open", path);
+        return NULL;
+    }
+    char *buf = NULL;
+    long n = -1;
+    if (fseek(f, 0, SEEK_END) == 0)
+        n = ftell(f);
+    if (n < 0 || (unsigned long)n > MAX_TOKENIZER_FILE || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        tsr_error_set(err, TSR_ERR_FORMAT, "%s: unreadable or larger than %u bytes", path,
+                      MAX_TOKENIZER_FILE);
+        return NULL;
+    }
+    buf = malloc((size_t)n + 1);
+    if (buf && fread(buf, 1, (size_t)n, f) == (size_t)n) {
+        buf[n] = 0;
+    } else {
+        free(buf);
+        buf = NULL;
+        tsr_error_set(err, TSR_ERR_IO, "%s: read error", path);
+    }
+    fclose(f);
+    return buf;
+}
+
+tsr_status tsr_tokenizer_load_files(const char *vocab_json, const char *merges_txt,
+                                    tsr_tokenizer **out, tsr_error *err)
+{
+    *out = NULL;
+    tsr_tokenizer *t = calloc(1, sizeof *t);
+    char *vtext = read_text(vocab_json, err), *mtext = NULL;
+    tsr_status rc = t ? TSR_OK : tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    if (!vtext)
+        rc = err ? err->code : TSR_ERR_IO;
+    cJSON *v = NULL;
+    if (rc == TSR_OK) {
+        v = cJSON_Parse(vtext);
+        rc = load_vocab_obj(t, v, vocab_json, err);
+    }
+    if (rc == TSR_OK && !(mtext = read_text(merges_txt, err)))
+        rc = err ? err->code : TSR_ERR_IO;
+    if (rc == TSR_OK) {
+        size_t lines = 1;
+        for (const char *c = mtext; *c; c++)
+            lines += *c == '\n';
+        if (!pmap_init(&t->merges, lines))
+            rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+        int rank = 0;
+        for (char *line = mtext; rc == TSR_OK && line && *line;) {
+            char *nl = strchr(line, '\n');
+            if (nl)
+                *nl = 0;
+            size_t len = strlen(line);
+            if (len && line[len - 1] == '\r')
+                line[--len] = 0;
+            if (len && strncmp(line, "#version", 8) != 0) {
+                char *sp = strchr(line, ' ');
+                if (!sp || strchr(sp + 1, ' '))
+                    rc = tsr_error_set(err, TSR_ERR_FORMAT,
+                                       "%s: line %d is not a merge \"a b\"", merges_txt, rank + 1);
+                else {
+                    *sp = 0;
+                    rc = add_merge(t, line, sp + 1, rank++, merges_txt, err);
+                }
+            }
+            line = nl ? nl + 1 : NULL;
+        }
+    }
+    cJSON_Delete(v);
+    free(vtext);
+    free(mtext);
+    if (rc == TSR_OK)
+        rc = finish_load(t, vocab_json, err);
+    if (rc != TSR_OK) {
+        tsr_tokenizer_free(t);
+        return rc;
+    }
+    *out = t;
+    return TSR_OK;
+}
+
+static tsr_status load_tokenizer_json(const char *path, tsr_tokenizer **out, tsr_error *err)
+{
+    *out = NULL;
+    char *text = read_text(path, err);
+    if (!text)
+        return err ? err->code : TSR_ERR_IO;
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    tsr_tokenizer *t = calloc(1, sizeof *t);
+    tsr_status rc = t ? TSR_OK : tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(model, "type");
+    const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
+    const cJSON *suffix = cJSON_GetObjectItemCaseSensitive(model, "end_of_word_suffix");
+    if (rc == TSR_OK && (!cJSON_IsObject(root) || !cJSON_IsArray(merges) ||
+                         !cJSON_IsString(type) || strcmp(type->valuestring, "BPE") != 0))
+        rc = tsr_error_set(err, TSR_ERR_FORMAT, "%s: not a BPE tokenizer.json", path);
+    if (rc == TSR_OK && (!cJSON_IsString(suffix) || strcmp(suffix->valuestring, "</w>") != 0))
+        rc = tsr_error_set(err, TSR_ERR_UNSUPPORTED,
+                           "%s: only CLIP-style BPE (end_of_word_suffix \"</w>\") is supported",
+                           path);
+    if (rc == TSR_OK)
+        rc = load_vocab_obj(t, cJSON_GetObjectItemCaseSensitive(model, "vocab"), path, err);
+    if (rc == TSR_OK && !pmap_init(&t->merges, (size_t)cJSON_GetArraySize(merges) + 1))
+        rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    int rank = 0;
+    for (const cJSON *m = merges ? merges->child : NULL; m && rc == TSR_OK; m = m->next, rank++) {
+        if (cJSON_IsString(m)) {
+            char *s = strdup(m->valuestring), *sp = s ? strchr(s, ' ') : NULL;
+            if (!sp) {
+                rc = tsr_error_set(err, TSR_ERR_FORMAT, "%s: merge %d is malformed", path,
+                                   rank + 1);
+            } else {
+                *sp = 0;
+                rc = add_merge(t, s, sp + 1, rank, path, err);
+            }
+            free(s);
+        } else if (cJSON_IsArray(m) && cJSON_GetArraySize(m) == 2 &&
+                   cJSON_IsString(cJSON_GetArrayItem(m, 0)) &&
+                   cJSON_IsString(cJSON_GetArrayItem(m, 1))) {
+            rc = add_merge(t, cJSON_GetArrayItem(m, 0)->valuestring,
+                           cJSON_GetArrayItem(m, 1)->valuestring, rank, path, err);
+        } else {
+            rc = tsr_error_set(err, TSR_ERR_FORMAT, "%s: merge %d is malformed", path, rank + 1);
+        }
+    }
+    /* added tokens may extend the vocabulary */
+    const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
+    for (const cJSON *a = added ? added->child : NULL; a && rc == TSR_OK; a = a->next) {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(a, "id");
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(a, "content");
+        if (cJSON_IsNumber(id) && cJSON_IsString(content) && id->valuedouble >= 0 &&
+            id->valuedouble < MAX_VOCAB && smap_get(&t->vocab, content->valuestring) < 0)
+            rc = tsr_error_set(err, TSR_ERR_UNSUPPORTED,
+                               "%s: added token \"%s\" outside the BPE vocabulary is not "
+                               "supported", path, content->valuestring);
+    }
+    cJSON_Delete(root);
+    if (rc == TSR_OK)
+        rc = finish_load(t, path, err);
+    if (rc != TSR_OK) {
+        tsr_tokenizer_free(t);
+        return rc;
+    }
+    *out = t;
+    return TSR_OK;
+}
+
+tsr_status tsr_tokenizer_load_dir(const char *dir, tsr_tokenizer **out, tsr_error *err)
+{
+    char a[4096], b[4096];
+    snprintf(a, sizeof a, "%s/tokenizer.json", dir);
+    FILE *f = fopen(a, "rb");
+    if (f) {
+        fclose(f);
+        return load_tokenizer_json(a, out, err);
+    }
+    snprintf(a, sizeof a, "%s/vocab.json", dir);
+    snprintf(b, sizeof b, "%s/merges.txt", dir);
+    return tsr_tokenizer_load_files(a, b, out, err);
+}
+
+void tsr_tokenizer_free(tsr_tokenizer *t)
+{
+    if (!t)
+        return;
+    smap_free(&t->vocab);
+    pmap_free(&t->merges);
+    free(t);
+}
+
+int tsr_tokenizer_bos(const tsr_tokenizer *t) { return t->bos; }
+int tsr_tokenizer_eos(const tsr_tokenizer *t) { return t->eos; }
+int tsr_tokenizer_pad(const tsr_tokenizer *t) { return t->pad; }
+int tsr_tokenizer_vocab_size(const tsr_tokenizer *t) { return t->vocab_size; }
+
+/* ---- encoding ---- */
+
+int tsr_utf8_valid(const char *s, size_t n, size_t *bad_offset)
+{
+    const utf8proc_uint8_t *u = (const utf8proc_uint8_t *)s;
+    for (size_t i = 0; i < n;) {
+        utf8proc_int32_t c;
+        utf8proc_ssize_t k = utf8proc_iterate(u + i, (utf8proc_ssize_t)(n - i), &c);
+        if (k < 0) {
+            if (bad_offset)
+                *bad_offset = i;
+            return 0;
+        }
+        i += (size_t)k;
+    }
+    return 1;
+}
+
+/* Unicode White_Space, which Oniguruma's \s matches. */
+static int is_ws(int32_t c)
+{
+    return (c >= 0x09 && c <= 0x0d) || c == 0x20 || c == 0x85 || c == 0xa0 || c == 0x1680 ||
+           (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f ||
+           c == 0x205f || c == 0x3000;
+}
+
+static int is_letter(int32_t c)
+{
+    utf8proc_category_t k = utf8proc_category(c);
+    return k >= UTF8PROC_CATEGORY_LU && k <= UTF8PROC_CATEGORY_LO;
+}
+
+static int is_number(int32_t c)
+{
+    utf8proc_category_t k = utf8proc_category(c);
+    return k >= UTF8PROC_CATEGORY_ND && k <= UTF8PROC_CATEGORY_NO;
+}
+
+/* BPE over one pre-token's bytes; appends ids. Returns the count appended. */
+static int bpe_word(const tsr_tokenizer *t, const unsigned char *bytes, int n, int *sym)
+{
+    for (int i = 0; i < n; i++)
+        sym[i] = i == n - 1 ? t->byte_eow_id[bytes[i]] : t->byte_id[bytes[i]];
+    for (;;) {
+        int best = -1, best_rank = 0, merged = 0;
+        for (int i = 0; i + 1 < n; i++) {
+            size_t s = pmap_slot(&t->merges, sym[i], sym[i + 1]);
+            if (t->merges.keys[s] && (best < 0 || t->merges.rank[s] < best_rank)) {
+                best = i;
+                best_rank = t->merges.rank[s];
+                merged = t->merges.merged[s];
+            }
+        }
+        if (best < 0)
+            break;
+        sym[best] = merged;
+        memmove(sym + best + 1, sym + best + 2, sizeof(int) * (size_t)(n - best - 2));
+        n--;
+    }
+    return n;
+}
+
+tsr_status tsr_tokenizer_encode(const tsr_tokenizer *t, const char *text, int max_len, int *ids,
+                                int *n_out, int *truncated, tsr_error *err)
+{
+    *n_out = 0;
+    if (truncated)
+        *truncated = 0;
+    if (max_len < 2)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "max_len %d is below 2", max_len);
+    /* Validate, then NFC. */
+    const utf8proc_uint8_t *s = (const utf8proc_uint8_t *)text;
+    size_t bad = 0;
+    if (!tsr_utf8_valid(text, strlen(text), &bad))
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG,
+                             "text is not valid UTF-8 (bad byte 0x%02x at offset %zu)",
+                             s[bad], bad);
+    utf8proc_uint8_t *nfc = utf8proc_NFC(s);
+    if (!nfc)
+        return tsr_error_set(err, TSR_ERR_NOMEM, "out of memory normalising text");
+    size_t nlen = strlen((char *)nfc);
+    /* Code points after whitespace folding and lowercasing (at most 2 per input). */
+    int32_t *cps = malloc(sizeof(int32_t) * (2 * nlen + 1));
+    unsigned char *buf = malloc(4 * (2 * nlen + 1));
+    int *sym = malloc(sizeof(int) * (4 * (2 * nlen + 1)));
+    if (!cps || !buf || !sym) {
+        free(nfc);
+        free(cps);
+        free(buf);
+        free(sym);
+        return tsr_error_set(err, TSR_ERR_NOMEM, "out of memory tokenizing text");
+    }
+    size_t nc = 0;
+    for (size_t i = 0; i < nlen;) {
+        utf8proc_int32_t c;
+        i += (size_t)utf8proc_iterate(nfc + i, (utf8proc_ssize_t)(nlen - i), &c);
+        if (is_ws(c)) { /* a run of whitespace becomes one space */
+            if (nc == 0 || cps[nc - 1] != ' ')
+                cps[nc++] = ' ';
+            continue;
+        }
+        if (c == 0x130) { /* İ lowercases to i + combining dot */
+            cps[nc++] = 'i';
+            cps[nc++] = 0x307;
+            continue;
+        }
+        cps[nc++] = utf8proc_tolower(c);
+    }
+    free(nfc);
+    int n = 0, limit = max_len - 1;
+    ids[n++] = t->bos;
+    int cut = 0;
+    for (size_t i = 0; i < nc && !cut;) {
+        int32_t c = cps[i];
+        size_t j = i;
+        if (is_ws(c)) {
+            i++;
+            continue;
+        }
+        if (c == '\'' && i + 1 < nc) {
+            int32_t d = cps[i + 1];
+            int32_t e = i + 2 < nc ? cps[i + 2] : 0;
+            if (d == 's' || d == 't' || d == 'm' || d == 'd')
+                j = i + 2;
+            else if ((d == 'r' && e == 'e') || (d == 'v' && e == 'e') || (d == 'l' && e == 'l'))
+                j = i + 3;
+        }
+        if (j == i) {
+            if (is_letter(c)) {
+                while (j < nc && is_letter(cps[j]))
+                    j++;
+            } else if (is_number(c)) {
+                j = i + 1;
+            } else {
+                while (j < nc && !is_ws(cps[j]) && !is_letter(cps[j]) && !is_number(cps[j]))
+                    j++;
+            }
+        }
+        int nb = 0;
+        for (size_t k = i; k < j; k++)
+            nb += (int)utf8proc_encode_char(cps[k], buf + nb);
+        int m = bpe_word(t, buf, nb, sym);
+        for (int k = 0; k < m; k++) {
+            if (n == limit) {
+                cut = 1;
+                break;
+            }
+            ids[n++] = sym[k];
+        }
+        i = j;
+    }
+    ids[n++] = t->eos;
+    free(cps);
+    free(buf);
+    free(sym);
+    if (truncated)
+        *truncated = cut;
+    *n_out = n;
+    return TSR_OK;
+}

@@ -1,0 +1,50 @@
+/* tessera text: the CLIP byte-level BPE tokenizer.
+ *
+ *   tsr_error err = {0};
+ *   tsr_tokenizer *tok = NULL;
+ *   if (tsr_tokenizer_load_dir("model", &tok, &err) != TSR_OK) ...
+ *   int ids[77], n = 0, cut = 0;
+ *   tsr_tokenizer_encode(tok, "a photo of a cat", 77, ids, &n, &cut, &err);
+ *   // ids = <|startoftext|> ... <|endoftext|>; cut = 1 if the text was truncated
+ *   tsr_tokenizer_free(tok);
+ *
+ * Matches HF CLIPTokenizerFast: NFC, whitespace runs to one space, lowercase,
+ * CLIP's pre-tokenizer regex, byte-level BPE with "</w>" word ends.
+ */
+#ifndef TSR_TEXT_H
+#define TSR_TEXT_H
+
+#include <stddef.h>
+
+#include "tsr_opencl.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tsr_tokenizer tsr_tokenizer;
+
+/* Reads DIR/tokenizer.json, or DIR/vocab.json + DIR/merges.txt. */
+tsr_status tsr_tokenizer_load_dir(const char *dir, tsr_tokenizer **out, tsr_error *err);
+tsr_status tsr_tokenizer_load_files(const char *vocab_json, const char *merges_txt,
+                                    tsr_tokenizer **out, tsr_error *err);
+void tsr_tokenizer_free(tsr_tokenizer *tok);
+
+/* Encodes UTF-8 text with start and end tokens into at most max_len ids
+ * (max_len >= 2). *truncated is set when content was cut. Invalid UTF-8 is
+ * an error. */
+tsr_status tsr_tokenizer_encode(const tsr_tokenizer *tok, const char *text, int max_len, int *ids,
+                                int *n, int *truncated, tsr_error *err);
+int tsr_tokenizer_bos(const tsr_tokenizer *tok);
+int tsr_tokenizer_eos(const tsr_tokenizer *tok);
+int tsr_tokenizer_pad(const tsr_tokenizer *tok);
+int tsr_tokenizer_vocab_size(const tsr_tokenizer *tok);
+
+/* 1 when s[0..n) is valid UTF-8; otherwise 0 and *bad_offset (if given) is
+ * the offset of the first bad byte. */
+int tsr_utf8_valid(const char *s, size_t n, size_t *bad_offset);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

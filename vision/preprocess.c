@@ -1,0 +1,326 @@
+/* CLIPImageProcessor, step for step: Pillow's bicubic resize of the shorter
+ * side (8-bit fixed point, two passes, horizontal first, antialiased when
+ * downscaling), centre crop with zero padding, rescale, normalise. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tsr_vision.h"
+
+#define PRECISION_BITS (32 - 8 - 2)
+
+static double bicubic(double x)
+{
+    const double a = -0.5;
+    if (x < 0.0)
+        x = -x;
+    if (x < 1.0)
+        return ((a + 2.0) * x - (a + 3.0)) * x * x + 1;
+    if (x < 2.0)
+        return (((x - 5) * x + 8) * x - 4) * a;
+    return 0.0;
+}
+
+/* Filter taps for one axis: for each output index, the first input index,
+ * the tap count and ksize fixed-point weights. */
+typedef struct {
+    int ksize;
+    int *bounds; /* (out, 2): first, count */
+    int *k;      /* (out, ksize) */
+} taps;
+
+static int taps_make(int in_size, int out_size, taps *t)
+{
+    double scale = (double)in_size / out_size, filterscale = scale < 1.0 ? 1.0 : scale;
+    double support = 2.0 * filterscale;
+    t->ksize = (int)ceil(support) * 2 + 1;
+    t->bounds = malloc(sizeof(int) * 2 * (size_t)out_size);
+    t->k = malloc(sizeof(int) * (size_t)t->ksize * out_size);
+    double *w = malloc(sizeof(double) * (size_t)t->ksize);
+    if (!t->bounds || !t->k || !w) {
+        free(w);
+        return 0;
+    }
+    for (int xx = 0; xx < out_size; xx++) {
+        double center = (xx + 0.5) * scale, ww = 0.0, ss = 1.0 / filterscale;
+        int xmin = (int)(center - support + 0.5);
+        if (xmin < 0)
+            xmin = 0;
+        int xmax = (int)(center + support + 0.5);
+        if (xmax > in_size)
+            xmax = in_size;
+        xmax -= xmin;
+        for (int x = 0; x < xmax; x++) {
+            w[x] = bicubic((x + xmin - center + 0.5) * ss);
+            ww += w[x];
+        }
+        int *k = t->k + (size_t)xx * t->ksize;
+        for (int x = 0; x < t->ksize; x++) {
+            double v = x < xmax ? (ww != 0.0 ? w[x] / ww : w[x]) : 0.0;
+            k[x] = v < 0 ? (int)(-0.5 + v * (1 << PRECISION_BITS))
+                         : (int)(0.5 + v * (1 << PRECISION_BITS));
+        }
+        t->bounds[2 * xx] = xmin;
+        t->bounds[2 * xx + 1] = xmax;
+    }
+    free(w);
+    return 1;
+}
+
+static void taps_free(taps *t)
+{
+    free(t->bounds);
+    free(t->k);
+}
+
+static unsigned char clip8(int v)
+{
+    v >>= PRECISION_BITS; /* arithmetic shift: floor, as Pillow's lookup table */
+    return (unsigned char)(v < 0 ? 0 : v > 255 ? 255 : v);
+}
+
+tsr_status tsr_image_resize_bicubic(const tsr_image *src, int dw, int dh, tsr_image **out,
+                                    tsr_error *err)
+{
+    *out = NULL;
+    if (dw <= 0 || dh <= 0 || dw > TSR_IMAGE_MAX_SIDE || dh > TSR_IMAGE_MAX_SIDE)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "bad resize target %dx%d", dw, dh);
+    int sw = src->width, sh = src->height;
+    int need_h = dw != sw, need_v = dh != sh;
+    taps th = {0}, tv = {0};
+    unsigned char *tmp = NULL;
+    tsr_image *dst = calloc(1, sizeof *dst);
+    if (!dst || !taps_make(sw, dw, &th) || !taps_make(sh, dh, &tv))
+        goto oom;
+    dst->width = dw;
+    dst->height = dh;
+    dst->rgb = malloc((size_t)dw * dh * 3);
+    if (!dst->rgb)
+        goto oom;
+    /* Horizontal pass over the rows the vertical pass will read. */
+    const unsigned char *cur = src->rgb;
+    int cur_w = sw, row0 = 0;
+    if (need_h) {
+        int first = tv.bounds[0];
+        int last = tv.bounds[2 * (dh - 1)] + tv.bounds[2 * (dh - 1) + 1];
+        if (!need_v) {
+            first = 0;
+            last = sh;
+        }
+        int rows = last - first;
+        tmp = malloc((size_t)dw * rows * 3);
+        if (!tmp)
+            goto oom;
+        for (int y = 0; y < rows; y++) {
+            const unsigned char *in = src->rgb + (size_t)(y + first) * sw * 3;
+            unsigned char *o = tmp + (size_t)y * dw * 3;
+            for (int xx = 0; xx < dw; xx++) {
+                const int *k = th.k + (size_t)xx * th.ksize;
+                int xmin = th.bounds[2 * xx], n = th.bounds[2 * xx + 1];
+                int s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
+                for (int x = 0; x < n; x++) {
+                    const unsigned char *p = in + (size_t)(x + xmin) * 3;
+                    s0 += p[0] * k[x];
+                    s1 += p[1] * k[x];
+                    s2 += p[2] * k[x];
+                }
+                o[3 * xx] = clip8(s0);
+                o[3 * xx + 1] = clip8(s1);
+                o[3 * xx + 2] = clip8(s2);
+            }
+        }
+        cur = tmp;
+        cur_w = dw;
+        row0 = first;
+    }
+    if (need_v) {
+        for (int yy = 0; yy < dh; yy++) {
+            const int *k = tv.k + (size_t)yy * tv.ksize;
+            int ymin = tv.bounds[2 * yy] - row0, n = tv.bounds[2 * yy + 1];
+            unsigned char *o = dst->rgb + (size_t)yy * dw * 3;
+            for (int xx = 0; xx < dw; xx++) {
+                int s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
+                for (int y = 0; y < n; y++) {
+                    const unsigned char *p = cur + ((size_t)(y + ymin) * cur_w + xx) * 3;
+                    s0 += p[0] * k[y];
+                    s1 += p[1] * k[y];
+                    s2 += p[2] * k[y];
+                }
+                o[3 * xx] = clip8(s0);
+                o[3 * xx + 1] = clip8(s1);
+                o[3 * xx + 2] = clip8(s2);
+            }
+        }
+    } else {
+        memcpy(dst->rgb, cur, (size_t)dw * dh * 3);
+    }
+    free(tmp);
+    taps_free(&th);
+    taps_free(&tv);
+    *out = dst;
+    return TSR_OK;
+oom:
+    free(tmp);
+    taps_free(&th);
+    taps_free(&tv);
+    tsr_image_free(dst);
+    return tsr_error_set(err, TSR_ERR_NOMEM, "out of memory resizing to %dx%d", dw, dh);
+}
+
+tsr_preprocess_cfg tsr_preprocess_cfg_default(int size)
+{
+    tsr_preprocess_cfg c = {
+        .do_resize = 1, .shortest_edge = size, .do_center_crop = 1, .crop_h = size,
+        .crop_w = size, .do_rescale = 1, .rescale_factor = 1.0 / 255.0, .do_normalize = 1,
+        .mean = {0.48145466f, 0.4578275f, 0.40821073f},
+        .std = {0.26862954f, 0.26130258f, 0.27577711f},
+    };
+    return c;
+}
+
+static int json_int(const cJSON *o, const char *key, int *v)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (cJSON_IsNumber(it)) {
+        *v = (int)it->valuedouble;
+        return 1;
+    }
+    return 0;
+}
+
+static void json_bool(const cJSON *o, const char *key, int *v)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (cJSON_IsBool(it))
+        *v = cJSON_IsTrue(it);
+}
+
+static int json_vec3(const cJSON *o, const char *key, float *v)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!it)
+        return 1;
+    if (cJSON_IsNumber(it)) {
+        v[0] = v[1] = v[2] = (float)it->valuedouble;
+        return 1;
+    }
+    if (!cJSON_IsArray(it) || cJSON_GetArraySize(it) != 3)
+        return 0;
+    for (int i = 0; i < 3; i++) {
+        const cJSON *e = cJSON_GetArrayItem(it, i);
+        if (!cJSON_IsNumber(e))
+            return 0;
+        v[i] = (float)e->valuedouble;
+    }
+    return 1;
+}
+
+tsr_status tsr_preprocess_cfg_load(const char *path, tsr_preprocess_cfg *cfg, tsr_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return tsr_error_set(err, TSR_ERR_IO, "%s: cannot open", path);
+    char buf[65536];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    cJSON *root = cJSON_Parse(buf);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return tsr_error_set(err, TSR_ERR_FORMAT, "%s: not a JSON object", path);
+    }
+    tsr_preprocess_cfg c = tsr_preprocess_cfg_default(224);
+    const cJSON *size = cJSON_GetObjectItemCaseSensitive(root, "size");
+    int s;
+    if (cJSON_IsNumber(size))
+        c.shortest_edge = (int)size->valuedouble;
+    else if (json_int(size, "shortest_edge", &s))
+        c.shortest_edge = s;
+    else if (size) {
+        cJSON_Delete(root);
+        return tsr_error_set(err, TSR_ERR_UNSUPPORTED,
+                             "%s: only \"size\": {\"shortest_edge\": N} is supported", path);
+    }
+    const cJSON *crop = cJSON_GetObjectItemCaseSensitive(root, "crop_size");
+    if (cJSON_IsNumber(crop))
+        c.crop_h = c.crop_w = (int)crop->valuedouble;
+    else if (crop) {
+        json_int(crop, "height", &c.crop_h);
+        json_int(crop, "width", &c.crop_w);
+    } else {
+        c.crop_h = c.crop_w = c.shortest_edge;
+    }
+    json_bool(root, "do_resize", &c.do_resize);
+    json_bool(root, "do_center_crop", &c.do_center_crop);
+    json_bool(root, "do_rescale", &c.do_rescale);
+    json_bool(root, "do_normalize", &c.do_normalize);
+    const cJSON *rf = cJSON_GetObjectItemCaseSensitive(root, "rescale_factor");
+    if (cJSON_IsNumber(rf))
+        c.rescale_factor = rf->valuedouble;
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "resample");
+    int ok = json_vec3(root, "image_mean", c.mean) && json_vec3(root, "image_std", c.std);
+    cJSON_Delete(root);
+    if (!ok)
+        return tsr_error_set(err, TSR_ERR_FORMAT, "%s: image_mean/image_std must be 3 numbers",
+                             path);
+    if (cJSON_IsNumber(rs) && (int)rs->valuedouble != 3)
+        return tsr_error_set(err, TSR_ERR_UNSUPPORTED,
+                             "%s: resample=%d; only bicubic (3) is supported", path,
+                             (int)rs->valuedouble);
+    if (c.shortest_edge < 1 || c.shortest_edge > 8192 || c.crop_h < 1 || c.crop_h > 8192 ||
+        c.crop_w < 1 || c.crop_w > 8192)
+        return tsr_error_set(err, TSR_ERR_FORMAT, "%s: image sizes out of range", path);
+    for (int i = 0; i < 3; i++)
+        if (!(c.std[i] != 0.0f))
+            return tsr_error_set(err, TSR_ERR_FORMAT, "%s: image_std has a zero", path);
+    if (!c.do_center_crop && c.do_resize)
+        return tsr_error_set(err, TSR_ERR_UNSUPPORTED,
+                             "%s: do_center_crop=false is not supported", path);
+    *cfg = c;
+    return TSR_OK;
+}
+
+static int floordiv2(int v) { return v >= 0 ? v / 2 : -((-v + 1) / 2); }
+
+tsr_status tsr_image_preprocess(const tsr_image *img, const tsr_preprocess_cfg *cfg, float *out,
+                                tsr_error *err)
+{
+    tsr_image *resized = NULL;
+    const tsr_image *cur = img;
+    if (cfg->do_resize) {
+        int w = img->width, h = img->height;
+        int shorter = w <= h ? w : h, longer = w <= h ? h : w;
+        int ns = cfg->shortest_edge;
+        int nl = (int)((double)ns * longer / shorter);
+        if (nl < 1)
+            nl = 1;
+        int nw = w <= h ? ns : nl, nh = w <= h ? nl : ns;
+        if (nw != w || nh != h) {
+            tsr_status rc = tsr_image_resize_bicubic(img, nw, nh, &resized, err);
+            if (rc != TSR_OK)
+                return rc;
+            cur = resized;
+        }
+    }
+    int ch = cfg->crop_h, cw = cfg->crop_w;
+    int top = floordiv2(cur->height - ch), left = floordiv2(cur->width - cw);
+    for (int c = 0; c < 3; c++) {
+        float mean = cfg->do_normalize ? cfg->mean[c] : 0.0f;
+        float std = cfg->do_normalize ? cfg->std[c] : 1.0f;
+        for (int y = 0; y < ch; y++) {
+            int sy = y + top;
+            for (int x = 0; x < cw; x++) {
+                int sx = x + left;
+                int v = (sy >= 0 && sy < cur->height && sx >= 0 && sx < cur->width)
+                            ? cur->rgb[((size_t)sy * cur->width + sx) * 3 + c]
+                            : 0;
+                float f = cfg->do_rescale ? (float)(v * cfg->rescale_factor) : (float)v;
+                out[((size_t)c * ch + y) * cw + x] = (f - mean) / std;
+            }
+        }
+    }
+    tsr_image_free(resized);
+    return TSR_OK;
+}

@@ -1,0 +1,65 @@
+/* tessera vision: image decoding and CLIP preprocessing.
+ *
+ *   tsr_error err = {0};
+ *   tsr_image *img = NULL;
+ *   tsr_preprocess_cfg pp;
+ *   if (tsr_image_load_file("cat.jpg", &img, &err) != TSR_OK ||
+ *       tsr_preprocess_cfg_load("model/preprocessor_config.json", &pp, &err) != TSR_OK)
+ *       fprintf(stderr, "%s\n", err.msg);
+ *   float *px = malloc(sizeof(float) * 3 * pp.crop_h * pp.crop_w);
+ *   tsr_image_preprocess(img, &pp, px, &err);  // (3, crop_h, crop_w), normalised
+ *   tsr_image_free(img);
+ *
+ * Decoding converts to 8-bit RGB exactly as PIL's Image.convert("RGB").
+ */
+#ifndef TSR_VISION_H
+#define TSR_VISION_H
+
+#include <stddef.h>
+
+#include "tsr_opencl.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TSR_IMAGE_MAX_SIDE 65535
+#define TSR_IMAGE_MAX_PIXELS (100u * 1000u * 1000u) /* checked before any allocation */
+
+typedef struct {
+    int width, height;
+    unsigned char *rgb; /* (height, width, 3) */
+} tsr_image;
+
+/* PNG or JPEG, detected from the content. Errors name the file. */
+tsr_status tsr_image_load_file(const char *path, tsr_image **out, tsr_error *err);
+tsr_status tsr_image_load_memory(const unsigned char *data, size_t n, const char *name,
+                                 tsr_image **out, tsr_error *err);
+void tsr_image_free(tsr_image *img);
+
+/* CLIPImageProcessor settings (preprocessor_config.json). */
+typedef struct {
+    int do_resize, shortest_edge;      /* resize the shorter side, Pillow bicubic */
+    int do_center_crop, crop_h, crop_w;
+    int do_rescale;
+    double rescale_factor;
+    int do_normalize;
+    float mean[3], std[3];
+} tsr_preprocess_cfg;
+
+/* Defaults of CLIPImageProcessor at the given size. */
+tsr_preprocess_cfg tsr_preprocess_cfg_default(int size);
+tsr_status tsr_preprocess_cfg_load(const char *path, tsr_preprocess_cfg *cfg, tsr_error *err);
+
+/* Pillow-exact bicubic resize of 8-bit RGB (with its antialiasing). dst: (dh, dw, 3). */
+tsr_status tsr_image_resize_bicubic(const tsr_image *src, int dw, int dh, tsr_image **out,
+                                    tsr_error *err);
+
+/* Resize, centre crop, rescale and normalise; out: (3, crop_h, crop_w) float. */
+tsr_status tsr_image_preprocess(const tsr_image *img, const tsr_preprocess_cfg *cfg, float *out,
+                                tsr_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
