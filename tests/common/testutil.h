@@ -1,0 +1,145 @@
+/* Shared test helpers: checks with counters, tolerances, .npy and JSON
+ * fixture readers, and the OpenCL skip rule. Header-only. */
+#ifndef TSR_TESTUTIL_H
+#define TSR_TESTUTIL_H
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tsr_opencl.h"
+
+#define TEST_SKIP 77 /* CTest SKIP_RETURN_CODE */
+
+static int t_pass, t_fail;
+
+#if defined(__GNUC__)
+#define TSR_UNUSED __attribute__((unused))
+#else
+#define TSR_UNUSED
+#endif
+
+static void check(int ok, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    printf("%s ", ok ? "ok  " : "FAIL");
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+    if (ok)
+        t_pass++;
+    else
+        t_fail++;
+}
+
+static int finish(void)
+{
+    printf("%d passed, %d failed\n", t_pass, t_fail);
+    return t_fail ? 1 : 0;
+}
+
+/* max |a-b| and whether every |a-b| <= atol + rtol*|b| (b is the reference). */
+static int close_enough(const float *a, const float *b, size_t n, double atol, double rtol,
+                        double *max_err)
+{
+    int ok = 1;
+    *max_err = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= atol + rtol * fabs((double)b[i])))
+            ok = 0;
+        if (d > *max_err || d != d)
+            *max_err = d;
+    }
+    return ok;
+}
+
+TSR_UNUSED static void print_head(const char *what, const float *v, size_t n)
+{
+    printf("     %s:", what);
+    for (size_t i = 0; i < n && i < 5; i++)
+        printf(" %.6f", v[i]);
+    printf("\n");
+}
+
+/* Loads a little-endian float32 C-order .npy; shape into dims (up to 4). */
+TSR_UNUSED static float *load_npy(const char *path, int *ndim, long *dims)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        printf("cannot open %s\n", path);
+        return NULL;
+    }
+    unsigned char pre[10];
+    float *data = NULL;
+    if (fread(pre, 1, 10, f) == 10 && memcmp(pre, "\x93NUMPY", 6) == 0) {
+        size_t hl = pre[8] | (pre[9] << 8);
+        char *h = calloc(1, hl + 1);
+        if (h && fread(h, 1, hl, f) == hl && strstr(h, "'<f4'") &&
+            strstr(h, "'fortran_order': False")) {
+            char *s = strstr(h, "'shape': (") + 10;
+            *ndim = 0;
+            long n = 1;
+            while (*s && *s != ')') {
+                long v = strtol(s, &s, 10);
+                dims[(*ndim)++] = v;
+                n *= v;
+                while (*s == ',' || *s == ' ')
+                    s++;
+            }
+            data = malloc(sizeof(float) * (size_t)(n ? n : 1));
+            if (data && fread(data, sizeof(float), (size_t)n, f) != (size_t)n) {
+                free(data);
+                data = NULL;
+            }
+        }
+        free(h);
+    }
+    fclose(f);
+    if (!data)
+        printf("bad npy file %s\n", path);
+    return data;
+}
+
+TSR_UNUSED static cJSON *load_json(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    cJSON *j = NULL;
+    if (buf && fread(buf, 1, (size_t)n, f) == (size_t)n) {
+        buf[n] = 0;
+        j = cJSON_Parse(buf);
+    }
+    free(buf);
+    fclose(f);
+    return j;
+}
+
+/* Creates a context on the default device, or reports the skip. */
+TSR_UNUSED static tsr_ctx *ctx_or_skip(void)
+{
+    tsr_ctx *ctx = NULL;
+    tsr_error err = {0};
+    tsr_ctx_params p = tsr_ctx_default_params();
+    if (tsr_ctx_create(&p, &ctx, &err) != TSR_OK) {
+        if (err.code == TSR_ERR_NO_DEVICE) {
+            printf("skipped: no OpenCL platform or device (%s)\n", err.msg);
+            exit(TEST_SKIP);
+        }
+        printf("FAIL creating the OpenCL context: %s\n", err.msg);
+        exit(1);
+    }
+    printf("device: %s\n", tsr_ctx_device_name(ctx));
+    return ctx;
+}
+
+#endif

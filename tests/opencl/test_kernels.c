@@ -1,0 +1,446 @@
+/* Every OpenCL kernel against a plain C reference, on odd shapes: sizes that
+ * are not multiples of the work-group size, size 1, and large sizes. */
+#include "../common/testutil.h"
+#include "tsr_cl_internal.h"
+#include "tsr_tower.h"
+
+static tsr_ctx *ctx;
+static tsr_error err;
+static unsigned rng_state = 12345;
+
+static float frand(void)
+{
+    rng_state = rng_state * 1664525u + 1013904223u;
+    return ((rng_state >> 8) / 16777216.0f) * 2.0f - 1.0f;
+}
+
+static float *rand_vec(size_t n, float scale)
+{
+    float *v = malloc(sizeof(float) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++)
+        v[i] = frand() * scale;
+    return v;
+}
+
+static cl_mem up(const void *h, size_t bytes)
+{
+    cl_mem m = tsr_buf_alloc(ctx, bytes, &err);
+    if (!m || tsr_buf_write(ctx, m, h, bytes, &err) != TSR_OK) {
+        printf("FAIL upload: %s\n", err.msg);
+        exit(1);
+    }
+    return m;
+}
+
+static float *down(cl_mem m, size_t n)
+{
+    float *h = malloc(sizeof(float) * (n ? n : 1));
+    if (tsr_buf_read(ctx, m, h, sizeof(float) * n, &err) != TSR_OK) {
+        printf("FAIL download: %s\n", err.msg);
+        exit(1);
+    }
+    return h;
+}
+
+static void compare(const char *name, const float *got, const float *ref, size_t n, double atol,
+                    double rtol)
+{
+    double e;
+    int ok = close_enough(got, ref, n, atol, rtol, &e);
+    check(ok, "%s: max error %.3g (atol %.0e rtol %.0e)", name, e, atol, rtol);
+    if (!ok) {
+        print_head("got", got, n);
+        print_head("ref", ref, n);
+    }
+}
+
+/* ---- C references ---- */
+
+static void ref_layernorm(const float *x, float *y, const float *g, const float *b, int rows,
+                          int dim, float eps)
+{
+    for (int r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * dim;
+        double m = 0, v = 0;
+        for (int i = 0; i < dim; i++)
+            m += xr[i];
+        m /= dim;
+        for (int i = 0; i < dim; i++)
+            v += (xr[i] - m) * (xr[i] - m);
+        v /= dim;
+        for (int i = 0; i < dim; i++)
+            y[(size_t)r * dim + i] = (float)((xr[i] - m) / sqrt(v + eps) * g[i] + b[i]);
+    }
+}
+
+static float ref_act(float x, int act)
+{
+    if (act == TSR_ACT_GELU)
+        return (float)(0.5 * x * (1 + erf(x / sqrt(2.0))));
+    if (act == TSR_ACT_QUICK_GELU)
+        return (float)(x / (1 + exp(-1.702 * x)));
+    if (act == TSR_ACT_GELU_TANH)
+        return (float)(0.5 * x * (1 + tanh(sqrt(2 / 3.14159265358979323846) * (x + 0.044715 * x * x * x))));
+    return x;
+}
+
+static void ref_softmax(float *s, int B, int H, int sq, int sk, float scale, int causal,
+                        const int *lens)
+{
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int i = 0; i < sq; i++) {
+                float *r = s + (((size_t)b * H + h) * sq + i) * sk;
+                int lim = sk;
+                if (causal && i + 1 + (sk - sq) < lim)
+                    lim = i + 1 + (sk - sq);
+                if (lens && lens[b] < lim)
+                    lim = lens[b];
+                if (lim < 1)
+                    lim = 1;
+                double m = -INFINITY, sum = 0;
+                for (int j = 0; j < lim; j++)
+                    m = fmax(m, r[j] * scale);
+                for (int j = 0; j < lim; j++)
+                    sum += exp(r[j] * scale - m);
+                for (int j = 0; j < sk; j++)
+                    r[j] = j < lim ? (float)(exp(r[j] * scale - m) / sum) : 0.0f;
+            }
+}
+
+/* C = alpha A B^T (+ beta C), plain loops. */
+static void ref_gemm_nt(int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                        int ldb, float beta, float *C, int ldc)
+{
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double s = 0;
+            for (int k = 0; k < K; k++)
+                s += (double)A[(size_t)m * lda + k] * B[(size_t)n * ldb + k];
+            C[(size_t)m * ldc + n] = (float)(alpha * s + (beta ? beta * C[(size_t)m * ldc + n] : 0));
+        }
+}
+
+static void ref_linear(const float *x, int M, int K, const float *w, const float *b, int N,
+                       float *y, int act)
+{
+    ref_gemm_nt(M, N, K, 1.0f, x, K, w, K, 0.0f, y, N);
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++)
+            y[(size_t)m * N + n] = ref_act(y[(size_t)m * N + n] + (b ? b[n] : 0), act);
+}
+
+/* The whole pre-layernorm encoder layer. */
+static void ref_enc_layer(const tsr_enc_cfg *c, float *const *w, float *x, int B, int S,
+                          const int *lens)
+{
+    int D = c->dim, H = c->heads, dh = D / H, F = c->ffn, R = B * S;
+    float *h = malloc(sizeof(float) * R * D), *qkv = malloc(sizeof(float) * R * 3 * D);
+    float *att = malloc(sizeof(float) * R * D), *f = malloc(sizeof(float) * R * F);
+    float *sc = malloc(sizeof(float) * S * S);
+    ref_layernorm(x, h, w[0], w[1], R, D, c->eps);
+    ref_linear(h, R, D, w[2], w[3], 3 * D, qkv, 0);
+    for (int b = 0; b < B; b++)
+        for (int hh = 0; hh < H; hh++) {
+            for (int i = 0; i < S; i++)
+                for (int j = 0; j < S; j++) {
+                    double s = 0;
+                    for (int k = 0; k < dh; k++)
+                        s += (double)qkv[((size_t)b * S + i) * 3 * D + hh * dh + k] *
+                             qkv[((size_t)b * S + j) * 3 * D + D + hh * dh + k];
+                    sc[i * S + j] = (float)s;
+                }
+            int l1[1] = {lens ? lens[b] : S};
+            ref_softmax(sc, 1, 1, S, S, 1.0f / sqrtf((float)dh), c->causal, l1);
+            for (int i = 0; i < S; i++)
+                for (int k = 0; k < dh; k++) {
+                    double s = 0;
+                    for (int j = 0; j < S; j++)
+                        s += (double)sc[i * S + j] *
+                             qkv[((size_t)b * S + j) * 3 * D + 2 * D + hh * dh + k];
+                    att[((size_t)b * S + i) * D + hh * dh + k] = (float)s;
+                }
+        }
+    ref_linear(att, R, D, w[4], w[5], D, h, 0);
+    for (int i = 0; i < R * D; i++)
+        x[i] += h[i];
+    ref_layernorm(x, h, w[6], w[7], R, D, c->eps);
+    ref_linear(h, R, D, w[8], w[9], F, f, c->act);
+    ref_linear(f, R, F, w[10], w[11], D, h, 0);
+    for (int i = 0; i < R * D; i++)
+        x[i] += h[i];
+    free(h);
+    free(qkv);
+    free(att);
+    free(f);
+    free(sc);
+}
+
+/* ---- tests ---- */
+
+static void test_layernorm(int rows, int dim)
+{
+    float *x = rand_vec((size_t)rows * dim, 3.0f), *g = rand_vec(dim, 1.0f), *b = rand_vec(dim, 1.0f);
+    for (int i = 0; i < rows * dim; i++)
+        x[i] += 5.0f; /* a mean far from zero */
+    float *ref = malloc(sizeof(float) * rows * dim);
+    ref_layernorm(x, ref, g, b, rows, dim, 1e-5f);
+    cl_mem dx = up(x, sizeof(float) * rows * dim), dg = up(g, sizeof(float) * dim),
+           db = up(b, sizeof(float) * dim);
+    tsr_k_layernorm(ctx, dx, dx, dg, db, rows, dim, 1e-5f, &err);
+    float *got = down(dx, (size_t)rows * dim);
+    char name[64];
+    snprintf(name, sizeof name, "layernorm %dx%d", rows, dim);
+    compare(name, got, ref, (size_t)rows * dim, 1e-4, 1e-4);
+    tsr_mems_free((cl_mem[]){dx, dg, db}, 3);
+    free(x), free(g), free(b), free(ref), free(got);
+}
+
+static void test_l2norm(int rows, int dim)
+{
+    float *x = rand_vec((size_t)rows * dim, 2.0f), *ref = malloc(sizeof(float) * rows * dim);
+    for (int r = 0; r < rows; r++) {
+        double s = 0;
+        for (int i = 0; i < dim; i++)
+            s += x[r * dim + i] * x[r * dim + i];
+        for (int i = 0; i < dim; i++)
+            ref[r * dim + i] = (float)(x[r * dim + i] / fmax(sqrt(s), 1e-12));
+    }
+    cl_mem dx = up(x, sizeof(float) * rows * dim);
+    tsr_k_l2norm(ctx, dx, rows, dim, &err);
+    float *got = down(dx, (size_t)rows * dim);
+    char name[64];
+    snprintf(name, sizeof name, "l2norm %dx%d", rows, dim);
+    compare(name, got, ref, (size_t)rows * dim, 1e-6, 1e-5);
+    tsr_buf_free(dx);
+    free(x), free(ref), free(got);
+}
+
+static void test_softmax(int B, int H, int S, int causal, int use_lens)
+{
+    size_t n = (size_t)B * H * S * S;
+    float *s = rand_vec(n, 8.0f), *ref = malloc(sizeof(float) * n);
+    memcpy(ref, s, sizeof(float) * n);
+    int *lens = malloc(sizeof(int) * B);
+    for (int b = 0; b < B; b++)
+        lens[b] = 1 + (b * 7) % S;
+    ref_softmax(ref, B, H, S, S, 0.37f, causal, use_lens ? lens : NULL);
+    cl_mem ds = up(s, sizeof(float) * n), dl = up(lens, sizeof(int) * B);
+    tsr_k_softmax(ctx, ds, B, H, S, S, 0.37f, causal, use_lens ? dl : NULL, &err);
+    float *got = down(ds, n);
+    char name[96];
+    snprintf(name, sizeof name, "softmax B%d H%d S%d causal=%d lens=%d", B, H, S, causal, use_lens);
+    compare(name, got, ref, n, 1e-6, 1e-5);
+    tsr_mems_free((cl_mem[]){ds, dl}, 2);
+    free(s), free(ref), free(got), free(lens);
+}
+
+static void test_bias_act(int rows, int cols, int act, int with_bias)
+{
+    size_t n = (size_t)rows * cols;
+    float *y = rand_vec(n, 4.0f), *b = rand_vec(cols, 1.0f), *ref = malloc(sizeof(float) * n);
+    for (size_t i = 0; i < n; i++)
+        ref[i] = ref_act(y[i] + (with_bias ? b[i % cols] : 0), act);
+    cl_mem dy = up(y, sizeof(float) * n), dbias = up(b, sizeof(float) * cols);
+    tsr_k_bias_act(ctx, dy, with_bias ? dbias : NULL, rows, cols, act, &err);
+    float *got = down(dy, n);
+    char name[64];
+    snprintf(name, sizeof name, "bias_act %dx%d act=%d bias=%d", rows, cols, act, with_bias);
+    compare(name, got, ref, n, 1e-5, 1e-5);
+    tsr_mems_free((cl_mem[]){dy, dbias}, 2);
+    free(y), free(b), free(ref), free(got);
+}
+
+static void test_add(size_t n)
+{
+    float *y = rand_vec(n, 1.0f), *x = rand_vec(n, 1.0f), *ref = malloc(sizeof(float) * n);
+    for (size_t i = 0; i < n; i++)
+        ref[i] = y[i] + x[i];
+    cl_mem dy = up(y, sizeof(float) * n), dx = up(x, sizeof(float) * n);
+    tsr_k_add(ctx, dy, dx, n, &err);
+    float *got = down(dy, n);
+    char name[64];
+    snprintf(name, sizeof name, "add n=%zu", n);
+    compare(name, got, ref, n, 0, 0);
+    tsr_mems_free((cl_mem[]){dy, dx}, 2);
+    free(y), free(x), free(ref), free(got);
+}
+
+static void test_embed_gather(int B, int S, int D, int V)
+{
+    int *ids = malloc(sizeof(int) * B * S);
+    for (int i = 0; i < B * S; i++)
+        ids[i] = (i * 31 + 7) % V;
+    float *tok = rand_vec((size_t)V * D, 1.0f), *pos = rand_vec((size_t)S * D, 1.0f);
+    size_t n = (size_t)B * S * D;
+    float *ref = malloc(sizeof(float) * n);
+    for (int t = 0; t < B * S; t++)
+        for (int d = 0; d < D; d++)
+            ref[(size_t)t * D + d] = tok[(size_t)ids[t] * D + d] + pos[(size_t)(t % S) * D + d];
+    cl_mem di = up(ids, sizeof(int) * B * S), dt = up(tok, sizeof(float) * V * D),
+           dp = up(pos, sizeof(float) * S * D), dout = tsr_buf_alloc(ctx, sizeof(float) * n, &err);
+    tsr_k_embed_tokens(ctx, dout, di, dt, dp, B, S, D, &err);
+    float *got = down(dout, n);
+    char name[64];
+    snprintf(name, sizeof name, "embed_tokens B%d S%d D%d", B, S, D);
+    compare(name, got, ref, n, 0, 0);
+    /* gather rows B*S-1, 0, ... */
+    int *idx = malloc(sizeof(int) * B);
+    float *gref = malloc(sizeof(float) * B * D);
+    for (int b = 0; b < B; b++) {
+        idx[b] = (B * S - 1 - b * 3 + B * S) % (B * S);
+        memcpy(gref + (size_t)b * D, ref + (size_t)idx[b] * D, sizeof(float) * D);
+    }
+    cl_mem dx = up(idx, sizeof(int) * B), dg = tsr_buf_alloc(ctx, sizeof(float) * B * D, &err);
+    tsr_k_gather_rows(ctx, dg, dout, dx, B, D, &err);
+    float *gg = down(dg, (size_t)B * D);
+    snprintf(name, sizeof name, "gather_rows %d of %d, D%d", B, B * S, D);
+    compare(name, gg, gref, (size_t)B * D, 0, 0);
+    tsr_mems_free((cl_mem[]){di, dt, dp, dout, dx, dg}, 6);
+    free(ids), free(tok), free(pos), free(ref), free(got), free(idx), free(gref), free(gg);
+}
+
+static void test_patches(int B, int C, int Hs, int p, int D)
+{
+    int g = Hs / p, np = g * g, K = C * p * p;
+    size_t npx = (size_t)B * C * Hs * Hs;
+    float *px = rand_vec(npx, 1.0f), *w = rand_vec((size_t)D * K, 0.3f);
+    float *cls = rand_vec(D, 1.0f), *pos = rand_vec((size_t)(np + 1) * D, 1.0f);
+    /* reference: a stride-p convolution written out directly */
+    size_t nout = (size_t)B * (np + 1) * D;
+    float *ref = malloc(sizeof(float) * nout);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t <= np; t++)
+            for (int d = 0; d < D; d++) {
+                double s = 0;
+                if (t == 0)
+                    s = cls[d];
+                else {
+                    int py = (t - 1) / g, pxx = (t - 1) % g;
+                    for (int c = 0; c < C; c++)
+                        for (int ky = 0; ky < p; ky++)
+                            for (int kx = 0; kx < p; kx++)
+                                s += (double)w[(size_t)d * K + (c * p + ky) * p + kx] *
+                                     px[(((size_t)b * C + c) * Hs + py * p + ky) * Hs + pxx * p + kx];
+                }
+                ref[((size_t)b * (np + 1) + t) * D + d] = (float)(s + pos[(size_t)t * D + d]);
+            }
+    cl_mem dpx = up(px, sizeof(float) * npx), dw = up(w, sizeof(float) * D * K),
+           dcls = up(cls, sizeof(float) * D), dpos = up(pos, sizeof(float) * (np + 1) * D);
+    cl_mem cols = tsr_buf_alloc(ctx, sizeof(float) * B * np * K, &err);
+    cl_mem pt = tsr_buf_alloc(ctx, sizeof(float) * B * np * D, &err);
+    cl_mem out = tsr_buf_alloc(ctx, sizeof(float) * nout, &err);
+    tsr_k_im2col(ctx, dpx, cols, B, C, Hs, Hs, p, &err);
+    tsr_linear(ctx, cols, B * np, K, dw, NULL, D, pt, TSR_ACT_NONE, &err);
+    tsr_k_vit_embed(ctx, out, pt, dcls, dpos, B, np, D, &err);
+    float *got = down(out, nout);
+    char name[96];
+    snprintf(name, sizeof name, "patch embedding (im2col+GEMM+vit_embed) B%d %dpx patch %d D%d", B,
+             Hs, p, D);
+    compare(name, got, ref, nout, 1e-4, 1e-4);
+    tsr_mems_free((cl_mem[]){dpx, dw, dcls, dpos, cols, pt, out}, 7);
+    free(px), free(w), free(cls), free(pos), free(ref), free(got);
+}
+
+static void test_gemm(int M, int N, int K)
+{
+    float *a = rand_vec((size_t)M * K, 1.0f), *b = rand_vec((size_t)N * K, 1.0f);
+    float *ref = malloc(sizeof(float) * M * N);
+    ref_gemm_nt(M, N, K, 1.0f, a, K, b, K, 0.0f, ref, N);
+    cl_mem da = up(a, sizeof(float) * M * K), db = up(b, sizeof(float) * N * K),
+           dc = tsr_buf_alloc(ctx, sizeof(float) * M * N, &err);
+    tsr_status st = tsr_gemm_nt(ctx, M, N, K, 1.0f, da, 0, K, db, 0, K, 0.0f, dc, 0, N, &err);
+    float *got = down(dc, (size_t)M * N);
+    char name[64];
+    snprintf(name, sizeof name, "gemm_nt %dx%dx%d", M, N, K);
+    if (st != TSR_OK)
+        check(0, "%s: %s", name, err.msg);
+    else
+        compare(name, got, ref, (size_t)M * N, 1e-4, 1e-4);
+    tsr_mems_free((cl_mem[]){da, db, dc}, 3);
+    free(a), free(b), free(ref), free(got);
+}
+
+static void test_encoder_layer(int B, int S, int D, int H, int F, int act, int causal, int lens_on)
+{
+    tsr_enc_cfg c = {D, H, F, 1e-5f, act, causal};
+    size_t sizes[12] = {D, D, 3 * D * D, 3 * D, D * D, D, D, D, F * D, F, D * F, D};
+    float *hw[12];
+    cl_mem dw[12];
+    for (int i = 0; i < 12; i++) {
+        int is_ln = i == 0 || i == 6;
+        hw[i] = rand_vec(sizes[i], i == 2 || i == 4 || i == 8 || i == 10 ? 1.0f / sqrtf(sizes[i] / D > 0 ? (float)D : 1.0f) : 0.5f);
+        if (is_ln)
+            for (size_t k = 0; k < sizes[i]; k++)
+                hw[i][k] += 1.0f;
+        dw[i] = up(hw[i], sizeof(float) * sizes[i]);
+    }
+    tsr_enc_weights w = {dw[0], dw[1], dw[2], dw[3], dw[4], dw[5], dw[6], dw[7], dw[8], dw[9], dw[10], dw[11]};
+    size_t n = (size_t)B * S * D;
+    float *x = rand_vec(n, 1.0f), *ref = malloc(sizeof(float) * n);
+    memcpy(ref, x, sizeof(float) * n);
+    int *lens = malloc(sizeof(int) * B);
+    for (int b = 0; b < B; b++)
+        lens[b] = S - (b % S);
+    ref_enc_layer(&c, hw, ref, B, S, lens_on ? lens : NULL);
+    cl_mem dx = up(x, sizeof(float) * n), dl = up(lens, sizeof(int) * B);
+    tsr_enc_scratch s = {0};
+    tsr_status st = tsr_enc_scratch_alloc(ctx, &c, B, S, &s, &err);
+    if (st == TSR_OK)
+        st = tsr_enc_layer(ctx, &c, &w, &s, dx, B, S, lens_on ? dl : NULL, &err);
+    float *got = down(dx, n);
+    char name[128];
+    snprintf(name, sizeof name, "encoder layer B%d S%d D%d H%d F%d act=%d causal=%d lens=%d", B, S,
+             D, H, F, act, causal, lens_on);
+    if (st != TSR_OK)
+        check(0, "%s: %s", name, err.msg);
+    else
+        compare(name, got, ref, n, 1e-4, 1e-4);
+    tsr_enc_scratch_free(&s);
+    tsr_mems_free(dw, 12);
+    tsr_mems_free((cl_mem[]){dx, dl}, 2);
+    for (int i = 0; i < 12; i++)
+        free(hw[i]);
+    free(x), free(ref), free(got), free(lens);
+}
+
+int main(void)
+{
+    ctx = ctx_or_skip();
+    int dims[] = {1, 5, 63, 64, 65, 130, 769};
+    for (int i = 0; i < 7; i++)
+        test_layernorm(i % 2 ? 3 : 1, dims[i]);
+    test_layernorm(1000, 77);
+    test_layernorm(2, 3001);
+    test_l2norm(1, 1);
+    test_l2norm(7, 65);
+    test_l2norm(3, 2049);
+    test_softmax(1, 1, 1, 0, 0);
+    test_softmax(2, 3, 17, 1, 0);
+    test_softmax(3, 5, 50, 0, 1);
+    test_softmax(4, 2, 77, 1, 1);
+    test_softmax(1, 1, 300, 0, 0);
+    for (int act = 0; act < 4; act++)
+        test_bias_act(7, 13, act, act != 3);
+    test_bias_act(1, 1, 2, 1);
+    test_bias_act(513, 1031, 1, 1);
+    test_add(1);
+    test_add(1000003);
+    test_embed_gather(1, 1, 1, 1);
+    test_embed_gather(3, 11, 37, 101);
+    test_embed_gather(9, 77, 64, 1000);
+    test_patches(1, 3, 7, 7, 5);
+    test_patches(2, 3, 30, 7, 12);
+    test_patches(3, 3, 32, 8, 48);
+    test_gemm(1, 1, 1);
+    test_gemm(3, 5, 7);
+    test_gemm(50, 97, 33);
+    test_gemm(129, 257, 65);
+    test_gemm(400, 768, 768);
+    test_encoder_layer(1, 1, 4, 1, 8, TSR_ACT_QUICK_GELU, 0, 0);
+    test_encoder_layer(2, 17, 60, 5, 100, TSR_ACT_GELU, 0, 0);
+    test_encoder_layer(3, 9, 32, 4, 64, TSR_ACT_QUICK_GELU, 1, 1);
+    test_encoder_layer(2, 50, 64, 8, 256, TSR_ACT_GELU_TANH, 1, 0);
+    tsr_ctx_free(ctx);
+    return finish();
+}
