@@ -43,7 +43,7 @@ static int finish(void)
 }
 
 /* max |a-b| and whether every |a-b| <= atol + rtol*|b| (b is the reference). */
-static int close_enough(const float *a, const float *b, size_t n, double atol, double rtol,
+TSR_UNUSED static int close_enough(const float *a, const float *b, size_t n, double atol, double rtol,
                         double *max_err)
 {
     int ok = 1;

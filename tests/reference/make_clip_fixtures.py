@@ -236,7 +236,7 @@ def write_pixels(images, d):
             # PIL images are HWC; without the hint transformers guesses CHW for a 3-row image
             px = proc(images=Image.open(p), return_tensors="np",
                       input_data_format="channels_last")["pixel_values"][0]
-            name = f"{key}_{os.path.splitext(os.path.basename(p))[0]}.npy"
+            name = f"{key}_{os.path.basename(p).replace('.', '_')}.npy"
             np.save(os.path.join(d, name), px.astype(np.float32))
             manifest.append({"config": f"pp_{key}", "image": os.path.relpath(p, FIX),
                              "expected": name})

@@ -1,0 +1,145 @@
+/* Decoding and preprocessing against CLIPImageProcessor (Pillow): real
+ * photographs and synthetic edge cases, under three configurations, within
+ * one 8-bit level. Then bad images: each must fail with a message naming the
+ * file. */
+#include <unistd.h>
+
+#include "testutil.h"
+#include "tsr_vision.h"
+
+static void write_file(const char *path, const void *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fwrite(data, 1, n, f);
+        fclose(f);
+    }
+}
+
+static unsigned char *read_file(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc(*n);
+    if (fread(b, 1, *n, f) != *n) {
+        free(b);
+        b = NULL;
+    }
+    fclose(f);
+    return b;
+}
+
+static void expect_bad(const char *path, tsr_status want, const char *needle)
+{
+    tsr_image *img = NULL;
+    tsr_error err = {0};
+    tsr_status st = tsr_image_load_file(path, &img, &err);
+    check(st == want && img == NULL && strstr(err.msg, path) && strstr(err.msg, needle),
+          "%s refused (status %d): %s", strrchr(path, '/') + 1, (int)st, err.msg);
+    tsr_image_free(img);
+}
+
+int main(void)
+{
+    cJSON *man = load_json(TSR_FIXTURES "/pixels/manifest.json");
+    check(man && cJSON_GetArraySize(man) >= 40, "manifest with %d cases",
+          man ? cJSON_GetArraySize(man) : 0);
+    double worst = 0;
+    for (const cJSON *e = man ? man->child : NULL; e; e = e->next) {
+        const char *cfgname = cJSON_GetObjectItem(e, "config")->valuestring;
+        const char *image = cJSON_GetObjectItem(e, "image")->valuestring;
+        const char *expected = cJSON_GetObjectItem(e, "expected")->valuestring;
+        char p[1024];
+        tsr_preprocess_cfg cfg;
+        tsr_error err = {0};
+        snprintf(p, sizeof p, "%s/pixels/%s/preprocessor_config.json", TSR_FIXTURES, cfgname);
+        if (tsr_preprocess_cfg_load(p, &cfg, &err) != TSR_OK) {
+            check(0, "%s: %s", cfgname, err.msg);
+            continue;
+        }
+        snprintf(p, sizeof p, "%s/%s", TSR_FIXTURES, image);
+        tsr_image *img = NULL;
+        if (tsr_image_load_file(p, &img, &err) != TSR_OK) {
+            check(0, "decode %s: %s", image, err.msg);
+            continue;
+        }
+        snprintf(p, sizeof p, "%s/pixels/%s", TSR_FIXTURES, expected);
+        int nd;
+        long dims[4];
+        float *ref = load_npy(p, &nd, dims);
+        size_t n = (size_t)3 * cfg.crop_h * cfg.crop_w;
+        float *got = malloc(sizeof(float) * n);
+        int ok = ref && nd == 3 && dims[0] == 3 && dims[1] == cfg.crop_h && dims[2] == cfg.crop_w &&
+                 tsr_image_preprocess(img, &cfg, got, &err) == TSR_OK;
+        double levels = 0, maxd = 0;
+        for (size_t i = 0; ok && i < n; i++) {
+            int c = (int)(i / ((size_t)cfg.crop_h * cfg.crop_w));
+            double d = fabs((double)got[i] - ref[i]);
+            maxd = d > maxd ? d : maxd;
+            double l = d * cfg.std[c] / cfg.rescale_factor;
+            levels = l > levels ? l : levels;
+        }
+        worst = levels > worst ? levels : worst;
+        check(ok && levels <= 1.0 + 1e-3, "%s %s (%dx%d): max error %.3g = %.3f 8-bit levels",
+              cfgname, image, img->width, img->height, maxd, levels);
+        tsr_image_free(img);
+        free(ref);
+        free(got);
+    }
+    cJSON_Delete(man);
+    printf("worst case over all images: %.3f 8-bit levels\n", worst);
+
+    /* bad inputs */
+    char tmpl[] = "/tmp/tessera-img-XXXXXX";
+    char *dir = mkdtemp(tmpl);
+    char p[1024];
+    size_t n = 0;
+    unsigned char *png = read_file(TSR_FIXTURES "/images/coffee.png", &n);
+    snprintf(p, sizeof p, "%s/truncated.png", dir);
+    write_file(p, png, n / 2);
+    expect_bad(p, TSR_ERR_FORMAT, "corrupt PNG");
+    png[n / 2] ^= 0x55; /* flip bits inside the image data: CRC or zlib error */
+    png[n / 2 + 1] ^= 0xAA;
+    snprintf(p, sizeof p, "%s/corrupt.png", dir);
+    write_file(p, png, n);
+    expect_bad(p, TSR_ERR_FORMAT, "corrupt PNG");
+    free(png);
+    unsigned char *jpg = read_file(TSR_FIXTURES "/images/chelsea.jpg", &n);
+    snprintf(p, sizeof p, "%s/truncated.jpg", dir);
+    write_file(p, jpg, n / 2);
+    expect_bad(p, TSR_ERR_FORMAT, "corrupt JPEG");
+    snprintf(p, sizeof p, "%s/header_only.jpg", dir);
+    write_file(p, jpg, 40);
+    expect_bad(p, TSR_ERR_FORMAT, "corrupt JPEG");
+    free(jpg);
+    snprintf(p, sizeof p, "%s/notes.txt", dir);
+    write_file(p, "hello, not an image\n", 20);
+    expect_bad(p, TSR_ERR_FORMAT, "not a PNG or JPEG");
+    snprintf(p, sizeof p, "%s/empty.png", dir);
+    write_file(p, "", 0);
+    expect_bad(p, TSR_ERR_FORMAT, "empty");
+    snprintf(p, sizeof p, "%s/missing.png", dir);
+    expect_bad(p, TSR_ERR_IO, "cannot open");
+    expect_bad(dir, TSR_ERR_IO, "");
+    expect_bad(TSR_FIXTURES "/bad/huge.png", TSR_ERR_TOO_LARGE, "60000x60000");
+    expect_bad(TSR_FIXTURES "/bad/huge.jpg", TSR_ERR_TOO_LARGE, "60000x60000");
+    const char *names[] = {"truncated.png", "corrupt.png", "truncated.jpg", "header_only.jpg",
+                           "notes.txt", "empty.png"};
+    for (int i = 0; i < 6; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, names[i]);
+        unlink(p);
+    }
+    rmdir(dir);
+
+    /* preprocessor config errors */
+    tsr_preprocess_cfg cfg;
+    tsr_error err = {0};
+    check(tsr_preprocess_cfg_load(TSR_FIXTURES "/images/chelsea.jpg", &cfg, &err) ==
+                  TSR_ERR_FORMAT && strstr(err.msg, "chelsea.jpg"),
+          "corrupt preprocessor config refused: %s", err.msg);
+    return finish();
+}
