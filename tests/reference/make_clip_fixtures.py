@@ -302,7 +302,7 @@ def make_model(key, cfg_kwargs, tok_dir, dtype, keep_tokenizer_json):
                                     attention_mask=enc["attention_mask"]).detach().numpy()
             .astype(np.float32))
     np.save(os.path.join(exp, "logits_per_image.npy"),
-            out.logits_per_image.numpy().astype(np.float32))
+            np.ascontiguousarray(out.logits_per_image.numpy().astype(np.float32)))
     ids = [tok(t, truncation=True, max_length=max_len)["input_ids"] for t in TEXTS]
     with open(os.path.join(exp, "texts.json"), "w", encoding="utf-8") as f:
         json.dump({"texts": TEXTS, "ids": ids,
