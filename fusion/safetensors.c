@@ -293,6 +293,13 @@ const tsr_st_tensor *tsr_st_find(const tsr_st *st, const char *name)
     return NULL;
 }
 
+int tsr_st_count(const tsr_st *st) { return st->ntensors; }
+
+const tsr_st_tensor *tsr_st_get(const tsr_st *st, int i)
+{
+    return i >= 0 && i < st->ntensors ? &st->tensors[i] : NULL;
+}
+
 static float half_to_float(uint16_t h)
 {
     uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;

@@ -36,6 +36,8 @@ tsr_status tsr_st_open_file(const char *path, tsr_st **out, tsr_error *err);
 tsr_status tsr_st_open_dir(const char *dir, tsr_st **out, tsr_error *err);
 void tsr_st_close(tsr_st *st);
 const tsr_st_tensor *tsr_st_find(const tsr_st *st, const char *name);
+int tsr_st_count(const tsr_st *st);
+const tsr_st_tensor *tsr_st_get(const tsr_st *st, int i);
 /* Converts a F32/F16/BF16 tensor to float32 (dst holds numel floats). */
 tsr_status tsr_st_to_f32(const tsr_st_tensor *t, float *dst, tsr_error *err);
 /* Formats a shape as "[a,b,c]". */

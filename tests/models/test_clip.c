@@ -3,6 +3,9 @@
  * GELU, a 30-pixel image with 7-pixel patches, 24 text positions):
  * image and text embeddings, logits_per_image, and zero-shot probabilities,
  * each within atol 1e-4 + rtol 1e-4 in float32. */
+#include <unistd.h>
+
+#include "st_write.h"
 #include "testutil.h"
 #include "tsr_fusion.h"
 
@@ -140,11 +143,146 @@ static void run_model(tsr_ctx *ctx, const char *name)
     tsr_model_free(m);
 }
 
+static void copy_file(const char *src, const char *dst, const char *from, const char *to)
+{
+    FILE *f = fopen(src, "rb");
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = calloc(1, (size_t)n + 1);
+    if (fread(b, 1, (size_t)n, f) != (size_t)n)
+        n = 0;
+    fclose(f);
+    char *hit = from ? strstr(b, from) : NULL;
+    FILE *o = fopen(dst, "wb");
+    if (hit) {
+        fwrite(b, 1, (size_t)(hit - b), o);
+        fputs(to, o);
+        fputs(hit + strlen(from), o);
+    } else {
+        fwrite(b, 1, (size_t)n, o);
+    }
+    fclose(o);
+    free(b);
+}
+
+static void expect_load_error(tsr_ctx *ctx, const char *dir, tsr_status want, const char *needle,
+                              const char *what)
+{
+    tsr_model *m = NULL;
+    tsr_error err = {0};
+    tsr_status st = tsr_model_load(ctx, dir, &m, &err);
+    check(st == want && !m && strstr(err.msg, needle), "%s: %s", what, err.msg);
+    tsr_model_free(m);
+}
+
+/* A model split into shards must load and give the same embeddings; broken
+ * model directories must fail with a message naming the file and the tensor. */
+static void run_model_dirs(tsr_ctx *ctx)
+{
+#define SRC TSR_FIXTURES "/models/clip-tiny-a"
+    const char *src = SRC;
+    char dir[] = "/tmp/tessera-model-XXXXXX", p[1024], q[1024];
+    if (!mkdtemp(dir))
+        return;
+    const char *files[] = {"config.json", "tokenizer.json", "preprocessor_config.json"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s/%s", src, files[i]);
+        snprintf(q, sizeof q, "%s/%s", dir, files[i]);
+        copy_file(p, q, NULL, NULL);
+    }
+    tsr_st *st = NULL;
+    tsr_error err = {0};
+    snprintf(p, sizeof p, "%s/model.safetensors", src);
+    tsr_st_open_file(p, &st, &err);
+    cJSON *idx = cJSON_CreateObject(), *map = cJSON_AddObjectToObject(idx, "weight_map");
+    for (int i = 0; i < tsr_st_count(st); i++)
+        cJSON_AddStringToObject(map, tsr_st_get(st, i)->name,
+                                i % 2 ? "model-00002-of-00002.safetensors"
+                                      : "model-00001-of-00002.safetensors");
+    snprintf(p, sizeof p, "%s/model-00001-of-00002.safetensors", dir);
+    write_shard(p, st, 0, 2);
+    snprintf(p, sizeof p, "%s/model-00002-of-00002.safetensors", dir);
+    write_shard(p, st, 1, 2);
+    char *js = cJSON_Print(idx);
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
+    FILE *f = fopen(p, "wb");
+    fputs(js, f);
+    fclose(f);
+    free(js);
+    cJSON_Delete(idx);
+    tsr_st_close(st);
+
+    tsr_model *m = NULL;
+    tsr_status rc = tsr_model_load(ctx, dir, &m, &err);
+    check(rc == TSR_OK, "sharded checkpoint (2 shards + index) loads %s", rc ? err.msg : "");
+    if (rc == TSR_OK) {
+        int nd;
+        long dims[4];
+        float *px = load_npy(SRC "/expected/pixel_values.npy", &nd, dims);
+        float *ref = load_npy(SRC "/expected/image_embeds.npy", &nd, dims);
+        float *got = malloc(sizeof(float) * dims[0] * dims[1]);
+        double e = 0;
+        tsr_model_embed_pixels(m, px, (int)dims[0], 0, got, &err);
+        check(close_enough(got, ref, (size_t)(dims[0] * dims[1]), 1e-4, 1e-4, &e),
+              "sharded checkpoint gives the reference image embeddings (max error %.3g)", e);
+        free(px), free(ref), free(got);
+        tsr_model_free(m);
+    }
+
+    /* a shard missing: tensors it held are reported missing */
+    snprintf(p, sizeof p, "%s/model-00002-of-00002.safetensors", dir);
+    snprintf(q, sizeof q, "%s/moved.safetensors", dir);
+    rename(p, q);
+    expect_load_error(ctx, dir, TSR_ERR_IO, "model-00002-of-00002.safetensors: cannot open",
+                      "missing shard named");
+    rename(q, p);
+
+    /* a config that disagrees with the weights */
+    snprintf(p, sizeof p, "%s/config.json", src);
+    snprintf(q, sizeof q, "%s/config.json", dir);
+    copy_file(p, q, "\"intermediate_size\": 64", "\"intermediate_size\": 65");
+    expect_load_error(ctx, dir, TSR_ERR_SHAPE,
+                      "tensor 'text_model.encoder.layers.0.mlp.fc1.weight' has shape [64,32], "
+                      "config expects [65,32]",
+                      "wrong tensor shape named");
+    copy_file(p, q, "\"model_type\": \"clip\"", "\"model_type\": \"clip\" !!");
+    expect_load_error(ctx, dir, TSR_ERR_FORMAT, "config.json: not valid JSON", "corrupt config");
+    copy_file(p, q, "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3");
+    expect_load_error(ctx, dir, TSR_ERR_FORMAT,
+                      "missing tensor 'text_model.encoder.layers.2.self_attn.q_proj.weight'",
+                      "missing tensor named");
+    copy_file(p, q, "\"hidden_size\": 32", "\"hidden_size\": 1e12");
+    expect_load_error(ctx, dir, TSR_ERR_FORMAT, "text_config.hidden_size must be an integer",
+                      "huge dimension in config refused");
+    copy_file(p, q, NULL, NULL);
+
+    /* only a pickle checkpoint */
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/pytorch_model.bin", dir);
+    f = fopen(p, "wb");
+    fputs("PK\x03\x04 pickle", f);
+    fclose(f);
+    expect_load_error(ctx, dir, TSR_ERR_UNSUPPORTED, "pickle", "pytorch_model.bin refused");
+    unlink(p);
+    const char *left[] = {"config.json", "tokenizer.json", "preprocessor_config.json",
+                          "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"};
+    for (int i = 0; i < 5; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, left[i]);
+        unlink(p);
+    }
+    rmdir(dir);
+    expect_load_error(ctx, "/nonexistent/model", TSR_ERR_IO, "model directory not found",
+                      "missing model directory");
+}
+
 int main(void)
 {
     tsr_ctx *ctx = ctx_or_skip();
     run_model(ctx, "clip-tiny-a");
     run_model(ctx, "clip-tiny-b");
+    run_model_dirs(ctx);
     tsr_ctx_free(ctx);
     return finish();
 }

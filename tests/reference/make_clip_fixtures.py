@@ -328,6 +328,21 @@ def make_model(key, cfg_kwargs, tok_dir, dtype, keep_tokenizer_json):
         json.dump({"labels": labels, "templates": templates,
                    "images": [os.path.relpath(p, FIX) for p in imgs],
                    "probs": probs.numpy().tolist()}, f, indent=1)
+    # The same with open_clip's copy of the 80 ImageNet templates (for `--templates imagenet`).
+    from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
+    with torch.no_grad():
+        w = []
+        for lab in labels:
+            e = model.get_text_features(**tok([t(lab) for t in OPENAI_IMAGENET_TEMPLATES],
+                                              padding=True, truncation=True,
+                                              max_length=max_len, return_tensors="pt"))
+            e = e / e.norm(dim=-1, keepdim=True)
+            e = e.mean(0)
+            w.append(e / e.norm())
+        probs = (model.logit_scale.exp() * im @ torch.stack(w).T).softmax(-1)
+    with open(os.path.join(exp, "classify_imagenet.json"), "w") as f:
+        json.dump({"labels": labels, "images": [os.path.relpath(p, FIX) for p in imgs],
+                   "probs": probs.numpy().tolist()}, f, indent=1)
     print(f"clip-tiny-{key}: {sum(p.numel() for p in model.parameters())} parameters")
 
 
