@@ -1,0 +1,260 @@
+/* The tessera CLI as a user runs it: help, exit codes, messages for bad
+ * input, zero-shot output against the reference, embeddings, tokens, and the
+ * kernel cache across processes. */
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+static char tmp[64];
+static char out_path[128], err_path[128];
+static char *out_text, *err_text;
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return calloc(1, 1);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = calloc(1, (size_t)n + 1);
+    if (fread(b, 1, (size_t)n, f) != (size_t)n)
+        b[0] = 0;
+    fclose(f);
+    return b;
+}
+
+/* Runs `tessera ARGS` with an optional environment prefix; returns the exit code. */
+static int run(const char *env, const char *args)
+{
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "%s %s %s >%s 2>%s </dev/null", env ? env : "", TSR_CLI, args,
+             out_path, err_path);
+    int st = system(cmd);
+    free(out_text);
+    free(err_text);
+    out_text = slurp(out_path);
+    err_text = slurp(err_path);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void expect(const char *args, int code, const char *in_stderr, const char *what)
+{
+    int rc = run(NULL, args);
+    int ok = rc == code && (!in_stderr || strstr(err_text, in_stderr));
+    check(ok, "%s: exit %d (want %d)%s%s", what, rc, code, ok ? "" : ", stderr: ",
+          ok ? "" : err_text);
+}
+
+#define A TSR_FIXTURES "/models/clip-tiny-a"
+#define IMG TSR_FIXTURES "/images/"
+
+static void write_text(const char *name, const char *content, char *path, size_t cap)
+{
+    snprintf(path, cap, "%s/%s", tmp, name);
+    FILE *f = fopen(path, "wb");
+    fputs(content, f);
+    fclose(f);
+}
+
+static void test_usage(void)
+{
+    check(run(NULL, "--help") == 0 && strstr(out_text, "classify"), "tessera --help");
+    const char *cmds[] = {"classify", "embed", "tokenize", "devices"};
+    for (int i = 0; i < 4; i++) {
+        char args[64], want[64];
+        snprintf(args, sizeof args, "%s --help", cmds[i]);
+        snprintf(want, sizeof want, "usage: tessera %s", cmds[i]);
+        check(run(NULL, args) == 0 && strstr(out_text, want) && strstr(out_text, "Exit codes"),
+              "tessera %s --help", cmds[i]);
+    }
+    expect("", 2, "usage: tessera", "no command");
+    expect("frobnicate", 2, "unknown command 'frobnicate'", "unknown command");
+    expect("classify --labels a,b " IMG "chelsea.jpg", 2, "--model DIR is required",
+           "classify without --model");
+    expect("classify --model " A " " IMG "chelsea.jpg", 2, "--labels", "classify without labels");
+    expect("classify --model " A " --labels a --bogus " IMG "chelsea.jpg", 2,
+           "unknown option '--bogus'", "unknown option");
+    expect("classify --model " A " --labels a --top-k zero " IMG "chelsea.jpg", 2, "--top-k",
+           "bad --top-k");
+    expect("classify --model " A " --labels a --template nothing-here " IMG "chelsea.jpg", 2,
+           "needs {}", "template without {}");
+    expect("classify --model " A " --labels \"$(printf 'ok,bad\\377')\" " IMG "chelsea.jpg", 2,
+           "not valid UTF-8", "invalid UTF-8 in --labels");
+    expect("tokenize --model " A " \"$(printf 'caf\\303')\"", 1, "not valid UTF-8", "invalid UTF-8 text");
+    expect("embed --model " A " --text --image x", 2, "exactly one of", "embed mode clash");
+}
+
+static void test_tokenize(void)
+{
+    cJSON *j = load_json(A "/expected/texts.json");
+    const cJSON *ids = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "ids"), 0);
+    char want[512] = "";
+    for (int i = 0; i < cJSON_GetArraySize(ids); i++)
+        snprintf(want + strlen(want), sizeof want - strlen(want), "%s%d", i ? " " : "",
+                 (int)cJSON_GetArrayItem(ids, i)->valuedouble);
+    int rc = run(NULL, "tokenize --model " A " 'a photo of a cat.'");
+    check(rc == 0 && strncmp(out_text, want, strlen(want)) == 0,
+          "tokenize matches the reference ids [%s]", want);
+    cJSON_Delete(j);
+}
+
+static void test_classify(void)
+{
+    cJSON *ref = load_json(A "/expected/classify_imagenet.json");
+    const cJSON *labels = cJSON_GetObjectItem(ref, "labels");
+    char labels_path[256], content[512] = "";
+    for (int i = 0; i < cJSON_GetArraySize(labels); i++)
+        snprintf(content + strlen(content), sizeof content - strlen(content), "%s\n",
+                 cJSON_GetArrayItem(labels, i)->valuestring);
+    write_text("labels.txt", content, labels_path, sizeof labels_path);
+    char args[2048];
+    snprintf(args, sizeof args,
+             "classify --model " A " --labels-file %s --templates imagenet --top-k 10 --json "
+             IMG "chelsea.jpg " IMG "coffee.png " IMG "grey.png",
+             labels_path);
+    int rc = run(NULL, args);
+    check(rc == 0, "classify --json with 80 templates: exit %d %s", rc, rc ? err_text : "");
+    double worst = 0;
+    int lines = 0, ok = 1;
+    for (char *line = out_text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+        cJSON *o = cJSON_Parse(line);
+        const cJSON *preds = cJSON_GetObjectItem(o, "predictions");
+        const cJSON *probs = cJSON_GetArrayItem(cJSON_GetObjectItem(ref, "probs"), lines);
+        ok &= cJSON_GetArraySize(preds) == cJSON_GetArraySize(labels);
+        for (const cJSON *p = preds ? preds->child : NULL; p; p = p->next) {
+            const char *lab = cJSON_GetObjectItem(p, "label")->valuestring;
+            double v = cJSON_GetObjectItem(p, "probability")->valuedouble;
+            for (int i = 0; i < cJSON_GetArraySize(labels); i++)
+                if (strcmp(cJSON_GetArrayItem(labels, i)->valuestring, lab) == 0) {
+                    double d = fabs(v - cJSON_GetArrayItem(probs, i)->valuedouble);
+                    worst = d > worst ? d : worst;
+                }
+        }
+        cJSON_Delete(o);
+        lines++;
+    }
+    check(ok && lines == 3 && worst <= 1e-4,
+          "classify probabilities match transformers + open_clip templates: max error %.3g", worst);
+    cJSON_Delete(ref);
+
+    /* plain text output, top-k */
+    rc = run(NULL, "classify --model " A " --labels cat,dog,car --top-k 2 " IMG "chelsea.jpg");
+    int shown = 0;
+    for (char *p = out_text; (p = strstr(p, "\n  0.")); p++)
+        shown++;
+    check(rc == 0 && strstr(out_text, "chelsea.jpg") && shown == 2,
+          "text output lists the top 2 labels");
+
+    /* a bad image among good ones: the good ones are still classified */
+    char bad[256];
+    write_text("not-an-image.jpg", "plain text", bad, sizeof bad);
+    snprintf(args, sizeof args, "classify --model " A " --labels cat,dog %s " IMG "coffee.png " IMG
+             "../bad/huge.png", bad);
+    rc = run(NULL, args);
+    check(rc == 1 && strstr(err_text, "not-an-image.jpg: not a PNG or JPEG") &&
+              strstr(err_text, "huge.png: image declares 60000x60000") &&
+              strstr(out_text, "coffee.png"),
+          "bad images reported by name, exit 1, good image still classified");
+    snprintf(args, sizeof args, "classify --model " A " --labels cat --json %s", bad);
+    run(NULL, args);
+    check(strstr(out_text, "\"error\"") != NULL, "--json reports a failed image as an error object");
+
+    char badlabels[256];
+    write_text("bad-labels.txt", "cat\ndog\xff\n", badlabels, sizeof badlabels);
+    snprintf(args, sizeof args, "classify --model " A " --labels-file %s " IMG "coffee.png", badlabels);
+    rc = run(NULL, args);
+    check(rc == 1 && strstr(err_text, "bad-labels.txt: line 2 is not valid UTF-8"),
+          "invalid UTF-8 in a labels file named with its line: exit %d", rc);
+    expect("classify --model /no/such/model --labels a " IMG "coffee.png", 1,
+           "/no/such/model: model directory not found", "missing model directory");
+    expect("classify --model " A " --labels a --device 99 " IMG "coffee.png", 1,
+           "device 99 does not exist", "device index out of range");
+    expect("classify --model " A " --labels a --device no-such-gpu " IMG "coffee.png", 1,
+           "no OpenCL device matches", "device name without a match");
+    rc = run(NULL, "classify --model " TSR_FIXTURES "/models/clip-tiny-b --labels \"$(printf 'x %.0s' $(seq 40))\" "
+                   IMG "coffee.png");
+    check(rc == 0 && strstr(err_text, "truncated"), "long prompt truncated with a warning");
+}
+
+static void test_embed(void)
+{
+    char npy[256], args[1024];
+    snprintf(npy, sizeof npy, "%s/texts.npy", tmp);
+    snprintf(args, sizeof args,
+             "embed --model " A " --text --out %s 'a photo of a cat.' '' 'A PHOTO OF A DOG!!'", npy);
+    int rc = run(NULL, args);
+    int nd = 0;
+    long dims[4] = {0};
+    float *got = rc == 0 ? load_npy(npy, &nd, dims) : NULL;
+    float *ref = load_npy(A "/expected/text_embeds.npy", &nd, dims + 2);
+    int ok = got && dims[0] == 3 && dims[1] == 24;
+    double worst = 0;
+    for (int r = 0; ok && r < 3; r++) {
+        double n = 0;
+        for (int i = 0; i < 24; i++)
+            n += (double)ref[r * 24 + i] * ref[r * 24 + i];
+        for (int i = 0; i < 24; i++) {
+            double d = fabs(got[r * 24 + i] - ref[r * 24 + i] / sqrt(n));
+            worst = d > worst ? d : worst;
+        }
+    }
+    check(ok && worst <= 1e-4, "embed --text --out .npy: shape (3, 24), max error %.3g", worst);
+    free(got);
+    free(ref);
+    rc = run(NULL, "embed --model " A " --image " IMG "coffee.png " IMG "cmyk.jpg");
+    int lines = 0;
+    for (char *p = out_text; (p = strchr(p, '\n')); p++)
+        lines++;
+    check(rc == 0 && lines == 2 && strstr(out_text, "\"embedding\":["),
+          "embed --image prints one JSON line per image");
+    expect("embed --model " A " --image " IMG "../bad/huge.jpg", 1, "huge.jpg", "embed bad image");
+}
+
+static void test_cache(void)
+{
+    char env[512], args[512], d[256];
+    snprintf(d, sizeof d, "%s/kcache", tmp);
+    snprintf(env, sizeof env, "TESSERA_CACHE_DIR=%s", d);
+    snprintf(args, sizeof args, "classify --verbose --model " A " --labels a,b " IMG "coffee.png");
+    int rc1 = run(env, args);
+    int compiled = strstr(err_text, "kernels compiled") != NULL;
+    int rc2 = run(env, args);
+    int cached = strstr(err_text, "kernels loaded from") != NULL;
+    check(rc1 == 0 && rc2 == 0 && compiled && cached,
+          "first process compiles kernels, the second loads them from the disk cache");
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", d);
+    if (system(cmd) != 0)
+        printf("could not remove %s\n", d);
+}
+
+int main(void)
+{
+    snprintf(tmp, sizeof tmp, "/tmp/tessera-cli-XXXXXX");
+    if (!mkdtemp(tmp))
+        return 1;
+    snprintf(out_path, sizeof out_path, "%s/stdout", tmp);
+    snprintf(err_path, sizeof err_path, "%s/stderr", tmp);
+    test_usage();
+    test_tokenize();
+    int rc = run(NULL, "devices");
+    int skipped = 0;
+    if (rc == 1 && strstr(err_text, "no OpenCL platform")) {
+        printf("skipped: no OpenCL platform; the device-dependent CLI tests did not run\n");
+        skipped = 1;
+    } else {
+        check(rc == 0 && strstr(out_text, "0: "), "devices lists device 0");
+        test_classify();
+        test_embed();
+        test_cache();
+    }
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    if (system(cmd) != 0)
+        printf("could not remove %s\n", tmp);
+    int r = finish();
+    return r ? r : skipped ? TEST_SKIP : 0;
+}
