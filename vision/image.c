@@ -92,12 +92,14 @@ static tsr_status decode_png(const unsigned char *data, size_t n, const char *na
     png_infop info = png_create_info_struct(png);
     /* volatile: modified between setjmp and a possible longjmp */
     unsigned char *volatile row = NULL;
+    png_bytep *volatile rows = NULL;
     tsr_image *volatile img = NULL;
     if (!info || setjmp(ectx.jb)) {
         tsr_status rc = tsr_error_set(err, TSR_ERR_FORMAT, "%s: corrupt PNG: %s", name,
                                       ectx.msg[0] ? ectx.msg : "cannot decode");
         png_destroy_read_struct(&png, info ? &info : NULL, NULL);
         free(row);
+        free(rows);
         tsr_image_free(img);
         return rc;
     }
@@ -134,16 +136,15 @@ static tsr_status decode_png(const unsigned char *data, size_t n, const char *na
     (void)interlace;
     /* Decode the whole frame (interlaced images need it), then convert. */
     unsigned char *buf = malloc(rowbytes * h);
-    png_bytep *rows = malloc(sizeof(png_bytep) * h);
     row = buf;
-    if (!buf || !rows) {
-        free(rows);
+    rows = malloc(sizeof(png_bytep) * h);
+    if (!buf || !rows)
         png_error(png, "out of memory");
-    }
     for (png_uint_32 y = 0; y < h; y++)
         rows[y] = buf + rowbytes * y;
     png_read_image(png, rows);
     free(rows);
+    rows = NULL;
     png_read_end(png, NULL);
     for (png_uint_32 y = 0; y < h; y++) {
         const unsigned char *s = buf + rowbytes * y;

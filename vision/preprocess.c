@@ -260,15 +260,15 @@ tsr_status tsr_preprocess_cfg_load(const char *path, tsr_preprocess_cfg *cfg, ts
     if (cJSON_IsNumber(rf))
         c.rescale_factor = rf->valuedouble;
     const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "resample");
+    int resample = cJSON_IsNumber(rs) ? (int)rs->valuedouble : 3;
     int ok = json_vec3(root, "image_mean", c.mean) && json_vec3(root, "image_std", c.std);
     cJSON_Delete(root);
     if (!ok)
         return tsr_error_set(err, TSR_ERR_FORMAT, "%s: image_mean/image_std must be 3 numbers",
                              path);
-    if (cJSON_IsNumber(rs) && (int)rs->valuedouble != 3)
+    if (resample != 3)
         return tsr_error_set(err, TSR_ERR_UNSUPPORTED,
-                             "%s: resample=%d; only bicubic (3) is supported", path,
-                             (int)rs->valuedouble);
+                             "%s: resample=%d; only bicubic (3) is supported", path, resample);
     if (c.shortest_edge < 1 || c.shortest_edge > 8192 || c.crop_h < 1 || c.crop_h > 8192 ||
         c.crop_w < 1 || c.crop_w > 8192)
         return tsr_error_set(err, TSR_ERR_FORMAT, "%s: image sizes out of range", path);

@@ -179,6 +179,122 @@ static void test_classify(void)
     check(rc == 0 && strstr(err_text, "truncated"), "long prompt truncated with a warning");
 }
 
+static void copy_to(const char *src, const char *dst, const char *from, const char *to)
+{
+    char *b = slurp(src);
+    char *hit = from ? strstr(b, from) : NULL;
+    FILE *o = fopen(dst, "wb");
+    if (hit) {
+        fwrite(b, 1, (size_t)(hit - b), o);
+        fputs(to, o);
+        fputs(hit + strlen(from), o);
+    } else {
+        fputs(b, o);
+    }
+    fclose(o);
+    free(b);
+}
+
+/* Bad files through the CLI: the message names the file, the exit code is 1. */
+static void test_bad_files(void)
+{
+    char args[2048], p[512], q[512];
+    /* truncated and corrupt images */
+    FILE *f = fopen(IMG "coffee.png", "rb");
+    unsigned char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    snprintf(p, sizeof p, "%s/truncated.png", tmp);
+    f = fopen(p, "wb");
+    fwrite(buf, 1, n / 3, f);
+    fclose(f);
+    f = fopen(IMG "chelsea.jpg", "rb");
+    n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    snprintf(q, sizeof q, "%s/truncated.jpg", tmp);
+    f = fopen(q, "wb");
+    fwrite(buf, 1, n / 2, f);
+    fclose(f);
+    snprintf(args, sizeof args, "classify --model " A " --labels a,b %s", p);
+    int rc = run(NULL, args);
+    check(rc == 1 && strstr(err_text, "truncated.png: corrupt PNG"), "truncated PNG: exit %d, %s",
+          rc, err_text);
+    snprintf(args, sizeof args, "classify --model " A " --labels a,b %s", q);
+    rc = run(NULL, args);
+    check(rc == 1 && strstr(err_text, "truncated.jpg: corrupt JPEG"), "truncated JPEG: exit %d, %s",
+          rc, err_text);
+
+    /* broken checkpoints in a copy of the model directory */
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s/model", tmp);
+    mkdir(dir, 0755);
+    const char *files[] = {"tokenizer.json", "preprocessor_config.json", "config.json"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, A "/%s", files[i]);
+        snprintf(q, sizeof q, "%s/%s", dir, files[i]);
+        copy_to(p, q, NULL, NULL);
+    }
+    struct {
+        const char *what, *header, *needle;
+        unsigned long long hlen;
+    } cases[] = {
+        {"bad header length", "{}", "bad header length", 1ULL << 40},
+        {"out-of-range offsets",
+         "{\"logit_scale\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[0,4000]}}",
+         "out-of-range offsets", 0},
+    };
+    for (int c = 0; c < 2; c++) {
+        snprintf(p, sizeof p, "%s/model.safetensors", dir);
+        f = fopen(p, "wb");
+        unsigned long long hl = cases[c].hlen ? cases[c].hlen : strlen(cases[c].header);
+        for (int i = 0; i < 8; i++)
+            fputc((int)((hl >> (8 * i)) & 0xff), f);
+        fputs(cases[c].header, f);
+        fputs("abcd", f);
+        fclose(f);
+        snprintf(args, sizeof args, "classify --model %s --labels a " IMG "coffee.png", dir);
+        rc = run(NULL, args);
+        check(rc == 1 && strstr(err_text, "model.safetensors") && strstr(err_text, cases[c].needle),
+              "checkpoint with %s: exit %d, %s", cases[c].what, rc, err_text);
+    }
+    snprintf(args, sizeof args, "cp " A "/model.safetensors %s", p);
+    if (system(args) != 0)
+        printf("cp failed\n");
+    snprintf(q, sizeof q, "%s/config.json", dir);
+    copy_to(A "/config.json", q, "\"hidden_size\": 48", "\"hidden_size\": 52");
+    snprintf(args, sizeof args, "classify --model %s --labels a " IMG "coffee.png", dir);
+    rc = run(NULL, args);
+    check(rc == 1 && strstr(err_text, "model.safetensors: tensor 'vision_model.") &&
+              strstr(err_text, "config expects"),
+          "tensor of the wrong shape: exit %d, %s", rc, err_text);
+    /* legacy configs (eos_token_id 2) pool at the highest id, which is the end token here */
+    copy_to(A "/config.json", q, "\"eos_token_id\": 1513", "\"eos_token_id\": 2");
+    char npy[256];
+    snprintf(npy, sizeof npy, "%s/legacy.npy", tmp);
+    snprintf(args, sizeof args, "embed --model %s --text --out %s 'a photo of a cat.'", dir, npy);
+    rc = run(NULL, args);
+    int nd;
+    long dims[4];
+    float *got = rc == 0 ? load_npy(npy, &nd, dims) : NULL;
+    float *ref = load_npy(A "/expected/text_embeds.npy", &nd, dims);
+    double nrm = 0, worst = 0;
+    for (int i = 0; ref && i < 24; i++)
+        nrm += (double)ref[i] * ref[i];
+    for (int i = 0; got && i < 24; i++) {
+        double d = fabs(got[i] - ref[i] / sqrt(nrm));
+        worst = d > worst ? d : worst;
+    }
+    check(got && worst <= 1e-4, "legacy eos_token_id=2 pooling gives the reference: max error %.3g",
+          worst);
+    free(got);
+    free(ref);
+    /* TESSERA_DEVICE selects the device like --device */
+    rc = run("TESSERA_DEVICE=42", "classify --model " A " --labels a " IMG "coffee.png");
+    check(rc == 1 && strstr(err_text, "device 42 does not exist"), "TESSERA_DEVICE=42 honoured");
+    rc = run("TESSERA_DEVICE=0", "classify --model " A " --labels a " IMG "coffee.png");
+    check(rc == 0, "TESSERA_DEVICE=0 works");
+}
+
 static void test_embed(void)
 {
     char npy[256], args[1024];
@@ -249,6 +365,7 @@ int main(void)
         check(rc == 0 && strstr(out_text, "0: "), "devices lists device 0");
         test_classify();
         test_embed();
+        test_bad_files();
         test_cache();
     }
     char cmd[128];
