@@ -19,9 +19,11 @@ static const char *embed_help =
     "Exit codes: 0 ok, 1 runtime error, 2 usage error.\n";
 
 static const char *tokenize_help =
-    "usage: tessera tokenize --model DIR [--json] TEXT...\n"
+    "usage: tessera tokenize --model DIR [--pad] [--json] TEXT...\n"
     "\n"
     "Prints the token ids of each text (with start and end tokens), one line per text.\n"
+    "  --pad     pad every text to the model's context length with the pad token\n"
+    "  --json    one JSON array per line\n"
     "Needs only the tokenizer files of DIR, no OpenCL device.\n"
     "\n"
     "Exit codes: 0 ok, 1 runtime error, 2 usage error.\n";
@@ -114,11 +116,11 @@ int cmd_embed(int argc, char **argv)
 int cmd_tokenize(int argc, char **argv)
 {
     const char *model = NULL;
-    int json = 0;
-    cli_opt opts[] = {{"model", 1, &model, NULL}, {"json", 0, NULL, &json}};
+    int json = 0, pad = 0;
+    cli_opt opts[] = {{"model", 1, &model, NULL}, {"json", 0, NULL, &json}, {"pad", 0, NULL, &pad}};
     const char **in = NULL;
     int n = 0;
-    int rc = cli_parse(argc, argv, opts, 2, &in, &n);
+    int rc = cli_parse(argc, argv, opts, 3, &in, &n);
     if (rc < 0) {
         fputs(tokenize_help, stdout);
         free(in);
@@ -162,6 +164,8 @@ int cmd_tokenize(int argc, char **argv)
         if (cut)
             fprintf(stderr, "tessera tokenize: warning: text %d was truncated to %d tokens\n",
                     i + 1, cap);
+        while (pad && len < cap)
+            ids[len++] = tsr_tokenizer_pad(tok);
         if (json)
             putchar('[');
         for (int k = 0; k < len; k++)

@@ -98,6 +98,12 @@ static void test_tokenize(void)
     int rc = run(NULL, "tokenize --model " A " 'a photo of a cat.'");
     check(rc == 0 && strncmp(out_text, want, strlen(want)) == 0,
           "tokenize matches the reference ids [%s]", want);
+    rc = run(NULL, "tokenize --model " TSR_FIXTURES "/models/clip-tiny-b --pad --json 'a cat'");
+    int commas = 0;
+    for (char *c = out_text; *c; c++)
+        commas += *c == ',';
+    check(rc == 0 && out_text[0] == '[' && commas == 23 && strstr(out_text, "1513, 1513]"),
+          "tokenize --pad fills the 24 positions with the pad token: %s", out_text);
     cJSON_Delete(j);
 }
 

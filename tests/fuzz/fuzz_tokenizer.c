@@ -1,0 +1,27 @@
+/* Fuzz target: tokenizing arbitrary bytes (invalid UTF-8 included). */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tsr_text.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static tsr_tokenizer *tok;
+    if (!tok) {
+        tsr_error err = {0};
+        if (tsr_tokenizer_load_dir(TSR_FIXTURES "/models/clip-tiny-a", &tok, &err) != TSR_OK)
+            abort();
+    }
+    char *text = malloc(size + 1);
+    if (!text)
+        return 0;
+    memcpy(text, data, size);
+    text[size] = 0;
+    int ids[77], n = 0, cut = 0;
+    tsr_error err = {0};
+    tsr_tokenizer_encode(tok, text, 77, ids, &n, &cut, &err);
+    free(text);
+    return 0;
+}
