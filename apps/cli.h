@@ -36,5 +36,9 @@ int cmd_classify(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
+
+/* Resolves --model (a directory, or a pulled org/name[@rev]); prints the error. */
+int cli_model_dir(const char *cmd, const char *model, char *out, size_t cap);
 
 #endif

@@ -150,3 +150,13 @@ char *cli_read_file(const char *path, size_t max, size_t *len, tsr_error *err)
         *len = n;
     return buf;
 }
+
+int cli_model_dir(const char *cmd, const char *model, char *out, size_t cap)
+{
+    tsr_error err = {0};
+    if (tsr_model_resolve(model, NULL, out, cap, &err) != TSR_OK) {
+        cli_error(cmd, &err);
+        return EXIT_RUNTIME;
+    }
+    return EXIT_OK;
+}

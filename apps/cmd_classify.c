@@ -219,8 +219,11 @@ int cmd_classify(int argc, char **argv)
     tsr_error err = {0};
     float *weights = NULL, *px = NULL, *emb = NULL, *probs = NULL;
     int failed = 0;
-    rc = cli_ctx("classify", device, verbose, &ctx);
-    if (rc == EXIT_OK && tsr_model_load(ctx, model, &m, &err) != TSR_OK) {
+    char mdir[4096];
+    rc = cli_model_dir("classify", model, mdir, sizeof mdir);
+    if (rc == EXIT_OK)
+        rc = cli_ctx("classify", device, verbose, &ctx);
+    if (rc == EXIT_OK && tsr_model_load(ctx, mdir, &m, &err) != TSR_OK) {
         cli_error("classify", &err);
         rc = EXIT_RUNTIME;
     }

@@ -82,8 +82,14 @@ int cmd_embed(int argc, char **argv)
     tsr_model *m = NULL;
     tsr_error err = {0};
     float *emb = NULL;
+    char mdir[4096];
+    rc = cli_model_dir("embed", model, mdir, sizeof mdir);
+    if (rc != EXIT_OK) {
+        free(in);
+        return rc;
+    }
     rc = cli_ctx("embed", device, verbose, &ctx);
-    if (rc == EXIT_OK && tsr_model_load(ctx, model, &m, &err) != TSR_OK)
+    if (rc == EXIT_OK && tsr_model_load(ctx, mdir, &m, &err) != TSR_OK)
         rc = EXIT_RUNTIME;
     int P = m ? tsr_model_embed_dim(m) : 0, cut = 0;
     if (rc == EXIT_OK && !(emb = malloc(sizeof(float) * (size_t)n * P))) {
@@ -136,6 +142,12 @@ int cmd_tokenize(int argc, char **argv)
     }
     tsr_tokenizer *tok = NULL;
     tsr_error err = {0};
+    char mdir[4096];
+    if (cli_model_dir("tokenize", model, mdir, sizeof mdir) != EXIT_OK) {
+        free(in);
+        return EXIT_RUNTIME;
+    }
+    model = mdir;
     if (tsr_tokenizer_load_dir(model, &tok, &err) != TSR_OK) {
         cli_error("tokenize", &err);
         free(in);

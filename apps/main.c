@@ -15,10 +15,12 @@ static const char *main_help =
     "  embed      L2-normalised image or text embeddings (.npy or JSON lines)\n"
     "  tokenize   token ids of texts\n"
     "  devices    list OpenCL devices\n"
+    "  pull       download a checkpoint from a Hugging Face model repository\n"
     "\n"
     "'tessera COMMAND --help' describes each command.\n"
     "Environment: TESSERA_DEVICE (device index or name), TESSERA_CACHE_DIR (compiled\n"
-    "kernels; default $XDG_CACHE_HOME/tessera or ~/.cache/tessera).\n"
+    "kernels and pulled models; default $XDG_CACHE_HOME/tessera or ~/.cache/tessera),\n"
+    "HF_TOKEN and HF_ENDPOINT (for pull).\n"
     "Exit codes: 0 ok, 1 runtime error, 2 usage error.\n";
 
 int main(int argc, char **argv)
@@ -42,7 +44,8 @@ int main(int argc, char **argv)
     } cmds[] = {{"classify", cmd_classify},
                 {"embed", cmd_embed},
                 {"tokenize", cmd_tokenize},
-                {"devices", cmd_devices}};
+                {"devices", cmd_devices},
+                {"pull", cmd_pull}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(cmd, cmds[i].name) == 0)
             exit(cmds[i].fn(argc - 1, argv + 1));

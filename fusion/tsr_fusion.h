@@ -15,6 +15,8 @@
 #ifndef TSR_FUSION_H
 #define TSR_FUSION_H
 
+#include <stdint.h>
+
 #include "tsr_opencl.h"
 #include "tsr_text.h"
 #include "tsr_vision.h"
@@ -67,6 +69,32 @@ void tsr_zeroshot_probs(const tsr_model *m, const float *img, int N, const float
 /* logits (N, L) = exp(logit_scale) * a . b^T for normalised rows. */
 void tsr_scores(float scale, const float *a, int N, const float *b, int L, int dim,
                 float *logits);
+
+/* ---- fetching checkpoints (tessera pull) ---- */
+
+typedef struct {
+    const char *endpoint;  /* NULL: $HF_ENDPOINT, else https://huggingface.co */
+    const char *token;     /* NULL: $HF_TOKEN */
+    const char *revision;  /* NULL: "main" */
+    const char *cache_dir; /* NULL: see tsr_cache_dir */
+    /* called as bytes arrive; total is 0 when unknown */
+    void (*progress)(void *user, const char *file, uint64_t done, uint64_t total);
+    void *user;
+} tsr_pull_params;
+
+tsr_pull_params tsr_pull_default_params(void);
+/* Downloads config, safetensors weights (sharded too), tokenizer and
+ * preprocessor files of repo_id ("org/name") into the cache; out_dir receives
+ * the model directory. Never downloads pickle files. Resumes partial
+ * downloads and checks LFS files against the hub's SHA-256. */
+tsr_status tsr_pull(const char *repo_id, const tsr_pull_params *p, char *out_dir, size_t cap,
+                    tsr_error *err);
+/* Where repo_id at revision lives in the cache (whether pulled or not). */
+tsr_status tsr_model_cache_path(const char *repo_id, const char *revision, const char *cache_dir,
+                                char *out, size_t cap, tsr_error *err);
+/* A local directory as given, or else a completely pulled "org/name[@rev]". */
+tsr_status tsr_model_resolve(const char *name, const char *cache_dir, char *out, size_t cap,
+                             tsr_error *err);
 
 #ifdef __cplusplus
 }

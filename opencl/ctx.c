@@ -155,9 +155,9 @@ static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
     return h;
 }
 
-static void cache_root(const tsr_ctx_params *p, char *out, size_t cap)
+void tsr_cache_dir(const char *override, char *out, size_t cap)
 {
-    const char *d = p->cache_dir ? p->cache_dir : getenv("TESSERA_CACHE_DIR");
+    const char *d = override ? override : getenv("TESSERA_CACHE_DIR");
     if (d && *d) {
         snprintf(out, cap, "%s", d);
         return;
@@ -244,7 +244,7 @@ static tsr_status build_program(tsr_ctx *ctx, const tsr_ctx_params *p, tsr_error
     h = fnv1a(h, ctx->info.driver, strlen(ctx->info.driver) + 1);
     h = fnv1a(h, ctx->info.platform, strlen(ctx->info.platform) + 1);
     char dir[900], path[1024];
-    cache_root(p, dir, sizeof dir - 16);
+    tsr_cache_dir(p->cache_dir, dir, sizeof dir - 16);
     strcat(dir, "/kernels");
     snprintf(path, sizeof path, "%s/%016llx.bin", dir, (unsigned long long)h);
     cl_int e;

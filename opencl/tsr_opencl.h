@@ -60,6 +60,10 @@ void tsr_error_prefix(tsr_error *err, const char *fmt, ...)
 #endif
     ;
 
+/* The user's tessera cache directory: override if given, else
+ * $TESSERA_CACHE_DIR, $XDG_CACHE_HOME/tessera or ~/.cache/tessera. */
+void tsr_cache_dir(const char *override, char *out, size_t cap);
+
 typedef struct {
     int index;             /* position in the global list, across platforms */
     char name[256];
