@@ -11,21 +11,6 @@ static char tmp[64];
 static char out_path[128], err_path[128];
 static char *out_text, *err_text;
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return calloc(1, 1);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = calloc(1, (size_t)n + 1);
-    if (fread(b, 1, (size_t)n, f) != (size_t)n)
-        b[0] = 0;
-    fclose(f);
-    return b;
-}
-
 /* Runs `tessera ARGS` with an optional environment prefix; returns the exit code. */
 static int run(const char *env, const char *args)
 {
@@ -185,22 +170,6 @@ static void test_classify(void)
     check(rc == 0 && strstr(err_text, "truncated"), "long prompt truncated with a warning");
 }
 
-static void copy_to(const char *src, const char *dst, const char *from, const char *to)
-{
-    char *b = slurp(src);
-    char *hit = from ? strstr(b, from) : NULL;
-    FILE *o = fopen(dst, "wb");
-    if (hit) {
-        fwrite(b, 1, (size_t)(hit - b), o);
-        fputs(to, o);
-        fputs(hit + strlen(from), o);
-    } else {
-        fputs(b, o);
-    }
-    fclose(o);
-    free(b);
-}
-
 /* Bad files through the CLI: the message names the file, the exit code is 1. */
 static void test_bad_files(void)
 {
@@ -238,7 +207,7 @@ static void test_bad_files(void)
     for (int i = 0; i < 3; i++) {
         snprintf(p, sizeof p, A "/%s", files[i]);
         snprintf(q, sizeof q, "%s/%s", dir, files[i]);
-        copy_to(p, q, NULL, NULL);
+        copy_text(p, q, NULL, NULL);
     }
     struct {
         const char *what, *header, *needle;
@@ -267,14 +236,14 @@ static void test_bad_files(void)
     if (system(args) != 0)
         printf("cp failed\n");
     snprintf(q, sizeof q, "%s/config.json", dir);
-    copy_to(A "/config.json", q, "\"hidden_size\": 48", "\"hidden_size\": 52");
+    copy_text(A "/config.json", q, "\"hidden_size\": 48", "\"hidden_size\": 52");
     snprintf(args, sizeof args, "classify --model %s --labels a " IMG "coffee.png", dir);
     rc = run(NULL, args);
     check(rc == 1 && strstr(err_text, "model.safetensors: tensor 'vision_model.") &&
               strstr(err_text, "config expects"),
           "tensor of the wrong shape: exit %d, %s", rc, err_text);
     /* legacy configs (eos_token_id 2) pool at the highest id, which is the end token here */
-    copy_to(A "/config.json", q, "\"eos_token_id\": 1513", "\"eos_token_id\": 2");
+    copy_text(A "/config.json", q, "\"eos_token_id\": 1513", "\"eos_token_id\": 2");
     char npy[256];
     snprintf(npy, sizeof npy, "%s/legacy.npy", tmp);
     snprintf(args, sizeof args, "embed --model %s --text --out %s 'a photo of a cat.'", dir, npy);

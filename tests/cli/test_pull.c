@@ -15,21 +15,6 @@ static char tmp[64], cache[128], logpath[128], out_path[128], err_path[128];
 static char *out_text, *err_text;
 static int port;
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return calloc(1, 1);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = calloc(1, (size_t)n + 1);
-    if (fread(b, 1, (size_t)n, f) != (size_t)n)
-        b[0] = 0;
-    fclose(f);
-    return b;
-}
-
 static int run(const char *env, const char *args)
 {
     char cmd[4096];

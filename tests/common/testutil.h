@@ -124,6 +124,39 @@ TSR_UNUSED static cJSON *load_json(const char *path)
     return j;
 }
 
+/* Reads a whole file as a NUL-terminated string ("" when unreadable). */
+TSR_UNUSED static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return calloc(1, 1);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = calloc(1, (size_t)n + 1);
+    if (fread(b, 1, (size_t)n, f) != (size_t)n)
+        b[0] = 0;
+    fclose(f);
+    return b;
+}
+
+/* Copies a text file, replacing the first occurrence of from (if given) by to. */
+TSR_UNUSED static void copy_text(const char *src, const char *dst, const char *from, const char *to)
+{
+    char *b = slurp(src);
+    char *hit = from ? strstr(b, from) : NULL;
+    FILE *o = fopen(dst, "wb");
+    if (hit) {
+        fwrite(b, 1, (size_t)(hit - b), o);
+        fputs(to, o);
+        fputs(hit + strlen(from), o);
+    } else {
+        fputs(b, o);
+    }
+    fclose(o);
+    free(b);
+}
+
 /* Creates a context on the default device, or reports the skip. */
 TSR_UNUSED static tsr_ctx *ctx_or_skip(void)
 {

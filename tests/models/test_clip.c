@@ -143,29 +143,6 @@ static void run_model(tsr_ctx *ctx, const char *name)
     tsr_model_free(m);
 }
 
-static void copy_file(const char *src, const char *dst, const char *from, const char *to)
-{
-    FILE *f = fopen(src, "rb");
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = calloc(1, (size_t)n + 1);
-    if (fread(b, 1, (size_t)n, f) != (size_t)n)
-        n = 0;
-    fclose(f);
-    char *hit = from ? strstr(b, from) : NULL;
-    FILE *o = fopen(dst, "wb");
-    if (hit) {
-        fwrite(b, 1, (size_t)(hit - b), o);
-        fputs(to, o);
-        fputs(hit + strlen(from), o);
-    } else {
-        fwrite(b, 1, (size_t)n, o);
-    }
-    fclose(o);
-    free(b);
-}
-
 static void expect_load_error(tsr_ctx *ctx, const char *dir, tsr_status want, const char *needle,
                               const char *what)
 {
@@ -189,7 +166,7 @@ static void run_model_dirs(tsr_ctx *ctx)
     for (int i = 0; i < 3; i++) {
         snprintf(p, sizeof p, "%s/%s", src, files[i]);
         snprintf(q, sizeof q, "%s/%s", dir, files[i]);
-        copy_file(p, q, NULL, NULL);
+        copy_text(p, q, NULL, NULL);
     }
     tsr_st *st = NULL;
     tsr_error err = {0};
@@ -241,21 +218,21 @@ static void run_model_dirs(tsr_ctx *ctx)
     /* a config that disagrees with the weights */
     snprintf(p, sizeof p, "%s/config.json", src);
     snprintf(q, sizeof q, "%s/config.json", dir);
-    copy_file(p, q, "\"intermediate_size\": 64", "\"intermediate_size\": 65");
+    copy_text(p, q, "\"intermediate_size\": 64", "\"intermediate_size\": 65");
     expect_load_error(ctx, dir, TSR_ERR_SHAPE,
                       "tensor 'text_model.encoder.layers.0.mlp.fc1.weight' has shape [64,32], "
                       "config expects [65,32]",
                       "wrong tensor shape named");
-    copy_file(p, q, "\"model_type\": \"clip\"", "\"model_type\": \"clip\" !!");
+    copy_text(p, q, "\"model_type\": \"clip\"", "\"model_type\": \"clip\" !!");
     expect_load_error(ctx, dir, TSR_ERR_FORMAT, "config.json: not valid JSON", "corrupt config");
-    copy_file(p, q, "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3");
+    copy_text(p, q, "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3");
     expect_load_error(ctx, dir, TSR_ERR_FORMAT,
                       "missing tensor 'text_model.encoder.layers.2.self_attn.q_proj.weight'",
                       "missing tensor named");
-    copy_file(p, q, "\"hidden_size\": 32", "\"hidden_size\": 1e12");
+    copy_text(p, q, "\"hidden_size\": 32", "\"hidden_size\": 1e12");
     expect_load_error(ctx, dir, TSR_ERR_FORMAT, "text_config.hidden_size must be an integer",
                       "huge dimension in config refused");
-    copy_file(p, q, NULL, NULL);
+    copy_text(p, q, NULL, NULL);
 
     /* only a pickle checkpoint */
     snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);

@@ -1,0 +1,163 @@
+/* Measured quality of the demo model (assets/models/shapes-clip) on its
+ * held-out set: zero-shot accuracy of `tessera classify` on 150 single shapes
+ * over 30 colour+shape labels, and on 50 two-shape scenes against three
+ * distractors each (relation reversed, colours swapped, another shape). */
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "testutil.h"
+#include "tsr_fusion.h"
+
+#define SHAPES TSR_FIXTURES "/shapes"
+#define MODEL TSR_SOURCE_DIR "/assets/models/shapes-clip"
+/* Thresholds sit a little under the accuracy measured when the model was
+ * trained (see the README); they catch a broken pipeline, not noise. */
+#define MIN_SINGLE 0.95
+#define MIN_IMAGENET 0.80
+#define MIN_PAIR 0.50
+
+typedef struct {
+    char file[64], kind[16], label[128], distract[512];
+} row;
+
+static int load_rows(row *rows, int max)
+{
+    FILE *f = fopen(SHAPES "/labels.csv", "r");
+    char line[1024];
+    int n = 0;
+    if (!f || !fgets(line, sizeof line, f))
+        return 0;
+    while (n < max && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = 0;
+        char *a = strtok(line, ","), *b = strtok(NULL, ","), *c = strtok(NULL, ","),
+             *d = strtok(NULL, ",");
+        if (!a || !b || !c)
+            continue;
+        snprintf(rows[n].file, sizeof rows[n].file, "%s", a);
+        snprintf(rows[n].kind, sizeof rows[n].kind, "%s", b);
+        snprintf(rows[n].label, sizeof rows[n].label, "%s", c);
+        snprintf(rows[n].distract, sizeof rows[n].distract, "%s", d ? d : "");
+        n++;
+    }
+    fclose(f);
+    return n;
+}
+
+/* Runs tessera classify on the single-shape images; returns the accuracy. */
+static double classify_singles(const row *rows, int n, const char *labels_file, const char *tmpl)
+{
+    char tmp[] = "/tmp/tessera-shapes-XXXXXX";
+    int fd = mkstemp(tmp);
+    if (fd < 0)
+        return -1;
+    close(fd);
+    size_t cap = 64 * 1024;
+    char *cmd = malloc(cap);
+    size_t len = (size_t)snprintf(cmd, cap, "%s classify --model %s --labels-file %s %s --top-k 1 --json",
+                                  TSR_CLI, MODEL, labels_file, tmpl);
+    int total = 0;
+    for (int i = 0; i < n; i++)
+        if (strcmp(rows[i].kind, "single") == 0) {
+            len += (size_t)snprintf(cmd + len, cap - len, " %s/%s", SHAPES, rows[i].file);
+            total++;
+        }
+    snprintf(cmd + len, cap - len, " > %s", tmp);
+    int st = system(cmd);
+    free(cmd);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        printf("tessera classify failed\n");
+        return -1;
+    }
+    FILE *f = fopen(tmp, "r");
+    char line[4096];
+    int correct = 0, seen = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        cJSON *o = cJSON_Parse(line);
+        const char *img = cJSON_GetObjectItem(o, "image")->valuestring;
+        const char *top = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(o, "predictions"), 0),
+                                              "label")->valuestring;
+        for (int i = 0; i < n; i++)
+            if (strstr(img, rows[i].file))
+                correct += strcmp(rows[i].label, top) == 0;
+        seen++;
+        cJSON_Delete(o);
+    }
+    if (f)
+        fclose(f);
+    unlink(tmp);
+    return seen == total ? (double)correct / total : -1;
+}
+
+int main(void)
+{
+    static row rows[256];
+    int n = load_rows(rows, 256);
+    check(n == 200, "held-out set of %d images", n);
+    tsr_ctx *ctx = ctx_or_skip();
+
+    /* the 30 single-shape labels */
+    char labels_file[] = "/tmp/tessera-labels-XXXXXX";
+    int fd = mkstemp(labels_file);
+    FILE *lf = fdopen(fd, "w");
+    const char *seen[64];
+    int nl = 0;
+    for (int i = 0; i < n; i++) {
+        if (strcmp(rows[i].kind, "single") != 0)
+            continue;
+        int dup = 0;
+        for (int k = 0; k < nl; k++)
+            dup |= strcmp(seen[k], rows[i].label) == 0;
+        if (!dup) {
+            seen[nl++] = rows[i].label;
+            fprintf(lf, "%s\n", rows[i].label);
+        }
+    }
+    fclose(lf);
+    double acc = classify_singles(rows, n, labels_file, "--template 'a photo of a {}.'");
+    check(acc >= MIN_SINGLE, "single shapes, %d labels, \"a photo of a {}.\": accuracy %.3f (threshold %.2f)",
+          nl, acc, MIN_SINGLE);
+    double acc80 = classify_singles(rows, n, labels_file, "--templates imagenet");
+    check(acc80 >= MIN_IMAGENET, "single shapes with the 80 ImageNet templates: accuracy %.3f (threshold %.2f)",
+          acc80, MIN_IMAGENET);
+    unlink(labels_file);
+
+    /* compositional scenes, through the library */
+    tsr_model *m = NULL;
+    tsr_error err = {0};
+    if (tsr_model_load(ctx, MODEL, &m, &err) != TSR_OK) {
+        check(0, "load %s: %s", MODEL, err.msg);
+        return finish();
+    }
+    int P = tsr_model_embed_dim(m), pairs = 0, correct = 0;
+    float *w = malloc(sizeof(float) * 4 * P), img[1024], probs[4];
+    const char *tmpl[] = {"a photo of a {}."};
+    for (int i = 0; i < n; i++) {
+        if (strcmp(rows[i].kind, "pair") != 0)
+            continue;
+        char buf[512];
+        snprintf(buf, sizeof buf, "%s", rows[i].distract);
+        const char *cand[4] = {rows[i].label, strtok(buf, "|"), strtok(NULL, "|"), strtok(NULL, "|")};
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", SHAPES, rows[i].file);
+        const char *paths[1] = {path};
+        if (!cand[3] || tsr_zeroshot_weights(m, cand, 4, tmpl, 1, w, NULL, &err) != TSR_OK ||
+            tsr_model_embed_image_files(m, paths, 1, 1, img, &err) != TSR_OK) {
+            check(0, "pair %s: %s", rows[i].file, err.msg);
+            continue;
+        }
+        tsr_zeroshot_probs(m, img, 1, w, 4, probs);
+        int best = 0;
+        for (int k = 1; k < 4; k++)
+            best = probs[k] > probs[best] ? k : best;
+        correct += best == 0;
+        pairs++;
+    }
+    double pacc = pairs ? (double)correct / pairs : 0;
+    check(pairs == 50 && pacc >= MIN_PAIR,
+          "two-shape scenes against 3 distractors (chance 0.25): accuracy %.3f (threshold %.2f)", pacc,
+          MIN_PAIR);
+    free(w);
+    tsr_model_free(m);
+    tsr_ctx_free(ctx);
+    return finish();
+}
