@@ -37,6 +37,7 @@ int cmd_embed(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* Resolves --model (a directory, or a pulled org/name[@rev]); prints the error. */
 int cli_model_dir(const char *cmd, const char *model, char *out, size_t cap);

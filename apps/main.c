@@ -16,6 +16,7 @@ static const char *main_help =
     "  tokenize   token ids of texts\n"
     "  devices    list OpenCL devices\n"
     "  pull       download a checkpoint from a Hugging Face model repository\n"
+    "  bench      measure speed, start-up and memory on full-size random models\n"
     "\n"
     "'tessera COMMAND --help' describes each command.\n"
     "Environment: TESSERA_DEVICE (device index or name), TESSERA_CACHE_DIR (compiled\n"
@@ -45,7 +46,8 @@ int main(int argc, char **argv)
                 {"embed", cmd_embed},
                 {"tokenize", cmd_tokenize},
                 {"devices", cmd_devices},
-                {"pull", cmd_pull}};
+                {"pull", cmd_pull},
+                {"bench", cmd_bench}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(cmd, cmds[i].name) == 0)
             exit(cmds[i].fn(argc - 1, argv + 1));

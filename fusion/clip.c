@@ -25,6 +25,7 @@ struct tsr_model {
     float logit_scale; /* exp'd */
     tsr_tokenizer *tok;
     tsr_preprocess_cfg pp;
+    uint64_t rng; /* for random weights */
 };
 
 /* ---- config ---- */
@@ -236,20 +237,53 @@ static int64_t dim_value(const tsr_model *m, int tower, int code)
     return -1;
 }
 
+/* Random weights for benchmarks: uniform with variance 1/fan_in for
+ * matrices, ones for layernorm scales, zeros for other vectors. */
+static void random_fill(const char *name, const int64_t *shape, int ndim, float *dst,
+                        uint64_t *state)
+{
+    size_t n = 1, fan_in = 1;
+    for (int d = 0; d < ndim; d++) {
+        n *= (size_t)shape[d];
+        if (d > 0)
+            fan_in *= (size_t)shape[d];
+    }
+    int is_ln = strstr(name, "norm") != NULL;
+    size_t len = strlen(name);
+    int weight = len > 6 && strcmp(name + len - 6, "weight") == 0;
+    float a = sqrtf(3.0f / (float)fan_in);
+    for (size_t i = 0; i < n; i++) {
+        if (ndim < 2) {
+            dst[i] = is_ln && weight ? 1.0f : 0.0f;
+            continue;
+        }
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        dst[i] = a * (2.0f * (float)(*state >> 40) / 16777216.0f - 1.0f);
+    }
+}
+
+/* Fills one table entry from the checkpoint, or with random values when st is NULL. */
 static tsr_status load_entry(tsr_model *m, const tsr_st *st, const wt_entry *e, int layer,
                              float **stage, size_t *stage_cap, tsr_error *err)
 {
     char name[256];
     snprintf(name, sizeof name, e->name, layer);
-    const tsr_st_tensor *t = tsr_st_find(st, name);
+    int64_t want[4];
+    for (int d = 0; d < e->ndim; d++)
+        want[d] = dim_value(m, e->tower, e->dims[d]);
+    tsr_st_tensor rnd = {.name = name, .ndim = e->ndim, .numel = 1};
+    for (int d = 0; d < e->ndim; d++) {
+        rnd.shape[d] = want[d];
+        rnd.numel *= (uint64_t)want[d];
+    }
+    const tsr_st_tensor *t = st ? tsr_st_find(st, name) : &rnd;
     if (!t)
         return tsr_error_set(err, TSR_ERR_FORMAT, "%s: missing tensor '%s'", m->dir, name);
-    int64_t want[4];
     int ok = t->ndim == e->ndim;
-    for (int d = 0; d < e->ndim; d++) {
-        want[d] = dim_value(m, e->tower, e->dims[d]);
+    for (int d = 0; d < e->ndim; d++)
         ok = ok && t->shape[d] == want[d];
-    }
     if (!ok) {
         char got[128], exp[128];
         tsr_st_shape_str(t->shape, t->ndim, got, sizeof got);
@@ -264,7 +298,11 @@ static tsr_status load_entry(tsr_model *m, const tsr_st *st, const wt_entry *e, 
         *stage = ns;
         *stage_cap = t->numel;
     }
-    tsr_status rc = tsr_st_to_f32(t, *stage, err);
+    tsr_status rc = TSR_OK;
+    if (st)
+        rc = tsr_st_to_f32(t, *stage, err);
+    else
+        random_fill(name, want, e->ndim, *stage, &m->rng);
     if (rc != TSR_OK)
         return rc;
     char *base = e->tower == T_VISION ? (char *)&m->vit : (char *)&m->txt;
@@ -303,6 +341,10 @@ static tsr_status load_weights(tsr_model *m, const tsr_st *st, tsr_error *err)
     free(stage);
     if (rc != TSR_OK)
         return rc;
+    if (!st) {
+        m->logit_scale = 100.0f;
+        return TSR_OK;
+    }
     const tsr_st_tensor *ls = tsr_st_find(st, "logit_scale");
     if (!ls)
         return tsr_error_set(err, TSR_ERR_FORMAT, "%s: missing tensor 'logit_scale'", m->dir);
@@ -367,6 +409,63 @@ tsr_status tsr_model_load(tsr_ctx *ctx, const char *dir, tsr_model **out, tsr_er
         rc = tsr_error_set(err, TSR_ERR_FORMAT,
                            "%s: the tokenizer has %d tokens but the model's vocab_size is %d", dir,
                            tsr_tokenizer_vocab_size(m->tok), m->txt.cfg.vocab);
+    if (rc != TSR_OK) {
+        tsr_model_free(m);
+        return rc;
+    }
+    *out = m;
+    return TSR_OK;
+}
+
+/* Full-size CLIP architectures, as in open_clip's model configs. */
+static const struct {
+    const char *name;
+    int image, patch, v_dim, v_layers, v_heads, t_dim, t_layers, t_heads, proj;
+} arch_table[] = {
+    {"ViT-B-32", 224, 32, 768, 12, 12, 512, 12, 8, 512},
+    {"ViT-B-16", 224, 16, 768, 12, 12, 512, 12, 8, 512},
+    {"ViT-L-14", 224, 14, 1024, 24, 16, 768, 12, 12, 768},
+};
+
+int tsr_arch_names(const char **names, int max)
+{
+    int n = (int)(sizeof arch_table / sizeof arch_table[0]);
+    for (int i = 0; i < n && i < max; i++)
+        names[i] = arch_table[i].name;
+    return n;
+}
+
+tsr_status tsr_model_create_random(tsr_ctx *ctx, const char *arch, tsr_model **out,
+                                   tsr_error *err)
+{
+    *out = NULL;
+    int a = -1;
+    for (size_t i = 0; i < sizeof arch_table / sizeof arch_table[0]; i++)
+        if (strcmp(arch, arch_table[i].name) == 0)
+            a = (int)i;
+    if (a < 0)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG,
+                             "unknown architecture '%s' (known: ViT-B-32, ViT-B-16, ViT-L-14)", arch);
+    tsr_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    m->ctx = ctx;
+    m->rng = 0x9E3779B97F4A7C15ULL;
+    snprintf(m->dir, sizeof m->dir, "(random %s)", arch);
+    m->proj_dim = arch_table[a].proj;
+    m->txt.cfg = (tsr_textenc_cfg){49408, 77, arch_table[a].t_dim, arch_table[a].t_heads,
+                                   4 * arch_table[a].t_dim, arch_table[a].t_layers,
+                                   arch_table[a].proj, 1e-5f, TSR_ACT_QUICK_GELU, 49407};
+    m->vit.cfg = (tsr_vit_cfg){arch_table[a].image, arch_table[a].patch, 3, arch_table[a].v_dim,
+                               arch_table[a].v_heads, 4 * arch_table[a].v_dim,
+                               arch_table[a].v_layers, arch_table[a].proj, 1e-5f,
+                               TSR_ACT_QUICK_GELU};
+    m->pp = tsr_preprocess_cfg_default(arch_table[a].image);
+    tsr_status rc = tsr_vit_init(&m->vit, err);
+    if (rc == TSR_OK)
+        rc = tsr_textenc_init(&m->txt, err);
+    if (rc == TSR_OK)
+        rc = load_weights(m, NULL, err);
     if (rc != TSR_OK) {
         tsr_model_free(m);
         return rc;
@@ -441,6 +540,8 @@ tsr_status tsr_model_embed_ids(tsr_model *m, const int *ids, const int *lens, in
 tsr_status tsr_model_embed_texts(tsr_model *m, const char *const *texts, int n, int normalize,
                                  float *out, int *n_truncated, tsr_error *err)
 {
+    if (!m->tok)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "%s: the model has no tokenizer", m->dir);
     int L = m->txt.cfg.max_pos;
     int *ids = malloc(sizeof(int) * (size_t)L * TEXT_BATCH);
     int *lens = malloc(sizeof(int) * TEXT_BATCH);
@@ -478,4 +579,21 @@ tsr_status tsr_model_embed_texts(tsr_model *m, const char *const *texts, int n, 
     free(lens);
     free(buf);
     return rc;
+}
+
+/* Forward FLOPs of an encoder stack: S tokens, D wide, F hidden, L layers
+ * (QKV, scores, weighted sum, output projection, MLP). */
+static double stack_flops(double S, double D, double F, double L)
+{
+    return L * (2 * S * 3 * D * D + 4 * S * S * D + 2 * S * D * D + 4 * S * D * F);
+}
+
+void tsr_model_flops(const tsr_model *m, double *image, double *text)
+{
+    const tsr_vit_cfg *v = &m->vit.cfg;
+    const tsr_textenc_cfg *t = &m->txt.cfg;
+    double np = tsr_vit_num_patches(v);
+    *image = 2 * np * v->dim * v->channels * v->patch * v->patch +
+             stack_flops(np + 1, v->dim, v->ffn, v->layers) + 2.0 * v->dim * m->proj_dim;
+    *text = stack_flops(t->max_pos, t->dim, t->ffn, t->layers) + 2.0 * t->dim * m->proj_dim;
 }

@@ -32,6 +32,14 @@ typedef struct tsr_model tsr_model;
  * config and uploads the weights to the device once. */
 tsr_status tsr_model_load(tsr_ctx *ctx, const char *dir, tsr_model **out, tsr_error *err);
 void tsr_model_free(tsr_model *m);
+/* A full-size CLIP ("ViT-B-32", "ViT-B-16", "ViT-L-14") with random weights
+ * and no tokenizer, for benchmarks: speed does not depend on the values. */
+tsr_status tsr_model_create_random(tsr_ctx *ctx, const char *arch, tsr_model **out,
+                                   tsr_error *err);
+/* Forward FLOPs of one image, and of one text of full context length. */
+void tsr_model_flops(const tsr_model *m, double *image, double *text);
+/* The architectures tsr_model_create_random knows; returns their count. */
+int tsr_arch_names(const char **names, int max);
 
 int tsr_model_embed_dim(const tsr_model *m);
 int tsr_model_max_text_len(const tsr_model *m);

@@ -1,5 +1,6 @@
 /* Matrix products through CLBlast. */
 #include <stdlib.h>
+#include <time.h>
 
 #include "tsr_cl_internal.h"
 #include <clblast_c.h>
@@ -52,4 +53,34 @@ tsr_status tsr_linear(tsr_ctx *ctx, cl_mem x, int M, int K, cl_mem w, cl_mem b, 
     if (st != TSR_OK)
         return st;
     return tsr_k_bias_act(ctx, y, b, M, N, act, err);
+}
+
+double tsr_ctx_gemm_gflops(tsr_ctx *ctx, int M, int N, int K, int reps, tsr_error *err)
+{
+    cl_mem a = tsr_buf_alloc(ctx, sizeof(float) * (size_t)M * K, err);
+    cl_mem b = a ? tsr_buf_alloc(ctx, sizeof(float) * (size_t)N * K, err) : NULL;
+    cl_mem c = b ? tsr_buf_alloc(ctx, sizeof(float) * (size_t)M * N, err) : NULL;
+    double rate = -1;
+    if (c) {
+        float zero = 0.0f; /* contents do not change the speed; zeros avoid NaN paths */
+        clEnqueueFillBuffer(ctx->queue, a, &zero, sizeof zero, 0, sizeof(float) * (size_t)M * K, 0, NULL, NULL);
+        clEnqueueFillBuffer(ctx->queue, b, &zero, sizeof zero, 0, sizeof(float) * (size_t)N * K, 0, NULL, NULL);
+        tsr_status st = tsr_gemm_nt(ctx, M, N, K, 1.0f, a, 0, K, b, 0, K, 0.0f, c, 0, N, err);
+        if (st == TSR_OK)
+            st = tsr_ctx_finish(ctx, err); /* the first call compiles */
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (int i = 0; i < reps && st == TSR_OK; i++)
+            st = tsr_gemm_nt(ctx, M, N, K, 1.0f, a, 0, K, b, 0, K, 0.0f, c, 0, N, err);
+        if (st == TSR_OK)
+            st = tsr_ctx_finish(ctx, err);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+        if (st == TSR_OK && s > 0)
+            rate = 2.0 * M * N * K * reps / s / 1e9;
+    }
+    tsr_buf_free(a);
+    tsr_buf_free(b);
+    tsr_buf_free(c);
+    return rate;
 }

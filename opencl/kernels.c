@@ -5,6 +5,24 @@
 
 #include "tsr_cl_internal.h"
 
+typedef struct {
+    tsr_ctx *ctx;
+    size_t bytes;
+} mem_note;
+
+static void CL_CALLBACK on_release(cl_mem m, void *user)
+{
+    mem_note *n = user;
+    atomic_fetch_sub(&n->ctx->dev_bytes, n->bytes);
+    free(n);
+}
+
+void tsr_ctx_device_memory(tsr_ctx *ctx, size_t *now, size_t *peak)
+{
+    *now = atomic_load(&ctx->dev_bytes);
+    *peak = atomic_load(&ctx->dev_peak);
+}
+
 cl_mem tsr_buf_alloc(tsr_ctx *ctx, size_t bytes, tsr_error *err)
 {
     if (bytes == 0)
@@ -21,6 +39,19 @@ cl_mem tsr_buf_alloc(tsr_ctx *ctx, size_t bytes, tsr_error *err)
         tsr_cl_fail(err, e, "clCreateBuffer");
         tsr_error_prefix(err, "allocating %zu bytes on %s", bytes, ctx->info.name);
         return NULL;
+    }
+    mem_note *note = malloc(sizeof *note);
+    if (note) {
+        note->ctx = ctx;
+        note->bytes = bytes;
+        if (clSetMemObjectDestructorCallback(m, on_release, note) == CL_SUCCESS) {
+            size_t now = atomic_fetch_add(&ctx->dev_bytes, bytes) + bytes;
+            size_t peak = atomic_load(&ctx->dev_peak);
+            while (now > peak && !atomic_compare_exchange_weak(&ctx->dev_peak, &peak, now))
+                ;
+        } else {
+            free(note);
+        }
     }
     return m;
 }

@@ -19,6 +19,8 @@
 #define CL_PLATFORM_NOT_FOUND_KHR -1001 /* cl_khr_icd: the ICD loader found no platform */
 #endif
 
+#include <stdatomic.h>
+
 #include "tsr_opencl.h"
 
 enum tsr_kernel_id {
@@ -52,6 +54,8 @@ struct tsr_ctx {
     int wg;            /* work-group size of row kernels, power of two */
     int from_cache;    /* program binary came from disk */
     int verbose;
+    atomic_size_t dev_bytes;  /* device memory held in buffers now */
+    atomic_size_t dev_peak;   /* the most ever held */
 };
 
 /* Maps an OpenCL error code to its name. */

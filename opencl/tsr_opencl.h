@@ -98,6 +98,11 @@ const char *tsr_ctx_device_name(const tsr_ctx *ctx);
 tsr_status tsr_ctx_finish(tsr_ctx *ctx, tsr_error *err);
 /* 1 when the last kernel program came from the disk cache, 0 when compiled. */
 int tsr_ctx_program_from_cache(const tsr_ctx *ctx);
+/* Device memory held in tessera's buffers: now, and the peak so far (bytes). */
+void tsr_ctx_device_memory(tsr_ctx *ctx, size_t *now, size_t *peak);
+/* Runs a float32 GEMM of the given shape `reps` times; returns GFLOP/s, or a
+ * negative value on failure. Used to report a fraction of the device's rate. */
+double tsr_ctx_gemm_gflops(tsr_ctx *ctx, int M, int N, int K, int reps, tsr_error *err);
 
 #ifdef __cplusplus
 }
