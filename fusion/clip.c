@@ -181,42 +181,44 @@ typedef struct {
     size_t off;       /* of the cl_mem in the tower or in tsr_enc_weights */
     int part;         /* q, k, v go to rows part*D of the fused qkv */
     int ndim, dims[4];
+    int lin;          /* a linear layer's weight (N, K...): uploaded for tsr_linear */
 } wt_entry;
 
+/* name, tower, per layer, slot, part, ndim, dims, linear weight */
 #define LAYER(pfx, tower)                                                                      \
-    {pfx ".self_attn.q_proj.weight", tower, 1, offsetof(tsr_enc_weights, qkv_w), 0, 2, {D_D, D_D}}, \
-    {pfx ".self_attn.k_proj.weight", tower, 1, offsetof(tsr_enc_weights, qkv_w), 1, 2, {D_D, D_D}}, \
-    {pfx ".self_attn.v_proj.weight", tower, 1, offsetof(tsr_enc_weights, qkv_w), 2, 2, {D_D, D_D}}, \
-    {pfx ".self_attn.q_proj.bias", tower, 1, offsetof(tsr_enc_weights, qkv_b), 0, 1, {D_D}},        \
-    {pfx ".self_attn.k_proj.bias", tower, 1, offsetof(tsr_enc_weights, qkv_b), 1, 1, {D_D}},        \
-    {pfx ".self_attn.v_proj.bias", tower, 1, offsetof(tsr_enc_weights, qkv_b), 2, 1, {D_D}},        \
-    {pfx ".self_attn.out_proj.weight", tower, 1, offsetof(tsr_enc_weights, o_w), 0, 2, {D_D, D_D}}, \
-    {pfx ".self_attn.out_proj.bias", tower, 1, offsetof(tsr_enc_weights, o_b), 0, 1, {D_D}},        \
-    {pfx ".layer_norm1.weight", tower, 1, offsetof(tsr_enc_weights, ln1_g), 0, 1, {D_D}},           \
-    {pfx ".layer_norm1.bias", tower, 1, offsetof(tsr_enc_weights, ln1_b), 0, 1, {D_D}},             \
-    {pfx ".layer_norm2.weight", tower, 1, offsetof(tsr_enc_weights, ln2_g), 0, 1, {D_D}},           \
-    {pfx ".layer_norm2.bias", tower, 1, offsetof(tsr_enc_weights, ln2_b), 0, 1, {D_D}},             \
-    {pfx ".mlp.fc1.weight", tower, 1, offsetof(tsr_enc_weights, fc1_w), 0, 2, {D_F, D_D}},          \
-    {pfx ".mlp.fc1.bias", tower, 1, offsetof(tsr_enc_weights, fc1_b), 0, 1, {D_F}},                 \
-    {pfx ".mlp.fc2.weight", tower, 1, offsetof(tsr_enc_weights, fc2_w), 0, 2, {D_D, D_F}},          \
-    {pfx ".mlp.fc2.bias", tower, 1, offsetof(tsr_enc_weights, fc2_b), 0, 1, {D_D}}
+    {pfx ".self_attn.q_proj.weight", tower, 1, offsetof(tsr_enc_weights, qkv_w), 0, 2, {D_D, D_D}, 1}, \
+    {pfx ".self_attn.k_proj.weight", tower, 1, offsetof(tsr_enc_weights, qkv_w), 1, 2, {D_D, D_D}, 1}, \
+    {pfx ".self_attn.v_proj.weight", tower, 1, offsetof(tsr_enc_weights, qkv_w), 2, 2, {D_D, D_D}, 1}, \
+    {pfx ".self_attn.q_proj.bias", tower, 1, offsetof(tsr_enc_weights, qkv_b), 0, 1, {D_D}, 0},        \
+    {pfx ".self_attn.k_proj.bias", tower, 1, offsetof(tsr_enc_weights, qkv_b), 1, 1, {D_D}, 0},        \
+    {pfx ".self_attn.v_proj.bias", tower, 1, offsetof(tsr_enc_weights, qkv_b), 2, 1, {D_D}, 0},        \
+    {pfx ".self_attn.out_proj.weight", tower, 1, offsetof(tsr_enc_weights, o_w), 0, 2, {D_D, D_D}, 1}, \
+    {pfx ".self_attn.out_proj.bias", tower, 1, offsetof(tsr_enc_weights, o_b), 0, 1, {D_D}, 0},        \
+    {pfx ".layer_norm1.weight", tower, 1, offsetof(tsr_enc_weights, ln1_g), 0, 1, {D_D}, 0},           \
+    {pfx ".layer_norm1.bias", tower, 1, offsetof(tsr_enc_weights, ln1_b), 0, 1, {D_D}, 0},             \
+    {pfx ".layer_norm2.weight", tower, 1, offsetof(tsr_enc_weights, ln2_g), 0, 1, {D_D}, 0},           \
+    {pfx ".layer_norm2.bias", tower, 1, offsetof(tsr_enc_weights, ln2_b), 0, 1, {D_D}, 0},             \
+    {pfx ".mlp.fc1.weight", tower, 1, offsetof(tsr_enc_weights, fc1_w), 0, 2, {D_F, D_D}, 1},          \
+    {pfx ".mlp.fc1.bias", tower, 1, offsetof(tsr_enc_weights, fc1_b), 0, 1, {D_F}, 0},                 \
+    {pfx ".mlp.fc2.weight", tower, 1, offsetof(tsr_enc_weights, fc2_w), 0, 2, {D_D, D_F}, 1},          \
+    {pfx ".mlp.fc2.bias", tower, 1, offsetof(tsr_enc_weights, fc2_b), 0, 1, {D_D}, 0}
 
 static const wt_entry clip_table[] = {
-    {"text_model.embeddings.token_embedding.weight", T_TEXT, 0, offsetof(tsr_textenc, tok), 0, 2, {D_V, D_D}},
-    {"text_model.embeddings.position_embedding.weight", T_TEXT, 0, offsetof(tsr_textenc, pos), 0, 2, {D_POS, D_D}},
+    {"text_model.embeddings.token_embedding.weight", T_TEXT, 0, offsetof(tsr_textenc, tok), 0, 2, {D_V, D_D}, 0},
+    {"text_model.embeddings.position_embedding.weight", T_TEXT, 0, offsetof(tsr_textenc, pos), 0, 2, {D_POS, D_D}, 0},
     LAYER("text_model.encoder.layers.%d", T_TEXT),
-    {"text_model.final_layer_norm.weight", T_TEXT, 0, offsetof(tsr_textenc, fin_g), 0, 1, {D_D}},
-    {"text_model.final_layer_norm.bias", T_TEXT, 0, offsetof(tsr_textenc, fin_b), 0, 1, {D_D}},
-    {"text_projection.weight", T_TEXT, 0, offsetof(tsr_textenc, proj), 0, 2, {D_P, D_D}},
-    {"vision_model.embeddings.class_embedding", T_VISION, 0, offsetof(tsr_vit, cls), 0, 1, {D_D}},
-    {"vision_model.embeddings.patch_embedding.weight", T_VISION, 0, offsetof(tsr_vit, patch_w), 0, 4, {D_D, D_C, D_PATCH, D_PATCH}},
-    {"vision_model.embeddings.position_embedding.weight", T_VISION, 0, offsetof(tsr_vit, pos), 0, 2, {D_NP1, D_D}},
-    {"vision_model.pre_layrnorm.weight", T_VISION, 0, offsetof(tsr_vit, pre_g), 0, 1, {D_D}},
-    {"vision_model.pre_layrnorm.bias", T_VISION, 0, offsetof(tsr_vit, pre_b), 0, 1, {D_D}},
+    {"text_model.final_layer_norm.weight", T_TEXT, 0, offsetof(tsr_textenc, fin_g), 0, 1, {D_D}, 0},
+    {"text_model.final_layer_norm.bias", T_TEXT, 0, offsetof(tsr_textenc, fin_b), 0, 1, {D_D}, 0},
+    {"text_projection.weight", T_TEXT, 0, offsetof(tsr_textenc, proj), 0, 2, {D_P, D_D}, 1},
+    {"vision_model.embeddings.class_embedding", T_VISION, 0, offsetof(tsr_vit, cls), 0, 1, {D_D}, 0},
+    {"vision_model.embeddings.patch_embedding.weight", T_VISION, 0, offsetof(tsr_vit, patch_w), 0, 4, {D_D, D_C, D_PATCH, D_PATCH}, 1},
+    {"vision_model.embeddings.position_embedding.weight", T_VISION, 0, offsetof(tsr_vit, pos), 0, 2, {D_NP1, D_D}, 0},
+    {"vision_model.pre_layrnorm.weight", T_VISION, 0, offsetof(tsr_vit, pre_g), 0, 1, {D_D}, 0},
+    {"vision_model.pre_layrnorm.bias", T_VISION, 0, offsetof(tsr_vit, pre_b), 0, 1, {D_D}, 0},
     LAYER("vision_model.encoder.layers.%d", T_VISION),
-    {"vision_model.post_layernorm.weight", T_VISION, 0, offsetof(tsr_vit, post_g), 0, 1, {D_D}},
-    {"vision_model.post_layernorm.bias", T_VISION, 0, offsetof(tsr_vit, post_b), 0, 1, {D_D}},
-    {"visual_projection.weight", T_VISION, 0, offsetof(tsr_vit, proj), 0, 2, {D_P, D_D}},
+    {"vision_model.post_layernorm.weight", T_VISION, 0, offsetof(tsr_vit, post_g), 0, 1, {D_D}, 0},
+    {"vision_model.post_layernorm.bias", T_VISION, 0, offsetof(tsr_vit, post_b), 0, 1, {D_D}, 0},
+    {"visual_projection.weight", T_VISION, 0, offsetof(tsr_vit, proj), 0, 2, {D_P, D_D}, 1},
 };
 
 static int64_t dim_value(const tsr_model *m, int tower, int code)
@@ -266,7 +268,8 @@ static void random_fill(const char *name, const int64_t *shape, int ndim, float 
 
 /* Fills one table entry from the checkpoint, or with random values when st is NULL. */
 static tsr_status load_entry(tsr_model *m, const tsr_st *st, const wt_entry *e, int layer,
-                             float **stage, size_t *stage_cap, tsr_error *err)
+                             float **stage, size_t *stage_cap, float **qkv, size_t *qkv_cap,
+                             tsr_error *err)
 {
     char name[256];
     snprintf(name, sizeof name, e->name, layer);
@@ -311,34 +314,57 @@ static tsr_status load_entry(tsr_model *m, const tsr_st *st, const wt_entry *e, 
         base = (char *)&s->layers[layer];
     }
     cl_mem *slot = (cl_mem *)(base + e->off);
+    size_t bytes = sizeof(float) * t->numel;
     int fused = strstr(e->name, "q_proj") || strstr(e->name, "k_proj") ||
                 strstr(e->name, "v_proj");
-    size_t bytes = sizeof(float) * t->numel;
-    if (!*slot) {
-        *slot = tsr_buf_alloc(m->ctx, fused ? 3 * bytes : bytes, err);
-        if (!*slot) {
-            tsr_error_prefix(err, "loading '%s'", name);
-            return err ? err->code : TSR_ERR_NOMEM;
+    int rows = (int)want[0], cols = (int)(t->numel / (uint64_t)want[0]);
+    if (e->lin && fused) { /* q, k, v gather on the host, then go up as one (3D, D) weight */
+        if (3 * t->numel > *qkv_cap) {
+            float *nq = realloc(*qkv, sizeof(float) * 3 * t->numel);
+            if (!nq)
+                return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory loading '%s'", name);
+            *qkv = nq;
+            *qkv_cap = 3 * t->numel;
         }
+        memcpy(*qkv + (size_t)e->part * t->numel, *stage, bytes);
+        if (e->part < 2)
+            return TSR_OK;
+        *slot = tsr_linear_weight_upload(m->ctx, *qkv, 3 * rows, cols, err);
+    } else if (e->lin) {
+        *slot = tsr_linear_weight_upload(m->ctx, *stage, rows, cols, err);
+    } else {
+        if (!*slot)
+            *slot = tsr_buf_alloc(m->ctx, fused ? 3 * bytes : bytes, err);
+        if (*slot)
+            return tsr_buf_write_at(m->ctx, *slot, (size_t)e->part * bytes, *stage, bytes, err);
     }
-    return tsr_buf_write_at(m->ctx, *slot, (size_t)e->part * bytes, *stage, bytes, err);
+    if (!*slot) {
+        tsr_error_prefix(err, "loading '%s'", name);
+        return err ? err->code : TSR_ERR_NOMEM;
+    }
+    return TSR_OK;
 }
 
 static tsr_status load_weights(tsr_model *m, const tsr_st *st, tsr_error *err)
 {
-    float *stage = NULL;
-    size_t cap = 0;
+    float *stage = NULL, *qkv = NULL;
+    size_t cap = 0, qcap = 0;
     tsr_status rc = TSR_OK;
     size_t n = sizeof clip_table / sizeof clip_table[0];
-    for (size_t i = 0; i < n && rc == TSR_OK; i++) {
-        const wt_entry *e = &clip_table[i];
-        int layers = !e->per_layer ? 1
-                     : e->tower == T_VISION ? m->vit.cfg.layers
-                                            : m->txt.cfg.layers;
-        for (int l = 0; l < layers && rc == TSR_OK; l++)
-            rc = load_entry(m, st, e, l, &stage, &cap, err);
-    }
+    int max_layers = m->vit.cfg.layers > m->txt.cfg.layers ? m->vit.cfg.layers : m->txt.cfg.layers;
+    /* tower tensors first, then layer by layer so that q, k and v arrive together */
+    for (size_t i = 0; i < n && rc == TSR_OK; i++)
+        if (!clip_table[i].per_layer)
+            rc = load_entry(m, st, &clip_table[i], 0, &stage, &cap, &qkv, &qcap, err);
+    for (int l = 0; l < max_layers && rc == TSR_OK; l++)
+        for (size_t i = 0; i < n && rc == TSR_OK; i++) {
+            const wt_entry *e = &clip_table[i];
+            int layers = e->tower == T_VISION ? m->vit.cfg.layers : m->txt.cfg.layers;
+            if (e->per_layer && l < layers)
+                rc = load_entry(m, st, e, l, &stage, &cap, &qkv, &qcap, err);
+        }
     free(stage);
+    free(qkv);
     if (rc != TSR_OK)
         return rc;
     if (!st) {

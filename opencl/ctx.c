@@ -300,7 +300,7 @@ static const char *kernel_names[TSR_K_COUNT] = {
     [TSR_K_SOFTMAX] = "softmax_rows",      [TSR_K_BIAS_ACT] = "bias_act",
     [TSR_K_ADD] = "add_inplace",           [TSR_K_EMBED_TOKENS] = "embed_tokens",
     [TSR_K_IM2COL] = "im2col_patches",     [TSR_K_VIT_EMBED] = "vit_embed",
-    [TSR_K_GATHER_ROWS] = "gather_rows",
+    [TSR_K_GATHER_ROWS] = "gather_rows",  [TSR_K_GEMM_TN] = "gemm_tn",
 };
 
 /* Per-device tuning table: the first row whose substring matches the device
@@ -361,6 +361,8 @@ tsr_status tsr_ctx_create(const tsr_ctx_params *p, tsr_ctx **out, tsr_error *err
     while ((size_t)ctx->wg > maxwg && ctx->wg > 1)
         ctx->wg /= 2;
     tsr_status st = build_program(ctx, p, err);
+    if (st == TSR_OK)
+        st = tsr_clblast_default_tuning(ctx, err);
     if (st != TSR_OK) {
         tsr_ctx_free(ctx);
         return st;

@@ -1,5 +1,7 @@
 /* Matrix products through CLBlast. */
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "tsr_cl_internal.h"
@@ -46,9 +48,40 @@ tsr_status tsr_gemm_batched(tsr_ctx *ctx, int tb, int M, int N, int K, float alp
     return s == CLBlastSuccess ? TSR_OK : blast_fail(err, s, "SgemmBatched", M, N, K);
 }
 
+cl_mem tsr_linear_weight_upload(tsr_ctx *ctx, const float *w, int N, int K, tsr_error *err)
+{
+    size_t bytes = sizeof(float) * (size_t)N * K;
+    cl_mem m = tsr_buf_alloc(ctx, bytes, err);
+    if (!m)
+        return NULL;
+    const float *src = w;
+    float *t = NULL;
+    if (ctx->own_gemm) {
+        t = malloc(bytes);
+        if (!t) {
+            tsr_buf_free(m);
+            tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+            return NULL;
+        }
+        for (int n = 0; n < N; n++)
+            for (int k = 0; k < K; k++)
+                t[(size_t)k * N + n] = w[(size_t)n * K + k];
+        src = t;
+    }
+    tsr_status st = tsr_buf_write(ctx, m, src, bytes, err);
+    free(t);
+    if (st != TSR_OK) {
+        tsr_buf_free(m);
+        return NULL;
+    }
+    return m;
+}
+
 tsr_status tsr_linear(tsr_ctx *ctx, cl_mem x, int M, int K, cl_mem w, cl_mem b, int N, cl_mem y,
                       tsr_act act, tsr_error *err)
 {
+    if (ctx->own_gemm)
+        return tsr_gemm_tn_own(ctx, M, N, K, x, K, w, N, b, y, N, act, err);
     tsr_status st = tsr_gemm_nt(ctx, M, N, K, 1.0f, x, 0, K, w, 0, K, 0.0f, y, 0, N, err);
     if (st != TSR_OK)
         return st;
@@ -83,4 +116,79 @@ double tsr_ctx_gemm_gflops(tsr_ctx *ctx, int M, int N, int K, int reps, tsr_erro
     tsr_buf_free(b);
     tsr_buf_free(c);
     return rate;
+}
+
+/* CLBlast tuning per device: rows match a substring of the device name. The
+ * PoCL row is the result of clblast_tuner_xgemm on a 2-core AMD EPYC (Zen 5)
+ * from shared/notes/clblast-on-pocl.md. TESSERA_NO_TUNING=1 disables it. */
+static const struct {
+    const char *match;
+    const char *xgemm; /* "NAME=VALUE ..." */
+    long min_indirect; /* m*n*k from which the indirect kernel is used, -1: CLBlast's default */
+    int own_gemm;      /* linear layers use tessera's CPU GEMM kernel instead of CLBlast */
+} blast_table[] = {
+    {"pthread", "GEMMK=0 KREG=1 KWG=32 KWI=2 MDIMA=8 MDIMC=8 MWG=128 NDIMB=8 NDIMC=8 NWG=64 "
+                "SA=1 SB=0 STRM=1 STRN=0 VWM=8 VWN=8", -1, 1},
+};
+
+tsr_status tsr_clblast_apply_tuning(tsr_ctx *ctx, const char *xgemm, long min_indirect,
+                                    tsr_error *err)
+{
+    if (xgemm && *xgemm) {
+        const char *names[32];
+        size_t values[32], n = 0;
+        char buf[512];
+        snprintf(buf, sizeof buf, "%s", xgemm);
+        char *save = NULL;
+        for (char *tok = strtok_r(buf, " ", &save); tok && n < 32; tok = strtok_r(NULL, " ", &save)) {
+            char *eq = strchr(tok, '=');
+            if (!eq)
+                return tsr_error_set(err, TSR_ERR_INVALID_ARG, "bad tuning parameter '%s'", tok);
+            *eq = 0;
+            names[n] = tok;
+            values[n++] = (size_t)strtoul(eq + 1, NULL, 10);
+        }
+        CLBlastStatusCode s = CLBlastOverrideParameters(ctx->device, "Xgemm", CLBlastPrecisionSingle,
+                                                        n, names, values);
+        if (s != CLBlastSuccess)
+            return tsr_error_set(err, TSR_ERR_CLBLAST, "CLBlast rejected the Xgemm parameters "
+                                 "(status %d)", (int)s);
+    }
+    if (min_indirect >= 0) {
+        const char *names[1] = {"XGEMM_MIN_INDIRECT_SIZE"};
+        size_t values[1] = {(size_t)min_indirect};
+        CLBlastStatusCode s = CLBlastOverrideParameters(ctx->device, "GemmRoutine",
+                                                        CLBlastPrecisionSingle, 1, names, values);
+        if (s != CLBlastSuccess)
+            s = CLBlastOverrideParameters(ctx->device, "KernelSelection", CLBlastPrecisionSingle, 1,
+                                          names, values);
+        if (s != CLBlastSuccess)
+            return tsr_error_set(err, TSR_ERR_CLBLAST,
+                                 "CLBlast rejected XGEMM_MIN_INDIRECT_SIZE (status %d)", (int)s);
+    }
+    return TSR_OK;
+}
+
+tsr_status tsr_clblast_default_tuning(tsr_ctx *ctx, tsr_error *err)
+{
+    const char *g = getenv("TESSERA_GEMM"); /* "clblast" or "own" forces the linear layers' GEMM */
+    for (size_t i = 0; i < sizeof blast_table / sizeof blast_table[0]; i++)
+        if (strstr(ctx->info.name, blast_table[i].match))
+            ctx->own_gemm = blast_table[i].own_gemm;
+    if (g && strcmp(g, "clblast") == 0)
+        ctx->own_gemm = 0;
+    else if (g && strcmp(g, "own") == 0)
+        ctx->own_gemm = 1;
+    const char *off = getenv("TESSERA_NO_TUNING");
+    if (off && *off && strcmp(off, "0") != 0)
+        return TSR_OK;
+    const char *x = getenv("TESSERA_XGEMM"); /* for experiments: "NAME=VALUE ..." */
+    const char *mi = getenv("TESSERA_XGEMM_MIN_INDIRECT");
+    if (x || mi)
+        return tsr_clblast_apply_tuning(ctx, x, mi ? atol(mi) : -1, err);
+    for (size_t i = 0; i < sizeof blast_table / sizeof blast_table[0]; i++)
+        if (strstr(ctx->info.name, blast_table[i].match))
+            return tsr_clblast_apply_tuning(ctx, blast_table[i].xgemm, blast_table[i].min_indirect,
+                                            err);
+    return TSR_OK;
 }

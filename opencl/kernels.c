@@ -202,3 +202,20 @@ tsr_status tsr_buf_write_at(tsr_ctx *ctx, cl_mem m, size_t off, const void *src,
     cl_int e = clEnqueueWriteBuffer(ctx->queue, m, CL_TRUE, off, bytes, src, 0, NULL, NULL);
     return e == CL_SUCCESS ? TSR_OK : tsr_cl_fail(err, e, "clEnqueueWriteBuffer");
 }
+
+tsr_status tsr_gemm_tn_own(tsr_ctx *ctx, int M, int N, int K, cl_mem A, int lda, cl_mem Bt,
+                           int ldb, cl_mem bias, cl_mem C, int ldc, tsr_act act, tsr_error *err)
+{
+    cl_mem bb = bias ? bias : C;
+    karg a[] = {KMEM(A), KMEM(Bt), KMEM(C), KMEM(bb), KINT(M), KINT(N), KINT(K),
+                KINT(lda), KINT(ldb), KINT(ldc), KINT(bias != NULL), KINT(act)};
+    cl_kernel k = ctx->kernels[TSR_K_GEMM_TN];
+    for (int i = 0; i < 12; i++) {
+        cl_int e = clSetKernelArg(k, (cl_uint)i, a[i].size, a[i].ptr);
+        if (e != CL_SUCCESS)
+            return tsr_cl_fail(err, e, "clSetKernelArg");
+    }
+    size_t global[2] = {(size_t)(M + 5) / 6, (size_t)(N + 31) / 32}, local[2] = {1, 1};
+    cl_int e = clEnqueueNDRangeKernel(ctx->queue, k, 2, NULL, global, local, 0, NULL, NULL);
+    return e == CL_SUCCESS ? TSR_OK : tsr_cl_fail(err, e, "clEnqueueNDRangeKernel(gemm_tn)");
+}

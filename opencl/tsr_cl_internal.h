@@ -33,6 +33,7 @@ enum tsr_kernel_id {
     TSR_K_IM2COL,
     TSR_K_VIT_EMBED,
     TSR_K_GATHER_ROWS,
+    TSR_K_GEMM_TN,
     TSR_K_COUNT
 };
 
@@ -54,6 +55,7 @@ struct tsr_ctx {
     int wg;            /* work-group size of row kernels, power of two */
     int from_cache;    /* program binary came from disk */
     int verbose;
+    int own_gemm;             /* 1: tessera's GEMM kernel (weights stored transposed) */
     atomic_size_t dev_bytes;  /* device memory held in buffers now */
     atomic_size_t dev_peak;   /* the most ever held */
 };
@@ -94,12 +96,27 @@ tsr_status tsr_k_gather_rows(tsr_ctx *ctx, cl_mem dst, cl_mem src, cl_mem idx, i
 tsr_status tsr_gemm_nt(tsr_ctx *ctx, int M, int N, int K, float alpha, cl_mem A, size_t a_off,
                        int lda, cl_mem B, size_t b_off, int ldb, float beta, cl_mem C,
                        size_t c_off, int ldc, tsr_error *err);
+/* C (M, N) = act(A (M, K) . Bt (K, N) + bias) with tessera's CPU kernel; Bt is
+ * the transposed weight. bias may be NULL. */
+tsr_status tsr_gemm_tn_own(tsr_ctx *ctx, int M, int N, int K, cl_mem A, int lda, cl_mem Bt,
+                           int ldb, cl_mem bias, cl_mem C, int ldc, tsr_act act, tsr_error *err);
 /* Batched GEMM with per-batch offsets; tb selects B^T (1) or B (0). */
 tsr_status tsr_gemm_batched(tsr_ctx *ctx, int tb, int M, int N, int K, float alpha, cl_mem A,
                             const size_t *a_off, int lda, cl_mem B, const size_t *b_off, int ldb,
                             cl_mem C, const size_t *c_off, int ldc, int count, tsr_error *err);
 
-/* y (M, N) = act(x (M, K) * w^T + b), w: (N, K) as in torch.nn.Linear, b may be NULL. */
+/* Applies CLBlast parameters ("NAME=VALUE ..." for Xgemm; min_indirect < 0 keeps
+ * CLBlast's own switch between its direct and indirect GEMM kernels). */
+tsr_status tsr_clblast_apply_tuning(tsr_ctx *ctx, const char *xgemm, long min_indirect,
+                                    tsr_error *err);
+/* The per-device table, or TESSERA_XGEMM / TESSERA_XGEMM_MIN_INDIRECT. */
+tsr_status tsr_clblast_default_tuning(tsr_ctx *ctx, tsr_error *err);
+
+/* Uploads a torch.nn.Linear weight (N, K) in the layout tsr_linear uses on this
+ * device: as is for CLBlast, transposed (K, N) for tessera's own GEMM. */
+cl_mem tsr_linear_weight_upload(tsr_ctx *ctx, const float *w, int N, int K, tsr_error *err);
+
+/* y (M, N) = act(x (M, K) * w^T + b), w from tsr_linear_weight_upload, b may be NULL. */
 tsr_status tsr_linear(tsr_ctx *ctx, cl_mem x, int M, int K, cl_mem w, cl_mem b, int N, cl_mem y,
                       tsr_act act, tsr_error *err);
 

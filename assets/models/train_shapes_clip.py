@@ -209,8 +209,8 @@ def train_bpe(words, out_dir):
 # ------------------------------------------------------------------ training
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=1500)
-    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--batch", type=int, default=192)
     ap.add_argument("--train-images", type=int, default=40000)
     args = ap.parse_args()
     torch.manual_seed(SEED)
@@ -220,7 +220,7 @@ def main():
     t0 = time.time()
     images, captions = [], []
     for i in range(args.train_images):
-        n = 1 if i % 10 < 5 else (2 if i % 10 < 9 else 3)
+        n = 1 if i % 10 < 6 else (2 if i % 10 < 9 else 3)
         im, objs, rel, bg = render(rng, n)
         images.append(to_input(im))
         captions.append(str(caption(objs, rel, bg, rng)))
@@ -241,13 +241,16 @@ def main():
                          bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1,
                          pad_token_id=vocab_size - 1),
         vision_config=dict(hidden_size=96, intermediate_size=384, num_attention_heads=4,
-                           num_hidden_layers=4, image_size=SIZE, patch_size=8))
+                           num_hidden_layers=4, image_size=SIZE, patch_size=6))
     model = CLIPModel(cfg)
     print(f"vocabulary {vocab_size}, parameters {sum(p.numel() for p in model.parameters())}")
 
     X = torch.from_numpy(np.stack(images))  # uint8 (N, H, W, 3)
     ids = tok(captions, padding="max_length", truncation=True, max_length=32,
               return_tensors="pt")
+    # Identical captions in a batch are positives, not negatives.
+    cap_index = {c: i for i, c in enumerate(sorted(set(captions)))}
+    cap_id = torch.tensor([cap_index[c] for c in captions])
     mean, std = torch.from_numpy(MEAN), torch.from_numpy(STD)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
     warm = 100
@@ -259,14 +262,19 @@ def main():
         idx = torch.randint(0, len(images), (args.batch,))
         px = ((X[idx].float() / 255.0 - mean) / std).permute(0, 3, 1, 2).contiguous()
         outp = model(input_ids=ids["input_ids"][idx], attention_mask=ids["attention_mask"][idx],
-                     pixel_values=px, return_loss=True)
+                     pixel_values=px)
+        same = (cap_id[idx][:, None] == cap_id[idx][None, :]).float()
+        target = same / same.sum(1, keepdim=True)
+        li = outp.logits_per_image
+        loss = -((target * li.log_softmax(1)).sum(1).mean() +
+                 (target * li.T.log_softmax(1)).sum(1).mean()) / 2
         opt.zero_grad()
-        outp.loss.backward()
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
         if step % 100 == 0 or step == args.steps - 1:
-            print(f"step {step} loss {outp.loss.item():.3f} scale {model.logit_scale.exp().item():.1f}"
+            print(f"step {step} loss {loss.item():.3f} scale {model.logit_scale.exp().item():.1f}"
                   f" {time.time() - t0:.0f} s", flush=True)
     model.eval()
     model.save_pretrained(out, safe_serialization=True)

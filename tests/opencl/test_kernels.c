@@ -325,7 +325,7 @@ static void test_patches(int B, int C, int Hs, int p, int D)
                 }
                 ref[((size_t)b * (np + 1) + t) * D + d] = (float)(s + pos[(size_t)t * D + d]);
             }
-    cl_mem dpx = up(px, sizeof(float) * npx), dw = up(w, sizeof(float) * D * K),
+    cl_mem dpx = up(px, sizeof(float) * npx), dw = tsr_linear_weight_upload(ctx, w, D, K, &err),
            dcls = up(cls, sizeof(float) * D), dpos = up(pos, sizeof(float) * (np + 1) * D);
     cl_mem cols = tsr_buf_alloc(ctx, sizeof(float) * B * np * K, &err);
     cl_mem pt = tsr_buf_alloc(ctx, sizeof(float) * B * np * D, &err);
@@ -361,6 +361,35 @@ static void test_gemm(int M, int N, int K)
     free(a), free(b), free(ref), free(got);
 }
 
+/* tsr_linear on both GEMM paths (tessera's CPU kernel and CLBlast), with bias
+ * and activation, against the C reference. */
+static void test_linear(int M, int N, int K, int act, int with_bias)
+{
+    float *x = rand_vec((size_t)M * K, 1.0f), *w = rand_vec((size_t)N * K, 1.0f / sqrtf((float)K));
+    float *b = rand_vec(N, 0.5f), *ref = malloc(sizeof(float) * M * N);
+    ref_linear(x, M, K, w, with_bias ? b : NULL, N, ref, act);
+    int saved = ctx->own_gemm;
+    for (int own = 0; own < 2; own++) {
+        ctx->own_gemm = own;
+        cl_mem dx = up(x, sizeof(float) * M * K), db = up(b, sizeof(float) * N);
+        cl_mem dw = tsr_linear_weight_upload(ctx, w, N, K, &err);
+        cl_mem dy = tsr_buf_alloc(ctx, sizeof(float) * M * N, &err);
+        tsr_status st = tsr_linear(ctx, dx, M, K, dw, with_bias ? db : NULL, N, dy, act, &err);
+        float *got = down(dy, (size_t)M * N);
+        char name[96];
+        snprintf(name, sizeof name, "linear (%s) %dx%dx%d act=%d bias=%d", own ? "tessera GEMM" : "CLBlast",
+                 M, N, K, act, with_bias);
+        if (st != TSR_OK)
+            check(0, "%s: %s", name, err.msg);
+        else
+            compare(name, got, ref, (size_t)M * N, 1e-4, 1e-4);
+        tsr_mems_free((cl_mem[]){dx, db, dw, dy}, 4);
+        free(got);
+    }
+    ctx->own_gemm = saved;
+    free(x), free(w), free(b), free(ref);
+}
+
 static void test_encoder_layer(int B, int S, int D, int H, int F, int act, int causal, int lens_on)
 {
     tsr_enc_cfg c = {D, H, F, 1e-5f, act, causal};
@@ -373,7 +402,10 @@ static void test_encoder_layer(int B, int S, int D, int H, int F, int act, int c
         if (is_ln)
             for (size_t k = 0; k < sizes[i]; k++)
                 hw[i][k] += 1.0f;
-        dw[i] = up(hw[i], sizeof(float) * sizes[i]);
+        int lin_rows[12] = {0, 0, 3 * D, 0, D, 0, 0, 0, F, 0, D, 0};
+        dw[i] = lin_rows[i] ? tsr_linear_weight_upload(ctx, hw[i], lin_rows[i],
+                                                       (int)(sizes[i] / lin_rows[i]), &err)
+                            : up(hw[i], sizeof(float) * sizes[i]);
     }
     tsr_enc_weights w = {dw[0], dw[1], dw[2], dw[3], dw[4], dw[5], dw[6], dw[7], dw[8], dw[9], dw[10], dw[11]};
     size_t n = (size_t)B * S * D;
@@ -437,6 +469,12 @@ int main(void)
     test_gemm(50, 97, 33);
     test_gemm(129, 257, 65);
     test_gemm(400, 768, 768);
+    test_linear(1, 1, 1, TSR_ACT_NONE, 0);
+    test_linear(5, 31, 7, TSR_ACT_GELU, 1);      /* smaller than one tile */
+    test_linear(6, 32, 16, TSR_ACT_QUICK_GELU, 1); /* exactly one tile */
+    test_linear(13, 70, 33, TSR_ACT_GELU_TANH, 1); /* full tiles plus edges */
+    test_linear(50, 768, 768, TSR_ACT_NONE, 1);
+    test_linear(301, 1031, 129, TSR_ACT_QUICK_GELU, 0);
     test_encoder_layer(1, 1, 4, 1, 8, TSR_ACT_QUICK_GELU, 0, 0);
     test_encoder_layer(2, 17, 60, 5, 100, TSR_ACT_GELU, 0, 0);
     test_encoder_layer(3, 9, 32, 4, 64, TSR_ACT_QUICK_GELU, 1, 1);
