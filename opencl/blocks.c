@@ -36,6 +36,9 @@ static tsr_status attention(tsr_ctx *ctx, const tsr_enc_cfg *c, tsr_enc_scratch 
                             cl_mem lens, tsr_error *err)
 {
     int D = c->dim, H = c->heads, dh = D / H, count = B * H;
+    if (ctx->own_gemm && S <= TSR_ATT_MAX_S) /* CPU devices: one fused kernel */
+        return tsr_k_attention(ctx, s->qkv, s->attn, B, S, H, dh, 1.0f / sqrtf((float)dh),
+                               c->causal, lens, err);
     size_t *off = malloc(sizeof(size_t) * 3 * (size_t)count);
     if (!off)
         return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");

@@ -220,3 +220,18 @@ tsr_status tsr_gemm_tn_own(tsr_ctx *ctx, int M, int N, int K, cl_mem A, int lda,
     cl_int e = clEnqueueNDRangeKernel(ctx->queue, k, 2, NULL, global, local, 0, NULL, NULL);
     return e == CL_SUCCESS ? TSR_OK : tsr_cl_fail(err, e, "clEnqueueNDRangeKernel(gemm_tn)");
 }
+
+tsr_status tsr_k_attention(tsr_ctx *ctx, cl_mem qkv, cl_mem out, int B, int S, int H, int dh,
+                           float scale, int causal, cl_mem lens, tsr_error *err)
+{
+    size_t n = (size_t)B * H * S;
+    if (check_n(n, err) != TSR_OK)
+        return TSR_ERR_TOO_LARGE;
+    if (S > TSR_ATT_MAX_S)
+        return tsr_error_set(err, TSR_ERR_UNSUPPORTED, "sequence of %d tokens exceeds %d", S,
+                             TSR_ATT_MAX_S);
+    cl_mem l = lens ? lens : qkv;
+    karg a[] = {KMEM(qkv),   KMEM(out),    KINT(S), KINT(H),           KINT(dh),
+                KFLT(scale), KINT(causal), KMEM(l), KINT(lens != NULL), KINT(n)};
+    return launch(ctx, TSR_K_ATTENTION, n, 16, a, 10, err);
+}

@@ -34,6 +34,7 @@ enum tsr_kernel_id {
     TSR_K_VIT_EMBED,
     TSR_K_GATHER_ROWS,
     TSR_K_GEMM_TN,
+    TSR_K_ATTENTION,
     TSR_K_COUNT
 };
 
@@ -100,6 +101,11 @@ tsr_status tsr_gemm_nt(tsr_ctx *ctx, int M, int N, int K, float alpha, cl_mem A,
  * the transposed weight. bias may be NULL. */
 tsr_status tsr_gemm_tn_own(tsr_ctx *ctx, int M, int N, int K, cl_mem A, int lda, cl_mem Bt,
                            int ldb, cl_mem bias, cl_mem C, int ldc, tsr_act act, tsr_error *err);
+/* Fused attention over packed qkv (B*S, 3D) into out (B*S, D), for CPU
+ * devices; S <= TSR_ATT_MAX_S. lens: int[B] or NULL. */
+#define TSR_ATT_MAX_S 1024
+tsr_status tsr_k_attention(tsr_ctx *ctx, cl_mem qkv, cl_mem out, int B, int S, int H, int dh,
+                           float scale, int causal, cl_mem lens, tsr_error *err);
 /* Batched GEMM with per-batch offsets; tb selects B^T (1) or B (0). */
 tsr_status tsr_gemm_batched(tsr_ctx *ctx, int tb, int M, int N, int K, float alpha, cl_mem A,
                             const size_t *a_off, int lda, cl_mem B, const size_t *b_off, int ldb,

@@ -421,13 +421,34 @@ static void test_encoder_layer(int B, int S, int D, int H, int F, int act, int c
     if (st == TSR_OK)
         st = tsr_enc_layer(ctx, &c, &w, &s, dx, B, S, lens_on ? dl : NULL, &err);
     float *got = down(dx, n);
-    char name[128];
-    snprintf(name, sizeof name, "encoder layer B%d S%d D%d H%d F%d act=%d causal=%d lens=%d", B, S,
-             D, H, F, act, causal, lens_on);
+    char name[160];
+    snprintf(name, sizeof name, "encoder layer (%s) B%d S%d D%d H%d F%d act=%d causal=%d lens=%d",
+             ctx->own_gemm ? "CPU kernels" : "CLBlast", B, S, D, H, F, act, causal, lens_on);
     if (st != TSR_OK)
         check(0, "%s: %s", name, err.msg);
     else
         compare(name, got, ref, n, 1e-4, 1e-4);
+    free(got);
+    if (ctx->own_gemm) { /* the same layer through CLBlast's GEMMs and batched attention */
+        tsr_enc_weights w2 = w;
+        ctx->own_gemm = 0;
+        cl_mem t[4];
+        int idx[4] = {2, 4, 8, 10}, rows[4] = {3 * D, D, F, D};
+        for (int k = 0; k < 4; k++)
+            t[k] = tsr_linear_weight_upload(ctx, hw[idx[k]], rows[k], (int)(sizes[idx[k]] / rows[k]), &err);
+        w2.qkv_w = t[0], w2.o_w = t[1], w2.fc1_w = t[2], w2.fc2_w = t[3];
+        tsr_buf_write(ctx, dx, x, sizeof(float) * n, &err);
+        st = tsr_enc_layer(ctx, &c, &w2, &s, dx, B, S, lens_on ? dl : NULL, &err);
+        got = down(dx, n);
+        snprintf(name, sizeof name, "encoder layer (CLBlast) B%d S%d D%d H%d F%d act=%d causal=%d lens=%d",
+                 B, S, D, H, F, act, causal, lens_on);
+        if (st != TSR_OK)
+            check(0, "%s: %s", name, err.msg);
+        else
+            compare(name, got, ref, n, 1e-4, 1e-4);
+        tsr_mems_free(t, 4);
+        ctx->own_gemm = 1;
+    }
     tsr_enc_scratch_free(&s);
     tsr_mems_free(dw, 12);
     tsr_mems_free((cl_mem[]){dx, dl}, 2);
@@ -479,6 +500,8 @@ int main(void)
     test_encoder_layer(2, 17, 60, 5, 100, TSR_ACT_GELU, 0, 0);
     test_encoder_layer(3, 9, 32, 4, 64, TSR_ACT_QUICK_GELU, 1, 1);
     test_encoder_layer(2, 50, 64, 8, 256, TSR_ACT_GELU_TANH, 1, 0);
+    test_encoder_layer(2, 77, 128, 2, 64, TSR_ACT_QUICK_GELU, 1, 1); /* dh 64: vector path */
+    test_encoder_layer(1, 197, 96, 3, 32, TSR_ACT_GELU, 0, 0);     /* dh 32, ViT-B/16 length */
     tsr_ctx_free(ctx);
     return finish();
 }
