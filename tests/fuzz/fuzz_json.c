@@ -1,0 +1,36 @@
+/* Fuzz target: the JSON readers of a model directory, fed the same bytes as
+ * preprocessor_config.json and as tokenizer.json. */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tsr_text.h"
+#include "tsr_vision.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char dir[64], path[128];
+    snprintf(dir, sizeof dir, "/tmp/tessera-fuzz-json-%ld", (long)getpid());
+    mkdir(dir, 0700);
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return 0;
+    fwrite(data, 1, size, f);
+    fclose(f);
+    tsr_error err = {0};
+    tsr_preprocess_cfg cfg;
+    tsr_preprocess_cfg_load(path, &cfg, &err);
+    tsr_tokenizer *tok = NULL;
+    if (tsr_tokenizer_load_dir(dir, &tok, &err) == TSR_OK) {
+        int ids[16], n, cut;
+        tsr_tokenizer_encode(tok, "a photo of a cat", 16, ids, &n, &cut, &err);
+        tsr_tokenizer_free(tok);
+    }
+    unlink(path);
+    rmdir(dir);
+    return 0;
+}
