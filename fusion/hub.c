@@ -246,19 +246,6 @@ static int sha256_file(const char *path, char hex[65])
     return ok;
 }
 
-static void mkdirs(const char *path)
-{
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *c = tmp + 1; *c; c++)
-        if (*c == '/') {
-            *c = 0;
-            mkdir(tmp, 0755);
-            *c = '/';
-        }
-    mkdir(tmp, 0755);
-}
-
 static char *escape_path(CURL *c, const char *f)
 {
     /* escape each segment, keep the slashes */
@@ -297,7 +284,7 @@ static tsr_status download(const char *repo, const char *rev, const char *file, 
     }
     char *slash = strrchr(dst, '/');
     *slash = 0;
-    mkdirs(dst);
+    tsr_mkdirs(dst);
     *slash = '/';
     for (int attempt = 0; attempt < 2; attempt++) {
         uint64_t have = stat(part, &sb) == 0 ? (uint64_t)sb.st_size : 0;
@@ -429,7 +416,7 @@ tsr_status tsr_pull(const char *repo_id, const tsr_pull_params *p, char *out_dir
                              "files, since loading them can run arbitrary code",
                              repo_id, n_pickle ? " (only pickle checkpoints)" : "");
     }
-    mkdirs(out_dir);
+    tsr_mkdirs(out_dir);
     char mark[4200];
     snprintf(mark, sizeof mark, "%s/%s", out_dir, COMPLETE_MARK);
     remove(mark);

@@ -171,9 +171,9 @@ void tsr_cache_dir(const char *override, char *out, size_t cap)
     snprintf(out, cap, "%s/.cache/tessera", home && *home ? home : "/tmp");
 }
 
-static void mkdirs(const char *path)
+void tsr_mkdirs(const char *path)
 {
-    char tmp[1024];
+    char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s", path);
     for (char *c = tmp + 1; *c; c++) {
         if (*c == '/') {
@@ -286,7 +286,7 @@ static tsr_status build_program(tsr_ctx *ctx, const tsr_ctx_params *p, tsr_error
             unsigned char *bins[1] = {bin};
             if (bin && clGetProgramInfo(ctx->program, CL_PROGRAM_BINARIES, sizeof bins, bins,
                                         NULL) == CL_SUCCESS) {
-                mkdirs(dir);
+                tsr_mkdirs(dir);
                 write_atomic(path, bin, len);
             }
             free(bin);

@@ -63,6 +63,8 @@ void tsr_error_prefix(tsr_error *err, const char *fmt, ...)
 /* The user's tessera cache directory: override if given, else
  * $TESSERA_CACHE_DIR, $XDG_CACHE_HOME/tessera or ~/.cache/tessera. */
 void tsr_cache_dir(const char *override, char *out, size_t cap);
+/* Creates a directory and its missing parents (mode 0755); errors are ignored. */
+void tsr_mkdirs(const char *path);
 
 typedef struct {
     int index;             /* position in the global list, across platforms */

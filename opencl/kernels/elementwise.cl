@@ -4,16 +4,20 @@
 #define ACT_QUICK_GELU 2 /* x * sigmoid(1.702 x) */
 #define ACT_GELU_TANH 3  /* tanh approximation */
 
-inline float act_apply(float x, int act)
-{
-    if (act == ACT_GELU)
-        return 0.5f * x * (1.0f + erf(x * 0.70710678118654752f));
-    if (act == ACT_QUICK_GELU)
-        return x / (1.0f + exp(-1.702f * x));
-    if (act == ACT_GELU_TANH)
-        return 0.5f * x * (1.0f + tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)));
-    return x;
-}
+/* One body for every vector width: act_apply (float) and act16 (float16). */
+#define DEFINE_ACT(T, NAME)                                                                     \
+    inline T NAME(T x, int act)                                                                 \
+    {                                                                                           \
+        if (act == ACT_GELU)                                                                    \
+            return 0.5f * x * (1.0f + erf(x * 0.70710678118654752f));                           \
+        if (act == ACT_QUICK_GELU)                                                              \
+            return x / (1.0f + exp(-1.702f * x));                                               \
+        if (act == ACT_GELU_TANH)                                                               \
+            return 0.5f * x * (1.0f + tanh(0.7978845608028654f * (x + 0.044715f * x * x * x))); \
+        return x;                                                                               \
+    }
+DEFINE_ACT(float, act_apply)
+DEFINE_ACT(float16, act16)
 
 /* y (rows, cols) = act(y + bias[col]); bias may be unused (has_bias 0). */
 __kernel void bias_act(__global float *y, __global const float *bias, int cols,

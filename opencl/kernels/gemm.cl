@@ -7,17 +7,6 @@
 #define GT_M 6
 #define GT_N 32
 
-inline float16 act16(float16 x, int act)
-{
-    if (act == ACT_GELU)
-        return 0.5f * x * (1.0f + erf(x * 0.70710678118654752f));
-    if (act == ACT_QUICK_GELU)
-        return x / (1.0f + exp(-1.702f * x));
-    if (act == ACT_GELU_TANH)
-        return 0.5f * x * (1.0f + tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)));
-    return x;
-}
-
 #define ROW(i)                                                                                  \
     {                                                                                           \
         float16 av = (float16)(a##i[k]);                                                        \
