@@ -82,6 +82,18 @@ tsr_status tsr_enc_layer(tsr_ctx *ctx, const tsr_enc_cfg *c, const tsr_enc_weigh
         if ((st = (call)) != TSR_OK)                                                             \
             return st;                                                                           \
     } while (0)
+    if (c->post_ln) {
+        TRY(tsr_linear(ctx, x, rows, D, w->qkv_w, w->qkv_b, 3 * D, s->qkv, TSR_ACT_NONE, err));
+        TRY(attention(ctx, c, s, B, S, lens, err));
+        TRY(tsr_linear(ctx, s->attn, rows, D, w->o_w, w->o_b, D, s->h, TSR_ACT_NONE, err));
+        TRY(tsr_k_add(ctx, s->h, x, (size_t)rows * D, err));
+        TRY(tsr_k_layernorm(ctx, s->h, x, w->ln1_g, w->ln1_b, rows, D, c->eps, err));
+        TRY(tsr_linear(ctx, x, rows, D, w->fc1_w, w->fc1_b, c->ffn, s->ffn, c->act, err));
+        TRY(tsr_linear(ctx, s->ffn, rows, c->ffn, w->fc2_w, w->fc2_b, D, s->h, TSR_ACT_NONE, err));
+        TRY(tsr_k_add(ctx, s->h, x, (size_t)rows * D, err));
+        TRY(tsr_k_layernorm(ctx, s->h, x, w->ln2_g, w->ln2_b, rows, D, c->eps, err));
+        return TSR_OK;
+    }
     TRY(tsr_k_layernorm(ctx, x, s->h, w->ln1_g, w->ln1_b, rows, D, c->eps, err));
     TRY(tsr_linear(ctx, s->h, rows, D, w->qkv_w, w->qkv_b, 3 * D, s->qkv, TSR_ACT_NONE, err));
     TRY(attention(ctx, c, s, B, S, lens, err));

@@ -126,7 +126,8 @@ cl_mem tsr_linear_weight_upload(tsr_ctx *ctx, const float *w, int N, int K, tsr_
 tsr_status tsr_linear(tsr_ctx *ctx, cl_mem x, int M, int K, cl_mem w, cl_mem b, int N, cl_mem y,
                       tsr_act act, tsr_error *err);
 
-/* A pre-layernorm transformer encoder layer (CLIP, ViT, Whisper encoder). */
+/* A transformer encoder layer: pre-layernorm (CLIP, ViT, Whisper) or
+ * post-layernorm (BERT: x = LN1(x + attn(x)); x = LN2(x + mlp(x))). */
 typedef struct {
     int dim;      /* D */
     int heads;    /* H, D % H == 0 */
@@ -134,6 +135,7 @@ typedef struct {
     float eps;
     tsr_act act;
     int causal;
+    int post_ln;
 } tsr_enc_cfg;
 
 typedef struct {

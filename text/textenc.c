@@ -6,7 +6,7 @@
 
 tsr_status tsr_textenc_init(tsr_textenc *t, tsr_error *err)
 {
-    t->stack.cfg = (tsr_enc_cfg){t->cfg.dim, t->cfg.heads, t->cfg.ffn, t->cfg.eps, t->cfg.act, 1};
+    t->stack.cfg = (tsr_enc_cfg){t->cfg.dim, t->cfg.heads, t->cfg.ffn, t->cfg.eps, t->cfg.act, 1, 0};
     t->stack.n_layers = t->cfg.layers;
     return tsr_stack_alloc_layers(&t->stack, err);
 }

@@ -14,7 +14,7 @@ int tsr_vit_num_patches(const tsr_vit_cfg *c)
 
 tsr_status tsr_vit_init(tsr_vit *v, tsr_error *err)
 {
-    v->stack.cfg = (tsr_enc_cfg){v->cfg.dim, v->cfg.heads, v->cfg.ffn, v->cfg.eps, v->cfg.act, 0};
+    v->stack.cfg = (tsr_enc_cfg){v->cfg.dim, v->cfg.heads, v->cfg.ffn, v->cfg.eps, v->cfg.act, 0, 0};
     v->stack.n_layers = v->cfg.layers;
     return tsr_stack_alloc_layers(&v->stack, err);
 }

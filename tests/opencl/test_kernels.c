@@ -130,7 +130,7 @@ static void ref_linear(const float *x, int M, int K, const float *w, const float
             y[(size_t)m * N + n] = ref_act(y[(size_t)m * N + n] + (b ? b[n] : 0), act);
 }
 
-/* The whole pre-layernorm encoder layer. */
+/* The whole encoder layer, pre- or post-layernorm. */
 static void ref_enc_layer(const tsr_enc_cfg *c, float *const *w, float *x, int B, int S,
                           const int *lens)
 {
@@ -138,7 +138,10 @@ static void ref_enc_layer(const tsr_enc_cfg *c, float *const *w, float *x, int B
     float *h = malloc(sizeof(float) * R * D), *qkv = malloc(sizeof(float) * R * 3 * D);
     float *att = malloc(sizeof(float) * R * D), *f = malloc(sizeof(float) * R * F);
     float *sc = malloc(sizeof(float) * S * S);
-    ref_layernorm(x, h, w[0], w[1], R, D, c->eps);
+    if (c->post_ln)
+        memcpy(h, x, sizeof(float) * R * D);
+    else
+        ref_layernorm(x, h, w[0], w[1], R, D, c->eps);
     ref_linear(h, R, D, w[2], w[3], 3 * D, qkv, 0);
     for (int b = 0; b < B; b++)
         for (int hh = 0; hh < H; hh++) {
@@ -164,11 +167,18 @@ static void ref_enc_layer(const tsr_enc_cfg *c, float *const *w, float *x, int B
     ref_linear(att, R, D, w[4], w[5], D, h, 0);
     for (int i = 0; i < R * D; i++)
         x[i] += h[i];
-    ref_layernorm(x, h, w[6], w[7], R, D, c->eps);
+    if (c->post_ln) {
+        ref_layernorm(x, x, w[0], w[1], R, D, c->eps);
+        memcpy(h, x, sizeof(float) * R * D);
+    } else {
+        ref_layernorm(x, h, w[6], w[7], R, D, c->eps);
+    }
     ref_linear(h, R, D, w[8], w[9], F, f, c->act);
     ref_linear(f, R, F, w[10], w[11], D, h, 0);
     for (int i = 0; i < R * D; i++)
         x[i] += h[i];
+    if (c->post_ln)
+        ref_layernorm(x, x, w[6], w[7], R, D, c->eps);
     free(h);
     free(qkv);
     free(att);
@@ -390,9 +400,10 @@ static void test_linear(int M, int N, int K, int act, int with_bias)
     free(x), free(w), free(b), free(ref);
 }
 
-static void test_encoder_layer(int B, int S, int D, int H, int F, int act, int causal, int lens_on)
+static void test_encoder_layer(int B, int S, int D, int H, int F, int act, int causal, int lens_on,
+                               int post_ln)
 {
-    tsr_enc_cfg c = {D, H, F, 1e-5f, act, causal};
+    tsr_enc_cfg c = {D, H, F, 1e-5f, act, causal, post_ln};
     size_t sizes[12] = {D, D, 3 * D * D, 3 * D, D * D, D, D, D, F * D, F, D * F, D};
     float *hw[12];
     cl_mem dw[12];
@@ -422,8 +433,10 @@ static void test_encoder_layer(int B, int S, int D, int H, int F, int act, int c
         st = tsr_enc_layer(ctx, &c, &w, &s, dx, B, S, lens_on ? dl : NULL, &err);
     float *got = down(dx, n);
     char name[160];
-    snprintf(name, sizeof name, "encoder layer (%s) B%d S%d D%d H%d F%d act=%d causal=%d lens=%d",
-             ctx->own_gemm ? "CPU kernels" : "CLBlast", B, S, D, H, F, act, causal, lens_on);
+    snprintf(name, sizeof name,
+             "encoder layer (%s) B%d S%d D%d H%d F%d act=%d causal=%d lens=%d post_ln=%d",
+             ctx->own_gemm ? "CPU kernels" : "CLBlast", B, S, D, H, F, act, causal, lens_on,
+             post_ln);
     if (st != TSR_OK)
         check(0, "%s: %s", name, err.msg);
     else
@@ -440,8 +453,9 @@ static void test_encoder_layer(int B, int S, int D, int H, int F, int act, int c
         tsr_buf_write(ctx, dx, x, sizeof(float) * n, &err);
         st = tsr_enc_layer(ctx, &c, &w2, &s, dx, B, S, lens_on ? dl : NULL, &err);
         got = down(dx, n);
-        snprintf(name, sizeof name, "encoder layer (CLBlast) B%d S%d D%d H%d F%d act=%d causal=%d lens=%d",
-                 B, S, D, H, F, act, causal, lens_on);
+        snprintf(name, sizeof name,
+                 "encoder layer (CLBlast) B%d S%d D%d H%d F%d act=%d causal=%d lens=%d post_ln=%d",
+                 B, S, D, H, F, act, causal, lens_on, post_ln);
         if (st != TSR_OK)
             check(0, "%s: %s", name, err.msg);
         else
@@ -496,12 +510,14 @@ int main(void)
     test_linear(13, 70, 33, TSR_ACT_GELU_TANH, 1); /* full tiles plus edges */
     test_linear(50, 768, 768, TSR_ACT_NONE, 1);
     test_linear(301, 1031, 129, TSR_ACT_QUICK_GELU, 0);
-    test_encoder_layer(1, 1, 4, 1, 8, TSR_ACT_QUICK_GELU, 0, 0);
-    test_encoder_layer(2, 17, 60, 5, 100, TSR_ACT_GELU, 0, 0);
-    test_encoder_layer(3, 9, 32, 4, 64, TSR_ACT_QUICK_GELU, 1, 1);
-    test_encoder_layer(2, 50, 64, 8, 256, TSR_ACT_GELU_TANH, 1, 0);
-    test_encoder_layer(2, 77, 128, 2, 64, TSR_ACT_QUICK_GELU, 1, 1); /* dh 64: vector path */
-    test_encoder_layer(1, 197, 96, 3, 32, TSR_ACT_GELU, 0, 0);     /* dh 32, ViT-B/16 length */
+    test_encoder_layer(1, 1, 4, 1, 8, TSR_ACT_QUICK_GELU, 0, 0, 0);
+    test_encoder_layer(2, 17, 60, 5, 100, TSR_ACT_GELU, 0, 0, 0);
+    test_encoder_layer(3, 9, 32, 4, 64, TSR_ACT_QUICK_GELU, 1, 1, 0);
+    test_encoder_layer(2, 50, 64, 8, 256, TSR_ACT_GELU_TANH, 1, 0, 0);
+    test_encoder_layer(2, 77, 128, 2, 64, TSR_ACT_QUICK_GELU, 1, 1, 0); /* dh 64: vector path */
+    test_encoder_layer(1, 197, 96, 3, 32, TSR_ACT_GELU, 0, 0, 0);     /* dh 32, ViT-B/16 length */
+    test_encoder_layer(3, 13, 48, 12, 72, TSR_ACT_GELU, 0, 1, 1);     /* BERT: post-layernorm */
+    test_encoder_layer(1, 1, 8, 2, 16, TSR_ACT_GELU, 0, 0, 1);
     tsr_ctx_free(ctx);
     return finish();
 }
