@@ -39,6 +39,10 @@ int cmd_devices(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 
+/* Reads FILE ("-": stdin) as UTF-8 lines into *lines (pointers into *buf);
+ * empty lines count. Prints the error. */
+int cli_read_lines(const char *cmd, const char *path, char **buf, const char ***lines, int *n);
+
 /* Resolves --model (a directory, or a pulled org/name[@rev]); prints the error. */
 int cli_model_dir(const char *cmd, const char *model, char *out, size_t cap);
 

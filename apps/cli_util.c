@@ -160,3 +160,71 @@ int cli_model_dir(const char *cmd, const char *model, char *out, size_t cap)
     }
     return EXIT_OK;
 }
+
+int cli_read_lines(const char *cmd, const char *path, char **buf, const char ***lines, int *n)
+{
+    tsr_error err = {0};
+    size_t len = 0, cap = 1 << 16, max = (size_t)1 << 28;
+    *buf = NULL;
+    *lines = NULL;
+    *n = 0;
+    if (strcmp(path, "-") == 0) {
+        char *b = malloc(cap + 1);
+        size_t got;
+        while (b && (got = fread(b + len, 1, cap - len, stdin)) > 0) {
+            len += got;
+            if (len == cap && cap < max) {
+                char *nb = realloc(b, cap * 2 + 1);
+                if (!nb) {
+                    free(b);
+                    b = NULL;
+                    break;
+                }
+                b = nb;
+                cap *= 2;
+            } else if (len == cap) {
+                free(b);
+                return cli_usage_error(cmd, "standard input is larger than %zu bytes", max);
+            }
+        }
+        if (!b) {
+            tsr_error_set(&err, TSR_ERR_NOMEM, "out of host memory");
+            cli_error(cmd, &err);
+            return EXIT_RUNTIME;
+        }
+        b[len] = 0;
+        *buf = b;
+    } else if (!(*buf = cli_read_file(path, max, &len, &err))) {
+        cli_error(cmd, &err);
+        return EXIT_RUNTIME;
+    }
+    size_t count = 0;
+    for (size_t i = 0; i < len; i++)
+        count += (*buf)[i] == '\n';
+    count += len > 0 && (*buf)[len - 1] != '\n';
+    if (count > 10000000 || !(*lines = malloc(sizeof(char *) * (count ? count : 1)))) {
+        free(*buf);
+        *buf = NULL;
+        tsr_error_set(&err, TSR_ERR_NOMEM, "%s: too many lines", path);
+        cli_error(cmd, &err);
+        return EXIT_RUNTIME;
+    }
+    char *p = *buf, *end = *buf + len;
+    while (p < end) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        char *e = nl ? nl : end;
+        if (e > p && e[-1] == '\r')
+            e[-1] = 0;
+        *e = 0;
+        (*lines)[(*n)++] = p;
+        p = e + 1;
+    }
+    if (*n == 0) {
+        free(*buf);
+        free(*lines);
+        *buf = NULL;
+        *lines = NULL;
+        return cli_usage_error(cmd, "%s has no lines", path);
+    }
+    return EXIT_OK;
+}

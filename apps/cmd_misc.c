@@ -8,10 +8,13 @@
 static const char *embed_help =
     "usage: tessera embed --model DIR (--image | --text) [--out F.npy] [--device D] INPUT...\n"
     "\n"
-    "L2-normalised embeddings of images (paths) or texts, one row per input.\n"
+    "Embeddings of images (paths) or texts, one row per input. CLIP models give\n"
+    "L2-normalised rows; sentence-transformers models (BERT, e.g. all-MiniLM-L6-v2)\n"
+    "pool and normalise as their modules.json says (--text only).\n"
     "\n"
     "  --image         inputs are PNG or JPEG files\n"
     "  --text          inputs are UTF-8 strings\n"
+    "  --lines FILE    read the inputs from FILE, one per line (\"-\": stdin)\n"
     "  --out F.npy     write a float32 (N, dim) .npy file instead of JSON lines on stdout\n"
     "  --device D      OpenCL device index or name substring\n"
     "  --verbose       log device and kernel cache use on stderr\n"
@@ -53,10 +56,12 @@ static void print_json_row(const char *input, const char *kind, const float *v, 
 int cmd_embed(int argc, char **argv)
 {
     const char *model = NULL, *out = NULL, *device = NULL;
+    const char *lines = NULL;
     int image = 0, text = 0, verbose = 0;
-    cli_opt opts[] = {{"model", 1, &model, NULL}, {"out", 1, &out, NULL},
+    cli_opt opts[] = {{"model", 1, &model, NULL},   {"out", 1, &out, NULL},
                       {"device", 1, &device, NULL}, {"image", 0, NULL, &image},
-                      {"text", 0, NULL, &text},     {"verbose", 0, NULL, &verbose}};
+                      {"text", 0, NULL, &text},     {"verbose", 0, NULL, &verbose},
+                      {"lines", 1, &lines, NULL}};
     const char **in = NULL;
     int n = 0;
     int rc = cli_parse(argc, argv, opts, sizeof opts / sizeof opts[0], &in, &n);
@@ -64,6 +69,15 @@ int cmd_embed(int argc, char **argv)
         fputs(embed_help, stdout);
         free(in);
         return EXIT_OK;
+    }
+    char *lines_buf = NULL;
+    if (rc == EXIT_OK && lines) {
+        if (n > 0) {
+            rc = cli_usage_error("embed", "give inputs either as arguments or with --lines");
+        } else if ((rc = cli_read_lines("embed", lines, &lines_buf, &in, &n)) != EXIT_OK) {
+            free(in);
+            return rc;
+        }
     }
     if (rc == EXIT_OK && !model)
         rc = cli_usage_error("embed", "--model DIR is required");
@@ -76,34 +90,52 @@ int cmd_embed(int argc, char **argv)
             rc = cli_usage_error("embed", "text %d is not valid UTF-8", i + 1);
     if (rc != EXIT_OK) {
         free(in);
+        free(lines_buf);
         return rc;
     }
     tsr_ctx *ctx = NULL;
     tsr_model *m = NULL;
+    tsr_sentence_model *sm = NULL;
     tsr_error err = {0};
     float *emb = NULL;
     char mdir[4096];
     rc = cli_model_dir("embed", model, mdir, sizeof mdir);
+    const char *kind = rc == EXIT_OK ? tsr_model_kind(mdir, &err) : NULL;
+    if (rc == EXIT_OK && !kind) {
+        cli_error("embed", &err);
+        rc = EXIT_RUNTIME;
+    } else if (rc == EXIT_OK && strcmp(kind, "bert") == 0 && image) {
+        rc = cli_usage_error("embed", "%s is a text model; --image needs a CLIP model", mdir);
+    } else if (rc == EXIT_OK && strcmp(kind, "whisper") == 0) {
+        rc = cli_usage_error("embed", "%s is a speech model; use tessera transcribe", mdir);
+    }
     if (rc != EXIT_OK) {
         free(in);
+        free(lines_buf);
         return rc;
     }
     rc = cli_ctx("embed", device, verbose, &ctx);
-    if (rc == EXIT_OK && tsr_model_load(ctx, mdir, &m, &err) != TSR_OK)
+    if (rc == EXIT_OK && strcmp(kind, "bert") == 0) {
+        if (tsr_sentence_load(ctx, mdir, &sm, &err) != TSR_OK)
+            rc = EXIT_RUNTIME;
+    } else if (rc == EXIT_OK && tsr_model_load(ctx, mdir, &m, &err) != TSR_OK) {
         rc = EXIT_RUNTIME;
-    int P = m ? tsr_model_embed_dim(m) : 0, cut = 0;
+    }
+    int P = m ? tsr_model_embed_dim(m) : sm ? tsr_sentence_dim(sm) : 0, cut = 0;
     if (rc == EXIT_OK && !(emb = malloc(sizeof(float) * (size_t)n * P))) {
         tsr_error_set(&err, TSR_ERR_NOMEM, "out of host memory");
         rc = EXIT_RUNTIME;
     }
     if (rc == EXIT_OK) {
-        tsr_status st = image ? tsr_model_embed_image_files(m, in, n, 1, emb, &err)
-                              : tsr_model_embed_texts(m, in, n, 1, emb, &cut, &err);
+        tsr_status st = sm      ? tsr_sentence_embed(sm, in, n, emb, &cut, &err)
+                        : image ? tsr_model_embed_image_files(m, in, n, 1, emb, &err)
+                                : tsr_model_embed_texts(m, in, n, 1, emb, &cut, &err);
         if (st != TSR_OK)
             rc = EXIT_RUNTIME;
         if (cut)
             fprintf(stderr, "tessera embed: warning: %d text(s) were longer than %d tokens "
-                            "and were truncated\n", cut, tsr_model_max_text_len(m));
+                            "and were truncated\n", cut,
+                    sm ? tsr_sentence_max_len(sm) : tsr_model_max_text_len(m));
     }
     if (rc == EXIT_OK && out)
         rc = cli_write_npy(out, emb, n, P, &err);
@@ -114,8 +146,64 @@ int cmd_embed(int argc, char **argv)
         cli_error("embed", &err);
     free(emb);
     tsr_model_free(m);
+    tsr_sentence_free(sm);
     tsr_ctx_free(ctx);
     free(in);
+    free(lines_buf);
+    return rc;
+}
+
+static void print_ids(const int *ids, int len, int json)
+{
+    if (json)
+        putchar('[');
+    for (int k = 0; k < len; k++)
+        printf(k ? (json ? ", %d" : " %d") : "%d", ids[k]);
+    puts(json ? "]" : "");
+}
+
+/* BERT models: WordPiece, up to sentence_bert_config.json's max_seq_length. */
+static int tokenize_wordpiece(const char *dir, const char **in, int n, int json, int pad)
+{
+    tsr_error err = {0};
+    tsr_wordpiece *wp = NULL;
+    if (tsr_wordpiece_load_dir(dir, &wp, &err) != TSR_OK) {
+        cli_error("tokenize", &err);
+        return EXIT_RUNTIME;
+    }
+    int cap = 512;
+    const char *files[2] = {"config.json", "sentence_bert_config.json"};
+    const char *keys[2] = {"max_position_embeddings", "max_seq_length"};
+    for (int f = 0; f < 2; f++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, files[f]);
+        tsr_error e2 = {0};
+        char *text = cli_read_file(path, 1 << 20, NULL, &e2);
+        cJSON *root = text ? cJSON_Parse(text) : NULL;
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, keys[f]);
+        if (cJSON_IsNumber(v) && v->valuedouble >= 2 && v->valuedouble <= cap)
+            cap = (int)v->valuedouble;
+        cJSON_Delete(root);
+        free(text);
+    }
+    int rc = EXIT_OK, *ids = malloc(sizeof(int) * (size_t)cap);
+    for (int i = 0; i < n && rc == EXIT_OK && ids; i++) {
+        int len = 0, cut = 0;
+        if (tsr_wordpiece_encode(wp, in[i], cap, ids, &len, &cut, &err) != TSR_OK) {
+            tsr_error_prefix(&err, "text %d", i + 1);
+            cli_error("tokenize", &err);
+            rc = EXIT_RUNTIME;
+            break;
+        }
+        if (cut)
+            fprintf(stderr, "tessera tokenize: warning: text %d was truncated to %d tokens\n",
+                    i + 1, cap);
+        while (pad && len < cap)
+            ids[len++] = tsr_wordpiece_pad(wp);
+        print_ids(ids, len, json);
+    }
+    free(ids);
+    tsr_wordpiece_free(wp);
     return rc;
 }
 
@@ -148,6 +236,12 @@ int cmd_tokenize(int argc, char **argv)
         return EXIT_RUNTIME;
     }
     model = mdir;
+    const char *kind = tsr_model_kind(model, &err);
+    if (kind && strcmp(kind, "bert") == 0) {
+        rc = tokenize_wordpiece(model, in, n, json, pad);
+        free(in);
+        return rc;
+    }
     if (tsr_tokenizer_load_dir(model, &tok, &err) != TSR_OK) {
         cli_error("tokenize", &err);
         free(in);
@@ -178,11 +272,7 @@ int cmd_tokenize(int argc, char **argv)
                     i + 1, cap);
         while (pad && len < cap)
             ids[len++] = tsr_tokenizer_pad(tok);
-        if (json)
-            putchar('[');
-        for (int k = 0; k < len; k++)
-            printf(k ? (json ? ", %d" : " %d") : "%d", ids[k]);
-        puts(json ? "]" : "");
+        print_ids(ids, len, json);
     }
     free(ids);
     tsr_tokenizer_free(tok);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "tsr_cfg.h"
 #include "tsr_fusion.h"
 #include "tsr_st.h"
 #include "tsr_textenc.h"
@@ -28,91 +29,11 @@ struct tsr_model {
     uint64_t rng; /* for random weights */
 };
 
-/* ---- config ---- */
-
-typedef struct {
-    const cJSON *obj;
-    const char *path, *section;
-    tsr_error *err;
-    int bad;
-} cfg_reader;
-
-static int cfg_int(cfg_reader *r, const char *key, int def, int lo, int hi)
-{
-    if (r->bad)
-        return def;
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(r->obj, key);
-    if (!it)
-        return def;
-    if (!cJSON_IsNumber(it) || it->valuedouble != (double)(long long)it->valuedouble ||
-        it->valuedouble < lo || it->valuedouble > hi) {
-        tsr_error_set(r->err, TSR_ERR_FORMAT, "%s: %s.%s must be an integer in %d..%d", r->path,
-                      r->section, key, lo, hi);
-        r->bad = 1;
-        return def;
-    }
-    return (int)it->valuedouble;
-}
-
-static float cfg_float(cfg_reader *r, const char *key, float def)
-{
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(r->obj, key);
-    if (r->bad || !it)
-        return def;
-    if (!cJSON_IsNumber(it) || !(it->valuedouble > 0 && it->valuedouble < 1)) {
-        tsr_error_set(r->err, TSR_ERR_FORMAT, "%s: %s.%s must be a number in (0, 1)", r->path,
-                      r->section, key);
-        r->bad = 1;
-        return def;
-    }
-    return (float)it->valuedouble;
-}
-
-static tsr_act cfg_act(cfg_reader *r, const char *def)
-{
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(r->obj, "hidden_act");
-    const char *s = cJSON_IsString(it) ? it->valuestring : def;
-    if (strcmp(s, "quick_gelu") == 0)
-        return TSR_ACT_QUICK_GELU;
-    if (strcmp(s, "gelu") == 0)
-        return TSR_ACT_GELU;
-    if (strcmp(s, "gelu_new") == 0 || strcmp(s, "gelu_pytorch_tanh") == 0)
-        return TSR_ACT_GELU_TANH;
-    if (!r->bad)
-        tsr_error_set(r->err, TSR_ERR_UNSUPPORTED, "%s: %s.hidden_act \"%s\" is not supported",
-                      r->path, r->section, s);
-    r->bad = 1;
-    return TSR_ACT_NONE;
-}
-
-static char *read_small(const char *path, size_t cap, tsr_error *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        tsr_error_set(err, TSR_ERR_IO, "%s: cannot open", path);
-        return NULL;
-    }
-    char *buf = malloc(cap + 1);
-    size_t n = buf ? fread(buf, 1, cap + 1, f) : 0;
-    fclose(f);
-    if (!buf) {
-        tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-        return NULL;
-    }
-    if (n > cap) {
-        free(buf);
-        tsr_error_set(err, TSR_ERR_TOO_LARGE, "%s: larger than %zu bytes", path, cap);
-        return NULL;
-    }
-    buf[n] = 0;
-    return buf;
-}
-
 /* Defaults are transformers' CLIPTextConfig / CLIPVisionConfig defaults,
  * since save_pretrained omits values equal to them. */
 static tsr_status parse_config(tsr_model *m, const char *path, tsr_error *err)
 {
-    char *text = read_small(path, 1 << 20, err);
+    char *text = tsr_read_small(path, 1 << 20, err);
     if (!text)
         return err ? err->code : TSR_ERR_IO;
     cJSON *root = cJSON_Parse(text);
@@ -129,33 +50,33 @@ static tsr_status parse_config(tsr_model *m, const char *path, tsr_error *err)
         cJSON_Delete(root);
         return rc;
     }
-    cfg_reader r = {root, path, "", err, 0};
-    int proj = cfg_int(&r, "projection_dim", 512, 1, 16384);
+    tsr_cfg_reader r = {root, path, "", err, 0};
+    int proj = tsr_cfg_int(&r, "projection_dim", 512, 1, 16384);
     r.obj = cJSON_GetObjectItemCaseSensitive(root, "text_config");
     r.section = "text_config";
     tsr_textenc_cfg *t = &m->txt.cfg;
-    t->vocab = cfg_int(&r, "vocab_size", 49408, 1, 1 << 22);
-    t->max_pos = cfg_int(&r, "max_position_embeddings", 77, 2, 1 << 16);
-    t->dim = cfg_int(&r, "hidden_size", 512, 1, 16384);
-    t->ffn = cfg_int(&r, "intermediate_size", 2048, 1, 65536);
-    t->heads = cfg_int(&r, "num_attention_heads", 8, 1, 1024);
-    t->layers = cfg_int(&r, "num_hidden_layers", 12, 0, 256);
-    t->eos_id = cfg_int(&r, "eos_token_id", 49407, 0, 1 << 22);
-    t->eps = cfg_float(&r, "layer_norm_eps", 1e-5f);
-    t->act = cfg_act(&r, "quick_gelu");
+    t->vocab = tsr_cfg_int(&r, "vocab_size", 49408, 1, 1 << 22);
+    t->max_pos = tsr_cfg_int(&r, "max_position_embeddings", 77, 2, 1 << 16);
+    t->dim = tsr_cfg_int(&r, "hidden_size", 512, 1, 16384);
+    t->ffn = tsr_cfg_int(&r, "intermediate_size", 2048, 1, 65536);
+    t->heads = tsr_cfg_int(&r, "num_attention_heads", 8, 1, 1024);
+    t->layers = tsr_cfg_int(&r, "num_hidden_layers", 12, 0, 256);
+    t->eos_id = tsr_cfg_int(&r, "eos_token_id", 49407, 0, 1 << 22);
+    t->eps = tsr_cfg_float(&r, "layer_norm_eps", 1e-5f);
+    t->act = tsr_cfg_act(&r, "quick_gelu");
     t->proj_dim = proj;
     r.obj = cJSON_GetObjectItemCaseSensitive(root, "vision_config");
     r.section = "vision_config";
     tsr_vit_cfg *v = &m->vit.cfg;
-    v->dim = cfg_int(&r, "hidden_size", 768, 1, 16384);
-    v->ffn = cfg_int(&r, "intermediate_size", 3072, 1, 65536);
-    v->heads = cfg_int(&r, "num_attention_heads", 12, 1, 1024);
-    v->layers = cfg_int(&r, "num_hidden_layers", 12, 0, 256);
-    v->channels = cfg_int(&r, "num_channels", 3, 3, 3);
-    v->image_size = cfg_int(&r, "image_size", 224, 1, 4096);
-    v->patch = cfg_int(&r, "patch_size", 32, 1, 4096);
-    v->eps = cfg_float(&r, "layer_norm_eps", 1e-5f);
-    v->act = cfg_act(&r, "quick_gelu");
+    v->dim = tsr_cfg_int(&r, "hidden_size", 768, 1, 16384);
+    v->ffn = tsr_cfg_int(&r, "intermediate_size", 3072, 1, 65536);
+    v->heads = tsr_cfg_int(&r, "num_attention_heads", 12, 1, 1024);
+    v->layers = tsr_cfg_int(&r, "num_hidden_layers", 12, 0, 256);
+    v->channels = tsr_cfg_int(&r, "num_channels", 3, 3, 3);
+    v->image_size = tsr_cfg_int(&r, "image_size", 224, 1, 4096);
+    v->patch = tsr_cfg_int(&r, "patch_size", 32, 1, 4096);
+    v->eps = tsr_cfg_float(&r, "layer_norm_eps", 1e-5f);
+    v->act = tsr_cfg_act(&r, "quick_gelu");
     v->proj_dim = proj;
     cJSON_Delete(root);
     if (r.bad)

@@ -347,3 +347,29 @@ tsr_status tsr_st_to_f32(const tsr_st_tensor *t, float *dst, tsr_error *err)
                              t->file, t->name);
     }
 }
+
+tsr_status tsr_st_load(const tsr_st *st, const char *where, const char *name, int ndim,
+                       const int64_t *shape, float **buf, size_t *cap, tsr_error *err)
+{
+    const tsr_st_tensor *t = tsr_st_find(st, name);
+    if (!t)
+        return tsr_error_set(err, TSR_ERR_FORMAT, "%s: missing tensor '%s'", where, name);
+    int ok = t->ndim == ndim;
+    for (int d = 0; ok && d < ndim; d++)
+        ok = t->shape[d] == shape[d];
+    if (!ok) {
+        char got[128], exp[128];
+        tsr_st_shape_str(t->shape, t->ndim, got, sizeof got);
+        tsr_st_shape_str(shape, ndim, exp, sizeof exp);
+        return tsr_error_set(err, TSR_ERR_SHAPE, "%s: tensor '%s' has shape %s, config expects %s",
+                             t->file, name, got, exp);
+    }
+    if (t->numel > *cap) {
+        float *nb = realloc(*buf, sizeof(float) * t->numel);
+        if (!nb)
+            return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory loading '%s'", name);
+        *buf = nb;
+        *cap = t->numel;
+    }
+    return tsr_st_to_f32(t, *buf, err);
+}

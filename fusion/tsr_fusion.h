@@ -78,6 +78,34 @@ void tsr_zeroshot_probs(const tsr_model *m, const float *img, int N, const float
 void tsr_scores(float scale, const float *a, int N, const float *b, int L, int dim,
                 float *logits);
 
+/* ---- sentence-transformers text models (BERT: all-MiniLM-L6-v2, ...) ----
+ *
+ *   tsr_sentence_model *sm = NULL;
+ *   tsr_sentence_load(ctx, "all-MiniLM-L6-v2", &sm, &err);
+ *   float *e = malloc(sizeof(float) * n * tsr_sentence_dim(sm));
+ *   tsr_sentence_embed(sm, texts, n, e, NULL, &err);
+ */
+
+typedef struct tsr_sentence_model tsr_sentence_model;
+
+/* Reads config.json (model_type "bert"), model.safetensors, the WordPiece
+ * tokenizer, sentence_bert_config.json (max_seq_length) and modules.json
+ * (the pooling mode from its Pooling config; Normalize). */
+tsr_status tsr_sentence_load(tsr_ctx *ctx, const char *dir, tsr_sentence_model **out,
+                             tsr_error *err);
+void tsr_sentence_free(tsr_sentence_model *m);
+int tsr_sentence_dim(const tsr_sentence_model *m);
+int tsr_sentence_max_len(const tsr_sentence_model *m);
+const tsr_wordpiece *tsr_sentence_tokenizer(const tsr_sentence_model *m);
+/* Embeds n texts into out (n, dim) as sentence-transformers' encode() does:
+ * truncation to max_seq_length, pooling, normalisation when configured. */
+tsr_status tsr_sentence_embed(tsr_sentence_model *m, const char *const *texts, int n, float *out,
+                              int *n_truncated, tsr_error *err);
+
+/* What a model directory holds, from config.json's model_type: "clip",
+ * "bert", "whisper", or NULL when unreadable (err says why). */
+const char *tsr_model_kind(const char *dir, tsr_error *err);
+
 /* ---- fetching checkpoints (tessera pull) ---- */
 
 typedef struct {

@@ -40,6 +40,11 @@ int tsr_st_count(const tsr_st *st);
 const tsr_st_tensor *tsr_st_get(const tsr_st *st, int i);
 /* Converts a F32/F16/BF16 tensor to float32 (dst holds numel floats). */
 tsr_status tsr_st_to_f32(const tsr_st_tensor *t, float *dst, tsr_error *err);
+/* Finds name, checks that its shape is shape[0..ndim) and converts it to
+ * float32 into *buf, which grows (realloc) to *cap floats as needed. where
+ * names the checkpoint in messages. */
+tsr_status tsr_st_load(const tsr_st *st, const char *where, const char *name, int ndim,
+                       const int64_t *shape, float **buf, size_t *cap, tsr_error *err);
 /* Formats a shape as "[a,b,c]". */
 void tsr_st_shape_str(const int64_t *shape, int ndim, char *buf, size_t cap);
 

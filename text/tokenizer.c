@@ -7,17 +7,11 @@
 #include <utf8proc.h>
 
 #include "tsr_text.h"
+#include "tsr_textutil.h"
 
-#define MAX_TOKENIZER_FILE (64u << 20)
 #define MAX_VOCAB (1 << 22)
 
 /* ---- hash tables ---- */
-
-typedef struct {
-    char **keys;
-    int *vals;
-    size_t cap; /* power of two */
-} str_map;
 
 typedef struct {
     uint64_t *keys; /* (a << 32 | b) + 1; 0 = empty */
@@ -25,63 +19,12 @@ typedef struct {
     size_t cap;
 } pair_map;
 
-static uint64_t hash_str(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
-
 static uint64_t hash_u64(uint64_t x)
 {
     x ^= x >> 33;
     x *= 0xff51afd7ed558ccdULL;
     x ^= x >> 33;
     return x;
-}
-
-static int smap_init(str_map *m, size_t n)
-{
-    m->cap = 1024;
-    while (m->cap < n * 2)
-        m->cap <<= 1;
-    m->keys = calloc(m->cap, sizeof(char *));
-    m->vals = calloc(m->cap, sizeof(int));
-    return m->keys && m->vals;
-}
-
-static int smap_get(const str_map *m, const char *k)
-{
-    for (size_t i = hash_str(k) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
-        if (!m->keys[i])
-            return -1;
-        if (strcmp(m->keys[i], k) == 0)
-            return m->vals[i];
-    }
-}
-
-/* Returns 0 on allocation failure. The map never fills: capacity >= 2n. */
-static int smap_put(str_map *m, const char *k, int v)
-{
-    size_t i = hash_str(k) & (m->cap - 1);
-    while (m->keys[i] && strcmp(m->keys[i], k) != 0)
-        i = (i + 1) & (m->cap - 1);
-    if (!m->keys[i] && !(m->keys[i] = strdup(k)))
-        return 0;
-    m->vals[i] = v;
-    return 1;
-}
-
-static void smap_free(str_map *m)
-{
-    if (m->keys)
-        for (size_t i = 0; i < m->cap; i++)
-            free(m->keys[i]);
-    free(m->keys);
-    free(m->vals);
 }
 
 static int pmap_init(pair_map *m, size_t n)
@@ -114,7 +57,7 @@ static void pmap_free(pair_map *m)
 /* ---- tokenizer ---- */
 
 struct tsr_tokenizer {
-    str_map vocab;
+    tsr_str_map vocab;
     pair_map merges;
     int byte_id[256], byte_eow_id[256];
     int bos, eos, pad, vocab_size;
@@ -138,17 +81,17 @@ static tsr_status finish_load(tsr_tokenizer *t, const char *src, tsr_error *err)
         char s[16];
         int len = (int)utf8proc_encode_char(cp[b], (utf8proc_uint8_t *)s);
         s[len] = 0;
-        t->byte_id[b] = smap_get(&t->vocab, s);
+        t->byte_id[b] = tsr_smap_get(&t->vocab, s);
         strcpy(s + len, "</w>");
-        t->byte_eow_id[b] = smap_get(&t->vocab, s);
+        t->byte_eow_id[b] = tsr_smap_get(&t->vocab, s);
         if (t->byte_id[b] < 0 || t->byte_eow_id[b] < 0)
             return tsr_error_set(err, TSR_ERR_FORMAT,
                                  "%s: vocabulary lacks the byte token for 0x%02x; not a CLIP "
                                  "byte-level BPE vocabulary",
                                  src, b);
     }
-    t->bos = smap_get(&t->vocab, "<|startoftext|>");
-    t->eos = smap_get(&t->vocab, "<|endoftext|>");
+    t->bos = tsr_smap_get(&t->vocab, "<|startoftext|>");
+    t->eos = tsr_smap_get(&t->vocab, "<|endoftext|>");
     t->pad = t->eos;
     if (t->bos < 0 || t->eos < 0)
         return tsr_error_set(err, TSR_ERR_FORMAT,
@@ -165,7 +108,7 @@ static tsr_status add_merge(tsr_tokenizer *t, const char *a, const char *b, int 
         return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
     memcpy(ab, a, la);
     memcpy(ab + la, b, lb + 1);
-    int ia = smap_get(&t->vocab, a), ib = smap_get(&t->vocab, b), im = smap_get(&t->vocab, ab);
+    int ia = tsr_smap_get(&t->vocab, a), ib = tsr_smap_get(&t->vocab, b), im = tsr_smap_get(&t->vocab, ab);
     free(ab);
     if (ia < 0 || ib < 0 || im < 0)
         return tsr_error_set(err, TSR_ERR_FORMAT,
@@ -187,14 +130,14 @@ static tsr_status load_vocab_obj(tsr_tokenizer *t, const cJSON *v, const char *s
     int n = cJSON_GetArraySize(v);
     if (n <= 0 || n > MAX_VOCAB)
         return tsr_error_set(err, TSR_ERR_FORMAT, "%s: vocabulary has %d entries", src, n);
-    if (!smap_init(&t->vocab, (size_t)n))
+    if (!tsr_smap_init(&t->vocab, (size_t)n))
         return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
     for (const cJSON *it = v->child; it; it = it->next) {
         if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble >= MAX_VOCAB)
             return tsr_error_set(err, TSR_ERR_FORMAT, "%s: token \"%s\" has a bad id", src,
                                  it->string);
         int id = (int)it->valuedouble;
-        if (!smap_put(&t->vocab, it->string, id))
+        if (!tsr_smap_put(&t->vocab, it->string, id))
             return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
         if (id + 1 > t->vocab_size)
             t->vocab_size = id + 1;
@@ -202,41 +145,12 @@ static tsr_status load_vocab_obj(tsr_tokenizer *t, const cJSON *v, const char *s
     return TSR_OK;
 }
 
-static char *read_text(const char *path, tsr_error *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        tsr_error_set(err, TSR_ERR_IO, "%s: cannot open", path);
-        return NULL;
-    }
-    char *buf = NULL;
-    long n = -1;
-    if (fseek(f, 0, SEEK_END) == 0)
-        n = ftell(f);
-    if (n < 0 || (unsigned long)n > MAX_TOKENIZER_FILE || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        tsr_error_set(err, TSR_ERR_FORMAT, "%s: unreadable or larger than %u bytes", path,
-                      MAX_TOKENIZER_FILE);
-        return NULL;
-    }
-    buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) == (size_t)n) {
-        buf[n] = 0;
-    } else {
-        free(buf);
-        buf = NULL;
-        tsr_error_set(err, TSR_ERR_IO, "%s: read error", path);
-    }
-    fclose(f);
-    return buf;
-}
-
 tsr_status tsr_tokenizer_load_files(const char *vocab_json, const char *merges_txt,
                                     tsr_tokenizer **out, tsr_error *err)
 {
     *out = NULL;
     tsr_tokenizer *t = calloc(1, sizeof *t);
-    char *vtext = read_text(vocab_json, err), *mtext = NULL;
+    char *vtext = tsr_read_text(vocab_json, err), *mtext = NULL;
     tsr_status rc = t ? TSR_OK : tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
     if (!vtext)
         rc = err ? err->code : TSR_ERR_IO;
@@ -245,7 +159,7 @@ tsr_status tsr_tokenizer_load_files(const char *vocab_json, const char *merges_t
         v = cJSON_Parse(vtext);
         rc = load_vocab_obj(t, v, vocab_json, err);
     }
-    if (rc == TSR_OK && !(mtext = read_text(merges_txt, err)))
+    if (rc == TSR_OK && !(mtext = tsr_read_text(merges_txt, err)))
         rc = err ? err->code : TSR_ERR_IO;
     if (rc == TSR_OK) {
         size_t lines = 1;
@@ -290,7 +204,7 @@ tsr_status tsr_tokenizer_load_files(const char *vocab_json, const char *merges_t
 static tsr_status load_tokenizer_json(const char *path, tsr_tokenizer **out, tsr_error *err)
 {
     *out = NULL;
-    char *text = read_text(path, err);
+    char *text = tsr_read_text(path, err);
     if (!text)
         return err ? err->code : TSR_ERR_IO;
     cJSON *root = cJSON_Parse(text);
@@ -339,7 +253,7 @@ static tsr_status load_tokenizer_json(const char *path, tsr_tokenizer **out, tsr
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(a, "id");
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(a, "content");
         if (cJSON_IsNumber(id) && cJSON_IsString(content) && id->valuedouble >= 0 &&
-            id->valuedouble < MAX_VOCAB && smap_get(&t->vocab, content->valuestring) < 0)
+            id->valuedouble < MAX_VOCAB && tsr_smap_get(&t->vocab, content->valuestring) < 0)
             rc = tsr_error_set(err, TSR_ERR_UNSUPPORTED,
                                "%s: added token \"%s\" outside the BPE vocabulary is not "
                                "supported", path, content->valuestring);
@@ -373,7 +287,7 @@ void tsr_tokenizer_free(tsr_tokenizer *t)
 {
     if (!t)
         return;
-    smap_free(&t->vocab);
+    tsr_smap_free(&t->vocab);
     pmap_free(&t->merges);
     free(t);
 }
@@ -399,14 +313,6 @@ int tsr_utf8_valid(const char *s, size_t n, size_t *bad_offset)
         i += (size_t)k;
     }
     return 1;
-}
-
-/* Unicode White_Space, which Oniguruma's \s matches. */
-static int is_ws(int32_t c)
-{
-    return (c >= 0x09 && c <= 0x0d) || c == 0x20 || c == 0x85 || c == 0xa0 || c == 0x1680 ||
-           (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f ||
-           c == 0x205f || c == 0x3000;
 }
 
 static int is_letter(int32_t c)
@@ -479,7 +385,7 @@ tsr_status tsr_tokenizer_encode(const tsr_tokenizer *t, const char *text, int ma
     for (size_t i = 0; i < nlen;) {
         utf8proc_int32_t c;
         i += (size_t)utf8proc_iterate(nfc + i, (utf8proc_ssize_t)(nlen - i), &c);
-        if (is_ws(c)) { /* a run of whitespace becomes one space */
+        if (tsr_is_ws(c)) { /* a run of whitespace becomes one space */
             if (nc == 0 || cps[nc - 1] != ' ')
                 cps[nc++] = ' ';
             continue;
@@ -498,7 +404,7 @@ tsr_status tsr_tokenizer_encode(const tsr_tokenizer *t, const char *text, int ma
     for (size_t i = 0; i < nc && !cut;) {
         int32_t c = cps[i];
         size_t j = i;
-        if (is_ws(c)) {
+        if (tsr_is_ws(c)) {
             i++;
             continue;
         }
@@ -517,7 +423,7 @@ tsr_status tsr_tokenizer_encode(const tsr_tokenizer *t, const char *text, int ma
             } else if (is_number(c)) {
                 j = i + 1;
             } else {
-                while (j < nc && !is_ws(cps[j]) && !is_letter(cps[j]) && !is_number(cps[j]))
+                while (j < nc && !tsr_is_ws(cps[j]) && !is_letter(cps[j]) && !is_number(cps[j]))
                     j++;
             }
         }

@@ -40,6 +40,24 @@ int tsr_tokenizer_eos(const tsr_tokenizer *tok);
 int tsr_tokenizer_pad(const tsr_tokenizer *tok);
 int tsr_tokenizer_vocab_size(const tsr_tokenizer *tok);
 
+/* ---- BERT WordPiece (sentence-transformers models) ----
+ * Matches HF BertTokenizerFast: BertNormalizer (clean, CJK spacing, accents
+ * stripped and lowercase when configured), whitespace and punctuation
+ * splitting, greedy longest-match word pieces, [CLS] ... [SEP]. Added tokens
+ * such as "[MASK]" typed in the text are matched as themselves. */
+
+typedef struct tsr_wordpiece tsr_wordpiece;
+
+/* Reads DIR/tokenizer.json (model.type WordPiece), or DIR/vocab.txt with
+ * DIR/tokenizer_config.json's do_lower_case. */
+tsr_status tsr_wordpiece_load_dir(const char *dir, tsr_wordpiece **out, tsr_error *err);
+void tsr_wordpiece_free(tsr_wordpiece *w);
+/* Encodes text as [CLS] pieces [SEP] into at most max_len ids (max_len >= 2). */
+tsr_status tsr_wordpiece_encode(const tsr_wordpiece *w, const char *text, int max_len, int *ids,
+                                int *n, int *truncated, tsr_error *err);
+int tsr_wordpiece_vocab_size(const tsr_wordpiece *w);
+int tsr_wordpiece_pad(const tsr_wordpiece *w);
+
 /* 1 when s[0..n) is valid UTF-8; otherwise 0 and *bad_offset (if given) is
  * the offset of the first bad byte. */
 int tsr_utf8_valid(const char *s, size_t n, size_t *bad_offset);

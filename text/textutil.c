@@ -1,0 +1,94 @@
+/* Helpers shared by the tokenizers. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tsr_textutil.h"
+
+uint64_t tsr_hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+int tsr_smap_init(tsr_str_map *m, size_t n)
+{
+    m->cap = 1024;
+    while (m->cap < n * 2)
+        m->cap <<= 1;
+    m->keys = calloc(m->cap, sizeof(char *));
+    m->vals = calloc(m->cap, sizeof(int));
+    return m->keys && m->vals;
+}
+
+int tsr_smap_get(const tsr_str_map *m, const char *k)
+{
+    for (size_t i = tsr_hash_str(k) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+        if (!m->keys[i])
+            return -1;
+        if (strcmp(m->keys[i], k) == 0)
+            return m->vals[i];
+    }
+}
+
+int tsr_smap_put(tsr_str_map *m, const char *k, int v)
+{
+    size_t i = tsr_hash_str(k) & (m->cap - 1);
+    while (m->keys[i] && strcmp(m->keys[i], k) != 0)
+        i = (i + 1) & (m->cap - 1);
+    if (!m->keys[i] && !(m->keys[i] = strdup(k)))
+        return 0;
+    m->vals[i] = v;
+    return 1;
+}
+
+void tsr_smap_free(tsr_str_map *m)
+{
+    if (m->keys)
+        for (size_t i = 0; i < m->cap; i++)
+            free(m->keys[i]);
+    free(m->keys);
+    free(m->vals);
+    m->keys = NULL;
+    m->vals = NULL;
+}
+
+char *tsr_read_text(const char *path, tsr_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        tsr_error_set(err, TSR_ERR_IO, "%s: cannot open", path);
+        return NULL;
+    }
+    char *buf = NULL;
+    long n = -1;
+    if (fseek(f, 0, SEEK_END) == 0)
+        n = ftell(f);
+    if (n < 0 || (unsigned long)n > TSR_MAX_TOKENIZER_FILE || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        tsr_error_set(err, TSR_ERR_FORMAT, "%s: unreadable or larger than %u bytes", path,
+                      TSR_MAX_TOKENIZER_FILE);
+        return NULL;
+    }
+    buf = malloc((size_t)n + 1);
+    if (buf && fread(buf, 1, (size_t)n, f) == (size_t)n) {
+        buf[n] = 0;
+    } else {
+        free(buf);
+        buf = NULL;
+        tsr_error_set(err, TSR_ERR_IO, "%s: read error", path);
+    }
+    fclose(f);
+    return buf;
+}
+
+int tsr_is_ws(int32_t c)
+{
+    return (c >= 0x09 && c <= 0x0d) || c == 0x20 || c == 0x85 || c == 0xa0 || c == 0x1680 ||
+           (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f ||
+           c == 0x205f || c == 0x3000;
+}

@@ -1,0 +1,34 @@
+/* Internal to text/: a string-to-int hash map, file reading and Unicode
+ * helpers shared by the tokenizers. */
+#ifndef TSR_TEXTUTIL_H
+#define TSR_TEXTUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tsr_opencl.h"
+
+#define TSR_MAX_TOKENIZER_FILE (64u << 20)
+
+typedef struct {
+    char **keys;
+    int *vals;
+    size_t cap; /* power of two */
+} tsr_str_map;
+
+uint64_t tsr_hash_str(const char *s);
+/* Sized for n keys; returns 0 on allocation failure. */
+int tsr_smap_init(tsr_str_map *m, size_t n);
+/* The value of k, or -1. */
+int tsr_smap_get(const tsr_str_map *m, const char *k);
+/* Returns 0 on allocation failure. The map never fills: capacity >= 2n. */
+int tsr_smap_put(tsr_str_map *m, const char *k, int v);
+void tsr_smap_free(tsr_str_map *m);
+
+/* Reads a whole text file of at most TSR_MAX_TOKENIZER_FILE bytes. */
+char *tsr_read_text(const char *path, tsr_error *err);
+
+/* Unicode White_Space (what Rust's char::is_whitespace and Oniguruma's \s match). */
+int tsr_is_ws(int32_t c);
+
+#endif
