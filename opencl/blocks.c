@@ -39,6 +39,11 @@ static tsr_status attention(tsr_ctx *ctx, const tsr_enc_cfg *c, tsr_enc_scratch 
     if (ctx->own_gemm && S <= TSR_ATT_MAX_S) /* CPU devices: one fused kernel */
         return tsr_k_attention(ctx, s->qkv, s->attn, B, S, H, dh, 1.0f / sqrtf((float)dh),
                                c->causal, lens, err);
+    if (ctx->own_gemm && !lens && dh <= 128) { /* longer sequences (Whisper's 1500 frames) */
+        tsr_att_io io = {s->qkv, 0, 3 * D, s->qkv, D, 2 * D, 3 * D, S * 3 * D, s->attn, D};
+        return tsr_k_attention_kv(ctx, &io, B, S, S, H, dh, 1.0f / sqrtf((float)dh), c->causal,
+                                  err);
+    }
     size_t *off = malloc(sizeof(size_t) * 3 * (size_t)count);
     if (!off)
         return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");

@@ -301,7 +301,8 @@ static const char *kernel_names[TSR_K_COUNT] = {
     [TSR_K_ADD] = "add_inplace",           [TSR_K_EMBED_TOKENS] = "embed_tokens",
     [TSR_K_IM2COL] = "im2col_patches",     [TSR_K_VIT_EMBED] = "vit_embed",
     [TSR_K_GATHER_ROWS] = "gather_rows",  [TSR_K_GEMM_TN] = "gemm_tn",
-    [TSR_K_ATTENTION] = "attention_rows",
+    [TSR_K_ATTENTION] = "attention_rows", [TSR_K_ATTENTION_KV] = "attention_kv",
+    [TSR_K_KV_APPEND] = "kv_append",
 };
 
 /* Per-device tuning table: the first row whose substring matches the device

@@ -235,3 +235,31 @@ tsr_status tsr_k_attention(tsr_ctx *ctx, cl_mem qkv, cl_mem out, int B, int S, i
                 KFLT(scale), KINT(causal), KMEM(l), KINT(lens != NULL), KINT(n)};
     return launch(ctx, TSR_K_ATTENTION, n, 16, a, 10, err);
 }
+
+tsr_status tsr_k_attention_kv(tsr_ctx *ctx, const tsr_att_io *io, int B, int Sq, int Sk, int H,
+                              int dh, float scale, int causal, tsr_error *err)
+{
+    size_t n = (size_t)B * H * Sq;
+    if (check_n(n, err) != TSR_OK)
+        return TSR_ERR_TOO_LARGE;
+    if (dh > 128)
+        return tsr_error_set(err, TSR_ERR_UNSUPPORTED, "attention head size %d exceeds 128", dh);
+    karg a[] = {KMEM(io->q),      KINT(io->q_off),  KINT(io->q_row),   KMEM(io->kv),
+                KINT(io->k_off),  KINT(io->v_off),  KINT(io->kv_row),  KINT(io->kv_batch),
+                KMEM(io->out),    KINT(io->o_row),  KINT(Sq),          KINT(Sk),
+                KINT(H),          KINT(dh),         KFLT(scale),       KINT(causal),
+                KINT(n)};
+    return launch(ctx, TSR_K_ATTENTION_KV, n, 16, a, 17, err);
+}
+
+tsr_status tsr_k_kv_append(tsr_ctx *ctx, cl_mem qkv, cl_mem cache, int B, int Sq, int D, int cap,
+                           int past, tsr_error *err)
+{
+    size_t n = (size_t)B * Sq * 2 * D;
+    if (check_n(n, err) != TSR_OK)
+        return TSR_ERR_TOO_LARGE;
+    if (past + Sq > cap)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "KV cache of %d positions is full", cap);
+    karg a[] = {KMEM(qkv), KMEM(cache), KINT(Sq), KINT(D), KINT(cap), KINT(past), KINT(n)};
+    return launch(ctx, TSR_K_KV_APPEND, n, ELEMWISE_LOCAL, a, 7, err);
+}

@@ -35,6 +35,8 @@ enum tsr_kernel_id {
     TSR_K_GATHER_ROWS,
     TSR_K_GEMM_TN,
     TSR_K_ATTENTION,
+    TSR_K_ATTENTION_KV,
+    TSR_K_KV_APPEND,
     TSR_K_COUNT
 };
 
@@ -106,6 +108,23 @@ tsr_status tsr_gemm_tn_own(tsr_ctx *ctx, int M, int N, int K, cl_mem A, int lda,
 #define TSR_ATT_MAX_S 1024
 tsr_status tsr_k_attention(tsr_ctx *ctx, cl_mem qkv, cl_mem out, int B, int S, int H, int dh,
                            float scale, int causal, cl_mem lens, tsr_error *err);
+/* Attention of Sq queries against Sk keys/values in another buffer (see
+ * attention.cl): q rows of q_row floats starting at q_off; keys at k_off and
+ * values at v_off in rows of kv_row floats, kv_batch floats between batches
+ * (0: every batch shares them). out rows of o_row floats. dh <= 128. */
+typedef struct {
+    cl_mem q;
+    int q_off, q_row;
+    cl_mem kv;
+    int k_off, v_off, kv_row, kv_batch;
+    cl_mem out;
+    int o_row;
+} tsr_att_io;
+tsr_status tsr_k_attention_kv(tsr_ctx *ctx, const tsr_att_io *io, int B, int Sq, int Sk, int H,
+                              int dh, float scale, int causal, tsr_error *err);
+/* cache (B, cap, 2D) rows past..past+Sq-1 = the k and v parts of qkv (B*Sq, 3D). */
+tsr_status tsr_k_kv_append(tsr_ctx *ctx, cl_mem qkv, cl_mem cache, int B, int Sq, int D, int cap,
+                           int past, tsr_error *err);
 /* Batched GEMM with per-batch offsets; tb selects B^T (1) or B (0). */
 tsr_status tsr_gemm_batched(tsr_ctx *ctx, int tb, int M, int N, int K, float alpha, cl_mem A,
                             const size_t *a_off, int lda, cl_mem B, const size_t *b_off, int ldb,
@@ -163,5 +182,53 @@ void tsr_enc_scratch_free(tsr_enc_scratch *s);
 tsr_status tsr_enc_layer(tsr_ctx *ctx, const tsr_enc_cfg *c, const tsr_enc_weights *w,
                          tsr_enc_scratch *s, cl_mem x, int B, int S, cl_mem lens,
                          tsr_error *err);
+
+/* A transformer decoder layer (Whisper, captioning decoders): causal
+ * self-attention with a KV cache on the device, cross-attention over keys and
+ * values computed once per input, and an MLP. Pre-layernorm (x += f(LN(x)))
+ * or post-layernorm (x = LN(x + f(x))). */
+typedef struct {
+    int dim, heads, ffn;
+    float eps;
+    tsr_act act;
+    int post_ln;
+} tsr_dec_cfg;
+
+typedef struct {
+    cl_mem ln1_g, ln1_b, qkv_w, qkv_b, o_w, o_b;              /* self-attention, qkv (3D, D) */
+    cl_mem lnx_g, lnx_b, xq_w, xq_b, xkv_w, xkv_b, xo_w, xo_b; /* cross, xkv (2D, D) */
+    cl_mem ln2_g, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b;           /* MLP */
+} tsr_dec_weights;
+
+typedef struct {
+    cl_mem cache; /* (B, cap, 2D) self-attention keys and values */
+    cl_mem xkv;   /* (Bx, Se, 2D) cross-attention keys and values */
+    int cap, B, Bx, Se;
+} tsr_dec_state;
+
+typedef struct {
+    cl_mem h, qkv, attn, ffn; /* (R, D), (R, 3D), (R, D), (R, F) for R = B*Sq rows */
+    int rows;
+} tsr_dec_scratch;
+
+tsr_status tsr_dec_scratch_reserve(tsr_ctx *ctx, const tsr_dec_cfg *c, int rows,
+                                   tsr_dec_scratch *s, tsr_error *err);
+void tsr_dec_scratch_free(tsr_dec_scratch *s);
+/* Sizes the state for B sequences of up to cap tokens, cross-attending to Bx
+ * (1: shared by all B, or B) encoder outputs of Se rows (0: no cross-attention). */
+tsr_status tsr_dec_state_alloc(tsr_ctx *ctx, const tsr_dec_cfg *c, int B, int cap, int Bx,
+                               int Se, tsr_dec_state *st, tsr_error *err);
+void tsr_dec_state_free(tsr_dec_state *st);
+/* Cross-attention keys and values from the encoder output enc (Bx*Se, D). */
+tsr_status tsr_dec_cross_kv(tsr_ctx *ctx, const tsr_dec_cfg *c, const tsr_dec_weights *w,
+                            tsr_dec_state *st, cl_mem enc, tsr_error *err);
+/* Runs Sq new tokens x (B*Sq, D) at positions past..past+Sq-1, in place. */
+tsr_status tsr_dec_layer(tsr_ctx *ctx, const tsr_dec_cfg *c, const tsr_dec_weights *w,
+                         tsr_dec_state *st, tsr_dec_scratch *s, cl_mem x, int B, int Sq,
+                         int past, tsr_error *err);
+/* Keeps sequence src[b] as sequence b of the cache (beam search); tmp is a
+ * buffer of the cache's size, swapped in. */
+tsr_status tsr_dec_state_reorder(tsr_ctx *ctx, tsr_dec_state *st, cl_mem *tmp, const int *src,
+                                 int D, tsr_error *err);
 
 #endif

@@ -471,6 +471,227 @@ static void test_encoder_layer(int B, int S, int D, int H, int F, int act, int c
     free(x), free(ref), free(got), free(lens);
 }
 
+/* Reference attention: out[b, i, h] over keys j < lim (causal: j <= i + Sk - Sq). */
+static void ref_attention_kv(const float *q, int q_off, int q_row, const float *kv, int k_off,
+                             int v_off, int kv_row, int kv_batch, float *out, int o_row, int B,
+                             int Sq, int Sk, int H, int dh, float scale, int causal)
+{
+    double *p = malloc(sizeof(double) * (Sk > 0 ? Sk : 1));
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int i = 0; i < Sq; i++) {
+                const float *qr = q + ((size_t)b * Sq + i) * q_row + q_off + h * dh;
+                int lim = causal ? (i + 1 + Sk - Sq < Sk ? i + 1 + Sk - Sq : Sk) : Sk;
+                double m = -1e300, sum = 0;
+                for (int j = 0; j < lim; j++) {
+                    const float *k = kv + (size_t)b * kv_batch + (size_t)j * kv_row + k_off + h * dh;
+                    double s = 0;
+                    for (int d = 0; d < dh; d++)
+                        s += (double)qr[d] * k[d];
+                    p[j] = s * scale;
+                    if (p[j] > m)
+                        m = p[j];
+                }
+                for (int j = 0; j < lim; j++)
+                    sum += (p[j] = exp(p[j] - m));
+                float *o = out + ((size_t)b * Sq + i) * o_row + h * dh;
+                for (int d = 0; d < dh; d++) {
+                    double acc = 0;
+                    for (int j = 0; j < lim; j++)
+                        acc += p[j] * kv[(size_t)b * kv_batch + (size_t)j * kv_row + v_off + h * dh + d];
+                    o[d] = (float)(acc / sum);
+                }
+            }
+    free(p);
+}
+
+static void test_attention_kv(int B, int Sq, int Sk, int H, int dh, int causal, int shared)
+{
+    int D = H * dh, q_row = 3 * D, kv_row = 2 * D + 3, kv_batch = shared ? 0 : Sk * kv_row;
+    size_t nq = (size_t)B * Sq * q_row, nkv = (size_t)(shared ? 1 : B) * Sk * kv_row + 8;
+    float *q = rand_vec(nq, 1.0f), *kv = rand_vec(nkv, 1.0f);
+    float *ref = calloc((size_t)B * Sq * D, sizeof(float));
+    ref_attention_kv(q, 5 % D, q_row, kv, 1, D + 2, kv_row, kv_batch, ref, D, B, Sq, Sk, H, dh,
+                     0.125f, causal);
+    cl_mem dq = up(q, sizeof(float) * nq), dkv = up(kv, sizeof(float) * nkv);
+    cl_mem dout = tsr_buf_alloc(ctx, sizeof(float) * B * Sq * D, &err);
+    tsr_att_io io = {dq, 5 % D, q_row, dkv, 1, D + 2, kv_row, kv_batch, dout, D};
+    tsr_status st = tsr_k_attention_kv(ctx, &io, B, Sq, Sk, H, dh, 0.125f, causal, &err);
+    float *got = down(dout, (size_t)B * Sq * D);
+    char name[128];
+    snprintf(name, sizeof name, "attention_kv B%d Sq%d Sk%d H%d dh%d causal=%d shared=%d", B, Sq,
+             Sk, H, dh, causal, shared);
+    if (st != TSR_OK)
+        check(0, "%s: %s", name, err.msg);
+    else
+        compare(name, got, ref, (size_t)B * Sq * D, 1e-5, 1e-4);
+    tsr_mems_free((cl_mem[]){dq, dkv, dout}, 3);
+    free(q), free(kv), free(ref), free(got);
+}
+
+/* The decoder layer run token by token (and in chunks) through its KV cache
+ * against a C reference over the whole causal sequence. */
+enum { DW_LN1G, DW_LN1B, DW_QKV, DW_QKVB, DW_O, DW_OB, DW_LNXG, DW_LNXB, DW_XQ, DW_XQB, DW_XKV,
+       DW_XKVB, DW_XO, DW_XOB, DW_LN2G, DW_LN2B, DW_FC1, DW_FC1B, DW_FC2, DW_FC2B, DW_N };
+
+static void ref_decoder(const tsr_dec_cfg *c, float *const *w, float *x, int B, int T,
+                        const float *enc, int Bx, int Se)
+{
+    int D = c->dim, F = c->ffn, H = c->heads, dh = D / H, R = B * T;
+    float scale = 1.0f / sqrtf((float)dh);
+    float *h = malloc(sizeof(float) * R * D), *qkv = malloc(sizeof(float) * R * 3 * D);
+    float *att = malloc(sizeof(float) * R * D), *f = malloc(sizeof(float) * R * F);
+    float *xkv = malloc(sizeof(float) * (Bx * Se + 1) * 2 * D);
+    const float *in;
+    for (int sub = 0; sub < 3; sub++) {
+        int g = sub == 0 ? DW_LN1G : sub == 1 ? DW_LNXG : DW_LN2G;
+        if (sub == 1 && Se == 0)
+            continue;
+        if (c->post_ln) {
+            in = x;
+        } else {
+            ref_layernorm(x, h, w[g], w[g + 1], R, D, c->eps);
+            in = h;
+        }
+        float *out = malloc(sizeof(float) * R * D);
+        if (sub == 0) {
+            ref_linear(in, R, D, w[DW_QKV], w[DW_QKVB], 3 * D, qkv, 0);
+            for (int b = 0; b < B; b++) /* keys/values of sequence b: rows of qkv */
+                ref_attention_kv(qkv + (size_t)b * T * 3 * D, 0, 3 * D, qkv + (size_t)b * T * 3 * D,
+                                 D, 2 * D, 3 * D, 0, att + (size_t)b * T * D, D, 1, T, T, H, dh,
+                                 scale, 1);
+            ref_linear(att, R, D, w[DW_O], w[DW_OB], D, out, 0);
+        } else if (sub == 1) {
+            ref_linear(in, R, D, w[DW_XQ], w[DW_XQB], D, qkv, 0);
+            ref_linear(enc, Bx * Se, D, w[DW_XKV], w[DW_XKVB], 2 * D, xkv, 0);
+            ref_attention_kv(qkv, 0, D, xkv, 0, D, 2 * D, Bx == 1 ? 0 : Se * 2 * D, att, D, B, T,
+                             Se, H, dh, scale, 0);
+            ref_linear(att, R, D, w[DW_XO], w[DW_XOB], D, out, 0);
+        } else {
+            ref_linear(in, R, D, w[DW_FC1], w[DW_FC1B], F, f, c->act);
+            ref_linear(f, R, F, w[DW_FC2], w[DW_FC2B], D, out, 0);
+        }
+        for (int i = 0; i < R * D; i++)
+            x[i] += out[i];
+        if (c->post_ln)
+            ref_layernorm(x, x, w[g], w[g + 1], R, D, c->eps);
+        free(out);
+    }
+    free(h), free(qkv), free(att), free(f), free(xkv);
+}
+
+static void test_decoder_layer(int B, int T, int chunk, int D, int H, int F, int Bx, int Se,
+                               int post_ln)
+{
+    tsr_dec_cfg c = {D, H, F, 1e-5f, TSR_ACT_GELU, post_ln};
+    int rows[DW_N] = {0}, cols[DW_N] = {0};
+    size_t sizes[DW_N];
+    rows[DW_QKV] = 3 * D, rows[DW_O] = D, rows[DW_XQ] = D, rows[DW_XKV] = 2 * D, rows[DW_XO] = D;
+    rows[DW_FC1] = F, rows[DW_FC2] = D;
+    for (int i = 0; i < DW_N; i++) {
+        cols[i] = i == DW_FC2 ? F : D;
+        int vec = i == DW_QKVB ? 3 * D : i == DW_XKVB ? 2 * D : i == DW_FC1B ? F : D;
+        sizes[i] = rows[i] ? (size_t)rows[i] * cols[i] : (size_t)vec;
+    }
+    float *hw[DW_N];
+    cl_mem dw[DW_N];
+    for (int i = 0; i < DW_N; i++) {
+        int ln = i == DW_LN1G || i == DW_LNXG || i == DW_LN2G;
+        hw[i] = rand_vec(sizes[i], rows[i] ? 1.0f / sqrtf((float)cols[i]) : 0.3f);
+        if (ln)
+            for (size_t k = 0; k < sizes[i]; k++)
+                hw[i][k] += 1.0f;
+        dw[i] = rows[i] ? tsr_linear_weight_upload(ctx, hw[i], rows[i], cols[i], &err)
+                        : up(hw[i], sizeof(float) * sizes[i]);
+    }
+    tsr_dec_weights w;
+    memcpy(&w, dw, sizeof w);
+    size_t n = (size_t)B * T * D;
+    float *x = rand_vec(n, 1.0f), *enc = rand_vec((size_t)Bx * Se * D + 1, 1.0f);
+    float *ref = malloc(sizeof(float) * n);
+    memcpy(ref, x, sizeof(float) * n);
+    ref_decoder(&c, hw, ref, B, T, enc, Bx, Se);
+    tsr_dec_state st = {0};
+    tsr_dec_scratch s = {0};
+    cl_mem denc = up(enc, sizeof(float) * ((size_t)Bx * Se * D + 1));
+    tsr_status rc = tsr_dec_state_alloc(ctx, &c, B, T + 2, Bx, Se, &st, &err);
+    if (rc == TSR_OK && Se > 0)
+        rc = tsr_dec_cross_kv(ctx, &c, &w, &st, denc, &err);
+    float *got = malloc(sizeof(float) * n), *step = malloc(sizeof(float) * n);
+    cl_mem dx = tsr_buf_alloc(ctx, sizeof(float) * B * chunk * D, &err);
+    for (int t = 0; t < T && rc == TSR_OK; t += chunk) {
+        int q = T - t < chunk ? T - t : chunk;
+        for (int b = 0; b < B; b++)
+            memcpy(step + (size_t)b * q * D, x + ((size_t)b * T + t) * D, sizeof(float) * q * D);
+        rc = tsr_buf_write(ctx, dx, step, sizeof(float) * B * q * D, &err);
+        if (rc == TSR_OK)
+            rc = tsr_dec_layer(ctx, &c, &w, &st, &s, dx, B, q, t, &err);
+        if (rc == TSR_OK)
+            rc = tsr_buf_read(ctx, dx, step, sizeof(float) * B * q * D, &err);
+        for (int b = 0; b < B; b++)
+            memcpy(got + ((size_t)b * T + t) * D, step + (size_t)b * q * D, sizeof(float) * q * D);
+    }
+    char name[160];
+    snprintf(name, sizeof name,
+             "decoder layer (%s) B%d T%d chunk%d D%d H%d F%d Bx%d Se%d post_ln=%d",
+             ctx->own_gemm ? "CPU kernels" : "CLBlast", B, T, chunk, D, H, F, Bx, Se, post_ln);
+    if (rc != TSR_OK)
+        check(0, "%s: %s", name, err.msg);
+    else
+        compare(name, got, ref, n, 1e-4, 1e-4);
+    /* beam reordering: sequence order reversed, then one more token agrees */
+    if (rc == TSR_OK && B > 1 && T + 1 <= st.cap) {
+        int *src = malloc(sizeof(int) * B);
+        for (int b = 0; b < B; b++)
+            src[b] = B - 1 - b;
+        cl_mem tmp = tsr_buf_alloc(ctx, (size_t)B * st.cap * 2 * D * sizeof(float), &err);
+        rc = tsr_dec_state_reorder(ctx, &st, &tmp, src, D, &err);
+        /* the reference: the reversed batch with one more token each */
+        float *x2 = rand_vec((size_t)B * D, 1.0f);
+        float *full = malloc(sizeof(float) * B * (T + 1) * D);
+        for (int b = 0; b < B; b++) {
+            memcpy(full + (size_t)b * (T + 1) * D, x + (size_t)src[b] * T * D, sizeof(float) * T * D);
+            memcpy(full + ((size_t)b * (T + 1) + T) * D, x2 + (size_t)b * D, sizeof(float) * D);
+        }
+        float *enc2 = enc;
+        float *encr = NULL;
+        if (Bx > 1) { /* cross inputs follow their sequences */
+            encr = malloc(sizeof(float) * Bx * Se * D);
+            for (int b = 0; b < B; b++)
+                memcpy(encr + (size_t)b * Se * D, enc + (size_t)src[b] * Se * D, sizeof(float) * Se * D);
+            enc2 = encr;
+            /* the device's cross keys and values are per sequence too: reorder them */
+            float *hx = malloc(sizeof(float) * Bx * Se * D);
+            memcpy(hx, encr, sizeof(float) * Bx * Se * D);
+            tsr_buf_write(ctx, denc, hx, sizeof(float) * Bx * Se * D, &err);
+            rc = tsr_dec_cross_kv(ctx, &c, &w, &st, denc, &err);
+            free(hx);
+        }
+        ref_decoder(&c, hw, full, B, T + 1, enc2, Bx, Se);
+        if (rc == TSR_OK)
+            rc = tsr_buf_write(ctx, dx, x2, sizeof(float) * B * D, &err);
+        if (rc == TSR_OK)
+            rc = tsr_dec_layer(ctx, &c, &w, &st, &s, dx, B, 1, T, &err);
+        float *g2 = down(dx, (size_t)B * D), *r2 = malloc(sizeof(float) * B * D);
+        for (int b = 0; b < B; b++)
+            memcpy(r2 + (size_t)b * D, full + ((size_t)b * (T + 1) + T) * D, sizeof(float) * D);
+        snprintf(name, sizeof name, "decoder KV cache reordered for beams, B%d T%d", B, T);
+        if (rc != TSR_OK)
+            check(0, "%s: %s", name, err.msg);
+        else
+            compare(name, g2, r2, (size_t)B * D, 1e-4, 1e-4);
+        tsr_buf_free(tmp);
+        free(src), free(x2), free(full), free(encr), free(g2), free(r2);
+    }
+    tsr_dec_state_free(&st);
+    tsr_dec_scratch_free(&s);
+    tsr_mems_free(dw, DW_N);
+    tsr_mems_free((cl_mem[]){denc, dx}, 2);
+    for (int i = 0; i < DW_N; i++)
+        free(hw[i]);
+    free(x), free(enc), free(ref), free(got), free(step);
+}
+
 int main(void)
 {
     ctx = ctx_or_skip();
@@ -518,6 +739,22 @@ int main(void)
     test_encoder_layer(1, 197, 96, 3, 32, TSR_ACT_GELU, 0, 0, 0);     /* dh 32, ViT-B/16 length */
     test_encoder_layer(3, 13, 48, 12, 72, TSR_ACT_GELU, 0, 1, 1);     /* BERT: post-layernorm */
     test_encoder_layer(1, 1, 8, 2, 16, TSR_ACT_GELU, 0, 0, 1);
+    test_encoder_layer(1, 1100, 32, 2, 40, TSR_ACT_GELU, 0, 0, 0); /* longer than 1024 */
+    test_attention_kv(1, 1, 1, 1, 1, 0, 0);
+    test_attention_kv(2, 3, 7, 3, 20, 1, 0);   /* dh not a multiple of 16 */
+    test_attention_kv(3, 1, 33, 6, 64, 1, 1);  /* one decoding step, shared keys */
+    test_attention_kv(1, 5, 5, 2, 128, 1, 0);
+    test_attention_kv(2, 4, 1500, 6, 64, 0, 1); /* Whisper cross-attention length */
+    for (int own = 0; own < 2; own++) {
+        int saved = ctx->own_gemm;
+        ctx->own_gemm = own;
+        test_decoder_layer(1, 1, 1, 8, 2, 16, 1, 1, 0);
+        test_decoder_layer(2, 9, 1, 48, 3, 80, 1, 13, 0);  /* token by token, shared audio */
+        test_decoder_layer(3, 7, 3, 40, 5, 24, 3, 6, 0);   /* chunks, per-sequence inputs */
+        test_decoder_layer(2, 6, 6, 32, 4, 64, 2, 5, 1);   /* post-layernorm, whole prompt */
+        test_decoder_layer(2, 5, 2, 32, 2, 64, 1, 0, 0);   /* no cross-attention */
+        ctx->own_gemm = saved;
+    }
     tsr_ctx_free(ctx);
     return finish();
 }
