@@ -38,6 +38,7 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_transcribe(int argc, char **argv);
 
 /* Reads FILE ("-": stdin) as UTF-8 lines into *lines (pointers into *buf);
  * empty lines count. Prints the error. */

@@ -8,11 +8,13 @@
 static const char *main_help =
     "usage: tessera COMMAND [OPTIONS]\n"
     "\n"
-    "Multimodal contrastive models (CLIP) on any OpenCL device.\n"
+    "Multimodal models on any OpenCL device: CLIP, sentence-transformers (BERT)\n"
+    "and Whisper.\n"
     "\n"
     "commands:\n"
     "  classify   zero-shot image classification against text labels\n"
-    "  embed      L2-normalised image or text embeddings (.npy or JSON lines)\n"
+    "  embed      image or text embeddings (.npy or JSON lines)\n"
+    "  transcribe speech to text with Whisper\n"
     "  tokenize   token ids of texts\n"
     "  devices    list OpenCL devices\n"
     "  pull       download a checkpoint from a Hugging Face model repository\n"
@@ -47,7 +49,8 @@ int main(int argc, char **argv)
                 {"tokenize", cmd_tokenize},
                 {"devices", cmd_devices},
                 {"pull", cmd_pull},
-                {"bench", cmd_bench}};
+                {"bench", cmd_bench},
+                {"transcribe", cmd_transcribe}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(cmd, cmds[i].name) == 0)
             exit(cmds[i].fn(argc - 1, argv + 1));

@@ -55,6 +55,26 @@ void tsr_st_shape_str(const int64_t *shape, int ndim, char *buf, size_t cap)
         snprintf(buf + n, cap - n, "]");
 }
 
+/* Appends a tensor named name (copied). */
+static tsr_status push_tensor(tsr_st *st, tsr_st_tensor *t, const char *name, tsr_error *err)
+{
+    t->name = strdup(name);
+    if (st->ntensors == st->cap) {
+        int nc = st->cap ? st->cap * 2 : 256;
+        tsr_st_tensor *nt = t->name ? realloc(st->tensors, sizeof *nt * (size_t)nc) : NULL;
+        if (!nt) {
+            free(t->name);
+            return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+        }
+        st->tensors = nt;
+        st->cap = nc;
+    }
+    if (!t->name)
+        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    st->tensors[st->ntensors++] = *t;
+    return TSR_OK;
+}
+
 static tsr_status parse_header(tsr_st *st, st_file *f, tsr_error *err)
 {
     if (f->size < 8)
@@ -138,29 +158,15 @@ static tsr_status parse_header(tsr_st *st, st_file *f, tsr_error *err)
         }
         t.data = data + (uint64_t)b0;
         t.file = f->path;
-        t.name = strdup(it->string);
-        if (st->ntensors == st->cap) {
-            int nc = st->cap ? st->cap * 2 : 256;
-            tsr_st_tensor *nt = realloc(st->tensors, sizeof *nt * (size_t)nc);
-            if (!nt || !t.name) {
-                free(t.name);
-                rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-                break;
-            }
-            st->tensors = nt;
-            st->cap = nc;
-        }
-        st->tensors[st->ntensors++] = t;
+        if ((rc = push_tensor(st, &t, it->string, err)) != TSR_OK)
+            break;
     }
     cJSON_Delete(root);
     return rc;
 }
 
-static tsr_status add_file(tsr_st *st, const char *path, tsr_error *err)
+static tsr_status map_file(tsr_st *st, const char *path, st_file **out, tsr_error *err)
 {
-    for (int i = 0; i < st->nfiles; i++)
-        if (strcmp(st->files[i].path, path) == 0)
-            return TSR_OK;
     if (st->nfiles == MAX_FILES)
         return tsr_error_set(err, TSR_ERR_TOO_LARGE, "%s: more than %d shards", path, MAX_FILES);
     int fd = open(path, O_RDONLY);
@@ -187,7 +193,18 @@ static tsr_status add_file(tsr_st *st, const char *path, tsr_error *err)
     st->nfiles++;
     if (!f->path)
         return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-    return parse_header(st, f, err);
+    *out = f;
+    return TSR_OK;
+}
+
+static tsr_status add_file(tsr_st *st, const char *path, tsr_error *err)
+{
+    for (int i = 0; i < st->nfiles; i++)
+        if (strcmp(st->files[i].path, path) == 0)
+            return TSR_OK;
+    st_file *f = NULL;
+    tsr_status rc = map_file(st, path, &f, err);
+    return rc == TSR_OK ? parse_header(st, f, err) : rc;
 }
 
 tsr_status tsr_st_open_file(const char *path, tsr_st **out, tsr_error *err)
@@ -341,11 +358,25 @@ tsr_status tsr_st_to_f32(const tsr_st_tensor *t, float *dst, tsr_error *err)
             memcpy(&dst[i], &bits, 4);
         }
         return TSR_OK;
+    case TSR_DT_I8: /* CTranslate2 int8: q[r, c] / scale[r] */
+        if (t->scale && t->ndim >= 1 && t->scale->dtype == TSR_DT_F32 &&
+            t->scale->numel == (uint64_t)t->shape[0] && t->shape[0] > 0) {
+            uint64_t per = t->numel / (uint64_t)t->shape[0];
+            for (uint64_t i = 0; i < t->numel; i++) {
+                float sc;
+                memcpy(&sc, t->scale->data + 4 * (i / per), 4);
+                dst[i] = (float)(signed char)p[i] / sc;
+            }
+            return TSR_OK;
+        }
+        break; /* int8 without a per-row scale */
     default:
-        return tsr_error_set(err, TSR_ERR_UNSUPPORTED,
-                             "%s: tensor '%s' is not a floating-point tensor (F32, F16 or BF16)",
-                             t->file, t->name);
+        break;
     }
+    return tsr_error_set(err, TSR_ERR_UNSUPPORTED,
+                         "%s: tensor '%s' is not a floating-point tensor (F32, F16 or BF16, or "
+                         "int8 with a per-row scale)",
+                         t->file, t->name);
 }
 
 tsr_status tsr_st_load(const tsr_st *st, const char *where, const char *name, int ndim,
@@ -372,4 +403,199 @@ tsr_status tsr_st_load(const tsr_st *st, const char *where, const char *name, in
         *cap = t->numel;
     }
     return tsr_st_to_f32(t, *buf, err);
+}
+
+/* ---- CTranslate2 model.bin ----
+ * u32 version (6), string spec name, u32 spec revision, u32 variable count;
+ * per variable: string name, u8 rank, u32 dims[rank], u8 dtype (0 f32, 1 i8,
+ * 2 i16, 3 i32, 4 f16, 5 bf16), u32 byte count, the bytes; then u32 alias
+ * count and (alias, target) string pairs. Strings are u16 length (including a
+ * final NUL) followed by the bytes. Little-endian throughout. */
+
+typedef struct {
+    const unsigned char *p, *end;
+    const char *path;
+    tsr_error *err;
+    int bad;
+} ct2_reader;
+
+static int ct2_need(ct2_reader *r, size_t n, const char *what)
+{
+    if (r->bad)
+        return 0;
+    if ((size_t)(r->end - r->p) < n) {
+        tsr_error_set(r->err, TSR_ERR_FORMAT, "%s: truncated while reading %s", r->path, what);
+        r->bad = 1;
+        return 0;
+    }
+    return 1;
+}
+
+static uint32_t ct2_u32(ct2_reader *r, const char *what)
+{
+    if (!ct2_need(r, 4, what))
+        return 0;
+    uint32_t v = (uint32_t)r->p[0] | (uint32_t)r->p[1] << 8 | (uint32_t)r->p[2] << 16 |
+                 (uint32_t)r->p[3] << 24;
+    r->p += 4;
+    return v;
+}
+
+static int ct2_u8(ct2_reader *r, const char *what)
+{
+    if (!ct2_need(r, 1, what))
+        return 0;
+    return *r->p++;
+}
+
+/* Copies a string into buf (cap bytes); returns 0 on error. */
+static int ct2_str(ct2_reader *r, char *buf, size_t cap, const char *what)
+{
+    if (!ct2_need(r, 2, what))
+        return 0;
+    size_t n = (size_t)r->p[0] | (size_t)r->p[1] << 8;
+    r->p += 2;
+    if (!ct2_need(r, n, what))
+        return 0;
+    if (n == 0 || n > cap || r->p[n - 1] != 0 || memchr(r->p, 0, n - 1)) {
+        tsr_error_set(r->err, TSR_ERR_FORMAT, "%s: malformed %s (length %zu)", r->path, what, n);
+        r->bad = 1;
+        return 0;
+    }
+    memcpy(buf, r->p, n);
+    r->p += n;
+    return 1;
+}
+
+tsr_status tsr_st_open_ct2(const char *path, tsr_st **out, tsr_error *err)
+{
+    *out = NULL;
+    tsr_st *st = calloc(1, sizeof *st);
+    if (!st)
+        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    st_file *f = NULL;
+    tsr_status rc = map_file(st, path, &f, err);
+    if (rc != TSR_OK) {
+        tsr_st_close(st);
+        return rc;
+    }
+    ct2_reader r = {f->map, f->map + f->size, f->path, err, 0};
+    char name[1024];
+    uint32_t version = ct2_u32(&r, "the format version");
+    if (!r.bad && version != 6) {
+        rc = tsr_error_set(err, version > 0 && version < 6 ? TSR_ERR_UNSUPPORTED : TSR_ERR_FORMAT,
+                           "%s: not a CTranslate2 model.bin of format version 6 (found %u)", path,
+                           version);
+        r.bad = 2;
+    }
+    ct2_str(&r, name, sizeof name, "the model spec name");
+    ct2_u32(&r, "the spec revision");
+    uint32_t nvars = ct2_u32(&r, "the variable count");
+    if (!r.bad && nvars > 1000000) {
+        rc = tsr_error_set(err, TSR_ERR_FORMAT, "%s: %u variables is not plausible", path, nvars);
+        r.bad = 2;
+    }
+    static const struct {
+        tsr_dtype dt;
+        int size;
+        const char *name;
+    } types[6] = {{TSR_DT_F32, 4, "float32"}, {TSR_DT_I8, 1, "int8"}, {TSR_DT_I16, 2, "int16"},
+                  {TSR_DT_I32, 4, "int32"},   {TSR_DT_F16, 2, "float16"}, {TSR_DT_BF16, 2, "bfloat16"}};
+    for (uint32_t v = 0; v < nvars && !r.bad; v++) {
+        tsr_st_tensor t = {0};
+        if (!ct2_str(&r, name, sizeof name, "a variable name"))
+            break;
+        t.ndim = ct2_u8(&r, "a variable rank");
+        if (!r.bad && t.ndim > TSR_ST_MAX_DIMS) {
+            rc = tsr_error_set(err, TSR_ERR_FORMAT, "%s: variable '%s' has %d dimensions", path,
+                               name, t.ndim);
+            r.bad = 2;
+            break;
+        }
+        uint64_t numel = 1;
+        for (int d = 0; d < t.ndim && !r.bad; d++) {
+            t.shape[d] = ct2_u32(&r, "a variable shape");
+            if (t.shape[d] && numel > (UINT64_MAX >> 8) / (uint64_t)t.shape[d]) {
+                rc = tsr_error_set(err, TSR_ERR_FORMAT, "%s: variable '%s' is too large", path,
+                                   name);
+                r.bad = 2;
+            }
+            numel *= (uint64_t)t.shape[d];
+        }
+        int type = ct2_u8(&r, "a variable dtype");
+        uint32_t nbytes = ct2_u32(&r, "a variable size");
+        if (r.bad)
+            break;
+        if (type > 5) {
+            rc = tsr_error_set(err, TSR_ERR_FORMAT, "%s: variable '%s' has unknown dtype %d", path,
+                               name, type);
+            r.bad = 2;
+            break;
+        }
+        if ((uint64_t)nbytes != numel * (uint64_t)types[type].size) {
+            char s[128];
+            tsr_st_shape_str(t.shape, t.ndim, s, sizeof s);
+            rc = tsr_error_set(err, TSR_ERR_FORMAT,
+                               "%s: variable '%s' holds %u bytes, but %s %s needs %llu", path, name,
+                               nbytes, types[type].name, s,
+                               (unsigned long long)(numel * (uint64_t)types[type].size));
+            r.bad = 2;
+            break;
+        }
+        if (!ct2_need(&r, nbytes, "variable data"))
+            break;
+        t.dtype = types[type].dt;
+        t.numel = numel;
+        t.nbytes = nbytes;
+        t.data = r.p;
+        t.file = f->path;
+        r.p += nbytes;
+        if ((rc = push_tensor(st, &t, name, err)) != TSR_OK)
+            r.bad = 2;
+    }
+    uint32_t naliases = ct2_u32(&r, "the alias count");
+    for (uint32_t a = 0; a < naliases && !r.bad; a++) {
+        char target[1024];
+        if (!ct2_str(&r, name, sizeof name, "an alias") ||
+            !ct2_str(&r, target, sizeof target, "an alias target"))
+            break;
+        const tsr_st_tensor *t = tsr_st_find(st, target);
+        if (!t) {
+            rc = tsr_error_set(err, TSR_ERR_FORMAT, "%s: alias '%s' names unknown variable '%s'",
+                               path, name, target);
+            r.bad = 2;
+            break;
+        }
+        tsr_st_tensor copy = *t;
+        if ((rc = push_tensor(st, &copy, name, err)) != TSR_OK)
+            r.bad = 2;
+    }
+    if (r.bad == 1)
+        rc = err ? err->code : TSR_ERR_FORMAT;
+    /* int8 weights carry a per-row "<name>_scale" */
+    for (int i = 0; i < st->ntensors && rc == TSR_OK; i++)
+        if (st->tensors[i].dtype == TSR_DT_I8) {
+            char sn[1100];
+            snprintf(sn, sizeof sn, "%s_scale", st->tensors[i].name);
+            st->tensors[i].scale = tsr_st_find(st, sn);
+        }
+    if (rc != TSR_OK) {
+        tsr_st_close(st);
+        return rc;
+    }
+    *out = st;
+    return TSR_OK;
+}
+
+tsr_status tsr_st_scalar_int(const tsr_st_tensor *t, long *v, tsr_error *err)
+{
+    if (t->numel != 1)
+        return tsr_error_set(err, TSR_ERR_FORMAT, "%s: '%s' is not a scalar", t->file, t->name);
+    const unsigned char *p = t->data;
+    switch (t->dtype) {
+    case TSR_DT_I8: *v = (signed char)p[0]; return TSR_OK;
+    case TSR_DT_I16: *v = (int16_t)(p[0] | p[1] << 8); return TSR_OK;
+    case TSR_DT_I32: *v = (int32_t)((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24); return TSR_OK;
+    default: return tsr_error_set(err, TSR_ERR_FORMAT, "%s: '%s' is not an integer", t->file, t->name);
+    }
 }

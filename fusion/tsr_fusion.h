@@ -17,6 +17,7 @@
 
 #include <stdint.h>
 
+#include "tsr_audio.h"
 #include "tsr_opencl.h"
 #include "tsr_text.h"
 #include "tsr_vision.h"
@@ -101,6 +102,78 @@ const tsr_wordpiece *tsr_sentence_tokenizer(const tsr_sentence_model *m);
  * truncation to max_seq_length, pooling, normalisation when configured. */
 tsr_status tsr_sentence_embed(tsr_sentence_model *m, const char *const *texts, int n, float *out,
                               int *n_truncated, tsr_error *err);
+
+/* ---- Whisper speech recognition ----
+ *
+ *   tsr_whisper *w = NULL;
+ *   tsr_whisper_load(ctx, "faster-whisper-tiny.en", &w, &err);
+ *   tsr_transcript t;
+ *   tsr_whisper_transcribe_file(w, "talk.mp3", NULL, &t, &err);  // NULL: defaults
+ *   puts(t.text);
+ *   tsr_transcript_free(&t);
+ */
+
+typedef struct tsr_whisper tsr_whisper;
+
+typedef struct {
+    int beam_size;                  /* 1: greedy */
+    float length_penalty;           /* beam scores divided by length^penalty */
+    int condition_on_previous_text; /* the previous window's text as the prompt */
+    int max_new_tokens;             /* per window; 0: up to the decoder context */
+    float no_speech_threshold;      /* skip a window whose no-speech probability exceeds */
+    float log_prob_threshold;       /* ... unless its average log-prob exceeds this */
+    const char *language;           /* multilingual models: "en", "de", ... */
+    void (*progress)(void *user, double done_s, double total_s);
+    void *user;
+} tsr_transcribe_params;
+
+typedef struct {
+    double start, end; /* seconds: the 30 s window */
+    char *text;
+    double avg_logprob, no_speech_prob;
+    int skipped;       /* judged silent: no text */
+} tsr_segment;
+
+typedef struct {
+    char *text;        /* the whole transcript, trimmed */
+    int *tokens;       /* the text tokens of all windows */
+    int n_tokens;
+    double avg_logprob; /* mean over the windows with text */
+    tsr_segment *segments;
+    int n_segments;
+    double duration;   /* seconds of audio */
+} tsr_transcript;
+
+/* Loads a CTranslate2 Whisper directory (model.bin, config.json,
+ * tokenizer.json: faster-whisper's format) or a HF
+ * WhisperForConditionalGeneration directory (config.json, model.safetensors,
+ * tokenizer.json, generation_config.json). */
+tsr_status tsr_whisper_load(tsr_ctx *ctx, const char *dir, tsr_whisper **out, tsr_error *err);
+void tsr_whisper_free(tsr_whisper *m);
+/* faster-whisper's defaults, greedy: beam 1, length penalty 1, previous text
+ * on, no-speech 0.6 and log-prob -1.0 thresholds. */
+tsr_transcribe_params tsr_transcribe_default_params(void);
+/* Transcribes 16 kHz mono samples in consecutive 30-second windows, without
+ * timestamps. p may be NULL. */
+tsr_status tsr_whisper_transcribe_pcm(tsr_whisper *m, const float *pcm, size_t n,
+                                      const tsr_transcribe_params *p, tsr_transcript *out,
+                                      tsr_error *err);
+tsr_status tsr_whisper_transcribe_file(tsr_whisper *m, const char *path,
+                                       const tsr_transcribe_params *p, tsr_transcript *out,
+                                       tsr_error *err);
+void tsr_transcript_free(tsr_transcript *t);
+
+int tsr_whisper_n_mels(const tsr_whisper *m);
+int tsr_whisper_vocab(const tsr_whisper *m);
+int tsr_whisper_dim(const tsr_whisper *m);
+int tsr_whisper_audio_ctx(const tsr_whisper *m); /* encoder positions (1500) */
+int tsr_whisper_text_ctx(const tsr_whisper *m);  /* decoder positions (448) */
+const tsr_bytelevel *tsr_whisper_tokenizer(const tsr_whisper *m);
+/* Lower level: encodes one window mel (n_mels, 2*audio_ctx); out (audio_ctx,
+ * dim) may be NULL. Then logits (n, vocab) of n teacher-forced tokens. */
+tsr_status tsr_whisper_encode(tsr_whisper *m, const float *mel, float *out, tsr_error *err);
+tsr_status tsr_whisper_logits(tsr_whisper *m, const int *tokens, int n, float *logits,
+                              tsr_error *err);
 
 /* What a model directory holds, from config.json's model_type: "clip",
  * "bert", "whisper", or NULL when unreadable (err says why). */

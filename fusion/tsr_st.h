@@ -15,9 +15,12 @@
 
 #define TSR_ST_MAX_DIMS 8
 
-typedef enum { TSR_DT_F32, TSR_DT_F16, TSR_DT_BF16, TSR_DT_I64, TSR_DT_I32, TSR_DT_OTHER } tsr_dtype;
+typedef enum {
+    TSR_DT_F32, TSR_DT_F16, TSR_DT_BF16, TSR_DT_I64, TSR_DT_I32, TSR_DT_I16, TSR_DT_I8,
+    TSR_DT_OTHER
+} tsr_dtype;
 
-typedef struct {
+typedef struct tsr_st_tensor {
     char *name;
     tsr_dtype dtype;
     int ndim;
@@ -26,6 +29,7 @@ typedef struct {
     const unsigned char *data; /* inside the mapping */
     uint64_t nbytes;
     const char *file;          /* the file it came from, for messages */
+    const struct tsr_st_tensor *scale; /* int8 weights: per-row scales (CTranslate2) */
 } tsr_st_tensor;
 
 typedef struct tsr_st tsr_st;
@@ -34,11 +38,17 @@ typedef struct tsr_st tsr_st;
 tsr_status tsr_st_open_file(const char *path, tsr_st **out, tsr_error *err);
 /* Opens DIR/model.safetensors, or the shards listed in DIR/model.safetensors.index.json. */
 tsr_status tsr_st_open_dir(const char *dir, tsr_st **out, tsr_error *err);
+/* Opens a CTranslate2 model.bin (format version 6) as the same kind of
+ * tensor set: variables keep their names ("encoder/conv1/weight"), aliases
+ * become extra names, int8 variables get their "<name>_scale". */
+tsr_status tsr_st_open_ct2(const char *path, tsr_st **out, tsr_error *err);
+/* The value of an integer scalar (CTranslate2's num_heads, activation, ...). */
+tsr_status tsr_st_scalar_int(const tsr_st_tensor *t, long *v, tsr_error *err);
 void tsr_st_close(tsr_st *st);
 const tsr_st_tensor *tsr_st_find(const tsr_st *st, const char *name);
 int tsr_st_count(const tsr_st *st);
 const tsr_st_tensor *tsr_st_get(const tsr_st *st, int i);
-/* Converts a F32/F16/BF16 tensor to float32 (dst holds numel floats). */
+/* Converts a F32/F16/BF16 (or scaled int8) tensor to float32 (dst holds numel floats). */
 tsr_status tsr_st_to_f32(const tsr_st_tensor *t, float *dst, tsr_error *err);
 /* Finds name, checks that its shape is shape[0..ndim) and converts it to
  * float32 into *buf, which grows (realloc) to *cap floats as needed. where

@@ -263,3 +263,10 @@ tsr_status tsr_k_kv_append(tsr_ctx *ctx, cl_mem qkv, cl_mem cache, int B, int Sq
     karg a[] = {KMEM(qkv), KMEM(cache), KINT(Sq), KINT(D), KINT(cap), KINT(past), KINT(n)};
     return launch(ctx, TSR_K_KV_APPEND, n, ELEMWISE_LOCAL, a, 7, err);
 }
+
+tsr_status tsr_buf_read_at(tsr_ctx *ctx, cl_mem m, size_t off, void *dst, size_t bytes,
+                           tsr_error *err)
+{
+    cl_int e = clEnqueueReadBuffer(ctx->queue, m, CL_TRUE, off, bytes, dst, 0, NULL, NULL);
+    return e == CL_SUCCESS ? TSR_OK : tsr_cl_fail(err, e, "clEnqueueReadBuffer");
+}

@@ -73,6 +73,8 @@ tsr_status tsr_buf_write(tsr_ctx *ctx, cl_mem m, const void *src, size_t bytes, 
 tsr_status tsr_buf_write_at(tsr_ctx *ctx, cl_mem m, size_t off, const void *src, size_t bytes,
                             tsr_error *err);
 tsr_status tsr_buf_read(tsr_ctx *ctx, cl_mem m, void *dst, size_t bytes, tsr_error *err);
+tsr_status tsr_buf_read_at(tsr_ctx *ctx, cl_mem m, size_t off, void *dst, size_t bytes,
+                           tsr_error *err);
 void tsr_buf_free(cl_mem m);
 
 /* Kernel launchers (enqueue only). Shapes in comments are row-major. */

@@ -58,6 +58,22 @@ tsr_status tsr_wordpiece_encode(const tsr_wordpiece *w, const char *text, int ma
 int tsr_wordpiece_vocab_size(const tsr_wordpiece *w);
 int tsr_wordpiece_pad(const tsr_wordpiece *w);
 
+/* ---- byte-level BPE decoding (GPT-2, Whisper) ---- */
+
+typedef struct tsr_bytelevel tsr_bytelevel;
+
+/* Reads the vocabulary and added tokens of a byte-level BPE tokenizer.json. */
+tsr_status tsr_bytelevel_load(const char *tokenizer_json, tsr_bytelevel **out, tsr_error *err);
+void tsr_bytelevel_free(tsr_bytelevel *b);
+/* One past the highest token id. */
+int tsr_bytelevel_size(const tsr_bytelevel *b);
+/* The id of a token string ("<|endoftext|>"), or -1. */
+int tsr_bytelevel_id(const tsr_bytelevel *b, const char *token);
+/* Joins the bytes of ids (special tokens skipped) into malloc'd UTF-8 text;
+ * invalid byte sequences become U+FFFD, as HF tokenizers' decode does. */
+tsr_status tsr_bytelevel_decode(const tsr_bytelevel *b, const int *ids, int n, char **out,
+                                tsr_error *err);
+
 /* 1 when s[0..n) is valid UTF-8; otherwise 0 and *bad_offset (if given) is
  * the offset of the first bad byte. */
 int tsr_utf8_valid(const char *s, size_t n, size_t *bad_offset);
