@@ -2,6 +2,7 @@
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 
@@ -17,7 +18,7 @@ static const char *embed_help =
     "  --lines FILE    read the inputs from FILE, one per line (\"-\": stdin)\n"
     "  --out F.npy     write a float32 (N, dim) .npy file instead of JSON lines on stdout\n"
     "  --device D      OpenCL device index or name substring\n"
-    "  --verbose       log device and kernel cache use on stderr\n"
+    "  --verbose       log device and kernel cache use, and the embedding time, on stderr\n"
     "\n"
     "Exit codes: 0 ok, 1 runtime error, 2 usage error.\n";
 
@@ -127,11 +128,17 @@ int cmd_embed(int argc, char **argv)
         rc = EXIT_RUNTIME;
     }
     if (rc == EXIT_OK) {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         tsr_status st = sm      ? tsr_sentence_embed(sm, in, n, emb, &cut, &err)
                         : image ? tsr_model_embed_image_files(m, in, n, 1, emb, &err)
                                 : tsr_model_embed_texts(m, in, n, 1, emb, &cut, &err);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
         if (st != TSR_OK)
             rc = EXIT_RUNTIME;
+        else if (verbose)
+            fprintf(stderr, "tessera embed: embedded %d inputs in %.4f s\n", n,
+                    (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
         if (cut)
             fprintf(stderr, "tessera embed: warning: %d text(s) were longer than %d tokens "
                             "and were truncated\n", cut,
