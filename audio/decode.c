@@ -120,7 +120,7 @@ tsr_status tsr_audio_load_file(const char *path, int rate, float **out, size_t *
         }
         while (rc == TSR_OK && (e = avcodec_receive_frame(dec, frame)) >= 0) {
             if (!swr) {
-                AVChannelLayout in_layout;
+                AVChannelLayout in_layout = {0}; /* copy() uninits its destination first */
                 if (frame->ch_layout.nb_channels > 0)
                     av_channel_layout_copy(&in_layout, &frame->ch_layout);
                 else

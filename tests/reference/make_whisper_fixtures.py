@@ -241,8 +241,30 @@ def tiny_hf(clip):
         json.dump({"clip": clip, "tokens": tokens, "encoder_rows": 64}, f)
 
 
+def ct2_seed():
+    """A small CTranslate2 model.bin (float32, float16, int8 with scales, an
+    alias), the seed for the model.bin fuzz target."""
+    import struct
+    def string(x):
+        b = x.encode() + b"\0"
+        return struct.pack("<H", len(b)) + b
+    def var(name, dtype, shape, data):
+        return (string(name) + struct.pack("<B", len(shape)) +
+                b"".join(struct.pack("<I", d) for d in shape) + struct.pack("<BI", dtype, len(data)) + data)
+    vs = [var("encoder/num_heads", 2, [], struct.pack("<h", 2)),
+          var("encoder/conv1/bias", 0, [4], np.arange(4, dtype=np.float32).tobytes()),
+          var("decoder/embeddings/weight", 4, [3, 2], np.ones((3, 2), np.float16).tobytes()),
+          var("decoder/layer_0/ffn/linear_0/weight", 1, [2, 3], np.array([1, -2, 3, 4, 5, -6], np.int8).tobytes()),
+          var("decoder/layer_0/ffn/linear_0/weight_scale", 0, [2], np.array([2, 4], np.float32).tobytes())]
+    blob = struct.pack("<I", 6) + string("WhisperSpec") + struct.pack("<II", 3, len(vs)) + b"".join(vs)
+    blob += struct.pack("<I", 1) + string("decoder/projection/weight") + string("decoder/embeddings/weight")
+    with open(os.path.join(OUT, "seed-model.bin"), "wb") as f:
+        f.write(blob)
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
+    ct2_seed()
     with tempfile.TemporaryDirectory() as tmp:
         clips = make_clips(tmp)
     model = transcribe_all(clips)
