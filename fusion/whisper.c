@@ -1053,7 +1053,7 @@ tsr_status tsr_whisper_transcribe_file(tsr_whisper *m, const char *path,
     tsr_status rc = tsr_audio_load_file(path, 16000, &pcm, &n, err);
     if (rc == TSR_OK)
         rc = tsr_whisper_transcribe_pcm(m, pcm, n, p, out, err);
-    if (rc != TSR_OK)
+    if (rc != TSR_OK && err && !strstr(err->msg, path))
         tsr_error_prefix(err, "%s", path);
     free(pcm);
     return rc;
