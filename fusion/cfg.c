@@ -76,3 +76,18 @@ char *tsr_read_small(const char *path, size_t cap, tsr_error *err)
     buf[n] = 0;
     return buf;
 }
+
+cJSON *tsr_read_json(const char *path, size_t cap, tsr_error *err)
+{
+    char *text = tsr_read_small(path, cap, err);
+    if (!text)
+        return NULL;
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        tsr_error_set(err, TSR_ERR_FORMAT, "%s: not valid JSON", path);
+        return NULL;
+    }
+    return root;
+}

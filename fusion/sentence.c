@@ -25,21 +25,6 @@ struct tsr_sentence_model {
     int normalize;
 };
 
-static cJSON *read_json(const char *path, tsr_error *err)
-{
-    char *text = tsr_read_small(path, 1 << 20, err);
-    if (!text)
-        return NULL;
-    cJSON *root = cJSON_Parse(text);
-    free(text);
-    if (!cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        tsr_error_set(err, TSR_ERR_FORMAT, "%s: not valid JSON", path);
-        return NULL;
-    }
-    return root;
-}
-
 static int exists(const char *p)
 {
     struct stat sb;
@@ -50,7 +35,7 @@ static tsr_status parse_config(tsr_sentence_model *m, tsr_error *err)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", m->dir);
-    cJSON *root = read_json(path, err);
+    cJSON *root = tsr_read_json(path, 1 << 20, err);
     if (!root)
         return err ? err->code : TSR_ERR_FORMAT;
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
@@ -85,7 +70,7 @@ static tsr_status parse_config(tsr_sentence_model *m, tsr_error *err)
     m->max_seq = c->max_pos;
     snprintf(path, sizeof path, "%s/sentence_bert_config.json", m->dir);
     if (exists(path)) {
-        if (!(root = read_json(path, err)))
+        if (!(root = tsr_read_json(path, 1 << 20, err)))
             return err ? err->code : TSR_ERR_FORMAT;
         tsr_cfg_reader s = {root, path, "sentence_bert_config", err, 0};
         m->max_seq = tsr_cfg_int(&s, "max_seq_length", c->max_pos, 2, c->max_pos);
@@ -136,7 +121,7 @@ static tsr_status parse_modules(tsr_sentence_model *m, tsr_error *err)
     cJSON_Delete(root);
     if (rc != TSR_OK || !pool_path[0])
         return rc;
-    if (!(root = read_json(pool_path, err)))
+    if (!(root = tsr_read_json(pool_path, 1 << 20, err)))
         return err ? err->code : TSR_ERR_FORMAT;
     static const char *modes[4] = {"pooling_mode_mean_tokens", "pooling_mode_cls_token",
                                    "pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens"};
@@ -474,7 +459,7 @@ const char *tsr_model_kind(const char *dir, tsr_error *err)
         tsr_error_set(err, TSR_ERR_IO, "%s: model directory not found", dir);
         return NULL;
     }
-    cJSON *root = read_json(path, err);
+    cJSON *root = tsr_read_json(path, 1 << 20, err);
     if (!root)
         return NULL;
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");

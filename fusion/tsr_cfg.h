@@ -28,4 +28,7 @@ tsr_act tsr_cfg_act(tsr_cfg_reader *r, const char *def);
 /* A whole file of at most cap bytes, NUL-terminated. */
 char *tsr_read_small(const char *path, size_t cap, tsr_error *err);
 
+/* A JSON object from a file of at most cap bytes; NULL with err otherwise. */
+cJSON *tsr_read_json(const char *path, size_t cap, tsr_error *err);
+
 #endif

@@ -272,21 +272,6 @@ static tsr_status load_hf(tsr_whisper *m, wloader *l, tsr_error *err)
 }
 #undef N
 
-static cJSON *read_json(const char *path, tsr_error *err)
-{
-    char *text = tsr_read_small(path, 8 << 20, err);
-    if (!text)
-        return NULL;
-    cJSON *root = cJSON_Parse(text);
-    free(text);
-    if (!cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        tsr_error_set(err, TSR_ERR_FORMAT, "%s: not valid JSON", path);
-        return NULL;
-    }
-    return root;
-}
-
 static int exists(const char *p)
 {
     struct stat sb;
@@ -371,7 +356,7 @@ static tsr_status hf_sizes(tsr_whisper *m, tsr_error *err)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", m->dir);
-    cJSON *root = read_json(path, err);
+    cJSON *root = tsr_read_json(path, 8 << 20, err);
     if (!root)
         return err ? err->code : TSR_ERR_FORMAT;
     tsr_cfg_reader r = {root, path, "config", err, 0};
@@ -420,7 +405,7 @@ static tsr_status read_suppress(tsr_whisper *m, tsr_error *err)
     snprintf(path, sizeof path, "%s/%s", m->dir, file);
     if (!exists(path) || (!m->ct2 && m->n_suppress))
         return TSR_OK;
-    cJSON *root = read_json(path, err);
+    cJSON *root = tsr_read_json(path, 8 << 20, err);
     if (!root)
         return err ? err->code : TSR_ERR_FORMAT;
     const cJSON *it;
