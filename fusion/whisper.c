@@ -119,75 +119,40 @@ static tsr_status load_host(wloader *l, const char *name, int rows, int cols, fl
 }
 
 #define N(...) (snprintf(nm[ni % 8], sizeof nm[0], __VA_ARGS__), nm[ni++ % 8])
-
-static tsr_status load_ct2(tsr_whisper *m, wloader *l, tsr_error *err)
-{
-    char nm[8][160];
-    int ni = 0, D = m->dim, F = m->enc.cfg.ffn, V = m->vocab;
-    tsr_wenc *e = &m->enc;
-    tsr_status rc = load_conv(l, "encoder/conv1/weight", D, e->cfg.n_mels, &e->conv1_w, err);
 #define TRY(call)                                                                                \
     do {                                                                                         \
         if (rc == TSR_OK)                                                                        \
             rc = (call);                                                                         \
     } while (0)
-    TRY(load_one(l, "encoder/conv1/bias", D, 0, 0, &e->conv1_b, err));
-    TRY(load_conv(l, "encoder/conv2/weight", D, D, &e->conv2_w, err));
-    TRY(load_one(l, "encoder/conv2/bias", D, 0, 0, &e->conv2_b, err));
-    TRY(load_one(l, "encoder/position_encodings/encodings", e->cfg.n_ctx, D, 0, &e->pos, err));
-    TRY(load_one(l, "encoder/layer_norm/gamma", D, 0, 0, &e->ln_g, err));
-    TRY(load_one(l, "encoder/layer_norm/beta", D, 0, 0, &e->ln_b, err));
-    for (int i = 0; i < e->cfg.layers && rc == TSR_OK; i++) {
-        tsr_enc_weights *w = &e->stack.layers[i];
-        const char *p = "encoder/layer_%d/";
-        char pf[64];
-        snprintf(pf, sizeof pf, p, i);
-        TRY(load_one(l, N("%sself_attention/layer_norm/gamma", pf), D, 0, 0, &w->ln1_g, err));
-        TRY(load_one(l, N("%sself_attention/layer_norm/beta", pf), D, 0, 0, &w->ln1_b, err));
-        TRY(load_one(l, N("%sself_attention/linear_0/weight", pf), 3 * D, D, 1, &w->qkv_w, err));
-        TRY(load_one(l, N("%sself_attention/linear_0/bias", pf), 3 * D, 0, 0, &w->qkv_b, err));
-        TRY(load_one(l, N("%sself_attention/linear_1/weight", pf), D, D, 1, &w->o_w, err));
-        TRY(load_one(l, N("%sself_attention/linear_1/bias", pf), D, 0, 0, &w->o_b, err));
-        TRY(load_one(l, N("%sffn/layer_norm/gamma", pf), D, 0, 0, &w->ln2_g, err));
-        TRY(load_one(l, N("%sffn/layer_norm/beta", pf), D, 0, 0, &w->ln2_b, err));
-        TRY(load_one(l, N("%sffn/linear_0/weight", pf), F, D, 1, &w->fc1_w, err));
-        TRY(load_one(l, N("%sffn/linear_0/bias", pf), F, 0, 0, &w->fc1_b, err));
-        TRY(load_one(l, N("%sffn/linear_1/weight", pf), D, F, 1, &w->fc2_w, err));
-        TRY(load_one(l, N("%sffn/linear_1/bias", pf), D, 0, 0, &w->fc2_b, err));
-    }
-    F = m->ffn;
-    TRY(load_host(l, "decoder/embeddings/weight", V, D, &m->tok_emb, err));
-    TRY(load_host(l, "decoder/position_encodings/encodings", m->n_text_ctx, D, &m->pos_emb, err));
-    TRY(load_one(l, "decoder/layer_norm/gamma", D, 0, 0, &m->lnf_g, err));
-    TRY(load_one(l, "decoder/layer_norm/beta", D, 0, 0, &m->lnf_b, err));
-    TRY(load_one(l, tsr_st_find(l->st, "decoder/projection/weight") ? "decoder/projection/weight"
-                                                                   : "decoder/embeddings/weight",
-                 V, D, 1, &m->proj, err));
-    for (int i = 0; i < m->layers && rc == TSR_OK; i++) {
-        tsr_dec_weights *w = &m->dl[i];
-        char pf[64];
-        snprintf(pf, sizeof pf, "decoder/layer_%d/", i);
-        TRY(load_one(l, N("%sself_attention/layer_norm/gamma", pf), D, 0, 0, &w->ln1_g, err));
-        TRY(load_one(l, N("%sself_attention/layer_norm/beta", pf), D, 0, 0, &w->ln1_b, err));
-        TRY(load_one(l, N("%sself_attention/linear_0/weight", pf), 3 * D, D, 1, &w->qkv_w, err));
-        TRY(load_one(l, N("%sself_attention/linear_0/bias", pf), 3 * D, 0, 0, &w->qkv_b, err));
-        TRY(load_one(l, N("%sself_attention/linear_1/weight", pf), D, D, 1, &w->o_w, err));
-        TRY(load_one(l, N("%sself_attention/linear_1/bias", pf), D, 0, 0, &w->o_b, err));
-        TRY(load_one(l, N("%sattention/layer_norm/gamma", pf), D, 0, 0, &w->lnx_g, err));
-        TRY(load_one(l, N("%sattention/layer_norm/beta", pf), D, 0, 0, &w->lnx_b, err));
-        TRY(load_one(l, N("%sattention/linear_0/weight", pf), D, D, 1, &w->xq_w, err));
-        TRY(load_one(l, N("%sattention/linear_0/bias", pf), D, 0, 0, &w->xq_b, err));
-        TRY(load_one(l, N("%sattention/linear_1/weight", pf), 2 * D, D, 1, &w->xkv_w, err));
-        TRY(load_one(l, N("%sattention/linear_1/bias", pf), 2 * D, 0, 0, &w->xkv_b, err));
-        TRY(load_one(l, N("%sattention/linear_2/weight", pf), D, D, 1, &w->xo_w, err));
-        TRY(load_one(l, N("%sattention/linear_2/bias", pf), D, 0, 0, &w->xo_b, err));
-        TRY(load_one(l, N("%sffn/layer_norm/gamma", pf), D, 0, 0, &w->ln2_g, err));
-        TRY(load_one(l, N("%sffn/layer_norm/beta", pf), D, 0, 0, &w->ln2_b, err));
-        TRY(load_one(l, N("%sffn/linear_0/weight", pf), F, D, 1, &w->fc1_w, err));
-        TRY(load_one(l, N("%sffn/linear_0/bias", pf), F, 0, 0, &w->fc1_b, err));
-        TRY(load_one(l, N("%sffn/linear_1/weight", pf), D, F, 1, &w->fc2_w, err));
-        TRY(load_one(l, N("%sffn/linear_1/bias", pf), D, 0, 0, &w->fc2_b, err));
-    }
+
+/* The slots of a layer's self-attention and MLP, the same in encoder and decoder layers. */
+typedef struct {
+    cl_mem *ln1_g, *ln1_b, *qkv_w, *qkv_b, *o_w, *o_b, *ln2_g, *ln2_b, *fc1_w, *fc1_b, *fc2_w,
+        *fc2_b;
+} block_slots;
+#define BLOCK_SLOTS(w)                                                                           \
+    ((block_slots){&(w)->ln1_g, &(w)->ln1_b, &(w)->qkv_w, &(w)->qkv_b, &(w)->o_w, &(w)->o_b,     \
+                   &(w)->ln2_g, &(w)->ln2_b, &(w)->fc1_w, &(w)->fc1_b, &(w)->fc2_w, &(w)->fc2_b})
+
+/* CTranslate2 names under pf ("encoder/layer_0/"): fused qkv in linear_0. */
+static tsr_status ct2_block(wloader *l, const char *pf, int D, int F, block_slots s,
+                            tsr_error *err)
+{
+    char nm[8][160];
+    int ni = 0;
+    tsr_status rc = TSR_OK;
+    TRY(load_one(l, N("%sself_attention/layer_norm/gamma", pf), D, 0, 0, s.ln1_g, err));
+    TRY(load_one(l, N("%sself_attention/layer_norm/beta", pf), D, 0, 0, s.ln1_b, err));
+    TRY(load_one(l, N("%sself_attention/linear_0/weight", pf), 3 * D, D, 1, s.qkv_w, err));
+    TRY(load_one(l, N("%sself_attention/linear_0/bias", pf), 3 * D, 0, 0, s.qkv_b, err));
+    TRY(load_one(l, N("%sself_attention/linear_1/weight", pf), D, D, 1, s.o_w, err));
+    TRY(load_one(l, N("%sself_attention/linear_1/bias", pf), D, 0, 0, s.o_b, err));
+    TRY(load_one(l, N("%sffn/layer_norm/gamma", pf), D, 0, 0, s.ln2_g, err));
+    TRY(load_one(l, N("%sffn/layer_norm/beta", pf), D, 0, 0, s.ln2_b, err));
+    TRY(load_one(l, N("%sffn/linear_0/weight", pf), F, D, 1, s.fc1_w, err));
+    TRY(load_one(l, N("%sffn/linear_0/bias", pf), F, 0, 0, s.fc1_b, err));
+    TRY(load_one(l, N("%sffn/linear_1/weight", pf), D, F, 1, s.fc2_w, err));
+    TRY(load_one(l, N("%sffn/linear_1/bias", pf), D, 0, 0, s.fc2_b, err));
     return rc;
 }
 
@@ -207,6 +172,69 @@ static tsr_status hf_attn(wloader *l, const char *pf, const char *att, int D, in
     return rc == TSR_OK ? load_stack(l, bs + s, k, D, 0, 0, b, err) : rc;
 }
 
+/* HF names under pf ("model.encoder.layers.0."): separate q, k, v. */
+static tsr_status hf_block(wloader *l, const char *pf, int D, int F, block_slots s,
+                           tsr_error *err)
+{
+    char nm[8][160];
+    int ni = 0;
+    tsr_status rc = TSR_OK;
+    TRY(load_one(l, N("%sself_attn_layer_norm.weight", pf), D, 0, 0, s.ln1_g, err));
+    TRY(load_one(l, N("%sself_attn_layer_norm.bias", pf), D, 0, 0, s.ln1_b, err));
+    TRY(hf_attn(l, pf, "self_attn", D, 1, s.qkv_w, s.qkv_b, err));
+    TRY(load_one(l, N("%sself_attn.out_proj.weight", pf), D, D, 1, s.o_w, err));
+    TRY(load_one(l, N("%sself_attn.out_proj.bias", pf), D, 0, 0, s.o_b, err));
+    TRY(load_one(l, N("%sfinal_layer_norm.weight", pf), D, 0, 0, s.ln2_g, err));
+    TRY(load_one(l, N("%sfinal_layer_norm.bias", pf), D, 0, 0, s.ln2_b, err));
+    TRY(load_one(l, N("%sfc1.weight", pf), F, D, 1, s.fc1_w, err));
+    TRY(load_one(l, N("%sfc1.bias", pf), F, 0, 0, s.fc1_b, err));
+    TRY(load_one(l, N("%sfc2.weight", pf), D, F, 1, s.fc2_w, err));
+    TRY(load_one(l, N("%sfc2.bias", pf), D, 0, 0, s.fc2_b, err));
+    return rc;
+}
+
+static tsr_status load_ct2(tsr_whisper *m, wloader *l, tsr_error *err)
+{
+    char nm[8][160];
+    int ni = 0, D = m->dim, F = m->enc.cfg.ffn, V = m->vocab;
+    tsr_wenc *e = &m->enc;
+    tsr_status rc = load_conv(l, "encoder/conv1/weight", D, e->cfg.n_mels, &e->conv1_w, err);
+    TRY(load_one(l, "encoder/conv1/bias", D, 0, 0, &e->conv1_b, err));
+    TRY(load_conv(l, "encoder/conv2/weight", D, D, &e->conv2_w, err));
+    TRY(load_one(l, "encoder/conv2/bias", D, 0, 0, &e->conv2_b, err));
+    TRY(load_one(l, "encoder/position_encodings/encodings", e->cfg.n_ctx, D, 0, &e->pos, err));
+    TRY(load_one(l, "encoder/layer_norm/gamma", D, 0, 0, &e->ln_g, err));
+    TRY(load_one(l, "encoder/layer_norm/beta", D, 0, 0, &e->ln_b, err));
+    for (int i = 0; i < e->cfg.layers && rc == TSR_OK; i++) {
+        char pf[64];
+        snprintf(pf, sizeof pf, "encoder/layer_%d/", i);
+        rc = ct2_block(l, pf, D, F, BLOCK_SLOTS(&e->stack.layers[i]), err);
+    }
+    F = m->ffn;
+    TRY(load_host(l, "decoder/embeddings/weight", V, D, &m->tok_emb, err));
+    TRY(load_host(l, "decoder/position_encodings/encodings", m->n_text_ctx, D, &m->pos_emb, err));
+    TRY(load_one(l, "decoder/layer_norm/gamma", D, 0, 0, &m->lnf_g, err));
+    TRY(load_one(l, "decoder/layer_norm/beta", D, 0, 0, &m->lnf_b, err));
+    TRY(load_one(l, tsr_st_find(l->st, "decoder/projection/weight") ? "decoder/projection/weight"
+                                                                   : "decoder/embeddings/weight",
+                 V, D, 1, &m->proj, err));
+    for (int i = 0; i < m->layers && rc == TSR_OK; i++) {
+        tsr_dec_weights *w = &m->dl[i];
+        char pf[64];
+        snprintf(pf, sizeof pf, "decoder/layer_%d/", i);
+        rc = ct2_block(l, pf, D, F, BLOCK_SLOTS(w), err);
+        TRY(load_one(l, N("%sattention/layer_norm/gamma", pf), D, 0, 0, &w->lnx_g, err));
+        TRY(load_one(l, N("%sattention/layer_norm/beta", pf), D, 0, 0, &w->lnx_b, err));
+        TRY(load_one(l, N("%sattention/linear_0/weight", pf), D, D, 1, &w->xq_w, err));
+        TRY(load_one(l, N("%sattention/linear_0/bias", pf), D, 0, 0, &w->xq_b, err));
+        TRY(load_one(l, N("%sattention/linear_1/weight", pf), 2 * D, D, 1, &w->xkv_w, err));
+        TRY(load_one(l, N("%sattention/linear_1/bias", pf), 2 * D, 0, 0, &w->xkv_b, err));
+        TRY(load_one(l, N("%sattention/linear_2/weight", pf), D, D, 1, &w->xo_w, err));
+        TRY(load_one(l, N("%sattention/linear_2/bias", pf), D, 0, 0, &w->xo_b, err));
+    }
+    return rc;
+}
+
 static tsr_status load_hf(tsr_whisper *m, wloader *l, tsr_error *err)
 {
     char nm[8][160];
@@ -221,20 +249,9 @@ static tsr_status load_hf(tsr_whisper *m, wloader *l, tsr_error *err)
     TRY(load_one(l, N("%slayer_norm.weight", E), D, 0, 0, &e->ln_g, err));
     TRY(load_one(l, N("%slayer_norm.bias", E), D, 0, 0, &e->ln_b, err));
     for (int i = 0; i < e->cfg.layers && rc == TSR_OK; i++) {
-        tsr_enc_weights *w = &e->stack.layers[i];
         char pf[64];
         snprintf(pf, sizeof pf, "%slayers.%d.", E, i);
-        TRY(load_one(l, N("%sself_attn_layer_norm.weight", pf), D, 0, 0, &w->ln1_g, err));
-        TRY(load_one(l, N("%sself_attn_layer_norm.bias", pf), D, 0, 0, &w->ln1_b, err));
-        TRY(hf_attn(l, pf, "self_attn", D, 1, &w->qkv_w, &w->qkv_b, err));
-        TRY(load_one(l, N("%sself_attn.out_proj.weight", pf), D, D, 1, &w->o_w, err));
-        TRY(load_one(l, N("%sself_attn.out_proj.bias", pf), D, 0, 0, &w->o_b, err));
-        TRY(load_one(l, N("%sfinal_layer_norm.weight", pf), D, 0, 0, &w->ln2_g, err));
-        TRY(load_one(l, N("%sfinal_layer_norm.bias", pf), D, 0, 0, &w->ln2_b, err));
-        TRY(load_one(l, N("%sfc1.weight", pf), F, D, 1, &w->fc1_w, err));
-        TRY(load_one(l, N("%sfc1.bias", pf), F, 0, 0, &w->fc1_b, err));
-        TRY(load_one(l, N("%sfc2.weight", pf), D, F, 1, &w->fc2_w, err));
-        TRY(load_one(l, N("%sfc2.bias", pf), D, 0, 0, &w->fc2_b, err));
+        rc = hf_block(l, pf, D, F, BLOCK_SLOTS(&e->stack.layers[i]), err);
     }
     F = m->ffn;
     TRY(load_host(l, N("%sembed_tokens.weight", Dc), V, D, &m->tok_emb, err));
@@ -248,11 +265,7 @@ static tsr_status load_hf(tsr_whisper *m, wloader *l, tsr_error *err)
         tsr_dec_weights *w = &m->dl[i];
         char pf[64];
         snprintf(pf, sizeof pf, "%slayers.%d.", Dc, i);
-        TRY(load_one(l, N("%sself_attn_layer_norm.weight", pf), D, 0, 0, &w->ln1_g, err));
-        TRY(load_one(l, N("%sself_attn_layer_norm.bias", pf), D, 0, 0, &w->ln1_b, err));
-        TRY(hf_attn(l, pf, "self_attn", D, 1, &w->qkv_w, &w->qkv_b, err));
-        TRY(load_one(l, N("%sself_attn.out_proj.weight", pf), D, D, 1, &w->o_w, err));
-        TRY(load_one(l, N("%sself_attn.out_proj.bias", pf), D, 0, 0, &w->o_b, err));
+        rc = hf_block(l, pf, D, F, BLOCK_SLOTS(w), err);
         TRY(load_one(l, N("%sencoder_attn_layer_norm.weight", pf), D, 0, 0, &w->lnx_g, err));
         TRY(load_one(l, N("%sencoder_attn_layer_norm.bias", pf), D, 0, 0, &w->lnx_b, err));
         TRY(load_one(l, N("%sencoder_attn.q_proj.weight", pf), D, D, 1, &w->xq_w, err));
@@ -260,12 +273,6 @@ static tsr_status load_hf(tsr_whisper *m, wloader *l, tsr_error *err)
         TRY(hf_attn(l, pf, "encoder_attn", D, 0, &w->xkv_w, &w->xkv_b, err));
         TRY(load_one(l, N("%sencoder_attn.out_proj.weight", pf), D, D, 1, &w->xo_w, err));
         TRY(load_one(l, N("%sencoder_attn.out_proj.bias", pf), D, 0, 0, &w->xo_b, err));
-        TRY(load_one(l, N("%sfinal_layer_norm.weight", pf), D, 0, 0, &w->ln2_g, err));
-        TRY(load_one(l, N("%sfinal_layer_norm.bias", pf), D, 0, 0, &w->ln2_b, err));
-        TRY(load_one(l, N("%sfc1.weight", pf), F, D, 1, &w->fc1_w, err));
-        TRY(load_one(l, N("%sfc1.bias", pf), F, 0, 0, &w->fc1_b, err));
-        TRY(load_one(l, N("%sfc2.weight", pf), D, F, 1, &w->fc2_w, err));
-        TRY(load_one(l, N("%sfc2.bias", pf), D, 0, 0, &w->fc2_b, err));
     }
 #undef TRY
     return rc;
