@@ -169,34 +169,48 @@ static void print_ids(const int *ids, int len, int json)
     puts(json ? "]" : "");
 }
 
-/* BERT models: WordPiece, up to sentence_bert_config.json's max_seq_length. */
-static int tokenize_wordpiece(const char *dir, const char **in, int n, int json, int pad)
+/* An integer in 2..hi from DIR/FILE ([section].key), or def. */
+static int config_int(const char *dir, const char *file, const char *section, const char *key,
+                      int def, int hi)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    tsr_error err = {0};
+    char *text = cli_read_file(path, 1 << 20, NULL, &err);
+    cJSON *root = text ? cJSON_Parse(text) : NULL;
+    const cJSON *obj = section ? cJSON_GetObjectItemCaseSensitive(root, section) : root;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (cJSON_IsNumber(v) && v->valuedouble >= 2 && v->valuedouble <= hi)
+        def = (int)v->valuedouble;
+    cJSON_Delete(root);
+    free(text);
+    return def;
+}
+
+typedef tsr_status (*encode_fn)(const void *tok, const char *text, int max_len, int *ids, int *n,
+                                int *truncated, tsr_error *err);
+
+static tsr_status encode_bpe(const void *tok, const char *text, int max_len, int *ids, int *n,
+                             int *truncated, tsr_error *err)
+{
+    return tsr_tokenizer_encode(tok, text, max_len, ids, n, truncated, err);
+}
+
+static tsr_status encode_wordpiece(const void *tok, const char *text, int max_len, int *ids,
+                                   int *n, int *truncated, tsr_error *err)
+{
+    return tsr_wordpiece_encode(tok, text, max_len, ids, n, truncated, err);
+}
+
+/* Prints the ids of each text, truncated to cap and padded with pad_id when asked. */
+static int print_tokens(encode_fn encode, const void *tok, int pad_id, int cap, const char **in,
+                        int n, int json, int pad)
 {
     tsr_error err = {0};
-    tsr_wordpiece *wp = NULL;
-    if (tsr_wordpiece_load_dir(dir, &wp, &err) != TSR_OK) {
-        cli_error("tokenize", &err);
-        return EXIT_RUNTIME;
-    }
-    int cap = 512;
-    const char *files[2] = {"config.json", "sentence_bert_config.json"};
-    const char *keys[2] = {"max_position_embeddings", "max_seq_length"};
-    for (int f = 0; f < 2; f++) {
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s", dir, files[f]);
-        tsr_error e2 = {0};
-        char *text = cli_read_file(path, 1 << 20, NULL, &e2);
-        cJSON *root = text ? cJSON_Parse(text) : NULL;
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, keys[f]);
-        if (cJSON_IsNumber(v) && v->valuedouble >= 2 && v->valuedouble <= cap)
-            cap = (int)v->valuedouble;
-        cJSON_Delete(root);
-        free(text);
-    }
     int rc = EXIT_OK, *ids = malloc(sizeof(int) * (size_t)cap);
     for (int i = 0; i < n && rc == EXIT_OK && ids; i++) {
         int len = 0, cut = 0;
-        if (tsr_wordpiece_encode(wp, in[i], cap, ids, &len, &cut, &err) != TSR_OK) {
+        if (encode(tok, in[i], cap, ids, &len, &cut, &err) != TSR_OK) {
             tsr_error_prefix(&err, "text %d", i + 1);
             cli_error("tokenize", &err);
             rc = EXIT_RUNTIME;
@@ -206,11 +220,10 @@ static int tokenize_wordpiece(const char *dir, const char **in, int n, int json,
             fprintf(stderr, "tessera tokenize: warning: text %d was truncated to %d tokens\n",
                     i + 1, cap);
         while (pad && len < cap)
-            ids[len++] = tsr_wordpiece_pad(wp);
+            ids[len++] = pad_id;
         print_ids(ids, len, json);
     }
     free(ids);
-    tsr_wordpiece_free(wp);
     return rc;
 }
 
@@ -244,8 +257,17 @@ int cmd_tokenize(int argc, char **argv)
     }
     model = mdir;
     const char *kind = tsr_model_kind(model, &err);
-    if (kind && strcmp(kind, "bert") == 0) {
-        rc = tokenize_wordpiece(model, in, n, json, pad);
+    if (kind && strcmp(kind, "bert") == 0) { /* up to sentence_bert_config.json's max_seq_length */
+        tsr_wordpiece *wp = NULL;
+        if (tsr_wordpiece_load_dir(model, &wp, &err) != TSR_OK) {
+            cli_error("tokenize", &err);
+            free(in);
+            return EXIT_RUNTIME;
+        }
+        int pos = config_int(model, "config.json", NULL, "max_position_embeddings", 512, 512);
+        int cap = config_int(model, "sentence_bert_config.json", NULL, "max_seq_length", pos, pos);
+        rc = print_tokens(encode_wordpiece, wp, tsr_wordpiece_pad(wp), cap, in, n, json, pad);
+        tsr_wordpiece_free(wp);
         free(in);
         return rc;
     }
@@ -254,34 +276,8 @@ int cmd_tokenize(int argc, char **argv)
         free(in);
         return EXIT_RUNTIME;
     }
-    int cap = 77;
-    char cfg[4096];
-    snprintf(cfg, sizeof cfg, "%s/config.json", model);
-    char *text = cli_read_file(cfg, 1 << 20, NULL, &err);
-    cJSON *root = text ? cJSON_Parse(text) : NULL;
-    const cJSON *mp = cJSON_GetObjectItemCaseSensitive(
-        cJSON_GetObjectItemCaseSensitive(root, "text_config"), "max_position_embeddings");
-    if (cJSON_IsNumber(mp) && mp->valuedouble >= 2 && mp->valuedouble <= 65536)
-        cap = (int)mp->valuedouble;
-    cJSON_Delete(root);
-    free(text);
-    int *ids = malloc(sizeof(int) * (size_t)cap);
-    for (int i = 0; i < n && rc == EXIT_OK && ids; i++) {
-        int len = 0, cut = 0;
-        if (tsr_tokenizer_encode(tok, in[i], cap, ids, &len, &cut, &err) != TSR_OK) {
-            tsr_error_prefix(&err, "text %d", i + 1);
-            cli_error("tokenize", &err);
-            rc = EXIT_RUNTIME;
-            break;
-        }
-        if (cut)
-            fprintf(stderr, "tessera tokenize: warning: text %d was truncated to %d tokens\n",
-                    i + 1, cap);
-        while (pad && len < cap)
-            ids[len++] = tsr_tokenizer_pad(tok);
-        print_ids(ids, len, json);
-    }
-    free(ids);
+    int cap = config_int(model, "config.json", "text_config", "max_position_embeddings", 77, 65536);
+    rc = print_tokens(encode_bpe, tok, tsr_tokenizer_pad(tok), cap, in, n, json, pad);
     tsr_tokenizer_free(tok);
     free(in);
     return rc;
