@@ -24,17 +24,9 @@ static tsr_status reserve(tsr_ctx *ctx, tsr_wenc *e, tsr_error *err)
         e->host = malloc(f * (big > T * D ? big : T * D));
     if (!e->host)
         return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-    cl_mem *slots[4] = {&e->cols1, &e->h1, &e->cols2, &e->x};
+    cl_mem *const slots[4] = {&e->cols1, &e->h1, &e->cols2, &e->x};
     size_t sizes[4] = {T * C * 3 * f, T * D * f, S * D * 3 * f, S * D * f};
-    for (int i = 0; i < 4; i++)
-        if (!(*slots[i] = tsr_buf_alloc(ctx, sizes[i], err))) {
-            for (int j = 0; j < i; j++) {
-                tsr_buf_free(*slots[j]);
-                *slots[j] = NULL;
-            }
-            return err ? err->code : TSR_ERR_NOMEM;
-        }
-    return TSR_OK;
+    return tsr_bufs_alloc(ctx, slots, sizes, 4, err);
 }
 
 /* cols (T_out, C*3): cols[t, c*3 + k] = in(c, t*stride + k - 1), zero outside;

@@ -10,15 +10,8 @@ tsr_status tsr_enc_scratch_alloc(tsr_ctx *ctx, const tsr_enc_cfg *c, int B, int 
     size_t rows = (size_t)B * S, f = sizeof(float);
     size_t sizes[5] = {rows * c->dim * f, rows * 3 * c->dim * f,
                        (size_t)B * c->heads * S * S * f, rows * c->dim * f, rows * c->ffn * f};
-    cl_mem *slots[5] = {&s->h, &s->qkv, &s->scores, &s->attn, &s->ffn};
-    for (int i = 0; i < 5; i++) {
-        *slots[i] = tsr_buf_alloc(ctx, sizes[i], err);
-        if (!*slots[i]) {
-            tsr_enc_scratch_free(s);
-            return err ? err->code : TSR_ERR_NOMEM;
-        }
-    }
-    return TSR_OK;
+    cl_mem *const slots[5] = {&s->h, &s->qkv, &s->scores, &s->attn, &s->ffn};
+    return tsr_bufs_alloc(ctx, slots, sizes, 5, err);
 }
 
 void tsr_enc_scratch_free(tsr_enc_scratch *s)

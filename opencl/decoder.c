@@ -13,14 +13,11 @@ tsr_status tsr_dec_scratch_reserve(tsr_ctx *ctx, const tsr_dec_cfg *c, int rows,
     tsr_dec_scratch_free(s);
     size_t r = (size_t)rows, f = sizeof(float);
     size_t sizes[4] = {r * c->dim * f, r * 3 * c->dim * f, r * c->dim * f, r * c->ffn * f};
-    cl_mem *slots[4] = {&s->h, &s->qkv, &s->attn, &s->ffn};
-    for (int i = 0; i < 4; i++)
-        if (!(*slots[i] = tsr_buf_alloc(ctx, sizes[i], err))) {
-            tsr_dec_scratch_free(s);
-            return err ? err->code : TSR_ERR_NOMEM;
-        }
-    s->rows = rows;
-    return TSR_OK;
+    cl_mem *const slots[4] = {&s->h, &s->qkv, &s->attn, &s->ffn};
+    tsr_status rc = tsr_bufs_alloc(ctx, slots, sizes, 4, err);
+    if (rc == TSR_OK)
+        s->rows = rows;
+    return rc;
 }
 
 void tsr_dec_scratch_free(tsr_dec_scratch *s)

@@ -270,3 +270,19 @@ tsr_status tsr_buf_read_at(tsr_ctx *ctx, cl_mem m, size_t off, void *dst, size_t
     cl_int e = clEnqueueReadBuffer(ctx->queue, m, CL_TRUE, off, bytes, dst, 0, NULL, NULL);
     return e == CL_SUCCESS ? TSR_OK : tsr_cl_fail(err, e, "clEnqueueReadBuffer");
 }
+
+tsr_status tsr_bufs_alloc(tsr_ctx *ctx, cl_mem *const *slots, const size_t *sizes, int n,
+                          tsr_error *err)
+{
+    for (int i = 0; i < n; i++) {
+        *slots[i] = tsr_buf_alloc(ctx, sizes[i], err);
+        if (!*slots[i]) {
+            for (int j = 0; j < i; j++) {
+                tsr_buf_free(*slots[j]);
+                *slots[j] = NULL;
+            }
+            return err ? err->code : TSR_ERR_NOMEM;
+        }
+    }
+    return TSR_OK;
+}

@@ -76,6 +76,10 @@ tsr_status tsr_buf_read(tsr_ctx *ctx, cl_mem m, void *dst, size_t bytes, tsr_err
 tsr_status tsr_buf_read_at(tsr_ctx *ctx, cl_mem m, size_t off, void *dst, size_t bytes,
                            tsr_error *err);
 void tsr_buf_free(cl_mem m);
+/* Allocates slots[i] of sizes[i] bytes for i < n, all or none: on failure the
+ * ones allocated are freed and set to NULL. */
+tsr_status tsr_bufs_alloc(tsr_ctx *ctx, cl_mem *const *slots, const size_t *sizes, int n,
+                          tsr_error *err);
 
 /* Kernel launchers (enqueue only). Shapes in comments are row-major. */
 tsr_status tsr_k_layernorm(tsr_ctx *ctx, cl_mem x, cl_mem y, cl_mem g, cl_mem b, int rows,

@@ -15,18 +15,14 @@ static tsr_status reserve(tsr_ctx *ctx, tsr_bert *b, int B, int S, tsr_error *er
 {
     if (B <= b->cap_b && S <= b->cap_s)
         return TSR_OK;
-    cl_mem *slots = &b->ids;
-    tsr_mems_free(slots, 3);
+    tsr_mems_free(&b->ids, 3);
     int nb = B > b->cap_b ? B : b->cap_b, ns = S > b->cap_s ? S : b->cap_s;
     size_t sizes[3] = {sizeof(cl_int) * nb * ns, sizeof(cl_int) * nb,
                        sizeof(float) * nb * ns * (size_t)b->cfg.dim};
-    for (int i = 0; i < 3; i++) {
-        slots[i] = tsr_buf_alloc(ctx, sizes[i], err);
-        if (!slots[i]) {
-            tsr_mems_free(slots, 3);
-            b->cap_b = b->cap_s = 0;
-            return err ? err->code : TSR_ERR_NOMEM;
-        }
+    tsr_status rc = tsr_bufs_alloc(ctx, (cl_mem *const[]){&b->ids, &b->lens, &b->x}, sizes, 3, err);
+    if (rc != TSR_OK) {
+        b->cap_b = b->cap_s = 0;
+        return rc;
     }
     b->cap_b = nb;
     b->cap_s = ns;

@@ -30,19 +30,16 @@ static tsr_status reserve(tsr_ctx *ctx, tsr_textenc *t, int B, int S, tsr_error 
 {
     if (B <= t->cap_b && S <= t->cap_s)
         return TSR_OK;
-    cl_mem *slots = &t->ids;
-    tsr_mems_free(slots, 6);
+    tsr_mems_free(&t->ids, 6);
     int nb = B > t->cap_b ? B : t->cap_b, ns = S > t->cap_s ? S : t->cap_s;
     size_t D = (size_t)t->cfg.dim, P = t->cfg.proj_dim ? (size_t)t->cfg.proj_dim : D;
     size_t sizes[6] = {sizeof(cl_int) * nb * ns, sizeof(cl_int) * nb, sizeof(cl_int) * nb,
                        sizeof(float) * nb * ns * D, sizeof(float) * nb * D, sizeof(float) * nb * P};
-    for (int i = 0; i < 6; i++) {
-        slots[i] = tsr_buf_alloc(ctx, sizes[i], err);
-        if (!slots[i]) {
-            tsr_mems_free(slots, 6);
-            t->cap_b = t->cap_s = 0;
-            return err ? err->code : TSR_ERR_NOMEM;
-        }
+    cl_mem *const slots[6] = {&t->ids, &t->lens, &t->idx, &t->x, &t->pooled, &t->out};
+    tsr_status rc = tsr_bufs_alloc(ctx, slots, sizes, 6, err);
+    if (rc != TSR_OK) {
+        t->cap_b = t->cap_s = 0;
+        return rc;
     }
     t->cap_b = nb;
     t->cap_s = ns;
