@@ -59,10 +59,11 @@ tsr_status tsr_bytelevel_load(const char *path, tsr_bytelevel **out, tsr_error *
                              path);
     }
     if (!cJSON_IsString(pt) || strcmp(pt->valuestring, "ByteLevel") != 0) {
+        tsr_status rc = tsr_error_set(err, TSR_ERR_UNSUPPORTED,
+                                      "%s: not a byte-level BPE tokenizer (pre_tokenizer %s)",
+                                      path, cJSON_IsString(pt) ? pt->valuestring : "(missing)");
         cJSON_Delete(root);
-        return tsr_error_set(err, TSR_ERR_UNSUPPORTED,
-                             "%s: not a byte-level BPE tokenizer (pre_tokenizer %s)", path,
-                             cJSON_IsString(pt) ? pt->valuestring : "(missing)");
+        return rc;
     }
     tsr_bytelevel *b = calloc(1, sizeof *b);
     tsr_status rc = b ? TSR_OK : tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");

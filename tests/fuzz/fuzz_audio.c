@@ -1,22 +1,14 @@
 /* Fuzz target: audio decoding (our FFmpeg wrapper's error paths) and the
  * log-mel front end on whatever decodes. */
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <unistd.h>
-
 #include "tsr_audio.h"
+
+#include "fuzz_file.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char path[64];
-    snprintf(path, sizeof path, "/tmp/tessera-fuzz-audio-%ld", (long)getpid());
-    FILE *f = fopen(path, "wb");
-    if (!f)
+    if (!fuzz_temp_file(data, size, "audio", path, sizeof path))
         return 0;
-    fwrite(data, 1, size, f);
-    fclose(f);
     float *pcm = NULL, *mel = NULL;
     size_t n = 0;
     int frames = 0;

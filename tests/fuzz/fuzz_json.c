@@ -1,5 +1,6 @@
 /* Fuzz target: the JSON readers of a model directory, fed the same bytes as
- * preprocessor_config.json and as tokenizer.json. */
+ * preprocessor_config.json and as tokenizer.json (CLIP BPE, WordPiece and
+ * byte-level BPE readers). */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -29,6 +30,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int ids[16], n, cut;
         tsr_tokenizer_encode(tok, "a photo of a cat", 16, ids, &n, &cut, &err);
         tsr_tokenizer_free(tok);
+    }
+    tsr_wordpiece *wp = NULL;
+    if (tsr_wordpiece_load_dir(dir, &wp, &err) == TSR_OK) {
+        int ids[16], n, cut;
+        tsr_wordpiece_encode(wp, "a [MASK] of a cat", 16, ids, &n, &cut, &err);
+        tsr_wordpiece_free(wp);
+    }
+    tsr_bytelevel *bl = NULL;
+    if (tsr_bytelevel_load(path, &bl, &err) == TSR_OK) {
+        int ids[4] = {0, 1, 256, 100000};
+        char *text = NULL;
+        tsr_bytelevel_decode(bl, ids, 4, &text, &err);
+        free(text);
+        tsr_bytelevel_free(bl);
     }
     unlink(path);
     rmdir(dir);

@@ -308,6 +308,46 @@ static void test_hf_tiny(tsr_ctx *ctx)
     tsr_whisper_free(w);
 }
 
+/* Broken copies of the HF fixture: each is refused with the file named. */
+static void test_bad_hf(tsr_ctx *ctx)
+{
+    struct {
+        const char *file, *from, *to, *want;
+    } cases[] = {
+        {"tokenizer.json", "\"ByteLevel\"", "\"Whitespace\"", "not a byte-level BPE tokenizer"},
+        {"tokenizer.json", "<|notimestamps|>", "<|notimes|>", "<|notimestamps|>"},
+        {"config.json", "\"d_model\": 32", "\"d_model\": 48", "config expects"},
+        {"config.json", "\"activation_function\": \"gelu\"", "\"activation_function\": \"relu\"",
+         "activation_function"},
+    };
+    const char *files[3] = {"config.json", "tokenizer.json", "generation_config.json"};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char dir[128], a[512], b[512];
+        snprintf(dir, sizeof dir, "/tmp/tsr_hf_bad_%d_%zu", (int)getpid(), i);
+        mkdir(dir, 0700);
+        for (int f = 0; f < 3; f++) {
+            snprintf(a, sizeof a, FIX "/hf-tiny/%s", files[f]);
+            snprintf(b, sizeof b, "%s/%s", dir, files[f]);
+            copy_text(a, b, strcmp(files[f], cases[i].file) == 0 ? cases[i].from : NULL, cases[i].to);
+        }
+        snprintf(b, sizeof b, "%s/model.safetensors", dir);
+        if (symlink(FIX "/hf-tiny/model.safetensors", b) != 0)
+            printf("symlink failed\n");
+        tsr_whisper *w = NULL;
+        tsr_error err = {0};
+        tsr_status st = tsr_whisper_load(ctx, dir, &w, &err);
+        check(st != TSR_OK && !w && strstr(err.msg, cases[i].want) && strstr(err.msg, dir),
+              "HF Whisper with %s edited (%s): %s", cases[i].file, cases[i].to, err.msg);
+        tsr_whisper_free(w);
+        unlink(b);
+        for (int f = 0; f < 3; f++) {
+            snprintf(b, sizeof b, "%s/%s", dir, files[f]);
+            unlink(b);
+        }
+        rmdir(dir);
+    }
+}
+
 /* ---- real weights against faster-whisper (device) ---- */
 
 static int count_words(const char *s)
@@ -533,6 +573,7 @@ int main(void)
     test_bad_ct2();
     tsr_ctx *ctx = ctx_or_skip();
     test_hf_tiny(ctx);
+    test_bad_hf(ctx);
     const char *dir = weights_dir();
     if (dir) {
         printf("weights: %s\n", dir);
