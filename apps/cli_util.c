@@ -77,8 +77,11 @@ int cli_ctx(const char *cmd, const char *device, int verbose, tsr_ctx **ctx)
         cli_error(cmd, &err);
         return EXIT_RUNTIME;
     }
+    if (*tsr_ctx_warning(*ctx))
+        fprintf(stderr, "tessera %s: warning: %s\n", cmd, tsr_ctx_warning(*ctx));
     if (verbose)
-        fprintf(stderr, "tessera: device %s\n", tsr_ctx_device_name(*ctx));
+        fprintf(stderr, "tessera: device %s; GEMM %s\n", tsr_ctx_device_name(*ctx),
+                tsr_ctx_tuning(*ctx));
     return EXIT_OK;
 }
 

@@ -19,10 +19,11 @@ static const char *main_help =
     "  devices    list OpenCL devices\n"
     "  pull       download a checkpoint from a Hugging Face model repository\n"
     "  bench      measure speed, start-up and memory on full-size random models\n"
+    "  tune       find the fastest GEMM configuration for this device and keep it\n"
     "\n"
     "'tessera COMMAND --help' describes each command.\n"
     "Environment: TESSERA_DEVICE (device index or name), TESSERA_CACHE_DIR (compiled\n"
-    "kernels and pulled models; default $XDG_CACHE_HOME/tessera or ~/.cache/tessera),\n"
+    "kernels, tuning and pulled models; default $XDG_CACHE_HOME/tessera or ~/.cache/tessera),\n"
     "HF_TOKEN and HF_ENDPOINT (for pull).\n"
     "Exit codes: 0 ok, 1 runtime error, 2 usage error.\n";
 
@@ -50,7 +51,8 @@ int main(int argc, char **argv)
                 {"devices", cmd_devices},
                 {"pull", cmd_pull},
                 {"bench", cmd_bench},
-                {"transcribe", cmd_transcribe}};
+                {"transcribe", cmd_transcribe},
+                {"tune", cmd_tune}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(cmd, cmds[i].name) == 0)
             exit(cmds[i].fn(argc - 1, argv + 1));

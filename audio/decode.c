@@ -1,4 +1,18 @@
 /* Audio decoding with libavformat, libavcodec and libswresample. */
+#ifdef TSR_NO_FFMPEG /* built with -DTESSERA_WITH_FFMPEG=OFF */
+#include "tsr_audio.h"
+
+tsr_status tsr_audio_load_file(const char *path, int rate, float **out, size_t *n,
+                               tsr_error *err)
+{
+    (void)rate;
+    *out = NULL;
+    *n = 0;
+    return tsr_error_set(err, TSR_ERR_UNSUPPORTED,
+                         "%s: this tessera was built without FFmpeg (TESSERA_WITH_FFMPEG=OFF), "
+                         "so it reads no audio files", path);
+}
+#else
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
 #include <libavutil/channel_layout.h>
@@ -178,3 +192,4 @@ done:
     av_frame_free(&frame);
     return rc;
 }
+#endif /* TSR_NO_FFMPEG */

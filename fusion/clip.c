@@ -535,6 +535,51 @@ static double stack_flops(double S, double D, double F, double L)
     return L * (2 * S * 3 * D * D + 4 * S * S * D + 2 * S * D * D + 4 * S * D * F);
 }
 
+/* The linear layers' GEMMs of both towers at each batch size, weighted by
+ * calls per item, so that each batch size counts as much as another. */
+static int gemm_shapes(const tsr_vit_cfg *v, const tsr_textenc_cfg *t, const int *batches,
+                       int nb, tsr_gemm_shape *out, int max)
+{
+    int n = 0;
+    for (int i = 0; i < nb; i++) {
+        for (int tw = 0; tw < 2; tw++) {
+            int S = tw ? t->max_pos : tsr_vit_num_patches(v) + 1;
+            int D = tw ? t->dim : v->dim, F = tw ? t->ffn : v->ffn, L = tw ? t->layers : v->layers;
+            const int mnk[4][3] = {{3 * D, D}, {D, D}, {F, D}, {D, F}};
+            for (int g = 0; g < 4; g++) {
+                if (n < max)
+                    out[n] = (tsr_gemm_shape){batches[i] * S, mnk[g][0], mnk[g][1],
+                                              (double)L / batches[i]};
+                n++;
+            }
+        }
+    }
+    return n;
+}
+
+int tsr_arch_gemm_shapes(const char *arch, const int *batches, int nb, tsr_gemm_shape *out,
+                         int max)
+{
+    for (size_t a = 0; a < sizeof arch_table / sizeof arch_table[0]; a++) {
+        if (strcmp(arch, arch_table[a].name) != 0)
+            continue;
+        tsr_vit_cfg v = {arch_table[a].image, arch_table[a].patch, 3, arch_table[a].v_dim,
+                         arch_table[a].v_heads, 4 * arch_table[a].v_dim, arch_table[a].v_layers,
+                         arch_table[a].proj, 1e-5f, TSR_ACT_QUICK_GELU};
+        tsr_textenc_cfg t = {49408, 77, arch_table[a].t_dim, arch_table[a].t_heads,
+                             4 * arch_table[a].t_dim, arch_table[a].t_layers, arch_table[a].proj,
+                             1e-5f, TSR_ACT_QUICK_GELU, 49407};
+        return gemm_shapes(&v, &t, batches, nb, out, max);
+    }
+    return -1;
+}
+
+int tsr_model_gemm_shapes(const tsr_model *m, const int *batches, int nb, tsr_gemm_shape *out,
+                          int max)
+{
+    return gemm_shapes(&m->vit.cfg, &m->txt.cfg, batches, nb, out, max);
+}
+
 void tsr_model_flops(const tsr_model *m, double *image, double *text)
 {
     const tsr_vit_cfg *v = &m->vit.cfg;

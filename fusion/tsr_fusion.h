@@ -39,6 +39,13 @@ tsr_status tsr_model_create_random(tsr_ctx *ctx, const char *arch, tsr_model **o
                                    tsr_error *err);
 /* Forward FLOPs of one image, and of one text of full context length. */
 void tsr_model_flops(const tsr_model *m, double *image, double *text);
+/* The GEMM shapes of the linear layers of both towers at the given batch
+ * sizes, for tsr_tune_gemm; returns their count (8 per batch size; -1 for an
+ * unknown architecture) and fills up to max. */
+int tsr_arch_gemm_shapes(const char *arch, const int *batches, int nb, tsr_gemm_shape *out,
+                         int max);
+int tsr_model_gemm_shapes(const tsr_model *m, const int *batches, int nb, tsr_gemm_shape *out,
+                          int max);
 /* The architectures tsr_model_create_random knows; returns their count. */
 int tsr_arch_names(const char **names, int max);
 

@@ -145,7 +145,7 @@ static int select_device(const dev_ref *refs, int n, const char *spec, tsr_error
     return -1;
 }
 
-static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
+uint64_t tsr_fnv1a(uint64_t h, const void *data, size_t n)
 {
     const unsigned char *p = data;
     for (size_t i = 0; i < n; i++) {
@@ -185,7 +185,7 @@ void tsr_mkdirs(const char *path)
     mkdir(tmp, 0755);
 }
 
-static unsigned char *read_all(const char *path, size_t *len)
+unsigned char *tsr_read_all(const char *path, size_t max, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -193,12 +193,14 @@ static unsigned char *read_all(const char *path, size_t *len)
     unsigned char *buf = NULL;
     if (fseek(f, 0, SEEK_END) == 0) {
         long n = ftell(f);
-        if (n > 0 && n < (1L << 30) && fseek(f, 0, SEEK_SET) == 0) {
-            buf = malloc((size_t)n);
+        if (n > 0 && (size_t)n <= max && fseek(f, 0, SEEK_SET) == 0) {
+            buf = malloc((size_t)n + 1);
             if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
                 free(buf);
                 buf = NULL;
             }
+            if (buf)
+                buf[n] = 0; /* text files can be parsed in place */
             *len = (size_t)n;
         }
     }
@@ -206,19 +208,20 @@ static unsigned char *read_all(const char *path, size_t *len)
     return buf;
 }
 
-static void write_atomic(const char *path, const unsigned char *data, size_t n)
+int tsr_write_atomic(const char *path, const void *data, size_t n)
 {
     char tmp[1100];
     snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
     FILE *f = fopen(tmp, "wb");
     if (!f)
-        return;
+        return 0;
     int ok = fwrite(data, 1, n, f) == n;
     ok = (fclose(f) == 0) && ok;
     if (ok)
         ok = rename(tmp, path) == 0;
     if (!ok)
         remove(tmp);
+    return ok;
 }
 
 static tsr_status build_log(tsr_ctx *ctx, cl_int e, tsr_error *err)
@@ -232,25 +235,26 @@ static tsr_status build_log(tsr_ctx *ctx, cl_int e, tsr_error *err)
 
 /* Builds the kernel program, from the disk cache when a binary for this exact
  * source, options, device and driver exists. */
-static tsr_status build_program(tsr_ctx *ctx, const tsr_ctx_params *p, tsr_error *err)
+static tsr_status build_program(tsr_ctx *ctx, tsr_error *err)
 {
     char opts[128];
-    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DWG=%d", ctx->wg);
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DWG=%d -DGT_STRIPS=%d", ctx->wg,
+             ctx->gemm_strips);
     const char *src = tsr_kernel_source;
     uint64_t h = 1469598103934665603ULL;
-    h = fnv1a(h, src, strlen(src) + 1);
-    h = fnv1a(h, opts, strlen(opts) + 1);
-    h = fnv1a(h, ctx->info.name, strlen(ctx->info.name) + 1);
-    h = fnv1a(h, ctx->info.driver, strlen(ctx->info.driver) + 1);
-    h = fnv1a(h, ctx->info.platform, strlen(ctx->info.platform) + 1);
+    h = tsr_fnv1a(h, src, strlen(src) + 1);
+    h = tsr_fnv1a(h, opts, strlen(opts) + 1);
+    h = tsr_fnv1a(h, ctx->info.name, strlen(ctx->info.name) + 1);
+    h = tsr_fnv1a(h, ctx->info.driver, strlen(ctx->info.driver) + 1);
+    h = tsr_fnv1a(h, ctx->info.platform, strlen(ctx->info.platform) + 1);
     char dir[900], path[1024];
-    tsr_cache_dir(p->cache_dir, dir, sizeof dir - 16);
+    tsr_cache_dir(ctx->cache_dir[0] ? ctx->cache_dir : NULL, dir, sizeof dir - 16);
     strcat(dir, "/kernels");
     snprintf(path, sizeof path, "%s/%016llx.bin", dir, (unsigned long long)h);
     cl_int e;
-    if (p->disk_cache) {
+    if (ctx->disk_cache) {
         size_t len = 0;
-        unsigned char *bin = read_all(path, &len);
+        unsigned char *bin = tsr_read_all(path, (size_t)1 << 30, &len);
         if (bin) {
             const unsigned char *bins[1] = {bin};
             cl_int status = CL_SUCCESS;
@@ -277,7 +281,7 @@ static tsr_status build_program(tsr_ctx *ctx, const tsr_ctx_params *p, tsr_error
         return build_log(ctx, e, err);
     if (ctx->verbose)
         fprintf(stderr, "tessera: kernels compiled for %s\n", ctx->info.name);
-    if (p->disk_cache) {
+    if (ctx->disk_cache) {
         size_t len = 0;
         if (clGetProgramInfo(ctx->program, CL_PROGRAM_BINARY_SIZES, sizeof len, &len, NULL) ==
                 CL_SUCCESS &&
@@ -287,7 +291,7 @@ static tsr_status build_program(tsr_ctx *ctx, const tsr_ctx_params *p, tsr_error
             if (bin && clGetProgramInfo(ctx->program, CL_PROGRAM_BINARIES, sizeof bins, bins,
                                         NULL) == CL_SUCCESS) {
                 tsr_mkdirs(dir);
-                write_atomic(path, bin, len);
+                tsr_write_atomic(path, bin, len);
             }
             free(bin);
         }
@@ -315,6 +319,17 @@ static const struct {
     {"", 64},
 };
 
+static tsr_status create_kernels(tsr_ctx *ctx, tsr_error *err)
+{
+    for (int k = 0; k < TSR_K_COUNT; k++) {
+        cl_int e;
+        ctx->kernels[k] = clCreateKernel(ctx->program, kernel_names[k], &e);
+        if (e != CL_SUCCESS)
+            return tsr_cl_fail(err, e, kernel_names[k]);
+    }
+    return TSR_OK;
+}
+
 tsr_status tsr_ctx_create(const tsr_ctx_params *p, tsr_ctx **out, tsr_error *err)
 {
     tsr_ctx_params defaults = tsr_ctx_default_params();
@@ -335,6 +350,10 @@ tsr_status tsr_ctx_create(const tsr_ctx_params *p, tsr_ctx **out, tsr_error *err
     ctx->platform = refs[sel].platform;
     ctx->device = refs[sel].device;
     ctx->verbose = p->verbose;
+    ctx->disk_cache = p->disk_cache;
+    ctx->gemm_strips = 4;
+    if (p->cache_dir)
+        snprintf(ctx->cache_dir, sizeof ctx->cache_dir, "%s", p->cache_dir);
     fill_info(&refs[sel], sel, &ctx->info);
     cl_int e;
     cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)ctx->platform,
@@ -362,23 +381,38 @@ tsr_status tsr_ctx_create(const tsr_ctx_params *p, tsr_ctx **out, tsr_error *err
     }
     while ((size_t)ctx->wg > maxwg && ctx->wg > 1)
         ctx->wg /= 2;
-    tsr_status st = build_program(ctx, p, err);
+    tsr_status st = tsr_gemm_configure(ctx, p->no_tuning, err);
     if (st == TSR_OK)
-        st = tsr_clblast_default_tuning(ctx, err);
+        st = build_program(ctx, err);
+    if (st == TSR_OK)
+        st = create_kernels(ctx, err);
     if (st != TSR_OK) {
         tsr_ctx_free(ctx);
         return st;
     }
-    for (int k = 0; k < TSR_K_COUNT; k++) {
-        ctx->kernels[k] = clCreateKernel(ctx->program, kernel_names[k], &e);
-        if (e != CL_SUCCESS) {
-            tsr_cl_fail(err, e, kernel_names[k]);
-            tsr_ctx_free(ctx);
-            return TSR_ERR_OPENCL;
-        }
-    }
     *out = ctx;
     return TSR_OK;
+}
+
+tsr_status tsr_ctx_set_gemm_strips(tsr_ctx *ctx, int strips, tsr_error *err)
+{
+    if (strips != 1 && strips != 2 && strips != 4 && strips != 8)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "GEMM strips must be 1, 2, 4 or 8, not %d",
+                             strips);
+    if (strips == ctx->gemm_strips)
+        return TSR_OK;
+    clFinish(ctx->queue);
+    for (int k = 0; k < TSR_K_COUNT; k++) {
+        if (ctx->kernels[k])
+            clReleaseKernel(ctx->kernels[k]);
+        ctx->kernels[k] = NULL;
+    }
+    if (ctx->program)
+        clReleaseProgram(ctx->program);
+    ctx->program = NULL;
+    ctx->gemm_strips = strips;
+    tsr_status st = build_program(ctx, err);
+    return st == TSR_OK ? create_kernels(ctx, err) : st;
 }
 
 void tsr_ctx_free(tsr_ctx *ctx)
@@ -400,6 +434,10 @@ void tsr_ctx_free(tsr_ctx *ctx)
 }
 
 const char *tsr_ctx_device_name(const tsr_ctx *ctx) { return ctx->info.name; }
+
+const char *tsr_ctx_warning(const tsr_ctx *ctx) { return ctx->warning; }
+
+const char *tsr_ctx_tuning(const tsr_ctx *ctx) { return ctx->tuning; }
 
 int tsr_ctx_program_from_cache(const tsr_ctx *ctx) { return ctx->from_cache; }
 

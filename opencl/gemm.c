@@ -174,26 +174,88 @@ tsr_status tsr_clblast_apply_tuning(tsr_ctx *ctx, const char *xgemm, long min_in
     return TSR_OK;
 }
 
-tsr_status tsr_clblast_default_tuning(tsr_ctx *ctx, tsr_error *err)
+void tsr_gemm_table(const tsr_ctx *ctx, int *own, const char **xgemm, long *min_indirect)
 {
-    const char *g = getenv("TESSERA_GEMM"); /* "clblast" or "own" forces the linear layers' GEMM */
+    *own = 0;
+    *xgemm = "";
+    *min_indirect = -1;
     for (size_t i = 0; i < sizeof blast_table / sizeof blast_table[0]; i++)
-        if (strstr(ctx->info.name, blast_table[i].match))
-            ctx->own_gemm = blast_table[i].own_gemm;
-    if (g && strcmp(g, "clblast") == 0)
-        ctx->own_gemm = 0;
-    else if (g && strcmp(g, "own") == 0)
-        ctx->own_gemm = 1;
+        if (strstr(ctx->info.name, blast_table[i].match)) {
+            *own = blast_table[i].own_gemm;
+            *xgemm = blast_table[i].xgemm;
+            *min_indirect = blast_table[i].min_indirect;
+            return;
+        }
+}
+
+/* ctx->tuning = "SOURCE: what is used" */
+static void describe(tsr_ctx *ctx, const char *source, int own, const char *xgemm, long mi)
+{
+    char what[560];
+    if (own)
+        snprintf(what, sizeof what, "own GEMM kernel, strips %d", ctx->gemm_strips);
+    else if (mi < 0)
+        snprintf(what, sizeof what, "CLBlast, %s%s", *xgemm ? "Xgemm " : "its own parameters",
+                 xgemm);
+    else
+        snprintf(what, sizeof what, "CLBlast, %s%s, direct kernel below %ld m*n*k",
+                 *xgemm ? "Xgemm " : "its own parameters", xgemm, mi);
+    snprintf(ctx->tuning, sizeof ctx->tuning, "%.*s: %s", 130, source, what);
+}
+
+/* The tuning file's choice, or 0 when there is none or it is unusable (then
+ * ctx->warning says why). */
+static int from_file(tsr_ctx *ctx, tsr_gemm_choice *c, char *path, size_t cap)
+{
+    char why[600];
+    tsr_tuning_path(ctx, path, cap);
+    int got = tsr_tuning_read(path, &ctx->info, c, why, sizeof why);
+    tsr_error e = {0};
+    if (got == 1 && !c->own_gemm &&
+        tsr_clblast_apply_tuning(ctx, c->xgemm, c->min_indirect, &e) != TSR_OK) {
+        snprintf(why, sizeof why, "%.500s", e.msg);
+        got = -1;
+    }
+    if (got < 0)
+        snprintf(ctx->warning, sizeof ctx->warning,
+                 "ignoring the tuning file %.900s: %.300s; using the built-in settings (run "
+                 "'tessera tune' to tune again)", path, why);
+    return got == 1;
+}
+
+tsr_status tsr_gemm_configure(tsr_ctx *ctx, int no_tuning, tsr_error *err)
+{
+    int own;
+    const char *xgemm;
+    long mi;
+    tsr_gemm_table(ctx, &own, &xgemm, &mi);
+    tsr_status st = TSR_OK;
     const char *off = getenv("TESSERA_NO_TUNING");
-    if (off && *off && strcmp(off, "0") != 0)
-        return TSR_OK;
     const char *x = getenv("TESSERA_XGEMM"); /* for experiments: "NAME=VALUE ..." */
-    const char *mi = getenv("TESSERA_XGEMM_MIN_INDIRECT");
-    if (x || mi)
-        return tsr_clblast_apply_tuning(ctx, x, mi ? atol(mi) : -1, err);
-    for (size_t i = 0; i < sizeof blast_table / sizeof blast_table[0]; i++)
-        if (strstr(ctx->info.name, blast_table[i].match))
-            return tsr_clblast_apply_tuning(ctx, blast_table[i].xgemm, blast_table[i].min_indirect,
-                                            err);
-    return TSR_OK;
+    const char *xmi = getenv("TESSERA_XGEMM_MIN_INDIRECT");
+    tsr_gemm_choice c;
+    char path[1024];
+    if (no_tuning || (off && *off && strcmp(off, "0") != 0)) {
+        describe(ctx, "untuned", own, "", -1);
+    } else if (x || xmi) {
+        st = tsr_clblast_apply_tuning(ctx, x ? x : "", xmi ? atol(xmi) : -1, err);
+        describe(ctx, "TESSERA_XGEMM", own, x ? x : "", xmi ? atol(xmi) : -1);
+    } else if (from_file(ctx, &c, path, sizeof path)) {
+        own = c.own_gemm;
+        ctx->gemm_strips = c.strips;
+        char src[1100];
+        snprintf(src, sizeof src, "tuning file %s", path);
+        describe(ctx, src, own, c.xgemm, c.min_indirect);
+    } else {
+        st = tsr_clblast_apply_tuning(ctx, xgemm, mi, err);
+        describe(ctx, "built-in table", own, xgemm, mi);
+    }
+    const char *g = getenv("TESSERA_GEMM"); /* "clblast" or "own" forces the linear layers' GEMM */
+    if (g && (strcmp(g, "clblast") == 0 || strcmp(g, "own") == 0)) {
+        own = strcmp(g, "own") == 0;
+        size_t n = strlen(ctx->tuning);
+        snprintf(ctx->tuning + n, sizeof ctx->tuning - n, "; TESSERA_GEMM=%s", g);
+    }
+    ctx->own_gemm = own;
+    return st;
 }

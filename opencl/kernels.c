@@ -215,8 +215,9 @@ tsr_status tsr_gemm_tn_own(tsr_ctx *ctx, int M, int N, int K, cl_mem A, int lda,
         if (e != CL_SUCCESS)
             return tsr_cl_fail(err, e, "clSetKernelArg");
     }
-    /* 6 rows by 4 strips of 32 columns per work-item, as in gemm.cl */
-    size_t global[2] = {(size_t)(M + 5) / 6, (size_t)(N + 127) / 128}, local[2] = {1, 1};
+    /* 6 rows by gemm_strips strips of 32 columns per work-item, as in gemm.cl */
+    size_t cols = 32 * (size_t)ctx->gemm_strips;
+    size_t global[2] = {(size_t)(M + 5) / 6, (N + cols - 1) / cols}, local[2] = {1, 1};
     cl_int e = clEnqueueNDRangeKernel(ctx->queue, k, 2, NULL, global, local, 0, NULL, NULL);
     return e == CL_SUCCESS ? TSR_OK : tsr_cl_fail(err, e, "clEnqueueNDRangeKernel(gemm_tn)");
 }

@@ -59,6 +59,11 @@ struct tsr_ctx {
     int from_cache;    /* program binary came from disk */
     int verbose;
     int own_gemm;             /* 1: tessera's GEMM kernel (weights stored transposed) */
+    int gemm_strips;          /* GT_STRIPS of gemm.cl: 32-column strips per work-item */
+    int disk_cache;           /* keep compiled programs on disk */
+    char cache_dir[900];      /* "" : the default (tsr_cache_dir) */
+    char tuning[700];         /* how the GEMMs are configured, for reports */
+    char warning[1400];       /* a non-fatal problem met at creation, or "" */
     atomic_size_t dev_bytes;  /* device memory held in buffers now */
     atomic_size_t dev_peak;   /* the most ever held */
 };
@@ -140,8 +145,34 @@ tsr_status tsr_gemm_batched(tsr_ctx *ctx, int tb, int M, int N, int K, float alp
  * CLBlast's own switch between its direct and indirect GEMM kernels). */
 tsr_status tsr_clblast_apply_tuning(tsr_ctx *ctx, const char *xgemm, long min_indirect,
                                     tsr_error *err);
-/* The per-device table, or TESSERA_XGEMM / TESSERA_XGEMM_MIN_INDIRECT. */
-tsr_status tsr_clblast_default_tuning(tsr_ctx *ctx, tsr_error *err);
+/* Chooses the GEMM for this device and configures it, in this order:
+ * TESSERA_NO_TUNING (or no_tuning) leaves CLBlast's own parameters;
+ * TESSERA_XGEMM / TESSERA_XGEMM_MIN_INDIRECT for experiments; the tuning file
+ * that `tessera tune` wrote for this device; the built-in per-device table.
+ * TESSERA_GEMM=own|clblast then forces the kernel. Problems with the tuning
+ * file are not fatal: they fall back to the table and leave ctx->warning. */
+tsr_status tsr_gemm_configure(tsr_ctx *ctx, int no_tuning, tsr_error *err);
+/* The built-in table's choice for this device: own GEMM (1) or CLBlast (0),
+ * and its Xgemm parameters ("" : CLBlast's own) and min_indirect (-1: CLBlast's). */
+void tsr_gemm_table(const tsr_ctx *ctx, int *own, const char **xgemm, long *min_indirect);
+/* Rebuilds the kernel program with another GT_STRIPS (1, 2, 4 or 8). */
+tsr_status tsr_ctx_set_gemm_strips(tsr_ctx *ctx, int strips, tsr_error *err);
+
+/* The tuning file of this device: <cache>/tuning/<hash of name, platform, driver>.json */
+void tsr_tuning_path(const tsr_ctx *ctx, char *out, size_t cap);
+typedef struct {
+    int own_gemm;      /* 1: tessera's kernel, 0: CLBlast */
+    int strips;        /* own kernel's GT_STRIPS */
+    char xgemm[400];   /* CLBlast Xgemm "NAME=VALUE ...", "" for CLBlast's own */
+    long min_indirect; /* -1: CLBlast's own direct/indirect switch */
+} tsr_gemm_choice;
+/* 1: read into *c; 0: no file; -1: unusable, why says so. */
+int tsr_tuning_read(const char *path, const tsr_device_info *info, tsr_gemm_choice *c, char *why,
+                    size_t cap);
+/* Small file helpers shared by the program cache and the tuning file. */
+unsigned char *tsr_read_all(const char *path, size_t max, size_t *len);
+int tsr_write_atomic(const char *path, const void *data, size_t n);
+uint64_t tsr_fnv1a(uint64_t h, const void *data, size_t n);
 
 /* Uploads a torch.nn.Linear weight (N, K) in the layout tsr_linear uses on this
  * device: as is for CLBlast, transposed (K, N) for tessera's own GEMM. */

@@ -88,6 +88,8 @@ typedef struct {
     const char *cache_dir; /* NULL: $TESSERA_CACHE_DIR, $XDG_CACHE_HOME/tessera or ~/.cache/tessera */
     int disk_cache;        /* 1: keep compiled kernels on disk (default) */
     int verbose;           /* 1: log compilation and cache hits on stderr */
+    int no_tuning;         /* 1: ignore the tuning file and the built-in table's CLBlast
+                              parameters (as TESSERA_NO_TUNING=1); `tessera tune` uses it */
 } tsr_ctx_params;
 
 typedef struct tsr_ctx tsr_ctx;
@@ -96,6 +98,12 @@ tsr_ctx_params tsr_ctx_default_params(void);
 tsr_status tsr_ctx_create(const tsr_ctx_params *p, tsr_ctx **out, tsr_error *err);
 void tsr_ctx_free(tsr_ctx *ctx);
 const char *tsr_ctx_device_name(const tsr_ctx *ctx);
+/* A problem met while creating the context that did not stop it, such as an
+ * unreadable tuning file (the built-in defaults are used instead); "" if none. */
+const char *tsr_ctx_warning(const tsr_ctx *ctx);
+/* How the GEMMs are configured, e.g. "tuning file ~/.cache/tessera/tuning/...json:
+ * own GEMM, 8 strips" or "built-in table: CLBlast". */
+const char *tsr_ctx_tuning(const tsr_ctx *ctx);
 /* Waits for all queued work. */
 tsr_status tsr_ctx_finish(tsr_ctx *ctx, tsr_error *err);
 /* 1 when the last kernel program came from the disk cache, 0 when compiled. */
@@ -105,6 +113,58 @@ void tsr_ctx_device_memory(tsr_ctx *ctx, size_t *now, size_t *peak);
 /* Runs a float32 GEMM of the given shape `reps` times; returns GFLOP/s, or a
  * negative value on failure. Used to report a fraction of the device's rate. */
 double tsr_ctx_gemm_gflops(tsr_ctx *ctx, int M, int N, int K, int reps, tsr_error *err);
+
+/* ---- GEMM tuning (`tessera tune`) ----
+ *
+ *   tsr_gemm_shape shapes[] = {{1600, 2304, 768, 12.0 / 32}, ...};
+ *   tsr_tune_params tp = tsr_tune_default_params();
+ *   tsr_tune_result r;
+ *   tsr_tune_gemm(ctx, shapes, n, &tp, &r, &err); // ctx made with no_tuning = 1
+ *   tsr_tune_save(ctx, &r, &err);                 // later contexts load it
+ *
+ * Candidates: tessera's own GEMM kernel with 1, 2, 4 or 8 column strips per
+ * work-item (CPU devices), CLBlast with its own parameters, the built-in
+ * table's, and `trials` random valid Xgemm configurations, then the best
+ * CLBlast one with its direct kernel always or never used. Each candidate's
+ * results are checked against a host reference on sampled entries of every
+ * shape; one that is wrong is rejected. The score is the weighted sum of the
+ * shapes' GEMM times (weight: calls per item). */
+typedef struct {
+    int M, N, K;
+    double weight;
+} tsr_gemm_shape;
+
+typedef struct {
+    int trials;          /* random CLBlast Xgemm configurations (default 12) */
+    unsigned seed;       /* for the random configurations */
+    double min_seconds;  /* timing per shape and candidate (default 0.1) */
+    /* called after each candidate: done of total, its description and score
+     * (seconds, negative when it failed or was rejected) */
+    void (*progress)(void *user, int done, int total, const char *desc, double score);
+    void *user;
+} tsr_tune_params;
+
+#define TSR_TUNE_MAX 64
+typedef struct {
+    int n;                        /* candidates tried */
+    struct {
+        char desc[480];
+        double score;             /* weighted seconds; < 0: failed or rejected */
+        char why[200];            /* why it failed, or "" */
+    } cand[TSR_TUNE_MAX];
+    int best, baseline;           /* indexes into cand; baseline: what is used untuned */
+    /* the best configuration, as the tuning file stores it */
+    int own_gemm, strips;
+    char xgemm[400];
+    long min_indirect;
+    char path[1024];              /* set by tsr_tune_save */
+} tsr_tune_result;
+
+tsr_tune_params tsr_tune_default_params(void);
+tsr_status tsr_tune_gemm(tsr_ctx *ctx, const tsr_gemm_shape *shapes, int n,
+                         const tsr_tune_params *p, tsr_tune_result *r, tsr_error *err);
+/* Writes the best configuration to this device's tuning file (atomically). */
+tsr_status tsr_tune_save(tsr_ctx *ctx, tsr_tune_result *r, tsr_error *err);
 
 #ifdef __cplusplus
 }

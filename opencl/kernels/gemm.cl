@@ -20,8 +20,11 @@
         vstore16(act16(c##i##1 + bias1, act), 0, cr + 16);                                      \
     }
 
-/* Each work-item covers GT_M rows and GT_STRIPS strips of GT_N columns. */
+/* Each work-item covers GT_M rows and GT_STRIPS strips of GT_N columns; the
+ * host passes GT_STRIPS (1, 2, 4 or 8, chosen by `tessera tune`). */
+#ifndef GT_STRIPS
 #define GT_STRIPS 4
+#endif
 
 __kernel __attribute__((reqd_work_group_size(1, 1, 1)))
 void gemm_tn(__global const float *A, __global const float *Bt, __global float *C,

@@ -47,8 +47,8 @@ static void write_text(const char *name, const char *content, char *path, size_t
 static void test_usage(void)
 {
     check(run(NULL, "--help") == 0 && strstr(out_text, "classify"), "tessera --help");
-    const char *cmds[] = {"classify", "embed", "tokenize", "devices"};
-    for (int i = 0; i < 4; i++) {
+    const char *cmds[] = {"classify", "embed", "tokenize", "devices", "tune", "bench"};
+    for (int i = 0; i < 6; i++) {
         char args[64], want[64];
         snprintf(args, sizeof args, "%s --help", cmds[i]);
         snprintf(want, sizeof want, "usage: tessera %s", cmds[i]);
@@ -70,6 +70,10 @@ static void test_usage(void)
            "not valid UTF-8", "invalid UTF-8 in --labels");
     expect("tokenize --model " A " \"$(printf 'caf\\303')\"", 1, "not valid UTF-8", "invalid UTF-8 text");
     expect("embed --model " A " --text --image x", 2, "exactly one of", "embed mode clash");
+    expect("tune --trials many", 2, "--trials", "tune: bad --trials");
+    expect("tune --arch ViT-Q-99", 2, "unknown architecture", "tune: unknown architecture");
+    expect("tune --shapes 10x20", 2, "--shapes", "tune: a shape without K");
+    expect("tune --arch ViT-B-32 --shapes 1x2x3", 2, "one of", "tune: --arch and --shapes");
 }
 
 static void test_tokenize(void)
@@ -304,6 +308,53 @@ static void test_embed(void)
     expect("embed --model " A " --image " IMG "../bad/huge.jpg", 1, "huge.jpg", "embed bad image");
 }
 
+/* tessera tune writes the device's tuning file; later commands apply it, and
+ * warn about (and survive) a broken one. */
+static void test_tune(void)
+{
+    char env[512], d[256];
+    snprintf(d, sizeof d, "%s/tcache", tmp);
+    snprintf(env, sizeof env, "TESSERA_CACHE_DIR=%s", d);
+    int rc = run(env, "tune --shapes 40x70x50,7x96x33 --trials 0 --seconds 0.01 --json");
+    cJSON *j = rc == 0 ? cJSON_Parse(out_text) : NULL;
+    const cJSON *file = cJSON_GetObjectItemCaseSensitive(j, "tuning_file");
+    const cJSON *best = cJSON_GetObjectItemCaseSensitive(j, "best");
+    const cJSON *cands = cJSON_GetObjectItemCaseSensitive(j, "candidates");
+    char path[1024] = "";
+    if (cJSON_IsString(file))
+        snprintf(path, sizeof path, "%s", file->valuestring);
+    FILE *f = *path ? fopen(path, "rb") : NULL;
+    check(rc == 0 && cJSON_IsString(best) && cJSON_GetArraySize(cands) >= 3 && f &&
+              strncmp(path, d, strlen(d)) == 0,
+          "tune --json reports %d candidates and writes %s", cJSON_GetArraySize(cands), path);
+    if (f)
+        fclose(f);
+    char want[600];
+    snprintf(want, sizeof want, "GEMM tuning file %s: %s", path,
+             cJSON_IsString(best) ? best->valuestring : "?");
+    cJSON_Delete(j);
+    rc = run(env, "embed --verbose --model " A " --text hello");
+    check(rc == 0 && strstr(err_text, want), "a later command applies it (%s)", want);
+    if (*path) {
+        f = fopen(path, "wb");
+        if (f) {
+            fputs("{\"format\": 3", f);
+            fclose(f);
+        }
+        rc = run(env, "embed --verbose --model " A " --text hello");
+        check(rc == 0 && strstr(err_text, "warning: ignoring the tuning file") &&
+                  strstr(err_text, path) && strstr(err_text, "GEMM built-in table"),
+              "a broken tuning file gives a warning and the built-in settings");
+    }
+    rc = run(env, "tune --shapes 8x8x8 --trials 0 --seconds 0.01 --dry-run --quiet");
+    check(rc == 0 && strstr(out_text, "--dry-run: nothing written") && !*err_text,
+          "tune --dry-run --quiet");
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", d);
+    if (system(cmd) != 0)
+        printf("could not remove %s\n", d);
+}
+
 static void test_cache(void)
 {
     char env[512], args[512], d[256];
@@ -342,6 +393,7 @@ int main(void)
         test_embed();
         test_bad_files();
         test_cache();
+        test_tune();
     }
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);

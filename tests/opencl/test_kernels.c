@@ -400,6 +400,46 @@ static void test_linear(int M, int N, int K, int act, int with_bias)
     free(x), free(w), free(b), free(ref);
 }
 
+/* tessera's GEMM kernel with each strip count `tessera tune` may choose
+ * (the program is rebuilt with another GT_STRIPS), on widths that leave
+ * partial strips and a narrow last strip. */
+static void test_gemm_strips(void)
+{
+    static const int strips[3] = {1, 2, 8};
+    for (int i = 0; i < 3; i++) {
+        tsr_status st = tsr_ctx_set_gemm_strips(ctx, strips[i], &err);
+        check(st == TSR_OK && ctx->gemm_strips == strips[i], "GEMM program rebuilt with %d strips%s%s",
+              strips[i], st == TSR_OK ? "" : ": ", st == TSR_OK ? "" : err.msg);
+        if (st != TSR_OK)
+            continue;
+        const int shapes[3][3] = {{7, 33, 9}, {13, 300, 40}, {61, 517, 96}};
+        for (int k = 0; k < 3; k++) {
+            int M = shapes[k][0], N = shapes[k][1], K = shapes[k][2];
+            float *x = rand_vec((size_t)M * K, 1.0f), *w = rand_vec((size_t)N * K, 0.2f);
+            float *b = rand_vec(N, 0.5f), *ref = malloc(sizeof(float) * M * N);
+            ref_linear(x, M, K, w, b, N, ref, TSR_ACT_GELU);
+            int saved = ctx->own_gemm;
+            ctx->own_gemm = 1;
+            cl_mem dx = up(x, sizeof(float) * M * K), db = up(b, sizeof(float) * N);
+            cl_mem dw = tsr_linear_weight_upload(ctx, w, N, K, &err);
+            cl_mem dy = tsr_buf_alloc(ctx, sizeof(float) * M * N, &err);
+            st = tsr_linear(ctx, dx, M, K, dw, db, N, dy, TSR_ACT_GELU, &err);
+            float *got = down(dy, (size_t)M * N);
+            char name[96];
+            snprintf(name, sizeof name, "tessera GEMM, %d strips, %dx%dx%d", strips[i], M, N, K);
+            if (st != TSR_OK)
+                check(0, "%s: %s", name, err.msg);
+            else
+                compare(name, got, ref, (size_t)M * N, 1e-4, 1e-4);
+            ctx->own_gemm = saved;
+            tsr_mems_free((cl_mem[]){dx, db, dw, dy}, 4);
+            free(x), free(w), free(b), free(ref), free(got);
+        }
+    }
+    check(tsr_ctx_set_gemm_strips(ctx, 3, &err) == TSR_ERR_INVALID_ARG, "3 strips are refused");
+    check(tsr_ctx_set_gemm_strips(ctx, 4, &err) == TSR_OK, "back to 4 strips");
+}
+
 static void test_encoder_layer(int B, int S, int D, int H, int F, int act, int causal, int lens_on,
                                int post_ln)
 {
@@ -442,6 +482,7 @@ static void test_encoder_layer(int B, int S, int D, int H, int F, int act, int c
     else
         compare(name, got, ref, n, 1e-4, 1e-4);
     free(got);
+    got = NULL;
     if (ctx->own_gemm) { /* the same layer through CLBlast's GEMMs and batched attention */
         tsr_enc_weights w2 = w;
         ctx->own_gemm = 0;
@@ -731,6 +772,7 @@ int main(void)
     test_linear(13, 70, 33, TSR_ACT_GELU_TANH, 1); /* full tiles plus edges */
     test_linear(50, 768, 768, TSR_ACT_NONE, 1);
     test_linear(301, 1031, 129, TSR_ACT_QUICK_GELU, 0);
+    test_gemm_strips();
     test_encoder_layer(1, 1, 4, 1, 8, TSR_ACT_QUICK_GELU, 0, 0, 0);
     test_encoder_layer(2, 17, 60, 5, 100, TSR_ACT_GELU, 0, 0, 0);
     test_encoder_layer(3, 9, 32, 4, 64, TSR_ACT_QUICK_GELU, 1, 1, 0);
