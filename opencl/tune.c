@@ -133,8 +133,8 @@ static unsigned next_rand(unsigned *s)
 }
 
 /* A random Xgemm configuration (GEMMK=0) within the limits CLBlast's tuner
- * uses, that this device can run. */
-static void random_xgemm(unsigned *seed, size_t max_wg, const size_t wi[3], cl_ulong local,
+ * uses, that this device can run; 0 if none was found. */
+static int random_xgemm(unsigned *seed, size_t max_wg, const size_t wi[3], cl_ulong local,
                          char *out, size_t cap)
 {
     static const int wgs[] = {16, 32, 64, 128}, kwgs[] = {16, 32}, dims[] = {8, 16, 32},
@@ -158,9 +158,9 @@ static void random_xgemm(unsigned *seed, size_t max_wg, const size_t wi[3], cl_u
                  "GEMMK=0 KREG=1 KWG=%d KWI=%d MDIMA=%d MDIMC=%d MWG=%d NDIMB=%d NDIMC=%d NWG=%d "
                  "SA=%d SB=%d STRM=%d STRN=%d VWM=%d VWN=%d",
                  kwg, kwi, mdima, mdimc, mwg, ndimb, ndimc, nwg, sa, sb, strm, strn, vwm, vwn);
-        return;
+        return 1;
     }
-    snprintf(out, cap, "%s", ""); /* not reached for real devices */
+    return 0; /* a device with very small work-groups */
 }
 
 typedef struct {
@@ -387,8 +387,8 @@ tsr_status tsr_tune_gemm(tsr_ctx *ctx, const tsr_gemm_shape *shapes, int n,
                 continue;
             snprintf(x.xgemm, sizeof x.xgemm, "%s", table_xgemm);
             x.mi = table_mi;
-        } else {
-            random_xgemm(&seed, max_wg, wi, local, x.xgemm, sizeof x.xgemm);
+        } else if (!random_xgemm(&seed, max_wg, wi, local, x.xgemm, sizeof x.xgemm)) {
+            continue;
         }
         double s = try_cand(&bn, &x, tried, r, p, total);
         if (t < 0 && !table_own)
