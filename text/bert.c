@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "tsr_bert.h"
+#include "tsr_textutil.h"
 
 tsr_status tsr_bert_init(tsr_bert *b, tsr_error *err)
 {
@@ -33,19 +34,10 @@ tsr_status tsr_bert_forward(tsr_ctx *ctx, tsr_bert *b, const int *ids, const int
                             int S, float *hidden, tsr_error *err)
 {
     const tsr_bert_cfg *c = &b->cfg;
-    if (S < 1 || S > c->max_pos)
-        return tsr_error_set(err, TSR_ERR_INVALID_ARG,
-                             "sequence length %d outside 1..%d (max_position_embeddings)", S,
-                             c->max_pos);
-    for (size_t i = 0; i < (size_t)B * S; i++)
-        if (ids[i] < 0 || ids[i] >= c->vocab)
-            return tsr_error_set(err, TSR_ERR_INVALID_ARG,
-                                 "token id %d outside the model's vocabulary of %d", ids[i],
-                                 c->vocab);
-    for (int i = 0; i < B; i++)
-        if (lens[i] < 1 || lens[i] > S)
-            return tsr_error_set(err, TSR_ERR_INVALID_ARG, "length %d outside 1..%d", lens[i], S);
-    tsr_status rc = reserve(ctx, b, B, S, err);
+    tsr_status rc = tsr_text_check_batch(ids, lens, B, S, c->max_pos, c->vocab, err);
+    if (rc != TSR_OK)
+        return rc;
+    rc = reserve(ctx, b, B, S, err);
 #define TRY(call)                                                                                \
     do {                                                                                         \
         if (rc == TSR_OK)                                                                        \

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "tsr_textenc.h"
+#include "tsr_textutil.h"
 
 tsr_status tsr_textenc_init(tsr_textenc *t, tsr_error *err)
 {
@@ -51,16 +52,10 @@ tsr_status tsr_textenc_forward(tsr_ctx *ctx, tsr_textenc *t, const int *ids, con
 {
     const tsr_textenc_cfg *c = &t->cfg;
     int D = c->dim, P = c->proj_dim ? c->proj_dim : D;
-    if (S < 1 || S > c->max_pos)
-        return tsr_error_set(err, TSR_ERR_INVALID_ARG,
-                             "sequence length %d outside 1..%d (max_position_embeddings)", S,
-                             c->max_pos);
-    for (size_t i = 0; i < (size_t)B * S; i++)
-        if (ids[i] < 0 || ids[i] >= c->vocab)
-            return tsr_error_set(err, TSR_ERR_INVALID_ARG,
-                                 "token id %d outside the model's vocabulary of %d", ids[i],
-                                 c->vocab);
-    tsr_status rc = reserve(ctx, t, B, S, err);
+    tsr_status rc = tsr_text_check_batch(ids, lens, B, S, c->max_pos, c->vocab, err);
+    if (rc != TSR_OK)
+        return rc;
+    rc = reserve(ctx, t, B, S, err);
     if (rc != TSR_OK)
         return rc;
     cl_int *idx = malloc(sizeof(cl_int) * (size_t)B * 2);

@@ -92,3 +92,20 @@ int tsr_is_ws(int32_t c)
            (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f ||
            c == 0x205f || c == 0x3000;
 }
+
+tsr_status tsr_text_check_batch(const int *ids, const int *lens, int B, int S, int max_pos,
+                                int vocab, tsr_error *err)
+{
+    if (S < 1 || S > max_pos)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG,
+                             "sequence length %d outside 1..%d (max_position_embeddings)", S,
+                             max_pos);
+    for (size_t i = 0; i < (size_t)B * S; i++)
+        if (ids[i] < 0 || ids[i] >= vocab)
+            return tsr_error_set(err, TSR_ERR_INVALID_ARG,
+                                 "token id %d outside the model's vocabulary of %d", ids[i], vocab);
+    for (int i = 0; i < B; i++)
+        if (lens[i] < 1 || lens[i] > S)
+            return tsr_error_set(err, TSR_ERR_INVALID_ARG, "length %d outside 1..%d", lens[i], S);
+    return TSR_OK;
+}

@@ -28,6 +28,11 @@ void tsr_smap_free(tsr_str_map *m);
 /* Reads a whole text file of at most TSR_MAX_TOKENIZER_FILE bytes. */
 char *tsr_read_text(const char *path, tsr_error *err);
 
+/* Checks a batch for a text encoder: 1 <= S <= max_pos, every id of the
+ * (B, S) ids in [0, vocab), every length of lens (B) in [1, S]. */
+tsr_status tsr_text_check_batch(const int *ids, const int *lens, int B, int S, int max_pos,
+                                int vocab, tsr_error *err);
+
 /* Unicode White_Space (what Rust's char::is_whitespace and Oniguruma's \s match). */
 int tsr_is_ws(int32_t c);
 

@@ -136,6 +136,25 @@ static void run_model(tsr_ctx *ctx, const char *name)
     else
         compare(what, probs, ref_probs, (size_t)B * L);
 
+    /* bad token batches are refused, not read past */
+    int ctx_len = tsr_model_max_text_len(m);
+    int *bid = calloc((size_t)ctx_len + 1, sizeof(int)), blen[1] = {ctx_len + 1};
+    float *bout = malloc(sizeof(float) * P);
+    bid[0] = 1;
+    st = tsr_model_embed_ids(m, bid, blen, 1, ctx_len, 0, bout, &err);
+    check(st == TSR_ERR_INVALID_ARG && strstr(err.msg, "length"), "%s: length %d > %d refused: %s",
+          name, ctx_len + 1, ctx_len, err.msg);
+    blen[0] = 2;
+    bid[1] = 1 << 30;
+    st = tsr_model_embed_ids(m, bid, blen, 1, ctx_len, 0, bout, &err);
+    check(st == TSR_ERR_INVALID_ARG && strstr(err.msg, "vocabulary"), "%s: id 2^30 refused: %s",
+          name, err.msg);
+    bid[1] = 1;
+    st = tsr_model_embed_ids(m, bid, blen, 1, ctx_len + 1, 0, bout, &err);
+    check(st == TSR_ERR_INVALID_ARG && strstr(err.msg, "max_position_embeddings"),
+          "%s: %d positions refused: %s", name, ctx_len + 1, err.msg);
+    free(bid), free(bout);
+
     cJSON_Delete(tj);
     cJSON_Delete(cj);
     free(px), free(ref_img), free(img), free(img2), free(ref_txt), free(txt);
