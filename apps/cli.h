@@ -27,6 +27,9 @@ int cli_usage_error(const char *cmd, const char *fmt, ...);
 int cli_ctx(const char *cmd, const char *device, int verbose, tsr_ctx **ctx);
 /* Writes a float32 (rows, cols) .npy file atomically. */
 int cli_write_npy(const char *path, const float *data, int rows, int cols, tsr_error *err);
+/* Parses "1,8,32" into out: up to max integers in lo..hi. Returns how many,
+ * or 0 for an empty or bad list. */
+int cli_parse_ints(const char *s, int *out, int max, int lo, int hi);
 /* A progress bar on stderr when it is a terminal. */
 void cli_progress(const char *what, int done, int total);
 /* Reads a whole file as text (NUL-terminated); NULL with err on failure. */

@@ -231,3 +231,17 @@ int cli_read_lines(const char *cmd, const char *path, char **buf, const char ***
     }
     return EXIT_OK;
 }
+
+int cli_parse_ints(const char *s, int *out, int max, int lo, int hi)
+{
+    int n = 0;
+    for (const char *p = s; *p;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < lo || v > hi || n >= max || (*end && *end != ','))
+            return 0;
+        out[n++] = (int)v;
+        p = *end ? end + 1 : end;
+    }
+    return n;
+}

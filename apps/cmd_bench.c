@@ -130,17 +130,9 @@ int cmd_bench(int argc, char **argv)
     }
     if (rc != EXIT_OK)
         return rc;
-    int bl[16], nb = 0;
-    for (const char *p = batches; *p && nb < 16;) {
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p || v < 1 || v > 4096)
-            return cli_usage_error("bench", "--batches takes positive integers, e.g. 1,8,32");
-        bl[nb++] = (int)v;
-        p = *end == ',' ? end + 1 : end;
-        if (*end && *end != ',')
-            return cli_usage_error("bench", "--batches takes positive integers, e.g. 1,8,32");
-    }
+    int bl[16], nb = cli_parse_ints(batches, bl, 16, 1, 4096);
+    if (!nb)
+        return cli_usage_error("bench", "--batches takes up to 16 positive integers, e.g. 1,8,32");
     double seconds = atof(seconds_s);
     int do_image = strcmp(tower, "text") != 0, do_text = strcmp(tower, "image") != 0;
     if (!do_image && !do_text)

@@ -52,21 +52,6 @@ static void on_progress(void *user, int done, int total, const char *desc, doubl
         fprintf(stderr, "[%d/%d] failed     %s\n", done, total, desc);
 }
 
-/* "1,32" -> ints; 0 on a bad list */
-static int parse_ints(const char *s, int *out, int max, int lo, int hi)
-{
-    int n = 0;
-    for (const char *p = s; *p;) {
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p || v < lo || v > hi || n >= max || (*end && *end != ','))
-            return 0;
-        out[n++] = (int)v;
-        p = *end ? end + 1 : end;
-    }
-    return n;
-}
-
 static int parse_shapes(const char *s, tsr_gemm_shape *out, int max)
 {
     int n = 0;
@@ -112,13 +97,15 @@ int cmd_tune(int argc, char **argv)
         return cli_usage_error("tune", "unexpected argument (see 'tessera tune --help')");
     if ((arch != NULL) + (model != NULL) + (shapes_s != NULL) > 1)
         return cli_usage_error("tune", "give one of --arch, --model and --shapes");
-    int bl[16], nb = parse_ints(batches, bl, 16, 1, 4096);
+    int bl[16], nb = cli_parse_ints(batches, bl, 16, 1, 4096);
     if (!nb)
         return cli_usage_error("tune", "--batches takes positive integers, e.g. 1,32");
+    if (!shapes_s && nb > 8) /* 8 GEMM shapes per batch size, 64 at most */
+        return cli_usage_error("tune", "too many batch sizes: at most 8");
     int trials[1], seedv[1];
-    if (!parse_ints(trials_s, trials, 1, 0, TSR_TUNE_MAX - 12))
+    if (!cli_parse_ints(trials_s, trials, 1, 0, TSR_TUNE_MAX - 12))
         return cli_usage_error("tune", "--trials takes 0 to %d", TSR_TUNE_MAX - 12);
-    if (!parse_ints(seed_s, seedv, 1, 0, 1 << 30))
+    if (!cli_parse_ints(seed_s, seedv, 1, 0, 1 << 30))
         return cli_usage_error("tune", "--seed takes a non-negative integer");
     char *end;
     double seconds = strtod(seconds_s, &end);
@@ -137,8 +124,6 @@ int cmd_tune(int argc, char **argv)
         if (n < 0)
             return cli_usage_error("tune", "unknown architecture '%s' (known: ViT-B-32, "
                                    "ViT-B-16, ViT-L-14)", what);
-        if (n > 64)
-            return cli_usage_error("tune", "too many batch sizes: at most 8");
     }
 
     tsr_ctx_params cp = tsr_ctx_default_params();
@@ -165,10 +150,6 @@ int cmd_tune(int argc, char **argv)
         n = tsr_model_gemm_shapes(m, bl, nb, shapes, 64);
         tsr_model_free(m);
         what = model;
-        if (n > 64) {
-            tsr_ctx_free(ctx);
-            return cli_usage_error("tune", "too many batch sizes: at most 8");
-        }
     }
     if (!quiet && !json)
         fprintf(stderr, "tuning GEMMs for %s on %s: %d shapes\n", what, tsr_ctx_device_name(ctx),

@@ -74,6 +74,8 @@ static void test_usage(void)
     expect("tune --arch ViT-Q-99", 2, "unknown architecture", "tune: unknown architecture");
     expect("tune --shapes 10x20", 2, "--shapes", "tune: a shape without K");
     expect("tune --arch ViT-B-32 --shapes 1x2x3", 2, "one of", "tune: --arch and --shapes");
+    expect("tune --batches 1,2,3,4,5,6,7,8,9", 2, "at most 8", "tune: nine batch sizes");
+    expect("bench --batches 1,x", 2, "--batches", "bench: bad --batches");
 }
 
 static void test_tokenize(void)
