@@ -158,12 +158,12 @@ TSR_UNUSED static void copy_text(const char *src, const char *dst, const char *f
 }
 
 /* Creates a context on the default device, or reports the skip. */
-TSR_UNUSED static tsr_ctx *ctx_or_skip(void)
+/* A context made with p, or the test exits: skipped without a device. */
+TSR_UNUSED static tsr_ctx *ctx_with_or_skip(const tsr_ctx_params *p)
 {
     tsr_ctx *ctx = NULL;
     tsr_error err = {0};
-    tsr_ctx_params p = tsr_ctx_default_params();
-    if (tsr_ctx_create(&p, &ctx, &err) != TSR_OK) {
+    if (tsr_ctx_create(p, &ctx, &err) != TSR_OK) {
         if (err.code == TSR_ERR_NO_DEVICE) {
             printf("skipped: no OpenCL platform or device (%s)\n", err.msg);
             exit(TEST_SKIP);
@@ -171,6 +171,13 @@ TSR_UNUSED static tsr_ctx *ctx_or_skip(void)
         printf("FAIL creating the OpenCL context: %s\n", err.msg);
         exit(1);
     }
+    return ctx;
+}
+
+TSR_UNUSED static tsr_ctx *ctx_or_skip(void)
+{
+    tsr_ctx_params p = tsr_ctx_default_params();
+    tsr_ctx *ctx = ctx_with_or_skip(&p);
     printf("device: %s\n", tsr_ctx_device_name(ctx));
     return ctx;
 }

@@ -15,17 +15,7 @@ static tsr_ctx *new_ctx(int no_tuning)
     tsr_ctx_params p = tsr_ctx_default_params();
     p.cache_dir = cache;
     p.no_tuning = no_tuning;
-    tsr_ctx *ctx = NULL;
-    tsr_error err = {0};
-    if (tsr_ctx_create(&p, &ctx, &err) != TSR_OK) {
-        if (err.code == TSR_ERR_NO_DEVICE) {
-            printf("skipped: no OpenCL platform or device (%s)\n", err.msg);
-            exit(TEST_SKIP);
-        }
-        printf("FAIL creating the OpenCL context: %s\n", err.msg);
-        exit(1);
-    }
-    return ctx;
+    return ctx_with_or_skip(&p);
 }
 
 static void write_text(const char *path, const char *text)
@@ -91,7 +81,9 @@ int main(void)
 {
     snprintf(cache, sizeof cache, "/tmp/tessera-test-tune-%ld", (long)getpid());
     tsr_ctx *ctx = new_ctx(1);
-    printf("device: %s\n", tsr_ctx_device_name(ctx));
+    char devname[256];
+    snprintf(devname, sizeof devname, "%s", tsr_ctx_device_name(ctx));
+    printf("device: %s\n", devname);
     check(strncmp(tsr_ctx_tuning(ctx), "untuned", 7) == 0 && !*tsr_ctx_warning(ctx),
           "no_tuning context: '%s'", tsr_ctx_tuning(ctx));
 
@@ -168,12 +160,6 @@ int main(void)
     char path[1024];
     snprintf(path, sizeof path, "%s", r->path);
     char text[2048];
-    const char *dev = NULL;
-    ctx = new_ctx(1);
-    dev = tsr_ctx_device_name(ctx);
-    char devname[256];
-    snprintf(devname, sizeof devname, "%s", dev);
-    tsr_ctx_free(ctx);
     const int strips[2] = {2, 8};
     for (int i = 0; i < 2; i++) {
         snprintf(text, sizeof text,
