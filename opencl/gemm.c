@@ -188,18 +188,30 @@ void tsr_gemm_table(const tsr_ctx *ctx, int *own, const char **xgemm, long *min_
         }
 }
 
+void tsr_gemm_describe(const tsr_gemm_choice *c, char *out, size_t cap)
+{
+    if (c->own_gemm) {
+        snprintf(out, cap, "own GEMM kernel, strips %d", c->strips);
+        return;
+    }
+    char mi[64] = "";
+    if (c->min_indirect == 0)
+        snprintf(mi, sizeof mi, ", direct kernel never");
+    else if (c->min_indirect >= TSR_ALWAYS_DIRECT)
+        snprintf(mi, sizeof mi, ", direct kernel always");
+    else if (c->min_indirect > 0)
+        snprintf(mi, sizeof mi, ", direct kernel below %ld m*n*k", c->min_indirect);
+    snprintf(out, cap, "CLBlast, %s%s%s", *c->xgemm ? "Xgemm " : "its own parameters", c->xgemm,
+             mi);
+}
+
 /* ctx->tuning = "SOURCE: what is used" */
 static void describe(tsr_ctx *ctx, const char *source, int own, const char *xgemm, long mi)
 {
+    tsr_gemm_choice c = {own, ctx->gemm_strips, "", mi};
+    snprintf(c.xgemm, sizeof c.xgemm, "%s", xgemm);
     char what[560];
-    if (own)
-        snprintf(what, sizeof what, "own GEMM kernel, strips %d", ctx->gemm_strips);
-    else if (mi < 0)
-        snprintf(what, sizeof what, "CLBlast, %s%s", *xgemm ? "Xgemm " : "its own parameters",
-                 xgemm);
-    else
-        snprintf(what, sizeof what, "CLBlast, %s%s, direct kernel below %ld m*n*k",
-                 *xgemm ? "Xgemm " : "its own parameters", xgemm, mi);
+    tsr_gemm_describe(&c, what, sizeof what);
     snprintf(ctx->tuning, sizeof ctx->tuning, "%.*s: %s", 130, source, what);
 }
 

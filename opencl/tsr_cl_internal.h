@@ -166,6 +166,9 @@ typedef struct {
     char xgemm[400];   /* CLBlast Xgemm "NAME=VALUE ...", "" for CLBlast's own */
     long min_indirect; /* -1: CLBlast's own direct/indirect switch */
 } tsr_gemm_choice;
+#define TSR_ALWAYS_DIRECT (1L << 40) /* a min_indirect above every m*n*k */
+/* "own GEMM kernel, strips 4", "CLBlast, Xgemm ..., direct kernel never", ... */
+void tsr_gemm_describe(const tsr_gemm_choice *c, char *out, size_t cap);
 /* 1: read into *c; 0: no file; -1: unusable, why says so. */
 int tsr_tuning_read(const char *path, const tsr_device_info *info, tsr_gemm_choice *c, char *why,
                     size_t cap);

@@ -13,7 +13,6 @@
 
 #define TUNING_FORMAT "tessera-gemm-tuning"
 #define TUNING_VERSION 1
-#define ALWAYS_DIRECT (1L << 40) /* min_indirect above every m*n*k */
 
 void tsr_tuning_path(const tsr_ctx *ctx, char *out, size_t cap)
 {
@@ -96,7 +95,7 @@ int tsr_tuning_read(const char *path, const tsr_device_info *info, tsr_gemm_choi
         snprintf(why, cap, "\"own_strips\" is not 1, 2, 4 or 8");
     else if (!cJSON_IsString(xg) || !xgemm_ok(xg->valuestring))
         snprintf(why, cap, "\"xgemm\" is not a list of NAME=NUMBER");
-    else if (!cJSON_IsNumber(mi) || mi->valuedouble < -1 || mi->valuedouble > (double)ALWAYS_DIRECT ||
+    else if (!cJSON_IsNumber(mi) || mi->valuedouble < -1 || mi->valuedouble > (double)TSR_ALWAYS_DIRECT ||
              mi->valuedouble != floor(mi->valuedouble))
         snprintf(why, cap, "\"min_indirect\" is not an integer from -1 to 2^40");
     else {
@@ -255,45 +254,29 @@ static double score(bench *bn, int own, char *why, size_t cap)
     return total;
 }
 
-typedef struct {
-    int own, strips;
-    char xgemm[400];
-    long mi;
-} cand;
-
-static void cand_desc(const cand *c, char *out, size_t cap)
-{
-    if (c->own)
-        snprintf(out, cap, "own GEMM kernel, strips %d", c->strips);
-    else
-        snprintf(out, cap, "CLBlast, %s%s%s", *c->xgemm ? "Xgemm " : "its own parameters",
-                 c->xgemm,
-                 c->mi < 0 ? "" : c->mi == 0 ? ", direct kernel never" : ", direct kernel always");
-}
-
 /* Applies c to the context and times it; records it as r->cand[r->n] and tried[r->n]. */
-static double try_cand(bench *bn, const cand *c, cand *tried, tsr_tune_result *r,
-                       const tsr_tune_params *p, int total)
+static double try_cand(bench *bn, const tsr_gemm_choice *c, tsr_gemm_choice *tried,
+                       tsr_tune_result *r, const tsr_tune_params *p, int total)
 {
     if (r->n >= TSR_TUNE_MAX)
         return -1;
     int k = r->n++;
     tried[k] = *c;
-    cand_desc(c, r->cand[k].desc, sizeof r->cand[k].desc);
+    tsr_gemm_describe(c, r->cand[k].desc, sizeof r->cand[k].desc);
     r->cand[k].why[0] = 0;
     tsr_error err = {0};
     tsr_status st = TSR_OK;
-    if (c->own) {
+    if (c->own_gemm) {
         st = tsr_ctx_set_gemm_strips(bn->ctx, c->strips, &err);
-    } else if (*c->xgemm || c->mi >= 0) {
-        st = tsr_clblast_apply_tuning(bn->ctx, c->xgemm, c->mi, &err);
+    } else if (*c->xgemm || c->min_indirect >= 0) {
+        st = tsr_clblast_apply_tuning(bn->ctx, c->xgemm, c->min_indirect, &err);
         CLBlastClearCache(); /* compiled kernels carry the old parameters */
     }
     double s = -1;
     if (st != TSR_OK)
         snprintf(r->cand[k].why, sizeof r->cand[k].why, "%.180s", err.msg);
     else
-        s = score(bn, c->own, r->cand[k].why, sizeof r->cand[k].why);
+        s = score(bn, c->own_gemm, r->cand[k].why, sizeof r->cand[k].why);
     r->cand[k].score = s;
     if (p->progress)
         p->progress(p->user, k + 1, total, r->cand[k].desc, s);
@@ -327,7 +310,7 @@ tsr_status tsr_tune_gemm(tsr_ctx *ctx, const tsr_gemm_shape *shapes, int n,
         mb = b > mb ? b : mb;
         mc = c > mc ? c : mc;
     }
-    cand *tried = calloc(TSR_TUNE_MAX, sizeof *tried);
+    tsr_gemm_choice *tried = calloc(TSR_TUNE_MAX, sizeof *tried);
     bench bn = {ctx, shapes, n, p->min_seconds > 0 ? p->min_seconds : 0.1, NULL, NULL, NULL,
                 NULL, NULL, NULL};
     float *ha = malloc(sizeof(float) * ma), *hb = malloc(sizeof(float) * mb);
@@ -367,26 +350,26 @@ tsr_status tsr_tune_gemm(tsr_ctx *ctx, const tsr_gemm_shape *shapes, int n,
     int total = 1 + (own_ok ? 4 : 0) + (*table_xgemm ? 1 : 0) + p->trials + 2;
 
     /* CLBlast with its own parameters first: later overrides cannot be undone */
-    cand c = {0, 4, "", -1};
+    tsr_gemm_choice c = {0, 4, "", -1};
     double best_blast = try_cand(&bn, &c, tried, r, p, total);
-    cand blast = c;
+    tsr_gemm_choice blast = c;
     if (!table_own && !*table_xgemm && table_mi < 0)
         r->baseline = r->n - 1;
     static const int strips[4] = {4, 1, 2, 8};
     for (int i = 0; own_ok && i < 4; i++) {
-        cand o = {1, strips[i], "", -1};
+        tsr_gemm_choice o = {1, strips[i], "", -1};
         try_cand(&bn, &o, tried, r, p, total);
         if (table_own && strips[i] == 4)
             r->baseline = r->n - 1;
     }
     unsigned seed = p->seed ? p->seed : 1;
     for (int t = -1; t < p->trials; t++) {
-        cand x = {0, 4, "", -1};
+        tsr_gemm_choice x = {0, 4, "", -1};
         if (t < 0) {
             if (!*table_xgemm)
                 continue;
             snprintf(x.xgemm, sizeof x.xgemm, "%s", table_xgemm);
-            x.mi = table_mi;
+            x.min_indirect = table_mi;
         } else if (!random_xgemm(&seed, max_wg, wi, local, x.xgemm, sizeof x.xgemm)) {
             continue;
         }
@@ -400,10 +383,10 @@ tsr_status tsr_tune_gemm(tsr_ctx *ctx, const tsr_gemm_shape *shapes, int n,
     }
     /* the best CLBlast parameters with the direct kernel never, then always, used */
     if (best_blast >= 0) {
-        const long mis[2] = {0, ALWAYS_DIRECT};
+        const long mis[2] = {0, TSR_ALWAYS_DIRECT};
         for (int i = 0; i < 2; i++) {
-            cand x = blast;
-            x.mi = mis[i];
+            tsr_gemm_choice x = blast;
+            x.min_indirect = mis[i];
             try_cand(&bn, &x, tried, r, p, total);
         }
     }
@@ -415,10 +398,10 @@ tsr_status tsr_tune_gemm(tsr_ctx *ctx, const tsr_gemm_shape *shapes, int n,
                            "first: %s", ctx->info.name, r->cand[0].why);
         goto done;
     }
-    r->own_gemm = tried[r->best].own;
+    r->own_gemm = tried[r->best].own_gemm;
     r->strips = tried[r->best].strips;
     snprintf(r->xgemm, sizeof r->xgemm, "%s", tried[r->best].xgemm);
-    r->min_indirect = tried[r->best].mi;
+    r->min_indirect = tried[r->best].min_indirect;
 done:
     tsr_buf_free(bn.a);
     tsr_buf_free(bn.b);

@@ -184,7 +184,7 @@ int main(void)
     write_text(path, text);
     ctx = new_ctx(0);
     check(ctx->own_gemm == 0 && strstr(tsr_ctx_tuning(ctx), "MWG=32") &&
-              strstr(tsr_ctx_tuning(ctx), "direct kernel below 0") && !*tsr_ctx_warning(ctx),
+              strstr(tsr_ctx_tuning(ctx), "direct kernel never") && !*tsr_ctx_warning(ctx),
           "CLBlast parameters from the file: %s", tsr_ctx_tuning(ctx));
     check_linear(ctx, "CLBlast Xgemm parameters from the file");
     tsr_ctx_free(ctx);
