@@ -95,7 +95,8 @@ int tsr_tuning_read(const char *path, const tsr_device_info *info, tsr_gemm_choi
         snprintf(why, cap, "\"own_strips\" is not 1, 2, 4 or 8");
     else if (!cJSON_IsString(xg) || !xgemm_ok(xg->valuestring))
         snprintf(why, cap, "\"xgemm\" is not a list of NAME=NUMBER");
-    else if (!cJSON_IsNumber(mi) || mi->valuedouble < -1 || mi->valuedouble > (double)TSR_ALWAYS_DIRECT ||
+    else if (!cJSON_IsNumber(mi) || mi->valuedouble < -1 ||
+             mi->valuedouble > (double)TSR_ALWAYS_DIRECT ||
              mi->valuedouble != floor(mi->valuedouble))
         snprintf(why, cap, "\"min_indirect\" is not an integer from -1 to 2^40");
     else {
