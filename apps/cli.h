@@ -23,8 +23,20 @@ int cli_parse(int argc, char **argv, const cli_opt *opts, int nopts, const char 
 
 void cli_error(const char *cmd, const tsr_error *err);
 int cli_usage_error(const char *cmd, const char *fmt, ...);
-/* Creates the OpenCL context for --device (or TESSERA_DEVICE). */
+/* The user's tessera cache directory: $TESSERA_CACHE_DIR, $XDG_CACHE_HOME/tessera
+ * or ~/.cache/tessera. */
+void cli_cache_dir(char *out, size_t cap);
+/* Context settings from --device and the environment (TESSERA_DEVICE,
+ * TESSERA_CACHE_DIR, TESSERA_NO_TUNING, TESSERA_GEMM, TESSERA_XGEMM,
+ * TESSERA_XGEMM_MIN_INDIRECT): the library itself reads no environment. */
+tsr_ctx_params cli_ctx_params(const char *device, int verbose);
+/* Creates the OpenCL context for --device; prints the error and the warning. */
 int cli_ctx(const char *cmd, const char *device, int verbose, tsr_ctx **ctx);
+int cli_ctx_with(const char *cmd, const tsr_ctx_params *p, tsr_ctx **ctx);
+/* Resolves --model, creates the context (unless *ctx is set), loads the
+ * model and, when s is not NULL, a session; prints the error. */
+int cli_load(const char *cmd, const char *model, const char *device, int verbose, tsr_ctx **ctx,
+             tsr_model **m, tsr_session **s);
 /* Writes a float32 (rows, cols) .npy file atomically. */
 int cli_write_npy(const char *path, const float *data, int rows, int cols, tsr_error *err);
 /* Parses "1,8,32" into out: up to max integers in lo..hi. Returns how many,

@@ -67,13 +67,61 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
     return EXIT_USAGE;
 }
 
+void cli_cache_dir(char *out, size_t cap)
+{
+    const char *d = getenv("TESSERA_CACHE_DIR");
+    if (d && *d) {
+        snprintf(out, cap, "%s", d);
+        return;
+    }
+    const char *x = getenv("XDG_CACHE_HOME");
+    if (x && *x) {
+        snprintf(out, cap, "%s/tessera", x);
+        return;
+    }
+    const char *home = getenv("HOME");
+    snprintf(out, cap, "%s/.cache/tessera", home && *home ? home : "/tmp");
+}
+
+static void log_stderr(void *user, const char *msg)
+{
+    (void)user;
+    fprintf(stderr, "tessera: %s\n", msg);
+}
+
+tsr_ctx_params cli_ctx_params(const char *device, int verbose)
+{
+    static char cache[4096];
+    cli_cache_dir(cache, sizeof cache);
+    tsr_ctx_params p = tsr_ctx_default_params();
+    p.device = device ? device : getenv("TESSERA_DEVICE");
+    p.cache_dir = cache;
+    p.verbose = verbose;
+    p.log = log_stderr;
+    const char *off = getenv("TESSERA_NO_TUNING");
+    p.no_tuning = off && *off && strcmp(off, "0") != 0;
+    const char *g = getenv("TESSERA_GEMM"); /* "own" or "clblast" */
+    if (g && (strcmp(g, "own") == 0 || strcmp(g, "clblast") == 0))
+        p.gemm = g;
+    const char *x = getenv("TESSERA_XGEMM"), *xmi = getenv("TESSERA_XGEMM_MIN_INDIRECT");
+    if (x || xmi) { /* for experiments: CLBlast Xgemm parameters "NAME=VALUE ..." */
+        p.xgemm = x ? x : "";
+        p.xgemm_min_indirect = xmi ? atol(xmi) : -1;
+    }
+    return p;
+}
+
 int cli_ctx(const char *cmd, const char *device, int verbose, tsr_ctx **ctx)
 {
-    tsr_ctx_params p = tsr_ctx_default_params();
-    p.device = device;
-    p.verbose = verbose;
+    tsr_ctx_params p = cli_ctx_params(device, verbose);
+    return cli_ctx_with(cmd, &p, ctx);
+}
+
+int cli_ctx_with(const char *cmd, const tsr_ctx_params *p, tsr_ctx **ctx)
+{
+    int verbose = p->verbose;
     tsr_error err = {0};
-    if (tsr_ctx_create(&p, ctx, &err) != TSR_OK) {
+    if (tsr_ctx_create(p, ctx, &err) != TSR_OK) {
         cli_error(cmd, &err);
         return EXIT_RUNTIME;
     }
@@ -157,7 +205,9 @@ char *cli_read_file(const char *path, size_t max, size_t *len, tsr_error *err)
 int cli_model_dir(const char *cmd, const char *model, char *out, size_t cap)
 {
     tsr_error err = {0};
-    if (tsr_model_resolve(model, NULL, out, cap, &err) != TSR_OK) {
+    char cache[4096];
+    cli_cache_dir(cache, sizeof cache);
+    if (tsr_model_resolve(model, cache, out, cap, &err) != TSR_OK) {
         cli_error(cmd, &err);
         return EXIT_RUNTIME;
     }
@@ -230,6 +280,22 @@ int cli_read_lines(const char *cmd, const char *path, char **buf, const char ***
         return cli_usage_error(cmd, "%s has no lines", path);
     }
     return EXIT_OK;
+}
+
+int cli_load(const char *cmd, const char *model, const char *device, int verbose, tsr_ctx **ctx,
+             tsr_model **m, tsr_session **s)
+{
+    char dir[4096];
+    tsr_error err = {0};
+    int rc = cli_model_dir(cmd, model, dir, sizeof dir);
+    if (rc == EXIT_OK && !*ctx)
+        rc = cli_ctx(cmd, device, verbose, ctx);
+    if (rc == EXIT_OK && (tsr_model_load(*ctx, dir, m, &err) != TSR_OK ||
+                          (s && tsr_session_create(*m, NULL, s, &err) != TSR_OK))) {
+        cli_error(cmd, &err);
+        rc = EXIT_RUNTIME;
+    }
+    return rc;
 }
 
 int cli_parse_ints(const char *s, int *out, int max, int lo, int hi)

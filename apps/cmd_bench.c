@@ -31,6 +31,8 @@ static const char *bench_help =
     "  --no-startup   skip the cold/warm start-up measurement\n"
     "  --threads N    recorded in the output (set PoCL's threads with POCL_MAX_PTHREAD_COUNT)\n"
     "  --json         machine-readable output\n"
+    "  --verbose      also the launch counter: kernels, CLBlast calls, host waits and\n"
+    "                 buffers created per encoder layer of each tower\n"
     "\n"
     "Exit codes: 0 ok, 1 runtime error, 2 usage error.\n";
 
@@ -54,8 +56,8 @@ typedef struct {
 } result;
 
 /* Times fn until at least `seconds` have passed (and twice at least). */
-static int measure(tsr_model *m, int image, int B, double seconds, double *per_batch,
-                   tsr_error *err)
+static int measure(tsr_model *m, tsr_session *sess, int image, int B, double seconds,
+                   double *per_batch, tsr_error *err)
 {
     int S = tsr_model_image_size(m), C = tsr_model_image_channels(m), T = tsr_model_max_text_len(m);
     int P = tsr_model_embed_dim(m);
@@ -79,8 +81,8 @@ static int measure(tsr_model *m, int image, int B, double seconds, double *per_b
     for (int i = -1; st == TSR_OK; i++) { /* i == -1: warm-up, not timed */
         if (i == 0)
             t0 = now_s();
-        st = image ? tsr_model_embed_pixels(m, px, B, 1, out, err)
-                   : tsr_model_embed_ids(m, ids, lens, B, T, 1, out, err);
+        st = image ? tsr_session_embed_pixels(sess, px, B, 1, out, err)
+                   : tsr_session_embed_ids(sess, ids, lens, B, T, 1, out, err);
         if (i >= 0) {
             iters++;
             el = now_s() - t0;
@@ -114,12 +116,13 @@ int cmd_bench(int argc, char **argv)
 {
     const char *arch = "ViT-B-32", *model = NULL, *batches = "1,8,32", *tower = "both";
     const char *seconds_s = "3", *device = NULL, *threads = NULL;
-    int json = 0, no_startup = 0, first = 0;
+    int json = 0, no_startup = 0, first = 0, verbose = 0;
     cli_opt opts[] = {{"arch", 1, &arch, NULL},        {"model", 1, &model, NULL},
                       {"batches", 1, &batches, NULL},  {"tower", 1, &tower, NULL},
                       {"seconds", 1, &seconds_s, NULL}, {"device", 1, &device, NULL},
                       {"threads", 1, &threads, NULL},  {"json", 0, NULL, &json},
-                      {"no-startup", 0, NULL, &no_startup}, {"first-embedding", 0, NULL, &first}};
+                      {"no-startup", 0, NULL, &no_startup}, {"first-embedding", 0, NULL, &first},
+                      {"verbose", 0, NULL, &verbose}};
     const char **pos = NULL;
     int npos = 0;
     int rc = cli_parse(argc, argv, opts, sizeof opts / sizeof opts[0], &pos, &npos);
@@ -140,8 +143,12 @@ int cmd_bench(int argc, char **argv)
 
     tsr_ctx *ctx = NULL;
     tsr_model *m = NULL;
+    tsr_session *sess = NULL;
     tsr_error err = {0};
     double t_start = now_s();
+    int max_b = 1;
+    for (int i = 0; i < nb; i++)
+        max_b = bl[i] > max_b ? bl[i] : max_b;
     rc = cli_ctx("bench", device, 0, &ctx);
     if (rc != EXIT_OK)
         return rc;
@@ -152,14 +159,23 @@ int cmd_bench(int argc, char **argv)
     }
     tsr_status st = model ? tsr_model_load(ctx, mdir, &m, &err)
                           : tsr_model_create_random(ctx, arch, &m, &err);
+    if (st == TSR_OK && strcmp(tsr_model_family(m), "clip") != 0)
+        st = tsr_error_set(&err, TSR_ERR_INVALID_ARG, "%s is a %s model; bench measures CLIP",
+                           model, tsr_model_family(m));
+    tsr_session_params sp = tsr_session_default_params();
+    sp.image_batch = sp.text_batch = max_b;
+    if (st == TSR_OK)
+        st = tsr_session_create(m, &sp, &sess, &err);
     if (st != TSR_OK) {
         cli_error("bench", &err);
+        tsr_model_free(m);
         tsr_ctx_free(ctx);
         return st == TSR_ERR_INVALID_ARG ? EXIT_USAGE : EXIT_RUNTIME;
     }
     if (first) { /* the child of the start-up measurement: one embedding, then exit */
         double per;
-        rc = measure(m, 1, 1, 0, &per, &err);
+        rc = measure(m, sess, 1, 1, 0, &per, &err);
+        tsr_session_free(sess);
         tsr_model_free(m);
         tsr_ctx_free(ctx);
         return rc;
@@ -169,10 +185,12 @@ int cmd_bench(int argc, char **argv)
     double peak = tsr_ctx_gemm_gflops(ctx, 1600, 3072, 768, 3, &err);
     if (peak < 0) {
         cli_error("bench", &err);
+        tsr_session_free(sess);
         tsr_model_free(m);
         tsr_ctx_free(ctx);
         return EXIT_RUNTIME;
     }
+    tsr_launch_counts layer[2] = {{0}};
     /* FLOPs per item, from the architecture */
     int S = tsr_model_image_size(m);
     result img[16] = {0}, txt[16] = {0};
@@ -183,12 +201,14 @@ int cmd_bench(int argc, char **argv)
             double per = 0;
             if (!json)
                 fprintf(stderr, "measuring %s tower at batch %d...\n", tw ? "text" : "image", bl[i]);
-            if (measure(m, tw == 0, bl[i], seconds, &per, &err) != EXIT_OK) {
+            if (measure(m, sess, tw == 0, bl[i], seconds, &per, &err) != EXIT_OK) {
                 cli_error("bench", &err);
+                tsr_session_free(sess);
                 tsr_model_free(m);
                 tsr_ctx_free(ctx);
                 return EXIT_RUNTIME;
             }
+            tsr_session_counters(sess, &layer[tw], NULL);
             result *r = tw ? &txt[i] : &img[i];
             r->batch = bl[i];
             r->per_s = per > 0 ? bl[i] / per : 0;
@@ -242,6 +262,15 @@ int cmd_bench(int argc, char **argv)
         }
         cJSON_AddNumberToObject(o, "peak_host_mb", host_mb);
         cJSON_AddNumberToObject(o, "peak_device_mb", dev_peak / 1048576.0);
+        for (int tw = 0; tw < 2 && verbose; tw++) {
+            if ((tw == 0 && !do_image) || (tw == 1 && !do_text))
+                continue;
+            cJSON *c = cJSON_AddObjectToObject(o, tw ? "text_per_layer" : "image_per_layer");
+            cJSON_AddNumberToObject(c, "kernels", (double)layer[tw].launches);
+            cJSON_AddNumberToObject(c, "clblast_calls", (double)layer[tw].gemms);
+            cJSON_AddNumberToObject(c, "host_waits", (double)layer[tw].syncs);
+            cJSON_AddNumberToObject(c, "buffers_created", (double)layer[tw].buffers);
+        }
         for (int tw = 0; tw < 2; tw++) {
             if ((tw == 0 && !do_image) || (tw == 1 && !do_text))
                 continue;
@@ -281,7 +310,15 @@ int cmd_bench(int argc, char **argv)
             printf("; first embedding in a new process: %.2f s cold, %.2f s warm kernel cache",
                    cold, warm);
         printf("\npeak memory: host %.0f MB, device %.0f MB\n", host_mb, dev_peak / 1048576.0);
+        for (int tw = 0; tw < 2 && verbose; tw++)
+            if ((tw == 0 && do_image) || (tw == 1 && do_text))
+                printf("per %s encoder layer: %llu kernels, %llu CLBlast calls, %llu host waits, "
+                       "%llu buffers created\n", tw ? "text" : "image",
+                       (unsigned long long)layer[tw].launches,
+                       (unsigned long long)layer[tw].gemms, (unsigned long long)layer[tw].syncs,
+                       (unsigned long long)layer[tw].buffers);
     }
+    tsr_session_free(sess);
     tsr_model_free(m);
     tsr_ctx_free(ctx);
     return EXIT_OK;

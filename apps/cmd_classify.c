@@ -216,17 +216,14 @@ int cmd_classify(int argc, char **argv)
 
     tsr_ctx *ctx = NULL;
     tsr_model *m = NULL;
+    tsr_session *sess = NULL;
     tsr_error err = {0};
     float *weights = NULL, *px = NULL, *emb = NULL, *probs = NULL;
     int failed = 0;
-    char mdir[4096];
-    rc = cli_model_dir("classify", model, mdir, sizeof mdir);
-    if (rc == EXIT_OK)
-        rc = cli_ctx("classify", device, verbose, &ctx);
-    if (rc == EXIT_OK && tsr_model_load(ctx, mdir, &m, &err) != TSR_OK) {
-        cli_error("classify", &err);
-        rc = EXIT_RUNTIME;
-    }
+    rc = cli_load("classify", model, device, verbose, &ctx, &m, &sess);
+    if (rc == EXIT_OK && strcmp(tsr_model_family(m), "clip") != 0)
+        rc = cli_usage_error("classify", "%s is a %s model; classify needs a CLIP model", model,
+                             tsr_model_family(m));
     if (rc == EXIT_OK) {
         const char *const *tl = NULL;
         int nt = 1;
@@ -246,8 +243,8 @@ int cmd_classify(int argc, char **argv)
             tsr_error_set(&err, TSR_ERR_NOMEM, "out of host memory");
             cli_error("classify", &err);
             rc = EXIT_RUNTIME;
-        } else if (tsr_zeroshot_weights(m, (const char *const *)l.items, l.n, tl, nt, weights,
-                                        &cut, &err) != TSR_OK) {
+        } else if (tsr_session_zeroshot_weights(sess, (const char *const *)l.items, l.n, tl, nt,
+                                                weights, &cut, &err) != TSR_OK) {
             cli_error("classify", &err);
             rc = EXIT_RUNTIME;
         } else if (cut) {
@@ -271,7 +268,7 @@ int cmd_classify(int argc, char **argv)
                 if (slot[i] < 0)
                     print_failure(imgs[b + i], &ierr, json);
             }
-            if (ok && tsr_model_embed_pixels(m, px, ok, 1, emb, &err) != TSR_OK) {
+            if (ok && tsr_session_embed_pixels(sess, px, ok, 1, emb, &err) != TSR_OK) {
                 cli_error("classify", &err);
                 rc = EXIT_RUNTIME;
                 break;
@@ -289,6 +286,7 @@ int cmd_classify(int argc, char **argv)
     free(px);
     free(emb);
     free(probs);
+    tsr_session_free(sess);
     tsr_model_free(m);
     tsr_ctx_free(ctx);
     labels_free(&l);

@@ -96,7 +96,7 @@ int cmd_embed(int argc, char **argv)
     }
     tsr_ctx *ctx = NULL;
     tsr_model *m = NULL;
-    tsr_sentence_model *sm = NULL;
+    tsr_session *sess = NULL;
     tsr_error err = {0};
     float *emb = NULL;
     char mdir[4096];
@@ -115,14 +115,8 @@ int cmd_embed(int argc, char **argv)
         free(lines_buf);
         return rc;
     }
-    rc = cli_ctx("embed", device, verbose, &ctx);
-    if (rc == EXIT_OK && strcmp(kind, "bert") == 0) {
-        if (tsr_sentence_load(ctx, mdir, &sm, &err) != TSR_OK)
-            rc = EXIT_RUNTIME;
-    } else if (rc == EXIT_OK && tsr_model_load(ctx, mdir, &m, &err) != TSR_OK) {
-        rc = EXIT_RUNTIME;
-    }
-    int P = m ? tsr_model_embed_dim(m) : sm ? tsr_sentence_dim(sm) : 0, cut = 0;
+    rc = cli_load("embed", mdir, device, verbose, &ctx, &m, &sess);
+    int P = m ? tsr_model_embed_dim(m) : 0, cut = 0, clip = m && strcmp(kind, "clip") == 0;
     if (rc == EXIT_OK && !(emb = malloc(sizeof(float) * (size_t)n * P))) {
         tsr_error_set(&err, TSR_ERR_NOMEM, "out of host memory");
         rc = EXIT_RUNTIME;
@@ -130,9 +124,9 @@ int cmd_embed(int argc, char **argv)
     if (rc == EXIT_OK) {
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        tsr_status st = sm      ? tsr_sentence_embed(sm, in, n, emb, &cut, &err)
-                        : image ? tsr_model_embed_image_files(m, in, n, 1, emb, &err)
-                                : tsr_model_embed_texts(m, in, n, 1, emb, &cut, &err);
+        /* CLIP rows are L2-normalised; BERT pools and normalises as its modules.json says */
+        tsr_status st = image ? tsr_session_embed_image_files(sess, in, n, 1, emb, &err)
+                              : tsr_session_embed_texts(sess, in, n, clip, emb, &cut, &err);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         if (st != TSR_OK)
             rc = EXIT_RUNTIME;
@@ -141,19 +135,18 @@ int cmd_embed(int argc, char **argv)
                     (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
         if (cut)
             fprintf(stderr, "tessera embed: warning: %d text(s) were longer than %d tokens "
-                            "and were truncated\n", cut,
-                    sm ? tsr_sentence_max_len(sm) : tsr_model_max_text_len(m));
+                            "and were truncated\n", cut, tsr_model_max_text_len(m));
     }
     if (rc == EXIT_OK && out)
         rc = cli_write_npy(out, emb, n, P, &err);
     else if (rc == EXIT_OK)
         for (int i = 0; i < n; i++)
             print_json_row(in[i], image ? "image" : "text", emb + (size_t)i * P, P);
-    if (rc == EXIT_RUNTIME)
+    if (rc == EXIT_RUNTIME && err.msg[0])
         cli_error("embed", &err);
     free(emb);
+    tsr_session_free(sess);
     tsr_model_free(m);
-    tsr_sentence_free(sm);
     tsr_ctx_free(ctx);
     free(in);
     free(lines_buf);

@@ -70,8 +70,12 @@ int cmd_pull(int argc, char **argv)
     }
     progress_state ps = {"", isatty(STDERR_FILENO)};
     tsr_pull_params p = tsr_pull_default_params();
+    char cache_buf[4096];
+    cli_cache_dir(cache_buf, sizeof cache_buf);
     p.revision = rev;
-    p.cache_dir = cache;
+    p.cache_dir = cache ? cache : cache_buf;
+    p.endpoint = getenv("HF_ENDPOINT");
+    p.token = getenv("HF_TOKEN");
     p.progress = on_progress;
     p.user = &ps;
     char dir[4096];

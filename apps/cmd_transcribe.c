@@ -112,18 +112,15 @@ int cmd_transcribe(int argc, char **argv)
     p.condition_on_previous_text = !no_prev;
     p.progress = progress;
     tsr_ctx *ctx = NULL;
-    tsr_whisper *w = NULL;
-    rc = cli_ctx("transcribe", device, verbose, &ctx);
-    if (rc == EXIT_OK && tsr_whisper_load(ctx, mdir, &w, &err) != TSR_OK) {
-        cli_error("transcribe", &err);
-        rc = EXIT_RUNTIME;
-    }
+    tsr_model *w = NULL;
+    tsr_session *sess = NULL;
+    rc = cli_load("transcribe", mdir, device, verbose, &ctx, &w, &sess);
     int failed = 0;
     for (int i = 0; i < n && rc == EXIT_OK; i++) {
         tsr_transcript t;
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        if (tsr_whisper_transcribe_file(w, in[i], &p, &t, &err) != TSR_OK) {
+        if (tsr_session_transcribe_file(sess, in[i], &p, &t, &err) != TSR_OK) {
             cli_error("transcribe", &err);
             failed = 1;
             continue;
@@ -138,8 +135,17 @@ int cmd_transcribe(int argc, char **argv)
             puts(t.text);
         fflush(stdout);
         tsr_transcript_free(&t);
+        if (verbose) {
+            tsr_launch_counts step;
+            tsr_session_counters(sess, NULL, &step);
+            fprintf(stderr, "tessera transcribe: per decoder step: %llu kernels, %llu GEMM "
+                    "calls, %llu host waits, %llu buffers created\n",
+                    (unsigned long long)step.launches, (unsigned long long)step.gemms,
+                    (unsigned long long)step.syncs, (unsigned long long)step.buffers);
+        }
     }
-    tsr_whisper_free(w);
+    tsr_session_free(sess);
+    tsr_model_free(w);
     tsr_ctx_free(ctx);
     free(in);
     return rc != EXIT_OK ? rc : failed ? EXIT_RUNTIME : EXIT_OK;

@@ -126,30 +126,26 @@ int cmd_tune(int argc, char **argv)
                                    "ViT-B-16, ViT-L-14)", what);
     }
 
-    tsr_ctx_params cp = tsr_ctx_default_params();
-    cp.device = device;
+    tsr_ctx_params cp = cli_ctx_params(device, 0);
     cp.no_tuning = 1; /* measure from CLBlast's own parameters */
+    cp.xgemm = NULL;
     tsr_ctx *ctx = NULL;
     tsr_error err = {0};
-    if (tsr_ctx_create(&cp, &ctx, &err) != TSR_OK) {
-        cli_error("tune", &err);
+    if (cli_ctx_with("tune", &cp, &ctx) != EXIT_OK)
         return EXIT_RUNTIME;
-    }
     if (model) {
-        char mdir[4096];
         tsr_model *m = NULL;
-        if (cli_model_dir("tune", model, mdir, sizeof mdir) != EXIT_OK) {
-            tsr_ctx_free(ctx);
-            return EXIT_RUNTIME;
-        }
-        if (tsr_model_load(ctx, mdir, &m, &err) != TSR_OK) {
-            cli_error("tune", &err);
+        if (cli_load("tune", model, device, 0, &ctx, &m, NULL) != EXIT_OK) {
             tsr_ctx_free(ctx);
             return EXIT_RUNTIME;
         }
         n = tsr_model_gemm_shapes(m, bl, nb, shapes, 64);
         tsr_model_free(m);
         what = model;
+        if (n < 0) {
+            tsr_ctx_free(ctx);
+            return cli_usage_error("tune", "%s is not a CLIP model", model);
+        }
     }
     if (!quiet && !json)
         fprintf(stderr, "tuning GEMMs for %s on %s: %d shapes\n", what, tsr_ctx_device_name(ctx),

@@ -1,8 +1,12 @@
-/* Internal: the Whisper audio encoder (two GELU convolutions, positions,
- * pre-layernorm encoder layers, final layernorm).
+/* Internal: the Whisper audio encoder built from the shared encoder tower:
+ * two GELU convolutions (kernel 3; strides 1 and 2) run as GEMMs over
+ * im2col rows made on the device, positions, the layers and the final
+ * layernorm over every frame. The output stays on the device for the
+ * decoder's cross-attention.
  *
- *   tsr_wenc e = {.cfg = cfg};  // tsr_wenc_init, then fusion/ fills the weights
- *   tsr_wenc_forward(ctx, &e, mel, &err);  // e.x holds (n_ctx, D) on the device
+ *   tsr_wenc_plan(q, &cfg, &arena, &io, scratch, err);
+ *   ... commit the arena ...
+ *   tsr_wenc_forward(q, &cfg, &w, &io, &s, mel, err);  // io.enc.x: (n_ctx, D)
  */
 #ifndef TSR_WENC_H
 #define TSR_WENC_H
@@ -10,26 +14,32 @@
 #include "tsr_tower.h"
 
 typedef struct {
-    int n_mels, dim, heads, ffn, layers;
-    int n_ctx; /* 1500 positions: 2 * n_ctx mel frames in */
-    float eps;
-    tsr_act act;
+    int n_mels;
+    int n_ctx;           /* 1500 positions: 2 * n_ctx mel frames in */
+    tsr_encoder_cfg enc; /* pre-layernorm layers, final layernorm over all frames */
 } tsr_wenc_cfg;
 
 typedef struct {
-    tsr_wenc_cfg cfg;
     cl_mem conv1_w, conv1_b; /* (D, n_mels*3) as a linear weight, (D) */
     cl_mem conv2_w, conv2_b; /* (D, D*3), (D) */
     cl_mem pos;              /* (n_ctx, D) */
-    cl_mem ln_g, ln_b;       /* (D) */
-    tsr_stack stack;
-    cl_mem cols1, h1, cols2, x; /* im2col and activations */
-    float *host;                /* host staging for im2col */
-} tsr_wenc;
+    tsr_encoder_w enc;
+} tsr_wenc_w;
 
-tsr_status tsr_wenc_init(tsr_wenc *e, tsr_error *err);
-/* mel: (n_mels, 2*n_ctx) log-mel frames. Output in e->x. */
-tsr_status tsr_wenc_forward(tsr_ctx *ctx, tsr_wenc *e, const float *mel, tsr_error *err);
-void tsr_wenc_free(tsr_wenc *e);
+typedef struct {
+    cl_mem mel;   /* (n_mels, 2*n_ctx) */
+    cl_mem cols1; /* (2*n_ctx, n_mels*3) */
+    cl_mem h1;    /* (2*n_ctx, D) */
+    cl_mem cols2; /* (n_ctx, D*3) */
+    tsr_encoder_io enc;
+} tsr_wenc_io;
+
+tsr_status tsr_wenc_plan(tsr_queue *q, const tsr_wenc_cfg *c, tsr_arena *a, tsr_wenc_io *io,
+                         size_t scratch[TSR_SCRATCH_N], tsr_error *err);
+/* mel: (n_mels, 2*n_ctx) log-mel frames on the host, which must stay valid
+ * until the queue's next blocking call. Output in io->enc.x. */
+tsr_status tsr_wenc_forward(tsr_queue *q, const tsr_wenc_cfg *c, const tsr_wenc_w *w,
+                            tsr_wenc_io *io, tsr_enc_scratch *s, const float *mel,
+                            tsr_error *err);
 
 #endif

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tsr_cl_internal.h"
 #include "tsr_fusion.h"
 
 #define MAX_META (16u << 20)
@@ -25,8 +26,7 @@ tsr_pull_params tsr_pull_default_params(void)
 
 static const char *endpoint_of(const tsr_pull_params *p)
 {
-    const char *e = p->endpoint ? p->endpoint : getenv("HF_ENDPOINT");
-    return e && *e ? e : "https://huggingface.co";
+    return p->endpoint && *p->endpoint ? p->endpoint : "https://huggingface.co";
 }
 
 /* "org/name" with safe characters; revision without "..". */
@@ -61,8 +61,11 @@ tsr_status tsr_model_cache_path(const char *repo_id, const char *revision, const
     const char *rev = revision ? revision : "main";
     if (!valid_revision(rev))
         return tsr_error_set(err, TSR_ERR_INVALID_ARG, "bad revision '%s'", rev);
+    if (!cache_dir || !*cache_dir)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "no cache directory given for '%s'",
+                             repo_id);
     char root[2048], name[512], r[256];
-    tsr_cache_dir(cache_dir, root, sizeof root);
+    snprintf(root, sizeof root, "%s", cache_dir);
     snprintf(name, sizeof name, "%s", repo_id);
     *strchr(name, '/') = 0;
     snprintf(r, sizeof r, "%s", rev);
@@ -165,7 +168,7 @@ static CURL *new_handle(const tsr_pull_params *p, const char *url)
     CURL *c = curl_easy_init();
     if (!c)
         return NULL;
-    const char *token = p->token ? p->token : getenv("HF_TOKEN");
+    const char *token = p->token;
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
@@ -187,7 +190,7 @@ static tsr_status http_fail(CURL *c, CURLcode cc, const char *what, const tsr_pu
 {
     long code = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-    const char *token = p->token ? p->token : getenv("HF_TOKEN");
+    const char *token = p->token;
     if (cc == CURLE_COULDNT_RESOLVE_HOST || cc == CURLE_COULDNT_CONNECT ||
         cc == CURLE_COULDNT_RESOLVE_PROXY || cc == CURLE_OPERATION_TIMEDOUT)
         return tsr_error_set(err, TSR_ERR_IO, "cannot reach %s: %s (offline? set HF_ENDPOINT "

@@ -8,15 +8,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tsr_source.h"
 #include "tsr_st.h"
 
 #define MAX_HEADER (100u << 20) /* 100 MiB of JSON is far beyond any real model */
 #define MAX_FILES 256
 
 typedef struct {
-    char *path;
-    unsigned char *map;
+    char *path;               /* for messages */
+    const unsigned char *map;
     size_t size;
+    tsr_mapping m;
 } st_file;
 
 struct tsr_st {
@@ -165,30 +167,20 @@ static tsr_status parse_header(tsr_st *st, st_file *f, tsr_error *err)
     return rc;
 }
 
-static tsr_status map_file(tsr_st *st, const char *path, st_file **out, tsr_error *err)
+/* Maps name of src as the next file of st. */
+static tsr_status map_file(tsr_st *st, const tsr_source *src, const char *name, st_file **out,
+                           tsr_error *err)
 {
+    char path[4200];
+    tsr_src_path(src, name, path, sizeof path);
     if (st->nfiles == MAX_FILES)
         return tsr_error_set(err, TSR_ERR_TOO_LARGE, "%s: more than %d shards", path, MAX_FILES);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
-        return tsr_error_set(err, TSR_ERR_IO, "%s: cannot open", path);
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        return tsr_error_set(err, TSR_ERR_IO, "%s: not a regular file", path);
-    }
     st_file *f = &st->files[st->nfiles];
-    f->size = (size_t)sb.st_size;
-    f->map = NULL;
-    if (f->size > 0) {
-        void *m = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (m == MAP_FAILED) {
-            close(fd);
-            return tsr_error_set(err, TSR_ERR_IO, "%s: mmap failed", path);
-        }
-        f->map = m;
-    }
-    close(fd);
+    tsr_status rc = tsr_src_map(src, name, &f->m, err);
+    if (rc != TSR_OK)
+        return rc;
+    f->map = f->m.data;
+    f->size = f->m.size;
     f->path = strdup(path);
     st->nfiles++;
     if (!f->path)
@@ -197,14 +189,32 @@ static tsr_status map_file(tsr_st *st, const char *path, st_file **out, tsr_erro
     return TSR_OK;
 }
 
-static tsr_status add_file(tsr_st *st, const char *path, tsr_error *err)
+static tsr_status add_file(tsr_st *st, const tsr_source *src, const char *name, tsr_error *err)
 {
+    char path[4200];
+    tsr_src_path(src, name, path, sizeof path);
     for (int i = 0; i < st->nfiles; i++)
         if (strcmp(st->files[i].path, path) == 0)
             return TSR_OK;
     st_file *f = NULL;
-    tsr_status rc = map_file(st, path, &f, err);
+    tsr_status rc = map_file(st, src, name, &f, err);
     return rc == TSR_OK ? parse_header(st, f, err) : rc;
+}
+
+/* Splits path into a directory source and the file's name. */
+static const char *file_source(const char *path, tsr_source *src, char *dir, size_t cap)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash) {
+        snprintf(dir, cap, ".");
+        tsr_source_dir(src, dir);
+        return path;
+    }
+    snprintf(dir, cap, "%.*s", (int)(slash - path), path);
+    tsr_source_dir(src, slash == path ? "/" : dir);
+    if (slash == path)
+        snprintf(src->label, sizeof src->label, "%s", "");
+    return slash + 1;
 }
 
 tsr_status tsr_st_open_file(const char *path, tsr_st **out, tsr_error *err)
@@ -213,7 +223,10 @@ tsr_status tsr_st_open_file(const char *path, tsr_st **out, tsr_error *err)
     tsr_st *st = calloc(1, sizeof *st);
     if (!st)
         return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-    tsr_status rc = add_file(st, path, err);
+    tsr_source src;
+    char dir[4096];
+    const char *name = file_source(path, &src, dir, sizeof dir);
+    tsr_status rc = add_file(st, &src, name, err);
     if (rc != TSR_OK) {
         tsr_st_close(st);
         return rc;
@@ -222,24 +235,34 @@ tsr_status tsr_st_open_file(const char *path, tsr_st **out, tsr_error *err)
     return TSR_OK;
 }
 
-static int exists(const char *p)
-{
-    struct stat sb;
-    return stat(p, &sb) == 0;
-}
-
 tsr_status tsr_st_open_dir(const char *dir, tsr_st **out, tsr_error *err)
 {
-    char path[4096];
+    tsr_source src;
+    tsr_source_dir(&src, dir);
+    return tsr_st_open_source(&src, out, err);
+}
+
+tsr_status tsr_st_open_source(const tsr_source *src, tsr_st **out, tsr_error *err)
+{
     *out = NULL;
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    if (exists(path))
-        return tsr_st_open_file(path, out, err);
-    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
-    if (!exists(path)) {
-        char bin[4096];
-        snprintf(bin, sizeof bin, "%s/pytorch_model.bin", dir);
-        if (exists(bin))
+    char path[4200];
+    tsr_src_path(src, "model.safetensors.index.json", path, sizeof path);
+    if (tsr_src_exists(src, "model.safetensors")) {
+        tsr_st *st = calloc(1, sizeof *st);
+        if (!st)
+            return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+        tsr_status rc = add_file(st, src, "model.safetensors", err);
+        if (rc != TSR_OK) {
+            tsr_st_close(st);
+            return rc;
+        }
+        *out = st;
+        return TSR_OK;
+    }
+    if (!tsr_src_exists(src, "model.safetensors.index.json")) {
+        char bin[4200];
+        tsr_src_path(src, "pytorch_model.bin", bin, sizeof bin);
+        if (tsr_src_exists(src, "pytorch_model.bin"))
             return tsr_error_set(
                 err, TSR_ERR_UNSUPPORTED,
                 "%s: PyTorch pickle checkpoints are refused, because loading a pickle can run "
@@ -248,19 +271,11 @@ tsr_status tsr_st_open_dir(const char *dir, tsr_st **out, tsr_error *err)
                 "model.save_pretrained(DIR, safe_serialization=True)",
                 bin);
         return tsr_error_set(err, TSR_ERR_IO, "%s: no model.safetensors (or sharded index) found",
-                             dir);
+                             src->label);
     }
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return tsr_error_set(err, TSR_ERR_IO, "%s: cannot open", path);
-    char *buf = malloc(1 << 24);
-    size_t n = buf ? fread(buf, 1, (1 << 24) - 1, f) : 0;
-    fclose(f);
-    if (!buf)
-        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-    buf[n] = 0;
-    cJSON *root = cJSON_Parse(buf);
-    free(buf);
+    cJSON *root = tsr_src_json(src, "model.safetensors.index.json", 16u << 20, err);
+    if (!root)
+        return err ? err->code : TSR_ERR_FORMAT;
     cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     if (!cJSON_IsObject(map)) {
         cJSON_Delete(root);
@@ -274,9 +289,7 @@ tsr_status tsr_st_open_dir(const char *dir, tsr_st **out, tsr_error *err)
                                it->string);
             break;
         }
-        char shard[4096];
-        snprintf(shard, sizeof shard, "%s/%s", dir, it->valuestring);
-        rc = add_file(st, shard, err);
+        rc = add_file(st, src, it->valuestring, err);
     }
     cJSON_Delete(root);
     if (rc != TSR_OK) {
@@ -295,8 +308,7 @@ void tsr_st_close(tsr_st *st)
         free(st->tensors[i].name);
     free(st->tensors);
     for (int i = 0; i < st->nfiles; i++) {
-        if (st->files[i].map)
-            munmap(st->files[i].map, st->files[i].size);
+        tsr_src_unmap(&st->files[i].m);
         free(st->files[i].path);
     }
     free(st);
@@ -469,16 +481,26 @@ static int ct2_str(ct2_reader *r, char *buf, size_t cap, const char *what)
 
 tsr_status tsr_st_open_ct2(const char *path, tsr_st **out, tsr_error *err)
 {
+    tsr_source src;
+    char dir[4096];
+    const char *name = file_source(path, &src, dir, sizeof dir);
+    return tsr_st_open_ct2_source(&src, name, out, err);
+}
+
+tsr_status tsr_st_open_ct2_source(const tsr_source *src, const char *file, tsr_st **out,
+                                  tsr_error *err)
+{
     *out = NULL;
     tsr_st *st = calloc(1, sizeof *st);
     if (!st)
         return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
     st_file *f = NULL;
-    tsr_status rc = map_file(st, path, &f, err);
+    tsr_status rc = map_file(st, src, file, &f, err);
     if (rc != TSR_OK) {
         tsr_st_close(st);
         return rc;
     }
+    const char *path = f->path;
     ct2_reader r = {f->map, f->map + f->size, f->path, err, 0};
     char name[1024];
     uint32_t version = ct2_u32(&r, "the format version");

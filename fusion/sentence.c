@@ -1,99 +1,99 @@
 /* sentence-transformers BERT models (all-MiniLM-L6-v2 and the like): the HF
- * BertModel directory, modules.json, the pooling config, and embedding. */
+ * BertModel config and tensor table, modules.json and the pooling config,
+ * the text tower with BERT's options, and pooling as SentenceTransformer
+ * does it. */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
-#include "tsr_bert.h"
 #include "tsr_cfg.h"
-#include "tsr_fusion.h"
+#include "tsr_model.h"
 #include "tsr_st.h"
-
-#define SENTENCE_BATCH 32
+#include "tsr_textenc.h"
+#include "tsr_wtable.h"
 
 enum { POOL_MEAN, POOL_CLS, POOL_MAX, POOL_MEAN_SQRT };
 
-struct tsr_sentence_model {
-    tsr_ctx *ctx;
-    char dir[2048];
-    tsr_bert bert;
+typedef struct {
+    tsr_textenc_cfg txt;
+    tsr_textenc_w w;
     tsr_wordpiece *tok;
-    int max_seq;
+    int max_seq;   /* sentence_bert_config.json's max_seq_length */
     int pooling;
-    int normalize;
-};
+    int normalize; /* a Normalize module follows the pooling */
+} bert_model;
 
-static int exists(const char *p)
-{
-    struct stat sb;
-    return stat(p, &sb) == 0;
-}
+typedef struct {
+    int want_b, want_s, plan_b, plan_s;
+    tsr_textenc_io io;
+} bert_session;
 
-static tsr_status parse_config(tsr_sentence_model *m, tsr_error *err)
+#define BERT(m) ((bert_model *)(m)->data)
+
+static tsr_status parse_config(tsr_model *m, const tsr_source *src, tsr_error *err)
 {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/config.json", m->dir);
-    cJSON *root = tsr_read_json(path, 1 << 20, err);
+    bert_model *b = BERT(m);
+    char path[4200];
+    tsr_src_path(src, "config.json", path, sizeof path);
+    cJSON *root = tsr_src_json(src, "config.json", 1 << 20, err);
     if (!root)
-        return err ? err->code : TSR_ERR_FORMAT;
-    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
+        return err->code;
     const cJSON *pe = cJSON_GetObjectItemCaseSensitive(root, "position_embedding_type");
     tsr_status rc = TSR_OK;
-    if (!cJSON_IsString(mt) || strcmp(mt->valuestring, "bert") != 0)
-        rc = tsr_error_set(err, TSR_ERR_UNSUPPORTED,
-                           "%s: model_type \"%s\" is not supported (expected \"bert\")", path,
-                           cJSON_IsString(mt) ? mt->valuestring : "(missing)");
-    else if (cJSON_IsString(pe) && strcmp(pe->valuestring, "absolute") != 0)
+    if (cJSON_IsString(pe) && strcmp(pe->valuestring, "absolute") != 0)
         rc = tsr_error_set(err, TSR_ERR_UNSUPPORTED,
                            "%s: position_embedding_type \"%s\" is not supported", path,
                            pe->valuestring);
     tsr_cfg_reader r = {root, path, "config", err, rc != TSR_OK};
-    tsr_bert_cfg *c = &m->bert.cfg;
+    tsr_textenc_cfg *c = &b->txt;
     c->vocab = tsr_cfg_int(&r, "vocab_size", 30522, 1, 1 << 22);
     c->max_pos = tsr_cfg_int(&r, "max_position_embeddings", 512, 1, 1 << 16);
-    c->dim = tsr_cfg_int(&r, "hidden_size", 768, 1, 16384);
-    c->heads = tsr_cfg_int(&r, "num_attention_heads", 12, 1, 1024);
-    c->ffn = tsr_cfg_int(&r, "intermediate_size", 3072, 1, 65536);
-    c->layers = tsr_cfg_int(&r, "num_hidden_layers", 12, 0, 256);
-    tsr_cfg_int(&r, "type_vocab_size", 2, 1, 1 << 16);
-    c->eps = tsr_cfg_float(&r, "layer_norm_eps", 1e-12f);
-    c->act = tsr_cfg_act(&r, "gelu");
+    int dim = tsr_cfg_int(&r, "hidden_size", 768, 1, 16384);
+    int heads = tsr_cfg_int(&r, "num_attention_heads", 12, 1, 1024);
+    int ffn = tsr_cfg_int(&r, "intermediate_size", 3072, 1, 65536);
+    int layers = tsr_cfg_int(&r, "num_hidden_layers", 12, 0, 256);
+    c->type_vocab = tsr_cfg_int(&r, "type_vocab_size", 2, 1, 1 << 16);
+    float eps = tsr_cfg_float(&r, "layer_norm_eps", 1e-12f);
+    tsr_act act = tsr_cfg_act(&r, "gelu");
     cJSON_Delete(root);
     if (r.bad)
-        return err ? err->code : TSR_ERR_FORMAT;
-    if (c->dim % c->heads)
-        return tsr_error_set(err, TSR_ERR_FORMAT,
-                             "%s: hidden_size must be a multiple of num_attention_heads", path);
+        return err->code;
+    c->eos_id = -1;
+    /* embedding layernorm, post-layernorm layers with key-length masks, every
+     * hidden state out */
+    c->enc = (tsr_encoder_cfg){{dim, heads, ffn, eps, act, 0, 1}, layers, 1, TSR_LN_NONE, 0, 0, 1};
+    rc = tsr_enc_cfg_check(&c->enc.layer, path, err);
     /* sentence_bert_config.json: the sequence length sentence-transformers uses */
-    m->max_seq = c->max_pos;
-    snprintf(path, sizeof path, "%s/sentence_bert_config.json", m->dir);
-    if (exists(path)) {
-        if (!(root = tsr_read_json(path, 1 << 20, err)))
-            return err ? err->code : TSR_ERR_FORMAT;
+    b->max_seq = c->max_pos;
+    if (rc == TSR_OK && tsr_src_exists(src, "sentence_bert_config.json")) {
+        tsr_src_path(src, "sentence_bert_config.json", path, sizeof path);
+        if (!(root = tsr_src_json(src, "sentence_bert_config.json", 1 << 20, err)))
+            return err->code;
         tsr_cfg_reader s = {root, path, "sentence_bert_config", err, 0};
-        m->max_seq = tsr_cfg_int(&s, "max_seq_length", c->max_pos, 2, c->max_pos);
+        b->max_seq = tsr_cfg_int(&s, "max_seq_length", c->max_pos, 2, c->max_pos);
         cJSON_Delete(root);
         if (s.bad)
-            return err ? err->code : TSR_ERR_FORMAT;
+            return err->code;
     }
-    return TSR_OK;
+    return rc;
 }
 
 /* modules.json: which Pooling config, and whether a Normalize module follows.
  * Without modules.json: mean pooling, no normalisation (sentence-transformers'
  * default for a plain transformers model). */
-static tsr_status parse_modules(tsr_sentence_model *m, tsr_error *err)
+static tsr_status parse_modules(tsr_model *m, const tsr_source *src, tsr_error *err)
 {
-    char path[4096], pool_path[4096] = "";
-    m->pooling = POOL_MEAN;
-    snprintf(path, sizeof path, "%s/modules.json", m->dir);
-    if (!exists(path))
+    bert_model *b = BERT(m);
+    char path[4200], pool_name[4096] = "", pool_path[4200];
+    b->pooling = POOL_MEAN;
+    if (!tsr_src_exists(src, "modules.json"))
         return TSR_OK;
-    char *text = tsr_read_small(path, 1 << 20, err);
+    tsr_src_path(src, "modules.json", path, sizeof path);
+    char *text = tsr_src_read(src, "modules.json", 1 << 20, NULL, err);
     if (!text)
-        return err ? err->code : TSR_ERR_IO;
+        return err->code;
     cJSON *root = cJSON_Parse(text);
     free(text);
     tsr_status rc = TSR_OK;
@@ -110,25 +110,26 @@ static tsr_status parse_modules(tsr_sentence_model *m, tsr_error *err)
         if (strcmp(t, "sentence_transformers.models.Transformer") == 0)
             continue;
         if (strcmp(t, "sentence_transformers.models.Normalize") == 0)
-            m->normalize = 1;
+            b->normalize = 1;
         else if (strcmp(t, "sentence_transformers.models.Pooling") == 0 && cJSON_IsString(mp) &&
                  !strstr(mp->valuestring, ".."))
-            snprintf(pool_path, sizeof pool_path, "%s/%s/config.json", m->dir, mp->valuestring);
+            snprintf(pool_name, sizeof pool_name, "%s/config.json", mp->valuestring);
         else
             rc = tsr_error_set(err, TSR_ERR_UNSUPPORTED, "%s: module \"%s\" is not supported",
                                path, t);
     }
     cJSON_Delete(root);
-    if (rc != TSR_OK || !pool_path[0])
+    if (rc != TSR_OK || !pool_name[0])
         return rc;
-    if (!(root = tsr_read_json(pool_path, 1 << 20, err)))
-        return err ? err->code : TSR_ERR_FORMAT;
+    tsr_src_path(src, pool_name, pool_path, sizeof pool_path);
+    if (!(root = tsr_src_json(src, pool_name, 1 << 20, err)))
+        return err->code;
     static const char *modes[4] = {"pooling_mode_mean_tokens", "pooling_mode_cls_token",
                                    "pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens"};
     int n_on = 0;
     for (int i = 0; i < 4; i++)
         if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, modes[i]))) {
-            m->pooling = i;
+            b->pooling = i;
             n_on++;
         }
     const cJSON *dim = cJSON_GetObjectItemCaseSensitive(root, "word_embedding_dimension");
@@ -137,234 +138,167 @@ static tsr_status parse_modules(tsr_sentence_model *m, tsr_error *err)
                            "%s: exactly one pooling mode (mean, cls, max, mean_sqrt_len) must be "
                            "on; %d are",
                            pool_path, n_on);
-    else if (cJSON_IsNumber(dim) && (int)dim->valuedouble != m->bert.cfg.dim)
+    else if (cJSON_IsNumber(dim) && (int)dim->valuedouble != b->txt.enc.layer.dim)
         rc = tsr_error_set(err, TSR_ERR_SHAPE,
                            "%s: word_embedding_dimension %d does not match hidden_size %d",
-                           pool_path, (int)dim->valuedouble, m->bert.cfg.dim);
+                           pool_path, (int)dim->valuedouble, b->txt.enc.layer.dim);
     cJSON_Delete(root);
     return rc;
 }
 
-typedef struct {
-    tsr_sentence_model *m;
-    const tsr_st *st;
-    char prefix[16]; /* "" or "bert." */
-    float *buf, *buf2;
-    size_t cap, cap2;
-} loader;
-
-static tsr_status get(loader *l, const char *name, int ndim, int64_t a, int64_t b, float **dst,
-                      tsr_error *err)
+static tsr_status load_tokenizer(tsr_model *m, const tsr_source *src, tsr_error *err)
 {
-    char full[256];
-    snprintf(full, sizeof full, "%s%s", l->prefix, name);
-    int64_t shape[2] = {a, b};
-    *dst = NULL;
-    tsr_status rc = tsr_st_load(l->st, l->m->dir, full, ndim, shape, &l->buf, &l->cap, err);
-    if (rc == TSR_OK)
-        *dst = l->buf;
+    bert_model *b = BERT(m);
+    char path[4200];
+    size_t n1 = 0, n2 = 0;
+    if (tsr_src_exists(src, "tokenizer.json")) {
+        tsr_src_path(src, "tokenizer.json", path, sizeof path);
+        char *t = tsr_src_read(src, "tokenizer.json", 64u << 20, &n1, err);
+        tsr_status rc = t ? tsr_wordpiece_load_json(t, n1, path, &b->tok, err) : err->code;
+        free(t);
+        return rc;
+    }
+    tsr_src_path(src, "vocab.txt", path, sizeof path);
+    char *v = tsr_src_read(src, "vocab.txt", 64u << 20, &n1, err), *cfg = NULL;
+    if (v && tsr_src_exists(src, "tokenizer_config.json"))
+        cfg = tsr_src_read(src, "tokenizer_config.json", 1 << 20, &n2, err);
+    tsr_status rc = v && (cfg || !tsr_src_exists(src, "tokenizer_config.json"))
+                        ? tsr_wordpiece_load_vocab(v, n1, cfg, n2, path, &b->tok, err)
+                        : err->code;
+    free(v);
+    free(cfg);
     return rc;
 }
 
-static tsr_status upload_vec(loader *l, const char *name, int64_t n, cl_mem *slot, tsr_error *err)
+/* ---- the HF BertModel tensor table ---- */
+
+enum { OBJ_TXT, OBJ_LAYER };
+enum { D = 1, F, V, POS, TYPES };
+
+static int64_t bert_dim(const void *cfg, int code)
 {
-    float *v;
-    tsr_status rc = get(l, name, 1, n, 0, &v, err);
-    if (rc != TSR_OK)
-        return rc;
-    *slot = tsr_buf_alloc(l->m->ctx, sizeof(float) * (size_t)n, err);
-    if (!*slot)
-        return err ? err->code : TSR_ERR_NOMEM;
-    return tsr_buf_write(l->m->ctx, *slot, v, sizeof(float) * (size_t)n, err);
+    const tsr_textenc_cfg *c = cfg;
+    switch (code) {
+    case D: return c->enc.layer.dim;
+    case F: return c->enc.layer.ffn;
+    case V: return c->vocab;
+    case POS: return c->max_pos;
+    case TYPES: return c->type_vocab;
+    }
+    return -1;
 }
 
-static tsr_status upload_lin(loader *l, const char *name, int64_t n, int64_t k, cl_mem *slot,
-                             tsr_error *err)
-{
-    float *w;
-    tsr_status rc = get(l, name, 2, n, k, &w, err);
-    if (rc != TSR_OK)
-        return rc;
-    *slot = tsr_linear_weight_upload(l->m->ctx, w, (int)n, (int)k, err);
-    return *slot ? TSR_OK : (err ? err->code : TSR_ERR_NOMEM);
-}
+#define LW(f) offsetof(tsr_enc_weights, f)
+#define TW(f) offsetof(tsr_textenc_w, f)
+#define LIN TSR_W_LINEAR
+#define L(n) "encoder.layer.%d." n
+static const tsr_wrow bert_table[] = {
+    {"embeddings.word_embeddings.weight", NULL, OBJ_TXT, TW(tok), 0, 0, {V, D}, 0},
+    {"embeddings.position_embeddings.weight", NULL, OBJ_TXT, TW(pos), 0, 0, {POS, D}, 0},
+    {"embeddings.token_type_embeddings.weight", NULL, OBJ_TXT, TW(type0), 0, 0, {TYPES, D}, TSR_W_ROW0},
+    {"embeddings.LayerNorm.weight", NULL, OBJ_TXT, TW(enc.pre_g), 0, 0, {D}, 0},
+    {"embeddings.LayerNorm.bias", NULL, OBJ_TXT, TW(enc.pre_b), 0, 0, {D}, 0},
+    {L("attention.self.query.weight"), NULL, OBJ_LAYER, LW(qkv_w), 0, 3, {D, D}, LIN},
+    {L("attention.self.key.weight"), NULL, OBJ_LAYER, LW(qkv_w), 1, 3, {D, D}, LIN},
+    {L("attention.self.value.weight"), NULL, OBJ_LAYER, LW(qkv_w), 2, 3, {D, D}, LIN},
+    {L("attention.self.query.bias"), NULL, OBJ_LAYER, LW(qkv_b), 0, 3, {D}, 0},
+    {L("attention.self.key.bias"), NULL, OBJ_LAYER, LW(qkv_b), 1, 3, {D}, 0},
+    {L("attention.self.value.bias"), NULL, OBJ_LAYER, LW(qkv_b), 2, 3, {D}, 0},
+    {L("attention.output.dense.weight"), NULL, OBJ_LAYER, LW(o_w), 0, 0, {D, D}, LIN},
+    {L("attention.output.dense.bias"), NULL, OBJ_LAYER, LW(o_b), 0, 0, {D}, 0},
+    {L("attention.output.LayerNorm.weight"), NULL, OBJ_LAYER, LW(ln1_g), 0, 0, {D}, 0},
+    {L("attention.output.LayerNorm.bias"), NULL, OBJ_LAYER, LW(ln1_b), 0, 0, {D}, 0},
+    {L("intermediate.dense.weight"), NULL, OBJ_LAYER, LW(fc1_w), 0, 0, {F, D}, LIN},
+    {L("intermediate.dense.bias"), NULL, OBJ_LAYER, LW(fc1_b), 0, 0, {F}, 0},
+    {L("output.dense.weight"), NULL, OBJ_LAYER, LW(fc2_w), 0, 0, {D, F}, LIN},
+    {L("output.dense.bias"), NULL, OBJ_LAYER, LW(fc2_b), 0, 0, {D}, 0},
+    {L("output.LayerNorm.weight"), NULL, OBJ_LAYER, LW(ln2_g), 0, 0, {D}, 0},
+    {L("output.LayerNorm.bias"), NULL, OBJ_LAYER, LW(ln2_b), 0, 0, {D}, 0},
+};
 
-/* q, k and v of one layer, stacked into one (3D, D) weight and (3D) bias. */
-static tsr_status upload_qkv(loader *l, int layer, tsr_enc_weights *w, tsr_error *err)
+static tsr_status load_weights(tsr_model *m, const tsr_st *st, tsr_error *err)
 {
-    int64_t D = l->m->bert.cfg.dim;
-    size_t need = (size_t)(3 * D * D + 3 * D);
-    if (need > l->cap2) {
-        float *nb = realloc(l->buf2, sizeof(float) * need);
-        if (!nb)
-            return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-        l->buf2 = nb;
-        l->cap2 = need;
-    }
-    static const char *parts[3] = {"query", "key", "value"};
-    char name[160];
-    tsr_status rc = TSR_OK;
-    for (int p = 0; p < 3 && rc == TSR_OK; p++) {
-        float *v;
-        snprintf(name, sizeof name, "encoder.layer.%d.attention.self.%s.weight", layer, parts[p]);
-        rc = get(l, name, 2, D, D, &v, err);
-        if (rc == TSR_OK)
-            memcpy(l->buf2 + p * D * D, v, sizeof(float) * (size_t)(D * D));
-        snprintf(name, sizeof name, "encoder.layer.%d.attention.self.%s.bias", layer, parts[p]);
-        if (rc == TSR_OK)
-            rc = get(l, name, 1, D, 0, &v, err);
-        if (rc == TSR_OK)
-            memcpy(l->buf2 + 3 * D * D + p * D, v, sizeof(float) * (size_t)D);
-    }
-    if (rc != TSR_OK)
-        return rc;
-    w->qkv_w = tsr_linear_weight_upload(l->m->ctx, l->buf2, (int)(3 * D), (int)D, err);
-    if (w->qkv_w)
-        w->qkv_b = tsr_buf_alloc(l->m->ctx, sizeof(float) * 3 * (size_t)D, err);
-    if (!w->qkv_b)
-        return err ? err->code : TSR_ERR_NOMEM;
-    return tsr_buf_write(l->m->ctx, w->qkv_b, l->buf2 + 3 * D * D, sizeof(float) * 3 * (size_t)D,
-                         err);
-}
-
-static tsr_status load_weights(tsr_sentence_model *m, const tsr_st *st, tsr_error *err)
-{
-    loader l = {.m = m, .st = st};
-    if (!tsr_st_find(st, "embeddings.word_embeddings.weight") &&
-        tsr_st_find(st, "bert.embeddings.word_embeddings.weight"))
-        snprintf(l.prefix, sizeof l.prefix, "bert.");
-    tsr_bert_cfg *c = &m->bert.cfg;
-    int64_t D = c->dim, F = c->ffn;
-    float *v;
-    /* position embeddings with token type 0 folded in (any number of types) */
-    char tname[128];
-    snprintf(tname, sizeof tname, "%sembeddings.token_type_embeddings.weight", l.prefix);
-    const tsr_st_tensor *tt = tsr_st_find(st, tname);
-    tsr_status rc = get(&l, "embeddings.token_type_embeddings.weight", 2,
-                        tt && tt->ndim == 2 ? tt->shape[0] : 2, D, &v, err);
-    float *type0 = NULL;
-    if (rc == TSR_OK && !(type0 = malloc(sizeof(float) * (size_t)D)))
-        rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-    if (rc == TSR_OK) {
-        memcpy(type0, v, sizeof(float) * (size_t)D);
-        rc = get(&l, "embeddings.position_embeddings.weight", 2, c->max_pos, D, &v, err);
-    }
-    if (rc == TSR_OK) {
-        for (int64_t i = 0; i < c->max_pos * D; i++)
-            v[i] += type0[i % D];
-        m->bert.pos = tsr_buf_alloc(m->ctx, sizeof(float) * (size_t)(c->max_pos * D), err);
-        rc = m->bert.pos ? tsr_buf_write(m->ctx, m->bert.pos, v,
-                                         sizeof(float) * (size_t)(c->max_pos * D), err)
-                         : (err ? err->code : TSR_ERR_NOMEM);
-    }
-    free(type0);
-    if (rc == TSR_OK)
-        rc = get(&l, "embeddings.word_embeddings.weight", 2, c->vocab, D, &v, err);
-    if (rc == TSR_OK) {
-        m->bert.tok = tsr_buf_alloc(m->ctx, sizeof(float) * (size_t)(c->vocab * D), err);
-        rc = m->bert.tok ? tsr_buf_write(m->ctx, m->bert.tok, v,
-                                         sizeof(float) * (size_t)(c->vocab * D), err)
-                         : (err ? err->code : TSR_ERR_NOMEM);
-    }
-    if (rc == TSR_OK)
-        rc = upload_vec(&l, "embeddings.LayerNorm.weight", D, &m->bert.ln_g, err);
-    if (rc == TSR_OK)
-        rc = upload_vec(&l, "embeddings.LayerNorm.bias", D, &m->bert.ln_b, err);
-    for (int i = 0; i < c->layers && rc == TSR_OK; i++) {
-        tsr_enc_weights *w = &m->bert.stack.layers[i];
-        char n[8][128];
-        const char *fmt[8] = {"attention.output.dense.weight", "attention.output.dense.bias",
-                              "attention.output.LayerNorm.weight", "attention.output.LayerNorm.bias",
-                              "intermediate.dense.weight", "intermediate.dense.bias",
-                              "output.dense.weight", "output.dense.bias"};
-        for (int k = 0; k < 8; k++)
-            snprintf(n[k], sizeof n[k], "encoder.layer.%d.%s", i, fmt[k]);
-        char g2[128], b2[128];
-        snprintf(g2, sizeof g2, "encoder.layer.%d.output.LayerNorm.weight", i);
-        snprintf(b2, sizeof b2, "encoder.layer.%d.output.LayerNorm.bias", i);
-        rc = upload_qkv(&l, i, w, err);
-        if (rc == TSR_OK)
-            rc = upload_lin(&l, n[0], D, D, &w->o_w, err);
-        if (rc == TSR_OK)
-            rc = upload_vec(&l, n[1], D, &w->o_b, err);
-        if (rc == TSR_OK)
-            rc = upload_vec(&l, n[2], D, &w->ln1_g, err);
-        if (rc == TSR_OK)
-            rc = upload_vec(&l, n[3], D, &w->ln1_b, err);
-        if (rc == TSR_OK)
-            rc = upload_lin(&l, n[4], F, D, &w->fc1_w, err);
-        if (rc == TSR_OK)
-            rc = upload_vec(&l, n[5], F, &w->fc1_b, err);
-        if (rc == TSR_OK)
-            rc = upload_lin(&l, n[6], D, F, &w->fc2_w, err);
-        if (rc == TSR_OK)
-            rc = upload_vec(&l, n[7], D, &w->fc2_b, err);
-        if (rc == TSR_OK)
-            rc = upload_vec(&l, g2, D, &w->ln2_g, err);
-        if (rc == TSR_OK)
-            rc = upload_vec(&l, b2, D, &w->ln2_b, err);
-    }
-    free(l.buf);
-    free(l.buf2);
-    return rc;
-}
-
-tsr_status tsr_sentence_load(tsr_ctx *ctx, const char *dir, tsr_sentence_model **out,
-                             tsr_error *err)
-{
-    *out = NULL;
-    struct stat sb;
-    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        return tsr_error_set(err, TSR_ERR_IO, "%s: model directory not found", dir);
-    tsr_sentence_model *m = calloc(1, sizeof *m);
-    if (!m)
+    bert_model *b = BERT(m);
+    int layers = b->txt.enc.n_layers;
+    if (!(b->w.enc.layers = calloc((size_t)layers + 1, sizeof *b->w.enc.layers)))
         return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-    m->ctx = ctx;
-    snprintf(m->dir, sizeof m->dir, "%s", dir);
+    /* BertModel saves its tensors bare; BertForMaskedLM and others under "bert." */
+    const char *prefix = !tsr_st_find(st, "embeddings.word_embeddings.weight") &&
+                                 tsr_st_find(st, "bert.embeddings.word_embeddings.weight")
+                             ? "bert."
+                             : "";
+    tsr_wtable t = {bert_table,
+                    (int)(sizeof bert_table / sizeof bert_table[0]),
+                    {{&b->w, 0, 1}, {b->w.enc.layers, sizeof(tsr_enc_weights), layers}},
+                    prefix,
+                    bert_dim,
+                    &b->txt};
+    tsr_queue *q = NULL;
+    tsr_status rc = tsr_model_upload_queue(m, &q, err);
+    TSR_TRY(rc, tsr_wtable_load(&t, q, &m->weights, st, m->name, NULL, err));
+    tsr_queue_free(q);
+    return rc;
+}
+
+static int bert_detect(const tsr_source *src, const cJSON *config)
+{
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(config, "model_type");
+    return cJSON_IsString(mt) && strcmp(mt->valuestring, "bert") == 0;
+}
+
+static tsr_status bert_load(tsr_model *m, const tsr_source *src, tsr_error *err)
+{
+    if (!(m->data = calloc(1, sizeof(bert_model))))
+        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    bert_model *b = BERT(m);
     tsr_st *st = NULL;
-    tsr_status rc = parse_config(m, err);
-    if (rc == TSR_OK)
-        rc = parse_modules(m, err);
-    if (rc == TSR_OK)
-        rc = tsr_bert_init(&m->bert, err);
-    if (rc == TSR_OK)
-        rc = tsr_wordpiece_load_dir(dir, &m->tok, err);
-    if (rc == TSR_OK && tsr_wordpiece_vocab_size(m->tok) > m->bert.cfg.vocab)
+    tsr_status rc = parse_config(m, src, err);
+    TSR_TRY(rc, parse_modules(m, src, err));
+    TSR_TRY(rc, load_tokenizer(m, src, err));
+    if (rc == TSR_OK && tsr_wordpiece_vocab_size(b->tok) > b->txt.vocab)
         rc = tsr_error_set(err, TSR_ERR_FORMAT,
-                           "%s: the tokenizer has %d tokens but the model's vocab_size is %d", dir,
-                           tsr_wordpiece_vocab_size(m->tok), m->bert.cfg.vocab);
-    if (rc == TSR_OK)
-        rc = tsr_st_open_dir(dir, &st, err);
-    if (rc == TSR_OK)
-        rc = load_weights(m, st, err);
+                           "%s: the tokenizer has %d tokens but the model's vocab_size is %d",
+                           m->name, tsr_wordpiece_vocab_size(b->tok), b->txt.vocab);
+    TSR_TRY(rc, tsr_st_open_source(src, &st, err));
+    TSR_TRY(rc, load_weights(m, st, err));
     tsr_st_close(st);
-    if (rc != TSR_OK) {
-        tsr_sentence_free(m);
-        return rc;
-    }
-    *out = m;
-    return TSR_OK;
+    return rc;
 }
 
-void tsr_sentence_free(tsr_sentence_model *m)
+static void bert_free(tsr_model *m)
 {
-    if (!m)
-        return;
-    tsr_bert_free(&m->bert);
-    tsr_wordpiece_free(m->tok);
-    free(m);
+    bert_model *b = BERT(m);
+    tsr_wordpiece_free(b->tok);
+    free(b->w.enc.layers);
+    free(b);
+    m->data = NULL;
 }
 
-int tsr_sentence_dim(const tsr_sentence_model *m) { return m->bert.cfg.dim; }
-int tsr_sentence_max_len(const tsr_sentence_model *m) { return m->max_seq; }
-const tsr_wordpiece *tsr_sentence_tokenizer(const tsr_sentence_model *m) { return m->tok; }
-
-static void pool(const tsr_sentence_model *m, const float *h, int len, float *out)
+static void bert_session_free(tsr_session *s)
 {
-    int D = m->bert.cfg.dim;
-    if (m->pooling == POOL_CLS) {
+    bert_session *bs = s->data;
+    tsr_textenc_io_free(&bs->io);
+}
+
+const tsr_family tsr_family_bert = {"bert", bert_detect, bert_load, bert_free,
+                                    bert_session_free};
+
+int tsr_bert_embed_dim(const tsr_model *m) { return BERT(m)->txt.enc.layer.dim; }
+int tsr_bert_max_text_len(const tsr_model *m) { return BERT(m)->max_seq; }
+
+const tsr_wordpiece *tsr_model_wordpiece(const tsr_model *m)
+{
+    return m->fam == &tsr_family_bert ? BERT(m)->tok : NULL;
+}
+
+/* ---- embedding ---- */
+
+static void pool(const bert_model *b, const float *h, int len, int normalize, float *out)
+{
+    int D = b->txt.enc.layer.dim;
+    if (b->pooling == POOL_CLS) {
         memcpy(out, h, sizeof(float) * (size_t)D);
-    } else if (m->pooling == POOL_MAX) {
+    } else if (b->pooling == POOL_MAX) {
         for (int d = 0; d < D; d++) {
             float mx = h[d];
             for (int i = 1; i < len; i++)
@@ -372,7 +306,7 @@ static void pool(const tsr_sentence_model *m, const float *h, int len, float *ou
             out[d] = mx;
         }
     } else {
-        float div = m->pooling == POOL_MEAN ? (float)len : sqrtf((float)len);
+        float div = b->pooling == POOL_MEAN ? (float)len : sqrtf((float)len);
         for (int d = 0; d < D; d++) {
             float s = 0;
             for (int i = 0; i < len; i++)
@@ -380,101 +314,97 @@ static void pool(const tsr_sentence_model *m, const float *h, int len, float *ou
             out[d] = s / div;
         }
     }
-    if (m->normalize) {
-        double n = 0;
-        for (int d = 0; d < D; d++)
-            n += (double)out[d] * out[d];
-        float inv = 1.0f / fmaxf((float)sqrt(n), 1e-12f);
-        for (int d = 0; d < D; d++)
-            out[d] *= inv;
-    }
+    if (b->normalize || normalize)
+        tsr_l2_normalize(out, D);
 }
 
-static const int *sort_lens;
+static tsr_status bert_plan(tsr_session *s, size_t scratch[TSR_SCRATCH_N], tsr_error *err)
+{
+    bert_session *bs = s->data;
+    bs->plan_b = bs->plan_s = 0;
+    return tsr_textenc_plan(s->q, &BERT(s->m)->txt, bs->want_b, bs->want_s, &s->arena, &bs->io,
+                            scratch, err);
+}
+
+/* Plans the session for batches of B texts of up to S tokens (growing only). */
+static tsr_status bert_ready(tsr_session *s, int B, int S, tsr_error *err)
+{
+    bert_session *bs = tsr_session_data(s, sizeof *bs, err);
+    if (!bs)
+        return TSR_ERR_NOMEM;
+    bs->want_b = B > bs->want_b ? B : bs->want_b;
+    bs->want_s = S > bs->want_s ? S : bs->want_s;
+    if (bs->plan_b == bs->want_b && bs->plan_s == bs->want_s)
+        return TSR_OK;
+    tsr_status rc = tsr_session_plan(s, bert_plan, err);
+    if (rc == TSR_OK) {
+        bs->plan_b = bs->want_b;
+        bs->plan_s = bs->want_s;
+    }
+    return rc;
+}
+
+typedef struct {
+    int len, index;
+} len_index;
+
+/* Longest first; ties keep the input order (qsort is not stable). */
 static int by_len_desc(const void *a, const void *b)
 {
-    int ia = *(const int *)a, ib = *(const int *)b;
-    if (sort_lens[ia] != sort_lens[ib])
-        return sort_lens[ib] - sort_lens[ia];
-    return ia - ib;
+    const len_index *x = a, *y = b;
+    if (x->len != y->len)
+        return y->len - x->len;
+    return x->index - y->index;
 }
 
-tsr_status tsr_sentence_embed(tsr_sentence_model *m, const char *const *texts, int n, float *out,
-                              int *n_truncated, tsr_error *err)
+tsr_status tsr_bert_embed_texts(tsr_session *s, const char *const *texts, int n, int normalize,
+                                float *out, int *n_truncated, tsr_error *err)
 {
-    int L = m->max_seq, D = m->bert.cfg.dim;
-    if (n_truncated)
-        *n_truncated = 0;
+    bert_model *b = BERT(s->m);
+    int L = b->max_seq, D = b->txt.enc.layer.dim;
+    int NB = s->p.text_batch > 0 ? s->p.text_batch : 32;
     if (n <= 0)
         return TSR_OK;
-    int *all = malloc(sizeof(int) * (size_t)L * n), *lens = malloc(sizeof(int) * n);
-    int *order = malloc(sizeof(int) * n);
-    int *ids = malloc(sizeof(int) * (size_t)L * SENTENCE_BATCH);
-    int *blens = malloc(sizeof(int) * SENTENCE_BATCH);
-    float *hidden = malloc(sizeof(float) * (size_t)L * D * SENTENCE_BATCH);
-    tsr_status rc = all && lens && order && ids && blens && hidden
+    int *all = malloc(sizeof(int) * (size_t)L * n), *lens = malloc(sizeof(int) * (size_t)n);
+    len_index *order = malloc(sizeof *order * (size_t)n);
+    int *ids = malloc(sizeof(int) * (size_t)L * NB);
+    float *hidden = malloc(sizeof(float) * (size_t)L * D * NB);
+    tsr_status rc = all && lens && order && ids && hidden
                         ? TSR_OK
                         : tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
     for (int i = 0; i < n && rc == TSR_OK; i++) {
         int cut = 0;
-        rc = tsr_wordpiece_encode(m->tok, texts[i], L, all + (size_t)i * L, &lens[i], &cut, err);
+        rc = tsr_wordpiece_encode(b->tok, texts[i], L, all + (size_t)i * L, &lens[i], &cut, err);
         if (rc != TSR_OK)
             tsr_error_prefix(err, "text %d", i + 1);
         if (cut && n_truncated)
             (*n_truncated)++;
-        order[i] = i;
+        order[i] = (len_index){lens[i], i};
     }
     if (rc == TSR_OK) { /* longest first, so that each batch pads little */
-        sort_lens = lens;
-        qsort(order, (size_t)n, sizeof(int), by_len_desc);
+        qsort(order, (size_t)n, sizeof *order, by_len_desc);
+        rc = bert_ready(s, n < NB ? n : NB, order[0].len, err);
     }
-    for (int b = 0; b < n && rc == TSR_OK; b += SENTENCE_BATCH) {
-        int nb = n - b < SENTENCE_BATCH ? n - b : SENTENCE_BATCH, S = lens[order[b]];
+    for (int k0 = 0; k0 < n && rc == TSR_OK; k0 += NB) {
+        int nb = n - k0 < NB ? n - k0 : NB, S = order[k0].len;
+        int blens[4096];
         for (int i = 0; i < nb; i++) {
-            int k = order[b + i];
+            int k = order[k0 + i].index;
             blens[i] = lens[k];
             for (int j = 0; j < S; j++)
-                ids[(size_t)i * S + j] = j < lens[k] ? all[(size_t)k * L + j]
-                                                     : tsr_wordpiece_pad(m->tok);
+                ids[(size_t)i * S + j] =
+                    j < lens[k] ? all[(size_t)k * L + j] : tsr_wordpiece_pad(b->tok);
         }
-        rc = tsr_bert_forward(m->ctx, &m->bert, ids, blens, nb, S, hidden, err);
+        rc = tsr_textenc_forward(s->q, &b->txt, &b->w, &((bert_session *)s->data)->io,
+                                 &s->scratch, ids, blens, nb, S, 0, hidden, err);
         for (int i = 0; i < nb && rc == TSR_OK; i++)
-            pool(m, hidden + (size_t)i * S * D, blens[i], out + (size_t)order[b + i] * D);
+            pool(b, hidden + (size_t)i * S * D, blens[i], normalize,
+                 out + (size_t)order[k0 + i].index * D);
     }
     free(all);
     free(lens);
     free(order);
     free(ids);
-    free(blens);
     free(hidden);
     return rc;
-}
-
-const char *tsr_model_kind(const char *dir, tsr_error *err)
-{
-    char path[4096];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    struct stat sb;
-    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-        tsr_error_set(err, TSR_ERR_IO, "%s: model directory not found", dir);
-        return NULL;
-    }
-    cJSON *root = tsr_read_json(path, 1 << 20, err);
-    if (!root)
-        return NULL;
-    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
-    static const char *kinds[] = {"clip", "bert", "whisper"};
-    const char *kind = NULL;
-    for (int i = 0; i < 3; i++)
-        if (cJSON_IsString(mt) && strcmp(mt->valuestring, kinds[i]) == 0)
-            kind = kinds[i];
-    /* a CTranslate2 Whisper directory: model.bin next to a config without model_type */
-    snprintf(path, sizeof path, "%s/model.bin", dir);
-    if (!kind && !mt && exists(path))
-        kind = "whisper";
-    if (!kind)
-        tsr_error_set(err, TSR_ERR_UNSUPPORTED, "%s/config.json: model_type \"%s\" is not supported",
-                      dir, cJSON_IsString(mt) ? mt->valuestring : "(missing)");
-    cJSON_Delete(root);
-    return kind;
 }

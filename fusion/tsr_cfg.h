@@ -25,10 +25,4 @@ int tsr_cfg_int(tsr_cfg_reader *r, const char *key, int def, int lo, int hi);
 float tsr_cfg_float(tsr_cfg_reader *r, const char *key, float def);
 /* "hidden_act" (or def when absent) as a tsr_act. */
 tsr_act tsr_cfg_act(tsr_cfg_reader *r, const char *def);
-/* A whole file of at most cap bytes, NUL-terminated. */
-char *tsr_read_small(const char *path, size_t cap, tsr_error *err);
-
-/* A JSON object from a file of at most cap bytes; NULL with err otherwise. */
-cJSON *tsr_read_json(const char *path, size_t cap, tsr_error *err);
-
 #endif

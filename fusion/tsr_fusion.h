@@ -1,16 +1,39 @@
-/* tessera fusion: load a contrastive model directory, embed images and
- * texts into one space, and score them (zero-shot classification).
+/* tessera fusion: models and sessions for every family (CLIP, sentence-
+ * transformers BERT, Whisper), zero-shot scoring, transcription, pull.
  *
+ *   tsr_error err = {0};
+ *   tsr_ctx *ctx = NULL;
  *   tsr_model *m = NULL;
- *   if (tsr_model_load(ctx, "clip-dir", &m, &err) != TSR_OK) ...
- *   const char *labels[] = {"cat", "dog"};
- *   const char *tmpl[] = {"a photo of a {}."};
- *   float *cls = malloc(sizeof(float) * 2 * tsr_model_embed_dim(m));
- *   tsr_zeroshot_weights(m, labels, 2, tmpl, 1, cls, &err);
- *   float img[512], probs[2];
- *   tsr_model_embed_image_files(m, (const char *[]){"cat.jpg"}, 1, 1, img, &err);
+ *   tsr_session *s = NULL;
+ *   if (tsr_ctx_create(NULL, &ctx, &err) || tsr_model_load(ctx, model_dir, &m, &err) ||
+ *       tsr_session_create(m, NULL, &s, &err))
+ *       return fprintf(stderr, "%s\n", err.msg), 1;
+ *   const char *labels[] = {"red circle", "blue star"}, *tmpl[] = {"a photo of a {}."};
+ *   int P = tsr_model_embed_dim(m);
+ *   float *cls = malloc(sizeof(float) * 2 * P), *img = malloc(sizeof(float) * P), probs[2];
+ *   tsr_session_zeroshot_weights(s, labels, 2, tmpl, 1, cls, NULL, &err);
+ *   tsr_session_embed_image_files(s, &image_path, 1, 1, img, &err);
  *   tsr_zeroshot_probs(m, img, 1, cls, 2, probs);
- *   tsr_model_free(m);
+ *   printf("%s: %.3f\n", labels[probs[1] > probs[0]], probs[probs[1] > probs[0]]);
+ *   free(cls), free(img);
+ *   tsr_session_free(s), tsr_model_free(m), tsr_ctx_free(ctx);
+ *
+ * A tsr_model holds one model's configuration, tokenizer and weights on the
+ * device, read-only once loaded. A tsr_session holds what one caller's
+ * forward passes write: its OpenCL queue and kernel objects, and one arena
+ * of activations planned for the batch sizes it runs.
+ *
+ * Threads, as SQLite documents them:
+ *   - tsr_model_*: load and free from one thread; every other tsr_model_*
+ *     function, tsr_zeroshot_probs and tsr_scores may run in any number of
+ *     threads at once. A model must outlive its sessions.
+ *   - tsr_session_create: any thread, any number of sessions per model.
+ *     Every other tsr_session_* function: one thread at a time per session
+ *     (different sessions run in parallel).
+ *   - tsr_pull and the path functions: any thread.
+ *
+ * Errors: err may be NULL everywhere; a session also keeps its last error
+ * (tsr_session_errmsg). The library never prints and never exits.
  */
 #ifndef TSR_FUSION_H
 #define TSR_FUSION_H
@@ -27,21 +50,66 @@ extern "C" {
 #endif
 
 typedef struct tsr_model tsr_model;
+typedef struct tsr_session tsr_session;
 
-/* Reads config.json, model.safetensors (or shards), the tokenizer and
- * preprocessor_config.json from dir, checks every tensor's shape against the
- * config and uploads the weights to the device once. */
+/* A model file in memory, for tsr_model_load_memory. */
+typedef struct {
+    const char *name; /* "config.json", "model.safetensors", "tokenizer.json", ... */
+    const void *data;
+    size_t size;
+} tsr_file;
+
+/* ---- models ---- */
+
+/* Reads a model directory: a HF CLIPModel (config.json, model.safetensors or
+ * shards, tokenizer, preprocessor_config.json), a sentence-transformers BERT
+ * model, or a Whisper model (faster-whisper's CTranslate2 model.bin, or the
+ * HF layout). Every tensor's shape is checked against the config and the
+ * weights are uploaded to the device once. Pickle files are refused. */
 tsr_status tsr_model_load(tsr_ctx *ctx, const char *dir, tsr_model **out, tsr_error *err);
-void tsr_model_free(tsr_model *m);
+/* The same from files in memory, named as in a directory. The buffers are
+ * read during the call only. */
+tsr_status tsr_model_load_memory(tsr_ctx *ctx, const tsr_file *files, int n, tsr_model **out,
+                                 tsr_error *err);
 /* A full-size CLIP ("ViT-B-32", "ViT-B-16", "ViT-L-14") with random weights
  * and no tokenizer, for benchmarks: speed does not depend on the values. */
 tsr_status tsr_model_create_random(tsr_ctx *ctx, const char *arch, tsr_model **out,
                                    tsr_error *err);
-/* Forward FLOPs of one image, and of one text of full context length. */
+void tsr_model_free(tsr_model *m);
+
+/* "clip", "bert" or "whisper". */
+const char *tsr_model_family(const tsr_model *m);
+/* What a model directory holds, from its config.json (no weights are read):
+ * "clip", "bert", "whisper", or NULL when unreadable (err says why). */
+const char *tsr_model_kind(const char *dir, tsr_error *err);
+/* Device bytes of the model's weights. */
+size_t tsr_model_device_bytes(const tsr_model *m);
+
+/* CLIP and BERT: the width of an embedding (0 for Whisper). */
+int tsr_model_embed_dim(const tsr_model *m);
+/* CLIP and BERT: the longest text in tokens (sentence-transformers'
+ * max_seq_length for BERT). */
+int tsr_model_max_text_len(const tsr_model *m);
+int tsr_model_image_channels(const tsr_model *m);
+int tsr_model_image_size(const tsr_model *m);
+float tsr_model_logit_scale(const tsr_model *m); /* exp(logit_scale) */
+const tsr_tokenizer *tsr_model_tokenizer(const tsr_model *m);  /* CLIP, else NULL */
+const tsr_wordpiece *tsr_model_wordpiece(const tsr_model *m);  /* BERT, else NULL */
+const tsr_bytelevel *tsr_model_bytelevel(const tsr_model *m);  /* Whisper, else NULL */
+const tsr_preprocess_cfg *tsr_model_preprocess_cfg(const tsr_model *m); /* CLIP, else NULL */
+/* Whisper: mel bins, vocabulary, width, encoder positions (1500) and
+ * decoder positions (448); 0 for other families. */
+int tsr_model_n_mels(const tsr_model *m);
+int tsr_model_vocab_size(const tsr_model *m);
+int tsr_model_dim(const tsr_model *m);
+int tsr_model_audio_ctx(const tsr_model *m);
+int tsr_model_text_ctx(const tsr_model *m);
+
+/* CLIP benchmarks: forward FLOPs of one image and of one text of full length. */
 void tsr_model_flops(const tsr_model *m, double *image, double *text);
-/* The GEMM shapes of the linear layers of both towers at the given batch
+/* The GEMM shapes of the linear layers of both CLIP towers at the given batch
  * sizes, for tsr_tune_gemm; returns their count (8 per batch size; -1 for an
- * unknown architecture) and fills up to max. */
+ * unknown architecture or a model that is not CLIP) and fills up to max. */
 int tsr_arch_gemm_shapes(const char *arch, const int *batches, int nb, tsr_gemm_shape *out,
                          int max);
 int tsr_model_gemm_shapes(const tsr_model *m, const int *batches, int nb, tsr_gemm_shape *out,
@@ -49,78 +117,80 @@ int tsr_model_gemm_shapes(const tsr_model *m, const int *batches, int nb, tsr_ge
 /* The architectures tsr_model_create_random knows; returns their count. */
 int tsr_arch_names(const char **names, int max);
 
-int tsr_model_embed_dim(const tsr_model *m);
-int tsr_model_max_text_len(const tsr_model *m);
-int tsr_model_image_channels(const tsr_model *m);
-int tsr_model_image_size(const tsr_model *m);
-float tsr_model_logit_scale(const tsr_model *m); /* exp(logit_scale) */
-const tsr_tokenizer *tsr_model_tokenizer(const tsr_model *m);
-const tsr_preprocess_cfg *tsr_model_preprocess_cfg(const tsr_model *m);
+/* ---- sessions ---- */
 
-/* pixels: (B, C, S, S) preprocessed; out: (B, dim). normalize: L2-normalise. */
-tsr_status tsr_model_embed_pixels(tsr_model *m, const float *pixels, int B, int normalize,
-                                  float *out, tsr_error *err);
-/* Decodes, preprocesses and embeds n images, in batches. */
-tsr_status tsr_model_embed_image_files(tsr_model *m, const char *const *paths, int n,
-                                       int normalize, float *out, tsr_error *err);
-/* ids: (B, S) padded token ids, lens: (B). */
-tsr_status tsr_model_embed_ids(tsr_model *m, const int *ids, const int *lens, int B, int S,
-                               int normalize, float *out, tsr_error *err);
-/* Tokenizes and embeds n texts; *n_truncated counts texts cut to fit. */
-tsr_status tsr_model_embed_texts(tsr_model *m, const char *const *texts, int n, int normalize,
-                                 float *out, int *n_truncated, tsr_error *err);
+typedef struct {
+    int image_batch; /* images per forward pass (default 16) */
+    int text_batch;  /* texts per forward pass (default 64 for CLIP, 32 for BERT) */
+} tsr_session_params;
+
+tsr_session_params tsr_session_default_params(void);
+tsr_status tsr_session_create(tsr_model *m, const tsr_session_params *p, tsr_session **out,
+                              tsr_error *err);
+/* Waits for the session's work, then frees it. */
+void tsr_session_free(tsr_session *s);
+/* The message of the last failed call on s ("" if none). */
+const char *tsr_session_errmsg(const tsr_session *s);
+tsr_status tsr_session_errcode(const tsr_session *s);
+/* Device bytes of the session's activations as planned so far. */
+size_t tsr_session_device_bytes(const tsr_session *s);
+
+/* The launch counter: what the device did per encoder layer and per decoder
+ * step in the session's last forward pass. A forward pass has no host
+ * synchronisation and creates no buffer inside a layer or a step. */
+typedef struct {
+    uint64_t launches; /* tessera kernels enqueued */
+    uint64_t gemms;    /* CLBlast routine calls */
+    uint64_t syncs;    /* host waits */
+    uint64_t buffers;  /* device buffers created */
+} tsr_launch_counts;
+void tsr_session_counters(const tsr_session *s, tsr_launch_counts *per_layer,
+                          tsr_launch_counts *per_step);
+
+/* CLIP images. pixels: (B, C, S, S) preprocessed; out: (B, dim).
+ * normalize: L2-normalise the rows. */
+tsr_status tsr_session_embed_pixels(tsr_session *s, const float *pixels, int B, int normalize,
+                                    float *out, tsr_error *err);
+tsr_status tsr_session_embed_images(tsr_session *s, const tsr_image *const *images, int n,
+                                    int normalize, float *out, tsr_error *err);
+/* Decodes, preprocesses and embeds n image files, in batches. */
+tsr_status tsr_session_embed_image_files(tsr_session *s, const char *const *paths, int n,
+                                         int normalize, float *out, tsr_error *err);
+/* CLIP text tower on token ids: ids (B, S) padded, lens (B). */
+tsr_status tsr_session_embed_ids(tsr_session *s, const int *ids, const int *lens, int B, int S,
+                                 int normalize, float *out, tsr_error *err);
+/* Tokenizes and embeds n texts into out (n, dim). CLIP: the projected text
+ * embeddings. BERT: pooled as the model's modules.json says and truncated at
+ * its max_seq_length, exactly as SentenceTransformer.encode. normalize: 1
+ * L2-normalises the rows; 0 keeps what the model gives (BERT's Normalize
+ * module still applies). *n_truncated (may be NULL) counts texts cut to fit. */
+tsr_status tsr_session_embed_texts(tsr_session *s, const char *const *texts, int n, int normalize,
+                                   float *out, int *n_truncated, tsr_error *err);
+
+/* ---- zero-shot classification (CLIP) ---- */
 
 /* The 80 ImageNet prompt templates of the CLIP paper ("a photo of a {}."). */
 int tsr_templates_imagenet(const char *const **out);
-
 /* Class weights (L, dim): each label's template embeddings, normalised,
  * averaged and normalised again, as in the CLIP paper. "{}" in a template is
  * replaced by the label. Labels must be valid UTF-8. */
-tsr_status tsr_zeroshot_weights(tsr_model *m, const char *const *labels, int L,
-                                const char *const *templates, int T, float *weights,
-                                int *n_truncated, tsr_error *err);
+tsr_status tsr_session_zeroshot_weights(tsr_session *s, const char *const *labels, int L,
+                                        const char *const *templates, int T, float *weights,
+                                        int *n_truncated, tsr_error *err);
 /* probs (N, L) = softmax(exp(logit_scale) * img (N, dim) . weights (L, dim)^T). */
 void tsr_zeroshot_probs(const tsr_model *m, const float *img, int N, const float *weights, int L,
                         float *probs);
-/* logits (N, L) = exp(logit_scale) * a . b^T for normalised rows. */
+/* logits (N, L) = scale * a . b^T for normalised rows. */
 void tsr_scores(float scale, const float *a, int N, const float *b, int L, int dim,
                 float *logits);
 
-/* ---- sentence-transformers text models (BERT: all-MiniLM-L6-v2, ...) ----
- *
- *   tsr_sentence_model *sm = NULL;
- *   tsr_sentence_load(ctx, "all-MiniLM-L6-v2", &sm, &err);
- *   float *e = malloc(sizeof(float) * n * tsr_sentence_dim(sm));
- *   tsr_sentence_embed(sm, texts, n, e, NULL, &err);
- */
-
-typedef struct tsr_sentence_model tsr_sentence_model;
-
-/* Reads config.json (model_type "bert"), model.safetensors, the WordPiece
- * tokenizer, sentence_bert_config.json (max_seq_length) and modules.json
- * (the pooling mode from its Pooling config; Normalize). */
-tsr_status tsr_sentence_load(tsr_ctx *ctx, const char *dir, tsr_sentence_model **out,
-                             tsr_error *err);
-void tsr_sentence_free(tsr_sentence_model *m);
-int tsr_sentence_dim(const tsr_sentence_model *m);
-int tsr_sentence_max_len(const tsr_sentence_model *m);
-const tsr_wordpiece *tsr_sentence_tokenizer(const tsr_sentence_model *m);
-/* Embeds n texts into out (n, dim) as sentence-transformers' encode() does:
- * truncation to max_seq_length, pooling, normalisation when configured. */
-tsr_status tsr_sentence_embed(tsr_sentence_model *m, const char *const *texts, int n, float *out,
-                              int *n_truncated, tsr_error *err);
-
 /* ---- Whisper speech recognition ----
  *
- *   tsr_whisper *w = NULL;
- *   tsr_whisper_load(ctx, "faster-whisper-tiny.en", &w, &err);
  *   tsr_transcript t;
- *   tsr_whisper_transcribe_file(w, "talk.mp3", NULL, &t, &err);  // NULL: defaults
+ *   tsr_session_transcribe_file(s, "talk.mp3", NULL, &t, &err);  // NULL: defaults
  *   puts(t.text);
  *   tsr_transcript_free(&t);
  */
-
-typedef struct tsr_whisper tsr_whisper;
 
 typedef struct {
     int beam_size;                  /* 1: greedy */
@@ -151,48 +221,32 @@ typedef struct {
     double duration;   /* seconds of audio */
 } tsr_transcript;
 
-/* Loads a CTranslate2 Whisper directory (model.bin, config.json,
- * tokenizer.json: faster-whisper's format) or a HF
- * WhisperForConditionalGeneration directory (config.json, model.safetensors,
- * tokenizer.json, generation_config.json). */
-tsr_status tsr_whisper_load(tsr_ctx *ctx, const char *dir, tsr_whisper **out, tsr_error *err);
-void tsr_whisper_free(tsr_whisper *m);
 /* faster-whisper's defaults, greedy: beam 1, length penalty 1, previous text
  * on, no-speech 0.6 and log-prob -1.0 thresholds. */
 tsr_transcribe_params tsr_transcribe_default_params(void);
 /* Transcribes 16 kHz mono samples in consecutive 30-second windows, without
  * timestamps. p may be NULL. */
-tsr_status tsr_whisper_transcribe_pcm(tsr_whisper *m, const float *pcm, size_t n,
+tsr_status tsr_session_transcribe_pcm(tsr_session *s, const float *pcm, size_t n,
                                       const tsr_transcribe_params *p, tsr_transcript *out,
                                       tsr_error *err);
-tsr_status tsr_whisper_transcribe_file(tsr_whisper *m, const char *path,
+tsr_status tsr_session_transcribe_file(tsr_session *s, const char *path,
                                        const tsr_transcribe_params *p, tsr_transcript *out,
                                        tsr_error *err);
 void tsr_transcript_free(tsr_transcript *t);
-
-int tsr_whisper_n_mels(const tsr_whisper *m);
-int tsr_whisper_vocab(const tsr_whisper *m);
-int tsr_whisper_dim(const tsr_whisper *m);
-int tsr_whisper_audio_ctx(const tsr_whisper *m); /* encoder positions (1500) */
-int tsr_whisper_text_ctx(const tsr_whisper *m);  /* decoder positions (448) */
-const tsr_bytelevel *tsr_whisper_tokenizer(const tsr_whisper *m);
 /* Lower level: encodes one window mel (n_mels, 2*audio_ctx); out (audio_ctx,
  * dim) may be NULL. Then logits (n, vocab) of n teacher-forced tokens. */
-tsr_status tsr_whisper_encode(tsr_whisper *m, const float *mel, float *out, tsr_error *err);
-tsr_status tsr_whisper_logits(tsr_whisper *m, const int *tokens, int n, float *logits,
-                              tsr_error *err);
-
-/* What a model directory holds, from config.json's model_type: "clip",
- * "bert", "whisper", or NULL when unreadable (err says why). */
-const char *tsr_model_kind(const char *dir, tsr_error *err);
+tsr_status tsr_session_whisper_encode(tsr_session *s, const float *mel, float *out,
+                                      tsr_error *err);
+tsr_status tsr_session_whisper_logits(tsr_session *s, const int *tokens, int n, float *logits,
+                                      tsr_error *err);
 
 /* ---- fetching checkpoints (tessera pull) ---- */
 
 typedef struct {
-    const char *endpoint;  /* NULL: $HF_ENDPOINT, else https://huggingface.co */
-    const char *token;     /* NULL: $HF_TOKEN */
+    const char *endpoint;  /* NULL: https://huggingface.co */
+    const char *token;     /* an access token, or NULL */
     const char *revision;  /* NULL: "main" */
-    const char *cache_dir; /* NULL: see tsr_cache_dir */
+    const char *cache_dir; /* required: models go to cache_dir/models/ */
     /* called as bytes arrive; total is 0 when unknown */
     void (*progress)(void *user, const char *file, uint64_t done, uint64_t total);
     void *user;
@@ -205,7 +259,7 @@ tsr_pull_params tsr_pull_default_params(void);
  * downloads and checks LFS files against the hub's SHA-256. */
 tsr_status tsr_pull(const char *repo_id, const tsr_pull_params *p, char *out_dir, size_t cap,
                     tsr_error *err);
-/* Where repo_id at revision lives in the cache (whether pulled or not). */
+/* Where repo_id at revision lives under cache_dir (whether pulled or not). */
 tsr_status tsr_model_cache_path(const char *repo_id, const char *revision, const char *cache_dir,
                                 char *out, size_t cap, tsr_error *err);
 /* A local directory as given, or else a completely pulled "org/name[@rev]". */

@@ -38,6 +38,12 @@ typedef struct tsr_st tsr_st;
 tsr_status tsr_st_open_file(const char *path, tsr_st **out, tsr_error *err);
 /* Opens DIR/model.safetensors, or the shards listed in DIR/model.safetensors.index.json. */
 tsr_status tsr_st_open_dir(const char *dir, tsr_st **out, tsr_error *err);
+struct tsr_source_s;
+/* Opens model.safetensors, or the shards listed in model.safetensors.index.json,
+ * of a source (a directory or files in memory). */
+tsr_status tsr_st_open_source(const struct tsr_source_s *src, tsr_st **out, tsr_error *err);
+tsr_status tsr_st_open_ct2_source(const struct tsr_source_s *src, const char *name, tsr_st **out,
+                                  tsr_error *err);
 /* Opens a CTranslate2 model.bin (format version 6) as the same kind of
  * tensor set: variables keep their names ("encoder/conv1/weight"), aliases
  * become extra names, int8 variables get their "<name>_scale". */

@@ -1,301 +1,171 @@
-/* Whisper: loading a CTranslate2 directory (model.bin) or a HF
- * WhisperForConditionalGeneration directory (model.safetensors), the text
- * decoder on the compute layer's decoder layer, greedy and beam decoding, and
- * transcription of long audio in consecutive 30-second windows, following
- * faster-whisper's defaults (without timestamps). */
+/* Whisper: a CTranslate2 directory (model.bin, faster-whisper's format) or a
+ * HF WhisperForConditionalGeneration directory, each through its tensor
+ * table; the audio encoder and the decoder stack on the compute layer;
+ * decoding through the generation module; transcription of long audio in
+ * consecutive 30-second windows following faster-whisper's defaults
+ * (without timestamps). */
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "tsr_audio.h"
 #include "tsr_cfg.h"
-#include "tsr_fusion.h"
+#include "tsr_generate.h"
+#include "tsr_model.h"
 #include "tsr_st.h"
 #include "tsr_wenc.h"
+#include "tsr_wtable.h"
 
 #define MAX_SUPPRESS 512
 #define MAX_BEAMS 16
 
-struct tsr_whisper {
-    tsr_ctx *ctx;
-    char dir[2048];
+typedef struct {
     int ct2; /* 1: CTranslate2 layout */
-    tsr_wenc enc;
-    int vocab, n_text_ctx, dim, heads, ffn, layers;
-    float eps;
-    tsr_dec_cfg dcfg;
-    tsr_dec_weights *dl;
-    tsr_dec_state *st;
-    int st_B;
-    tsr_dec_scratch scratch;
-    cl_mem lnf_g, lnf_b, proj, x, logits, reorder_tmp;
-    int cap_rows;
-    float *tok_emb, *pos_emb; /* host copies (V, D), (n_text_ctx, D) */
+    tsr_wenc_cfg enc;
+    tsr_wenc_w enc_w;
+    tsr_decoder_cfg dec;
+    tsr_decoder_w dec_w;
     tsr_bytelevel *tok;
     int eot, sot, no_ts, transcribe, translate, sot_prev, sot_lm, no_speech, ts_begin;
     int multilingual;
     int suppress[MAX_SUPPRESS], n_suppress;
     int suppress_begin[8], n_suppress_begin;
-    int encoded; /* e.x holds an encoding */
+} whisper_model;
+
+typedef struct {
+    int want_beams, plan_beams;
+    tsr_wenc_io enc;
+    tsr_decoder_io dec;
+    int encoded; /* enc.enc.x holds an encoding */
+} whisper_session;
+
+#define WHISPER(m) ((whisper_model *)(m)->data)
+
+/* ---- the tensor tables ---- */
+
+enum { OBJ_ENC, OBJ_ENC_L, OBJ_DEC, OBJ_DEC_L };
+/* symbolic dimensions */
+enum { D = 1, D2, D3, EF, DF, NM, K3, ECTX, V, TCTX };
+
+static int64_t whisper_dim(const void *cfg, int code)
+{
+    const whisper_model *w = cfg;
+    int d = w->enc.enc.layer.dim;
+    switch (code) {
+    case D: return d;
+    case D2: return 2 * d;
+    case D3: return 3 * d;
+    case EF: return w->enc.enc.layer.ffn;
+    case DF: return w->dec.layer.ffn;
+    case NM: return w->enc.n_mels;
+    case K3: return 3;
+    case ECTX: return w->enc.n_ctx;
+    case V: return w->dec.vocab;
+    case TCTX: return w->dec.n_ctx;
+    }
+    return -1;
+}
+
+#define EW(f) offsetof(tsr_wenc_w, f)
+#define DW(f) offsetof(tsr_decoder_w, f)
+#define LIN TSR_W_LINEAR
+#define OPT TSR_W_OPTIONAL
+
+/* CTranslate2: self-attention (fused qkv in linear_0) and MLP of a layer
+ * whose weights are a T, under the prefix pf ("encoder/layer_%d/") */
+#define CT2_BLOCK(pf, obj, T, F)                                                           \
+    {pf "self_attention/layer_norm/gamma", NULL, obj, offsetof(T, ln1_g), 0, 0, {D}, 0},   \
+    {pf "self_attention/layer_norm/beta", NULL, obj, offsetof(T, ln1_b), 0, 0, {D}, 0},    \
+    {pf "self_attention/linear_0/weight", NULL, obj, offsetof(T, qkv_w), 0, 0, {D3, D}, LIN}, \
+    {pf "self_attention/linear_0/bias", NULL, obj, offsetof(T, qkv_b), 0, 0, {D3}, 0},     \
+    {pf "self_attention/linear_1/weight", NULL, obj, offsetof(T, o_w), 0, 0, {D, D}, LIN}, \
+    {pf "self_attention/linear_1/bias", NULL, obj, offsetof(T, o_b), 0, 0, {D}, 0},        \
+    {pf "ffn/layer_norm/gamma", NULL, obj, offsetof(T, ln2_g), 0, 0, {D}, 0},              \
+    {pf "ffn/layer_norm/beta", NULL, obj, offsetof(T, ln2_b), 0, 0, {D}, 0},               \
+    {pf "ffn/linear_0/weight", NULL, obj, offsetof(T, fc1_w), 0, 0, {F, D}, LIN},          \
+    {pf "ffn/linear_0/bias", NULL, obj, offsetof(T, fc1_b), 0, 0, {F}, 0},                 \
+    {pf "ffn/linear_1/weight", NULL, obj, offsetof(T, fc2_w), 0, 0, {D, F}, LIN},          \
+    {pf "ffn/linear_1/bias", NULL, obj, offsetof(T, fc2_b), 0, 0, {D}, 0}
+
+static const tsr_wrow ct2_table[] = {
+    {"encoder/conv1/weight", NULL, OBJ_ENC, EW(conv1_w), 0, 0, {D, NM, K3}, LIN},
+    {"encoder/conv1/bias", NULL, OBJ_ENC, EW(conv1_b), 0, 0, {D}, 0},
+    {"encoder/conv2/weight", NULL, OBJ_ENC, EW(conv2_w), 0, 0, {D, D, K3}, LIN},
+    {"encoder/conv2/bias", NULL, OBJ_ENC, EW(conv2_b), 0, 0, {D}, 0},
+    {"encoder/position_encodings/encodings", NULL, OBJ_ENC, EW(pos), 0, 0, {ECTX, D}, 0},
+    {"encoder/layer_norm/gamma", NULL, OBJ_ENC, EW(enc.fin_g), 0, 0, {D}, 0},
+    {"encoder/layer_norm/beta", NULL, OBJ_ENC, EW(enc.fin_b), 0, 0, {D}, 0},
+    CT2_BLOCK("encoder/layer_%d/", OBJ_ENC_L, tsr_enc_weights, EF),
+    {"decoder/embeddings/weight", NULL, OBJ_DEC, DW(tok), 0, 0, {V, D}, 0},
+    {"decoder/position_encodings/encodings", NULL, OBJ_DEC, DW(pos), 0, 0, {TCTX, D}, 0},
+    {"decoder/layer_norm/gamma", NULL, OBJ_DEC, DW(fin_g), 0, 0, {D}, 0},
+    {"decoder/layer_norm/beta", NULL, OBJ_DEC, DW(fin_b), 0, 0, {D}, 0},
+    {"decoder/projection/weight", "decoder/embeddings/weight", OBJ_DEC, DW(proj), 0, 0, {V, D}, LIN},
+    CT2_BLOCK("decoder/layer_%d/", OBJ_DEC_L, tsr_dec_weights, DF),
+#define X(f) offsetof(tsr_dec_weights, f)
+    {"decoder/layer_%d/attention/layer_norm/gamma", NULL, OBJ_DEC_L, X(lnx_g), 0, 0, {D}, 0},
+    {"decoder/layer_%d/attention/layer_norm/beta", NULL, OBJ_DEC_L, X(lnx_b), 0, 0, {D}, 0},
+    {"decoder/layer_%d/attention/linear_0/weight", NULL, OBJ_DEC_L, X(xq_w), 0, 0, {D, D}, LIN},
+    {"decoder/layer_%d/attention/linear_0/bias", NULL, OBJ_DEC_L, X(xq_b), 0, 0, {D}, 0},
+    {"decoder/layer_%d/attention/linear_1/weight", NULL, OBJ_DEC_L, X(xkv_w), 0, 0, {D2, D}, LIN},
+    {"decoder/layer_%d/attention/linear_1/bias", NULL, OBJ_DEC_L, X(xkv_b), 0, 0, {D2}, 0},
+    {"decoder/layer_%d/attention/linear_2/weight", NULL, OBJ_DEC_L, X(xo_w), 0, 0, {D, D}, LIN},
+    {"decoder/layer_%d/attention/linear_2/bias", NULL, OBJ_DEC_L, X(xo_b), 0, 0, {D}, 0},
 };
 
-/* ---- loading ---- */
+/* HF: self-attention (separate q, k, v; k has no bias) and MLP of a layer
+ * whose weights are a T, under the prefix pf ("model.encoder.layers.%d.") */
+#define HF_BLOCK(pf, obj, T, F)                                                            \
+    {pf "self_attn_layer_norm.weight", NULL, obj, offsetof(T, ln1_g), 0, 0, {D}, 0},       \
+    {pf "self_attn_layer_norm.bias", NULL, obj, offsetof(T, ln1_b), 0, 0, {D}, 0},         \
+    {pf "self_attn.q_proj.weight", NULL, obj, offsetof(T, qkv_w), 0, 3, {D, D}, LIN},      \
+    {pf "self_attn.k_proj.weight", NULL, obj, offsetof(T, qkv_w), 1, 3, {D, D}, LIN},      \
+    {pf "self_attn.v_proj.weight", NULL, obj, offsetof(T, qkv_w), 2, 3, {D, D}, LIN},      \
+    {pf "self_attn.q_proj.bias", NULL, obj, offsetof(T, qkv_b), 0, 3, {D}, 0},             \
+    {pf "self_attn.k_proj.bias", NULL, obj, offsetof(T, qkv_b), 1, 3, {D}, OPT},           \
+    {pf "self_attn.v_proj.bias", NULL, obj, offsetof(T, qkv_b), 2, 3, {D}, 0},             \
+    {pf "self_attn.out_proj.weight", NULL, obj, offsetof(T, o_w), 0, 0, {D, D}, LIN},      \
+    {pf "self_attn.out_proj.bias", NULL, obj, offsetof(T, o_b), 0, 0, {D}, 0},             \
+    {pf "final_layer_norm.weight", NULL, obj, offsetof(T, ln2_g), 0, 0, {D}, 0},           \
+    {pf "final_layer_norm.bias", NULL, obj, offsetof(T, ln2_b), 0, 0, {D}, 0},             \
+    {pf "fc1.weight", NULL, obj, offsetof(T, fc1_w), 0, 0, {F, D}, LIN},                   \
+    {pf "fc1.bias", NULL, obj, offsetof(T, fc1_b), 0, 0, {F}, 0},                          \
+    {pf "fc2.weight", NULL, obj, offsetof(T, fc2_w), 0, 0, {D, F}, LIN},                   \
+    {pf "fc2.bias", NULL, obj, offsetof(T, fc2_b), 0, 0, {D}, 0}
 
-typedef struct {
-    tsr_whisper *m;
-    const tsr_st *st;
-    float *buf, *cat;
-    size_t cap, cat_cap;
-} wloader;
+#define HD "model.decoder.layers.%d."
+static const tsr_wrow hf_table[] = {
+    {"model.encoder.conv1.weight", NULL, OBJ_ENC, EW(conv1_w), 0, 0, {D, NM, K3}, LIN},
+    {"model.encoder.conv1.bias", NULL, OBJ_ENC, EW(conv1_b), 0, 0, {D}, 0},
+    {"model.encoder.conv2.weight", NULL, OBJ_ENC, EW(conv2_w), 0, 0, {D, D, K3}, LIN},
+    {"model.encoder.conv2.bias", NULL, OBJ_ENC, EW(conv2_b), 0, 0, {D}, 0},
+    {"model.encoder.embed_positions.weight", NULL, OBJ_ENC, EW(pos), 0, 0, {ECTX, D}, 0},
+    {"model.encoder.layer_norm.weight", NULL, OBJ_ENC, EW(enc.fin_g), 0, 0, {D}, 0},
+    {"model.encoder.layer_norm.bias", NULL, OBJ_ENC, EW(enc.fin_b), 0, 0, {D}, 0},
+    HF_BLOCK("model.encoder.layers.%d.", OBJ_ENC_L, tsr_enc_weights, EF),
+    {"model.decoder.embed_tokens.weight", NULL, OBJ_DEC, DW(tok), 0, 0, {V, D}, 0},
+    {"model.decoder.embed_positions.weight", NULL, OBJ_DEC, DW(pos), 0, 0, {TCTX, D}, 0},
+    {"model.decoder.layer_norm.weight", NULL, OBJ_DEC, DW(fin_g), 0, 0, {D}, 0},
+    {"model.decoder.layer_norm.bias", NULL, OBJ_DEC, DW(fin_b), 0, 0, {D}, 0},
+    {"proj_out.weight", "model.decoder.embed_tokens.weight", OBJ_DEC, DW(proj), 0, 0, {V, D}, LIN},
+    HF_BLOCK(HD, OBJ_DEC_L, tsr_dec_weights, DF),
+    {HD "encoder_attn_layer_norm.weight", NULL, OBJ_DEC_L, X(lnx_g), 0, 0, {D}, 0},
+    {HD "encoder_attn_layer_norm.bias", NULL, OBJ_DEC_L, X(lnx_b), 0, 0, {D}, 0},
+    {HD "encoder_attn.q_proj.weight", NULL, OBJ_DEC_L, X(xq_w), 0, 0, {D, D}, LIN},
+    {HD "encoder_attn.q_proj.bias", NULL, OBJ_DEC_L, X(xq_b), 0, 0, {D}, 0},
+    {HD "encoder_attn.k_proj.weight", NULL, OBJ_DEC_L, X(xkv_w), 0, 2, {D, D}, LIN},
+    {HD "encoder_attn.v_proj.weight", NULL, OBJ_DEC_L, X(xkv_w), 1, 2, {D, D}, LIN},
+    {HD "encoder_attn.k_proj.bias", NULL, OBJ_DEC_L, X(xkv_b), 0, 2, {D}, OPT},
+    {HD "encoder_attn.v_proj.bias", NULL, OBJ_DEC_L, X(xkv_b), 1, 2, {D}, 0},
+    {HD "encoder_attn.out_proj.weight", NULL, OBJ_DEC_L, X(xo_w), 0, 0, {D, D}, LIN},
+    {HD "encoder_attn.out_proj.bias", NULL, OBJ_DEC_L, X(xo_b), 0, 0, {D}, 0},
+#undef X
+};
 
-/* Loads the parts (names; NULL: zeros, for Whisper's bias-free k_proj) of
- * rows[i] x cols each, stacked, then uploads them as a linear weight (lin) or
- * a plain buffer. */
-static tsr_status load_stack(wloader *l, const char *const *names, int parts, int rows, int cols,
-                             int lin, cl_mem *slot, tsr_error *err)
-{
-    size_t per = (size_t)rows * (cols ? cols : 1), need = per * parts;
-    if (need > l->cat_cap) {
-        float *nc = realloc(l->cat, sizeof(float) * need);
-        if (!nc)
-            return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-        l->cat = nc;
-        l->cat_cap = need;
-    }
-    for (int p = 0; p < parts; p++) {
-        if (!names[p]) {
-            memset(l->cat + p * per, 0, sizeof(float) * per);
-            continue;
-        }
-        int64_t shape[3] = {rows, cols, 0};
-        tsr_status rc = tsr_st_load(l->st, l->m->dir, names[p], cols ? 2 : 1, shape, &l->buf,
-                                    &l->cap, err);
-        if (rc != TSR_OK)
-            return rc;
-        memcpy(l->cat + p * per, l->buf, sizeof(float) * per);
-    }
-    if (lin)
-        *slot = tsr_linear_weight_upload(l->m->ctx, l->cat, rows * parts, cols, err);
-    else if ((*slot = tsr_buf_alloc(l->m->ctx, sizeof(float) * need, err)) &&
-             tsr_buf_write(l->m->ctx, *slot, l->cat, sizeof(float) * need, err) != TSR_OK)
-        return err ? err->code : TSR_ERR_OPENCL;
-    return *slot ? TSR_OK : (err ? err->code : TSR_ERR_NOMEM);
-}
-
-static tsr_status load_one(wloader *l, const char *name, int rows, int cols, int lin, cl_mem *slot,
-                           tsr_error *err)
-{
-    return load_stack(l, (const char *const[]){name}, 1, rows, cols, lin, slot, err);
-}
-
-/* A conv weight (D, C, 3) uploaded as the linear weight (D, C*3). */
-static tsr_status load_conv(wloader *l, const char *name, int D, int C, cl_mem *slot,
-                            tsr_error *err)
-{
-    int64_t shape[3] = {D, C, 3};
-    tsr_status rc = tsr_st_load(l->st, l->m->dir, name, 3, shape, &l->buf, &l->cap, err);
-    if (rc != TSR_OK)
-        return rc;
-    *slot = tsr_linear_weight_upload(l->m->ctx, l->buf, D, C * 3, err);
-    return *slot ? TSR_OK : (err ? err->code : TSR_ERR_NOMEM);
-}
-
-/* A host copy of a (rows, cols) table. */
-static tsr_status load_host(wloader *l, const char *name, int rows, int cols, float **dst,
-                            tsr_error *err)
-{
-    int64_t shape[2] = {rows, cols};
-    tsr_status rc = tsr_st_load(l->st, l->m->dir, name, 2, shape, &l->buf, &l->cap, err);
-    if (rc != TSR_OK)
-        return rc;
-    *dst = malloc(sizeof(float) * (size_t)rows * cols);
-    if (!*dst)
-        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-    memcpy(*dst, l->buf, sizeof(float) * (size_t)rows * cols);
-    return TSR_OK;
-}
-
-#define N(...) (snprintf(nm[ni % 8], sizeof nm[0], __VA_ARGS__), nm[ni++ % 8])
-#define TRY(call)                                                                                \
-    do {                                                                                         \
-        if (rc == TSR_OK)                                                                        \
-            rc = (call);                                                                         \
-    } while (0)
-
-/* The slots of a layer's self-attention and MLP, the same in encoder and decoder layers. */
-typedef struct {
-    cl_mem *ln1_g, *ln1_b, *qkv_w, *qkv_b, *o_w, *o_b, *ln2_g, *ln2_b, *fc1_w, *fc1_b, *fc2_w,
-        *fc2_b;
-} block_slots;
-#define BLOCK_SLOTS(w)                                                                           \
-    ((block_slots){&(w)->ln1_g, &(w)->ln1_b, &(w)->qkv_w, &(w)->qkv_b, &(w)->o_w, &(w)->o_b,     \
-                   &(w)->ln2_g, &(w)->ln2_b, &(w)->fc1_w, &(w)->fc1_b, &(w)->fc2_w, &(w)->fc2_b})
-
-/* CTranslate2 names under pf ("encoder/layer_0/"): fused qkv in linear_0. */
-static tsr_status ct2_block(wloader *l, const char *pf, int D, int F, block_slots s,
-                            tsr_error *err)
-{
-    char nm[8][160];
-    int ni = 0;
-    tsr_status rc = TSR_OK;
-    TRY(load_one(l, N("%sself_attention/layer_norm/gamma", pf), D, 0, 0, s.ln1_g, err));
-    TRY(load_one(l, N("%sself_attention/layer_norm/beta", pf), D, 0, 0, s.ln1_b, err));
-    TRY(load_one(l, N("%sself_attention/linear_0/weight", pf), 3 * D, D, 1, s.qkv_w, err));
-    TRY(load_one(l, N("%sself_attention/linear_0/bias", pf), 3 * D, 0, 0, s.qkv_b, err));
-    TRY(load_one(l, N("%sself_attention/linear_1/weight", pf), D, D, 1, s.o_w, err));
-    TRY(load_one(l, N("%sself_attention/linear_1/bias", pf), D, 0, 0, s.o_b, err));
-    TRY(load_one(l, N("%sffn/layer_norm/gamma", pf), D, 0, 0, s.ln2_g, err));
-    TRY(load_one(l, N("%sffn/layer_norm/beta", pf), D, 0, 0, s.ln2_b, err));
-    TRY(load_one(l, N("%sffn/linear_0/weight", pf), F, D, 1, s.fc1_w, err));
-    TRY(load_one(l, N("%sffn/linear_0/bias", pf), F, 0, 0, s.fc1_b, err));
-    TRY(load_one(l, N("%sffn/linear_1/weight", pf), D, F, 1, s.fc2_w, err));
-    TRY(load_one(l, N("%sffn/linear_1/bias", pf), D, 0, 0, s.fc2_b, err));
-    return rc;
-}
-
-/* Self- or cross-attention of a HF layer: q, k (no bias), v stacked. */
-static tsr_status hf_attn(wloader *l, const char *pf, const char *att, int D, int with_q,
-                          cl_mem *w, cl_mem *b, tsr_error *err)
-{
-    char n[6][200];
-    const char *parts[3] = {"q_proj", "k_proj", "v_proj"};
-    for (int p = 0; p < 3; p++) {
-        snprintf(n[p], sizeof n[p], "%s%s.%s.weight", pf, att, parts[p]);
-        snprintf(n[3 + p], sizeof n[3 + p], "%s%s.%s.bias", pf, att, parts[p]);
-    }
-    const char *ws[3] = {n[0], n[1], n[2]}, *bs[3] = {n[3], NULL, n[5]};
-    int s = with_q ? 0 : 1, k = with_q ? 3 : 2;
-    tsr_status rc = load_stack(l, ws + s, k, D, D, 1, w, err);
-    return rc == TSR_OK ? load_stack(l, bs + s, k, D, 0, 0, b, err) : rc;
-}
-
-/* HF names under pf ("model.encoder.layers.0."): separate q, k, v. */
-static tsr_status hf_block(wloader *l, const char *pf, int D, int F, block_slots s,
-                           tsr_error *err)
-{
-    char nm[8][160];
-    int ni = 0;
-    tsr_status rc = TSR_OK;
-    TRY(load_one(l, N("%sself_attn_layer_norm.weight", pf), D, 0, 0, s.ln1_g, err));
-    TRY(load_one(l, N("%sself_attn_layer_norm.bias", pf), D, 0, 0, s.ln1_b, err));
-    TRY(hf_attn(l, pf, "self_attn", D, 1, s.qkv_w, s.qkv_b, err));
-    TRY(load_one(l, N("%sself_attn.out_proj.weight", pf), D, D, 1, s.o_w, err));
-    TRY(load_one(l, N("%sself_attn.out_proj.bias", pf), D, 0, 0, s.o_b, err));
-    TRY(load_one(l, N("%sfinal_layer_norm.weight", pf), D, 0, 0, s.ln2_g, err));
-    TRY(load_one(l, N("%sfinal_layer_norm.bias", pf), D, 0, 0, s.ln2_b, err));
-    TRY(load_one(l, N("%sfc1.weight", pf), F, D, 1, s.fc1_w, err));
-    TRY(load_one(l, N("%sfc1.bias", pf), F, 0, 0, s.fc1_b, err));
-    TRY(load_one(l, N("%sfc2.weight", pf), D, F, 1, s.fc2_w, err));
-    TRY(load_one(l, N("%sfc2.bias", pf), D, 0, 0, s.fc2_b, err));
-    return rc;
-}
-
-static tsr_status load_ct2(tsr_whisper *m, wloader *l, tsr_error *err)
-{
-    char nm[8][160];
-    int ni = 0, D = m->dim, F = m->enc.cfg.ffn, V = m->vocab;
-    tsr_wenc *e = &m->enc;
-    tsr_status rc = load_conv(l, "encoder/conv1/weight", D, e->cfg.n_mels, &e->conv1_w, err);
-    TRY(load_one(l, "encoder/conv1/bias", D, 0, 0, &e->conv1_b, err));
-    TRY(load_conv(l, "encoder/conv2/weight", D, D, &e->conv2_w, err));
-    TRY(load_one(l, "encoder/conv2/bias", D, 0, 0, &e->conv2_b, err));
-    TRY(load_one(l, "encoder/position_encodings/encodings", e->cfg.n_ctx, D, 0, &e->pos, err));
-    TRY(load_one(l, "encoder/layer_norm/gamma", D, 0, 0, &e->ln_g, err));
-    TRY(load_one(l, "encoder/layer_norm/beta", D, 0, 0, &e->ln_b, err));
-    for (int i = 0; i < e->cfg.layers && rc == TSR_OK; i++) {
-        char pf[64];
-        snprintf(pf, sizeof pf, "encoder/layer_%d/", i);
-        rc = ct2_block(l, pf, D, F, BLOCK_SLOTS(&e->stack.layers[i]), err);
-    }
-    F = m->ffn;
-    TRY(load_host(l, "decoder/embeddings/weight", V, D, &m->tok_emb, err));
-    TRY(load_host(l, "decoder/position_encodings/encodings", m->n_text_ctx, D, &m->pos_emb, err));
-    TRY(load_one(l, "decoder/layer_norm/gamma", D, 0, 0, &m->lnf_g, err));
-    TRY(load_one(l, "decoder/layer_norm/beta", D, 0, 0, &m->lnf_b, err));
-    TRY(load_one(l, tsr_st_find(l->st, "decoder/projection/weight") ? "decoder/projection/weight"
-                                                                   : "decoder/embeddings/weight",
-                 V, D, 1, &m->proj, err));
-    for (int i = 0; i < m->layers && rc == TSR_OK; i++) {
-        tsr_dec_weights *w = &m->dl[i];
-        char pf[64];
-        snprintf(pf, sizeof pf, "decoder/layer_%d/", i);
-        rc = ct2_block(l, pf, D, F, BLOCK_SLOTS(w), err);
-        TRY(load_one(l, N("%sattention/layer_norm/gamma", pf), D, 0, 0, &w->lnx_g, err));
-        TRY(load_one(l, N("%sattention/layer_norm/beta", pf), D, 0, 0, &w->lnx_b, err));
-        TRY(load_one(l, N("%sattention/linear_0/weight", pf), D, D, 1, &w->xq_w, err));
-        TRY(load_one(l, N("%sattention/linear_0/bias", pf), D, 0, 0, &w->xq_b, err));
-        TRY(load_one(l, N("%sattention/linear_1/weight", pf), 2 * D, D, 1, &w->xkv_w, err));
-        TRY(load_one(l, N("%sattention/linear_1/bias", pf), 2 * D, 0, 0, &w->xkv_b, err));
-        TRY(load_one(l, N("%sattention/linear_2/weight", pf), D, D, 1, &w->xo_w, err));
-        TRY(load_one(l, N("%sattention/linear_2/bias", pf), D, 0, 0, &w->xo_b, err));
-    }
-    return rc;
-}
-
-static tsr_status load_hf(tsr_whisper *m, wloader *l, tsr_error *err)
-{
-    char nm[8][160];
-    int ni = 0, D = m->dim, F = m->enc.cfg.ffn, V = m->vocab;
-    tsr_wenc *e = &m->enc;
-    const char *E = "model.encoder.", *Dc = "model.decoder.";
-    tsr_status rc = load_conv(l, N("%sconv1.weight", E), D, e->cfg.n_mels, &e->conv1_w, err);
-    TRY(load_one(l, N("%sconv1.bias", E), D, 0, 0, &e->conv1_b, err));
-    TRY(load_conv(l, N("%sconv2.weight", E), D, D, &e->conv2_w, err));
-    TRY(load_one(l, N("%sconv2.bias", E), D, 0, 0, &e->conv2_b, err));
-    TRY(load_one(l, N("%sembed_positions.weight", E), e->cfg.n_ctx, D, 0, &e->pos, err));
-    TRY(load_one(l, N("%slayer_norm.weight", E), D, 0, 0, &e->ln_g, err));
-    TRY(load_one(l, N("%slayer_norm.bias", E), D, 0, 0, &e->ln_b, err));
-    for (int i = 0; i < e->cfg.layers && rc == TSR_OK; i++) {
-        char pf[64];
-        snprintf(pf, sizeof pf, "%slayers.%d.", E, i);
-        rc = hf_block(l, pf, D, F, BLOCK_SLOTS(&e->stack.layers[i]), err);
-    }
-    F = m->ffn;
-    TRY(load_host(l, N("%sembed_tokens.weight", Dc), V, D, &m->tok_emb, err));
-    TRY(load_host(l, N("%sembed_positions.weight", Dc), m->n_text_ctx, D, &m->pos_emb, err));
-    TRY(load_one(l, N("%slayer_norm.weight", Dc), D, 0, 0, &m->lnf_g, err));
-    TRY(load_one(l, N("%slayer_norm.bias", Dc), D, 0, 0, &m->lnf_b, err));
-    TRY(load_one(l, tsr_st_find(l->st, "proj_out.weight") ? "proj_out.weight"
-                                                           : "model.decoder.embed_tokens.weight",
-                 V, D, 1, &m->proj, err));
-    for (int i = 0; i < m->layers && rc == TSR_OK; i++) {
-        tsr_dec_weights *w = &m->dl[i];
-        char pf[64];
-        snprintf(pf, sizeof pf, "%slayers.%d.", Dc, i);
-        rc = hf_block(l, pf, D, F, BLOCK_SLOTS(w), err);
-        TRY(load_one(l, N("%sencoder_attn_layer_norm.weight", pf), D, 0, 0, &w->lnx_g, err));
-        TRY(load_one(l, N("%sencoder_attn_layer_norm.bias", pf), D, 0, 0, &w->lnx_b, err));
-        TRY(load_one(l, N("%sencoder_attn.q_proj.weight", pf), D, D, 1, &w->xq_w, err));
-        TRY(load_one(l, N("%sencoder_attn.q_proj.bias", pf), D, 0, 0, &w->xq_b, err));
-        TRY(hf_attn(l, pf, "encoder_attn", D, 0, &w->xkv_w, &w->xkv_b, err));
-        TRY(load_one(l, N("%sencoder_attn.out_proj.weight", pf), D, D, 1, &w->xo_w, err));
-        TRY(load_one(l, N("%sencoder_attn.out_proj.bias", pf), D, 0, 0, &w->xo_b, err));
-    }
-#undef TRY
-    return rc;
-}
-#undef N
-
-static int exists(const char *p)
-{
-    struct stat sb;
-    return stat(p, &sb) == 0;
-}
-
-/* Counts "fmt" % i names present. */
-static int count_layers(const tsr_st *st, const char *fmt)
-{
-    char name[160];
-    int n = 0;
-    for (;; n++) {
-        snprintf(name, sizeof name, fmt, n);
-        if (!tsr_st_find(st, name) || n > 256)
-            return n;
-    }
-}
+/* ---- sizes ---- */
 
 static tsr_status shape_of(const tsr_st *st, const char *dir, const char *name, int ndim,
                            int64_t *shape, tsr_error *err)
@@ -315,19 +185,40 @@ static tsr_status shape_of(const tsr_st *st, const char *dir, const char *name, 
     return TSR_OK;
 }
 
+/* Counts "fmt" % i names present. */
+static int count_layers(const tsr_st *st, const char *fmt)
+{
+    char name[160];
+    int n = 0;
+    for (;; n++) {
+        snprintf(name, sizeof name, fmt, n);
+        if (!tsr_st_find(st, name) || n > 256)
+            return n;
+    }
+}
+
+/* The towers' configurations from their sizes. */
+static void build(whisper_model *w, int n_mels, int dim, int e_heads, int e_ffn, int e_layers,
+                  int n_ctx, int d_heads, int d_ffn, int d_layers, int vocab, int text_ctx)
+{
+    const float eps = 1e-5f;
+    w->enc.n_mels = n_mels;
+    w->enc.n_ctx = n_ctx;
+    w->enc.enc = (tsr_encoder_cfg){{dim, e_heads, e_ffn, eps, TSR_ACT_GELU, 0, 0}, e_layers, 0,
+                                   TSR_LN_ALL, 0, 0, 0};
+    w->dec = (tsr_decoder_cfg){{dim, d_heads, d_ffn, eps, TSR_ACT_GELU, 0}, d_layers, vocab,
+                               text_ctx, 1};
+}
+
 /* Sizes from the CTranslate2 variables themselves. */
-static tsr_status ct2_sizes(tsr_whisper *m, const tsr_st *st, tsr_error *err)
+static tsr_status ct2_sizes(tsr_model *m, const tsr_st *st, tsr_error *err)
 {
     int64_t c1[3], pe[2], de[2], dp[2], f1[2];
-    tsr_status rc = shape_of(st, m->dir, "encoder/conv1/weight", 3, c1, err);
-    if (rc == TSR_OK)
-        rc = shape_of(st, m->dir, "encoder/position_encodings/encodings", 2, pe, err);
-    if (rc == TSR_OK)
-        rc = shape_of(st, m->dir, "decoder/embeddings/weight", 2, de, err);
-    if (rc == TSR_OK)
-        rc = shape_of(st, m->dir, "decoder/position_encodings/encodings", 2, dp, err);
-    if (rc == TSR_OK)
-        rc = shape_of(st, m->dir, "encoder/layer_0/ffn/linear_0/weight", 2, f1, err);
+    tsr_status rc = shape_of(st, m->name, "encoder/conv1/weight", 3, c1, err);
+    TSR_TRY(rc, shape_of(st, m->name, "encoder/position_encodings/encodings", 2, pe, err));
+    TSR_TRY(rc, shape_of(st, m->name, "decoder/embeddings/weight", 2, de, err));
+    TSR_TRY(rc, shape_of(st, m->name, "decoder/position_encodings/encodings", 2, dp, err));
+    TSR_TRY(rc, shape_of(st, m->name, "encoder/layer_0/ffn/linear_0/weight", 2, f1, err));
     long eh = 0, dh = 0;
     const tsr_st_tensor *t;
     if (rc == TSR_OK && (t = tsr_st_find(st, "encoder/num_heads")))
@@ -338,47 +229,41 @@ static tsr_status ct2_sizes(tsr_whisper *m, const tsr_st *st, tsr_error *err)
         return rc;
     if (c1[2] != 3)
         return tsr_error_set(err, TSR_ERR_SHAPE, "%s: encoder/conv1/weight has kernel size %lld, "
-                             "expected 3", m->dir, (long long)c1[2]);
-    tsr_wenc_cfg *e = &m->enc.cfg;
-    e->dim = m->dim = (int)c1[0];
-    e->n_mels = (int)c1[1];
-    e->n_ctx = (int)pe[0];
-    e->ffn = m->ffn = (int)f1[0];
-    e->layers = count_layers(st, "encoder/layer_%d/ffn/linear_0/weight");
-    e->heads = (int)eh;
-    m->heads = (int)dh;
-    m->layers = count_layers(st, "decoder/layer_%d/ffn/linear_0/weight");
-    m->vocab = (int)de[0];
-    m->n_text_ctx = (int)dp[0];
-    if (eh < 1 || dh < 1 || m->dim % eh || m->dim % dh)
+                             "expected 3", m->name, (long long)c1[2]);
+    int dim = (int)c1[0];
+    if (eh < 1 || dh < 1 || dim % eh || dim % dh)
         return tsr_error_set(err, TSR_ERR_FORMAT, "%s: num_heads (%ld, %ld) must divide %d",
-                             m->dir, eh, dh, m->dim);
-    if (de[1] != m->dim || dp[1] != m->dim || pe[1] != m->dim)
+                             m->name, eh, dh, dim);
+    if (de[1] != dim || dp[1] != dim || pe[1] != dim)
         return tsr_error_set(err, TSR_ERR_SHAPE, "%s: embedding widths do not match d_model %d",
-                             m->dir, m->dim);
+                             m->name, dim);
+    build(WHISPER(m), (int)c1[1], dim, (int)eh, (int)f1[0],
+          count_layers(st, "encoder/layer_%d/ffn/linear_0/weight"), (int)pe[0], (int)dh,
+          (int)f1[0], count_layers(st, "decoder/layer_%d/ffn/linear_0/weight"), (int)de[0],
+          (int)dp[0]);
     return TSR_OK;
 }
 
-static tsr_status hf_sizes(tsr_whisper *m, tsr_error *err)
+static tsr_status hf_sizes(tsr_model *m, const tsr_source *src, tsr_error *err)
 {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/config.json", m->dir);
-    cJSON *root = tsr_read_json(path, 8 << 20, err);
+    whisper_model *w = WHISPER(m);
+    char path[4200];
+    tsr_src_path(src, "config.json", path, sizeof path);
+    cJSON *root = tsr_src_json(src, "config.json", 8 << 20, err);
     if (!root)
-        return err ? err->code : TSR_ERR_FORMAT;
+        return err->code;
     tsr_cfg_reader r = {root, path, "config", err, 0};
-    tsr_wenc_cfg *e = &m->enc.cfg;
-    m->vocab = tsr_cfg_int(&r, "vocab_size", 51865, 1, 1 << 20);
-    e->n_mels = tsr_cfg_int(&r, "num_mel_bins", 80, 1, 512);
-    m->dim = e->dim = tsr_cfg_int(&r, "d_model", 384, 1, 16384);
-    e->layers = tsr_cfg_int(&r, "encoder_layers", 4, 0, 256);
-    e->heads = tsr_cfg_int(&r, "encoder_attention_heads", 6, 1, 1024);
-    e->ffn = tsr_cfg_int(&r, "encoder_ffn_dim", 1536, 1, 65536);
-    m->layers = tsr_cfg_int(&r, "decoder_layers", 4, 0, 256);
-    m->heads = tsr_cfg_int(&r, "decoder_attention_heads", 6, 1, 1024);
-    m->ffn = tsr_cfg_int(&r, "decoder_ffn_dim", 1536, 1, 65536);
-    e->n_ctx = tsr_cfg_int(&r, "max_source_positions", 1500, 1, 1 << 16);
-    m->n_text_ctx = tsr_cfg_int(&r, "max_target_positions", 448, 2, 1 << 16);
+    int vocab = tsr_cfg_int(&r, "vocab_size", 51865, 1, 1 << 20);
+    int n_mels = tsr_cfg_int(&r, "num_mel_bins", 80, 1, 512);
+    int dim = tsr_cfg_int(&r, "d_model", 384, 1, 16384);
+    int e_layers = tsr_cfg_int(&r, "encoder_layers", 4, 0, 256);
+    int e_heads = tsr_cfg_int(&r, "encoder_attention_heads", 6, 1, 1024);
+    int e_ffn = tsr_cfg_int(&r, "encoder_ffn_dim", 1536, 1, 65536);
+    int d_layers = tsr_cfg_int(&r, "decoder_layers", 4, 0, 256);
+    int d_heads = tsr_cfg_int(&r, "decoder_attention_heads", 6, 1, 1024);
+    int d_ffn = tsr_cfg_int(&r, "decoder_ffn_dim", 1536, 1, 65536);
+    int n_ctx = tsr_cfg_int(&r, "max_source_positions", 1500, 1, 1 << 16);
+    int text_ctx = tsr_cfg_int(&r, "max_target_positions", 448, 2, 1 << 16);
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "activation_function");
     if (!r.bad && cJSON_IsString(act) && strcmp(act->valuestring, "gelu") != 0)
         r.bad = tsr_error_set(err, TSR_ERR_UNSUPPORTED,
@@ -388,306 +273,315 @@ static tsr_status hf_sizes(tsr_whisper *m, tsr_error *err)
     const cJSON *sup = cJSON_GetObjectItemCaseSensitive(root, "suppress_tokens");
     const cJSON *beg = cJSON_GetObjectItemCaseSensitive(root, "begin_suppress_tokens");
     const cJSON *it;
-    cJSON_ArrayForEach(it, sup) if (cJSON_IsNumber(it) && m->n_suppress < MAX_SUPPRESS)
-        m->suppress[m->n_suppress++] = (int)it->valuedouble;
-    cJSON_ArrayForEach(it, beg) if (cJSON_IsNumber(it) && m->n_suppress_begin < 8)
-        m->suppress_begin[m->n_suppress_begin++] = (int)it->valuedouble;
+    cJSON_ArrayForEach(it, sup) if (cJSON_IsNumber(it) && w->n_suppress < MAX_SUPPRESS)
+        w->suppress[w->n_suppress++] = (int)it->valuedouble;
+    cJSON_ArrayForEach(it, beg) if (cJSON_IsNumber(it) && w->n_suppress_begin < 8)
+        w->suppress_begin[w->n_suppress_begin++] = (int)it->valuedouble;
     cJSON_Delete(root);
     if (r.bad)
-        return err ? err->code : TSR_ERR_FORMAT;
-    if (m->dim % e->heads || m->dim % m->heads)
+        return err->code;
+    if (dim % e_heads || dim % d_heads)
         return tsr_error_set(err, TSR_ERR_FORMAT,
                              "%s: d_model must be a multiple of the attention heads", path);
+    build(w, n_mels, dim, e_heads, e_ffn, e_layers, n_ctx, d_heads, d_ffn, d_layers, vocab,
+          text_ctx);
     return TSR_OK;
 }
 
 /* CTranslate2's config.json (suppress_ids, suppress_ids_begin), or HF's
  * generation_config.json when config.json had no lists. */
-static tsr_status read_suppress(tsr_whisper *m, tsr_error *err)
+static tsr_status read_suppress(tsr_model *m, const tsr_source *src, tsr_error *err)
 {
-    char path[4096];
-    const char *file = m->ct2 ? "config.json" : "generation_config.json";
-    const char *k1 = m->ct2 ? "suppress_ids" : "suppress_tokens";
-    const char *k2 = m->ct2 ? "suppress_ids_begin" : "begin_suppress_tokens";
-    snprintf(path, sizeof path, "%s/%s", m->dir, file);
-    if (!exists(path) || (!m->ct2 && m->n_suppress))
+    whisper_model *w = WHISPER(m);
+    const char *file = w->ct2 ? "config.json" : "generation_config.json";
+    const char *k1 = w->ct2 ? "suppress_ids" : "suppress_tokens";
+    const char *k2 = w->ct2 ? "suppress_ids_begin" : "begin_suppress_tokens";
+    if (!tsr_src_exists(src, file) || (!w->ct2 && w->n_suppress))
         return TSR_OK;
-    cJSON *root = tsr_read_json(path, 8 << 20, err);
+    cJSON *root = tsr_src_json(src, file, 8 << 20, err);
     if (!root)
-        return err ? err->code : TSR_ERR_FORMAT;
+        return err->code;
     const cJSON *it;
-    m->n_suppress = m->n_suppress_begin = 0;
+    w->n_suppress = w->n_suppress_begin = 0;
     cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(root, k1))
-        if (cJSON_IsNumber(it) && m->n_suppress < MAX_SUPPRESS)
-            m->suppress[m->n_suppress++] = (int)it->valuedouble;
+        if (cJSON_IsNumber(it) && w->n_suppress < MAX_SUPPRESS)
+            w->suppress[w->n_suppress++] = (int)it->valuedouble;
     cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(root, k2))
-        if (cJSON_IsNumber(it) && m->n_suppress_begin < 8)
-            m->suppress_begin[m->n_suppress_begin++] = (int)it->valuedouble;
-    if (!m->ct2) {
+        if (cJSON_IsNumber(it) && w->n_suppress_begin < 8)
+            w->suppress_begin[w->n_suppress_begin++] = (int)it->valuedouble;
+    if (!w->ct2) {
         const cJSON *ml = cJSON_GetObjectItemCaseSensitive(root, "is_multilingual");
         if (cJSON_IsBool(ml))
-            m->multilingual = cJSON_IsTrue(ml);
+            w->multilingual = cJSON_IsTrue(ml);
     }
     cJSON_Delete(root);
     return TSR_OK;
 }
 
-static tsr_status special_ids(tsr_whisper *m, tsr_error *err)
+static tsr_status special_ids(tsr_model *m, tsr_error *err)
 {
+    whisper_model *w = WHISPER(m);
+    int V = w->dec.vocab;
     struct {
         const char *name;
         int *slot, required;
-    } sp[] = {{"<|endoftext|>", &m->eot, 1},         {"<|startoftranscript|>", &m->sot, 1},
-              {"<|notimestamps|>", &m->no_ts, 1},    {"<|transcribe|>", &m->transcribe, 0},
-              {"<|translate|>", &m->translate, 0},   {"<|startofprev|>", &m->sot_prev, 0},
-              {"<|startoflm|>", &m->sot_lm, 0},      {"<|nospeech|>", &m->no_speech, 0},
-              {"<|0.00|>", &m->ts_begin, 0}};
+    } sp[] = {{"<|endoftext|>", &w->eot, 1},         {"<|startoftranscript|>", &w->sot, 1},
+              {"<|notimestamps|>", &w->no_ts, 1},    {"<|transcribe|>", &w->transcribe, 0},
+              {"<|translate|>", &w->translate, 0},   {"<|startofprev|>", &w->sot_prev, 0},
+              {"<|startoflm|>", &w->sot_lm, 0},      {"<|nospeech|>", &w->no_speech, 0},
+              {"<|0.00|>", &w->ts_begin, 0}};
     for (size_t i = 0; i < sizeof sp / sizeof sp[0]; i++) {
-        *sp[i].slot = tsr_bytelevel_id(m->tok, sp[i].name);
-        if (*sp[i].slot >= m->vocab)
+        *sp[i].slot = tsr_bytelevel_id(w->tok, sp[i].name);
+        if (*sp[i].slot >= V)
             *sp[i].slot = -1;
         if (*sp[i].slot < 0 && sp[i].required)
             return tsr_error_set(err, TSR_ERR_FORMAT, "%s/tokenizer.json: no '%s' token below %d",
-                                 m->dir, sp[i].name, m->vocab);
+                                 m->name, sp[i].name, V);
     }
-    if (m->no_speech < 0)
-        m->no_speech = tsr_bytelevel_id(m->tok, "<|nocaptions|>");
-    if (m->ts_begin < 0)
-        m->ts_begin = m->no_ts + 1;
+    if (w->no_speech < 0)
+        w->no_speech = tsr_bytelevel_id(w->tok, "<|nocaptions|>");
+    if (w->ts_begin < 0)
+        w->ts_begin = w->no_ts + 1;
     /* multilingual vocabularies have 51865 entries or more; English-only 51864 */
-    if (m->ct2)
-        m->multilingual = m->vocab >= 51865;
+    if (w->ct2)
+        w->multilingual = V >= 51865;
     /* as faster-whisper's get_suppressed_tokens: the special tokens too */
-    int extra[6] = {m->transcribe, m->translate, m->sot, m->sot_prev, m->sot_lm, m->no_speech};
+    int extra[6] = {w->transcribe, w->translate, w->sot, w->sot_prev, w->sot_lm, w->no_speech};
     for (int i = 0; i < 6; i++)
-        if (extra[i] >= 0 && m->n_suppress < MAX_SUPPRESS)
-            m->suppress[m->n_suppress++] = extra[i];
-    for (int i = 0; i < m->n_suppress; i++)
-        if (m->suppress[i] < 0 || m->suppress[i] >= m->vocab)
-            m->suppress[i--] = m->suppress[--m->n_suppress];
-    if (m->n_suppress_begin == 0) { /* " " and end of text, as Whisper does */
-        int sp_id = tsr_bytelevel_id(m->tok, "\xC4\xA0"); /* "Ġ" */
+        if (extra[i] >= 0 && w->n_suppress < MAX_SUPPRESS)
+            w->suppress[w->n_suppress++] = extra[i];
+    for (int i = 0; i < w->n_suppress; i++)
+        if (w->suppress[i] < 0 || w->suppress[i] >= V)
+            w->suppress[i--] = w->suppress[--w->n_suppress];
+    if (w->n_suppress_begin == 0) { /* " " and end of text, as Whisper does */
+        int sp_id = tsr_bytelevel_id(w->tok, "\xC4\xA0"); /* "Ġ" */
         if (sp_id >= 0)
-            m->suppress_begin[m->n_suppress_begin++] = sp_id;
-        m->suppress_begin[m->n_suppress_begin++] = m->eot;
+            w->suppress_begin[w->n_suppress_begin++] = sp_id;
+        w->suppress_begin[w->n_suppress_begin++] = w->eot;
     }
     return TSR_OK;
 }
 
-tsr_status tsr_whisper_load(tsr_ctx *ctx, const char *dir, tsr_whisper **out, tsr_error *err)
+static tsr_status load_weights(tsr_model *m, const tsr_st *st, tsr_error *err)
 {
-    *out = NULL;
-    struct stat sb;
-    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        return tsr_error_set(err, TSR_ERR_IO, "%s: model directory not found", dir);
-    tsr_whisper *m = calloc(1, sizeof *m);
-    if (!m)
+    whisper_model *w = WHISPER(m);
+    int el = w->enc.enc.n_layers, dl = w->dec.n_layers;
+    w->enc_w.enc.layers = calloc((size_t)el + 1, sizeof(tsr_enc_weights));
+    w->dec_w.layers = calloc((size_t)dl + 1, sizeof(tsr_dec_weights));
+    if (!w->enc_w.enc.layers || !w->dec_w.layers)
         return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-    m->ctx = ctx;
-    snprintf(m->dir, sizeof m->dir, "%s", dir);
-    char path[4096];
-    snprintf(path, sizeof path, "%s/model.bin", dir);
-    m->ct2 = exists(path);
+    tsr_wtable t = {w->ct2 ? ct2_table : hf_table,
+                    w->ct2 ? (int)(sizeof ct2_table / sizeof ct2_table[0])
+                           : (int)(sizeof hf_table / sizeof hf_table[0]),
+                    {{&w->enc_w, 0, 1},
+                     {w->enc_w.enc.layers, sizeof(tsr_enc_weights), el},
+                     {&w->dec_w, 0, 1},
+                     {w->dec_w.layers, sizeof(tsr_dec_weights), dl}},
+                    "",
+                    whisper_dim,
+                    w};
+    tsr_queue *q = NULL;
+    tsr_status rc = tsr_model_upload_queue(m, &q, err);
+    TSR_TRY(rc, tsr_wtable_load(&t, q, &m->weights, st, m->name, NULL, err));
+    tsr_queue_free(q);
+    return rc;
+}
+
+static int whisper_detect(const tsr_source *src, const cJSON *config)
+{
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(config, "model_type");
+    if (cJSON_IsString(mt))
+        return strcmp(mt->valuestring, "whisper") == 0;
+    /* a CTranslate2 directory: model.bin next to a config without model_type */
+    return tsr_src_exists(src, "model.bin");
+}
+
+static tsr_status whisper_load(tsr_model *m, const tsr_source *src, tsr_error *err)
+{
+    if (!(m->data = calloc(1, sizeof(whisper_model))))
+        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    whisper_model *w = WHISPER(m);
+    w->ct2 = tsr_src_exists(src, "model.bin");
     tsr_st *st = NULL;
-    tsr_status rc = m->ct2 ? tsr_st_open_ct2(path, &st, err) : hf_sizes(m, err);
-    if (rc == TSR_OK && m->ct2)
+    tsr_status rc = w->ct2 ? tsr_st_open_ct2_source(src, "model.bin", &st, err)
+                           : hf_sizes(m, src, err);
+    if (rc == TSR_OK && w->ct2)
         rc = ct2_sizes(m, st, err);
-    if (rc == TSR_OK && !m->ct2)
-        rc = tsr_st_open_dir(dir, &st, err);
-    m->eps = 1e-5f;
-    m->enc.cfg.eps = m->eps;
-    m->enc.cfg.act = TSR_ACT_GELU;
-    m->dcfg = (tsr_dec_cfg){m->dim, m->heads, m->ffn, m->eps, TSR_ACT_GELU, 0};
-    if (rc == TSR_OK && (m->dim / (m->heads ? m->heads : 1) > 128 ||
-                         m->dim / (m->enc.cfg.heads ? m->enc.cfg.heads : 1) > 128))
-        rc = tsr_error_set(err, TSR_ERR_UNSUPPORTED, "%s: attention heads wider than 128", dir);
-    if (rc == TSR_OK)
-        rc = tsr_wenc_init(&m->enc, err);
-    if (rc == TSR_OK && !(m->dl = calloc((size_t)m->layers + 1, sizeof *m->dl)))
-        rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    if (rc == TSR_OK && !w->ct2)
+        rc = tsr_st_open_source(src, &st, err);
     if (rc == TSR_OK) {
-        snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-        rc = tsr_bytelevel_load(path, &m->tok, err);
+        tsr_enc_cfg dc = tsr_dec_enc_cfg(&w->dec.layer);
+        rc = tsr_enc_cfg_check(&w->enc.enc.layer, m->name, err);
+        TSR_TRY(rc, tsr_enc_cfg_check(&dc, m->name, err));
     }
-    if (rc == TSR_OK)
-        rc = read_suppress(m, err);
-    if (rc == TSR_OK)
-        rc = special_ids(m, err);
     if (rc == TSR_OK) {
-        wloader l = {.m = m, .st = st};
-        rc = m->ct2 ? load_ct2(m, &l, err) : load_hf(m, &l, err);
-        free(l.buf);
-        free(l.cat);
+        char path[4200];
+        size_t n = 0;
+        tsr_src_path(src, "tokenizer.json", path, sizeof path);
+        char *text = tsr_src_read(src, "tokenizer.json", 64u << 20, &n, err);
+        rc = text ? tsr_bytelevel_load_json(text, n, path, &w->tok, err) : err->code;
+        free(text);
     }
+    TSR_TRY(rc, read_suppress(m, src, err));
+    TSR_TRY(rc, special_ids(m, err));
+    TSR_TRY(rc, load_weights(m, st, err));
     tsr_st_close(st);
-    if (rc != TSR_OK) {
-        tsr_whisper_free(m);
-        return rc;
-    }
-    *out = m;
-    return TSR_OK;
+    return rc;
 }
 
-static void free_states(tsr_whisper *m)
+static void whisper_free(tsr_model *m)
 {
-    if (m->st)
-        for (int i = 0; i < m->layers; i++)
-            tsr_dec_state_free(&m->st[i]);
-    free(m->st);
-    m->st = NULL;
-    m->st_B = 0;
+    whisper_model *w = WHISPER(m);
+    free(w->enc_w.enc.layers);
+    free(w->dec_w.layers);
+    tsr_bytelevel_free(w->tok);
+    free(w);
+    m->data = NULL;
 }
 
-void tsr_whisper_free(tsr_whisper *m)
+static void whisper_session_free(tsr_session *s)
 {
-    if (!m)
-        return;
-    tsr_wenc_free(&m->enc);
-    if (m->dl)
-        for (int i = 0; i < m->layers; i++)
-            tsr_mems_free((cl_mem *)&m->dl[i], sizeof(tsr_dec_weights) / sizeof(cl_mem));
-    free(m->dl);
-    free_states(m);
-    tsr_dec_scratch_free(&m->scratch);
-    cl_mem w[] = {m->lnf_g, m->lnf_b, m->proj, m->x, m->logits, m->reorder_tmp};
-    tsr_mems_free(w, 6);
-    free(m->tok_emb);
-    free(m->pos_emb);
-    tsr_bytelevel_free(m->tok);
-    free(m);
+    whisper_session *ws = s->data;
+    tsr_encoder_io_free(&ws->enc.enc);
+    tsr_decoder_io_free(&ws->dec);
 }
 
-int tsr_whisper_n_mels(const tsr_whisper *m) { return m->enc.cfg.n_mels; }
-int tsr_whisper_vocab(const tsr_whisper *m) { return m->vocab; }
-int tsr_whisper_dim(const tsr_whisper *m) { return m->dim; }
-int tsr_whisper_audio_ctx(const tsr_whisper *m) { return m->enc.cfg.n_ctx; }
-int tsr_whisper_text_ctx(const tsr_whisper *m) { return m->n_text_ctx; }
-const tsr_bytelevel *tsr_whisper_tokenizer(const tsr_whisper *m) { return m->tok; }
+const tsr_family tsr_family_whisper = {"whisper", whisper_detect, whisper_load, whisper_free,
+                                       whisper_session_free};
+
+#define IF_WHISPER(m, expr) ((m)->fam == &tsr_family_whisper ? (expr) : 0)
+int tsr_model_n_mels(const tsr_model *m) { return IF_WHISPER(m, WHISPER(m)->enc.n_mels); }
+int tsr_model_vocab_size(const tsr_model *m) { return IF_WHISPER(m, WHISPER(m)->dec.vocab); }
+int tsr_model_dim(const tsr_model *m) { return IF_WHISPER(m, WHISPER(m)->dec.layer.dim); }
+int tsr_model_audio_ctx(const tsr_model *m) { return IF_WHISPER(m, WHISPER(m)->enc.n_ctx); }
+int tsr_model_text_ctx(const tsr_model *m) { return IF_WHISPER(m, WHISPER(m)->dec.n_ctx); }
+const tsr_bytelevel *tsr_model_bytelevel(const tsr_model *m)
+{
+    return m->fam == &tsr_family_whisper ? WHISPER(m)->tok : NULL;
+}
 
 /* ---- running ---- */
 
-tsr_status tsr_whisper_encode(tsr_whisper *m, const float *mel, float *out, tsr_error *err)
+static tsr_status whisper_plan(tsr_session *s, size_t scratch[TSR_SCRATCH_N], tsr_error *err)
 {
-    m->encoded = 0;
-    tsr_status rc = tsr_wenc_forward(m->ctx, &m->enc, mel, err);
-    if (rc == TSR_OK && out)
-        rc = tsr_buf_read(m->ctx, m->enc.x, out,
-                          sizeof(float) * (size_t)m->enc.cfg.n_ctx * m->dim, err);
-    m->encoded = rc == TSR_OK;
+    whisper_model *w = WHISPER(s->m);
+    whisper_session *ws = s->data;
+    ws->plan_beams = 0;
+    ws->encoded = 0;
+    tsr_status rc = tsr_wenc_plan(s->q, &w->enc, &s->arena, &ws->enc, scratch, err);
+    TSR_TRY(rc, tsr_decoder_plan(s->q, &w->dec, ws->want_beams, w->dec.n_ctx, 1, w->enc.n_ctx,
+                                 &s->arena, &ws->dec, scratch, err));
     return rc;
 }
 
-/* B decoder sequences over the current encoding, caches cleared. */
-static tsr_status start_decoding(tsr_whisper *m, int B, tsr_error *err)
+/* The session planned for B decoder sequences (re-planned when B changes). */
+static tsr_status whisper_ready(tsr_session *s, int B, tsr_error *err)
 {
-    if (!m->encoded)
+    tsr_status rc = tsr_session_need(s, &tsr_family_whisper, "transcribe speech", err);
+    whisper_session *ws = rc == TSR_OK ? tsr_session_data(s, sizeof *ws, err) : NULL;
+    if (!ws)
+        return rc != TSR_OK ? rc : TSR_ERR_NOMEM;
+    if (ws->plan_beams == B)
+        return TSR_OK;
+    ws->want_beams = B;
+    rc = tsr_session_plan(s, whisper_plan, err);
+    if (rc == TSR_OK)
+        ws->plan_beams = B;
+    return rc;
+}
+
+static tsr_status encode(tsr_session *s, const float *mel, float *out, tsr_error *err)
+{
+    whisper_model *w = WHISPER(s->m);
+    whisper_session *ws = s->data;
+    ws->encoded = 0;
+    tsr_status rc = tsr_wenc_forward(s->q, &w->enc, &w->enc_w, &ws->enc, &s->scratch, mel, err);
+    if (out)
+        TSR_TRY(rc, tsr_buf_read(s->q, ws->enc.enc.x, out,
+                                 sizeof(float) * (size_t)w->enc.n_ctx * w->enc.enc.layer.dim,
+                                 err));
+    ws->encoded = rc == TSR_OK;
+    return rc;
+}
+
+tsr_status tsr_session_whisper_encode(tsr_session *s, const float *mel, float *out,
+                                      tsr_error *err)
+{
+    TSR_ERR_LOCAL(err);
+    tsr_status rc = whisper_ready(s, 1, err);
+    TSR_TRY(rc, encode(s, mel, out, err));
+    if (rc == TSR_OK && !out) /* the caller's mel may be freed once this returns */
+        rc = tsr_queue_finish(s->q, err);
+    return tsr_session_fail(s, rc, err);
+}
+
+/* Clears the caches for new sequences over the current encoding. */
+static tsr_status start_decoding(tsr_session *s, tsr_error *err)
+{
+    whisper_model *w = WHISPER(s->m);
+    whisper_session *ws = s->data;
+    if (!ws->encoded)
         return tsr_error_set(err, TSR_ERR_INVALID_ARG, "no audio has been encoded");
-    tsr_status rc = TSR_OK;
-    if (m->st_B != B) {
-        free_states(m);
-        m->st = calloc((size_t)m->layers + 1, sizeof *m->st);
-        if (!m->st)
-            return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-        for (int i = 0; i < m->layers && rc == TSR_OK; i++)
-            rc = tsr_dec_state_alloc(m->ctx, &m->dcfg, B, m->n_text_ctx, 1, m->enc.cfg.n_ctx,
-                                     &m->st[i], err);
-        tsr_buf_free(m->reorder_tmp);
-        m->reorder_tmp = NULL;
-        if (rc == TSR_OK && B > 1)
-            m->reorder_tmp = tsr_buf_alloc(
-                m->ctx, (size_t)B * m->n_text_ctx * 2 * m->dim * sizeof(float), err);
-        if (rc == TSR_OK && B > 1 && !m->reorder_tmp)
-            rc = err ? err->code : TSR_ERR_NOMEM;
-        if (rc != TSR_OK) {
-            free_states(m);
-            return rc;
-        }
-        m->st_B = B;
-    }
-    for (int i = 0; i < m->layers && rc == TSR_OK; i++)
-        rc = tsr_dec_cross_kv(m->ctx, &m->dcfg, &m->dl[i], &m->st[i], m->enc.x, err);
-    return rc;
+    return tsr_decoder_cross(s->q, &w->dec, &w->dec_w, &ws->dec, ws->enc.enc.x, err);
 }
 
-/* Runs Sq tokens of each of B sequences at positions past..; logits (B, V)
+/* Runs Sq tokens of each of the B sequences at positions past..; logits (B, V)
  * of each sequence's last token when wanted. */
-static tsr_status run_tokens(tsr_whisper *m, const int *tokens, int B, int Sq, int past,
+static tsr_status run_tokens(tsr_session *s, const int *tokens, int B, int Sq, int past,
                              float *logits, tsr_error *err)
 {
-    int D = m->dim, V = m->vocab, R = B * Sq;
-    if (past + Sq > m->n_text_ctx)
-        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "more than %d decoder positions",
-                             m->n_text_ctx);
-    tsr_status rc = TSR_OK;
-    if (R > m->cap_rows) {
-        tsr_buf_free(m->x);
-        tsr_buf_free(m->logits);
-        m->logits = NULL;
-        m->x = tsr_buf_alloc(m->ctx, sizeof(float) * (size_t)R * D, err);
-        if (m->x)
-            m->logits = tsr_buf_alloc(m->ctx, sizeof(float) * (size_t)R * V, err);
-        if (!m->logits)
-            return m->cap_rows = 0, (err ? err->code : TSR_ERR_NOMEM);
-        m->cap_rows = R;
-    }
-    float *x = malloc(sizeof(float) * (size_t)R * D);
-    if (!x)
-        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-    for (int r = 0; r < R; r++) {
-        int t = tokens[r], p = past + r % Sq;
-        if (t < 0 || t >= V) {
-            free(x);
-            return tsr_error_set(err, TSR_ERR_INVALID_ARG, "token id %d outside 0..%d", t, V - 1);
-        }
-        for (int d = 0; d < D; d++)
-            x[(size_t)r * D + d] = m->tok_emb[(size_t)t * D + d] + m->pos_emb[(size_t)p * D + d];
-    }
-    rc = tsr_buf_write(m->ctx, m->x, x, sizeof(float) * (size_t)R * D, err);
-    free(x);
-    for (int i = 0; i < m->layers && rc == TSR_OK; i++)
-        rc = tsr_dec_layer(m->ctx, &m->dcfg, &m->dl[i], &m->st[i], &m->scratch, m->x, B, Sq, past,
-                           err);
-    if (rc != TSR_OK || !logits)
-        return rc;
-    rc = tsr_k_layernorm(m->ctx, m->x, m->x, m->lnf_g, m->lnf_b, R, D, m->eps, err);
-    if (rc == TSR_OK)
-        rc = tsr_linear(m->ctx, m->x, R, D, m->proj, NULL, V, m->logits, TSR_ACT_NONE, err);
-    for (int b = 0; b < B && rc == TSR_OK; b++) /* each sequence's last row */
-        rc = tsr_buf_read_at(m->ctx, m->logits, sizeof(float) * ((size_t)b * Sq + Sq - 1) * V,
-                             logits + (size_t)b * V, sizeof(float) * V, err);
-    return rc;
+    whisper_model *w = WHISPER(s->m);
+    whisper_session *ws = s->data;
+    return tsr_decoder_step(s->q, &w->dec, &w->dec_w, &ws->dec, &s->scratch, tokens, B, Sq, past,
+                            logits, err);
 }
 
-tsr_status tsr_whisper_logits(tsr_whisper *m, const int *tokens, int n, float *logits,
-                              tsr_error *err)
+tsr_status tsr_session_whisper_logits(tsr_session *s, const int *tokens, int n, float *logits,
+                                      tsr_error *err)
 {
-    tsr_status rc = start_decoding(m, 1, err);
+    TSR_ERR_LOCAL(err);
+    tsr_status rc = tsr_session_need(s, &tsr_family_whisper, "transcribe speech", err);
+    if (rc == TSR_OK && (!s->data || ((whisper_session *)s->data)->plan_beams != 1))
+        rc = tsr_error_set(err, TSR_ERR_INVALID_ARG, "no audio has been encoded");
+    TSR_TRY(rc, start_decoding(s, err));
+    int V = WHISPER(s->m)->dec.vocab;
     for (int i = 0; i < n && rc == TSR_OK; i++)
-        rc = run_tokens(m, tokens + i, 1, 1, i, logits + (size_t)i * m->vocab, err);
-    return rc;
+        rc = run_tokens(s, tokens + i, 1, 1, i, logits + (size_t)i * V, err);
+    return tsr_session_fail(s, rc, err);
 }
 
-static void log_softmax(float *v, int n)
+/* ---- decoding ---- */
+
+typedef struct {
+    tsr_session *s;
+    const whisper_model *w;
+} decode_ctx;
+
+static tsr_status step_hook(void *user, const int *tokens, int B, int pos, float *logits,
+                            tsr_error *err)
 {
-    float mx = -INFINITY;
-    for (int i = 0; i < n; i++)
-        mx = fmaxf(mx, v[i]);
-    double s = 0;
-    for (int i = 0; i < n; i++)
-        s += exp((double)(v[i] - mx));
-    float ls = (float)log(s) + mx;
-    for (int i = 0; i < n; i++)
-        v[i] -= ls;
+    decode_ctx *d = user;
+    return run_tokens(d->s, tokens, B, 1, pos, logits, err);
 }
 
-static void suppress(const tsr_whisper *m, float *lg, int first)
+static tsr_status reorder_hook(void *user, const int *src, int B, tsr_error *err)
 {
-    for (int i = 0; i < m->n_suppress; i++)
-        lg[m->suppress[i]] = -INFINITY;
-    if (first)
-        for (int i = 0; i < m->n_suppress_begin; i++)
-            if (m->suppress_begin[i] >= 0 && m->suppress_begin[i] < m->vocab)
-                lg[m->suppress_begin[i]] = -INFINITY;
+    decode_ctx *d = user;
+    whisper_session *ws = d->s->data;
+    return tsr_decoder_reorder(d->s->q, &d->w->dec, &ws->dec, src, err);
+}
+
+/* faster-whisper's suppression: the configured tokens, and at the first
+ * step the begin-suppressed ones. */
+static void suppress_hook(void *user, int step, const int *seq, int len, float *lg)
+{
+    const whisper_model *w = ((decode_ctx *)user)->w;
+    for (int i = 0; i < w->n_suppress; i++)
+        lg[w->suppress[i]] = -INFINITY;
+    if (step == 0)
+        for (int i = 0; i < w->n_suppress_begin; i++)
+            if (w->suppress_begin[i] >= 0 && w->suppress_begin[i] < w->dec.vocab)
+                lg[w->suppress_begin[i]] = -INFINITY;
 }
 
 typedef struct {
@@ -696,161 +590,57 @@ typedef struct {
     double cum_logprob, no_speech_prob;
 } decode_result;
 
-/* Greedy (beam 1) or beam search over the current encoding. */
-static tsr_status decode(tsr_whisper *m, const int *prompt, int np, int sot_index, int beam,
+/* Runs the prompt, then greedy (beam 1) or beam search over the current
+ * encoding. The tokens before <|startoftranscript|> go in one pass; the
+ * rest one at a time, so that the logits at sot give the no-speech
+ * probability. */
+static tsr_status decode(tsr_session *s, const int *prompt, int np, int sot_index, int beam,
                          float length_penalty, int max_new, decode_result *res, tsr_error *err)
 {
-    int V = m->vocab, B = beam < 1 ? 1 : beam;
-    res->tokens = NULL;
-    res->n = 0;
-    res->cum_logprob = 0;
-    res->no_speech_prob = 0;
-    if (max_new > m->n_text_ctx - np)
-        max_new = m->n_text_ctx - np;
+    const whisper_model *w = WHISPER(s->m);
+    int V = w->dec.vocab, B = beam < 1 ? 1 : beam;
+    memset(res, 0, sizeof *res);
+    if (max_new > w->dec.n_ctx - np)
+        max_new = w->dec.n_ctx - np;
     if (max_new < 1)
         return tsr_error_set(err, TSR_ERR_INVALID_ARG, "the prompt fills the decoder context");
-    tsr_status rc = start_decoding(m, B, err);
+    tsr_status rc = start_decoding(s, err);
     float *lg = malloc(sizeof(float) * (size_t)V * B);
-    int *seq = malloc(sizeof(int) * (size_t)B * (max_new + 1));
-    int *nseq = malloc(sizeof(int) * (size_t)B * (max_new + 1));
     int *rep = malloc(sizeof(int) * (size_t)B * (np > 1 ? np : 1));
-    int *best_tok = NULL;
-    if (!lg || !seq || !nseq || !rep) {
-        free(lg), free(seq), free(nseq), free(rep);
+    if (!lg || !rep) {
+        free(lg), free(rep);
         return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
     }
-    /* the prompt: tokens before <|startoftranscript|> in one pass, then one at a
-     * time so that the logits at sot give the no-speech probability */
     int done_prompt = sot_index > 0 ? sot_index : 0;
     for (int b = 0; b < B && done_prompt > 0; b++)
-        memcpy(rep + (size_t)b * done_prompt, prompt, sizeof(int) * done_prompt);
+        memcpy(rep + (size_t)b * done_prompt, prompt, sizeof(int) * (size_t)done_prompt);
     if (rc == TSR_OK && done_prompt > 0)
-        rc = run_tokens(m, rep, B, done_prompt, 0, NULL, err);
+        rc = run_tokens(s, rep, B, done_prompt, 0, NULL, err);
     for (int i = done_prompt; i < np && rc == TSR_OK; i++) {
         for (int b = 0; b < B; b++)
             rep[b] = prompt[i];
-        rc = run_tokens(m, rep, B, 1, i, lg, err);
-        if (rc == TSR_OK && i == sot_index && m->no_speech >= 0) {
+        rc = run_tokens(s, rep, B, 1, i, lg, err);
+        if (rc == TSR_OK && i == sot_index && w->no_speech >= 0) {
             float mx = -INFINITY;
-            double s = 0;
+            double sum = 0;
             for (int k = 0; k < V; k++)
                 mx = fmaxf(mx, lg[k]);
             for (int k = 0; k < V; k++)
-                s += exp((double)(lg[k] - mx));
-            res->no_speech_prob = exp((double)(lg[m->no_speech] - mx)) / s;
+                sum += exp((double)(lg[k] - mx));
+            res->no_speech_prob = exp((double)(lg[w->no_speech] - mx)) / sum;
         }
     }
-    double score[MAX_BEAMS] = {0}, nscore[MAX_BEAMS];
-    int len = 0, alive = B;
-    double best_norm = -INFINITY;
-    int best_n = 0;
-    double best_cum = 0;
-    best_tok = malloc(sizeof(int) * (size_t)(max_new + 1));
-    if (!best_tok && rc == TSR_OK)
-        rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-    int finished = 0, *src = rep;
-    for (int step = 0; step < max_new && rc == TSR_OK; step++) {
-        if (step > 0) {
-            int cur[MAX_BEAMS];
-            for (int b = 0; b < B; b++)
-                cur[b] = seq[(size_t)b * (max_new + 1) + len - 1];
-            rc = run_tokens(m, cur, B, 1, np + len - 1, lg, err);
-            if (rc != TSR_OK)
-                break;
-        }
-        for (int b = 0; b < B; b++) {
-            suppress(m, lg + (size_t)b * V, step == 0);
-            log_softmax(lg + (size_t)b * V, V);
-        }
-        if (B == 1) { /* greedy */
-            int t = 0;
-            for (int k = 1; k < V; k++)
-                if (lg[k] > lg[t])
-                    t = k;
-            res->cum_logprob += lg[t];
-            if (t == m->eot) {
-                finished = 1;
-                break;
-            }
-            seq[len++] = t;
-            continue;
-        }
-        /* beam search: the best B continuations of the live beams; a finished
-         * hypothesis (end of text) is scored by its length-normalised log-prob */
-        int cand_b[2 * MAX_BEAMS], cand_t[2 * MAX_BEAMS], nc = 0;
-        double cand_s[2 * MAX_BEAMS];
-        int beams_in = step == 0 ? 1 : alive;
-        for (int b = 0; b < beams_in; b++)
-            for (int k = 0; k < V; k++) {
-                double s = score[b] + lg[(size_t)b * V + k];
-                if (nc < 2 * B || s > cand_s[nc - 1]) {
-                    int pos = nc < 2 * B ? nc++ : nc - 1;
-                    while (pos > 0 && cand_s[pos - 1] < s) {
-                        cand_s[pos] = cand_s[pos - 1];
-                        cand_b[pos] = cand_b[pos - 1];
-                        cand_t[pos] = cand_t[pos - 1];
-                        pos--;
-                    }
-                    cand_s[pos] = s;
-                    cand_b[pos] = b;
-                    cand_t[pos] = k;
-                }
-            }
-        int kept = 0;
-        for (int c = 0; c < nc && kept < B; c++) {
-            if (cand_t[c] == m->eot) {
-                double norm = cand_s[c] / pow((double)(len + 1), length_penalty);
-                if (norm > best_norm) {
-                    best_norm = norm;
-                    best_cum = cand_s[c];
-                    best_n = len;
-                    memcpy(best_tok, seq + (size_t)cand_b[c] * (max_new + 1), sizeof(int) * len);
-                }
-                finished++;
-                continue;
-            }
-            memcpy(nseq + (size_t)kept * (max_new + 1), seq + (size_t)cand_b[c] * (max_new + 1),
-                   sizeof(int) * len);
-            nseq[(size_t)kept * (max_new + 1) + len] = cand_t[c];
-            nscore[kept] = cand_s[c];
-            src[kept] = cand_b[c];
-            kept++;
-        }
-        for (int b = kept; b < B; b++) { /* pad with copies so the batch stays B */
-            memcpy(nseq + (size_t)b * (max_new + 1), nseq, sizeof(int) * (len + 1));
-            nscore[b] = -INFINITY;
-            src[b] = src[0];
-        }
-        int *t = seq;
-        seq = nseq;
-        nseq = t;
-        memcpy(score, nscore, sizeof(double) * B);
-        len++;
-        alive = kept;
-        for (int i = 0; i < m->layers && rc == TSR_OK; i++)
-            rc = tsr_dec_state_reorder(m->ctx, &m->st[i], &m->reorder_tmp, src, m->dim, err);
-        if (finished >= B || kept == 0)
-            break;
+    decode_ctx dc = {s, w};
+    tsr_gen_params gp = {V, w->eot, B, max_new, length_penalty, np};
+    tsr_gen_hooks hooks = {step_hook, reorder_hook, suppress_hook, &dc};
+    tsr_gen_result gr = {0};
+    TSR_TRY(rc, tsr_generate(&gp, &hooks, lg, &gr, err));
+    if (rc == TSR_OK) {
+        res->tokens = gr.tokens;
+        res->n = gr.n;
+        res->cum_logprob = gr.cum_logprob;
     }
-    if (rc == TSR_OK && B > 1) {
-        if (best_norm == -INFINITY) { /* no hypothesis ended: take the best live one */
-            best_n = len;
-            best_cum = score[0];
-            memcpy(best_tok, seq, sizeof(int) * len);
-        }
-        res->tokens = best_tok;
-        res->n = best_n;
-        res->cum_logprob = best_cum;
-        best_tok = NULL;
-    } else if (rc == TSR_OK) {
-        (void)finished;
-        res->tokens = malloc(sizeof(int) * (size_t)(len ? len : 1));
-        if (res->tokens)
-            memcpy(res->tokens, seq, sizeof(int) * len);
-        res->n = len;
-    }
-    free(best_tok);
-    free(lg), free(seq), free(nseq), free(rep);
+    free(lg), free(rep);
     return rc;
 }
 
@@ -878,44 +668,56 @@ void tsr_transcript_free(tsr_transcript *t)
 
 static int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
-tsr_status tsr_whisper_transcribe_pcm(tsr_whisper *m, const float *pcm, size_t n,
-                                      const tsr_transcribe_params *p, tsr_transcript *out,
-                                      tsr_error *err)
+/* Appends n bytes (or ints) to a growing buffer. */
+static int append(void **buf, size_t *len, size_t *cap, const void *src, size_t n, size_t size)
 {
-    memset(out, 0, sizeof *out);
-    tsr_transcribe_params def = tsr_transcribe_default_params();
-    if (!p)
-        p = &def;
-    if (p->beam_size < 1 || p->beam_size > MAX_BEAMS)
-        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "beam size %d outside 1..%d", p->beam_size,
-                             MAX_BEAMS);
-    int n_mels = m->enc.cfg.n_mels, W = 2 * m->enc.cfg.n_ctx, T = 0;
+    if (*len + n + 1 > *cap) {
+        size_t nc = *cap ? *cap : 256;
+        while (*len + n + 1 > nc)
+            nc *= 2;
+        void *nb = realloc(*buf, nc * size);
+        if (!nb)
+            return 0;
+        *buf = nb;
+        *cap = nc;
+    }
+    memcpy((char *)*buf + *len * size, src, n * size);
+    *len += n;
+    return 1;
+}
+
+static tsr_status transcribe(tsr_session *s, const float *pcm, size_t n,
+                             const tsr_transcribe_params *p, tsr_transcript *out, tsr_error *err)
+{
+    const whisper_model *w = WHISPER(s->m);
+    tsr_status rc = whisper_ready(s, p->beam_size, err);
+    if (rc != TSR_OK)
+        return rc;
+    int n_mels = w->enc.n_mels, W = 2 * w->enc.n_ctx, T = 0, n_text_ctx = w->dec.n_ctx;
     float *mel = NULL;
-    tsr_status rc = tsr_whisper_logmel(pcm, n, n_mels, 160, &mel, &T, err);
+    rc = tsr_whisper_logmel(pcm, n, n_mels, 160, &mel, &T, err);
     if (rc != TSR_OK)
         return rc;
     int content = T - 1; /* faster-whisper: the padding frame is not content */
     out->duration = (double)n / 16000.0;
     float *win = malloc(sizeof(float) * (size_t)n_mels * W);
-    int prompt_cap = m->n_text_ctx / 2 + 8;
-    int *prompt = malloc(sizeof(int) * (size_t)prompt_cap);
-    size_t all_cap = 256, text_len = 0, text_cap = 256;
-    int *all = malloc(sizeof(int) * all_cap);
-    char *text = malloc(text_cap);
-    if (!win || !prompt || !all || !text) {
-        free(mel), free(win), free(prompt), free(all), free(text);
+    int *prompt = malloc(sizeof(int) * (size_t)(n_text_ctx / 2 + 8));
+    void *all = NULL, *text = NULL;
+    size_t n_all = 0, all_cap = 0, text_len = 0, text_cap = 0;
+    if (!win || !prompt || !append(&text, &text_len, &text_cap, "", 0, 1)) {
+        free(mel), free(win), free(prompt), free(text);
         return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
     }
-    text[0] = 0;
-    int n_all = 0, prompt_reset = 0, seg_cap = 0;
+    ((char *)text)[0] = 0;
+    int prompt_reset = 0, seg_cap = 0, kept = 0;
     double sum_lp = 0;
     int lang = -1;
-    if (m->multilingual) {
+    if (w->multilingual) {
         char tk[64];
         snprintf(tk, sizeof tk, "<|%s|>", p->language ? p->language : "en");
-        lang = tsr_bytelevel_id(m->tok, tk);
+        lang = tsr_bytelevel_id(w->tok, tk);
         if (lang < 0)
-            rc = tsr_error_set(err, TSR_ERR_INVALID_ARG, "%s: unknown language '%s'", m->dir,
+            rc = tsr_error_set(err, TSR_ERR_INVALID_ARG, "%s: unknown language '%s'", s->m->name,
                                p->language);
     }
     for (int seek = 0; seek < content && rc == TSR_OK;) {
@@ -924,28 +726,28 @@ tsr_status tsr_whisper_transcribe_pcm(tsr_whisper *m, const float *pcm, size_t n
             memcpy(win + (size_t)c * W, mel + (size_t)c * T + seek, sizeof(float) * size);
             memset(win + (size_t)c * W + size, 0, sizeof(float) * (W - size));
         }
-        rc = tsr_whisper_encode(m, win, NULL, err);
+        rc = encode(s, win, NULL, err);
         /* the prompt: previous text, then <|startoftranscript|> [language task] <|notimestamps|> */
-        int np = 0, keep = m->n_text_ctx / 2 - 1;
-        int prev = p->condition_on_previous_text ? n_all - prompt_reset : 0;
-        if (prev > 0 && m->sot_prev >= 0) {
-            prompt[np++] = m->sot_prev;
-            int from = prev > keep ? n_all - keep : prompt_reset;
-            for (int i = from; i < n_all; i++)
-                prompt[np++] = all[i];
+        int np = 0, keep = n_text_ctx / 2 - 1;
+        int *all_t = all;
+        int prev = p->condition_on_previous_text ? (int)n_all - prompt_reset : 0;
+        if (prev > 0 && w->sot_prev >= 0) {
+            prompt[np++] = w->sot_prev;
+            int from = prev > keep ? (int)n_all - keep : prompt_reset;
+            for (int i = from; i < (int)n_all; i++)
+                prompt[np++] = all_t[i];
         }
         int sot_index = np;
-        prompt[np++] = m->sot;
-        if (m->multilingual && lang >= 0) {
+        prompt[np++] = w->sot;
+        if (w->multilingual && lang >= 0) {
             prompt[np++] = lang;
-            if (m->transcribe >= 0)
-                prompt[np++] = m->transcribe;
+            if (w->transcribe >= 0)
+                prompt[np++] = w->transcribe;
         }
-        prompt[np++] = m->no_ts;
+        prompt[np++] = w->no_ts;
         decode_result r = {0};
-        if (rc == TSR_OK)
-            rc = decode(m, prompt, np, sot_index, p->beam_size, p->length_penalty,
-                        p->max_new_tokens > 0 ? p->max_new_tokens : m->n_text_ctx, &r, err);
+        TSR_TRY(rc, decode(s, prompt, np, sot_index, p->beam_size, p->length_penalty,
+                           p->max_new_tokens > 0 ? p->max_new_tokens : n_text_ctx, &r, err));
         if (rc != TSR_OK) {
             free(r.tokens);
             break;
@@ -955,7 +757,7 @@ tsr_status tsr_whisper_transcribe_pcm(tsr_whisper *m, const float *pcm, size_t n
                    !(avg > p->log_prob_threshold);
         char *seg_text = NULL;
         if (!skip)
-            rc = tsr_bytelevel_decode(m->tok, r.tokens, r.n, &seg_text, err);
+            rc = tsr_bytelevel_decode(w->tok, r.tokens, r.n, &seg_text, err);
         if (rc == TSR_OK && out->n_segments == seg_cap) {
             seg_cap = seg_cap ? seg_cap * 2 : 8;
             void *ns = realloc(out->segments, sizeof *out->segments * (size_t)seg_cap);
@@ -965,44 +767,18 @@ tsr_status tsr_whisper_transcribe_pcm(tsr_whisper *m, const float *pcm, size_t n
                 out->segments = ns;
         }
         if (rc == TSR_OK) {
-            tsr_segment *s = &out->segments[out->n_segments++];
-            s->start = seek * 0.01;
-            s->end = (seek + size) * 0.01;
-            s->text = seg_text;
-            s->avg_logprob = avg;
-            s->no_speech_prob = r.no_speech_prob;
-            s->skipped = skip;
+            tsr_segment *sg = &out->segments[out->n_segments++];
+            *sg = (tsr_segment){seek * 0.01, (seek + size) * 0.01, seg_text, avg,
+                                r.no_speech_prob, skip};
             seg_text = NULL;
             if (!skip) {
                 sum_lp += avg;
-                if (n_all + r.n > (int)all_cap) {
-                    size_t nc = all_cap;
-                    while ((size_t)(n_all + r.n) > nc)
-                        nc *= 2;
-                    int *na = realloc(all, sizeof(int) * nc);
-                    if (!na)
-                        rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-                    else
-                        all = na, all_cap = nc;
-                }
-                if (rc == TSR_OK) {
-                    memcpy(all + n_all, r.tokens, sizeof(int) * r.n);
-                    n_all += r.n;
-                }
-                size_t sl = strlen(s->text);
-                if (rc == TSR_OK && text_len + sl + 1 > text_cap) {
-                    while (text_len + sl + 1 > text_cap)
-                        text_cap *= 2;
-                    char *nt = realloc(text, text_cap);
-                    if (!nt)
-                        rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-                    else
-                        text = nt;
-                }
-                if (rc == TSR_OK) {
-                    memcpy(text + text_len, s->text, sl + 1);
-                    text_len += sl;
-                }
+                kept++;
+                if (!append(&all, &n_all, &all_cap, r.tokens, (size_t)r.n, sizeof(int)) ||
+                    !append(&text, &text_len, &text_cap, sg->text, strlen(sg->text), 1))
+                    rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+                else
+                    ((char *)text)[text_len] = 0;
             }
         }
         free(seg_text);
@@ -1014,39 +790,56 @@ tsr_status tsr_whisper_transcribe_pcm(tsr_whisper *m, const float *pcm, size_t n
     free(mel), free(win), free(prompt);
     if (rc != TSR_OK) {
         free(all), free(text);
-        tsr_transcript_free(out);
         return rc;
     }
     /* strip, as faster-whisper's segment texts are stripped when joined */
+    char *t = text;
     size_t a = 0, b = text_len;
-    while (a < b && is_space(text[a]))
+    while (a < b && is_space(t[a]))
         a++;
-    while (b > a && is_space(text[b - 1]))
+    while (b > a && is_space(t[b - 1]))
         b--;
-    memmove(text, text + a, b - a);
-    text[b - a] = 0;
-    out->text = text;
-    out->tokens = all;
-    out->n_tokens = n_all;
-    int kept = 0;
-    for (int i = 0; i < out->n_segments; i++)
-        kept += !out->segments[i].skipped;
+    memmove(t, t + a, b - a);
+    t[b - a] = 0;
+    out->text = t;
+    out->tokens = all ? all : calloc(1, sizeof(int));
+    out->n_tokens = (int)n_all;
     out->avg_logprob = kept ? sum_lp / kept : 0;
-    return TSR_OK;
+    return out->tokens ? TSR_OK : tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
 }
 
-tsr_status tsr_whisper_transcribe_file(tsr_whisper *m, const char *path,
+tsr_status tsr_session_transcribe_pcm(tsr_session *s, const float *pcm, size_t n,
+                                      const tsr_transcribe_params *p, tsr_transcript *out,
+                                      tsr_error *err)
+{
+    TSR_ERR_LOCAL(err);
+    memset(out, 0, sizeof *out);
+    tsr_transcribe_params def = tsr_transcribe_default_params();
+    if (!p)
+        p = &def;
+    tsr_status rc = TSR_OK;
+    if (p->beam_size < 1 || p->beam_size > MAX_BEAMS)
+        rc = tsr_error_set(err, TSR_ERR_INVALID_ARG, "beam size %d outside 1..%d", p->beam_size,
+                           MAX_BEAMS);
+    TSR_TRY(rc, transcribe(s, pcm, n, p, out, err));
+    if (rc != TSR_OK)
+        tsr_transcript_free(out);
+    return tsr_session_fail(s, rc, err);
+}
+
+tsr_status tsr_session_transcribe_file(tsr_session *s, const char *path,
                                        const tsr_transcribe_params *p, tsr_transcript *out,
                                        tsr_error *err)
 {
+    TSR_ERR_LOCAL(err);
     float *pcm = NULL;
     size_t n = 0;
     memset(out, 0, sizeof *out);
-    tsr_status rc = tsr_audio_load_file(path, 16000, &pcm, &n, err);
-    if (rc == TSR_OK)
-        rc = tsr_whisper_transcribe_pcm(m, pcm, n, p, out, err);
-    if (rc != TSR_OK && err && !strstr(err->msg, path))
+    tsr_status rc = tsr_session_need(s, &tsr_family_whisper, "transcribe speech", err);
+    TSR_TRY(rc, tsr_audio_load_file(path, 16000, &pcm, &n, err));
+    TSR_TRY(rc, tsr_session_transcribe_pcm(s, pcm, n, p, out, err));
+    if (rc != TSR_OK && !strstr(err->msg, path))
         tsr_error_prefix(err, "%s", path);
     free(pcm);
-    return rc;
+    return tsr_session_fail(s, rc, err);
 }

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tsr_fusion.h"
+#include "tsr_model.h"
 
 /* The 80 ImageNet prompts of the CLIP paper (Radford et al. 2021), in the
  * order of its prompt-engineering notebook. */
@@ -63,27 +63,24 @@ static char *fill_template(const char *tmpl, const char *label)
     return s;
 }
 
-static void l2_normalize(float *v, int n)
+tsr_status tsr_session_zeroshot_weights(tsr_session *s, const char *const *labels, int L,
+                                        const char *const *templates, int T, float *weights,
+                                        int *n_truncated, tsr_error *err)
 {
-    double s = 0;
-    for (int i = 0; i < n; i++)
-        s += (double)v[i] * v[i];
-    float inv = (float)(1.0 / fmax(sqrt(s), 1e-12));
-    for (int i = 0; i < n; i++)
-        v[i] *= inv;
-}
-
-tsr_status tsr_zeroshot_weights(tsr_model *m, const char *const *labels, int L,
-                                const char *const *templates, int T, float *weights,
-                                int *n_truncated, tsr_error *err)
-{
-    int P = tsr_model_embed_dim(m);
+    TSR_ERR_LOCAL(err);
+    tsr_status need = tsr_session_need(s, &tsr_family_clip, "score images against labels", err);
+    if (need != TSR_OK)
+        return tsr_session_fail(s, need, err);
+    int P = tsr_model_embed_dim(s->m);
     if (T < 1 || L < 1)
-        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "need at least one label and template");
+        return tsr_session_fail(s, tsr_error_set(err, TSR_ERR_INVALID_ARG,
+                                                 "need at least one label and template"), err);
     for (int t = 0; t < T; t++)
         if (!strstr(templates[t], "{}"))
-            return tsr_error_set(err, TSR_ERR_INVALID_ARG,
-                                 "template \"%s\" has no {} for the label", templates[t]);
+            return tsr_session_fail(
+                s, tsr_error_set(err, TSR_ERR_INVALID_ARG,
+                                 "template \"%s\" has no {} for the label", templates[t]),
+                err);
     char **texts = calloc((size_t)T, sizeof(char *));
     float *emb = malloc(sizeof(float) * (size_t)T * P);
     tsr_status rc = (texts && emb) ? TSR_OK
@@ -99,7 +96,7 @@ tsr_status tsr_zeroshot_weights(tsr_model *m, const char *const *labels, int L,
         }
         int cut = 0;
         if (rc == TSR_OK)
-            rc = tsr_model_embed_texts(m, (const char *const *)texts, T, 1, emb, &cut, err);
+            rc = tsr_session_embed_texts(s, (const char *const *)texts, T, 1, emb, &cut, err);
         if (rc != TSR_OK) {
             tsr_error_prefix(err, "label \"%.*s\"", 64, labels[l]);
             break;
@@ -113,14 +110,14 @@ tsr_status tsr_zeroshot_weights(tsr_model *m, const char *const *labels, int L,
                 s += emb[(size_t)t * P + i];
             w[i] = (float)(s / T);
         }
-        l2_normalize(w, P);
+        tsr_l2_normalize(w, P);
     }
     if (texts)
         for (int t = 0; t < T; t++)
             free(texts[t]);
     free(texts);
     free(emb);
-    return rc;
+    return tsr_session_fail(s, rc, err);
 }
 
 void tsr_scores(float scale, const float *a, int N, const float *b, int L, int dim,

@@ -1,106 +1,84 @@
-/* Transformer building blocks shared by every tower. */
+/* The encoder layer shared by every tower, and the layers' shared scratch. */
 #include <math.h>
-#include <stdlib.h>
 
-#include "tsr_cl_internal.h"
+#include "tsr_tower.h"
 
-tsr_status tsr_enc_scratch_alloc(tsr_ctx *ctx, const tsr_enc_cfg *c, int B, int S,
-                                 tsr_enc_scratch *s, tsr_error *err)
+void tsr_scratch_need(const tsr_enc_cfg *c, int rows, size_t need[TSR_SCRATCH_N])
 {
-    size_t rows = (size_t)B * S, f = sizeof(float);
-    size_t sizes[5] = {rows * c->dim * f, rows * 3 * c->dim * f,
-                       (size_t)B * c->heads * S * S * f, rows * c->dim * f, rows * c->ffn * f};
-    cl_mem *const slots[5] = {&s->h, &s->qkv, &s->scores, &s->attn, &s->ffn};
-    return tsr_bufs_alloc(ctx, slots, sizes, 5, err);
+    size_t r = (size_t)rows, f = sizeof(float);
+    size_t want[TSR_SCRATCH_N] = {r * c->dim * f, r * 3 * c->dim * f, r * c->dim * f,
+                                  r * c->ffn * f};
+    for (int i = 0; i < TSR_SCRATCH_N; i++)
+        if (want[i] > need[i])
+            need[i] = want[i];
 }
 
-void tsr_enc_scratch_free(tsr_enc_scratch *s)
+void tsr_scratch_reserve(tsr_arena *a, tsr_enc_scratch *s, const size_t need[TSR_SCRATCH_N])
 {
-    cl_mem *slots[5] = {&s->h, &s->qkv, &s->scores, &s->attn, &s->ffn};
-    for (int i = 0; i < 5; i++) {
-        tsr_buf_free(*slots[i]);
-        *slots[i] = NULL;
-    }
+    tsr_arena_reserve(a, &s->h, need[TSR_SCRATCH_H]);
+    tsr_arena_reserve(a, &s->qkv, need[TSR_SCRATCH_QKV]);
+    tsr_arena_reserve(a, &s->attn, need[TSR_SCRATCH_ATTN]);
+    tsr_arena_reserve(a, &s->ffn, need[TSR_SCRATCH_FFN]);
 }
 
-/* Multi-head attention over packed qkv (B*S, 3D) into out (B*S, D), with the
- * score matrices of all (batch, head) pairs computed by batched GEMMs. */
-static tsr_status attention(tsr_ctx *ctx, const tsr_enc_cfg *c, tsr_enc_scratch *s, int B, int S,
+tsr_status tsr_enc_cfg_check(const tsr_enc_cfg *c, const char *what, tsr_error *err)
+{
+    if (c->dim < 1 || c->heads < 1 || c->dim % c->heads)
+        return tsr_error_set(err, TSR_ERR_FORMAT,
+                             "%s: the width %d is not a multiple of the %d attention heads", what,
+                             c->dim, c->heads);
+    if (c->dim / c->heads > TSR_ATT_MAX_DH)
+        return tsr_error_set(err, TSR_ERR_UNSUPPORTED,
+                             "%s: attention heads of %d are wider than tessera's %d", what,
+                             c->dim / c->heads, TSR_ATT_MAX_DH);
+    return TSR_OK;
+}
+
+/* Multi-head attention over packed qkv (B*S, 3D) into s->attn (B*S, D): the
+ * fused CPU kernel for sequences it holds, otherwise the online-softmax
+ * kernel, which takes any length and needs no scores buffer. */
+static tsr_status attention(tsr_queue *q, const tsr_enc_cfg *c, tsr_enc_scratch *s, int B, int S,
                             cl_mem lens, tsr_error *err)
 {
-    int D = c->dim, H = c->heads, dh = D / H, count = B * H;
-    if (ctx->own_gemm && S <= TSR_ATT_MAX_S) /* CPU devices: one fused kernel */
-        return tsr_k_attention(ctx, s->qkv, s->attn, B, S, H, dh, 1.0f / sqrtf((float)dh),
-                               c->causal, lens, err);
-    if (ctx->own_gemm && !lens && dh <= 128) { /* longer sequences (Whisper's 1500 frames) */
-        tsr_att_io io = {s->qkv, 0, 3 * D, s->qkv, D, 2 * D, 3 * D, S * 3 * D, s->attn, D};
-        return tsr_k_attention_kv(ctx, &io, B, S, S, H, dh, 1.0f / sqrtf((float)dh), c->causal,
-                                  err);
-    }
-    size_t *off = malloc(sizeof(size_t) * 3 * (size_t)count);
-    if (!off)
-        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-    size_t *qo = off, *ko = off + count, *so = off + 2 * count;
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++) {
-            int i = b * H + h;
-            qo[i] = (size_t)b * S * 3 * D + (size_t)h * dh;
-            ko[i] = qo[i] + D;
-            so[i] = (size_t)i * S * S;
-        }
+    int D = c->dim, H = c->heads, dh = D / H;
     float scale = 1.0f / sqrtf((float)dh);
-    tsr_status st = tsr_gemm_batched(ctx, 1, S, S, dh, scale, s->qkv, qo, 3 * D, s->qkv, ko,
-                                     3 * D, s->scores, so, S, count, err);
-    if (st == TSR_OK)
-        st = tsr_k_softmax(ctx, s->scores, B, H, S, S, 1.0f, c->causal, lens, err);
-    if (st == TSR_OK) {
-        /* out[b, :, h, :] = P[b, h] (S x S) @ V[b, :, h, :] (S x dh) */
-        size_t *vo = ko, *oo = qo;
-        for (int b = 0; b < B; b++)
-            for (int h = 0; h < H; h++) {
-                int i = b * H + h;
-                vo[i] = (size_t)b * S * 3 * D + 2 * (size_t)D + (size_t)h * dh;
-                oo[i] = (size_t)b * S * D + (size_t)h * dh;
-            }
-        st = tsr_gemm_batched(ctx, 0, S, dh, S, 1.0f, s->scores, so, S, s->qkv, vo, 3 * D,
-                              s->attn, oo, D, count, err);
-    }
-    free(off);
-    return st;
+    if (q->ctx->own_gemm && S <= TSR_ATT_MAX_S)
+        return tsr_k_attention(q, s->qkv, s->attn, B, S, H, dh, scale, c->causal, lens, err);
+    tsr_att_io io = {s->qkv, 0, 3 * D, s->qkv, D, 2 * D, 3 * D, S * 3 * D, s->attn, D, lens};
+    return tsr_k_attention_kv(q, &io, B, S, S, H, dh, scale, c->causal, err);
 }
 
-tsr_status tsr_enc_layer(tsr_ctx *ctx, const tsr_enc_cfg *c, const tsr_enc_weights *w,
+tsr_status tsr_enc_layer(tsr_queue *q, const tsr_enc_cfg *c, const tsr_enc_weights *w,
                          tsr_enc_scratch *s, cl_mem x, int B, int S, cl_mem lens,
                          tsr_error *err)
 {
     int D = c->dim, rows = B * S;
-    tsr_status st;
-#define TRY(call)                                                                                \
-    do {                                                                                         \
-        if ((st = (call)) != TSR_OK)                                                             \
-            return st;                                                                           \
-    } while (0)
+    size_t n = (size_t)rows * D;
+    tsr_status rc = TSR_OK;
     if (c->post_ln) {
-        TRY(tsr_linear(ctx, x, rows, D, w->qkv_w, w->qkv_b, 3 * D, s->qkv, TSR_ACT_NONE, err));
-        TRY(attention(ctx, c, s, B, S, lens, err));
-        TRY(tsr_linear(ctx, s->attn, rows, D, w->o_w, w->o_b, D, s->h, TSR_ACT_NONE, err));
-        TRY(tsr_k_add(ctx, s->h, x, (size_t)rows * D, err));
-        TRY(tsr_k_layernorm(ctx, s->h, x, w->ln1_g, w->ln1_b, rows, D, c->eps, err));
-        TRY(tsr_linear(ctx, x, rows, D, w->fc1_w, w->fc1_b, c->ffn, s->ffn, c->act, err));
-        TRY(tsr_linear(ctx, s->ffn, rows, c->ffn, w->fc2_w, w->fc2_b, D, s->h, TSR_ACT_NONE, err));
-        TRY(tsr_k_add(ctx, s->h, x, (size_t)rows * D, err));
-        TRY(tsr_k_layernorm(ctx, s->h, x, w->ln2_g, w->ln2_b, rows, D, c->eps, err));
-        return TSR_OK;
+        TSR_TRY(rc, tsr_linear(q, x, rows, D, w->qkv_w, w->qkv_b, 3 * D, s->qkv, TSR_ACT_NONE,
+                               err));
+        TSR_TRY(rc, attention(q, c, s, B, S, lens, err));
+        TSR_TRY(rc, tsr_linear(q, s->attn, rows, D, w->o_w, w->o_b, D, s->h, TSR_ACT_NONE, err));
+        TSR_TRY(rc, tsr_k_add(q, s->h, x, n, err));
+        TSR_TRY(rc, tsr_k_layernorm(q, s->h, x, w->ln1_g, w->ln1_b, rows, D, c->eps, err));
+        TSR_TRY(rc, tsr_linear(q, x, rows, D, w->fc1_w, w->fc1_b, c->ffn, s->ffn, c->act, err));
+        TSR_TRY(rc, tsr_linear(q, s->ffn, rows, c->ffn, w->fc2_w, w->fc2_b, D, s->h,
+                               TSR_ACT_NONE, err));
+        TSR_TRY(rc, tsr_k_add(q, s->h, x, n, err));
+        TSR_TRY(rc, tsr_k_layernorm(q, s->h, x, w->ln2_g, w->ln2_b, rows, D, c->eps, err));
+        return rc;
     }
-    TRY(tsr_k_layernorm(ctx, x, s->h, w->ln1_g, w->ln1_b, rows, D, c->eps, err));
-    TRY(tsr_linear(ctx, s->h, rows, D, w->qkv_w, w->qkv_b, 3 * D, s->qkv, TSR_ACT_NONE, err));
-    TRY(attention(ctx, c, s, B, S, lens, err));
-    TRY(tsr_linear(ctx, s->attn, rows, D, w->o_w, w->o_b, D, s->h, TSR_ACT_NONE, err));
-    TRY(tsr_k_add(ctx, x, s->h, (size_t)rows * D, err));
-    TRY(tsr_k_layernorm(ctx, x, s->h, w->ln2_g, w->ln2_b, rows, D, c->eps, err));
-    TRY(tsr_linear(ctx, s->h, rows, D, w->fc1_w, w->fc1_b, c->ffn, s->ffn, c->act, err));
-    TRY(tsr_linear(ctx, s->ffn, rows, c->ffn, w->fc2_w, w->fc2_b, D, s->h, TSR_ACT_NONE, err));
-    TRY(tsr_k_add(ctx, x, s->h, (size_t)rows * D, err));
-#undef TRY
-    return TSR_OK;
+    TSR_TRY(rc, tsr_k_layernorm(q, x, s->h, w->ln1_g, w->ln1_b, rows, D, c->eps, err));
+    TSR_TRY(rc, tsr_linear(q, s->h, rows, D, w->qkv_w, w->qkv_b, 3 * D, s->qkv, TSR_ACT_NONE,
+                           err));
+    TSR_TRY(rc, attention(q, c, s, B, S, lens, err));
+    TSR_TRY(rc, tsr_linear(q, s->attn, rows, D, w->o_w, w->o_b, D, s->h, TSR_ACT_NONE, err));
+    TSR_TRY(rc, tsr_k_add(q, x, s->h, n, err));
+    TSR_TRY(rc, tsr_k_layernorm(q, x, s->h, w->ln2_g, w->ln2_b, rows, D, c->eps, err));
+    TSR_TRY(rc, tsr_linear(q, s->h, rows, D, w->fc1_w, w->fc1_b, c->ffn, s->ffn, c->act, err));
+    TSR_TRY(rc, tsr_linear(q, s->ffn, rows, c->ffn, w->fc2_w, w->fc2_b, D, s->h, TSR_ACT_NONE,
+                           err));
+    TSR_TRY(rc, tsr_k_add(q, x, s->h, n, err));
+    return rc;
 }

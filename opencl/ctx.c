@@ -1,12 +1,10 @@
-/* Device discovery and selection, context and queue, and the kernel program
- * with its disk cache. */
+/* Device discovery and selection, the context, and the kernel program with
+ * its disk cache. */
 #include <ctype.h>
-#include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "tsr_cl_internal.h"
 
@@ -87,7 +85,7 @@ tsr_status tsr_devices_list(tsr_device_info *out, int max, int *count, tsr_error
     *count = 0;
     int n = list_refs(refs, MAX_DEVICES, err);
     if (n < 0)
-        return err ? err->code : TSR_ERR_NO_DEVICE;
+        return TSR_ERR_NO_DEVICE;
     for (int i = 0; i < n && i < max; i++)
         fill_info(&refs[i], i, &out[i]);
     *count = n;
@@ -97,7 +95,7 @@ tsr_status tsr_devices_list(tsr_device_info *out, int max, int *count, tsr_error
 tsr_ctx_params tsr_ctx_default_params(void)
 {
     tsr_ctx_params p = {0};
-    p.disk_cache = 1;
+    p.xgemm_min_indirect = -1;
     return p;
 }
 
@@ -145,83 +143,16 @@ static int select_device(const dev_ref *refs, int n, const char *spec, tsr_error
     return -1;
 }
 
-uint64_t tsr_fnv1a(uint64_t h, const void *data, size_t n)
+void tsr_ctx_logf(const tsr_ctx *ctx, const char *fmt, ...)
 {
-    const unsigned char *p = data;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
-
-void tsr_cache_dir(const char *override, char *out, size_t cap)
-{
-    const char *d = override ? override : getenv("TESSERA_CACHE_DIR");
-    if (d && *d) {
-        snprintf(out, cap, "%s", d);
+    if (!ctx->verbose || !ctx->log)
         return;
-    }
-    const char *x = getenv("XDG_CACHE_HOME");
-    if (x && *x) {
-        snprintf(out, cap, "%s/tessera", x);
-        return;
-    }
-    const char *home = getenv("HOME");
-    snprintf(out, cap, "%s/.cache/tessera", home && *home ? home : "/tmp");
-}
-
-void tsr_mkdirs(const char *path)
-{
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *c = tmp + 1; *c; c++) {
-        if (*c == '/') {
-            *c = 0;
-            mkdir(tmp, 0755);
-            *c = '/';
-        }
-    }
-    mkdir(tmp, 0755);
-}
-
-unsigned char *tsr_read_all(const char *path, size_t max, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    unsigned char *buf = NULL;
-    if (fseek(f, 0, SEEK_END) == 0) {
-        long n = ftell(f);
-        if (n > 0 && (size_t)n <= max && fseek(f, 0, SEEK_SET) == 0) {
-            buf = malloc((size_t)n + 1);
-            if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-                free(buf);
-                buf = NULL;
-            }
-            if (buf)
-                buf[n] = 0; /* text files can be parsed in place */
-            *len = (size_t)n;
-        }
-    }
-    fclose(f);
-    return buf;
-}
-
-int tsr_write_atomic(const char *path, const void *data, size_t n)
-{
-    char tmp[1100];
-    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f)
-        return 0;
-    int ok = fwrite(data, 1, n, f) == n;
-    ok = (fclose(f) == 0) && ok;
-    if (ok)
-        ok = rename(tmp, path) == 0;
-    if (!ok)
-        remove(tmp);
-    return ok;
+    char msg[1200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    ctx->log(ctx->log_user, msg);
 }
 
 static tsr_status build_log(tsr_ctx *ctx, cl_int e, tsr_error *err)
@@ -247,41 +178,40 @@ static tsr_status build_program(tsr_ctx *ctx, tsr_error *err)
     h = tsr_fnv1a(h, ctx->info.name, strlen(ctx->info.name) + 1);
     h = tsr_fnv1a(h, ctx->info.driver, strlen(ctx->info.driver) + 1);
     h = tsr_fnv1a(h, ctx->info.platform, strlen(ctx->info.platform) + 1);
-    char dir[900], path[1024];
-    tsr_cache_dir(ctx->cache_dir[0] ? ctx->cache_dir : NULL, dir, sizeof dir - 16);
-    strcat(dir, "/kernels");
+    char dir[1000], path[1100];
+    snprintf(dir, sizeof dir, "%s/kernels", ctx->cache_dir);
     snprintf(path, sizeof path, "%s/%016llx.bin", dir, (unsigned long long)h);
     cl_int e;
-    if (ctx->disk_cache) {
+    if (ctx->cache_dir[0]) {
         size_t len = 0;
-        unsigned char *bin = tsr_read_all(path, (size_t)1 << 30, &len);
-        if (bin) {
+        unsigned char *bin = tsr_read_file(path, (size_t)1 << 30, &len, NULL);
+        if (bin && len > 0) {
             const unsigned char *bins[1] = {bin};
             cl_int status = CL_SUCCESS;
             ctx->program = clCreateProgramWithBinary(ctx->context, 1, &ctx->device, &len, bins,
                                                      &status, &e);
-            free(bin);
             if (e == CL_SUCCESS && status == CL_SUCCESS &&
                 clBuildProgram(ctx->program, 1, &ctx->device, opts, NULL, NULL) == CL_SUCCESS) {
+                free(bin);
                 ctx->from_cache = 1;
-                if (ctx->verbose)
-                    fprintf(stderr, "tessera: kernels loaded from %s\n", path);
+                tsr_ctx_logf(ctx, "kernels loaded from %s", path);
                 return TSR_OK;
             }
             if (ctx->program)
                 clReleaseProgram(ctx->program);
             ctx->program = NULL;
         }
+        free(bin);
     }
+    ctx->from_cache = 0;
     ctx->program = clCreateProgramWithSource(ctx->context, 1, &src, NULL, &e);
     if (e != CL_SUCCESS)
         return tsr_cl_fail(err, e, "clCreateProgramWithSource");
     e = clBuildProgram(ctx->program, 1, &ctx->device, opts, NULL, NULL);
     if (e != CL_SUCCESS)
         return build_log(ctx, e, err);
-    if (ctx->verbose)
-        fprintf(stderr, "tessera: kernels compiled for %s\n", ctx->info.name);
-    if (ctx->disk_cache) {
+    tsr_ctx_logf(ctx, "kernels compiled for %s", ctx->info.name);
+    if (ctx->cache_dir[0]) {
         size_t len = 0;
         if (clGetProgramInfo(ctx->program, CL_PROGRAM_BINARY_SIZES, sizeof len, &len, NULL) ==
                 CL_SUCCESS &&
@@ -299,36 +229,15 @@ static tsr_status build_program(tsr_ctx *ctx, tsr_error *err)
     return TSR_OK;
 }
 
-static const char *kernel_names[TSR_K_COUNT] = {
-    [TSR_K_LAYERNORM] = "layernorm",       [TSR_K_L2NORM] = "l2norm",
-    [TSR_K_SOFTMAX] = "softmax_rows",      [TSR_K_BIAS_ACT] = "bias_act",
-    [TSR_K_ADD] = "add_inplace",           [TSR_K_EMBED_TOKENS] = "embed_tokens",
-    [TSR_K_IM2COL] = "im2col_patches",     [TSR_K_VIT_EMBED] = "vit_embed",
-    [TSR_K_GATHER_ROWS] = "gather_rows",  [TSR_K_GEMM_TN] = "gemm_tn",
-    [TSR_K_ATTENTION] = "attention_rows", [TSR_K_ATTENTION_KV] = "attention_kv",
-    [TSR_K_KV_APPEND] = "kv_append",
-};
-
-/* Per-device tuning table: the first row whose substring matches the device
- * name wins; the last row is the default. */
+/* Per-device table of work-group sizes: the first row whose substring matches
+ * the device name or vendor wins; the last row is the default. */
 static const struct {
     const char *match;
     int wg;
-} tuning[] = {
+} wg_table[] = {
     {"NVIDIA", 128},
     {"", 64},
 };
-
-static tsr_status create_kernels(tsr_ctx *ctx, tsr_error *err)
-{
-    for (int k = 0; k < TSR_K_COUNT; k++) {
-        cl_int e;
-        ctx->kernels[k] = clCreateKernel(ctx->program, kernel_names[k], &e);
-        if (e != CL_SUCCESS)
-            return tsr_cl_fail(err, e, kernel_names[k]);
-    }
-    return TSR_OK;
-}
 
 tsr_status tsr_ctx_create(const tsr_ctx_params *p, tsr_ctx **out, tsr_error *err)
 {
@@ -339,22 +248,34 @@ tsr_status tsr_ctx_create(const tsr_ctx_params *p, tsr_ctx **out, tsr_error *err
     dev_ref refs[MAX_DEVICES];
     int n = list_refs(refs, MAX_DEVICES, err);
     if (n < 0)
-        return err ? err->code : TSR_ERR_NO_DEVICE;
-    const char *spec = p->device ? p->device : getenv("TESSERA_DEVICE");
-    int sel = select_device(refs, n, spec, err);
+        return TSR_ERR_NO_DEVICE;
+    int sel = select_device(refs, n, p->device, err);
     if (sel < 0)
         return TSR_ERR_NO_DEVICE;
     tsr_ctx *ctx = calloc(1, sizeof *ctx);
-    if (!ctx)
+    tsr_mem_acct *mem = calloc(1, sizeof *mem);
+    if (!ctx || !mem) {
+        free(ctx);
+        free(mem);
         return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    }
+    atomic_init(&ctx->refs, 1);
+    atomic_init(&mem->refs, 1);
+    ctx->mem = mem;
+    pthread_mutex_init(&ctx->lock, NULL);
     ctx->platform = refs[sel].platform;
     ctx->device = refs[sel].device;
     ctx->verbose = p->verbose;
-    ctx->disk_cache = p->disk_cache;
+    ctx->log = p->log;
+    ctx->log_user = p->log_user;
     ctx->gemm_strips = 4;
-    if (p->cache_dir)
+    if (p->cache_dir && *p->cache_dir)
         snprintf(ctx->cache_dir, sizeof ctx->cache_dir, "%s", p->cache_dir);
     fill_info(&refs[sel], sel, &ctx->info);
+    cl_uint align_bits = 1024;
+    clGetDeviceInfo(ctx->device, CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof align_bits, &align_bits,
+                    NULL);
+    ctx->align = align_bits >= 8 * 64 ? align_bits / 8 : 64;
     cl_int e;
     cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)ctx->platform,
                                      0};
@@ -365,33 +286,32 @@ tsr_status tsr_ctx_create(const tsr_ctx_params *p, tsr_ctx **out, tsr_error *err
         tsr_ctx_free(ctx);
         return TSR_ERR_NO_DEVICE;
     }
-    ctx->queue = clCreateCommandQueue(ctx->context, ctx->device, 0, &e);
-    if (e != CL_SUCCESS) {
-        tsr_cl_fail(err, e, "clCreateCommandQueue");
-        tsr_ctx_free(ctx);
-        return TSR_ERR_OPENCL;
-    }
     size_t maxwg = 1;
     clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof maxwg, &maxwg, NULL);
-    for (size_t i = 0; i < sizeof tuning / sizeof tuning[0]; i++) {
-        if (strstr(ctx->info.name, tuning[i].match) || strstr(ctx->info.vendor, tuning[i].match)) {
-            ctx->wg = tuning[i].wg;
+    for (size_t i = 0; i < sizeof wg_table / sizeof wg_table[0]; i++) {
+        if (strstr(ctx->info.name, wg_table[i].match) ||
+            strstr(ctx->info.vendor, wg_table[i].match)) {
+            ctx->wg = wg_table[i].wg;
             break;
         }
     }
     while ((size_t)ctx->wg > maxwg && ctx->wg > 1)
         ctx->wg /= 2;
-    tsr_status st = tsr_gemm_configure(ctx, p->no_tuning, err);
-    if (st == TSR_OK)
-        st = build_program(ctx, err);
-    if (st == TSR_OK)
-        st = create_kernels(ctx, err);
+    tsr_status st = tsr_gemm_configure(ctx, p, err);
+    TSR_TRY(st, build_program(ctx, err));
+    TSR_TRY(st, tsr_queue_create_weak(ctx, &ctx->util, err));
     if (st != TSR_OK) {
         tsr_ctx_free(ctx);
         return st;
     }
     *out = ctx;
     return TSR_OK;
+}
+
+tsr_ctx *tsr_ctx_retain(tsr_ctx *ctx)
+{
+    atomic_fetch_add(&ctx->refs, 1);
+    return ctx;
 }
 
 tsr_status tsr_ctx_set_gemm_strips(tsr_ctx *ctx, int strips, tsr_error *err)
@@ -401,39 +321,36 @@ tsr_status tsr_ctx_set_gemm_strips(tsr_ctx *ctx, int strips, tsr_error *err)
                              strips);
     if (strips == ctx->gemm_strips)
         return TSR_OK;
-    clFinish(ctx->queue);
-    for (int k = 0; k < TSR_K_COUNT; k++) {
-        if (ctx->kernels[k])
-            clReleaseKernel(ctx->kernels[k]);
-        ctx->kernels[k] = NULL;
-    }
+    /* the context's own queue gets kernels from the new program */
+    tsr_queue_free(ctx->util);
+    ctx->util = NULL;
     if (ctx->program)
         clReleaseProgram(ctx->program);
     ctx->program = NULL;
     ctx->gemm_strips = strips;
     tsr_status st = build_program(ctx, err);
-    return st == TSR_OK ? create_kernels(ctx, err) : st;
+    TSR_TRY(st, tsr_queue_create_weak(ctx, &ctx->util, err));
+    return st;
 }
 
 void tsr_ctx_free(tsr_ctx *ctx)
 {
-    if (!ctx)
+    if (!ctx || atomic_fetch_sub(&ctx->refs, 1) > 1)
         return;
-    for (int k = 0; k < TSR_K_COUNT; k++)
-        if (ctx->kernels[k])
-            clReleaseKernel(ctx->kernels[k]);
+    tsr_queue_free(ctx->util);
     if (ctx->program)
         clReleaseProgram(ctx->program);
-    if (ctx->queue) {
-        clFinish(ctx->queue);
-        clReleaseCommandQueue(ctx->queue);
-    }
     if (ctx->context)
         clReleaseContext(ctx->context);
+    pthread_mutex_destroy(&ctx->lock);
+    if (atomic_fetch_sub(&ctx->mem->refs, 1) == 1)
+        free(ctx->mem);
     free(ctx);
 }
 
 const char *tsr_ctx_device_name(const tsr_ctx *ctx) { return ctx->info.name; }
+
+const tsr_device_info *tsr_ctx_device_info(const tsr_ctx *ctx) { return &ctx->info; }
 
 const char *tsr_ctx_warning(const tsr_ctx *ctx) { return ctx->warning; }
 
@@ -441,8 +358,8 @@ const char *tsr_ctx_tuning(const tsr_ctx *ctx) { return ctx->tuning; }
 
 int tsr_ctx_program_from_cache(const tsr_ctx *ctx) { return ctx->from_cache; }
 
-tsr_status tsr_ctx_finish(tsr_ctx *ctx, tsr_error *err)
+void tsr_ctx_device_memory(const tsr_ctx *ctx, size_t *now, size_t *peak)
 {
-    cl_int e = clFinish(ctx->queue);
-    return e == CL_SUCCESS ? TSR_OK : tsr_cl_fail(err, e, "clFinish");
+    *now = atomic_load(&ctx->mem->bytes);
+    *peak = atomic_load(&ctx->mem->peak);
 }

@@ -6,6 +6,7 @@
 
 #include "tsr_cl_internal.h"
 #include <clblast_c.h>
+#include <pthread.h>
 
 static tsr_status blast_fail(tsr_error *err, CLBlastStatusCode s, const char *what, int M, int N,
                              int K)
@@ -18,100 +19,111 @@ static tsr_status blast_fail(tsr_error *err, CLBlastStatusCode s, const char *wh
                          N, K, (int)s);
 }
 
-tsr_status tsr_gemm_nt(tsr_ctx *ctx, int M, int N, int K, float alpha, cl_mem A, size_t a_off,
+tsr_status tsr_gemm_nt(tsr_queue *q, int M, int N, int K, float alpha, cl_mem A, size_t a_off,
                        int lda, cl_mem B, size_t b_off, int ldb, float beta, cl_mem C,
                        size_t c_off, int ldc, tsr_error *err)
 {
-    CLBlastStatusCode s = CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo,
+    q->n.gemms++;
+    CLBlastStatusCode s;
+    if (q->gemm_tmp) /* the plan's temporary buffer: CLBlast allocates nothing */
+        s = CLBlastSgemmWithTempBuffer(CLBlastLayoutRowMajor, CLBlastTransposeNo,
                                        CLBlastTransposeYes, (size_t)M, (size_t)N, (size_t)K,
                                        alpha, A, a_off, (size_t)lda, B, b_off, (size_t)ldb, beta,
-                                       C, c_off, (size_t)ldc, &ctx->queue, NULL);
+                                       C, c_off, (size_t)ldc, &q->q, NULL, q->gemm_tmp);
+    else
+        s = CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes,
+                         (size_t)M, (size_t)N, (size_t)K, alpha, A, a_off, (size_t)lda, B, b_off,
+                         (size_t)ldb, beta, C, c_off, (size_t)ldc, &q->q, NULL);
     return s == CLBlastSuccess ? TSR_OK : blast_fail(err, s, "Sgemm", M, N, K);
 }
 
-tsr_status tsr_gemm_batched(tsr_ctx *ctx, int tb, int M, int N, int K, float alpha, cl_mem A,
-                            const size_t *a_off, int lda, cl_mem B, const size_t *b_off, int ldb,
-                            cl_mem C, const size_t *c_off, int ldc, int count, tsr_error *err)
+tsr_status tsr_linear_plan(tsr_queue *q, int M, int N, int K, tsr_error *err)
 {
-    float *ab = malloc(sizeof(float) * 2 * (size_t)count);
-    if (!ab)
-        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-    for (int i = 0; i < count; i++) {
-        ab[i] = alpha;
-        ab[count + i] = 0.0f;
-    }
-    CLBlastStatusCode s = CLBlastSgemmBatched(
-        CLBlastLayoutRowMajor, CLBlastTransposeNo, tb ? CLBlastTransposeYes : CLBlastTransposeNo,
-        (size_t)M, (size_t)N, (size_t)K, ab, A, a_off, (size_t)lda, B, b_off, (size_t)ldb,
-        ab + count, C, c_off, (size_t)ldc, (size_t)count, &ctx->queue, NULL);
-    free(ab);
-    return s == CLBlastSuccess ? TSR_OK : blast_fail(err, s, "SgemmBatched", M, N, K);
+    if (q->ctx->own_gemm || M < 1)
+        return TSR_OK;
+    /* leading dimensions one wider than the matrices force every temporary
+     * matrix, so the size bounds any call with up to M rows */
+    size_t bytes = 0;
+    CLBlastStatusCode s = CLBlastSGemmTempBufferSize(
+        CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes, (size_t)M, (size_t)N,
+        (size_t)K, 0, (size_t)K + 1, 0, (size_t)K + 1, 0, (size_t)N + 1, &q->q, &bytes);
+    if (s != CLBlastSuccess)
+        return blast_fail(err, s, "GemmTempBufferSize", M, N, K);
+    if (bytes > q->gemm_tmp_need)
+        q->gemm_tmp_need = bytes;
+    return TSR_OK;
 }
 
-cl_mem tsr_linear_weight_upload(tsr_ctx *ctx, const float *w, int N, int K, tsr_error *err)
+void tsr_linear_plan_reserve(tsr_queue *q, tsr_arena *a)
+{
+    q->gemm_tmp_bytes = q->gemm_tmp_need;
+    if (q->gemm_tmp_need)
+        tsr_arena_reserve(a, &q->gemm_tmp, q->gemm_tmp_need);
+}
+
+tsr_status tsr_linear_weight_write(tsr_queue *q, cl_mem dst, const float *w, int N, int K,
+                                   tsr_error *err)
 {
     size_t bytes = sizeof(float) * (size_t)N * K;
-    cl_mem m = tsr_buf_alloc(ctx, bytes, err);
-    if (!m)
-        return NULL;
-    const float *src = w;
-    float *t = NULL;
-    if (ctx->own_gemm) {
-        t = malloc(bytes);
-        if (!t) {
-            tsr_buf_free(m);
-            tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-            return NULL;
-        }
-        for (int n = 0; n < N; n++)
-            for (int k = 0; k < K; k++)
-                t[(size_t)k * N + n] = w[(size_t)n * K + k];
-        src = t;
-    }
-    tsr_status st = tsr_buf_write(ctx, m, src, bytes, err);
+    if (!q->ctx->own_gemm)
+        return tsr_buf_write(q, dst, w, bytes, err);
+    float *t = malloc(bytes ? bytes : 1);
+    if (!t)
+        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < K; k++)
+            t[(size_t)k * N + n] = w[(size_t)n * K + k];
+    tsr_status st = tsr_buf_write(q, dst, t, bytes, err);
     free(t);
-    if (st != TSR_OK) {
+    return st;
+}
+
+cl_mem tsr_linear_weight_upload(tsr_queue *q, const float *w, int N, int K, tsr_error *err)
+{
+    cl_mem m = tsr_buf_alloc(q->ctx, sizeof(float) * (size_t)N * K, err);
+    if (m && tsr_linear_weight_write(q, m, w, N, K, err) != TSR_OK) {
         tsr_buf_free(m);
-        return NULL;
+        m = NULL;
     }
     return m;
 }
 
-tsr_status tsr_linear(tsr_ctx *ctx, cl_mem x, int M, int K, cl_mem w, cl_mem b, int N, cl_mem y,
+tsr_status tsr_linear(tsr_queue *q, cl_mem x, int M, int K, cl_mem w, cl_mem b, int N, cl_mem y,
                       tsr_act act, tsr_error *err)
 {
-    if (ctx->own_gemm)
-        return tsr_gemm_tn_own(ctx, M, N, K, x, K, w, N, b, y, N, act, err);
-    tsr_status st = tsr_gemm_nt(ctx, M, N, K, 1.0f, x, 0, K, w, 0, K, 0.0f, y, 0, N, err);
-    if (st != TSR_OK)
-        return st;
-    return tsr_k_bias_act(ctx, y, b, M, N, act, err);
+    if (q->ctx->own_gemm)
+        return tsr_gemm_tn_own(q, M, N, K, x, K, w, N, b, y, N, act, err);
+    tsr_status st = tsr_gemm_nt(q, M, N, K, 1.0f, x, 0, K, w, 0, K, 0.0f, y, 0, N, err);
+    TSR_TRY(st, tsr_k_bias_act(q, y, b, M, N, act, err));
+    return st;
 }
 
 double tsr_ctx_gemm_gflops(tsr_ctx *ctx, int M, int N, int K, int reps, tsr_error *err)
 {
+    pthread_mutex_lock(&ctx->lock);
+    tsr_queue *q = ctx->util;
     cl_mem a = tsr_buf_alloc(ctx, sizeof(float) * (size_t)M * K, err);
     cl_mem b = a ? tsr_buf_alloc(ctx, sizeof(float) * (size_t)N * K, err) : NULL;
     cl_mem c = b ? tsr_buf_alloc(ctx, sizeof(float) * (size_t)M * N, err) : NULL;
     double rate = -1;
     if (c) {
         float zero = 0.0f; /* contents do not change the speed; zeros avoid NaN paths */
-        clEnqueueFillBuffer(ctx->queue, a, &zero, sizeof zero, 0, sizeof(float) * (size_t)M * K, 0, NULL, NULL);
-        clEnqueueFillBuffer(ctx->queue, b, &zero, sizeof zero, 0, sizeof(float) * (size_t)N * K, 0, NULL, NULL);
+        clEnqueueFillBuffer(q->q, a, &zero, sizeof zero, 0, sizeof(float) * (size_t)M * K, 0,
+                            NULL, NULL);
+        clEnqueueFillBuffer(q->q, b, &zero, sizeof zero, 0, sizeof(float) * (size_t)N * K, 0,
+                            NULL, NULL);
         /* the GEMM the linear layers use on this device: b serves as (N, K) or (K, N) */
 #define RUN_GEMM()                                                                               \
-    (ctx->own_gemm ? tsr_gemm_tn_own(ctx, M, N, K, a, K, b, N, NULL, c, N, TSR_ACT_NONE, err)     \
-                   : tsr_gemm_nt(ctx, M, N, K, 1.0f, a, 0, K, b, 0, K, 0.0f, c, 0, N, err))
+    (ctx->own_gemm ? tsr_gemm_tn_own(q, M, N, K, a, K, b, N, NULL, c, N, TSR_ACT_NONE, err)       \
+                   : tsr_gemm_nt(q, M, N, K, 1.0f, a, 0, K, b, 0, K, 0.0f, c, 0, N, err))
         tsr_status st = RUN_GEMM();
-        if (st == TSR_OK)
-            st = tsr_ctx_finish(ctx, err); /* the first call compiles */
+        TSR_TRY(st, tsr_queue_finish(q, err)); /* the first call compiles */
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         for (int i = 0; i < reps && st == TSR_OK; i++)
             st = RUN_GEMM();
 #undef RUN_GEMM
-        if (st == TSR_OK)
-            st = tsr_ctx_finish(ctx, err);
+        TSR_TRY(st, tsr_queue_finish(q, err));
         clock_gettime(CLOCK_MONOTONIC, &t1);
         double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
         if (st == TSR_OK && s > 0)
@@ -120,6 +132,7 @@ double tsr_ctx_gemm_gflops(tsr_ctx *ctx, int M, int N, int K, int reps, tsr_erro
     tsr_buf_free(a);
     tsr_buf_free(b);
     tsr_buf_free(c);
+    pthread_mutex_unlock(&ctx->lock);
     return rate;
 }
 
@@ -136,8 +149,28 @@ static const struct {
                 "SA=1 SB=0 STRM=1 STRN=0 VWM=8 VWN=8", -1, 1},
 };
 
+/* CLBlast keeps its parameter overrides in one process-wide database keyed by
+ * device, and changes it without regard to routines running in other
+ * threads' contexts. tessera serialises every override under this lock and
+ * applies a context's parameters once, when the context is created (or when
+ * `tessera tune` tries a candidate), so two contexts on one device in one
+ * process share the parameters applied last. */
+static pthread_mutex_t blast_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static tsr_status apply_locked(tsr_ctx *ctx, const char *xgemm, long min_indirect,
+                               tsr_error *err);
+
 tsr_status tsr_clblast_apply_tuning(tsr_ctx *ctx, const char *xgemm, long min_indirect,
                                     tsr_error *err)
+{
+    pthread_mutex_lock(&blast_lock);
+    tsr_status st = apply_locked(ctx, xgemm, min_indirect, err);
+    pthread_mutex_unlock(&blast_lock);
+    return st;
+}
+
+static tsr_status apply_locked(tsr_ctx *ctx, const char *xgemm, long min_indirect,
+                               tsr_error *err)
 {
     if (xgemm && *xgemm) {
         const char *names[32];
@@ -221,6 +254,8 @@ static int from_file(tsr_ctx *ctx, tsr_gemm_choice *c, char *path, size_t cap)
 {
     char why[600];
     tsr_tuning_path(ctx, path, cap);
+    if (!*path)
+        return 0;
     int got = tsr_tuning_read(path, &ctx->info, c, why, sizeof why);
     tsr_error e = {0};
     if (got == 1 && !c->own_gemm &&
@@ -235,23 +270,20 @@ static int from_file(tsr_ctx *ctx, tsr_gemm_choice *c, char *path, size_t cap)
     return got == 1;
 }
 
-tsr_status tsr_gemm_configure(tsr_ctx *ctx, int no_tuning, tsr_error *err)
+tsr_status tsr_gemm_configure(tsr_ctx *ctx, const tsr_ctx_params *p, tsr_error *err)
 {
     int own;
     const char *xgemm;
     long mi;
     tsr_gemm_table(ctx, &own, &xgemm, &mi);
     tsr_status st = TSR_OK;
-    const char *off = getenv("TESSERA_NO_TUNING");
-    const char *x = getenv("TESSERA_XGEMM"); /* for experiments: "NAME=VALUE ..." */
-    const char *xmi = getenv("TESSERA_XGEMM_MIN_INDIRECT");
     tsr_gemm_choice c;
     char path[1024];
-    if (no_tuning || (off && *off && strcmp(off, "0") != 0)) {
+    if (p->no_tuning) {
         describe(ctx, "untuned", own, "", -1);
-    } else if (x || xmi) {
-        st = tsr_clblast_apply_tuning(ctx, x ? x : "", xmi ? atol(xmi) : -1, err);
-        describe(ctx, "TESSERA_XGEMM", own, x ? x : "", xmi ? atol(xmi) : -1);
+    } else if (p->xgemm) {
+        st = tsr_clblast_apply_tuning(ctx, p->xgemm, p->xgemm_min_indirect, err);
+        describe(ctx, "xgemm parameters", own, p->xgemm, p->xgemm_min_indirect);
     } else if (from_file(ctx, &c, path, sizeof path)) {
         own = c.own_gemm;
         ctx->gemm_strips = c.strips;
@@ -262,11 +294,13 @@ tsr_status tsr_gemm_configure(tsr_ctx *ctx, int no_tuning, tsr_error *err)
         st = tsr_clblast_apply_tuning(ctx, xgemm, mi, err);
         describe(ctx, "built-in table", own, xgemm, mi);
     }
-    const char *g = getenv("TESSERA_GEMM"); /* "clblast" or "own" forces the linear layers' GEMM */
-    if (g && (strcmp(g, "clblast") == 0 || strcmp(g, "own") == 0)) {
-        own = strcmp(g, "own") == 0;
+    if (p->gemm && (strcmp(p->gemm, "clblast") == 0 || strcmp(p->gemm, "own") == 0)) {
+        own = strcmp(p->gemm, "own") == 0;
         size_t n = strlen(ctx->tuning);
-        snprintf(ctx->tuning + n, sizeof ctx->tuning - n, "; TESSERA_GEMM=%s", g);
+        snprintf(ctx->tuning + n, sizeof ctx->tuning - n, "; forced: %s", p->gemm);
+    } else if (p->gemm && *p->gemm) {
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "GEMM \"%s\" is not \"own\" or \"clblast\"",
+                             p->gemm);
     }
     ctx->own_gemm = own;
     return st;

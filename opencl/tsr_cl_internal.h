@@ -1,14 +1,28 @@
-/* Internal to libtessera: the OpenCL context, buffers, kernel launchers,
- * CLBlast GEMMs and the transformer building blocks that the modality
- * modules use. Not installed.
+/* Internal to libtessera: the OpenCL context, per-caller queues with their
+ * own kernel objects, buffers and arenas, kernel launchers, CLBlast GEMMs
+ * and the transformer building blocks that the modality modules use. Not
+ * installed.
  *
- *   cl_mem x = tsr_buf_alloc(ctx, rows * dim * sizeof(float), err);
- *   tsr_buf_write(ctx, x, host, rows * dim * sizeof(float), err);
- *   tsr_k_layernorm(ctx, x, y, g, b, rows, dim, 1e-5f, err);
- *   tsr_linear(ctx, y, rows, dim, w, bias, out_dim, out, TSR_ACT_GELU, err);
- *   tsr_buf_read(ctx, out, host_out, rows * out_dim * sizeof(float), err);
+ *   tsr_queue *q = NULL;
+ *   tsr_queue_create(ctx, &q, err);              // one per session (thread)
+ *   tsr_arena a;
+ *   tsr_arena_init(&a, ctx);
+ *   tsr_arena_reserve(&a, &x, rows * dim * sizeof(float));  // measuring pass
+ *   tsr_arena_reserve(&a, &y, rows * out_dim * sizeof(float));
+ *   tsr_arena_commit(&a, err);                   // one allocation, x and y set
+ *   tsr_buf_write_async(q, x, 0, host, rows * dim * sizeof(float), err);
+ *   tsr_linear(q, x, rows, dim, w, bias, out_dim, y, TSR_ACT_GELU, err);
+ *   tsr_buf_read(q, y, host_out, rows * out_dim * sizeof(float), err);  // waits
+ *   tsr_arena_release(&a);
+ *   tsr_queue_free(q);
  *
- * Launchers only enqueue; tsr_buf_read blocks.
+ * Launchers only enqueue. Only tsr_buf_read, tsr_buf_write and
+ * tsr_queue_finish wait for the device, and each counts as a host
+ * synchronisation in the queue's counters.
+ *
+ * Threads: a tsr_queue belongs to one thread at a time; kernels set their
+ * arguments on the queue's own cl_kernel objects, so queues never share
+ * them. The context is shared and read-only after creation.
  */
 #ifndef TSR_CL_INTERNAL_H
 #define TSR_CL_INTERNAL_H
@@ -19,9 +33,25 @@
 #define CL_PLATFORM_NOT_FOUND_KHR -1001 /* cl_khr_icd: the ICD loader found no platform */
 #endif
 
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include "tsr_opencl.h"
+
+/* The one TRY of the library: runs call only while rc is still TSR_OK, so a
+ * sequence of steps stops at the first failure and its cleanup still runs. */
+#define TSR_TRY(rc, call)                                                                        \
+    do {                                                                                         \
+        if ((rc) == TSR_OK)                                                                      \
+            (rc) = (call);                                                                       \
+    } while (0)
+
+/* At a public entry point: err may be NULL, so point it at a local one and
+ * let the code below read err->code freely. */
+#define TSR_ERR_LOCAL(err)                                                                       \
+    tsr_error tsr_local_err_;                                                                    \
+    if (!(err))                                                                                  \
+    (err) = &tsr_local_err_
 
 enum tsr_kernel_id {
     TSR_K_LAYERNORM,
@@ -31,6 +61,7 @@ enum tsr_kernel_id {
     TSR_K_ADD,
     TSR_K_EMBED_TOKENS,
     TSR_K_IM2COL,
+    TSR_K_IM2COL1D,
     TSR_K_VIT_EMBED,
     TSR_K_GATHER_ROWS,
     TSR_K_GEMM_TN,
@@ -47,26 +78,80 @@ typedef enum {
     TSR_ACT_GELU_TANH = 3,
 } tsr_act;
 
+/* Device memory accounting. It outlives the context while any buffer does,
+ * because OpenCL may release a buffer (and call back) after the context's
+ * owner has let go of it; the callback touches only this block. */
+typedef struct {
+    atomic_int refs;
+    atomic_size_t bytes; /* held in buffers now */
+    atomic_size_t peak;  /* the most ever held */
+} tsr_mem_acct;
+
 struct tsr_ctx {
+    atomic_int refs;          /* the creator, plus every model and session */
     cl_platform_id platform;
     cl_device_id device;
     cl_context context;
-    cl_command_queue queue;
     cl_program program;
-    cl_kernel kernels[TSR_K_COUNT];
     tsr_device_info info;
-    int wg;            /* work-group size of row kernels, power of two */
-    int from_cache;    /* program binary came from disk */
+    int wg;                   /* work-group size of row kernels, power of two */
+    size_t align;             /* sub-buffer offsets: CL_DEVICE_MEM_BASE_ADDR_ALIGN in bytes */
+    int from_cache;           /* the program binary came from disk */
     int verbose;
     int own_gemm;             /* 1: tessera's GEMM kernel (weights stored transposed) */
     int gemm_strips;          /* GT_STRIPS of gemm.cl: 32-column strips per work-item */
-    int disk_cache;           /* keep compiled programs on disk */
-    char cache_dir[900];      /* "" : the default (tsr_cache_dir) */
+    char cache_dir[900];      /* "": nothing on disk */
     char tuning[700];         /* how the GEMMs are configured, for reports */
     char warning[1400];       /* a non-fatal problem met at creation, or "" */
-    atomic_size_t dev_bytes;  /* device memory held in buffers now */
-    atomic_size_t dev_peak;   /* the most ever held */
+    tsr_mem_acct *mem;
+    atomic_ullong buffers;    /* device buffers created, for the launch counters */
+    void (*log)(void *user, const char *msg);
+    void *log_user;
+    pthread_mutex_t lock;     /* serialises `util`, the context's own queue */
+    struct tsr_queue *util;   /* for tsr_ctx_gemm_gflops and tuning */
 };
+
+/* A context reference for a model or session; released with tsr_ctx_free. */
+tsr_ctx *tsr_ctx_retain(tsr_ctx *ctx);
+/* A verbose message through the context's log callback. */
+void tsr_ctx_logf(const tsr_ctx *ctx, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* What a queue has done: the launch counter. */
+typedef struct {
+    uint64_t launches; /* tessera kernels enqueued */
+    uint64_t gemms;    /* CLBlast routine calls (each enqueues one or more kernels) */
+    uint64_t syncs;    /* host waits: clFinish, blocking reads and writes */
+    uint64_t buffers;  /* device buffers (and sub-buffers) created in the context */
+} tsr_counters;
+
+/* b - a, field by field. */
+tsr_counters tsr_counters_diff(tsr_counters b, tsr_counters a);
+
+typedef struct tsr_queue {
+    tsr_ctx *ctx;
+    cl_command_queue q;
+    cl_kernel k[TSR_K_COUNT];     /* this queue's own kernel objects */
+    tsr_counters n;               /* since creation (buffers: read from the context) */
+    cl_mem gemm_tmp;              /* CLBlast's temporary matrices, sized by a plan */
+    size_t gemm_tmp_bytes;        /* its size */
+    size_t gemm_tmp_need;         /* what the planned GEMMs need (tsr_linear_plan) */
+    /* per encoder layer and per decoder step, from the last forward */
+    tsr_counters per_layer, per_step;
+    int holds_ctx;                /* the queue keeps its context alive */
+} tsr_queue;
+
+/* A queue that holds a reference to its context (sessions use these). */
+tsr_status tsr_queue_create(tsr_ctx *ctx, tsr_queue **out, tsr_error *err);
+/* The context's own queue, which must not keep the context alive. */
+tsr_status tsr_queue_create_weak(tsr_ctx *ctx, tsr_queue **out, tsr_error *err);
+/* Waits for the queue's work, then releases it and its kernels. */
+void tsr_queue_free(tsr_queue *q);
+tsr_counters tsr_queue_counters(const tsr_queue *q);
+tsr_status tsr_queue_finish(tsr_queue *q, tsr_error *err);
 
 /* Maps an OpenCL error code to its name. */
 const char *tsr_cl_errstr(cl_int e);
@@ -74,55 +159,96 @@ tsr_status tsr_cl_fail(tsr_error *err, cl_int e, const char *what);
 
 /* Buffers. Allocation failures report the size and the device. */
 cl_mem tsr_buf_alloc(tsr_ctx *ctx, size_t bytes, tsr_error *err);
-tsr_status tsr_buf_write(tsr_ctx *ctx, cl_mem m, const void *src, size_t bytes, tsr_error *err);
-tsr_status tsr_buf_write_at(tsr_ctx *ctx, cl_mem m, size_t off, const void *src, size_t bytes,
-                            tsr_error *err);
-tsr_status tsr_buf_read(tsr_ctx *ctx, cl_mem m, void *dst, size_t bytes, tsr_error *err);
-tsr_status tsr_buf_read_at(tsr_ctx *ctx, cl_mem m, size_t off, void *dst, size_t bytes,
-                           tsr_error *err);
 void tsr_buf_free(cl_mem m);
-/* Allocates slots[i] of sizes[i] bytes for i < n, all or none: on failure the
- * ones allocated are freed and set to NULL. */
-tsr_status tsr_bufs_alloc(tsr_ctx *ctx, cl_mem *const *slots, const size_t *sizes, int n,
-                          tsr_error *err);
+/* Blocking transfers (host synchronisations). */
+tsr_status tsr_buf_write(tsr_queue *q, cl_mem m, const void *src, size_t bytes, tsr_error *err);
+tsr_status tsr_buf_read(tsr_queue *q, cl_mem m, void *dst, size_t bytes, tsr_error *err);
+tsr_status tsr_buf_read_at(tsr_queue *q, cl_mem m, size_t off, void *dst, size_t bytes,
+                           tsr_error *err);
+/* Enqueues a write without waiting: src must stay valid until the queue's
+ * next blocking call (or tsr_queue_finish). */
+tsr_status tsr_buf_write_async(tsr_queue *q, cl_mem m, size_t off, const void *src, size_t bytes,
+                               tsr_error *err);
 
-/* Kernel launchers (enqueue only). Shapes in comments are row-major. */
-tsr_status tsr_k_layernorm(tsr_ctx *ctx, cl_mem x, cl_mem y, cl_mem g, cl_mem b, int rows,
+/* ---- arenas: measure, then allocate once ----
+ * Every reserve records a slot and a size; commit makes one buffer per
+ * chunk (as few as the device's largest allocation allows), carves aligned
+ * sub-buffers out of it and writes them into the slots. Release frees them
+ * all and clears the slots. Slots must not move between reserve and commit. */
+typedef struct {
+    cl_mem *slot;
+    size_t bytes, off;
+    int chunk;
+} tsr_arena_item;
+
+#define TSR_ARENA_CHUNKS 64
+typedef struct {
+    tsr_ctx *ctx;
+    tsr_arena_item *items;
+    int n, cap;
+    cl_mem chunks[TSR_ARENA_CHUNKS];
+    size_t chunk_bytes[TSR_ARENA_CHUNKS];
+    int nchunks;
+    int made;                /* items whose sub-buffer exists */
+    size_t total;            /* bytes committed, alignment included */
+    int bad;                 /* a reserve failed (out of host memory) */
+} tsr_arena;
+
+void tsr_arena_init(tsr_arena *a, tsr_ctx *ctx);
+/* Records that *slot needs bytes (0 is allowed: the slot gets a small buffer). */
+void tsr_arena_reserve(tsr_arena *a, cl_mem *slot, size_t bytes);
+tsr_status tsr_arena_commit(tsr_arena *a, tsr_error *err);
+void tsr_arena_release(tsr_arena *a);
+
+/* ---- kernel launchers (enqueue only; shapes in comments are row-major) ---- */
+tsr_status tsr_k_layernorm(tsr_queue *q, cl_mem x, cl_mem y, cl_mem g, cl_mem b, int rows,
                            int dim, float eps, tsr_error *err);
-tsr_status tsr_k_l2norm(tsr_ctx *ctx, cl_mem x, int rows, int dim, tsr_error *err);
+tsr_status tsr_k_l2norm(tsr_queue *q, cl_mem x, int rows, int dim, tsr_error *err);
 /* s: (batch*heads*sq, sk); lens: int[batch] or NULL. */
-tsr_status tsr_k_softmax(tsr_ctx *ctx, cl_mem s, int batch, int heads, int sq, int sk,
+tsr_status tsr_k_softmax(tsr_queue *q, cl_mem s, int batch, int heads, int sq, int sk,
                          float scale, int causal, cl_mem lens, tsr_error *err);
-tsr_status tsr_k_bias_act(tsr_ctx *ctx, cl_mem y, cl_mem bias, int rows, int cols, tsr_act act,
+tsr_status tsr_k_bias_act(tsr_queue *q, cl_mem y, cl_mem bias, int rows, int cols, tsr_act act,
                           tsr_error *err);
-tsr_status tsr_k_add(tsr_ctx *ctx, cl_mem y, cl_mem x, size_t n, tsr_error *err);
-tsr_status tsr_k_embed_tokens(tsr_ctx *ctx, cl_mem out, cl_mem ids, cl_mem tok, cl_mem pos, int B,
-                              int S, int D, tsr_error *err);
-tsr_status tsr_k_im2col(tsr_ctx *ctx, cl_mem px, cl_mem cols, int B, int C, int H, int W, int p,
+tsr_status tsr_k_add(tsr_queue *q, cl_mem y, cl_mem x, size_t n, tsr_error *err);
+/* out (B*S, D) = tok[ids[b, s]] + pos[pos0 + s] (+ type[0] when type is not
+ * NULL: BERT's token type 0). */
+tsr_status tsr_k_embed_tokens(tsr_queue *q, cl_mem out, cl_mem ids, cl_mem tok, cl_mem pos,
+                              cl_mem type, int B, int S, int pos0, int D, tsr_error *err);
+/* Non-overlapping p x p patches of px (B, C, H, W) as rows (B*gh*gw, C*p*p). */
+tsr_status tsr_k_im2col(tsr_queue *q, cl_mem px, cl_mem cols, int B, int C, int H, int W, int p,
                         tsr_error *err);
-tsr_status tsr_k_vit_embed(tsr_ctx *ctx, cl_mem out, cl_mem patches, cl_mem cls, cl_mem pos,
+/* A kernel-3, padding-1 convolution's input as rows: cols (T_out, C*3) with
+ * cols[t, c*3 + k] = in(c, t*stride + k - 1), zero outside 0..T_in-1, where
+ * in(c, s) = x[c*cs + s*ss]. */
+tsr_status tsr_k_im2col1d(tsr_queue *q, cl_mem x, cl_mem cols, int C, int T_in, int cs, int ss,
+                          int stride, int T_out, tsr_error *err);
+/* out (B, np [+1], D): [cls,] patches (B*np, D), plus positions; cls may be NULL. */
+tsr_status tsr_k_vit_embed(tsr_queue *q, cl_mem out, cl_mem patches, cl_mem cls, cl_mem pos,
                            int B, int np, int D, tsr_error *err);
-tsr_status tsr_k_gather_rows(tsr_ctx *ctx, cl_mem dst, cl_mem src, cl_mem idx, int rows, int D,
+tsr_status tsr_k_gather_rows(tsr_queue *q, cl_mem dst, cl_mem src, cl_mem idx, int rows, int D,
                              tsr_error *err);
 
 /* C = alpha * A * B^T + beta * C with offsets and leading dimensions, row-major
- * (A: MxK, B: NxK, C: MxN). */
-tsr_status tsr_gemm_nt(tsr_ctx *ctx, int M, int N, int K, float alpha, cl_mem A, size_t a_off,
+ * (A: MxK, B: NxK, C: MxN), through CLBlast with the queue's planned
+ * temporary buffer when there is one. */
+tsr_status tsr_gemm_nt(tsr_queue *q, int M, int N, int K, float alpha, cl_mem A, size_t a_off,
                        int lda, cl_mem B, size_t b_off, int ldb, float beta, cl_mem C,
                        size_t c_off, int ldc, tsr_error *err);
 /* C (M, N) = act(A (M, K) . Bt (K, N) + bias) with tessera's CPU kernel; Bt is
  * the transposed weight. bias may be NULL. */
-tsr_status tsr_gemm_tn_own(tsr_ctx *ctx, int M, int N, int K, cl_mem A, int lda, cl_mem Bt,
+tsr_status tsr_gemm_tn_own(tsr_queue *q, int M, int N, int K, cl_mem A, int lda, cl_mem Bt,
                            int ldb, cl_mem bias, cl_mem C, int ldc, tsr_act act, tsr_error *err);
 /* Fused attention over packed qkv (B*S, 3D) into out (B*S, D), for CPU
  * devices; S <= TSR_ATT_MAX_S. lens: int[B] or NULL. */
 #define TSR_ATT_MAX_S 1536
-tsr_status tsr_k_attention(tsr_ctx *ctx, cl_mem qkv, cl_mem out, int B, int S, int H, int dh,
+tsr_status tsr_k_attention(tsr_queue *q, cl_mem qkv, cl_mem out, int B, int S, int H, int dh,
                            float scale, int causal, cl_mem lens, tsr_error *err);
 /* Attention of Sq queries against Sk keys/values in another buffer (see
  * attention.cl): q rows of q_row floats starting at q_off; keys at k_off and
  * values at v_off in rows of kv_row floats, kv_batch floats between batches
- * (0: every batch shares them). out rows of o_row floats. dh <= 128. */
+ * (0: every batch shares them). out rows of o_row floats. lens: int[B] key
+ * lengths, or NULL. dh <= TSR_ATT_MAX_DH. */
+#define TSR_ATT_MAX_DH 128
 typedef struct {
     cl_mem q;
     int q_off, q_row;
@@ -130,35 +256,37 @@ typedef struct {
     int k_off, v_off, kv_row, kv_batch;
     cl_mem out;
     int o_row;
+    cl_mem lens;
 } tsr_att_io;
-tsr_status tsr_k_attention_kv(tsr_ctx *ctx, const tsr_att_io *io, int B, int Sq, int Sk, int H,
+tsr_status tsr_k_attention_kv(tsr_queue *q, const tsr_att_io *io, int B, int Sq, int Sk, int H,
                               int dh, float scale, int causal, tsr_error *err);
 /* cache (B, cap, 2D) rows past..past+Sq-1 = the k and v parts of qkv (B*Sq, 3D). */
-tsr_status tsr_k_kv_append(tsr_ctx *ctx, cl_mem qkv, cl_mem cache, int B, int Sq, int D, int cap,
+tsr_status tsr_k_kv_append(tsr_queue *q, cl_mem qkv, cl_mem cache, int B, int Sq, int D, int cap,
                            int past, tsr_error *err);
-/* Batched GEMM with per-batch offsets; tb selects B^T (1) or B (0). */
-tsr_status tsr_gemm_batched(tsr_ctx *ctx, int tb, int M, int N, int K, float alpha, cl_mem A,
-                            const size_t *a_off, int lda, cl_mem B, const size_t *b_off, int ldb,
-                            cl_mem C, const size_t *c_off, int ldc, int count, tsr_error *err);
+
+/* ---- GEMM configuration (gemm.c, tune.c) ---- */
 
 /* Applies CLBlast parameters ("NAME=VALUE ..." for Xgemm; min_indirect < 0 keeps
- * CLBlast's own switch between its direct and indirect GEMM kernels). */
+ * CLBlast's own switch between its direct and indirect GEMM kernels).
+ * CLBlast keeps one set of parameters per device for the whole process, so
+ * the calls are serialised under one lock (see gemm.c). */
 tsr_status tsr_clblast_apply_tuning(tsr_ctx *ctx, const char *xgemm, long min_indirect,
                                     tsr_error *err);
 /* Chooses the GEMM for this device and configures it, in this order:
- * TESSERA_NO_TUNING (or no_tuning) leaves CLBlast's own parameters;
- * TESSERA_XGEMM / TESSERA_XGEMM_MIN_INDIRECT for experiments; the tuning file
- * that `tessera tune` wrote for this device; the built-in per-device table.
- * TESSERA_GEMM=own|clblast then forces the kernel. Problems with the tuning
+ * no_tuning leaves CLBlast's own parameters; p->xgemm for experiments; the
+ * tuning file that `tessera tune` wrote for this device; the built-in
+ * per-device table. p->gemm then forces the kernel. Problems with the tuning
  * file are not fatal: they fall back to the table and leave ctx->warning. */
-tsr_status tsr_gemm_configure(tsr_ctx *ctx, int no_tuning, tsr_error *err);
+tsr_status tsr_gemm_configure(tsr_ctx *ctx, const tsr_ctx_params *p, tsr_error *err);
 /* The built-in table's choice for this device: own GEMM (1) or CLBlast (0),
  * and its Xgemm parameters ("" : CLBlast's own) and min_indirect (-1: CLBlast's). */
 void tsr_gemm_table(const tsr_ctx *ctx, int *own, const char **xgemm, long *min_indirect);
-/* Rebuilds the kernel program with another GT_STRIPS (1, 2, 4 or 8). */
+/* Rebuilds the kernel program with another GT_STRIPS (1, 2, 4 or 8). Not
+ * thread-safe: queues made before keep the old kernels. */
 tsr_status tsr_ctx_set_gemm_strips(tsr_ctx *ctx, int strips, tsr_error *err);
 
-/* The tuning file of this device: <cache>/tuning/<hash of name, platform, driver>.json */
+/* The tuning file of this device: <cache>/tuning/<hash of name, platform, driver>.json;
+ * "" without a cache directory. */
 void tsr_tuning_path(const tsr_ctx *ctx, char *out, size_t cap);
 typedef struct {
     int own_gemm;      /* 1: tessera's kernel, 0: CLBlast */
@@ -172,103 +300,35 @@ void tsr_gemm_describe(const tsr_gemm_choice *c, char *out, size_t cap);
 /* 1: read into *c; 0: no file; -1: unusable, why says so. */
 int tsr_tuning_read(const char *path, const tsr_device_info *info, tsr_gemm_choice *c, char *why,
                     size_t cap);
-/* Small file helpers shared by the program cache and the tuning file. */
-unsigned char *tsr_read_all(const char *path, size_t max, size_t *len);
+
+/* ---- files (files.c): the one whole-file reader of the library ---- */
+
+/* Reads all of path (at most max bytes) into a malloc'd, NUL-terminated
+ * buffer; *len gets its size (may be NULL). Errors name the file: missing,
+ * unreadable, a directory, or larger than max (TSR_ERR_TOO_LARGE). */
+unsigned char *tsr_read_file(const char *path, size_t max, size_t *len, tsr_error *err);
+/* Writes data to path through a uniquely named temporary file and a rename,
+ * so readers see the old file or the new one. Returns 1 on success. */
 int tsr_write_atomic(const char *path, const void *data, size_t n);
+/* Creates a directory and its missing parents (mode 0755); errors are ignored. */
+void tsr_mkdirs(const char *path);
 uint64_t tsr_fnv1a(uint64_t h, const void *data, size_t n);
+
+/* ---- linear layers ---- */
 
 /* Uploads a torch.nn.Linear weight (N, K) in the layout tsr_linear uses on this
  * device: as is for CLBlast, transposed (K, N) for tessera's own GEMM. */
-cl_mem tsr_linear_weight_upload(tsr_ctx *ctx, const float *w, int N, int K, tsr_error *err);
+tsr_status tsr_linear_weight_write(tsr_queue *q, cl_mem dst, const float *w, int N, int K,
+                                   tsr_error *err);
+cl_mem tsr_linear_weight_upload(tsr_queue *q, const float *w, int N, int K, tsr_error *err);
 
 /* y (M, N) = act(x (M, K) * w^T + b), w from tsr_linear_weight_upload, b may be NULL. */
-tsr_status tsr_linear(tsr_ctx *ctx, cl_mem x, int M, int K, cl_mem w, cl_mem b, int N, cl_mem y,
+tsr_status tsr_linear(tsr_queue *q, cl_mem x, int M, int K, cl_mem w, cl_mem b, int N, cl_mem y,
                       tsr_act act, tsr_error *err);
-
-/* A transformer encoder layer: pre-layernorm (CLIP, ViT, Whisper) or
- * post-layernorm (BERT: x = LN1(x + attn(x)); x = LN2(x + mlp(x))). */
-typedef struct {
-    int dim;      /* D */
-    int heads;    /* H, D % H == 0 */
-    int ffn;      /* F */
-    float eps;
-    tsr_act act;
-    int causal;
-    int post_ln;
-} tsr_enc_cfg;
-
-typedef struct {
-    cl_mem ln1_g, ln1_b; /* (D) */
-    cl_mem qkv_w;        /* (3D, D): q, k, v stacked */
-    cl_mem qkv_b;        /* (3D) */
-    cl_mem o_w, o_b;     /* (D, D), (D) */
-    cl_mem ln2_g, ln2_b; /* (D) */
-    cl_mem fc1_w, fc1_b; /* (F, D), (F) */
-    cl_mem fc2_w, fc2_b; /* (D, F), (D) */
-} tsr_enc_weights;
-
-typedef struct {
-    cl_mem h;      /* (B*S, D) */
-    cl_mem qkv;    /* (B*S, 3D) */
-    cl_mem scores; /* (B*H*S, S) */
-    cl_mem attn;   /* (B*S, D) */
-    cl_mem ffn;    /* (B*S, F) */
-} tsr_enc_scratch;
-
-tsr_status tsr_enc_scratch_alloc(tsr_ctx *ctx, const tsr_enc_cfg *c, int B, int S,
-                                 tsr_enc_scratch *s, tsr_error *err);
-void tsr_enc_scratch_free(tsr_enc_scratch *s);
-/* x (B*S, D) is updated in place. lens: int[B] key lengths on the device, or NULL. */
-tsr_status tsr_enc_layer(tsr_ctx *ctx, const tsr_enc_cfg *c, const tsr_enc_weights *w,
-                         tsr_enc_scratch *s, cl_mem x, int B, int S, cl_mem lens,
-                         tsr_error *err);
-
-/* A transformer decoder layer (Whisper, captioning decoders): causal
- * self-attention with a KV cache on the device, cross-attention over keys and
- * values computed once per input, and an MLP. Pre-layernorm (x += f(LN(x)))
- * or post-layernorm (x = LN(x + f(x))). */
-typedef struct {
-    int dim, heads, ffn;
-    float eps;
-    tsr_act act;
-    int post_ln;
-} tsr_dec_cfg;
-
-typedef struct {
-    cl_mem ln1_g, ln1_b, qkv_w, qkv_b, o_w, o_b;              /* self-attention, qkv (3D, D) */
-    cl_mem lnx_g, lnx_b, xq_w, xq_b, xkv_w, xkv_b, xo_w, xo_b; /* cross, xkv (2D, D) */
-    cl_mem ln2_g, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b;           /* MLP */
-} tsr_dec_weights;
-
-typedef struct {
-    cl_mem cache; /* (B, cap, 2D) self-attention keys and values */
-    cl_mem xkv;   /* (Bx, Se, 2D) cross-attention keys and values */
-    int cap, B, Bx, Se;
-} tsr_dec_state;
-
-typedef struct {
-    cl_mem h, qkv, attn, ffn; /* (R, D), (R, 3D), (R, D), (R, F) for R = B*Sq rows */
-    int rows;
-} tsr_dec_scratch;
-
-tsr_status tsr_dec_scratch_reserve(tsr_ctx *ctx, const tsr_dec_cfg *c, int rows,
-                                   tsr_dec_scratch *s, tsr_error *err);
-void tsr_dec_scratch_free(tsr_dec_scratch *s);
-/* Sizes the state for B sequences of up to cap tokens, cross-attending to Bx
- * (1: shared by all B, or B) encoder outputs of Se rows (0: no cross-attention). */
-tsr_status tsr_dec_state_alloc(tsr_ctx *ctx, const tsr_dec_cfg *c, int B, int cap, int Bx,
-                               int Se, tsr_dec_state *st, tsr_error *err);
-void tsr_dec_state_free(tsr_dec_state *st);
-/* Cross-attention keys and values from the encoder output enc (Bx*Se, D). */
-tsr_status tsr_dec_cross_kv(tsr_ctx *ctx, const tsr_dec_cfg *c, const tsr_dec_weights *w,
-                            tsr_dec_state *st, cl_mem enc, tsr_error *err);
-/* Runs Sq new tokens x (B*Sq, D) at positions past..past+Sq-1, in place. */
-tsr_status tsr_dec_layer(tsr_ctx *ctx, const tsr_dec_cfg *c, const tsr_dec_weights *w,
-                         tsr_dec_state *st, tsr_dec_scratch *s, cl_mem x, int B, int Sq,
-                         int past, tsr_error *err);
-/* Keeps sequence src[b] as sequence b of the cache (beam search); tmp is a
- * buffer of the cache's size, swapped in. */
-tsr_status tsr_dec_state_reorder(tsr_ctx *ctx, tsr_dec_state *st, cl_mem *tmp, const int *src,
-                                 int D, tsr_error *err);
+/* Measuring pass: records that linear layers of up to M rows with this N and
+ * K will run on q, so that the queue's temporary buffer covers them. */
+tsr_status tsr_linear_plan(tsr_queue *q, int M, int N, int K, tsr_error *err);
+/* Reserves the temporary buffer that the plan needs in the arena. */
+void tsr_linear_plan_reserve(tsr_queue *q, tsr_arena *a);
 
 #endif

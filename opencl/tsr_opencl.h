@@ -1,7 +1,7 @@
 /* tessera compute layer: status codes, errors, OpenCL device selection.
  *
  *   tsr_ctx_params p = tsr_ctx_default_params();
- *   p.device = "0";                      // index, or a name substring
+ *   p.device = "0";                      // an index, or a name substring
  *   tsr_error err = {0};
  *   tsr_ctx *ctx = NULL;
  *   if (tsr_ctx_create(&p, &ctx, &err) != TSR_OK) {
@@ -11,8 +11,14 @@
  *   printf("running on %s\n", tsr_ctx_device_name(ctx));
  *   tsr_ctx_free(ctx);
  *
- * This header does not include OpenCL: the kernels and the transformer
- * building blocks are declared in tsr_cl_internal.h for the modules.
+ * Errors: every fallible call returns a tsr_status and, when err is not
+ * NULL, writes what failed and where into it. err may always be NULL.
+ *
+ * Threads: a tsr_ctx is created and freed by one thread; every other
+ * function here may be called from any number of threads at once. Models
+ * and sessions (tsr_fusion.h) keep their context alive, so it may be freed
+ * before them. The library reads no environment variable: the caller passes
+ * every setting in tsr_ctx_params. This header does not include OpenCL.
  */
 #ifndef TSR_OPENCL_H
 #define TSR_OPENCL_H
@@ -38,12 +44,13 @@ typedef enum {
     TSR_ERR_CLBLAST = -1010,     /* a CLBlast call failed */
 } tsr_status;
 
-/* Where a failure happened and why, written by every fallible call. */
+/* Where a failure happened and why. */
 typedef struct {
     tsr_status code;
     char msg[1024];
 } tsr_error;
 
+/* Any thread. */
 const char *tsr_status_str(tsr_status s);
 
 /* Records code and a printf-style message in err (err may be NULL). Returns code. */
@@ -53,18 +60,12 @@ tsr_status tsr_error_set(tsr_error *err, tsr_status code, const char *fmt, ...)
 #endif
     ;
 
-/* Prefixes the message already in err with "prefix: ". */
+/* Prefixes the message already in err with "prefix: " (err may be NULL). */
 void tsr_error_prefix(tsr_error *err, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
-
-/* The user's tessera cache directory: override if given, else
- * $TESSERA_CACHE_DIR, $XDG_CACHE_HOME/tessera or ~/.cache/tessera. */
-void tsr_cache_dir(const char *override, char *out, size_t cap);
-/* Creates a directory and its missing parents (mode 0755); errors are ignored. */
-void tsr_mkdirs(const char *path);
 
 typedef struct {
     int index;             /* position in the global list, across platforms */
@@ -80,38 +81,51 @@ typedef struct {
     int has_fp16;
 } tsr_device_info;
 
-/* Fills up to max entries; *count receives the number of devices found. */
+/* Fills up to max entries; *count receives the number of devices found. Any thread. */
 tsr_status tsr_devices_list(tsr_device_info *out, int max, int *count, tsr_error *err);
 
 typedef struct {
-    const char *device;    /* NULL: $TESSERA_DEVICE, else device 0. "N" or a name substring */
-    const char *cache_dir; /* NULL: $TESSERA_CACHE_DIR, $XDG_CACHE_HOME/tessera or ~/.cache/tessera */
-    int disk_cache;        /* 1: keep compiled kernels on disk (default) */
-    int verbose;           /* 1: log compilation and cache hits on stderr */
-    int no_tuning;         /* 1: ignore the tuning file and the built-in table's CLBlast
-                              parameters (as TESSERA_NO_TUNING=1); `tessera tune` uses it */
+    const char *device;     /* "N" (an index) or a name substring; NULL or "": device 0 */
+    const char *cache_dir;  /* where compiled kernels and tuning files live; NULL: nothing is
+                               kept on disk and no tuning file is read */
+    int verbose;            /* 1: report kernel compilation and cache hits through log */
+    int no_tuning;          /* 1: ignore the tuning file and the built-in table's CLBlast
+                               parameters; `tessera tune` measures from there */
+    const char *gemm;       /* "own" or "clblast" forces the linear layers' GEMM; NULL: the
+                               tuning file or the built-in per-device table decides */
+    const char *xgemm;      /* CLBlast Xgemm parameters "NAME=VALUE ..." for experiments; NULL */
+    long xgemm_min_indirect; /* with xgemm: CLBlast's direct/indirect switch; -1: its own */
+    /* where verbose messages go (NULL: nowhere); called from the creating thread */
+    void (*log)(void *user, const char *msg);
+    void *log_user;
 } tsr_ctx_params;
 
 typedef struct tsr_ctx tsr_ctx;
 
+/* Any thread. */
 tsr_ctx_params tsr_ctx_default_params(void);
+/* Chooses the device, builds the kernel program (from the disk cache when it
+ * can) and configures the GEMMs. */
 tsr_status tsr_ctx_create(const tsr_ctx_params *p, tsr_ctx **out, tsr_error *err);
+/* Releases the caller's reference; models and sessions hold their own. */
 void tsr_ctx_free(tsr_ctx *ctx);
+/* The rest: any thread. */
 const char *tsr_ctx_device_name(const tsr_ctx *ctx);
+const tsr_device_info *tsr_ctx_device_info(const tsr_ctx *ctx);
 /* A problem met while creating the context that did not stop it, such as an
  * unreadable tuning file (the built-in defaults are used instead); "" if none. */
 const char *tsr_ctx_warning(const tsr_ctx *ctx);
-/* How the GEMMs are configured, e.g. "tuning file ~/.cache/tessera/tuning/...json:
- * own GEMM, 8 strips" or "built-in table: CLBlast". */
+/* How the GEMMs are configured, e.g. "tuning file .../tuning/...json: own
+ * GEMM kernel, strips 8" or "built-in table: CLBlast, its own parameters". */
 const char *tsr_ctx_tuning(const tsr_ctx *ctx);
-/* Waits for all queued work. */
-tsr_status tsr_ctx_finish(tsr_ctx *ctx, tsr_error *err);
-/* 1 when the last kernel program came from the disk cache, 0 when compiled. */
+/* 1 when the kernel program came from the disk cache, 0 when compiled. */
 int tsr_ctx_program_from_cache(const tsr_ctx *ctx);
-/* Device memory held in tessera's buffers: now, and the peak so far (bytes). */
-void tsr_ctx_device_memory(tsr_ctx *ctx, size_t *now, size_t *peak);
-/* Runs a float32 GEMM of the given shape `reps` times; returns GFLOP/s, or a
- * negative value on failure. Used to report a fraction of the device's rate. */
+/* Device memory held in tessera's buffers: now, and the peak so far (bytes).
+ * A buffer counts until the OpenCL runtime has released it. */
+void tsr_ctx_device_memory(const tsr_ctx *ctx, size_t *now, size_t *peak);
+/* Runs a float32 GEMM of the given shape `reps` times with the GEMM the
+ * linear layers use; returns GFLOP/s, or a negative value on failure. Calls
+ * are serialised on the context's own queue. */
 double tsr_ctx_gemm_gflops(tsr_ctx *ctx, int M, int N, int K, int reps, tsr_error *err);
 
 /* ---- GEMM tuning (`tessera tune`) ----
@@ -128,7 +142,11 @@ double tsr_ctx_gemm_gflops(tsr_ctx *ctx, int M, int N, int K, int reps, tsr_erro
  * CLBlast one with its direct kernel always or never used. Each candidate's
  * results are checked against a host reference on sampled entries of every
  * shape; one that is wrong is rejected. The score is the weighted sum of the
- * shapes' GEMM times (weight: calls per item). */
+ * shapes' GEMM times (weight: calls per item).
+ *
+ * Threads: tsr_tune_gemm rebuilds the context's kernel program and changes
+ * CLBlast's parameters for the device, so no model or session may use the
+ * context while it runs. tsr_tune_save: any thread. */
 typedef struct {
     int M, N, K;
     double weight;
@@ -163,7 +181,8 @@ typedef struct {
 tsr_tune_params tsr_tune_default_params(void);
 tsr_status tsr_tune_gemm(tsr_ctx *ctx, const tsr_gemm_shape *shapes, int n,
                          const tsr_tune_params *p, tsr_tune_result *r, tsr_error *err);
-/* Writes the best configuration to this device's tuning file (atomically). */
+/* Writes the best configuration to this device's tuning file under the
+ * context's cache_dir (atomically). */
 tsr_status tsr_tune_save(tsr_ctx *ctx, tsr_tune_result *r, tsr_error *err);
 
 #ifdef __cplusplus

@@ -20,9 +20,11 @@ void tsr_tuning_path(const tsr_ctx *ctx, char *out, size_t cap)
     h = tsr_fnv1a(h, ctx->info.name, strlen(ctx->info.name) + 1);
     h = tsr_fnv1a(h, ctx->info.platform, strlen(ctx->info.platform) + 1);
     h = tsr_fnv1a(h, ctx->info.driver, strlen(ctx->info.driver) + 1);
-    char dir[900];
-    tsr_cache_dir(ctx->cache_dir[0] ? ctx->cache_dir : NULL, dir, sizeof dir);
-    snprintf(out, cap, "%s/tuning/%016llx.json", dir, (unsigned long long)h);
+    if (!ctx->cache_dir[0]) {
+        snprintf(out, cap, "%s", "");
+        return;
+    }
+    snprintf(out, cap, "%s/tuning/%016llx.json", ctx->cache_dir, (unsigned long long)h);
 }
 
 /* An Xgemm parameter string: only NAME=NUMBER words, at most 400 bytes. */
@@ -60,8 +62,10 @@ int tsr_tuning_read(const char *path, const tsr_device_info *info, tsr_gemm_choi
     if (!probe)
         return 0;
     fclose(probe);
-    char *text = (char *)tsr_read_all(path, 1 << 16, &len);
-    if (!text) {
+    tsr_error e = {0};
+    char *text = (char *)tsr_read_file(path, 1 << 16, &len, &e);
+    if (!text || len == 0) {
+        free(text);
         snprintf(why, cap, "cannot be read, or is empty or over 64 KiB");
         return -1;
     }
@@ -176,9 +180,9 @@ typedef struct {
 static tsr_status run_gemm(bench *bn, int own, const tsr_gemm_shape *s, tsr_error *err)
 {
     if (own)
-        return tsr_gemm_tn_own(bn->ctx, s->M, s->N, s->K, bn->a, s->K, bn->b, s->N, NULL, bn->c,
+        return tsr_gemm_tn_own(bn->ctx->util, s->M, s->N, s->K, bn->a, s->K, bn->b, s->N, NULL, bn->c,
                                s->N, TSR_ACT_NONE, err);
-    return tsr_gemm_nt(bn->ctx, s->M, s->N, s->K, 1.0f, bn->a, 0, s->K, bn->b, 0, s->K, 0.0f,
+    return tsr_gemm_nt(bn->ctx->util, s->M, s->N, s->K, 1.0f, bn->a, 0, s->K, bn->b, 0, s->K, 0.0f,
                        bn->c, 0, s->N, err);
 }
 
@@ -186,7 +190,7 @@ static tsr_status run_gemm(bench *bn, int own, const tsr_gemm_shape *s, tsr_erro
 static int check(bench *bn, int own, const tsr_gemm_shape *s, char *why, size_t cap,
                  tsr_error *err)
 {
-    if (tsr_buf_read(bn->ctx, bn->c, bn->hc, sizeof(float) * (size_t)s->M * s->N, err) != TSR_OK) {
+    if (tsr_buf_read(bn->ctx->util, bn->c, bn->hc, sizeof(float) * (size_t)s->M * s->N, err) != TSR_OK) {
         snprintf(why, cap, "%.180s", err->msg);
         return 0;
     }
@@ -223,17 +227,17 @@ static double score(bench *bn, int own, char *why, size_t cap)
     for (int i = 0; i < bn->n; i++) {
         const tsr_gemm_shape *s = &bn->shapes[i];
         float nan = NAN;
-        clEnqueueFillBuffer(bn->ctx->queue, bn->c, &nan, sizeof nan, 0,
+        clEnqueueFillBuffer(bn->ctx->util->q, bn->c, &nan, sizeof nan, 0,
                             sizeof(float) * (size_t)s->M * s->N, 0, NULL, NULL);
         /* the first call compiles, and its result is checked */
-        if (run_gemm(bn, own, s, &err) != TSR_OK || tsr_ctx_finish(bn->ctx, &err) != TSR_OK) {
+        if (run_gemm(bn, own, s, &err) != TSR_OK || tsr_queue_finish(bn->ctx->util, &err) != TSR_OK) {
             snprintf(why, cap, "%.180s", err.msg);
             return -1;
         }
         if (!check(bn, own, s, why, cap, &err))
             return -1;
         double t0 = now_s();
-        if (run_gemm(bn, own, s, &err) != TSR_OK || tsr_ctx_finish(bn->ctx, &err) != TSR_OK) {
+        if (run_gemm(bn, own, s, &err) != TSR_OK || tsr_queue_finish(bn->ctx->util, &err) != TSR_OK) {
             snprintf(why, cap, "%.180s", err.msg);
             return -1;
         }
@@ -245,7 +249,7 @@ static double score(bench *bn, int own, char *why, size_t cap)
         for (int r = 0; r < reps && st == TSR_OK; r++)
             st = run_gemm(bn, own, s, &err);
         if (st == TSR_OK)
-            st = tsr_ctx_finish(bn->ctx, &err);
+            st = tsr_queue_finish(bn->ctx->util, &err);
         if (st != TSR_OK) {
             snprintf(why, cap, "%.180s", err.msg);
             return -1;
@@ -284,8 +288,20 @@ static double try_cand(bench *bn, const tsr_gemm_choice *c, tsr_gemm_choice *tri
     return s;
 }
 
+static tsr_status tune_locked(tsr_ctx *ctx, const tsr_gemm_shape *shapes, int n,
+                              const tsr_tune_params *p, tsr_tune_result *r, tsr_error *err);
+
 tsr_status tsr_tune_gemm(tsr_ctx *ctx, const tsr_gemm_shape *shapes, int n,
                          const tsr_tune_params *p, tsr_tune_result *r, tsr_error *err)
+{
+    pthread_mutex_lock(&ctx->lock);
+    tsr_status st = tune_locked(ctx, shapes, n, p, r, err);
+    pthread_mutex_unlock(&ctx->lock);
+    return st;
+}
+
+static tsr_status tune_locked(tsr_ctx *ctx, const tsr_gemm_shape *shapes, int n,
+                              const tsr_tune_params *p, tsr_tune_result *r, tsr_error *err)
 {
     tsr_tune_params defaults = tsr_tune_default_params();
     if (!p)
@@ -323,17 +339,17 @@ tsr_status tsr_tune_gemm(tsr_ctx *ctx, const tsr_gemm_shape *shapes, int n,
         st = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
     cl_mem *slots[3] = {&bn.a, &bn.b, &bn.c};
     size_t sizes[3] = {sizeof(float) * ma, sizeof(float) * mb, sizeof(float) * mc};
-    if (st == TSR_OK)
-        st = tsr_bufs_alloc(ctx, slots, sizes, 3, err);
+    for (int i = 0; i < 3 && st == TSR_OK; i++)
+        if (!(*slots[i] = tsr_buf_alloc(ctx, sizes[i], err)))
+            st = TSR_ERR_NOMEM;
     if (st == TSR_OK) {
         unsigned seed = 7;
         for (size_t i = 0; i < ma; i++)
             ha[i] = (float)(next_rand(&seed) % 2001u) / 1000.0f - 1.0f;
         for (size_t i = 0; i < mb; i++)
             hb[i] = (float)(next_rand(&seed) % 2001u) / 1000.0f - 1.0f;
-        st = tsr_buf_write(ctx, bn.a, ha, sizes[0], err);
-        if (st == TSR_OK)
-            st = tsr_buf_write(ctx, bn.b, hb, sizes[1], err);
+        st = tsr_buf_write(ctx->util, bn.a, ha, sizes[0], err);
+        TSR_TRY(st, tsr_buf_write(ctx->util, bn.b, hb, sizes[1], err));
     }
     if (st != TSR_OK)
         goto done;
@@ -419,6 +435,9 @@ tsr_status tsr_tune_save(tsr_ctx *ctx, tsr_tune_result *r, tsr_error *err)
     if (r->best < 0 || r->best >= r->n)
         return tsr_error_set(err, TSR_ERR_INVALID_ARG, "no tuning result to save");
     tsr_tuning_path(ctx, r->path, sizeof r->path);
+    if (!r->path[0])
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG,
+                             "the context has no cache directory to keep the tuning file in");
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");

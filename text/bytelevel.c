@@ -40,12 +40,10 @@ static tsr_status put(tsr_bytelevel *b, const char *s, int id, int special, cons
     return TSR_OK;
 }
 
-tsr_status tsr_bytelevel_load(const char *path, tsr_bytelevel **out, tsr_error *err)
+/* tokenizer.json text, taken over. */
+static tsr_status load_json(char *text, const char *path, tsr_bytelevel **out, tsr_error *err)
 {
     *out = NULL;
-    char *text = tsr_read_text(path, err);
-    if (!text)
-        return err ? err->code : TSR_ERR_IO;
     cJSON *root = cJSON_Parse(text);
     free(text);
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
@@ -108,6 +106,21 @@ tsr_status tsr_bytelevel_load(const char *path, tsr_bytelevel **out, tsr_error *
     }
     *out = b;
     return TSR_OK;
+}
+
+tsr_status tsr_bytelevel_load(const char *path, tsr_bytelevel **out, tsr_error *err)
+{
+    *out = NULL;
+    char *text = (char *)tsr_read_file(path, TSR_MAX_TOKENIZER_FILE, NULL, err);
+    return text ? load_json(text, path, out, err) : TSR_ERR_IO;
+}
+
+tsr_status tsr_bytelevel_load_json(const char *json, size_t len, const char *name,
+                                   tsr_bytelevel **out, tsr_error *err)
+{
+    *out = NULL;
+    char *text = tsr_text_copy(json, len, name, err);
+    return text ? load_json(text, name, out, err) : TSR_ERR_NOMEM;
 }
 
 void tsr_bytelevel_free(tsr_bytelevel *b)

@@ -57,33 +57,21 @@ void tsr_smap_free(tsr_str_map *m)
     m->vals = NULL;
 }
 
-char *tsr_read_text(const char *path, tsr_error *err)
+char *tsr_text_copy(const char *s, size_t n, const char *name, tsr_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        tsr_error_set(err, TSR_ERR_IO, "%s: cannot open", path);
-        return NULL;
-    }
-    char *buf = NULL;
-    long n = -1;
-    if (fseek(f, 0, SEEK_END) == 0)
-        n = ftell(f);
-    if (n < 0 || (unsigned long)n > TSR_MAX_TOKENIZER_FILE || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        tsr_error_set(err, TSR_ERR_FORMAT, "%s: unreadable or larger than %u bytes", path,
+    if (n > TSR_MAX_TOKENIZER_FILE) {
+        tsr_error_set(err, TSR_ERR_TOO_LARGE, "%s: larger than %u bytes", name,
                       TSR_MAX_TOKENIZER_FILE);
         return NULL;
     }
-    buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) == (size_t)n) {
-        buf[n] = 0;
-    } else {
-        free(buf);
-        buf = NULL;
-        tsr_error_set(err, TSR_ERR_IO, "%s: read error", path);
+    char *c = malloc(n + 1);
+    if (!c) {
+        tsr_error_set(err, TSR_ERR_NOMEM, "%s: out of host memory", name);
+        return NULL;
     }
-    fclose(f);
-    return buf;
+    memcpy(c, s, n);
+    c[n] = 0;
+    return c;
 }
 
 int tsr_is_ws(int32_t c)

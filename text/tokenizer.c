@@ -145,22 +145,18 @@ static tsr_status load_vocab_obj(tsr_tokenizer *t, const cJSON *v, const char *s
     return TSR_OK;
 }
 
-tsr_status tsr_tokenizer_load_files(const char *vocab_json, const char *merges_txt,
-                                    tsr_tokenizer **out, tsr_error *err)
+/* vocab.json + merges.txt, both taken over (freed here). */
+static tsr_status load_vocab_merges(char *vtext, const char *vname, char *mtext,
+                                    const char *mname, tsr_tokenizer **out, tsr_error *err)
 {
     *out = NULL;
     tsr_tokenizer *t = calloc(1, sizeof *t);
-    char *vtext = tsr_read_text(vocab_json, err), *mtext = NULL;
     tsr_status rc = t ? TSR_OK : tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-    if (!vtext)
-        rc = err ? err->code : TSR_ERR_IO;
     cJSON *v = NULL;
     if (rc == TSR_OK) {
         v = cJSON_Parse(vtext);
-        rc = load_vocab_obj(t, v, vocab_json, err);
+        rc = load_vocab_obj(t, v, vname, err);
     }
-    if (rc == TSR_OK && !(mtext = tsr_read_text(merges_txt, err)))
-        rc = err ? err->code : TSR_ERR_IO;
     if (rc == TSR_OK) {
         size_t lines = 1;
         for (const char *c = mtext; *c; c++)
@@ -179,10 +175,10 @@ tsr_status tsr_tokenizer_load_files(const char *vocab_json, const char *merges_t
                 char *sp = strchr(line, ' ');
                 if (!sp || strchr(sp + 1, ' '))
                     rc = tsr_error_set(err, TSR_ERR_FORMAT,
-                                       "%s: line %d is not a merge \"a b\"", merges_txt, rank + 1);
+                                       "%s: line %d is not a merge \"a b\"", mname, rank + 1);
                 else {
                     *sp = 0;
-                    rc = add_merge(t, line, sp + 1, rank++, merges_txt, err);
+                    rc = add_merge(t, line, sp + 1, rank++, mname, err);
                 }
             }
             line = nl ? nl + 1 : NULL;
@@ -192,7 +188,7 @@ tsr_status tsr_tokenizer_load_files(const char *vocab_json, const char *merges_t
     free(vtext);
     free(mtext);
     if (rc == TSR_OK)
-        rc = finish_load(t, vocab_json, err);
+        rc = finish_load(t, vname, err);
     if (rc != TSR_OK) {
         tsr_tokenizer_free(t);
         return rc;
@@ -201,12 +197,39 @@ tsr_status tsr_tokenizer_load_files(const char *vocab_json, const char *merges_t
     return TSR_OK;
 }
 
-static tsr_status load_tokenizer_json(const char *path, tsr_tokenizer **out, tsr_error *err)
+tsr_status tsr_tokenizer_load_files(const char *vocab_json, const char *merges_txt,
+                                    tsr_tokenizer **out, tsr_error *err)
 {
     *out = NULL;
-    char *text = tsr_read_text(path, err);
-    if (!text)
+    char *v = (char *)tsr_read_file(vocab_json, TSR_MAX_TOKENIZER_FILE, NULL, err);
+    char *m = v ? (char *)tsr_read_file(merges_txt, TSR_MAX_TOKENIZER_FILE, NULL, err) : NULL;
+    if (!m) {
+        free(v);
         return err ? err->code : TSR_ERR_IO;
+    }
+    return load_vocab_merges(v, vocab_json, m, merges_txt, out, err);
+}
+
+tsr_status tsr_tokenizer_load_vocab_merges(const char *vocab_json, size_t vocab_len,
+                                           const char *merges_txt, size_t merges_len,
+                                           const char *name, tsr_tokenizer **out,
+                                           tsr_error *err)
+{
+    *out = NULL;
+    char *v = tsr_text_copy(vocab_json, vocab_len, name, err);
+    char *m = v ? tsr_text_copy(merges_txt, merges_len, name, err) : NULL;
+    if (!m) {
+        free(v);
+        return err ? err->code : TSR_ERR_NOMEM;
+    }
+    return load_vocab_merges(v, name, m, name, out, err);
+}
+
+/* tokenizer.json text, taken over. */
+static tsr_status load_tokenizer_json(char *text, const char *path, tsr_tokenizer **out,
+                                      tsr_error *err)
+{
+    *out = NULL;
     cJSON *root = cJSON_Parse(text);
     free(text);
     tsr_tokenizer *t = calloc(1, sizeof *t);
@@ -269,14 +292,24 @@ static tsr_status load_tokenizer_json(const char *path, tsr_tokenizer **out, tsr
     return TSR_OK;
 }
 
+tsr_status tsr_tokenizer_load_json(const char *json, size_t len, const char *name,
+                                   tsr_tokenizer **out, tsr_error *err)
+{
+    *out = NULL;
+    char *text = tsr_text_copy(json, len, name, err);
+    return text ? load_tokenizer_json(text, name, out, err) : (err ? err->code : TSR_ERR_NOMEM);
+}
+
 tsr_status tsr_tokenizer_load_dir(const char *dir, tsr_tokenizer **out, tsr_error *err)
 {
     char a[4096], b[4096];
+    *out = NULL;
     snprintf(a, sizeof a, "%s/tokenizer.json", dir);
     FILE *f = fopen(a, "rb");
     if (f) {
         fclose(f);
-        return load_tokenizer_json(a, out, err);
+        char *text = (char *)tsr_read_file(a, TSR_MAX_TOKENIZER_FILE, NULL, err);
+        return text ? load_tokenizer_json(text, a, out, err) : (err ? err->code : TSR_ERR_IO);
     }
     snprintf(a, sizeof a, "%s/vocab.json", dir);
     snprintf(b, sizeof b, "%s/merges.txt", dir);

@@ -1,15 +1,22 @@
-/* tessera text: the CLIP byte-level BPE tokenizer.
+/* tessera text: the tokenizers (CLIP byte-level BPE, BERT WordPiece,
+ * byte-level BPE decoding for Whisper).
  *
  *   tsr_error err = {0};
  *   tsr_tokenizer *tok = NULL;
- *   if (tsr_tokenizer_load_dir("model", &tok, &err) != TSR_OK) ...
+ *   if (tsr_tokenizer_load_dir(model_dir, &tok, &err) != TSR_OK)
+ *       return fprintf(stderr, "%s\n", err.msg), 1;
  *   int ids[77], n = 0, cut = 0;
  *   tsr_tokenizer_encode(tok, "a photo of a cat", 77, ids, &n, &cut, &err);
- *   // ids = <|startoftext|> ... <|endoftext|>; cut = 1 if the text was truncated
+ *   printf("%d tokens, first %d, last %d\n", n, ids[0], ids[n - 1]);
  *   tsr_tokenizer_free(tok);
  *
- * Matches HF CLIPTokenizerFast: NFC, whitespace runs to one space, lowercase,
- * CLIP's pre-tokenizer regex, byte-level BPE with "</w>" word ends.
+ * The CLIP tokenizer matches HF CLIPTokenizerFast: NFC, whitespace runs to
+ * one space, lowercase, CLIP's pre-tokenizer regex, byte-level BPE with
+ * "</w>" word ends. Every tokenizer loads from a directory or from the
+ * bytes of its files in memory (name is used in messages).
+ *
+ * Threads: a loaded tokenizer is read-only; its encode and decode functions
+ * may run in any number of threads at once. Loading and freeing: one thread.
  */
 #ifndef TSR_TEXT_H
 #define TSR_TEXT_H
@@ -28,6 +35,13 @@ typedef struct tsr_tokenizer tsr_tokenizer;
 tsr_status tsr_tokenizer_load_dir(const char *dir, tsr_tokenizer **out, tsr_error *err);
 tsr_status tsr_tokenizer_load_files(const char *vocab_json, const char *merges_txt,
                                     tsr_tokenizer **out, tsr_error *err);
+/* From memory: a tokenizer.json, or vocab.json and merges.txt. */
+tsr_status tsr_tokenizer_load_json(const char *json, size_t len, const char *name,
+                                   tsr_tokenizer **out, tsr_error *err);
+tsr_status tsr_tokenizer_load_vocab_merges(const char *vocab_json, size_t vocab_len,
+                                           const char *merges_txt, size_t merges_len,
+                                           const char *name, tsr_tokenizer **out,
+                                           tsr_error *err);
 void tsr_tokenizer_free(tsr_tokenizer *tok);
 
 /* Encodes UTF-8 text with start and end tokens into at most max_len ids
@@ -51,6 +65,13 @@ typedef struct tsr_wordpiece tsr_wordpiece;
 /* Reads DIR/tokenizer.json (model.type WordPiece), or DIR/vocab.txt with
  * DIR/tokenizer_config.json's do_lower_case. */
 tsr_status tsr_wordpiece_load_dir(const char *dir, tsr_wordpiece **out, tsr_error *err);
+/* From memory: a tokenizer.json, or a vocab.txt with its tokenizer_config.json
+ * (config_json may be NULL). */
+tsr_status tsr_wordpiece_load_json(const char *json, size_t len, const char *name,
+                                   tsr_wordpiece **out, tsr_error *err);
+tsr_status tsr_wordpiece_load_vocab(const char *vocab_txt, size_t len, const char *config_json,
+                                    size_t config_len, const char *name, tsr_wordpiece **out,
+                                    tsr_error *err);
 void tsr_wordpiece_free(tsr_wordpiece *w);
 /* Encodes text as [CLS] pieces [SEP] into at most max_len ids (max_len >= 2). */
 tsr_status tsr_wordpiece_encode(const tsr_wordpiece *w, const char *text, int max_len, int *ids,
@@ -64,6 +85,8 @@ typedef struct tsr_bytelevel tsr_bytelevel;
 
 /* Reads the vocabulary and added tokens of a byte-level BPE tokenizer.json. */
 tsr_status tsr_bytelevel_load(const char *tokenizer_json, tsr_bytelevel **out, tsr_error *err);
+tsr_status tsr_bytelevel_load_json(const char *json, size_t len, const char *name,
+                                   tsr_bytelevel **out, tsr_error *err);
 void tsr_bytelevel_free(tsr_bytelevel *b);
 /* One past the highest token id. */
 int tsr_bytelevel_size(const tsr_bytelevel *b);

@@ -1,7 +1,12 @@
-/* Internal: the CLIP text tower (CLIPTextModel + text projection).
+/* Internal: the text tower built from the shared encoder tower: token and
+ * position embeddings on the device (plus BERT's token type 0), then the
+ * encoder tower. CLIP's text model: causal layers, the final layernorm and
+ * projection of the end-of-text row. BERT: the embedding layernorm,
+ * post-layernorm layers, key-length masks, every hidden state out.
  *
- *   tsr_textenc t = {.cfg = cfg};  // tsr_textenc_init, then fusion/ fills weights
- *   tsr_textenc_forward(ctx, &t, ids, lens, B, S, 1, embeds, &err);
+ *   tsr_textenc_plan(q, &cfg, B, S, &arena, &io, scratch, err);
+ *   ... commit the arena ...
+ *   tsr_textenc_forward(q, &cfg, &w, &io, &s, ids, lens, B, S, 1, out, err);
  */
 #ifndef TSR_TEXTENC_H
 #define TSR_TEXTENC_H
@@ -9,35 +14,37 @@
 #include "tsr_tower.h"
 
 typedef struct {
-    int vocab, max_pos, dim, heads, ffn, layers;
-    int proj_dim; /* 0: output the pooled vector */
-    float eps;
-    tsr_act act;
-    int eos_id;   /* 2 selects the legacy argmax(ids) pooling, as transformers does */
+    int vocab, max_pos;
+    int type_vocab;      /* > 0: add token type 0's embedding (BERT) */
+    int eos_id;          /* pooling at the first eos_id; 2: the legacy argmax(ids) rule */
+    tsr_encoder_cfg enc; /* pool = 1: one row per text (CLIP), 0: hidden states (BERT) */
 } tsr_textenc_cfg;
 
 typedef struct {
-    tsr_textenc_cfg cfg;
-    cl_mem tok;          /* (V, D) */
-    cl_mem pos;          /* (max_pos, D) */
-    cl_mem fin_g, fin_b; /* (D) */
-    cl_mem proj;         /* (P, D) */
-    tsr_stack stack;
-    int cap_b, cap_s;
-    cl_mem ids;    /* int (B, S) */
-    cl_mem lens;   /* int (B) */
-    cl_mem idx;    /* int (B) rows to pool */
-    cl_mem x;      /* (B*S, D) */
-    cl_mem pooled; /* (B, D) */
-    cl_mem out;    /* (B, P) */
-} tsr_textenc;
+    cl_mem tok;   /* (V, D) */
+    cl_mem pos;   /* (max_pos, D) */
+    cl_mem type0; /* (D) token type 0, or NULL */
+    tsr_encoder_w enc;
+} tsr_textenc_w;
 
-tsr_status tsr_textenc_init(tsr_textenc *t, tsr_error *err);
-/* ids: (B, S) padded, lens: (B) true lengths (<= S <= max_pos). */
-tsr_status tsr_textenc_forward(tsr_ctx *ctx, tsr_textenc *t, const int *ids, const int *lens,
-                               int B, int S, int l2, float *embeds, tsr_error *err);
+typedef struct {
+    cl_mem ids; /* int (B, S) */
+    int *rows;  /* host (B): the pooled positions */
+    tsr_encoder_io enc;
+} tsr_textenc_io;
+
+tsr_status tsr_textenc_plan(tsr_queue *q, const tsr_textenc_cfg *c, int B, int S, tsr_arena *a,
+                            tsr_textenc_io *io, size_t scratch[TSR_SCRATCH_N], tsr_error *err);
+void tsr_textenc_io_free(tsr_textenc_io *io);
+/* ids: (B, S) padded, lens: (B) true lengths (<= S <= max_pos). out: (B,
+ * proj_dim or dim) pooled (L2-normalised if l2), or (B, S, dim) hidden
+ * states when the tower does not pool (rows past a text's length are
+ * undefined). out NULL keeps the result on the device (io->enc.x), and then
+ * ids must stay valid until the queue's next blocking call. */
+tsr_status tsr_textenc_forward(tsr_queue *q, const tsr_textenc_cfg *c, const tsr_textenc_w *w,
+                               tsr_textenc_io *io, tsr_enc_scratch *s, const int *ids,
+                               const int *lens, int B, int S, int l2, float *out, tsr_error *err);
 /* The position pooled for one sequence, as transformers' CLIPTextTransformer picks it. */
 int tsr_textenc_pool_index(const tsr_textenc_cfg *c, const int *ids, int len);
-void tsr_textenc_free(tsr_textenc *t);
 
 #endif

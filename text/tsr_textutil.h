@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "tsr_opencl.h"
+#include "tsr_cl_internal.h"
 
 #define TSR_MAX_TOKENIZER_FILE (64u << 20)
 
@@ -25,8 +25,10 @@ int tsr_smap_get(const tsr_str_map *m, const char *k);
 int tsr_smap_put(tsr_str_map *m, const char *k, int v);
 void tsr_smap_free(tsr_str_map *m);
 
-/* Reads a whole text file of at most TSR_MAX_TOKENIZER_FILE bytes. */
-char *tsr_read_text(const char *path, tsr_error *err);
+/* A NUL-terminated copy of n bytes (at most TSR_MAX_TOKENIZER_FILE), for
+ * loaders that parse text in place; name is for messages. Files are read
+ * with tsr_read_file (tsr_cl_internal.h). */
+char *tsr_text_copy(const char *s, size_t n, const char *name, tsr_error *err);
 
 /* Checks a batch for a text encoder: 1 <= S <= max_pos, every id of the
  * (B, S) ids in [0, vocab), every length of lens (B) in [1, S]. */

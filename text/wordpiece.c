@@ -56,11 +56,9 @@ static int json_bool(const cJSON *o, const char *key, int def)
     return cJSON_IsBool(it) ? cJSON_IsTrue(it) : def;
 }
 
-static tsr_status load_json(tsr_wordpiece *w, const char *path, tsr_error *err)
+/* tokenizer.json text, taken over. */
+static tsr_status load_json(tsr_wordpiece *w, char *text, const char *path, tsr_error *err)
 {
-    char *text = tsr_read_text(path, err);
-    if (!text)
-        return err ? err->code : TSR_ERR_IO;
     cJSON *root = cJSON_Parse(text);
     free(text);
     tsr_status rc = TSR_OK;
@@ -132,12 +130,9 @@ out:
     return rc;
 }
 
-/* vocab.txt: one token per line, the id is the line number. */
-static tsr_status load_txt(tsr_wordpiece *w, const char *path, tsr_error *err)
+/* vocab.txt: one token per line, the id is the line number; text taken over. */
+static tsr_status load_txt(tsr_wordpiece *w, char *text, const char *path, tsr_error *err)
 {
-    char *text = tsr_read_text(path, err);
-    if (!text)
-        return err ? err->code : TSR_ERR_IO;
     size_t lines = 1;
     for (char *p = text; *p; p++)
         lines += *p == '\n';
@@ -165,49 +160,100 @@ static tsr_status load_txt(tsr_wordpiece *w, const char *path, tsr_error *err)
     return rc;
 }
 
-tsr_status tsr_wordpiece_load_dir(const char *dir, tsr_wordpiece **out, tsr_error *err)
+static tsr_wordpiece *wordpiece_new(tsr_error *err)
 {
-    *out = NULL;
     tsr_wordpiece *w = calloc(1, sizeof *w);
-    if (!w)
-        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    if (!w) {
+        tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+        return NULL;
+    }
     w->lowercase = w->strip_accents = w->clean_text = w->chinese = 1;
     w->max_word_chars = 100;
     snprintf(w->prefix, sizeof w->prefix, "##");
-    char path[4096];
-    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-    FILE *f = fopen(path, "rb");
-    tsr_status rc;
-    if (f) {
-        fclose(f);
-        rc = load_json(w, path, err);
-    } else {
-        snprintf(path, sizeof path, "%s/vocab.txt", dir);
-        rc = load_txt(w, path, err);
-        /* tokenizer_config.json's do_lower_case, when present */
-        char cfg[4096];
-        snprintf(cfg, sizeof cfg, "%s/tokenizer_config.json", dir);
-        FILE *cf = fopen(cfg, "rb");
-        if (cf && rc == TSR_OK) {
-            fclose(cf);
-            char *text = tsr_read_text(cfg, err);
-            cJSON *root = text ? cJSON_Parse(text) : NULL;
-            free(text);
-            if (!cJSON_IsObject(root))
-                rc = tsr_error_set(err, TSR_ERR_FORMAT, "%s: not valid JSON", cfg);
-            else
-                w->lowercase = w->strip_accents = json_bool(root, "do_lower_case", 1);
-            cJSON_Delete(root);
-        } else if (cf) {
-            fclose(cf);
-        }
-    }
+    return w;
+}
+
+static tsr_status wordpiece_done(tsr_wordpiece *w, tsr_status rc, tsr_wordpiece **out)
+{
     if (rc != TSR_OK) {
         tsr_wordpiece_free(w);
         return rc;
     }
     *out = w;
     return TSR_OK;
+}
+
+/* tokenizer_config.json's do_lower_case for a vocab.txt tokenizer; text taken over. */
+static tsr_status apply_config(tsr_wordpiece *w, char *text, const char *name, tsr_error *err)
+{
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    tsr_status rc = TSR_OK;
+    if (!cJSON_IsObject(root))
+        rc = tsr_error_set(err, TSR_ERR_FORMAT, "%s: not valid JSON", name);
+    else
+        w->lowercase = w->strip_accents = json_bool(root, "do_lower_case", 1);
+    cJSON_Delete(root);
+    return rc;
+}
+
+tsr_status tsr_wordpiece_load_json(const char *json, size_t len, const char *name,
+                                   tsr_wordpiece **out, tsr_error *err)
+{
+    *out = NULL;
+    tsr_wordpiece *w = wordpiece_new(err);
+    if (!w)
+        return TSR_ERR_NOMEM;
+    char *text = tsr_text_copy(json, len, name, err);
+    return wordpiece_done(w, text ? load_json(w, text, name, err) : TSR_ERR_NOMEM, out);
+}
+
+tsr_status tsr_wordpiece_load_vocab(const char *vocab_txt, size_t len, const char *config_json,
+                                    size_t config_len, const char *name, tsr_wordpiece **out,
+                                    tsr_error *err)
+{
+    *out = NULL;
+    tsr_wordpiece *w = wordpiece_new(err);
+    if (!w)
+        return TSR_ERR_NOMEM;
+    char *text = tsr_text_copy(vocab_txt, len, name, err);
+    tsr_status rc = text ? load_txt(w, text, name, err) : TSR_ERR_NOMEM;
+    if (rc == TSR_OK && config_json) {
+        char *cfg = tsr_text_copy(config_json, config_len, name, err);
+        rc = cfg ? apply_config(w, cfg, name, err) : TSR_ERR_NOMEM;
+    }
+    return wordpiece_done(w, rc, out);
+}
+
+tsr_status tsr_wordpiece_load_dir(const char *dir, tsr_wordpiece **out, tsr_error *err)
+{
+    *out = NULL;
+    tsr_wordpiece *w = wordpiece_new(err);
+    if (!w)
+        return TSR_ERR_NOMEM;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    FILE *f = fopen(path, "rb");
+    tsr_status rc;
+    if (f) {
+        fclose(f);
+        char *text = (char *)tsr_read_file(path, TSR_MAX_TOKENIZER_FILE, NULL, err);
+        rc = text ? load_json(w, text, path, err) : TSR_ERR_IO;
+    } else {
+        snprintf(path, sizeof path, "%s/vocab.txt", dir);
+        char *text = (char *)tsr_read_file(path, TSR_MAX_TOKENIZER_FILE, NULL, err);
+        rc = text ? load_txt(w, text, path, err) : TSR_ERR_IO;
+        /* tokenizer_config.json's do_lower_case, when present */
+        snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+        FILE *cf = fopen(path, "rb");
+        if (cf) {
+            fclose(cf);
+            char *cfg = rc == TSR_OK ? (char *)tsr_read_file(path, 1 << 20, NULL, err) : NULL;
+            if (rc == TSR_OK)
+                rc = cfg ? apply_config(w, cfg, path, err) : TSR_ERR_IO;
+        }
+    }
+    return wordpiece_done(w, rc, out);
 }
 
 void tsr_wordpiece_free(tsr_wordpiece *w)

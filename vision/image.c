@@ -10,6 +10,7 @@
 #include <jerror.h>
 #include <png.h>
 
+#include "tsr_cl_internal.h"
 #include "tsr_vision.h"
 
 #define MAX_FILE_BYTES (1u << 30)
@@ -283,40 +284,12 @@ tsr_status tsr_image_load_memory(const unsigned char *data, size_t n, const char
 tsr_status tsr_image_load_file(const char *path, tsr_image **out, tsr_error *err)
 {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return tsr_error_set(err, TSR_ERR_IO, "%s: cannot open image", path);
-    unsigned char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n == cap) {
-            if (cap >= MAX_FILE_BYTES) {
-                free(buf);
-                fclose(f);
-                return tsr_error_set(err, TSR_ERR_TOO_LARGE, "%s: file exceeds %u bytes", path,
-                                     MAX_FILE_BYTES);
-            }
-            cap = cap ? cap * 2 : 1 << 16;
-            unsigned char *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return tsr_error_set(err, TSR_ERR_NOMEM, "%s: out of memory", path);
-            }
-            buf = nb;
-        }
-        size_t r = fread(buf + n, 1, cap - n, f);
-        n += r;
-        if (r == 0)
-            break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return tsr_error_set(err, TSR_ERR_IO, "%s: read error (is it a directory?)", path);
-    }
-    tsr_status rc = tsr_image_load_memory(buf ? buf : (const unsigned char *)"", n, path, out, err);
+    TSR_ERR_LOCAL(err);
+    size_t n = 0;
+    unsigned char *buf = tsr_read_file(path, MAX_FILE_BYTES, &n, err);
+    if (!buf)
+        return err->code;
+    tsr_status rc = tsr_image_load_memory(buf, n, path, out, err);
     free(buf);
     return rc;
 }

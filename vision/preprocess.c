@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tsr_cl_internal.h"
 #include "tsr_vision.h"
 
 #define PRECISION_BITS (32 - 8 - 2)
@@ -219,14 +220,20 @@ static int json_vec3(const cJSON *o, const char *key, float *v)
 
 tsr_status tsr_preprocess_cfg_load(const char *path, tsr_preprocess_cfg *cfg, tsr_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return tsr_error_set(err, TSR_ERR_IO, "%s: cannot open", path);
-    char buf[65536];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    cJSON *root = cJSON_Parse(buf);
+    TSR_ERR_LOCAL(err);
+    size_t n = 0;
+    char *text = (char *)tsr_read_file(path, 1 << 20, &n, err);
+    if (!text)
+        return err->code;
+    tsr_status rc = tsr_preprocess_cfg_load_json(text, n, path, cfg, err);
+    free(text);
+    return rc;
+}
+
+tsr_status tsr_preprocess_cfg_load_json(const char *json, size_t len, const char *path,
+                                        tsr_preprocess_cfg *cfg, tsr_error *err)
+{
+    cJSON *root = cJSON_ParseWithLength(json, len);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return tsr_error_set(err, TSR_ERR_FORMAT, "%s: not a JSON object", path);

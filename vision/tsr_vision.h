@@ -2,15 +2,18 @@
  *
  *   tsr_error err = {0};
  *   tsr_image *img = NULL;
- *   tsr_preprocess_cfg pp;
- *   if (tsr_image_load_file("cat.jpg", &img, &err) != TSR_OK ||
- *       tsr_preprocess_cfg_load("model/preprocessor_config.json", &pp, &err) != TSR_OK)
- *       fprintf(stderr, "%s\n", err.msg);
+ *   tsr_preprocess_cfg pp = tsr_preprocess_cfg_default(224);
+ *   if (tsr_image_load_file(image_path, &img, &err) != TSR_OK)
+ *       return fprintf(stderr, "%s\n", err.msg), 1;
  *   float *px = malloc(sizeof(float) * 3 * pp.crop_h * pp.crop_w);
  *   tsr_image_preprocess(img, &pp, px, &err);  // (3, crop_h, crop_w), normalised
+ *   printf("%dx%d image, first value %.4f\n", img->width, img->height, px[0]);
+ *   free(px);
  *   tsr_image_free(img);
  *
  * Decoding converts to 8-bit RGB exactly as PIL's Image.convert("RGB").
+ * Threads: every function may run in any number of threads at once; an
+ * image is freed by one thread once nobody else reads it.
  */
 #ifndef TSR_VISION_H
 #define TSR_VISION_H
@@ -50,6 +53,9 @@ typedef struct {
 /* Defaults of CLIPImageProcessor at the given size. */
 tsr_preprocess_cfg tsr_preprocess_cfg_default(int size);
 tsr_status tsr_preprocess_cfg_load(const char *path, tsr_preprocess_cfg *cfg, tsr_error *err);
+/* From the bytes of a preprocessor_config.json; name is for messages. */
+tsr_status tsr_preprocess_cfg_load_json(const char *json, size_t len, const char *name,
+                                        tsr_preprocess_cfg *cfg, tsr_error *err);
 
 /* Pillow-exact bicubic resize of 8-bit RGB (with its antialiasing). dst: (dh, dw, 3). */
 tsr_status tsr_image_resize_bicubic(const tsr_image *src, int dw, int dh, tsr_image **out,

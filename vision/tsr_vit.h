@@ -1,8 +1,12 @@
-/* Internal: the CLIP ViT image tower (CLIPVisionModel + visual projection).
- * fusion/ fills the weights from a checkpoint; vision/ runs it.
+/* Internal: the ViT image tower built from the shared encoder tower:
+ * patch embedding (im2col + GEMM, optional bias), an optional class token,
+ * positions, then the encoder tower (CLIP: pre-layernorm, CLS pooling,
+ * post-layernorm, projection; or every token out for a decoder).
+ * fusion/ fills the weights from a checkpoint's table; vision/ runs it.
  *
- *   tsr_vit vit = {.cfg = cfg};  // then tsr_vit_init and fill weights
- *   tsr_vit_forward(ctx, &vit, pixels, B, embeds, &err);  // embeds: (B, proj)
+ *   tsr_vit_plan(q, &cfg, B, &arena, &io, scratch, err);   // measuring pass
+ *   ... commit the arena ...
+ *   tsr_vit_forward(q, &cfg, &w, &io, &s, pixels, B, 1, embeds, err);
  */
 #ifndef TSR_VIT_H
 #define TSR_VIT_H
@@ -11,37 +15,36 @@
 
 typedef struct {
     int image_size, patch, channels;
-    int dim, heads, ffn, layers;
-    int proj_dim; /* 0: no projection, output the pooled (dim) vector */
-    float eps;
-    tsr_act act;
+    int cls;             /* 1: a class token precedes the patches */
+    tsr_encoder_cfg enc; /* layers, layernorms, pooling (row 0), projection */
 } tsr_vit_cfg;
 
 typedef struct {
-    tsr_vit_cfg cfg;
-    cl_mem patch_w;              /* (D, C*p*p) */
-    cl_mem cls;                  /* (D) */
-    cl_mem pos;                  /* (1+np, D) */
-    cl_mem pre_g, pre_b;         /* (D) */
-    cl_mem post_g, post_b;       /* (D) */
-    cl_mem proj;                 /* (P, D) */
-    tsr_stack stack;
-    /* session buffers, grown with the batch */
-    int cap_b;
-    cl_mem px;      /* (B, C, H, W) */
-    cl_mem cols;    /* (B*np, C*p*p) */
-    cl_mem patches; /* (B*np, D) */
-    cl_mem x;       /* (B*(1+np), D) */
-    cl_mem idx;     /* int (B) */
-    cl_mem pooled;  /* (B, D) */
-    cl_mem out;     /* (B, P) */
-} tsr_vit;
+    cl_mem patch_w;    /* (D, C*p*p), linear layout */
+    cl_mem patch_b;    /* (D) or NULL */
+    cl_mem cls;        /* (D) */
+    cl_mem pos;        /* (cls + np, D) */
+    tsr_encoder_w enc;
+} tsr_vit_w;
+
+typedef struct {
+    cl_mem px;         /* (B, C, H, W) */
+    cl_mem cols;       /* (B*np, C*p*p) */
+    cl_mem patches;    /* (B*np, D) */
+    tsr_encoder_io enc;
+} tsr_vit_io;
 
 int tsr_vit_num_patches(const tsr_vit_cfg *c);
-tsr_status tsr_vit_init(tsr_vit *v, tsr_error *err);
-/* pixels: (B, C, H, W) normalised; embeds: (B, proj_dim or dim), L2-normalised if l2 != 0. */
-tsr_status tsr_vit_forward(tsr_ctx *ctx, tsr_vit *v, const float *pixels, int B, int l2,
-                           float *embeds, tsr_error *err);
-void tsr_vit_free(tsr_vit *v);
+/* Tokens per image: patches plus the class token. */
+int tsr_vit_seq_len(const tsr_vit_cfg *c);
+tsr_status tsr_vit_plan(tsr_queue *q, const tsr_vit_cfg *c, int B, tsr_arena *a, tsr_vit_io *io,
+                        size_t scratch[TSR_SCRATCH_N], tsr_error *err);
+/* pixels: (B, C, H, W) normalised, on the host. out: (B, proj_dim or dim)
+ * when the tower pools (L2-normalised if l2), else (B*S, dim); NULL keeps
+ * the result on the device in io->enc.x, and then pixels must stay valid
+ * until the queue's next blocking call. */
+tsr_status tsr_vit_forward(tsr_queue *q, const tsr_vit_cfg *c, const tsr_vit_w *w, tsr_vit_io *io,
+                           tsr_enc_scratch *s, const float *pixels, int B, int l2, float *out,
+                           tsr_error *err);
 
 #endif

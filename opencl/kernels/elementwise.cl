@@ -40,10 +40,12 @@ __kernel void add_inplace(__global float *y, __global const float *x, int n)
         y[i] += x[i];
 }
 
-/* out (B*S, D) = tok[ids] + pos[s]. ids are range-checked on the host. */
+/* out (B*S, D) = tok[ids] + pos[pos0 + s] (+ type[0] when has_type: BERT's
+ * token type 0). ids are range-checked on the host. */
 __kernel void embed_tokens(__global float *out, __global const int *ids,
                            __global const float *tok, __global const float *pos,
-                           int S, int D, int n)
+                           __global const float *type, int has_type, int S, int pos0, int D,
+                           int n)
 {
     int i = get_global_id(0);
     if (i >= n)
@@ -51,7 +53,26 @@ __kernel void embed_tokens(__global float *out, __global const int *ids,
     int d = i % D;
     int t = i / D;
     int s = t % S;
-    out[i] = tok[(size_t)ids[t] * D + d] + pos[(size_t)s * D + d];
+    float v = tok[(size_t)ids[t] * D + d] + pos[(size_t)(pos0 + s) * D + d];
+    if (has_type)
+        v += type[d];
+    out[i] = v;
+}
+
+/* The input of a kernel-3, padding-1 1-D convolution as rows:
+ * cols[t, c*3 + k] = in(c, t*stride + k - 1), zero outside 0..T_in-1, where
+ * in(c, s) = x[c*cs + s*ss]. cols: (T_out, C*3), n = T_out*C*3. */
+__kernel void im2col_1d(__global const float *x, __global float *cols, int C, int T_in,
+                        int cs, int ss, int stride, int n)
+{
+    int i = get_global_id(0);
+    if (i >= n)
+        return;
+    int k = i % 3;
+    int c = (i / 3) % C;
+    int t = i / (3 * C);
+    int s = t * stride + k - 1;
+    cols[i] = s >= 0 && s < T_in ? x[(size_t)c * cs + (size_t)s * ss] : 0.0f;
 }
 
 /* Patch extraction for a stride-p, kernel-p convolution without padding.
@@ -75,19 +96,21 @@ __kernel void im2col_patches(__global const float *px, __global float *cols,
     cols[i] = px[(((size_t)b * C + c) * H + py * p + ky) * W + pxx * p + kx];
 }
 
-/* out (B, 1+np, D): row 0 = cls + pos[0], row 1+t = patches[b*np+t] + pos[1+t]. */
+/* out (B, has_cls+np, D): with a class token row 0 = cls + pos[0] and row
+ * 1+t = patches[b*np+t] + pos[1+t]; without, row t = patches[b*np+t] + pos[t]. */
 __kernel void vit_embed(__global float *out, __global const float *patches,
                         __global const float *cls, __global const float *pos,
-                        int np, int D, int n)
+                        int has_cls, int np, int D, int n)
 {
     int i = get_global_id(0);
     if (i >= n)
         return;
     int d = i % D;
     int r = i / D;
-    int t = r % (np + 1);
-    int b = r / (np + 1);
-    float v = t == 0 ? cls[d] : patches[((size_t)b * np + t - 1) * D + d];
+    int S = np + has_cls;
+    int t = r % S;
+    int b = r / S;
+    float v = has_cls && t == 0 ? cls[d] : patches[((size_t)b * np + t - has_cls) * D + d];
     out[i] = v + pos[(size_t)t * D + d];
 }
 

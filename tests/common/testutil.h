@@ -11,6 +11,23 @@
 #include <string.h>
 
 #include "tsr_opencl.h"
+#ifdef TSR_FUSION_H_WANTED
+#include "tsr_fusion.h"
+#ifdef TSR_FUSION_H
+/* A session on m with default parameters, or the test stops. */
+TSR_UNUSED static tsr_session *new_session(tsr_model *m)
+{
+    tsr_session *s = NULL;
+    tsr_error err = {0};
+    if (tsr_session_create(m, NULL, &s, &err) != TSR_OK) {
+        printf("FAIL creating a session: %s\n", err.msg);
+        exit(1);
+    }
+    return s;
+}
+#endif
+
+#endif
 
 #define TEST_SKIP 77 /* CTest SKIP_RETURN_CODE */
 
@@ -20,6 +37,20 @@ static int t_pass, t_fail;
 #define TSR_UNUSED __attribute__((unused))
 #else
 #define TSR_UNUSED
+#ifdef TSR_FUSION_H
+/* A session on m with default parameters, or the test stops. */
+TSR_UNUSED static tsr_session *new_session(tsr_model *m)
+{
+    tsr_session *s = NULL;
+    tsr_error err = {0};
+    if (tsr_session_create(m, NULL, &s, &err) != TSR_OK) {
+        printf("FAIL creating a session: %s\n", err.msg);
+        exit(1);
+    }
+    return s;
+}
+#endif
+
 #endif
 
 static void check(int ok, const char *fmt, ...)
@@ -174,12 +205,38 @@ TSR_UNUSED static tsr_ctx *ctx_with_or_skip(const tsr_ctx_params *p)
     return ctx;
 }
 
-TSR_UNUSED static tsr_ctx *ctx_or_skip(void)
+/* Context settings as the CLI takes them from the environment (the library
+ * reads none): CTest sets TESSERA_CACHE_DIR, and TESSERA_GEMM=clblast for the
+ * runs of the CLBlast path. */
+TSR_UNUSED static tsr_ctx_params test_ctx_params(void)
 {
     tsr_ctx_params p = tsr_ctx_default_params();
+    p.cache_dir = getenv("TESSERA_CACHE_DIR");
+    p.gemm = getenv("TESSERA_GEMM");
+    p.device = getenv("TESSERA_DEVICE");
+    return p;
+}
+
+TSR_UNUSED static tsr_ctx *ctx_or_skip(void)
+{
+    tsr_ctx_params p = test_ctx_params();
     tsr_ctx *ctx = ctx_with_or_skip(&p);
     printf("device: %s\n", tsr_ctx_device_name(ctx));
     return ctx;
 }
+
+#ifdef TSR_FUSION_H
+/* A session on m with default parameters, or the test stops. */
+TSR_UNUSED static tsr_session *new_session(tsr_model *m)
+{
+    tsr_session *s = NULL;
+    tsr_error err = {0};
+    if (tsr_session_create(m, NULL, &s, &err) != TSR_OK) {
+        printf("FAIL creating a session: %s\n", err.msg);
+        exit(1);
+    }
+    return s;
+}
+#endif
 
 #endif

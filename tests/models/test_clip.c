@@ -5,9 +5,9 @@
  * each within atol 1e-4 + rtol 1e-4 in float32. */
 #include <unistd.h>
 
+#include "tsr_fusion.h"
 #include "st_write.h"
 #include "testutil.h"
-#include "tsr_fusion.h"
 
 #define ATOL 1e-4
 #define RTOL 1e-4
@@ -46,6 +46,7 @@ static void run_model(tsr_ctx *ctx, const char *name)
     check(st == TSR_OK, "%s: load %s", name, st == TSR_OK ? "" : err.msg);
     if (st != TSR_OK)
         return;
+    tsr_session *s = new_session(m);
     int P = tsr_model_embed_dim(m), nd;
     long dims[4];
 
@@ -56,7 +57,7 @@ static void run_model(tsr_ctx *ctx, const char *name)
     snprintf(p, sizeof p, "%s/expected/image_embeds.npy", dir);
     float *ref_img = load_npy(p, &nd, dims);
     float *img = malloc(sizeof(float) * B * P);
-    st = tsr_model_embed_pixels(m, px, B, 0, img, &err);
+    st = tsr_session_embed_pixels(s, px, B, 0, img, &err);
     check(st == TSR_OK, "%s: embed %d images %s", name, B, st == TSR_OK ? "" : err.msg);
     char what[128];
     snprintf(what, sizeof what, "%s image_embeds", name);
@@ -74,7 +75,7 @@ static void run_model(tsr_ctx *ctx, const char *name)
         paths[i] = pbuf[i];
     }
     float *img2 = malloc(sizeof(float) * B * P);
-    st = tsr_model_embed_image_files(m, paths, B, 0, img2, &err);
+    st = tsr_session_embed_image_files(s, paths, B, 0, img2, &err);
     snprintf(what, sizeof what, "%s image_embeds from the image files", name);
     if (st != TSR_OK)
         check(0, "%s: %s", what, err.msg);
@@ -91,7 +92,7 @@ static void run_model(tsr_ctx *ctx, const char *name)
     float *ref_txt = load_npy(p, &nd, dims);
     float *txt = malloc(sizeof(float) * T * P);
     int cut = 0;
-    st = tsr_model_embed_texts(m, tv, T, 0, txt, &cut, &err);
+    st = tsr_session_embed_texts(s, tv, T, 0, txt, &cut, &err);
     check(st == TSR_OK, "%s: embed %d texts (%d truncated) %s", name, T, cut,
           st == TSR_OK ? "" : err.msg);
     snprintf(what, sizeof what, "%s text_embeds", name);
@@ -124,9 +125,9 @@ static void run_model(tsr_ctx *ctx, const char *name)
         for (int l = 0; l < L; l++)
             ref_probs[i * L + l] =
                 (float)cJSON_GetArrayItem(cJSON_GetArrayItem(pr, i), l)->valuedouble;
-    st = tsr_zeroshot_weights(m, lv, L, tmv, NT, w, NULL, &err);
+    st = tsr_session_zeroshot_weights(s, lv, L, tmv, NT, w, NULL, &err);
     if (st == TSR_OK)
-        st = tsr_model_embed_image_files(m, paths, B, 1, img2, &err);
+        st = tsr_session_embed_image_files(s, paths, B, 1, img2, &err);
     if (st == TSR_OK)
         tsr_zeroshot_probs(m, img2, B, w, L, probs);
     snprintf(what, sizeof what, "%s zero-shot probabilities (%d labels x %d templates)", name, L,
@@ -141,16 +142,16 @@ static void run_model(tsr_ctx *ctx, const char *name)
     int *bid = calloc((size_t)ctx_len + 1, sizeof(int)), blen[1] = {ctx_len + 1};
     float *bout = malloc(sizeof(float) * P);
     bid[0] = 1;
-    st = tsr_model_embed_ids(m, bid, blen, 1, ctx_len, 0, bout, &err);
+    st = tsr_session_embed_ids(s, bid, blen, 1, ctx_len, 0, bout, &err);
     check(st == TSR_ERR_INVALID_ARG && strstr(err.msg, "length"), "%s: length %d > %d refused: %s",
           name, ctx_len + 1, ctx_len, err.msg);
     blen[0] = 2;
     bid[1] = 1 << 30;
-    st = tsr_model_embed_ids(m, bid, blen, 1, ctx_len, 0, bout, &err);
+    st = tsr_session_embed_ids(s, bid, blen, 1, ctx_len, 0, bout, &err);
     check(st == TSR_ERR_INVALID_ARG && strstr(err.msg, "vocabulary"), "%s: id 2^30 refused: %s",
           name, err.msg);
     bid[1] = 1;
-    st = tsr_model_embed_ids(m, bid, blen, 1, ctx_len + 1, 0, bout, &err);
+    st = tsr_session_embed_ids(s, bid, blen, 1, ctx_len + 1, 0, bout, &err);
     check(st == TSR_ERR_INVALID_ARG && strstr(err.msg, "max_position_embeddings"),
           "%s: %d positions refused: %s", name, ctx_len + 1, err.msg);
     free(bid), free(bout);
@@ -159,6 +160,7 @@ static void run_model(tsr_ctx *ctx, const char *name)
     cJSON_Delete(cj);
     free(px), free(ref_img), free(img), free(img2), free(ref_txt), free(txt);
     free(ref_logits), free(logits), free(w), free(probs), free(ref_probs);
+    tsr_session_free(s);
     tsr_model_free(m);
 }
 
@@ -213,16 +215,18 @@ static void run_model_dirs(tsr_ctx *ctx)
     tsr_status rc = tsr_model_load(ctx, dir, &m, &err);
     check(rc == TSR_OK, "sharded checkpoint (2 shards + index) loads %s", rc ? err.msg : "");
     if (rc == TSR_OK) {
+        tsr_session *s = new_session(m);
         int nd;
         long dims[4];
         float *px = load_npy(SRC "/expected/pixel_values.npy", &nd, dims);
         float *ref = load_npy(SRC "/expected/image_embeds.npy", &nd, dims);
         float *got = malloc(sizeof(float) * dims[0] * dims[1]);
         double e = 0;
-        tsr_model_embed_pixels(m, px, (int)dims[0], 0, got, &err);
+        tsr_session_embed_pixels(s, px, (int)dims[0], 0, got, &err);
         int ok = close_enough(got, ref, (size_t)(dims[0] * dims[1]), 1e-4, 1e-4, &e);
         check(ok, "sharded checkpoint gives the reference image embeddings (max error %.3g)", e);
         free(px), free(ref), free(got);
+        tsr_session_free(s);
         tsr_model_free(m);
     }
 

@@ -9,8 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "testutil.h"
 #include "tsr_fusion.h"
+#include "testutil.h"
 
 #define FIX TSR_FIXTURES "/minilm"
 
@@ -100,20 +100,21 @@ static void test_tokenizer(const char *dir)
 
 static void test_embeddings(tsr_ctx *ctx, const char *dir)
 {
-    tsr_sentence_model *m = NULL;
+    tsr_model *m = NULL;
     tsr_error err = {0};
-    check(tsr_sentence_load(ctx, dir, &m, &err) == TSR_OK, "load %s %s", dir, err.msg);
+    check(tsr_model_load(ctx, dir, &m, &err) == TSR_OK, "load %s %s", dir, err.msg);
     if (!m)
         return;
+    tsr_session *s = new_session(m);
     char **texts;
     int n = read_jsonl(FIX "/sentences.jsonl", &texts, NULL), nd;
     long dims[2];
     float *ref = load_npy(FIX "/embeddings.npy", &nd, dims);
-    int D = tsr_sentence_dim(m);
+    int D = tsr_model_embed_dim(m);
     check(ref && dims[0] == n && dims[1] == D, "fixture: %d sentences x %d", n, D);
     float *got = malloc(sizeof(float) * (size_t)n * D);
     int cut = 0;
-    tsr_status st = tsr_sentence_embed(m, (const char *const *)texts, n, got, &cut, &err);
+    tsr_status st = tsr_session_embed_texts(s, (const char *const *)texts, n, 0, got, &cut, &err);
     check(st == TSR_OK, "embed %d sentences (%d truncated) %s", n, cut, st ? err.msg : "");
     double max_abs = 0, min_cos = 1;
     int worst = 0;
@@ -137,7 +138,7 @@ static void test_embeddings(tsr_ctx *ctx, const char *dir)
     double e1 = 0;
     for (int i = 0; i < 8 && st == TSR_OK; i++) {
         float one[1024];
-        st = tsr_sentence_embed(m, (const char *const *)&texts[i * 37], 1, one, NULL, &err);
+        st = tsr_session_embed_texts(s, (const char *const *)&texts[i * 37], 1, 0, one, NULL, &err);
         for (int d = 0; d < D && st == TSR_OK; d++)
             e1 = fmax(e1, fabs(one[d] - ref[(size_t)i * 37 * D + d]));
     }
@@ -147,7 +148,8 @@ static void test_embeddings(tsr_ctx *ctx, const char *dir)
     free(texts);
     free(got);
     free(ref);
-    tsr_sentence_free(m);
+    tsr_session_free(s);
+    tsr_model_free(m);
 }
 
 /* A copy of the model directory with one file changed. */
@@ -196,12 +198,12 @@ static void test_bad(tsr_ctx *ctx, const char *dir)
         char d[256];
         snprintf(d, sizeof d, "%s/v%zu", tmp, i);
         make_variant(dir, d, cases[i].file, cases[i].from, cases[i].to);
-        tsr_sentence_model *m = NULL;
+        tsr_model *m = NULL;
         tsr_error err = {0};
-        tsr_status st = tsr_sentence_load(ctx, d, &m, &err);
+        tsr_status st = tsr_model_load(ctx, d, &m, &err);
         check(st != TSR_OK && !m && strstr(err.msg, cases[i].want) && strstr(err.msg, tmp),
               "%s edited (%s): %s", cases[i].file, cases[i].to, err.msg);
-        tsr_sentence_free(m);
+        tsr_model_free(m);
     }
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);

@@ -5,8 +5,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "testutil.h"
 #include "tsr_fusion.h"
+#include "testutil.h"
 
 #define SHAPES TSR_FIXTURES "/shapes"
 #define MODEL TSR_SOURCE_DIR "/assets/models/shapes-clip"
@@ -129,6 +129,7 @@ int main(void)
         check(0, "load %s: %s", MODEL, err.msg);
         return finish();
     }
+    tsr_session *s = new_session(m);
     int P = tsr_model_embed_dim(m), pairs = 0, correct = 0;
     float *w = malloc(sizeof(float) * 4 * P), img[1024], probs[4];
     const char *tmpl[] = {"a photo of a {}."};
@@ -141,8 +142,8 @@ int main(void)
         char path[512];
         snprintf(path, sizeof path, "%s/%s", SHAPES, rows[i].file);
         const char *paths[1] = {path};
-        if (!cand[3] || tsr_zeroshot_weights(m, cand, 4, tmpl, 1, w, NULL, &err) != TSR_OK ||
-            tsr_model_embed_image_files(m, paths, 1, 1, img, &err) != TSR_OK) {
+        if (!cand[3] || tsr_session_zeroshot_weights(s, cand, 4, tmpl, 1, w, NULL, &err) != TSR_OK ||
+            tsr_session_embed_image_files(s, paths, 1, 1, img, &err) != TSR_OK) {
             check(0, "pair %s: %s", rows[i].file, err.msg);
             continue;
         }
@@ -157,6 +158,7 @@ int main(void)
     check(pairs == 50, "two-shape scenes against 3 distractors: %d scored, accuracy %.3f (chance "
                        "0.25; reported only)", pairs, pacc);
     free(w);
+    tsr_session_free(s);
     tsr_model_free(m);
     tsr_ctx_free(ctx);
     return finish();

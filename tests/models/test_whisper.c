@@ -14,8 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "testutil.h"
 #include "tsr_fusion.h"
+#include "testutil.h"
 #include "tsr_st.h"
 
 #define FIX TSR_FIXTURES "/whisper"
@@ -249,12 +249,13 @@ static void test_bad_ct2(void)
 
 static void test_hf_tiny(tsr_ctx *ctx)
 {
-    tsr_whisper *w = NULL;
+    tsr_model *w = NULL;
     tsr_error err = {0};
-    tsr_status st = tsr_whisper_load(ctx, FIX "/hf-tiny", &w, &err);
+    tsr_status st = tsr_model_load(ctx, FIX "/hf-tiny", &w, &err);
     check(st == TSR_OK, "load the HF WhisperForConditionalGeneration fixture %s", err.msg);
     if (!w)
         return;
+    tsr_session *ws = new_session(w);
     cJSON *ex = load_json(FIX "/hf-tiny/expected.json");
     float *pcm = NULL, *pad = calloc(480000, sizeof(float)), *mel = NULL;
     size_t n = 0;
@@ -266,10 +267,10 @@ static void test_hf_tiny(tsr_ctx *ctx)
         memcpy(pad, pcm, sizeof(float) * (n < 480000 ? n : 480000));
         st = tsr_whisper_logmel(pad, 480000, 80, 0, &mel, &T, &err);
     }
-    int D = tsr_whisper_dim(w), S = tsr_whisper_audio_ctx(w), V = tsr_whisper_vocab(w);
+    int D = tsr_model_dim(w), S = tsr_model_audio_ctx(w), V = tsr_model_vocab_size(w);
     float *enc = malloc(sizeof(float) * (size_t)S * D);
     if (st == TSR_OK)
-        st = tsr_whisper_encode(w, mel, enc, &err);
+        st = tsr_session_whisper_encode(ws, mel, enc, &err);
     int nd;
     long dims[2];
     float *ref = load_npy(FIX "/hf-tiny/encoder_out.npy", &nd, dims);
@@ -284,7 +285,7 @@ static void test_hf_tiny(tsr_ctx *ctx)
         toks[i] = cJSON_GetArrayItem(tj, i)->valueint;
     float *lg = malloc(sizeof(float) * (size_t)nt * V);
     if (st == TSR_OK)
-        st = tsr_whisper_logits(w, toks, nt, lg, &err);
+        st = tsr_session_whisper_logits(ws, toks, nt, lg, &err);
     ref = load_npy(FIX "/hf-tiny/logits.npy", &nd, dims);
     e = 0;
     ok = st == TSR_OK && ref && dims[0] == nt && dims[1] == V &&
@@ -297,7 +298,7 @@ static void test_hf_tiny(tsr_ctx *ctx)
     prm.no_speech_threshold = -1;
     for (int beam = 1; beam <= 3; beam += 2) {
         prm.beam_size = beam;
-        st = tsr_whisper_transcribe_pcm(w, pcm, n, &prm, &t, &err);
+        st = tsr_session_transcribe_pcm(ws, pcm, n, &prm, &t, &err);
         check(st == TSR_OK && t.n_segments == 1, "tiny model transcribes (beam %d): %d tokens %s",
               beam, st == TSR_OK ? t.n_tokens : -1, err.msg);
         if (st == TSR_OK)
@@ -305,7 +306,8 @@ static void test_hf_tiny(tsr_ctx *ctx)
     }
     free(ref), free(lg), free(enc), free(mel), free(pad), free(pcm);
     cJSON_Delete(ex);
-    tsr_whisper_free(w);
+    tsr_session_free(ws);
+    tsr_model_free(w);
 }
 
 /* Broken copies of the HF fixture: each is refused with the file named. */
@@ -333,12 +335,12 @@ static void test_bad_hf(tsr_ctx *ctx)
         snprintf(b, sizeof b, "%s/model.safetensors", dir);
         if (symlink(FIX "/hf-tiny/model.safetensors", b) != 0)
             printf("symlink failed\n");
-        tsr_whisper *w = NULL;
+        tsr_model *w = NULL;
         tsr_error err = {0};
-        tsr_status st = tsr_whisper_load(ctx, dir, &w, &err);
+        tsr_status st = tsr_model_load(ctx, dir, &w, &err);
         check(st != TSR_OK && !w && strstr(err.msg, cases[i].want) && strstr(err.msg, dir),
               "HF Whisper with %s edited (%s): %s", cases[i].file, cases[i].to, err.msg);
-        tsr_whisper_free(w);
+        tsr_model_free(w);
         unlink(b);
         for (int f = 0; f < 3; f++) {
             snprintf(b, sizeof b, "%s/%s", dir, files[f]);
@@ -413,14 +415,15 @@ static double wer(const char *ref, const char *hyp)
 
 static void test_real(tsr_ctx *ctx, const char *dir)
 {
-    tsr_whisper *w = NULL;
+    tsr_model *w = NULL;
     tsr_error err = {0};
     double t0 = now();
-    tsr_status st = tsr_whisper_load(ctx, dir, &w, &err);
+    tsr_status st = tsr_model_load(ctx, dir, &w, &err);
     check(st == TSR_OK, "load faster-whisper-tiny.en (model.bin) in %.2f s %s", now() - t0,
           err.msg);
     if (!w)
         return;
+    tsr_session *ws = new_session(w);
     cJSON *meta = load_json(FIX "/clips.json");
     const cJSON *clips = cJSON_GetObjectItem(meta, "clips"), *c;
     int n = 0, same = 0, same_tokens = 0, one_word = 0, worse = 0, beam_n = 0, beam_same = 0;
@@ -433,7 +436,7 @@ static void test_real(tsr_ctx *ctx, const char *dir)
         const char *want = cJSON_GetObjectItem(fw, "text")->valuestring;
         tsr_transcript t;
         double a = now();
-        st = tsr_whisper_transcribe_file(w, p, NULL, &t, &err);
+        st = tsr_session_transcribe_file(ws, p, NULL, &t, &err);
         run_s += now() - a;
         if (st != TSR_OK) {
             check(0, "transcribe %s: %s", p, err.msg);
@@ -461,7 +464,7 @@ static void test_real(tsr_ctx *ctx, const char *dir)
         if (cJSON_IsString(b5)) {
             tsr_transcribe_params prm = tsr_transcribe_default_params();
             prm.beam_size = 5;
-            if (tsr_whisper_transcribe_file(w, p, &prm, &t, &err) == TSR_OK) {
+            if (tsr_session_transcribe_file(ws, p, &prm, &t, &err) == TSR_OK) {
                 beam_n++;
                 beam_same += strcmp(t.text, b5->valuestring) == 0;
                 if (strcmp(t.text, b5->valuestring) != 0)
@@ -485,7 +488,7 @@ static void test_real(tsr_ctx *ctx, const char *dir)
     const cJSON *edges = cJSON_GetObjectItem(meta, "edge_cases");
     float *sil = calloc(80000, sizeof(float));
     tsr_transcript t;
-    st = tsr_whisper_transcribe_pcm(w, sil, 80000, NULL, &t, &err);
+    st = tsr_session_transcribe_pcm(ws, sil, 80000, NULL, &t, &err);
     const char *want = cJSON_GetObjectItem(cJSON_GetObjectItem(edges, "silence_5s"), "text")->valuestring;
     check(st == TSR_OK && strcmp(t.text, want) == 0, "5 s of silence: \"%s\" (faster-whisper \"%s\") %s",
           st == TSR_OK ? t.text : "", want, err.msg);
@@ -494,7 +497,7 @@ static void test_real(tsr_ctx *ctx, const char *dir)
     float *pcm = NULL;
     size_t np = 0;
     if (tsr_audio_load_file(FIX "/clips/00.wav", 16000, &pcm, &np, &err) == TSR_OK) {
-        st = tsr_whisper_transcribe_pcm(w, pcm, 1600, NULL, &t, &err);
+        st = tsr_session_transcribe_pcm(ws, pcm, 1600, NULL, &t, &err);
         want = cJSON_GetObjectItem(cJSON_GetObjectItem(edges, "first_0.1s_of_00"), "text")->valuestring;
         check(st == TSR_OK && strcmp(t.text, want) == 0, "a 0.1 s clip: \"%s\" (faster-whisper \"%s\") %s",
               st == TSR_OK ? t.text : "", want, err.msg);
@@ -511,7 +514,7 @@ static void test_real(tsr_ctx *ctx, const char *dir)
     struct rusage ru0, ru1;
     getrusage(RUSAGE_SELF, &ru0);
     double a = now();
-    st = tsr_whisper_transcribe_pcm(w, long_pcm, total, NULL, &t, &err);
+    st = tsr_session_transcribe_pcm(ws, long_pcm, total, NULL, &t, &err);
     double secs = now() - a;
     getrusage(RUSAGE_SELF, &ru1);
     const cJSON *ten = cJSON_GetObjectItem(edges, "ten_minutes_00");
@@ -529,7 +532,8 @@ static void test_real(tsr_ctx *ctx, const char *dir)
     (void)ru0;
     free(long_pcm), free(pcm), free(sil);
     cJSON_Delete(meta);
-    tsr_whisper_free(w);
+    tsr_session_free(ws);
+    tsr_model_free(w);
 }
 
 /* The CLI: text, --json, and a bad file among good ones. */

@@ -5,7 +5,33 @@
 #include "tsr_tower.h"
 
 static tsr_ctx *ctx;
+static tsr_queue *q;
 static tsr_error err;
+
+static void new_queue(void)
+{
+    tsr_queue_free(q);
+    if (tsr_queue_create(ctx, &q, &err) != TSR_OK) {
+        printf("FAIL creating a queue: %s\n", err.msg);
+        exit(1);
+    }
+}
+
+/* The layers' scratch for R rows of c, in an arena of its own. */
+static tsr_status scratch_for(const tsr_enc_cfg *c, int R, tsr_arena *a, tsr_enc_scratch *s)
+{
+    size_t need[TSR_SCRATCH_N] = {0};
+    tsr_scratch_need(c, R, need);
+    tsr_arena_init(a, ctx);
+    tsr_scratch_reserve(a, s, need);
+    return tsr_arena_commit(a, &err);
+}
+
+static void mems_free(cl_mem *m, int n)
+{
+    for (int i = 0; i < n; i++)
+        tsr_buf_free(m[i]);
+}
 static unsigned rng_state = 12345;
 
 static float frand(void)
@@ -25,7 +51,7 @@ static float *rand_vec(size_t n, float scale)
 static cl_mem up(const void *h, size_t bytes)
 {
     cl_mem m = tsr_buf_alloc(ctx, bytes, &err);
-    if (!m || tsr_buf_write(ctx, m, h, bytes, &err) != TSR_OK) {
+    if (!m || tsr_buf_write(q, m, h, bytes, &err) != TSR_OK) {
         printf("FAIL upload: %s\n", err.msg);
         exit(1);
     }
@@ -35,7 +61,7 @@ static cl_mem up(const void *h, size_t bytes)
 static float *down(cl_mem m, size_t n)
 {
     float *h = malloc(sizeof(float) * (n ? n : 1));
-    if (tsr_buf_read(ctx, m, h, sizeof(float) * n, &err) != TSR_OK) {
+    if (tsr_buf_read(q, m, h, sizeof(float) * n, &err) != TSR_OK) {
         printf("FAIL download: %s\n", err.msg);
         exit(1);
     }
@@ -197,12 +223,12 @@ static void test_layernorm(int rows, int dim)
     ref_layernorm(x, ref, g, b, rows, dim, 1e-5f);
     cl_mem dx = up(x, sizeof(float) * rows * dim), dg = up(g, sizeof(float) * dim),
            db = up(b, sizeof(float) * dim);
-    tsr_k_layernorm(ctx, dx, dx, dg, db, rows, dim, 1e-5f, &err);
+    tsr_k_layernorm(q, dx, dx, dg, db, rows, dim, 1e-5f, &err);
     float *got = down(dx, (size_t)rows * dim);
     char name[64];
     snprintf(name, sizeof name, "layernorm %dx%d", rows, dim);
     compare(name, got, ref, (size_t)rows * dim, 1e-4, 1e-4);
-    tsr_mems_free((cl_mem[]){dx, dg, db}, 3);
+    mems_free((cl_mem[]){dx, dg, db}, 3);
     free(x), free(g), free(b), free(ref), free(got);
 }
 
@@ -217,7 +243,7 @@ static void test_l2norm(int rows, int dim)
             ref[r * dim + i] = (float)(x[r * dim + i] / fmax(sqrt(s), 1e-12));
     }
     cl_mem dx = up(x, sizeof(float) * rows * dim);
-    tsr_k_l2norm(ctx, dx, rows, dim, &err);
+    tsr_k_l2norm(q, dx, rows, dim, &err);
     float *got = down(dx, (size_t)rows * dim);
     char name[64];
     snprintf(name, sizeof name, "l2norm %dx%d", rows, dim);
@@ -236,12 +262,12 @@ static void test_softmax(int B, int H, int S, int causal, int use_lens)
         lens[b] = 1 + (b * 7) % S;
     ref_softmax(ref, B, H, S, S, 0.37f, causal, use_lens ? lens : NULL);
     cl_mem ds = up(s, sizeof(float) * n), dl = up(lens, sizeof(int) * B);
-    tsr_k_softmax(ctx, ds, B, H, S, S, 0.37f, causal, use_lens ? dl : NULL, &err);
+    tsr_k_softmax(q, ds, B, H, S, S, 0.37f, causal, use_lens ? dl : NULL, &err);
     float *got = down(ds, n);
     char name[96];
     snprintf(name, sizeof name, "softmax B%d H%d S%d causal=%d lens=%d", B, H, S, causal, use_lens);
     compare(name, got, ref, n, 1e-6, 1e-5);
-    tsr_mems_free((cl_mem[]){ds, dl}, 2);
+    mems_free((cl_mem[]){ds, dl}, 2);
     free(s), free(ref), free(got), free(lens);
 }
 
@@ -252,12 +278,12 @@ static void test_bias_act(int rows, int cols, int act, int with_bias)
     for (size_t i = 0; i < n; i++)
         ref[i] = ref_act(y[i] + (with_bias ? b[i % cols] : 0), act);
     cl_mem dy = up(y, sizeof(float) * n), dbias = up(b, sizeof(float) * cols);
-    tsr_k_bias_act(ctx, dy, with_bias ? dbias : NULL, rows, cols, act, &err);
+    tsr_k_bias_act(q, dy, with_bias ? dbias : NULL, rows, cols, act, &err);
     float *got = down(dy, n);
     char name[64];
     snprintf(name, sizeof name, "bias_act %dx%d act=%d bias=%d", rows, cols, act, with_bias);
     compare(name, got, ref, n, 1e-5, 1e-5);
-    tsr_mems_free((cl_mem[]){dy, dbias}, 2);
+    mems_free((cl_mem[]){dy, dbias}, 2);
     free(y), free(b), free(ref), free(got);
 }
 
@@ -267,89 +293,128 @@ static void test_add(size_t n)
     for (size_t i = 0; i < n; i++)
         ref[i] = y[i] + x[i];
     cl_mem dy = up(y, sizeof(float) * n), dx = up(x, sizeof(float) * n);
-    tsr_k_add(ctx, dy, dx, n, &err);
+    tsr_k_add(q, dy, dx, n, &err);
     float *got = down(dy, n);
     char name[64];
     snprintf(name, sizeof name, "add n=%zu", n);
     compare(name, got, ref, n, 0, 0);
-    tsr_mems_free((cl_mem[]){dy, dx}, 2);
+    mems_free((cl_mem[]){dy, dx}, 2);
     free(y), free(x), free(ref), free(got);
 }
 
-static void test_embed_gather(int B, int S, int D, int V)
+/* Token embeddings at positions pos0.., with or without a token-type row. */
+static void test_embed_gather(int B, int S, int D, int V, int pos0, int with_type)
 {
-    int *ids = malloc(sizeof(int) * B * S);
+    int *ids = malloc(sizeof(int) * B * S), P = pos0 + S;
     for (int i = 0; i < B * S; i++)
         ids[i] = (i * 31 + 7) % V;
-    float *tok = rand_vec((size_t)V * D, 1.0f), *pos = rand_vec((size_t)S * D, 1.0f);
+    float *tok = rand_vec((size_t)V * D, 1.0f), *pos = rand_vec((size_t)P * D, 1.0f);
+    float *type = rand_vec((size_t)D, 1.0f);
     size_t n = (size_t)B * S * D;
     float *ref = malloc(sizeof(float) * n);
     for (int t = 0; t < B * S; t++)
         for (int d = 0; d < D; d++)
-            ref[(size_t)t * D + d] = tok[(size_t)ids[t] * D + d] + pos[(size_t)(t % S) * D + d];
+            ref[(size_t)t * D + d] = tok[(size_t)ids[t] * D + d] +
+                                     pos[(size_t)(pos0 + t % S) * D + d] +
+                                     (with_type ? type[d] : 0.0f);
     cl_mem di = up(ids, sizeof(int) * B * S), dt = up(tok, sizeof(float) * V * D),
-           dp = up(pos, sizeof(float) * S * D), dout = tsr_buf_alloc(ctx, sizeof(float) * n, &err);
-    tsr_k_embed_tokens(ctx, dout, di, dt, dp, B, S, D, &err);
+           dp = up(pos, sizeof(float) * P * D), dty = up(type, sizeof(float) * D),
+           dout = tsr_buf_alloc(ctx, sizeof(float) * n, &err);
+    tsr_k_embed_tokens(q, dout, di, dt, dp, with_type ? dty : NULL, B, S, pos0, D, &err);
     float *got = down(dout, n);
-    char name[64];
-    snprintf(name, sizeof name, "embed_tokens B%d S%d D%d", B, S, D);
+    char name[96];
+    snprintf(name, sizeof name, "embed_tokens B%d S%d D%d from position %d, type row %d", B, S, D,
+             pos0, with_type);
     compare(name, got, ref, n, 0, 0);
     /* gather rows B*S-1, 0, ... */
     int *idx = malloc(sizeof(int) * B);
     float *gref = malloc(sizeof(float) * B * D);
     for (int b = 0; b < B; b++) {
-        idx[b] = (B * S - 1 - b * 3 + B * S) % (B * S);
+        idx[b] = ((B * S - 1 - b * 3) % (B * S) + B * S) % (B * S);
         memcpy(gref + (size_t)b * D, ref + (size_t)idx[b] * D, sizeof(float) * D);
     }
     cl_mem dx = up(idx, sizeof(int) * B), dg = tsr_buf_alloc(ctx, sizeof(float) * B * D, &err);
-    tsr_k_gather_rows(ctx, dg, dout, dx, B, D, &err);
+    tsr_k_gather_rows(q, dg, dout, dx, B, D, &err);
     float *gg = down(dg, (size_t)B * D);
     snprintf(name, sizeof name, "gather_rows %d of %d, D%d", B, B * S, D);
     compare(name, gg, gref, (size_t)B * D, 0, 0);
-    tsr_mems_free((cl_mem[]){di, dt, dp, dout, dx, dg}, 6);
-    free(ids), free(tok), free(pos), free(ref), free(got), free(idx), free(gref), free(gg);
+    mems_free((cl_mem[]){di, dt, dp, dty, dout, dx, dg}, 7);
+    free(ids), free(tok), free(pos), free(type), free(ref), free(got), free(idx), free(gref),
+        free(gg);
 }
 
-static void test_patches(int B, int C, int Hs, int p, int D)
+/* Patch embedding with (CLIP) or without (SigLIP, tokens for a decoder) a class token. */
+static void test_patches(int B, int C, int Hs, int p, int D, int with_cls)
 {
-    int g = Hs / p, np = g * g, K = C * p * p;
+    int g = Hs / p, np = g * g, K = C * p * p, S = np + with_cls;
     size_t npx = (size_t)B * C * Hs * Hs;
     float *px = rand_vec(npx, 1.0f), *w = rand_vec((size_t)D * K, 0.3f);
-    float *cls = rand_vec(D, 1.0f), *pos = rand_vec((size_t)(np + 1) * D, 1.0f);
+    float *cls = rand_vec(D, 1.0f), *pos = rand_vec((size_t)S * D, 1.0f);
     /* reference: a stride-p convolution written out directly */
-    size_t nout = (size_t)B * (np + 1) * D;
+    size_t nout = (size_t)B * S * D;
     float *ref = malloc(sizeof(float) * nout);
     for (int b = 0; b < B; b++)
-        for (int t = 0; t <= np; t++)
+        for (int t = 0; t < S; t++)
             for (int d = 0; d < D; d++) {
                 double s = 0;
-                if (t == 0)
+                int patch = t - with_cls;
+                if (patch < 0)
                     s = cls[d];
                 else {
-                    int py = (t - 1) / g, pxx = (t - 1) % g;
+                    int py = patch / g, pxx = patch % g;
                     for (int c = 0; c < C; c++)
                         for (int ky = 0; ky < p; ky++)
                             for (int kx = 0; kx < p; kx++)
                                 s += (double)w[(size_t)d * K + (c * p + ky) * p + kx] *
                                      px[(((size_t)b * C + c) * Hs + py * p + ky) * Hs + pxx * p + kx];
                 }
-                ref[((size_t)b * (np + 1) + t) * D + d] = (float)(s + pos[(size_t)t * D + d]);
+                ref[((size_t)b * S + t) * D + d] = (float)(s + pos[(size_t)t * D + d]);
             }
-    cl_mem dpx = up(px, sizeof(float) * npx), dw = tsr_linear_weight_upload(ctx, w, D, K, &err),
-           dcls = up(cls, sizeof(float) * D), dpos = up(pos, sizeof(float) * (np + 1) * D);
+    cl_mem dpx = up(px, sizeof(float) * npx), dw = tsr_linear_weight_upload(q, w, D, K, &err),
+           dcls = up(cls, sizeof(float) * D), dpos = up(pos, sizeof(float) * S * D);
     cl_mem cols = tsr_buf_alloc(ctx, sizeof(float) * B * np * K, &err);
     cl_mem pt = tsr_buf_alloc(ctx, sizeof(float) * B * np * D, &err);
     cl_mem out = tsr_buf_alloc(ctx, sizeof(float) * nout, &err);
-    tsr_k_im2col(ctx, dpx, cols, B, C, Hs, Hs, p, &err);
-    tsr_linear(ctx, cols, B * np, K, dw, NULL, D, pt, TSR_ACT_NONE, &err);
-    tsr_k_vit_embed(ctx, out, pt, dcls, dpos, B, np, D, &err);
+    tsr_k_im2col(q, dpx, cols, B, C, Hs, Hs, p, &err);
+    tsr_linear(q, cols, B * np, K, dw, NULL, D, pt, TSR_ACT_NONE, &err);
+    tsr_k_vit_embed(q, out, pt, with_cls ? dcls : NULL, dpos, B, np, D, &err);
     float *got = down(out, nout);
-    char name[96];
-    snprintf(name, sizeof name, "patch embedding (im2col+GEMM+vit_embed) B%d %dpx patch %d D%d", B,
-             Hs, p, D);
+    char name[128];
+    snprintf(name, sizeof name,
+             "patch embedding (im2col+GEMM+vit_embed) B%d %dpx patch %d D%d class token %d", B,
+             Hs, p, D, with_cls);
     compare(name, got, ref, nout, 1e-4, 1e-4);
-    tsr_mems_free((cl_mem[]){dpx, dw, dcls, dpos, cols, pt, out}, 7);
+    mems_free((cl_mem[]){dpx, dw, dcls, dpos, cols, pt, out}, 7);
     free(px), free(w), free(cls), free(pos), free(ref), free(got);
+}
+
+/* The 1-D convolution input rows of Whisper's encoder (kernel 3, padding 1). */
+static void test_im2col1d(int C, int T_in, int stride, int channels_last)
+{
+    int T_out = stride == 1 ? T_in : (T_in + 1) / 2;
+    /* in(c, s) = x[c*cs + s*ss]: channels first (mel frames) or last (h1) */
+    int cs = channels_last ? 1 : T_in, ss = channels_last ? C : 1;
+    size_t nx = (size_t)C * T_in, nc = (size_t)T_out * C * 3;
+    float *x = rand_vec(nx, 1.0f), *ref = malloc(sizeof(float) * nc);
+    for (int t = 0; t < T_out; t++)
+        for (int c = 0; c < C; c++)
+            for (int k = 0; k < 3; k++) {
+                int src = t * stride + k - 1;
+                ref[((size_t)t * C + c) * 3 + k] =
+                    src >= 0 && src < T_in ? x[(size_t)c * cs + (size_t)src * ss] : 0.0f;
+            }
+    cl_mem dx = up(x, sizeof(float) * nx), dc = tsr_buf_alloc(ctx, sizeof(float) * nc, &err);
+    tsr_status st = tsr_k_im2col1d(q, dx, dc, C, T_in, cs, ss, stride, T_out, &err);
+    float *got = down(dc, nc);
+    char name[96];
+    snprintf(name, sizeof name, "im2col_1d C%d T%d stride %d channels %s", C, T_in, stride,
+             channels_last ? "last" : "first");
+    if (st != TSR_OK)
+        check(0, "%s: %s", name, err.msg);
+    else
+        compare(name, got, ref, nc, 0, 0);
+    mems_free((cl_mem[]){dx, dc}, 2);
+    free(x), free(ref), free(got);
 }
 
 static void test_gemm(int M, int N, int K)
@@ -359,7 +424,7 @@ static void test_gemm(int M, int N, int K)
     ref_gemm_nt(M, N, K, 1.0f, a, K, b, K, 0.0f, ref, N);
     cl_mem da = up(a, sizeof(float) * M * K), db = up(b, sizeof(float) * N * K),
            dc = tsr_buf_alloc(ctx, sizeof(float) * M * N, &err);
-    tsr_status st = tsr_gemm_nt(ctx, M, N, K, 1.0f, da, 0, K, db, 0, K, 0.0f, dc, 0, N, &err);
+    tsr_status st = tsr_gemm_nt(q, M, N, K, 1.0f, da, 0, K, db, 0, K, 0.0f, dc, 0, N, &err);
     float *got = down(dc, (size_t)M * N);
     char name[64];
     snprintf(name, sizeof name, "gemm_nt %dx%dx%d", M, N, K);
@@ -367,7 +432,7 @@ static void test_gemm(int M, int N, int K)
         check(0, "%s: %s", name, err.msg);
     else
         compare(name, got, ref, (size_t)M * N, 1e-4, 1e-4);
-    tsr_mems_free((cl_mem[]){da, db, dc}, 3);
+    mems_free((cl_mem[]){da, db, dc}, 3);
     free(a), free(b), free(ref), free(got);
 }
 
@@ -382,9 +447,9 @@ static void test_linear(int M, int N, int K, int act, int with_bias)
     for (int own = 0; own < 2; own++) {
         ctx->own_gemm = own;
         cl_mem dx = up(x, sizeof(float) * M * K), db = up(b, sizeof(float) * N);
-        cl_mem dw = tsr_linear_weight_upload(ctx, w, N, K, &err);
+        cl_mem dw = tsr_linear_weight_upload(q, w, N, K, &err);
         cl_mem dy = tsr_buf_alloc(ctx, sizeof(float) * M * N, &err);
-        tsr_status st = tsr_linear(ctx, dx, M, K, dw, with_bias ? db : NULL, N, dy, act, &err);
+        tsr_status st = tsr_linear(q, dx, M, K, dw, with_bias ? db : NULL, N, dy, act, &err);
         float *got = down(dy, (size_t)M * N);
         char name[96];
         snprintf(name, sizeof name, "linear (%s) %dx%dx%d act=%d bias=%d", own ? "tessera GEMM" : "CLBlast",
@@ -393,7 +458,7 @@ static void test_linear(int M, int N, int K, int act, int with_bias)
             check(0, "%s: %s", name, err.msg);
         else
             compare(name, got, ref, (size_t)M * N, 1e-4, 1e-4);
-        tsr_mems_free((cl_mem[]){dx, db, dw, dy}, 4);
+        mems_free((cl_mem[]){dx, db, dw, dy}, 4);
         free(got);
     }
     ctx->own_gemm = saved;
@@ -412,6 +477,7 @@ static void test_gemm_strips(void)
               strips[i], st == TSR_OK ? "" : ": ", st == TSR_OK ? "" : err.msg);
         if (st != TSR_OK)
             continue;
+        new_queue(); /* kernels from the rebuilt program */
         const int shapes[3][3] = {{7, 33, 9}, {13, 300, 40}, {61, 517, 96}};
         for (int k = 0; k < 3; k++) {
             int M = shapes[k][0], N = shapes[k][1], K = shapes[k][2];
@@ -421,9 +487,9 @@ static void test_gemm_strips(void)
             int saved = ctx->own_gemm;
             ctx->own_gemm = 1;
             cl_mem dx = up(x, sizeof(float) * M * K), db = up(b, sizeof(float) * N);
-            cl_mem dw = tsr_linear_weight_upload(ctx, w, N, K, &err);
+            cl_mem dw = tsr_linear_weight_upload(q, w, N, K, &err);
             cl_mem dy = tsr_buf_alloc(ctx, sizeof(float) * M * N, &err);
-            st = tsr_linear(ctx, dx, M, K, dw, db, N, dy, TSR_ACT_GELU, &err);
+            st = tsr_linear(q, dx, M, K, dw, db, N, dy, TSR_ACT_GELU, &err);
             float *got = down(dy, (size_t)M * N);
             char name[96];
             snprintf(name, sizeof name, "tessera GEMM, %d strips, %dx%dx%d", strips[i], M, N, K);
@@ -432,12 +498,13 @@ static void test_gemm_strips(void)
             else
                 compare(name, got, ref, (size_t)M * N, 1e-4, 1e-4);
             ctx->own_gemm = saved;
-            tsr_mems_free((cl_mem[]){dx, db, dw, dy}, 4);
+            mems_free((cl_mem[]){dx, db, dw, dy}, 4);
             free(x), free(w), free(b), free(ref), free(got);
         }
     }
     check(tsr_ctx_set_gemm_strips(ctx, 3, &err) == TSR_ERR_INVALID_ARG, "3 strips are refused");
     check(tsr_ctx_set_gemm_strips(ctx, 4, &err) == TSR_OK, "back to 4 strips");
+    new_queue();
 }
 
 static void test_encoder_layer(int B, int S, int D, int H, int F, int act, int causal, int lens_on,
@@ -454,7 +521,7 @@ static void test_encoder_layer(int B, int S, int D, int H, int F, int act, int c
             for (size_t k = 0; k < sizes[i]; k++)
                 hw[i][k] += 1.0f;
         int lin_rows[12] = {0, 0, 3 * D, 0, D, 0, 0, 0, F, 0, D, 0};
-        dw[i] = lin_rows[i] ? tsr_linear_weight_upload(ctx, hw[i], lin_rows[i],
+        dw[i] = lin_rows[i] ? tsr_linear_weight_upload(q, hw[i], lin_rows[i],
                                                        (int)(sizes[i] / lin_rows[i]), &err)
                             : up(hw[i], sizeof(float) * sizes[i]);
     }
@@ -468,9 +535,10 @@ static void test_encoder_layer(int B, int S, int D, int H, int F, int act, int c
     ref_enc_layer(&c, hw, ref, B, S, lens_on ? lens : NULL);
     cl_mem dx = up(x, sizeof(float) * n), dl = up(lens, sizeof(int) * B);
     tsr_enc_scratch s = {0};
-    tsr_status st = tsr_enc_scratch_alloc(ctx, &c, B, S, &s, &err);
+    tsr_arena sa;
+    tsr_status st = scratch_for(&c, B * S, &sa, &s);
     if (st == TSR_OK)
-        st = tsr_enc_layer(ctx, &c, &w, &s, dx, B, S, lens_on ? dl : NULL, &err);
+        st = tsr_enc_layer(q, &c, &w, &s, dx, B, S, lens_on ? dl : NULL, &err);
     float *got = down(dx, n);
     char name[160];
     snprintf(name, sizeof name,
@@ -489,10 +557,10 @@ static void test_encoder_layer(int B, int S, int D, int H, int F, int act, int c
         cl_mem t[4];
         int idx[4] = {2, 4, 8, 10}, rows[4] = {3 * D, D, F, D};
         for (int k = 0; k < 4; k++)
-            t[k] = tsr_linear_weight_upload(ctx, hw[idx[k]], rows[k], (int)(sizes[idx[k]] / rows[k]), &err);
+            t[k] = tsr_linear_weight_upload(q, hw[idx[k]], rows[k], (int)(sizes[idx[k]] / rows[k]), &err);
         w2.qkv_w = t[0], w2.o_w = t[1], w2.fc1_w = t[2], w2.fc2_w = t[3];
-        tsr_buf_write(ctx, dx, x, sizeof(float) * n, &err);
-        st = tsr_enc_layer(ctx, &c, &w2, &s, dx, B, S, lens_on ? dl : NULL, &err);
+        tsr_buf_write(q, dx, x, sizeof(float) * n, &err);
+        st = tsr_enc_layer(q, &c, &w2, &s, dx, B, S, lens_on ? dl : NULL, &err);
         got = down(dx, n);
         snprintf(name, sizeof name,
                  "encoder layer (CLBlast) B%d S%d D%d H%d F%d act=%d causal=%d lens=%d post_ln=%d",
@@ -501,21 +569,22 @@ static void test_encoder_layer(int B, int S, int D, int H, int F, int act, int c
             check(0, "%s: %s", name, err.msg);
         else
             compare(name, got, ref, n, 1e-4, 1e-4);
-        tsr_mems_free(t, 4);
+        mems_free(t, 4);
         ctx->own_gemm = 1;
     }
-    tsr_enc_scratch_free(&s);
-    tsr_mems_free(dw, 12);
-    tsr_mems_free((cl_mem[]){dx, dl}, 2);
+    tsr_arena_release(&sa);
+    mems_free(dw, 12);
+    mems_free((cl_mem[]){dx, dl}, 2);
     for (int i = 0; i < 12; i++)
         free(hw[i]);
     free(x), free(ref), free(got), free(lens);
 }
 
 /* Reference attention: out[b, i, h] over keys j < lim (causal: j <= i + Sk - Sq). */
-static void ref_attention_kv(const float *q, int q_off, int q_row, const float *kv, int k_off,
-                             int v_off, int kv_row, int kv_batch, float *out, int o_row, int B,
-                             int Sq, int Sk, int H, int dh, float scale, int causal)
+static void ref_attention_kv_lens(const float *q, int q_off, int q_row, const float *kv,
+                                  int k_off, int v_off, int kv_row, int kv_batch, float *out,
+                                  int o_row, int B, int Sq, int Sk, int H, int dh, float scale,
+                                  int causal, const int *lens)
 {
     double *p = malloc(sizeof(double) * (Sk > 0 ? Sk : 1));
     for (int b = 0; b < B; b++)
@@ -523,6 +592,8 @@ static void ref_attention_kv(const float *q, int q_off, int q_row, const float *
             for (int i = 0; i < Sq; i++) {
                 const float *qr = q + ((size_t)b * Sq + i) * q_row + q_off + h * dh;
                 int lim = causal ? (i + 1 + Sk - Sq < Sk ? i + 1 + Sk - Sq : Sk) : Sk;
+                if (lens && lens[b] < lim)
+                    lim = lens[b] > 1 ? lens[b] : 1;
                 double m = -1e300, sum = 0;
                 for (int j = 0; j < lim; j++) {
                     const float *k = kv + (size_t)b * kv_batch + (size_t)j * kv_row + k_off + h * dh;
@@ -546,28 +617,42 @@ static void ref_attention_kv(const float *q, int q_off, int q_row, const float *
     free(p);
 }
 
-static void test_attention_kv(int B, int Sq, int Sk, int H, int dh, int causal, int shared)
+static void ref_attention_kv(const float *q, int q_off, int q_row, const float *kv, int k_off,
+                             int v_off, int kv_row, int kv_batch, float *out, int o_row, int B,
+                             int Sq, int Sk, int H, int dh, float scale, int causal)
+{
+    ref_attention_kv_lens(q, q_off, q_row, kv, k_off, v_off, kv_row, kv_batch, out, o_row, B, Sq,
+                          Sk, H, dh, scale, causal, NULL);
+}
+
+static void test_attention_kv(int B, int Sq, int Sk, int H, int dh, int causal, int shared,
+                              int lens_on)
 {
     int D = H * dh, q_row = 3 * D, kv_row = 2 * D + 3, kv_batch = shared ? 0 : Sk * kv_row;
     size_t nq = (size_t)B * Sq * q_row, nkv = (size_t)(shared ? 1 : B) * Sk * kv_row + 8;
-    float *q = rand_vec(nq, 1.0f), *kv = rand_vec(nkv, 1.0f);
+    float *qh = rand_vec(nq, 1.0f), *kv = rand_vec(nkv, 1.0f);
     float *ref = calloc((size_t)B * Sq * D, sizeof(float));
-    ref_attention_kv(q, 5 % D, q_row, kv, 1, D + 2, kv_row, kv_batch, ref, D, B, Sq, Sk, H, dh,
-                     0.125f, causal);
-    cl_mem dq = up(q, sizeof(float) * nq), dkv = up(kv, sizeof(float) * nkv);
+    int *lens = malloc(sizeof(int) * B);
+    for (int b = 0; b < B; b++)
+        lens[b] = Sk - (b * 7) % Sk;
+    ref_attention_kv_lens(qh, 5 % D, q_row, kv, 1, D + 2, kv_row, kv_batch, ref, D, B, Sq, Sk, H,
+                          dh, 0.125f, causal, lens_on ? lens : NULL);
+    cl_mem dq = up(qh, sizeof(float) * nq), dkv = up(kv, sizeof(float) * nkv);
+    cl_mem dl = up(lens, sizeof(int) * B);
     cl_mem dout = tsr_buf_alloc(ctx, sizeof(float) * B * Sq * D, &err);
-    tsr_att_io io = {dq, 5 % D, q_row, dkv, 1, D + 2, kv_row, kv_batch, dout, D};
-    tsr_status st = tsr_k_attention_kv(ctx, &io, B, Sq, Sk, H, dh, 0.125f, causal, &err);
+    tsr_att_io io = {dq, 5 % D, q_row, dkv, 1, D + 2, kv_row, kv_batch, dout, D,
+                     lens_on ? dl : NULL};
+    tsr_status st = tsr_k_attention_kv(q, &io, B, Sq, Sk, H, dh, 0.125f, causal, &err);
     float *got = down(dout, (size_t)B * Sq * D);
     char name[128];
-    snprintf(name, sizeof name, "attention_kv B%d Sq%d Sk%d H%d dh%d causal=%d shared=%d", B, Sq,
-             Sk, H, dh, causal, shared);
+    snprintf(name, sizeof name, "attention_kv B%d Sq%d Sk%d H%d dh%d causal=%d shared=%d lens=%d",
+             B, Sq, Sk, H, dh, causal, shared, lens_on);
     if (st != TSR_OK)
         check(0, "%s: %s", name, err.msg);
     else
         compare(name, got, ref, (size_t)B * Sq * D, 1e-5, 1e-4);
-    tsr_mems_free((cl_mem[]){dq, dkv, dout}, 3);
-    free(q), free(kv), free(ref), free(got);
+    mems_free((cl_mem[]){dq, dkv, dl, dout}, 4);
+    free(qh), free(kv), free(ref), free(got), free(lens);
 }
 
 /* The decoder layer run token by token (and in chunks) through its KV cache
@@ -642,7 +727,7 @@ static void test_decoder_layer(int B, int T, int chunk, int D, int H, int F, int
         if (ln)
             for (size_t k = 0; k < sizes[i]; k++)
                 hw[i][k] += 1.0f;
-        dw[i] = rows[i] ? tsr_linear_weight_upload(ctx, hw[i], rows[i], cols[i], &err)
+        dw[i] = rows[i] ? tsr_linear_weight_upload(q, hw[i], rows[i], cols[i], &err)
                         : up(hw[i], sizeof(float) * sizes[i]);
     }
     tsr_dec_weights w;
@@ -653,24 +738,29 @@ static void test_decoder_layer(int B, int T, int chunk, int D, int H, int F, int
     memcpy(ref, x, sizeof(float) * n);
     ref_decoder(&c, hw, ref, B, T, enc, Bx, Se);
     tsr_dec_state st = {0};
-    tsr_dec_scratch s = {0};
+    tsr_enc_scratch s = {0};
     cl_mem denc = up(enc, sizeof(float) * ((size_t)Bx * Se * D + 1));
-    tsr_status rc = tsr_dec_state_alloc(ctx, &c, B, T + 2, Bx, Se, &st, &err);
+    tsr_enc_cfg ec = tsr_dec_enc_cfg(&c);
+    tsr_arena sa, da;
+    tsr_status rc = scratch_for(&ec, B * chunk, &sa, &s);
+    tsr_arena_init(&da, ctx);
+    TSR_TRY(rc, tsr_dec_state_plan(&c, B, T + 2, Bx, Se, &da, &st, &err));
+    TSR_TRY(rc, tsr_arena_commit(&da, &err));
     if (rc == TSR_OK && Se > 0)
-        rc = tsr_dec_cross_kv(ctx, &c, &w, &st, denc, &err);
+        rc = tsr_dec_cross_kv(q, &c, &w, &st, denc, &err);
     float *got = malloc(sizeof(float) * n), *step = malloc(sizeof(float) * n);
     cl_mem dx = tsr_buf_alloc(ctx, sizeof(float) * B * chunk * D, &err);
     for (int t = 0; t < T && rc == TSR_OK; t += chunk) {
-        int q = T - t < chunk ? T - t : chunk;
+        int nq = T - t < chunk ? T - t : chunk;
         for (int b = 0; b < B; b++)
-            memcpy(step + (size_t)b * q * D, x + ((size_t)b * T + t) * D, sizeof(float) * q * D);
-        rc = tsr_buf_write(ctx, dx, step, sizeof(float) * B * q * D, &err);
+            memcpy(step + (size_t)b * nq * D, x + ((size_t)b * T + t) * D, sizeof(float) * nq * D);
+        rc = tsr_buf_write(q, dx, step, sizeof(float) * B * nq * D, &err);
         if (rc == TSR_OK)
-            rc = tsr_dec_layer(ctx, &c, &w, &st, &s, dx, B, q, t, &err);
+            rc = tsr_dec_layer(q, &c, &w, &st, &s, dx, B, nq, t, &err);
         if (rc == TSR_OK)
-            rc = tsr_buf_read(ctx, dx, step, sizeof(float) * B * q * D, &err);
+            rc = tsr_buf_read(q, dx, step, sizeof(float) * B * nq * D, &err);
         for (int b = 0; b < B; b++)
-            memcpy(got + ((size_t)b * T + t) * D, step + (size_t)b * q * D, sizeof(float) * q * D);
+            memcpy(got + ((size_t)b * T + t) * D, step + (size_t)b * nq * D, sizeof(float) * nq * D);
     }
     char name[160];
     snprintf(name, sizeof name,
@@ -686,7 +776,7 @@ static void test_decoder_layer(int B, int T, int chunk, int D, int H, int F, int
         for (int b = 0; b < B; b++)
             src[b] = B - 1 - b;
         cl_mem tmp = tsr_buf_alloc(ctx, (size_t)B * st.cap * 2 * D * sizeof(float), &err);
-        rc = tsr_dec_state_reorder(ctx, &st, &tmp, src, D, &err);
+        rc = tsr_dec_state_reorder(q, &st, &tmp, src, D, &err);
         /* the reference: the reversed batch with one more token each */
         float *x2 = rand_vec((size_t)B * D, 1.0f);
         float *full = malloc(sizeof(float) * B * (T + 1) * D);
@@ -704,15 +794,15 @@ static void test_decoder_layer(int B, int T, int chunk, int D, int H, int F, int
             /* the device's cross keys and values are per sequence too: reorder them */
             float *hx = malloc(sizeof(float) * Bx * Se * D);
             memcpy(hx, encr, sizeof(float) * Bx * Se * D);
-            tsr_buf_write(ctx, denc, hx, sizeof(float) * Bx * Se * D, &err);
-            rc = tsr_dec_cross_kv(ctx, &c, &w, &st, denc, &err);
+            tsr_buf_write(q, denc, hx, sizeof(float) * Bx * Se * D, &err);
+            rc = tsr_dec_cross_kv(q, &c, &w, &st, denc, &err);
             free(hx);
         }
         ref_decoder(&c, hw, full, B, T + 1, enc2, Bx, Se);
         if (rc == TSR_OK)
-            rc = tsr_buf_write(ctx, dx, x2, sizeof(float) * B * D, &err);
+            rc = tsr_buf_write(q, dx, x2, sizeof(float) * B * D, &err);
         if (rc == TSR_OK)
-            rc = tsr_dec_layer(ctx, &c, &w, &st, &s, dx, B, 1, T, &err);
+            rc = tsr_dec_layer(q, &c, &w, &st, &s, dx, B, 1, T, &err);
         float *g2 = down(dx, (size_t)B * D), *r2 = malloc(sizeof(float) * B * D);
         for (int b = 0; b < B; b++)
             memcpy(r2 + (size_t)b * D, full + ((size_t)b * (T + 1) + T) * D, sizeof(float) * D);
@@ -724,18 +814,66 @@ static void test_decoder_layer(int B, int T, int chunk, int D, int H, int F, int
         tsr_buf_free(tmp);
         free(src), free(x2), free(full), free(encr), free(g2), free(r2);
     }
-    tsr_dec_state_free(&st);
-    tsr_dec_scratch_free(&s);
-    tsr_mems_free(dw, DW_N);
-    tsr_mems_free((cl_mem[]){denc, dx}, 2);
+    tsr_arena_release(&da);
+    tsr_arena_release(&sa);
+    mems_free(dw, DW_N);
+    mems_free((cl_mem[]){denc, dx}, 2);
     for (int i = 0; i < DW_N; i++)
         free(hw[i]);
     free(x), free(enc), free(ref), free(got), free(step);
 }
 
+/* An arena: every reserved slot gets its own aligned, non-overlapping
+ * sub-buffer; a slot holds what is written to it; release clears the slots and
+ * the device memory returns to where it was. */
+static void test_arena(void)
+{
+    size_t before, peak;
+    tsr_ctx_device_memory(ctx, &before, &peak);
+    cl_mem slots[5] = {0};
+    size_t sizes[5] = {1, 4099, 0, 64, 100000};
+    tsr_arena a;
+    tsr_arena_init(&a, ctx);
+    for (int i = 0; i < 5; i++)
+        tsr_arena_reserve(&a, &slots[i], sizes[i]);
+    tsr_status st = tsr_arena_commit(&a, &err);
+    check(st == TSR_OK, "arena of 5 slots committed: %zu bytes in %d chunk(s) %s", a.total,
+          a.nchunks, st ? err.msg : "");
+    int ok = st == TSR_OK;
+    float *data[5];
+    for (int i = 0; i < 5; i++)
+        data[i] = rand_vec(sizes[i] / sizeof(float), 1.0f);
+    for (int i = 0; i < 5 && ok; i++)
+        if (sizes[i] >= sizeof(float))
+            ok = tsr_buf_write(q, slots[i], data[i], sizes[i] / sizeof(float) * sizeof(float),
+                               &err) == TSR_OK;
+    for (int i = 0; i < 5 && ok; i++) { /* no slot overwrote another */
+        size_t n = sizes[i] / sizeof(float);
+        float *got = down(slots[i], n);
+        ok = memcmp(got, data[i], n * sizeof(float)) == 0 && a.items[i].off % ctx->align == 0 &&
+             (i == 0 || a.items[i].chunk != a.items[i - 1].chunk ||
+              a.items[i].off >= a.items[i - 1].off + a.items[i - 1].bytes);
+        free(got);
+    }
+    for (int i = 0; i < 5; i++)
+        free(data[i]);
+    check(ok, "arena slots are aligned to %zu bytes and do not overlap", ctx->align);
+    tsr_arena_release(&a);
+    int cleared = 1;
+    for (int i = 0; i < 5; i++)
+        cleared = cleared && slots[i] == NULL;
+    size_t after;
+    tsr_queue_finish(q, NULL);
+    tsr_ctx_device_memory(ctx, &after, &peak);
+    check(cleared && after == before, "arena released: slots cleared, device memory %zu -> %zu",
+          before, after);
+}
+
 int main(void)
 {
     ctx = ctx_or_skip();
+    new_queue();
+    test_arena();
     int dims[] = {1, 5, 63, 64, 65, 130, 769};
     for (int i = 0; i < 7; i++)
         test_layernorm(i % 2 ? 3 : 1, dims[i]);
@@ -755,12 +893,18 @@ int main(void)
     test_bias_act(513, 1031, 1, 1);
     test_add(1);
     test_add(1000003);
-    test_embed_gather(1, 1, 1, 1);
-    test_embed_gather(3, 11, 37, 101);
-    test_embed_gather(9, 77, 64, 1000);
-    test_patches(1, 3, 7, 7, 5);
-    test_patches(2, 3, 30, 7, 12);
-    test_patches(3, 3, 32, 8, 48);
+    test_embed_gather(1, 1, 1, 1, 0, 0);
+    test_embed_gather(3, 11, 37, 101, 0, 1);
+    test_embed_gather(9, 77, 64, 1000, 0, 0);
+    test_embed_gather(5, 1, 48, 300, 17, 0); /* one decoding step at position 17 */
+    test_patches(1, 3, 7, 7, 5, 1);
+    test_patches(2, 3, 30, 7, 12, 1);
+    test_patches(3, 3, 32, 8, 48, 1);
+    test_patches(2, 3, 21, 7, 13, 0);
+    test_im2col1d(1, 1, 1, 0);
+    test_im2col1d(80, 3000, 1, 0); /* Whisper's conv1 input */
+    test_im2col1d(37, 61, 2, 1);   /* conv2: stride 2 over (T, D) rows */
+    test_im2col1d(5, 8, 2, 1);
     test_gemm(1, 1, 1);
     test_gemm(3, 5, 7);
     test_gemm(50, 97, 33);
@@ -782,11 +926,13 @@ int main(void)
     test_encoder_layer(3, 13, 48, 12, 72, TSR_ACT_GELU, 0, 1, 1);     /* BERT: post-layernorm */
     test_encoder_layer(1, 1, 8, 2, 16, TSR_ACT_GELU, 0, 0, 1);
     test_encoder_layer(1, 1100, 32, 2, 40, TSR_ACT_GELU, 0, 0, 0); /* longer than 1024 */
-    test_attention_kv(1, 1, 1, 1, 1, 0, 0);
-    test_attention_kv(2, 3, 7, 3, 20, 1, 0);   /* dh not a multiple of 16 */
-    test_attention_kv(3, 1, 33, 6, 64, 1, 1);  /* one decoding step, shared keys */
-    test_attention_kv(1, 5, 5, 2, 128, 1, 0);
-    test_attention_kv(2, 4, 1500, 6, 64, 0, 1); /* Whisper cross-attention length */
+    test_attention_kv(1, 1, 1, 1, 1, 0, 0, 0);
+    test_attention_kv(2, 3, 7, 3, 20, 1, 0, 0);   /* dh not a multiple of 16 */
+    test_attention_kv(3, 1, 33, 6, 64, 1, 1, 0);  /* one decoding step, shared keys */
+    test_attention_kv(1, 5, 5, 2, 128, 1, 0, 0);
+    test_attention_kv(2, 4, 1500, 6, 64, 0, 1, 0); /* Whisper cross-attention length */
+    test_attention_kv(4, 13, 13, 3, 40, 0, 0, 1);  /* BERT: padded keys masked */
+    test_attention_kv(3, 9, 9, 2, 17, 1, 0, 1);    /* causal and masked */
     for (int own = 0; own < 2; own++) {
         int saved = ctx->own_gemm;
         ctx->own_gemm = own;
@@ -797,6 +943,7 @@ int main(void)
         test_decoder_layer(2, 5, 2, 32, 2, 64, 1, 0, 0);   /* no cross-attention */
         ctx->own_gemm = saved;
     }
+    tsr_queue_free(q);
     tsr_ctx_free(ctx);
     return finish();
 }

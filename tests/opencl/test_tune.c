@@ -12,7 +12,8 @@ static char cache[256];
 
 static tsr_ctx *new_ctx(int no_tuning)
 {
-    tsr_ctx_params p = tsr_ctx_default_params();
+    tsr_ctx_params p = test_ctx_params();
+    p.gemm = NULL; /* the tuning file decides */
     p.cache_dir = cache;
     p.no_tuning = no_tuning;
     return ctx_with_or_skip(&p);
@@ -49,24 +50,24 @@ static void check_linear(tsr_ctx *ctx, const char *what)
             ref[i * N + j] = (float)acc;
         }
     tsr_error err = {0};
+    tsr_queue *q = NULL;
+    tsr_status st = tsr_queue_create(ctx, &q, &err);
     cl_mem dx = tsr_buf_alloc(ctx, sizeof(float) * M * K, &err);
     cl_mem db = tsr_buf_alloc(ctx, sizeof(float) * N, &err);
     cl_mem dy = tsr_buf_alloc(ctx, sizeof(float) * M * N, &err);
-    cl_mem dw = tsr_linear_weight_upload(ctx, w, N, K, &err);
-    tsr_status st = dx && db && dy && dw ? TSR_OK : TSR_ERR_NOMEM;
-    if (st == TSR_OK)
-        st = tsr_buf_write(ctx, dx, x, sizeof(float) * M * K, &err);
-    if (st == TSR_OK)
-        st = tsr_buf_write(ctx, db, b, sizeof(float) * N, &err);
-    if (st == TSR_OK)
-        st = tsr_linear(ctx, dx, M, K, dw, db, N, dy, TSR_ACT_NONE, &err);
-    if (st == TSR_OK)
-        st = tsr_buf_read(ctx, dy, got, sizeof(float) * M * N, &err);
+    cl_mem dw = q ? tsr_linear_weight_upload(q, w, N, K, &err) : NULL;
+    if (st == TSR_OK && !(dx && db && dy && dw))
+        st = TSR_ERR_NOMEM;
+    TSR_TRY(st, tsr_buf_write(q, dx, x, sizeof(float) * M * K, &err));
+    TSR_TRY(st, tsr_buf_write(q, db, b, sizeof(float) * N, &err));
+    TSR_TRY(st, tsr_linear(q, dx, M, K, dw, db, N, dy, TSR_ACT_NONE, &err));
+    TSR_TRY(st, tsr_buf_read(q, dy, got, sizeof(float) * M * N, &err));
     double e = 0;
     int ok = st == TSR_OK && close_enough(got, ref, (size_t)M * N, 1e-4, 1e-4, &e);
     check(ok, "linear %dx%dx%d with %s: max error %.3g%s%s", M, N, K, what, e,
           st == TSR_OK ? "" : ": ", st == TSR_OK ? "" : err.msg);
-    tsr_mems_free((cl_mem[]){dx, db, dy, dw}, 4);
+    tsr_buf_free(dx), tsr_buf_free(db), tsr_buf_free(dy), tsr_buf_free(dw);
+    tsr_queue_free(q);
     free(x), free(w), free(b), free(got), free(ref);
 }
 
@@ -148,13 +149,11 @@ int main(void)
     check_linear(ctx, "the tuned configuration");
     tsr_ctx_free(ctx);
 
-    /* TESSERA_NO_TUNING ignores it */
-    setenv("TESSERA_NO_TUNING", "1", 1);
-    ctx = new_ctx(0);
-    check(strncmp(tsr_ctx_tuning(ctx), "untuned", 7) == 0, "TESSERA_NO_TUNING=1: %s",
+    /* no_tuning (the CLI's TESSERA_NO_TUNING) ignores it */
+    ctx = new_ctx(1);
+    check(strncmp(tsr_ctx_tuning(ctx), "untuned", 7) == 0, "no_tuning: %s",
           tsr_ctx_tuning(ctx));
     tsr_ctx_free(ctx);
-    unsetenv("TESSERA_NO_TUNING");
 
     /* files for the own kernel with each strip count are applied and compute correctly */
     char path[1024];

@@ -1,0 +1,282 @@
+/* Models and sessions: loading a directory or files in memory through the
+ * family that recognises them, and the session's planned arena. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "tsr_model.h"
+
+/* Every family tessera loads; the first whose detect() accepts a directory
+ * loads it. */
+static const tsr_family *const families[] = {&tsr_family_clip, &tsr_family_bert,
+                                             &tsr_family_whisper};
+#define N_FAMILIES (int)(sizeof families / sizeof families[0])
+
+void tsr_l2_normalize(float *v, int n)
+{
+    double s = 0;
+    for (int i = 0; i < n; i++)
+        s += (double)v[i] * v[i];
+    double norm = sqrt(s);
+    float inv = (float)(1.0 / (norm > 1e-12 ? norm : 1e-12));
+    for (int i = 0; i < n; i++)
+        v[i] *= inv;
+}
+
+/* The family of a source, or NULL with err. */
+static const tsr_family *family_of(const tsr_source *src, tsr_error *err)
+{
+    cJSON *root = NULL;
+    if (tsr_src_exists(src, "config.json")) {
+        root = tsr_src_json(src, "config.json", 8u << 20, err);
+        if (!root)
+            return NULL;
+    } else if (!tsr_src_exists(src, "model.bin")) {
+        tsr_error_set(err, TSR_ERR_IO, "%s/config.json: cannot open (not a model directory)",
+                      src->label);
+        return NULL;
+    }
+    const tsr_family *f = NULL;
+    for (int i = 0; i < N_FAMILIES && !f; i++)
+        if (families[i]->detect(src, root))
+            f = families[i];
+    if (!f) {
+        const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
+        tsr_error_set(err, TSR_ERR_UNSUPPORTED,
+                      "%s/config.json: model_type \"%s\" is not supported (tessera loads clip, "
+                      "bert and whisper)",
+                      src->label, cJSON_IsString(mt) ? mt->valuestring : "(missing)");
+    }
+    cJSON_Delete(root);
+    return f;
+}
+
+const char *tsr_model_kind(const char *dir, tsr_error *err)
+{
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        tsr_error_set(err, TSR_ERR_IO, "%s: model directory not found", dir);
+        return NULL;
+    }
+    tsr_source src;
+    tsr_source_dir(&src, dir);
+    const tsr_family *f = family_of(&src, err);
+    return f ? f->name : NULL;
+}
+
+static tsr_status load_source(tsr_ctx *ctx, const tsr_source *src, tsr_model **out,
+                              tsr_error *err)
+{
+    *out = NULL;
+    const tsr_family *f = family_of(src, err);
+    if (!f)
+        return err->code;
+    tsr_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    m->ctx = tsr_ctx_retain(ctx);
+    m->fam = f;
+    snprintf(m->name, sizeof m->name, "%s", src->label);
+    tsr_arena_init(&m->weights, ctx);
+    tsr_status rc = f->load(m, src, err);
+    if (rc != TSR_OK) {
+        tsr_model_free(m);
+        return rc;
+    }
+    *out = m;
+    return TSR_OK;
+}
+
+tsr_status tsr_model_load(tsr_ctx *ctx, const char *dir, tsr_model **out, tsr_error *err)
+{
+    TSR_ERR_LOCAL(err);
+    *out = NULL;
+    struct stat sb;
+    if (!dir || stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return tsr_error_set(err, TSR_ERR_IO, "%s: model directory not found", dir ? dir : "");
+    tsr_source src;
+    tsr_source_dir(&src, dir);
+    return load_source(ctx, &src, out, err);
+}
+
+tsr_status tsr_model_load_memory(tsr_ctx *ctx, const tsr_file *files, int n, tsr_model **out,
+                                 tsr_error *err)
+{
+    TSR_ERR_LOCAL(err);
+    *out = NULL;
+    if (!files || n < 1)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "no model files given");
+    tsr_source src;
+    tsr_source_memory(&src, files, n);
+    return load_source(ctx, &src, out, err);
+}
+
+void tsr_model_free(tsr_model *m)
+{
+    if (!m)
+        return;
+    tsr_arena_release(&m->weights); /* its slots live in the family's data */
+    if (m->fam && m->data)
+        m->fam->free(m);
+    tsr_ctx_free(m->ctx);
+    free(m);
+}
+
+tsr_status tsr_model_upload_queue(tsr_model *m, tsr_queue **q, tsr_error *err)
+{
+    return tsr_queue_create(m->ctx, q, err);
+}
+
+const char *tsr_model_family(const tsr_model *m) { return m->fam->name; }
+
+size_t tsr_model_device_bytes(const tsr_model *m) { return m->weights.total; }
+
+/* ---- sessions ---- */
+
+tsr_session_params tsr_session_default_params(void)
+{
+    return (tsr_session_params){16, 0};
+}
+
+tsr_status tsr_session_create(tsr_model *m, const tsr_session_params *p, tsr_session **out,
+                              tsr_error *err)
+{
+    TSR_ERR_LOCAL(err);
+    *out = NULL;
+    tsr_session_params def = tsr_session_default_params();
+    if (!p)
+        p = &def;
+    if (p->image_batch < 0 || p->image_batch > 4096 || p->text_batch < 0 || p->text_batch > 4096)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG,
+                             "batch sizes must be 0 (the default) to 4096, not %d and %d",
+                             p->image_batch, p->text_batch);
+    tsr_session *s = calloc(1, sizeof *s);
+    if (!s)
+        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    s->m = m;
+    s->p = *p;
+    if (s->p.image_batch == 0)
+        s->p.image_batch = 16;
+    tsr_arena_init(&s->arena, m->ctx);
+    tsr_status rc = tsr_queue_create(m->ctx, &s->q, err);
+    if (rc != TSR_OK) {
+        free(s);
+        return rc;
+    }
+    *out = s;
+    return TSR_OK;
+}
+
+void tsr_session_free(tsr_session *s)
+{
+    if (!s)
+        return;
+    if (s->q)
+        clFinish(s->q->q);
+    tsr_arena_release(&s->arena); /* its slots live in the family's state */
+    if (s->data && s->m->fam->session_free)
+        s->m->fam->session_free(s);
+    free(s->data);
+    tsr_queue_free(s->q);
+    free(s);
+}
+
+const char *tsr_session_errmsg(const tsr_session *s) { return s->last.msg; }
+
+tsr_status tsr_session_errcode(const tsr_session *s) { return s->last.code; }
+
+size_t tsr_session_device_bytes(const tsr_session *s) { return s->arena.total; }
+
+static tsr_launch_counts pub(tsr_counters c)
+{
+    return (tsr_launch_counts){c.launches, c.gemms, c.syncs, c.buffers};
+}
+
+void tsr_session_counters(const tsr_session *s, tsr_launch_counts *per_layer,
+                          tsr_launch_counts *per_step)
+{
+    if (per_layer)
+        *per_layer = pub(s->q->per_layer);
+    if (per_step)
+        *per_step = pub(s->q->per_step);
+}
+
+tsr_status tsr_session_fail(tsr_session *s, tsr_status rc, const tsr_error *err)
+{
+    if (rc != TSR_OK) {
+        s->last.code = rc;
+        snprintf(s->last.msg, sizeof s->last.msg, "%s", err && err->code == rc ? err->msg : "");
+    }
+    return rc;
+}
+
+void *tsr_session_data(tsr_session *s, size_t size, tsr_error *err)
+{
+    if (!s->data && !(s->data = calloc(1, size)))
+        tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    return s->data;
+}
+
+tsr_status tsr_session_need(tsr_session *s, const tsr_family *f, const char *what,
+                            tsr_error *err)
+{
+    if (s->m->fam == f)
+        return TSR_OK;
+    return tsr_error_set(err, TSR_ERR_UNSUPPORTED, "%s: a %s model cannot %s", s->m->name,
+                         s->m->fam->name, what);
+}
+
+tsr_status tsr_session_plan(tsr_session *s, tsr_plan_fn plan, tsr_error *err)
+{
+    tsr_queue_finish(s->q, NULL);
+    tsr_arena_release(&s->arena);
+    s->q->gemm_tmp_need = 0;
+    size_t scratch[TSR_SCRATCH_N] = {0};
+    tsr_status rc = plan(s, scratch, err);
+    if (rc == TSR_OK) {
+        tsr_scratch_reserve(&s->arena, &s->scratch, scratch);
+        tsr_linear_plan_reserve(s->q, &s->arena);
+        rc = tsr_arena_commit(&s->arena, err);
+    }
+    if (rc != TSR_OK) {
+        tsr_arena_release(&s->arena);
+        s->q->gemm_tmp_bytes = 0;
+    }
+    return rc;
+}
+
+/* ---- text embeddings: CLIP or BERT ---- */
+
+int tsr_model_embed_dim(const tsr_model *m)
+{
+    if (m->fam == &tsr_family_clip)
+        return tsr_clip_embed_dim(m);
+    return m->fam == &tsr_family_bert ? tsr_bert_embed_dim(m) : 0;
+}
+
+int tsr_model_max_text_len(const tsr_model *m)
+{
+    if (m->fam == &tsr_family_clip)
+        return tsr_clip_max_text_len(m);
+    return m->fam == &tsr_family_bert ? tsr_bert_max_text_len(m) : 0;
+}
+
+tsr_status tsr_session_embed_texts(tsr_session *s, const char *const *texts, int n, int normalize,
+                                   float *out, int *n_truncated, tsr_error *err)
+{
+    TSR_ERR_LOCAL(err);
+    if (n_truncated)
+        *n_truncated = 0;
+    tsr_status rc;
+    if (n < 0 || (n > 0 && (!texts || !out)))
+        rc = tsr_error_set(err, TSR_ERR_INVALID_ARG, "no texts or no output given");
+    else if (s->m->fam == &tsr_family_clip)
+        rc = tsr_clip_embed_texts(s, texts, n, normalize, out, n_truncated, err);
+    else if (s->m->fam == &tsr_family_bert)
+        rc = tsr_bert_embed_texts(s, texts, n, normalize, out, n_truncated, err);
+    else
+        rc = tsr_session_need(s, &tsr_family_clip, "embed texts", err);
+    return tsr_session_fail(s, rc, err);
+}

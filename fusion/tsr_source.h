@@ -1,0 +1,45 @@
+/* Internal: where a model's files come from, a directory or a set of named
+ * buffers in memory (tsr_model_load_memory), behind one interface.
+ *
+ *   tsr_source src;
+ *   tsr_source_dir(&src, "models/clip");
+ *   cJSON *cfg = tsr_src_json(&src, "config.json", 1 << 20, err);
+ *   tsr_st *st = NULL;
+ *   tsr_st_open_source(&src, &st, err);   // model.safetensors or its shards
+ */
+#ifndef TSR_SOURCE_H
+#define TSR_SOURCE_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+
+#include "tsr_fusion.h"
+
+typedef struct tsr_source_s {
+    const char *dir;      /* a directory, or NULL for files in memory */
+    const tsr_file *files;
+    int n;
+    char label[2048];     /* the directory, or "(memory)", for messages */
+} tsr_source;
+
+void tsr_source_dir(tsr_source *s, const char *dir);
+void tsr_source_memory(tsr_source *s, const tsr_file *files, int n);
+/* "<label>/<name>" for messages and for file paths. */
+void tsr_src_path(const tsr_source *s, const char *name, char *out, size_t cap);
+int tsr_src_exists(const tsr_source *s, const char *name);
+/* A NUL-terminated copy of the whole file (at most max bytes); *len may be NULL. */
+char *tsr_src_read(const tsr_source *s, const char *name, size_t max, size_t *len,
+                   tsr_error *err);
+/* A JSON object, or NULL with err ("<label>/<name>: not valid JSON"). */
+cJSON *tsr_src_json(const tsr_source *s, const char *name, size_t max, tsr_error *err);
+
+/* A whole file in memory: mapped from a directory, borrowed from memory. */
+typedef struct {
+    const unsigned char *data;
+    size_t size;
+    int mapped;
+} tsr_mapping;
+tsr_status tsr_src_map(const tsr_source *s, const char *name, tsr_mapping *m, tsr_error *err);
+void tsr_src_unmap(tsr_mapping *m);
+
+#endif
