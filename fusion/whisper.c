@@ -836,7 +836,9 @@ tsr_status tsr_session_transcribe_file(tsr_session *s, const char *path,
     size_t n = 0;
     memset(out, 0, sizeof *out);
     tsr_status rc = tsr_session_need(s, &tsr_family_whisper, "transcribe speech", err);
-    TSR_TRY(rc, tsr_audio_load_file(path, 16000, &pcm, &n, err));
+    if (rc != TSR_OK)
+        return tsr_session_fail(s, rc, err);
+    rc = tsr_audio_load_file(path, 16000, &pcm, &n, err);
     TSR_TRY(rc, tsr_session_transcribe_pcm(s, pcm, n, p, out, err));
     if (rc != TSR_OK && !strstr(err->msg, path))
         tsr_error_prefix(err, "%s", path);

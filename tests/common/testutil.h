@@ -25,6 +25,17 @@ TSR_UNUSED static tsr_session *new_session(tsr_model *m)
     }
     return s;
 }
+
+/* The same load with err = NULL: the same status and no model, no crash. */
+TSR_UNUSED static void check_load_without_err(tsr_ctx *ctx, const char *dir, tsr_status want,
+                                              const char *what)
+{
+    tsr_model *m = NULL;
+    tsr_status st = tsr_model_load(ctx, dir, &m, NULL);
+    check(st == want && !m, "%s, with err = NULL: status %d (%s)", what, (int)st,
+          tsr_status_str(st));
+    tsr_model_free(m);
+}
 #endif
 
 #endif
@@ -48,6 +59,17 @@ TSR_UNUSED static tsr_session *new_session(tsr_model *m)
         exit(1);
     }
     return s;
+}
+
+/* The same load with err = NULL: the same status and no model, no crash. */
+TSR_UNUSED static void check_load_without_err(tsr_ctx *ctx, const char *dir, tsr_status want,
+                                              const char *what)
+{
+    tsr_model *m = NULL;
+    tsr_status st = tsr_model_load(ctx, dir, &m, NULL);
+    check(st == want && !m, "%s, with err = NULL: status %d (%s)", what, (int)st,
+          tsr_status_str(st));
+    tsr_model_free(m);
 }
 #endif
 
@@ -236,6 +258,17 @@ TSR_UNUSED static tsr_session *new_session(tsr_model *m)
         exit(1);
     }
     return s;
+}
+
+/* The same load with err = NULL: the same status and no model, no crash. */
+TSR_UNUSED static void check_load_without_err(tsr_ctx *ctx, const char *dir, tsr_status want,
+                                              const char *what)
+{
+    tsr_model *m = NULL;
+    tsr_status st = tsr_model_load(ctx, dir, &m, NULL);
+    check(st == want && !m, "%s, with err = NULL: status %d (%s)", what, (int)st,
+          tsr_status_str(st));
+    tsr_model_free(m);
 }
 #endif
 

@@ -172,6 +172,7 @@ static void expect_load_error(tsr_ctx *ctx, const char *dir, tsr_status want, co
     tsr_status st = tsr_model_load(ctx, dir, &m, &err);
     check(st == want && !m && strstr(err.msg, needle), "%s: %s", what, err.msg);
     tsr_model_free(m);
+    check_load_without_err(ctx, dir, want, what);
 }
 
 /* A model split into shards must load and give the same embeddings; broken

@@ -204,6 +204,7 @@ static void test_bad(tsr_ctx *ctx, const char *dir)
         check(st != TSR_OK && !m && strstr(err.msg, cases[i].want) && strstr(err.msg, tmp),
               "%s edited (%s): %s", cases[i].file, cases[i].to, err.msg);
         tsr_model_free(m);
+        check_load_without_err(ctx, d, st, cases[i].file);
     }
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);

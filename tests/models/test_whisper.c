@@ -341,6 +341,7 @@ static void test_bad_hf(tsr_ctx *ctx)
         check(st != TSR_OK && !w && strstr(err.msg, cases[i].want) && strstr(err.msg, dir),
               "HF Whisper with %s edited (%s): %s", cases[i].file, cases[i].to, err.msg);
         tsr_model_free(w);
+        check_load_without_err(ctx, dir, st, cases[i].file);
         unlink(b);
         for (int f = 0; f < 3; f++) {
             snprintf(b, sizeof b, "%s/%s", dir, files[f]);
