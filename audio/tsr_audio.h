@@ -1,11 +1,17 @@
 /* tessera audio: decoding any container and codec FFmpeg reads into mono
  * float samples at a chosen rate, and Whisper's log-mel front end.
  *
- *   float *pcm = NULL; size_t n = 0;
- *   if (tsr_audio_load_file("talk.mp3", 16000, &pcm, &n, &err) != TSR_OK) ...
- *   float *mel = NULL; int frames = 0;
+ *   tsr_error err = {0};
+ *   float *pcm = NULL, *mel = NULL;
+ *   size_t n = 0;
+ *   int frames = 0;
+ *   if (tsr_audio_load_file(audio_path, 16000, &pcm, &n, &err) != TSR_OK)
+ *       return fprintf(stderr, "%s\n", err.msg), 1;
  *   tsr_whisper_logmel(pcm, n, 80, 160, &mel, &frames, &err);  // (80, frames)
- *   free(pcm); free(mel);
+ *   printf("%.2f s of audio, %d mel frames\n", n / 16000.0, frames);
+ *   free(pcm), free(mel);
+ *
+ * Threads: every function may run in any number of threads at once.
  */
 #ifndef TSR_AUDIO_H
 #define TSR_AUDIO_H
