@@ -183,11 +183,7 @@ static tsr_status load_weights(tsr_model *m, const tsr_st *st, uint64_t *rng, ts
                     "",
                     clip_dim,
                     c};
-    tsr_queue *q = NULL;
-    tsr_status rc = tsr_model_upload_queue(m, &q, err);
-    TSR_TRY(rc, tsr_wtable_load(&t, q, &m->weights, st, m->name, rng, err));
-    tsr_queue_free(q);
-    return rc;
+    return tsr_model_load_table(m, &t, st, rng, err);
 }
 
 static tsr_status read_logit_scale(tsr_model *m, const tsr_st *st, tsr_error *err)
@@ -211,22 +207,14 @@ static tsr_status read_logit_scale(tsr_model *m, const tsr_st *st, tsr_error *er
 static tsr_status load_tokenizer(tsr_model *m, const tsr_source *src, tsr_error *err)
 {
     clip_model *c = CLIP(m);
-    char path[4200];
-    size_t n1 = 0, n2 = 0;
-    if (tsr_src_exists(src, "tokenizer.json")) {
-        tsr_src_path(src, "tokenizer.json", path, sizeof path);
-        char *t = tsr_src_read(src, "tokenizer.json", 64u << 20, &n1, err);
-        tsr_status rc = t ? tsr_tokenizer_load_json(t, n1, path, &c->tok, err) : err->code;
-        free(t);
-        return rc;
-    }
-    tsr_src_path(src, "vocab.json", path, sizeof path);
-    char *v = tsr_src_read(src, "vocab.json", 64u << 20, &n1, err);
-    char *mg = v ? tsr_src_read(src, "merges.txt", 64u << 20, &n2, err) : NULL;
-    tsr_status rc = mg ? tsr_tokenizer_load_vocab_merges(v, n1, mg, n2, path, &c->tok, err)
-                       : err->code;
-    free(v);
-    free(mg);
+    tsr_tok_files f;
+    tsr_status rc = tsr_src_tokenizer(src, "vocab.json", "merges.txt", 0, &f, err);
+    if (rc == TSR_OK && f.json)
+        rc = tsr_tokenizer_load_json(f.text[0], f.len[0], f.path, &c->tok, err);
+    else if (rc == TSR_OK)
+        rc = tsr_tokenizer_load_vocab_merges(f.text[0], f.len[0], f.text[1], f.len[1], f.path,
+                                             &c->tok, err);
+    tsr_tok_files_free(&f);
     return rc;
 }
 
@@ -253,8 +241,7 @@ static tsr_status load_preprocess(tsr_model *m, const tsr_source *src, tsr_error
 
 static int clip_detect(const tsr_source *src, const cJSON *config)
 {
-    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(config, "model_type");
-    return cJSON_IsString(mt) && strcmp(mt->valuestring, "clip") == 0;
+    return tsr_model_type_is(config, "clip");
 }
 
 static tsr_status clip_load(tsr_model *m, const tsr_source *src, tsr_error *err)
@@ -436,78 +423,84 @@ static size_t image_floats(const clip_model *c)
     return (size_t)c->vit.channels * c->vit.image_size * c->vit.image_size;
 }
 
-tsr_status tsr_session_embed_pixels(tsr_session *s, const float *pixels, int B, int normalize,
-                                    float *out, tsr_error *err)
-{
-    TSR_ERR_LOCAL(err);
-    tsr_status rc = clip_ready(s, 1, 0, err);
-    if (rc != TSR_OK)
-        return tsr_session_fail(s, rc, err);
-    clip_model *c = CLIP(s->m);
-    clip_session *cs = s->data;
-    size_t per = image_floats(c);
-    for (int b = 0; b < B && rc == TSR_OK; b += cs->plan_img) {
-        int nb = B - b < cs->plan_img ? B - b : cs->plan_img;
-        rc = tsr_vit_forward(s->q, &c->vit, &c->vit_w, &cs->vit, &s->scratch, pixels + per * b,
-                             nb, normalize, out + (size_t)b * c->proj_dim, err);
-    }
-    return tsr_session_fail(s, rc, err);
-}
+/* Where the pixels of images [b, b+nb) come from: the caller's array as it
+ * is, or staged into the session (decoded and preprocessed). */
+typedef tsr_status (*pixels_fn)(const void *src, int b, int nb, const clip_model *c,
+                                float *stage, const float **px, tsr_error *err);
 
-/* Embeds n images, each produced into the staging batch by get(i). */
-static tsr_status embed_each(tsr_session *s, int n, int normalize, float *out,
-                             tsr_status (*get)(const void *src, int i, const tsr_preprocess_cfg *pp,
-                                               float *px, tsr_error *err),
-                             const void *src, tsr_error *err)
+/* Runs the image tower over n images in batches of the planned size. */
+static tsr_status embed_images(tsr_session *s, int n, int normalize, float *out, pixels_fn get,
+                               const void *src, tsr_error *err)
 {
     tsr_status rc = clip_ready(s, 1, 0, err);
     if (rc != TSR_OK)
         return tsr_session_fail(s, rc, err);
     clip_model *c = CLIP(s->m);
     clip_session *cs = s->data;
-    size_t per = image_floats(c);
     for (int b = 0; b < n && rc == TSR_OK; b += cs->plan_img) {
         int nb = n - b < cs->plan_img ? n - b : cs->plan_img;
-        for (int i = 0; i < nb && rc == TSR_OK; i++)
-            rc = get(src, b + i, &c->pp, cs->px + per * i, err);
-        TSR_TRY(rc, tsr_vit_forward(s->q, &c->vit, &c->vit_w, &cs->vit, &s->scratch, cs->px, nb,
+        const float *px = NULL;
+        rc = get(src, b, nb, c, cs->px, &px, err);
+        TSR_TRY(rc, tsr_vit_forward(s->q, &c->vit, &c->vit_w, &cs->vit, &s->scratch, px, nb,
                                     normalize, out + (size_t)b * c->proj_dim, err));
     }
     return tsr_session_fail(s, rc, err);
 }
 
-static tsr_status get_image(const void *src, int i, const tsr_preprocess_cfg *pp, float *px,
-                            tsr_error *err)
+static tsr_status from_pixels(const void *src, int b, int nb, const clip_model *c, float *stage,
+                              const float **px, tsr_error *err)
 {
-    const tsr_image *const *images = src;
-    if (!images[i])
-        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "image %d is NULL", i + 1);
-    return tsr_image_preprocess(images[i], pp, px, err);
+    *px = (const float *)src + image_floats(c) * b;
+    return TSR_OK;
 }
 
-static tsr_status get_file(const void *src, int i, const tsr_preprocess_cfg *pp, float *px,
-                           tsr_error *err)
+static tsr_status from_images(const void *src, int b, int nb, const clip_model *c, float *stage,
+                              const float **px, tsr_error *err)
+{
+    const tsr_image *const *images = src;
+    tsr_status rc = TSR_OK;
+    for (int i = 0; i < nb && rc == TSR_OK; i++)
+        rc = images[b + i] ? tsr_image_preprocess(images[b + i], &c->pp,
+                                                  stage + image_floats(c) * i, err)
+                           : tsr_error_set(err, TSR_ERR_INVALID_ARG, "image %d is NULL", b + i + 1);
+    *px = stage;
+    return rc;
+}
+
+static tsr_status from_files(const void *src, int b, int nb, const clip_model *c, float *stage,
+                             const float **px, tsr_error *err)
 {
     const char *const *paths = src;
-    tsr_image *img = NULL;
-    tsr_status rc = tsr_image_load_file(paths[i], &img, err);
-    TSR_TRY(rc, tsr_image_preprocess(img, pp, px, err));
-    tsr_image_free(img);
+    tsr_status rc = TSR_OK;
+    for (int i = 0; i < nb && rc == TSR_OK; i++) {
+        tsr_image *img = NULL;
+        rc = tsr_image_load_file(paths[b + i], &img, err);
+        TSR_TRY(rc, tsr_image_preprocess(img, &c->pp, stage + image_floats(c) * i, err));
+        tsr_image_free(img);
+    }
+    *px = stage;
     return rc;
+}
+
+tsr_status tsr_session_embed_pixels(tsr_session *s, const float *pixels, int B, int normalize,
+                                    float *out, tsr_error *err)
+{
+    TSR_ERR_LOCAL(err);
+    return embed_images(s, B, normalize, out, from_pixels, pixels, err);
 }
 
 tsr_status tsr_session_embed_images(tsr_session *s, const tsr_image *const *images, int n,
                                     int normalize, float *out, tsr_error *err)
 {
     TSR_ERR_LOCAL(err);
-    return embed_each(s, n, normalize, out, get_image, images, err);
+    return embed_images(s, n, normalize, out, from_images, images, err);
 }
 
 tsr_status tsr_session_embed_image_files(tsr_session *s, const char *const *paths, int n,
                                          int normalize, float *out, tsr_error *err)
 {
     TSR_ERR_LOCAL(err);
-    return embed_each(s, n, normalize, out, get_file, paths, err);
+    return embed_images(s, n, normalize, out, from_files, paths, err);
 }
 
 tsr_status tsr_session_embed_ids(tsr_session *s, const int *ids, const int *lens, int B, int S,

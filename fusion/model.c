@@ -124,9 +124,20 @@ void tsr_model_free(tsr_model *m)
     free(m);
 }
 
-tsr_status tsr_model_upload_queue(tsr_model *m, tsr_queue **q, tsr_error *err)
+tsr_status tsr_model_load_table(tsr_model *m, const tsr_wtable *t, const tsr_st *st,
+                                uint64_t *rng, tsr_error *err)
 {
-    return tsr_queue_create(m->ctx, q, err);
+    tsr_queue *q = NULL;
+    tsr_status rc = tsr_queue_create(m->ctx, &q, err);
+    TSR_TRY(rc, tsr_wtable_load(t, q, &m->weights, st, m->name, rng, err));
+    tsr_queue_free(q);
+    return rc;
+}
+
+int tsr_model_type_is(const cJSON *config, const char *type)
+{
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(config, "model_type");
+    return cJSON_IsString(mt) && strcmp(mt->valuestring, type) == 0;
 }
 
 const char *tsr_model_family(const tsr_model *m) { return m->fam->name; }

@@ -149,24 +149,14 @@ static tsr_status parse_modules(tsr_model *m, const tsr_source *src, tsr_error *
 static tsr_status load_tokenizer(tsr_model *m, const tsr_source *src, tsr_error *err)
 {
     bert_model *b = BERT(m);
-    char path[4200];
-    size_t n1 = 0, n2 = 0;
-    if (tsr_src_exists(src, "tokenizer.json")) {
-        tsr_src_path(src, "tokenizer.json", path, sizeof path);
-        char *t = tsr_src_read(src, "tokenizer.json", 64u << 20, &n1, err);
-        tsr_status rc = t ? tsr_wordpiece_load_json(t, n1, path, &b->tok, err) : err->code;
-        free(t);
-        return rc;
-    }
-    tsr_src_path(src, "vocab.txt", path, sizeof path);
-    char *v = tsr_src_read(src, "vocab.txt", 64u << 20, &n1, err), *cfg = NULL;
-    if (v && tsr_src_exists(src, "tokenizer_config.json"))
-        cfg = tsr_src_read(src, "tokenizer_config.json", 1 << 20, &n2, err);
-    tsr_status rc = v && (cfg || !tsr_src_exists(src, "tokenizer_config.json"))
-                        ? tsr_wordpiece_load_vocab(v, n1, cfg, n2, path, &b->tok, err)
-                        : err->code;
-    free(v);
-    free(cfg);
+    tsr_tok_files f; /* vocab.txt with tokenizer_config.json's do_lower_case, if any */
+    tsr_status rc = tsr_src_tokenizer(src, "vocab.txt", "tokenizer_config.json", 1, &f, err);
+    if (rc == TSR_OK && f.json)
+        rc = tsr_wordpiece_load_json(f.text[0], f.len[0], f.path, &b->tok, err);
+    else if (rc == TSR_OK)
+        rc = tsr_wordpiece_load_vocab(f.text[0], f.len[0], f.text[1], f.len[1], f.path, &b->tok,
+                                      err);
+    tsr_tok_files_free(&f);
     return rc;
 }
 
@@ -233,17 +223,12 @@ static tsr_status load_weights(tsr_model *m, const tsr_st *st, tsr_error *err)
                     prefix,
                     bert_dim,
                     &b->txt};
-    tsr_queue *q = NULL;
-    tsr_status rc = tsr_model_upload_queue(m, &q, err);
-    TSR_TRY(rc, tsr_wtable_load(&t, q, &m->weights, st, m->name, NULL, err));
-    tsr_queue_free(q);
-    return rc;
+    return tsr_model_load_table(m, &t, st, NULL, err);
 }
 
 static int bert_detect(const tsr_source *src, const cJSON *config)
 {
-    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(config, "model_type");
-    return cJSON_IsString(mt) && strcmp(mt->valuestring, "bert") == 0;
+    return tsr_model_type_is(config, "bert");
 }
 
 static tsr_status bert_load(tsr_model *m, const tsr_source *src, tsr_error *err)

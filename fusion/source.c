@@ -95,6 +95,31 @@ cJSON *tsr_src_json(const tsr_source *s, const char *name, size_t max, tsr_error
     return root;
 }
 
+tsr_status tsr_src_tokenizer(const tsr_source *s, const char *first, const char *second,
+                             int second_optional, tsr_tok_files *f, tsr_error *err)
+{
+    memset(f, 0, sizeof *f);
+    f->json = tsr_src_exists(s, "tokenizer.json");
+    const char *name = f->json ? "tokenizer.json" : first;
+    tsr_src_path(s, name, f->path, sizeof f->path);
+    if (!(f->text[0] = tsr_src_read(s, name, TSR_MAX_TOKENIZER_BYTES, &f->len[0], err)))
+        return err->code;
+    if (f->json || !second || (second_optional && !tsr_src_exists(s, second)))
+        return TSR_OK;
+    if (!(f->text[1] = tsr_src_read(s, second, TSR_MAX_TOKENIZER_BYTES, &f->len[1], err))) {
+        tsr_tok_files_free(f);
+        return err->code;
+    }
+    return TSR_OK;
+}
+
+void tsr_tok_files_free(tsr_tok_files *f)
+{
+    free(f->text[0]);
+    free(f->text[1]);
+    f->text[0] = f->text[1] = NULL;
+}
+
 tsr_status tsr_src_map(const tsr_source *s, const char *name, tsr_mapping *m, tsr_error *err)
 {
     memset(m, 0, sizeof *m);

@@ -18,6 +18,7 @@
 #include "tsr_fusion.h"
 #include "tsr_source.h"
 #include "tsr_tower.h"
+#include "tsr_wtable.h"
 
 typedef struct tsr_family {
     const char *name;
@@ -51,8 +52,12 @@ struct tsr_session {
     void *data;       /* the family's session state */
 };
 
-/* A loader's queue for uploads, freed with tsr_model_upload_done. */
-tsr_status tsr_model_upload_queue(tsr_model *m, tsr_queue **q, tsr_error *err);
+/* Loads a family's weight table into the model's arena (st NULL: random
+ * weights from rng, for benchmarks). */
+tsr_status tsr_model_load_table(tsr_model *m, const tsr_wtable *t, const tsr_st *st,
+                                uint64_t *rng, tsr_error *err);
+/* 1 when config.json's model_type is type. */
+int tsr_model_type_is(const cJSON *config, const char *type);
 
 /* Reserves a session's buffers: plan() reserves into s->arena and adds the
  * layers' scratch; then the scratch and the GEMM temporary buffer are

@@ -15,6 +15,8 @@
 
 #include "tsr_fusion.h"
 
+#define TSR_MAX_TOKENIZER_BYTES (64u << 20)
+
 typedef struct tsr_source_s {
     const char *dir;      /* a directory, or NULL for files in memory */
     const tsr_file *files;
@@ -32,6 +34,19 @@ char *tsr_src_read(const tsr_source *s, const char *name, size_t max, size_t *le
                    tsr_error *err);
 /* A JSON object, or NULL with err ("<label>/<name>: not valid JSON"). */
 cJSON *tsr_src_json(const tsr_source *s, const char *name, size_t max, tsr_error *err);
+
+/* A tokenizer's files: tokenizer.json when there is one (json = 1, text[0]),
+ * else the older pair, first (required) and second (required unless
+ * second_optional; text[1] NULL when absent). path names text[0]'s file. */
+typedef struct {
+    int json;
+    char *text[2];
+    size_t len[2];
+    char path[4200];
+} tsr_tok_files;
+tsr_status tsr_src_tokenizer(const tsr_source *s, const char *first, const char *second,
+                             int second_optional, tsr_tok_files *f, tsr_error *err);
+void tsr_tok_files_free(tsr_tok_files *f);
 
 /* A whole file in memory: mapped from a directory, borrowed from memory. */
 typedef struct {

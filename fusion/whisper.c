@@ -380,20 +380,15 @@ static tsr_status load_weights(tsr_model *m, const tsr_st *st, tsr_error *err)
                     "",
                     whisper_dim,
                     w};
-    tsr_queue *q = NULL;
-    tsr_status rc = tsr_model_upload_queue(m, &q, err);
-    TSR_TRY(rc, tsr_wtable_load(&t, q, &m->weights, st, m->name, NULL, err));
-    tsr_queue_free(q);
-    return rc;
+    return tsr_model_load_table(m, &t, st, NULL, err);
 }
 
 static int whisper_detect(const tsr_source *src, const cJSON *config)
 {
-    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(config, "model_type");
-    if (cJSON_IsString(mt))
-        return strcmp(mt->valuestring, "whisper") == 0;
-    /* a CTranslate2 directory: model.bin next to a config without model_type */
-    return tsr_src_exists(src, "model.bin");
+    /* or a CTranslate2 directory: model.bin next to a config without model_type */
+    return tsr_model_type_is(config, "whisper") ||
+           (!cJSON_GetObjectItemCaseSensitive(config, "model_type") &&
+            tsr_src_exists(src, "model.bin"));
 }
 
 static tsr_status whisper_load(tsr_model *m, const tsr_source *src, tsr_error *err)
@@ -414,13 +409,11 @@ static tsr_status whisper_load(tsr_model *m, const tsr_source *src, tsr_error *e
         rc = tsr_enc_cfg_check(&w->enc.enc.layer, m->name, err);
         TSR_TRY(rc, tsr_enc_cfg_check(&dc, m->name, err));
     }
-    if (rc == TSR_OK) {
-        char path[4200];
-        size_t n = 0;
-        tsr_src_path(src, "tokenizer.json", path, sizeof path);
-        char *text = tsr_src_read(src, "tokenizer.json", 64u << 20, &n, err);
-        rc = text ? tsr_bytelevel_load_json(text, n, path, &w->tok, err) : err->code;
-        free(text);
+    if (rc == TSR_OK) { /* tokenizer.json only */
+        tsr_tok_files f;
+        rc = tsr_src_tokenizer(src, "tokenizer.json", NULL, 1, &f, err);
+        TSR_TRY(rc, tsr_bytelevel_load_json(f.text[0], f.len[0], f.path, &w->tok, err));
+        tsr_tok_files_free(&f);
     }
     TSR_TRY(rc, read_suppress(m, src, err));
     TSR_TRY(rc, special_ids(m, err));

@@ -11,34 +11,6 @@
 #include <string.h>
 
 #include "tsr_opencl.h"
-#ifdef TSR_FUSION_H_WANTED
-#include "tsr_fusion.h"
-#ifdef TSR_FUSION_H
-/* A session on m with default parameters, or the test stops. */
-TSR_UNUSED static tsr_session *new_session(tsr_model *m)
-{
-    tsr_session *s = NULL;
-    tsr_error err = {0};
-    if (tsr_session_create(m, NULL, &s, &err) != TSR_OK) {
-        printf("FAIL creating a session: %s\n", err.msg);
-        exit(1);
-    }
-    return s;
-}
-
-/* The same load with err = NULL: the same status and no model, no crash. */
-TSR_UNUSED static void check_load_without_err(tsr_ctx *ctx, const char *dir, tsr_status want,
-                                              const char *what)
-{
-    tsr_model *m = NULL;
-    tsr_status st = tsr_model_load(ctx, dir, &m, NULL);
-    check(st == want && !m, "%s, with err = NULL: status %d (%s)", what, (int)st,
-          tsr_status_str(st));
-    tsr_model_free(m);
-}
-#endif
-
-#endif
 
 #define TEST_SKIP 77 /* CTest SKIP_RETURN_CODE */
 
@@ -48,31 +20,6 @@ static int t_pass, t_fail;
 #define TSR_UNUSED __attribute__((unused))
 #else
 #define TSR_UNUSED
-#ifdef TSR_FUSION_H
-/* A session on m with default parameters, or the test stops. */
-TSR_UNUSED static tsr_session *new_session(tsr_model *m)
-{
-    tsr_session *s = NULL;
-    tsr_error err = {0};
-    if (tsr_session_create(m, NULL, &s, &err) != TSR_OK) {
-        printf("FAIL creating a session: %s\n", err.msg);
-        exit(1);
-    }
-    return s;
-}
-
-/* The same load with err = NULL: the same status and no model, no crash. */
-TSR_UNUSED static void check_load_without_err(tsr_ctx *ctx, const char *dir, tsr_status want,
-                                              const char *what)
-{
-    tsr_model *m = NULL;
-    tsr_status st = tsr_model_load(ctx, dir, &m, NULL);
-    check(st == want && !m, "%s, with err = NULL: status %d (%s)", what, (int)st,
-          tsr_status_str(st));
-    tsr_model_free(m);
-}
-#endif
-
 #endif
 
 static void check(int ok, const char *fmt, ...)
