@@ -206,7 +206,7 @@ static void build(whisper_model *w, int n_mels, int dim, int e_heads, int e_ffn,
     w->enc.n_ctx = n_ctx;
     w->enc.enc = (tsr_encoder_cfg){{dim, e_heads, e_ffn, eps, TSR_ACT_GELU, 0, 0}, e_layers, 0,
                                    TSR_LN_ALL, 0, 0, 0};
-    w->dec = (tsr_decoder_cfg){{dim, d_heads, d_ffn, eps, TSR_ACT_GELU, 0}, d_layers, vocab,
+    w->dec = (tsr_decoder_cfg){{dim, d_heads, d_ffn, eps, TSR_ACT_GELU, 0, dim}, d_layers, vocab,
                                text_ctx, 1};
 }
 

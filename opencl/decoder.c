@@ -28,7 +28,8 @@ tsr_status tsr_dec_state_plan(const tsr_dec_cfg *c, int B, int cap, int Bx, int 
 tsr_status tsr_dec_cross_kv(tsr_queue *q, const tsr_dec_cfg *c, const tsr_dec_weights *w,
                             tsr_dec_state *st, cl_mem enc, tsr_error *err)
 {
-    return tsr_linear(q, enc, st->Bx * st->Se, c->dim, w->xkv_w, w->xkv_b, 2 * c->dim, st->xkv,
+    int Dx = c->xdim > 0 ? c->xdim : c->dim;
+    return tsr_linear(q, enc, st->Bx * st->Se, Dx, w->xkv_w, w->xkv_b, 2 * c->dim, st->xkv,
                       TSR_ACT_NONE, err);
 }
 
@@ -144,7 +145,7 @@ tsr_status tsr_decoder_plan(tsr_queue *q, const tsr_decoder_cfg *c, int B, int m
     TSR_TRY(st, tsr_linear_plan(q, (int)R, F, d, err));
     TSR_TRY(st, tsr_linear_plan(q, (int)R, d, F, err));
     if (Se > 0)
-        TSR_TRY(st, tsr_linear_plan(q, Bx * Se, 2 * d, d, err));
+        TSR_TRY(st, tsr_linear_plan(q, Bx * Se, 2 * d, c->layer.xdim > 0 ? c->layer.xdim : d, err));
     TSR_TRY(st, tsr_linear_plan(q, B, c->vocab, d, err));
     return st;
 }

@@ -120,11 +120,12 @@ typedef struct {
     float eps;
     tsr_act act;
     int post_ln;
+    int xdim;     /* the width of what cross-attention attends to (Dx); 0: dim */
 } tsr_dec_cfg;
 
 typedef struct {
     cl_mem ln1_g, ln1_b, qkv_w, qkv_b, o_w, o_b;              /* self-attention, qkv (3D, D) */
-    cl_mem lnx_g, lnx_b, xq_w, xq_b, xkv_w, xkv_b, xo_w, xo_b; /* cross, xkv (2D, D) */
+    cl_mem lnx_g, lnx_b, xq_w, xq_b, xkv_w, xkv_b, xo_w, xo_b; /* cross, xkv (2D, Dx) */
     cl_mem ln2_g, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b;           /* MLP */
 } tsr_dec_weights;
 
@@ -140,7 +141,7 @@ tsr_enc_cfg tsr_dec_enc_cfg(const tsr_dec_cfg *c);
  * Bx (1: shared by all B, or B) encoder outputs of Se rows (0: none). */
 tsr_status tsr_dec_state_plan(const tsr_dec_cfg *c, int B, int cap, int Bx, int Se, tsr_arena *a,
                               tsr_dec_state *st, tsr_error *err);
-/* Cross-attention keys and values from the encoder output enc (Bx*Se, D). */
+/* Cross-attention keys and values from the encoder output enc (Bx*Se, Dx). */
 tsr_status tsr_dec_cross_kv(tsr_queue *q, const tsr_dec_cfg *c, const tsr_dec_weights *w,
                             tsr_dec_state *st, cl_mem enc, tsr_error *err);
 /* Runs Sq new tokens x (B*Sq, D) at positions past..past+Sq-1, in place. */
@@ -188,7 +189,7 @@ tsr_status tsr_decoder_plan(tsr_queue *q, const tsr_decoder_cfg *c, int B, int m
                             int Se, tsr_arena *a, tsr_decoder_io *io,
                             size_t scratch[TSR_SCRATCH_N], tsr_error *err);
 void tsr_decoder_io_free(tsr_decoder_io *io);
-/* Every layer's cross-attention keys and values from enc (Bx*Se, D). */
+/* Every layer's cross-attention keys and values from enc (Bx*Se, Dx). */
 tsr_status tsr_decoder_cross(tsr_queue *q, const tsr_decoder_cfg *c, const tsr_decoder_w *w,
                              tsr_decoder_io *io, cl_mem enc, tsr_error *err);
 /* Runs tokens (B, Sq) at positions past..past+Sq-1 of B sequences (B is the

@@ -664,6 +664,7 @@ static void ref_decoder(const tsr_dec_cfg *c, float *const *w, float *x, int B, 
                         const float *enc, int Bx, int Se)
 {
     int D = c->dim, F = c->ffn, H = c->heads, dh = D / H, R = B * T;
+    int Dx = c->xdim > 0 ? c->xdim : D;
     float scale = 1.0f / sqrtf((float)dh);
     float *h = malloc(sizeof(float) * R * D), *qkv = malloc(sizeof(float) * R * 3 * D);
     float *att = malloc(sizeof(float) * R * D), *f = malloc(sizeof(float) * R * F);
@@ -689,7 +690,7 @@ static void ref_decoder(const tsr_dec_cfg *c, float *const *w, float *x, int B, 
             ref_linear(att, R, D, w[DW_O], w[DW_OB], D, out, 0);
         } else if (sub == 1) {
             ref_linear(in, R, D, w[DW_XQ], w[DW_XQB], D, qkv, 0);
-            ref_linear(enc, Bx * Se, D, w[DW_XKV], w[DW_XKVB], 2 * D, xkv, 0);
+            ref_linear(enc, Bx * Se, Dx, w[DW_XKV], w[DW_XKVB], 2 * D, xkv, 0);
             ref_attention_kv(qkv, 0, D, xkv, 0, D, 2 * D, Bx == 1 ? 0 : Se * 2 * D, att, D, B, T,
                              Se, H, dh, scale, 0);
             ref_linear(att, R, D, w[DW_XO], w[DW_XOB], D, out, 0);
@@ -707,15 +708,17 @@ static void ref_decoder(const tsr_dec_cfg *c, float *const *w, float *x, int B, 
 }
 
 static void test_decoder_layer(int B, int T, int chunk, int D, int H, int F, int Bx, int Se,
-                               int post_ln)
+                               int post_ln, int Dx)
 {
-    tsr_dec_cfg c = {D, H, F, 1e-5f, TSR_ACT_GELU, post_ln};
+    tsr_dec_cfg c = {D, H, F, 1e-5f, TSR_ACT_GELU, post_ln, Dx};
+    if (!Dx)
+        Dx = D; /* cross-attention over inputs as wide as the decoder */
     int rows[DW_N] = {0}, cols[DW_N] = {0};
     size_t sizes[DW_N];
     rows[DW_QKV] = 3 * D, rows[DW_O] = D, rows[DW_XQ] = D, rows[DW_XKV] = 2 * D, rows[DW_XO] = D;
     rows[DW_FC1] = F, rows[DW_FC2] = D;
     for (int i = 0; i < DW_N; i++) {
-        cols[i] = i == DW_FC2 ? F : D;
+        cols[i] = i == DW_FC2 ? F : i == DW_XKV ? Dx : D;
         int vec = i == DW_QKVB ? 3 * D : i == DW_XKVB ? 2 * D : i == DW_FC1B ? F : D;
         sizes[i] = rows[i] ? (size_t)rows[i] * cols[i] : (size_t)vec;
     }
@@ -733,13 +736,13 @@ static void test_decoder_layer(int B, int T, int chunk, int D, int H, int F, int
     tsr_dec_weights w;
     memcpy(&w, dw, sizeof w);
     size_t n = (size_t)B * T * D;
-    float *x = rand_vec(n, 1.0f), *enc = rand_vec((size_t)Bx * Se * D + 1, 1.0f);
+    float *x = rand_vec(n, 1.0f), *enc = rand_vec((size_t)Bx * Se * Dx + 1, 1.0f);
     float *ref = malloc(sizeof(float) * n);
     memcpy(ref, x, sizeof(float) * n);
     ref_decoder(&c, hw, ref, B, T, enc, Bx, Se);
     tsr_dec_state st = {0};
     tsr_enc_scratch s = {0};
-    cl_mem denc = up(enc, sizeof(float) * ((size_t)Bx * Se * D + 1));
+    cl_mem denc = up(enc, sizeof(float) * ((size_t)Bx * Se * Dx + 1));
     tsr_enc_cfg ec = tsr_dec_enc_cfg(&c);
     tsr_arena sa, da;
     tsr_status rc = scratch_for(&ec, B * chunk, &sa, &s);
@@ -764,8 +767,8 @@ static void test_decoder_layer(int B, int T, int chunk, int D, int H, int F, int
     }
     char name[160];
     snprintf(name, sizeof name,
-             "decoder layer (%s) B%d T%d chunk%d D%d H%d F%d Bx%d Se%d post_ln=%d",
-             ctx->own_gemm ? "CPU kernels" : "CLBlast", B, T, chunk, D, H, F, Bx, Se, post_ln);
+             "decoder layer (%s) B%d T%d chunk%d D%d H%d F%d Bx%d Se%d post_ln=%d Dx%d",
+             ctx->own_gemm ? "CPU kernels" : "CLBlast", B, T, chunk, D, H, F, Bx, Se, post_ln, Dx);
     if (rc != TSR_OK)
         check(0, "%s: %s", name, err.msg);
     else
@@ -787,14 +790,14 @@ static void test_decoder_layer(int B, int T, int chunk, int D, int H, int F, int
         float *enc2 = enc;
         float *encr = NULL;
         if (Bx > 1) { /* cross inputs follow their sequences */
-            encr = malloc(sizeof(float) * Bx * Se * D);
+            encr = malloc(sizeof(float) * Bx * Se * Dx);
             for (int b = 0; b < B; b++)
-                memcpy(encr + (size_t)b * Se * D, enc + (size_t)src[b] * Se * D, sizeof(float) * Se * D);
+                memcpy(encr + (size_t)b * Se * Dx, enc + (size_t)src[b] * Se * Dx, sizeof(float) * Se * Dx);
             enc2 = encr;
             /* the device's cross keys and values are per sequence too: reorder them */
-            float *hx = malloc(sizeof(float) * Bx * Se * D);
-            memcpy(hx, encr, sizeof(float) * Bx * Se * D);
-            tsr_buf_write(q, denc, hx, sizeof(float) * Bx * Se * D, &err);
+            float *hx = malloc(sizeof(float) * Bx * Se * Dx);
+            memcpy(hx, encr, sizeof(float) * Bx * Se * Dx);
+            tsr_buf_write(q, denc, hx, sizeof(float) * Bx * Se * Dx, &err);
             rc = tsr_dec_cross_kv(q, &c, &w, &st, denc, &err);
             free(hx);
         }
@@ -936,11 +939,12 @@ int main(void)
     for (int own = 0; own < 2; own++) {
         int saved = ctx->own_gemm;
         ctx->own_gemm = own;
-        test_decoder_layer(1, 1, 1, 8, 2, 16, 1, 1, 0);
-        test_decoder_layer(2, 9, 1, 48, 3, 80, 1, 13, 0);  /* token by token, shared audio */
-        test_decoder_layer(3, 7, 3, 40, 5, 24, 3, 6, 0);   /* chunks, per-sequence inputs */
-        test_decoder_layer(2, 6, 6, 32, 4, 64, 2, 5, 1);   /* post-layernorm, whole prompt */
-        test_decoder_layer(2, 5, 2, 32, 2, 64, 1, 0, 0);   /* no cross-attention */
+        test_decoder_layer(1, 1, 1, 8, 2, 16, 1, 1, 0, 0);
+        test_decoder_layer(2, 9, 1, 48, 3, 80, 1, 13, 0, 0);  /* token by token, shared audio */
+        test_decoder_layer(3, 7, 3, 40, 5, 24, 3, 6, 0, 0);   /* chunks, per-sequence inputs */
+        test_decoder_layer(2, 6, 6, 32, 4, 64, 2, 5, 1, 0);   /* post-layernorm, whole prompt */
+        test_decoder_layer(2, 5, 2, 32, 2, 64, 1, 0, 0, 0);   /* no cross-attention */
+        test_decoder_layer(2, 4, 2, 24, 3, 40, 2, 7, 1, 37);  /* image tokens 37 wide (BLIP-large) */
         ctx->own_gemm = saved;
     }
     tsr_queue_free(q);
