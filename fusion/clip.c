@@ -281,8 +281,6 @@ static void clip_session_free(tsr_session *s)
     free(cs->px);
 }
 
-const tsr_family tsr_family_clip = {"clip", clip_detect, clip_load, clip_free,
-                                    clip_session_free};
 
 /* Full-size CLIP architectures, as in open_clip's model configs. */
 static const struct {
@@ -370,8 +368,8 @@ const tsr_preprocess_cfg *tsr_model_preprocess_cfg(const tsr_model *m)
     return IF_CLIP(m, &CLIP(m)->pp, NULL);
 }
 
-int tsr_clip_embed_dim(const tsr_model *m) { return CLIP(m)->proj_dim; }
-int tsr_clip_max_text_len(const tsr_model *m) { return CLIP(m)->txt.max_pos; }
+static int clip_embed_dim(const tsr_model *m) { return CLIP(m)->proj_dim; }
+static int clip_max_text_len(const tsr_model *m) { return CLIP(m)->txt.max_pos; }
 
 /* ---- sessions ---- */
 
@@ -522,7 +520,7 @@ tsr_status tsr_session_embed_ids(tsr_session *s, const int *ids, const int *lens
 }
 
 /* CLIP texts: tokenized and embedded in batches, padded to the longest. */
-tsr_status tsr_clip_embed_texts(tsr_session *s, const char *const *texts, int n, int normalize,
+static tsr_status clip_embed_texts(tsr_session *s, const char *const *texts, int n, int normalize,
                                 float *out, int *n_truncated, tsr_error *err)
 {
     tsr_status rc = clip_ready(s, 0, 1, err);
@@ -631,3 +629,7 @@ void tsr_model_flops(const tsr_model *m, double *image, double *text)
     *text = stack_flops(c->txt.max_pos, t->layer.dim, t->layer.ffn, t->n_layers) +
             2.0 * t->layer.dim * c->proj_dim;
 }
+
+const tsr_family tsr_family_clip = {"clip",         clip_detect,       clip_load,
+                                    clip_free,      clip_session_free, clip_embed_dim,
+                                    clip_max_text_len, clip_embed_texts};

@@ -8,12 +8,6 @@
 
 #include "tsr_model.h"
 
-/* Every family tessera loads; the first whose detect() accepts a directory
- * loads it. */
-static const tsr_family *const families[] = {&tsr_family_clip, &tsr_family_bert,
-                                             &tsr_family_whisper};
-#define N_FAMILIES (int)(sizeof families / sizeof families[0])
-
 void tsr_l2_normalize(float *v, int n)
 {
     double s = 0;
@@ -39,9 +33,9 @@ static const tsr_family *family_of(const tsr_source *src, tsr_error *err)
         return NULL;
     }
     const tsr_family *f = NULL;
-    for (int i = 0; i < N_FAMILIES && !f; i++)
-        if (families[i]->detect(src, root))
-            f = families[i];
+    for (int i = 0; tsr_families[i] && !f; i++)
+        if (tsr_families[i]->detect(src, root))
+            f = tsr_families[i];
     if (!f) {
         const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
         tsr_error_set(err, TSR_ERR_UNSUPPORTED,
@@ -258,20 +252,16 @@ tsr_status tsr_session_plan(tsr_session *s, tsr_plan_fn plan, tsr_error *err)
     return rc;
 }
 
-/* ---- text embeddings: CLIP or BERT ---- */
+/* ---- text embeddings: any family that has them ---- */
 
 int tsr_model_embed_dim(const tsr_model *m)
 {
-    if (m->fam == &tsr_family_clip)
-        return tsr_clip_embed_dim(m);
-    return m->fam == &tsr_family_bert ? tsr_bert_embed_dim(m) : 0;
+    return m->fam->embed_dim ? m->fam->embed_dim(m) : 0;
 }
 
 int tsr_model_max_text_len(const tsr_model *m)
 {
-    if (m->fam == &tsr_family_clip)
-        return tsr_clip_max_text_len(m);
-    return m->fam == &tsr_family_bert ? tsr_bert_max_text_len(m) : 0;
+    return m->fam->max_text_len ? m->fam->max_text_len(m) : 0;
 }
 
 tsr_status tsr_session_embed_texts(tsr_session *s, const char *const *texts, int n, int normalize,
@@ -283,11 +273,10 @@ tsr_status tsr_session_embed_texts(tsr_session *s, const char *const *texts, int
     tsr_status rc;
     if (n < 0 || (n > 0 && (!texts || !out)))
         rc = tsr_error_set(err, TSR_ERR_INVALID_ARG, "no texts or no output given");
-    else if (s->m->fam == &tsr_family_clip)
-        rc = tsr_clip_embed_texts(s, texts, n, normalize, out, n_truncated, err);
-    else if (s->m->fam == &tsr_family_bert)
-        rc = tsr_bert_embed_texts(s, texts, n, normalize, out, n_truncated, err);
+    else if (!s->m->fam->embed_texts)
+        rc = tsr_error_set(err, TSR_ERR_UNSUPPORTED, "%s: a %s model cannot embed texts",
+                           s->m->name, s->m->fam->name);
     else
-        rc = tsr_session_need(s, &tsr_family_clip, "embed texts", err);
+        rc = s->m->fam->embed_texts(s, texts, n, normalize, out, n_truncated, err);
     return tsr_session_fail(s, rc, err);
 }

@@ -265,11 +265,9 @@ static void bert_session_free(tsr_session *s)
     tsr_textenc_io_free(&bs->io);
 }
 
-const tsr_family tsr_family_bert = {"bert", bert_detect, bert_load, bert_free,
-                                    bert_session_free};
 
-int tsr_bert_embed_dim(const tsr_model *m) { return BERT(m)->txt.enc.layer.dim; }
-int tsr_bert_max_text_len(const tsr_model *m) { return BERT(m)->max_seq; }
+static int bert_embed_dim(const tsr_model *m) { return BERT(m)->txt.enc.layer.dim; }
+static int bert_max_text_len(const tsr_model *m) { return BERT(m)->max_seq; }
 
 const tsr_wordpiece *tsr_model_wordpiece(const tsr_model *m)
 {
@@ -342,7 +340,7 @@ static int by_len_desc(const void *a, const void *b)
     return x->index - y->index;
 }
 
-tsr_status tsr_bert_embed_texts(tsr_session *s, const char *const *texts, int n, int normalize,
+static tsr_status bert_embed_texts(tsr_session *s, const char *const *texts, int n, int normalize,
                                 float *out, int *n_truncated, tsr_error *err)
 {
     bert_model *b = BERT(s->m);
@@ -393,3 +391,7 @@ tsr_status tsr_bert_embed_texts(tsr_session *s, const char *const *texts, int n,
     free(hidden);
     return rc;
 }
+
+const tsr_family tsr_family_bert = {"bert",         bert_detect,       bert_load,
+                                    bert_free,      bert_session_free, bert_embed_dim,
+                                    bert_max_text_len, bert_embed_texts};

@@ -10,7 +10,7 @@
  *   2. a builder: read the config, fill the towers' tsr_*_cfg, load the
  *      table, and a plan function that reserves the session's buffers;
  *   3. the entry points it serves (embed images or texts, transcribe);
- *   4. a row in tsr_families (model.c).
+ *   4. a row in tsr_families (families.c).
  */
 #ifndef TSR_MODEL_H
 #define TSR_MODEL_H
@@ -30,9 +30,17 @@ typedef struct tsr_family {
     void (*free)(tsr_model *m);
     /* frees the host parts of a session's s->data */
     void (*session_free)(tsr_session *s);
+    /* text embeddings (NULL: the family has none): their width, the longest
+     * text in tokens, and the embedding of n texts */
+    int (*embed_dim)(const tsr_model *m);
+    int (*max_text_len)(const tsr_model *m);
+    tsr_status (*embed_texts)(tsr_session *s, const char *const *texts, int n, int normalize,
+                              float *out, int *n_truncated, tsr_error *err);
 } tsr_family;
 
 extern const tsr_family tsr_family_clip, tsr_family_bert, tsr_family_whisper;
+/* Every family tessera loads, in the order they are tried (families.c). */
+extern const tsr_family *const tsr_families[];
 
 struct tsr_model {
     tsr_ctx *ctx;
@@ -73,16 +81,6 @@ void *tsr_session_data(tsr_session *s, size_t size, tsr_error *err);
 /* TSR_ERR_UNSUPPORTED unless the session's model is of family f. */
 tsr_status tsr_session_need(tsr_session *s, const tsr_family *f, const char *what,
                             tsr_error *err);
-
-/* The families' entry points behind the generic ones (model.c). */
-int tsr_clip_embed_dim(const tsr_model *m);
-int tsr_clip_max_text_len(const tsr_model *m);
-tsr_status tsr_clip_embed_texts(tsr_session *s, const char *const *texts, int n, int normalize,
-                                float *out, int *n_truncated, tsr_error *err);
-int tsr_bert_embed_dim(const tsr_model *m);
-int tsr_bert_max_text_len(const tsr_model *m);
-tsr_status tsr_bert_embed_texts(tsr_session *s, const char *const *texts, int n, int normalize,
-                                float *out, int *n_truncated, tsr_error *err);
 
 /* Host helpers shared by the families. */
 void tsr_l2_normalize(float *v, int n);

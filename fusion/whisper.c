@@ -439,8 +439,8 @@ static void whisper_session_free(tsr_session *s)
     tsr_decoder_io_free(&ws->dec);
 }
 
-const tsr_family tsr_family_whisper = {"whisper", whisper_detect, whisper_load, whisper_free,
-                                       whisper_session_free};
+const tsr_family tsr_family_whisper = {"whisper",    whisper_detect, whisper_load, whisper_free,
+                                       whisper_session_free, NULL, NULL, NULL};
 
 #define IF_WHISPER(m, expr) ((m)->fam == &tsr_family_whisper ? (expr) : 0)
 int tsr_model_n_mels(const tsr_model *m) { return IF_WHISPER(m, WHISPER(m)->enc.n_mels); }
