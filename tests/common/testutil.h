@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "tsr_opencl.h"
 
@@ -192,6 +193,22 @@ TSR_UNUSED static tsr_ctx *ctx_or_skip(void)
     tsr_ctx *ctx = ctx_with_or_skip(&p);
     printf("device: %s\n", tsr_ctx_device_name(ctx));
     return ctx;
+}
+
+/* Device memory the context counts, once it has come down to want: OpenCL
+ * may release a freed buffer (and call tessera back) a little later, on a
+ * thread of its own. Waits up to 5 s, then returns what is held. */
+TSR_UNUSED static size_t device_memory_settled(const tsr_ctx *ctx, size_t want)
+{
+    size_t now = 0, peak = 0;
+    for (int i = 0; i < 500; i++) {
+        tsr_ctx_device_memory(ctx, &now, &peak);
+        if (now == want)
+            break;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return now;
 }
 
 #ifdef TSR_FUSION_H

@@ -247,8 +247,7 @@ static void test_memory_and_lifetimes(void)
     tsr_session_free(s1);
     tsr_session_free(s2);
     tsr_model_free(m); /* releases the first context too */
-    size_t now;
-    tsr_ctx_device_memory(watch, &now, &peak);
+    size_t now = device_memory_settled(watch, 0);
     check(now == 0, "a fresh context holds no device memory (%zu bytes)", now);
     tsr_ctx_free(watch);
 
@@ -268,7 +267,7 @@ static void test_memory_and_lifetimes(void)
     tsr_ctx_device_memory(ctx, &busy, &peak);
     tsr_session_free(w);
     tsr_model_free(m);
-    tsr_ctx_device_memory(ctx, &now, &peak);
+    now = device_memory_settled(ctx, start);
     check(st == TSR_OK && busy > start && now == start,
           "device memory: %zu at the start, %zu with a Whisper model and session, %zu after "
           "freeing them", start, busy, now);

@@ -133,8 +133,7 @@ int main(int argc, char **argv)
           "%d threads x %d iterations, each its own session on one model: %d results differ "
           "from the single-threaded ones, %d calls failed",
           THREADS, iters, mismatches, failures);
-    size_t mem1;
-    tsr_ctx_device_memory(ctx, &mem1, &peak);
+    size_t mem1 = device_memory_settled(ctx, mem0);
     check(mem1 == mem0, "device memory back to %zu bytes after the sessions (now %zu, peak %zu)",
           mem0, mem1, peak);
     free(pixels), free(want_img), free(want_txt);

@@ -865,9 +865,8 @@ static void test_arena(void)
     int cleared = 1;
     for (int i = 0; i < 5; i++)
         cleared = cleared && slots[i] == NULL;
-    size_t after;
     tsr_queue_finish(q, NULL);
-    tsr_ctx_device_memory(ctx, &after, &peak);
+    size_t after = device_memory_settled(ctx, before);
     check(cleared && after == before, "arena released: slots cleared, device memory %zu -> %zu",
           before, after);
 }
