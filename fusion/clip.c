@@ -210,10 +210,10 @@ static tsr_status load_tokenizer(tsr_model *m, const tsr_source *src, tsr_error 
     tsr_tok_files f;
     tsr_status rc = tsr_src_tokenizer(src, "vocab.json", "merges.txt", 0, &f, err);
     if (rc == TSR_OK && f.json)
-        rc = tsr_tokenizer_load_json(f.text[0], f.len[0], f.path, &c->tok, err);
+        rc = tsr_tokenizer_load_json(f.text[0], f.len[0], f.path[0], &c->tok, err);
     else if (rc == TSR_OK)
-        rc = tsr_tokenizer_load_vocab_merges(f.text[0], f.len[0], f.text[1], f.len[1], f.path,
-                                             &c->tok, err);
+        rc = tsr_tokenizer_load_vocab_merges(f.text[0], f.len[0], f.path[0], f.text[1], f.len[1],
+                                             f.path[1], &c->tok, err);
     tsr_tok_files_free(&f);
     return rc;
 }
@@ -412,6 +412,10 @@ static tsr_status clip_ready(tsr_session *s, int images, int texts, tsr_error *e
     if (rc == TSR_OK) {
         cs->plan_img = cs->want_img;
         cs->plan_txt = cs->want_txt;
+    } else {
+        /* nothing is planned now; the next call plans only what it needs, so
+         * an image batch too big for the device does not stop text calls */
+        cs->plan_img = cs->plan_txt = cs->want_img = cs->want_txt = 0;
     }
     return rc;
 }

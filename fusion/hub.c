@@ -6,6 +6,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -364,6 +365,12 @@ static tsr_status download(const char *repo, const char *rev, const char *file, 
     return TSR_OK;
 }
 
+/* curl_global_init is not thread-safe: once per process. */
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static int curl_ready;
+
+static void curl_init_once(void) { curl_ready = curl_global_init(CURL_GLOBAL_DEFAULT) == 0; }
+
 tsr_status tsr_pull(const char *repo_id, const tsr_pull_params *p, char *out_dir, size_t cap,
                     tsr_error *err)
 {
@@ -374,9 +381,9 @@ tsr_status tsr_pull(const char *repo_id, const tsr_pull_params *p, char *out_dir
     tsr_status rc = tsr_model_cache_path(repo_id, rev, p->cache_dir, out_dir, cap, err);
     if (rc != TSR_OK)
         return rc;
-    static int curl_ready;
-    if (!curl_ready && curl_global_init(CURL_GLOBAL_DEFAULT) == 0)
-        curl_ready = 1;
+    pthread_once(&curl_once, curl_init_once);
+    if (!curl_ready)
+        return tsr_error_set(err, TSR_ERR_IO, "cannot initialise libcurl");
     char url[4096];
     snprintf(url, sizeof url, "%s/api/models/%s/revision/%s?blobs=true", endpoint_of(p), repo_id,
              rev);

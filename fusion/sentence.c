@@ -152,10 +152,10 @@ static tsr_status load_tokenizer(tsr_model *m, const tsr_source *src, tsr_error 
     tsr_tok_files f; /* vocab.txt with tokenizer_config.json's do_lower_case, if any */
     tsr_status rc = tsr_src_tokenizer(src, "vocab.txt", "tokenizer_config.json", 1, &f, err);
     if (rc == TSR_OK && f.json)
-        rc = tsr_wordpiece_load_json(f.text[0], f.len[0], f.path, &b->tok, err);
+        rc = tsr_wordpiece_load_json(f.text[0], f.len[0], f.path[0], &b->tok, err);
     else if (rc == TSR_OK)
-        rc = tsr_wordpiece_load_vocab(f.text[0], f.len[0], f.text[1], f.len[1], f.path, &b->tok,
-                                      err);
+        rc = tsr_wordpiece_load_vocab(f.text[0], f.len[0], f.path[0], f.text[1], f.len[1],
+                                      f.path[1], &b->tok, err);
     tsr_tok_files_free(&f);
     return rc;
 }
@@ -323,6 +323,9 @@ static tsr_status bert_ready(tsr_session *s, int B, int S, tsr_error *err)
     if (rc == TSR_OK) {
         bs->plan_b = bs->want_b;
         bs->plan_s = bs->want_s;
+    } else {
+        /* nothing is planned now: a later, smaller call plans afresh */
+        bs->plan_b = bs->plan_s = bs->want_b = bs->want_s = 0;
     }
     return rc;
 }

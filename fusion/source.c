@@ -101,11 +101,12 @@ tsr_status tsr_src_tokenizer(const tsr_source *s, const char *first, const char 
     memset(f, 0, sizeof *f);
     f->json = tsr_src_exists(s, "tokenizer.json");
     const char *name = f->json ? "tokenizer.json" : first;
-    tsr_src_path(s, name, f->path, sizeof f->path);
+    tsr_src_path(s, name, f->path[0], sizeof f->path[0]);
     if (!(f->text[0] = tsr_src_read(s, name, TSR_MAX_TOKENIZER_BYTES, &f->len[0], err)))
         return err->code;
     if (f->json || !second || (second_optional && !tsr_src_exists(s, second)))
         return TSR_OK;
+    tsr_src_path(s, second, f->path[1], sizeof f->path[1]);
     if (!(f->text[1] = tsr_src_read(s, second, TSR_MAX_TOKENIZER_BYTES, &f->len[1], err))) {
         tsr_tok_files_free(f);
         return err->code;

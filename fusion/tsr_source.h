@@ -37,12 +37,12 @@ cJSON *tsr_src_json(const tsr_source *s, const char *name, size_t max, tsr_error
 
 /* A tokenizer's files: tokenizer.json when there is one (json = 1, text[0]),
  * else the older pair, first (required) and second (required unless
- * second_optional; text[1] NULL when absent). path names text[0]'s file. */
+ * second_optional; text[1] NULL when absent). */
 typedef struct {
     int json;
     char *text[2];
     size_t len[2];
-    char path[4200];
+    char path[2][4200]; /* the files' paths, for messages */
 } tsr_tok_files;
 tsr_status tsr_src_tokenizer(const tsr_source *s, const char *first, const char *second,
                              int second_optional, tsr_tok_files *f, tsr_error *err);

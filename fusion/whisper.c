@@ -412,7 +412,7 @@ static tsr_status whisper_load(tsr_model *m, const tsr_source *src, tsr_error *e
     if (rc == TSR_OK) { /* tokenizer.json only */
         tsr_tok_files f;
         rc = tsr_src_tokenizer(src, "tokenizer.json", NULL, 1, &f, err);
-        TSR_TRY(rc, tsr_bytelevel_load_json(f.text[0], f.len[0], f.path, &w->tok, err));
+        TSR_TRY(rc, tsr_bytelevel_load_json(f.text[0], f.len[0], f.path[0], &w->tok, err));
         tsr_tok_files_free(&f);
     }
     TSR_TRY(rc, read_suppress(m, src, err));

@@ -321,16 +321,27 @@ tsr_status tsr_ctx_set_gemm_strips(tsr_ctx *ctx, int strips, tsr_error *err)
                              strips);
     if (strips == ctx->gemm_strips)
         return TSR_OK;
-    /* the context's own queue gets kernels from the new program */
-    tsr_queue_free(ctx->util);
-    ctx->util = NULL;
-    if (ctx->program)
-        clReleaseProgram(ctx->program);
+    /* build the new program and its queue before letting go of the old ones */
+    cl_program old = ctx->program;
+    tsr_queue *old_util = ctx->util;
+    int old_strips = ctx->gemm_strips, old_cached = ctx->from_cache;
     ctx->program = NULL;
     ctx->gemm_strips = strips;
     tsr_status st = build_program(ctx, err);
     TSR_TRY(st, tsr_queue_create_weak(ctx, &ctx->util, err));
-    return st;
+    if (st != TSR_OK) {
+        if (ctx->program)
+            clReleaseProgram(ctx->program);
+        ctx->program = old;
+        ctx->util = old_util;
+        ctx->gemm_strips = old_strips;
+        ctx->from_cache = old_cached;
+        return st;
+    }
+    tsr_queue_free(old_util);
+    if (old)
+        clReleaseProgram(old);
+    return TSR_OK;
 }
 
 void tsr_ctx_free(tsr_ctx *ctx)

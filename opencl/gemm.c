@@ -207,6 +207,27 @@ static tsr_status apply_locked(tsr_ctx *ctx, const char *xgemm, long min_indirec
     return TSR_OK;
 }
 
+/* Applies the context's own parameters and remembers them, so that
+ * tsr_gemm_restore can put them back after `tessera tune` tried others. */
+static tsr_status apply_ctx(tsr_ctx *ctx, const char *xgemm, long min_indirect, tsr_error *err)
+{
+    tsr_status st = tsr_clblast_apply_tuning(ctx, xgemm, min_indirect, err);
+    if (st == TSR_OK) {
+        snprintf(ctx->blast_xgemm, sizeof ctx->blast_xgemm, "%s", xgemm ? xgemm : "");
+        ctx->blast_mi = min_indirect;
+    }
+    return st;
+}
+
+tsr_status tsr_gemm_restore(tsr_ctx *ctx, tsr_error *err)
+{
+    tsr_status st = TSR_OK;
+    if (*ctx->blast_xgemm || ctx->blast_mi >= 0)
+        st = tsr_clblast_apply_tuning(ctx, ctx->blast_xgemm, ctx->blast_mi, err);
+    CLBlastClearCache(); /* compiled kernels carry the parameters tried last */
+    return st;
+}
+
 void tsr_gemm_table(const tsr_ctx *ctx, int *own, const char **xgemm, long *min_indirect)
 {
     *own = 0;
@@ -259,7 +280,7 @@ static int from_file(tsr_ctx *ctx, tsr_gemm_choice *c, char *path, size_t cap)
     int got = tsr_tuning_read(path, &ctx->info, c, why, sizeof why);
     tsr_error e = {0};
     if (got == 1 && !c->own_gemm &&
-        tsr_clblast_apply_tuning(ctx, c->xgemm, c->min_indirect, &e) != TSR_OK) {
+        apply_ctx(ctx, c->xgemm, c->min_indirect, &e) != TSR_OK) {
         snprintf(why, sizeof why, "%.500s", e.msg);
         got = -1;
     }
@@ -279,10 +300,12 @@ tsr_status tsr_gemm_configure(tsr_ctx *ctx, const tsr_ctx_params *p, tsr_error *
     tsr_status st = TSR_OK;
     tsr_gemm_choice c;
     char path[1024];
+    ctx->blast_xgemm[0] = 0;
+    ctx->blast_mi = -1;
     if (p->no_tuning) {
         describe(ctx, "untuned", own, "", -1);
     } else if (p->xgemm) {
-        st = tsr_clblast_apply_tuning(ctx, p->xgemm, p->xgemm_min_indirect, err);
+        st = apply_ctx(ctx, p->xgemm, p->xgemm_min_indirect, err);
         describe(ctx, "xgemm parameters", own, p->xgemm, p->xgemm_min_indirect);
     } else if (from_file(ctx, &c, path, sizeof path)) {
         own = c.own_gemm;
@@ -291,7 +314,7 @@ tsr_status tsr_gemm_configure(tsr_ctx *ctx, const tsr_ctx_params *p, tsr_error *
         snprintf(src, sizeof src, "tuning file %s", path);
         describe(ctx, src, own, c.xgemm, c.min_indirect);
     } else {
-        st = tsr_clblast_apply_tuning(ctx, xgemm, mi, err);
+        st = apply_ctx(ctx, xgemm, mi, err);
         describe(ctx, "built-in table", own, xgemm, mi);
     }
     if (p->gemm && (strcmp(p->gemm, "clblast") == 0 || strcmp(p->gemm, "own") == 0)) {

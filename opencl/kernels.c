@@ -24,6 +24,15 @@ static void CL_CALLBACK on_release(cl_mem m, void *user)
     free(n);
 }
 
+/* Buffers created by this thread: a session runs on one thread at a time,
+ * so the difference over a layer is that session's, whatever other threads
+ * allocate meanwhile. */
+static _Thread_local uint64_t buffers_created;
+
+void tsr_buffer_created(void) { buffers_created++; }
+
+uint64_t tsr_buffers_created(void) { return buffers_created; }
+
 cl_mem tsr_buf_alloc(tsr_ctx *ctx, size_t bytes, tsr_error *err)
 {
     if (bytes == 0)
@@ -36,7 +45,7 @@ cl_mem tsr_buf_alloc(tsr_ctx *ctx, size_t bytes, tsr_error *err)
     }
     cl_int e;
     cl_mem m = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, bytes, NULL, &e);
-    atomic_fetch_add(&ctx->buffers, 1);
+    tsr_buffer_created();
     if (e != CL_SUCCESS) {
         tsr_cl_fail(err, e, "clCreateBuffer");
         tsr_error_prefix(err, "allocating %zu bytes on %s", bytes, ctx->info.name);
@@ -249,8 +258,8 @@ tsr_status tsr_gemm_tn_own(tsr_queue *q, int M, int N, int K, cl_mem A, int lda,
     cl_mem bb = bias ? bias : C;
     karg a[] = {KMEM(A),   KMEM(Bt),  KMEM(C),   KMEM(bb),           KINT(M),  KINT(N),
                 KINT(K),   KINT(lda), KINT(ldb), KINT(ldc), KINT(bias != NULL), KINT(act)};
-    /* 6 rows by gemm_strips strips of 32 columns per work-item, as in gemm.cl */
-    size_t cols = 32 * (size_t)q->ctx->gemm_strips;
+    /* 6 rows by the kernel's strips of 32 columns per work-item, as in gemm.cl */
+    size_t cols = 32 * (size_t)q->gemm_strips;
     size_t global[2] = {(size_t)(M + 5) / 6, (N + cols - 1) / cols}, local[2] = {1, 1};
     return launch2(q, TSR_K_GEMM_TN, 2, global, local, a, 12, err);
 }

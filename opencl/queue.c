@@ -22,6 +22,7 @@ static tsr_status queue_create(tsr_ctx *ctx, int hold, tsr_queue **out, tsr_erro
     if (!q)
         return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
     q->ctx = ctx;
+    q->gemm_strips = ctx->gemm_strips;
     cl_int e;
     q->q = clCreateCommandQueue(ctx->context, ctx->device, 0, &e);
     tsr_status st = e == CL_SUCCESS ? TSR_OK : tsr_cl_fail(err, e, "clCreateCommandQueue");
@@ -71,7 +72,7 @@ void tsr_queue_free(tsr_queue *q)
 tsr_counters tsr_queue_counters(const tsr_queue *q)
 {
     tsr_counters c = q->n;
-    c.buffers = atomic_load(&q->ctx->buffers);
+    c.buffers = tsr_buffers_created();
     return c;
 }
 
@@ -161,7 +162,7 @@ tsr_status tsr_arena_commit(tsr_arena *a, tsr_error *err)
         cl_int e;
         *it->slot = clCreateSubBuffer(a->chunks[it->chunk], CL_MEM_READ_WRITE,
                                       CL_BUFFER_CREATE_TYPE_REGION, &r, &e);
-        atomic_fetch_add(&ctx->buffers, 1);
+        tsr_buffer_created();
         if (e != CL_SUCCESS) {
             *it->slot = NULL;
             st = tsr_cl_fail(err, e, "clCreateSubBuffer");

@@ -49,7 +49,7 @@
 /* At a public entry point: err may be NULL, so point it at a local one and
  * let the code below read err->code freely. */
 #define TSR_ERR_LOCAL(err)                                                                       \
-    tsr_error tsr_local_err_;                                                                    \
+    tsr_error tsr_local_err_ = {0};                                                                 \
     if (!(err))                                                                                  \
     (err) = &tsr_local_err_
 
@@ -100,11 +100,12 @@ struct tsr_ctx {
     int verbose;
     int own_gemm;             /* 1: tessera's GEMM kernel (weights stored transposed) */
     int gemm_strips;          /* GT_STRIPS of gemm.cl: 32-column strips per work-item */
+    char blast_xgemm[512];    /* the CLBlast Xgemm override applied for this context, or "" */
+    long blast_mi;            /* its XGEMM_MIN_INDIRECT_SIZE override, or -1 */
     char cache_dir[900];      /* "": nothing on disk */
     char tuning[700];         /* how the GEMMs are configured, for reports */
     char warning[1400];       /* a non-fatal problem met at creation, or "" */
     tsr_mem_acct *mem;
-    atomic_ullong buffers;    /* device buffers created, for the launch counters */
     void (*log)(void *user, const char *msg);
     void *log_user;
     pthread_mutex_t lock;     /* serialises `util`, the context's own queue */
@@ -125,7 +126,7 @@ typedef struct {
     uint64_t launches; /* tessera kernels enqueued */
     uint64_t gemms;    /* CLBlast routine calls (each enqueues one or more kernels) */
     uint64_t syncs;    /* host waits: clFinish, blocking reads and writes */
-    uint64_t buffers;  /* device buffers (and sub-buffers) created in the context */
+    uint64_t buffers;  /* device buffers (and sub-buffers) created by this thread */
 } tsr_counters;
 
 /* b - a, field by field. */
@@ -142,6 +143,7 @@ typedef struct tsr_queue {
     /* per encoder layer and per decoder step, from the last forward */
     tsr_counters per_layer, per_step;
     int holds_ctx;                /* the queue keeps its context alive */
+    int gemm_strips;              /* GT_STRIPS its gemm_tn kernel was compiled with */
 } tsr_queue;
 
 /* A queue that holds a reference to its context (sessions use these). */
@@ -157,7 +159,11 @@ tsr_status tsr_queue_finish(tsr_queue *q, tsr_error *err);
 const char *tsr_cl_errstr(cl_int e);
 tsr_status tsr_cl_fail(tsr_error *err, cl_int e, const char *what);
 
-/* Buffers. Allocation failures report the size and the device. */
+/* Buffers. Allocation failures report the size and the device. Every
+ * buffer and sub-buffer created counts for the launch counter of the
+ * creating thread. */
+void tsr_buffer_created(void);
+uint64_t tsr_buffers_created(void);
 cl_mem tsr_buf_alloc(tsr_ctx *ctx, size_t bytes, tsr_error *err);
 void tsr_buf_free(cl_mem m);
 /* Blocking transfers (host synchronisations). */
@@ -281,9 +287,14 @@ tsr_status tsr_gemm_configure(tsr_ctx *ctx, const tsr_ctx_params *p, tsr_error *
 /* The built-in table's choice for this device: own GEMM (1) or CLBlast (0),
  * and its Xgemm parameters ("" : CLBlast's own) and min_indirect (-1: CLBlast's). */
 void tsr_gemm_table(const tsr_ctx *ctx, int *own, const char **xgemm, long *min_indirect);
-/* Rebuilds the kernel program with another GT_STRIPS (1, 2, 4 or 8). Not
- * thread-safe: queues made before keep the old kernels. */
+/* Rebuilds the kernel program with another GT_STRIPS (1, 2, 4 or 8); on
+ * failure the old program stays. Not thread-safe. Queues made before keep
+ * their kernels and the strip count those were compiled with. */
 tsr_status tsr_ctx_set_gemm_strips(tsr_ctx *ctx, int strips, tsr_error *err);
+/* Applies the context's CLBlast overrides again (after tuning tried others)
+ * and drops CLBlast's compiled kernels. Where the context applied none,
+ * CLBlast keeps the parameters tried last: its defaults cannot be restored. */
+tsr_status tsr_gemm_restore(tsr_ctx *ctx, tsr_error *err);
 
 /* The tuning file of this device: <cache>/tuning/<hash of name, platform, driver>.json;
  * "" without a cache directory. */

@@ -146,7 +146,11 @@ double tsr_ctx_gemm_gflops(tsr_ctx *ctx, int M, int N, int K, int reps, tsr_erro
  *
  * Threads: tsr_tune_gemm rebuilds the context's kernel program and changes
  * CLBlast's parameters for the device, so no model or session may use the
- * context while it runs. tsr_tune_save: any thread. */
+ * context while it runs. Afterwards the context has its own configuration
+ * again (strips and the CLBlast overrides it applied); where it applied none
+ * (no_tuning, or a table row without parameters), CLBlast keeps the last
+ * candidate's parameters for the device for the rest of the process, as
+ * CLBlast cannot return to its defaults. tsr_tune_save: any thread. */
 typedef struct {
     int M, N, K;
     double weight;

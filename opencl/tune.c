@@ -191,8 +191,18 @@ tsr_status tsr_tune_gemm(tsr_ctx *ctx, const tsr_gemm_shape *shapes, int n,
                          const tsr_tune_params *p, tsr_tune_result *r, tsr_error *err)
 {
     pthread_mutex_lock(&ctx->lock);
+    int strips = ctx->gemm_strips;
     tsr_status st = tune_locked(ctx, shapes, n, p, r, err);
+    /* the context goes back to its own configuration */
+    tsr_error e2 = {0};
+    tsr_status st2 = tsr_ctx_set_gemm_strips(ctx, strips, &e2);
+    TSR_TRY(st2, tsr_gemm_restore(ctx, &e2));
     pthread_mutex_unlock(&ctx->lock);
+    if (st == TSR_OK && st2 != TSR_OK) {
+        if (err)
+            *err = e2;
+        st = st2;
+    }
     return st;
 }
 

@@ -118,9 +118,10 @@ tsr_status tsr_bytelevel_load(const char *path, tsr_bytelevel **out, tsr_error *
 tsr_status tsr_bytelevel_load_json(const char *json, size_t len, const char *name,
                                    tsr_bytelevel **out, tsr_error *err)
 {
+    TSR_ERR_LOCAL(err);
     *out = NULL;
     char *text = tsr_text_copy(json, len, name, err);
-    return text ? load_json(text, name, out, err) : TSR_ERR_NOMEM;
+    return text ? load_json(text, name, out, err) : err->code;
 }
 
 void tsr_bytelevel_free(tsr_bytelevel *b)

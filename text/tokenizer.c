@@ -211,18 +211,19 @@ tsr_status tsr_tokenizer_load_files(const char *vocab_json, const char *merges_t
 }
 
 tsr_status tsr_tokenizer_load_vocab_merges(const char *vocab_json, size_t vocab_len,
-                                           const char *merges_txt, size_t merges_len,
-                                           const char *name, tsr_tokenizer **out,
-                                           tsr_error *err)
+                                           const char *vocab_name, const char *merges_txt,
+                                           size_t merges_len, const char *merges_name,
+                                           tsr_tokenizer **out, tsr_error *err)
 {
+    TSR_ERR_LOCAL(err);
     *out = NULL;
-    char *v = tsr_text_copy(vocab_json, vocab_len, name, err);
-    char *m = v ? tsr_text_copy(merges_txt, merges_len, name, err) : NULL;
+    char *v = tsr_text_copy(vocab_json, vocab_len, vocab_name, err);
+    char *m = v ? tsr_text_copy(merges_txt, merges_len, merges_name, err) : NULL;
     if (!m) {
         free(v);
-        return err ? err->code : TSR_ERR_NOMEM;
+        return err->code;
     }
-    return load_vocab_merges(v, name, m, name, out, err);
+    return load_vocab_merges(v, vocab_name, m, merges_name, out, err);
 }
 
 /* tokenizer.json text, taken over. */

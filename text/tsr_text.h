@@ -35,13 +35,14 @@ typedef struct tsr_tokenizer tsr_tokenizer;
 tsr_status tsr_tokenizer_load_dir(const char *dir, tsr_tokenizer **out, tsr_error *err);
 tsr_status tsr_tokenizer_load_files(const char *vocab_json, const char *merges_txt,
                                     tsr_tokenizer **out, tsr_error *err);
-/* From memory: a tokenizer.json, or vocab.json and merges.txt. */
+/* From memory: a tokenizer.json, or vocab.json and merges.txt. The names
+ * (file paths, usually) are what error messages call each text. */
 tsr_status tsr_tokenizer_load_json(const char *json, size_t len, const char *name,
                                    tsr_tokenizer **out, tsr_error *err);
 tsr_status tsr_tokenizer_load_vocab_merges(const char *vocab_json, size_t vocab_len,
-                                           const char *merges_txt, size_t merges_len,
-                                           const char *name, tsr_tokenizer **out,
-                                           tsr_error *err);
+                                           const char *vocab_name, const char *merges_txt,
+                                           size_t merges_len, const char *merges_name,
+                                           tsr_tokenizer **out, tsr_error *err);
 void tsr_tokenizer_free(tsr_tokenizer *tok);
 
 /* Encodes UTF-8 text with start and end tokens into at most max_len ids
@@ -66,11 +67,12 @@ typedef struct tsr_wordpiece tsr_wordpiece;
  * DIR/tokenizer_config.json's do_lower_case. */
 tsr_status tsr_wordpiece_load_dir(const char *dir, tsr_wordpiece **out, tsr_error *err);
 /* From memory: a tokenizer.json, or a vocab.txt with its tokenizer_config.json
- * (config_json may be NULL). */
+ * (config_json may be NULL). The names are what error messages call each text. */
 tsr_status tsr_wordpiece_load_json(const char *json, size_t len, const char *name,
                                    tsr_wordpiece **out, tsr_error *err);
-tsr_status tsr_wordpiece_load_vocab(const char *vocab_txt, size_t len, const char *config_json,
-                                    size_t config_len, const char *name, tsr_wordpiece **out,
+tsr_status tsr_wordpiece_load_vocab(const char *vocab_txt, size_t len, const char *vocab_name,
+                                    const char *config_json, size_t config_len,
+                                    const char *config_name, tsr_wordpiece **out,
                                     tsr_error *err);
 void tsr_wordpiece_free(tsr_wordpiece *w);
 /* Encodes text as [CLS] pieces [SEP] into at most max_len ids (max_len >= 2). */

@@ -200,27 +200,30 @@ static tsr_status apply_config(tsr_wordpiece *w, char *text, const char *name, t
 tsr_status tsr_wordpiece_load_json(const char *json, size_t len, const char *name,
                                    tsr_wordpiece **out, tsr_error *err)
 {
+    TSR_ERR_LOCAL(err);
     *out = NULL;
     tsr_wordpiece *w = wordpiece_new(err);
     if (!w)
-        return TSR_ERR_NOMEM;
+        return err->code;
     char *text = tsr_text_copy(json, len, name, err);
-    return wordpiece_done(w, text ? load_json(w, text, name, err) : TSR_ERR_NOMEM, out);
+    return wordpiece_done(w, text ? load_json(w, text, name, err) : err->code, out);
 }
 
-tsr_status tsr_wordpiece_load_vocab(const char *vocab_txt, size_t len, const char *config_json,
-                                    size_t config_len, const char *name, tsr_wordpiece **out,
+tsr_status tsr_wordpiece_load_vocab(const char *vocab_txt, size_t len, const char *vocab_name,
+                                    const char *config_json, size_t config_len,
+                                    const char *config_name, tsr_wordpiece **out,
                                     tsr_error *err)
 {
+    TSR_ERR_LOCAL(err);
     *out = NULL;
     tsr_wordpiece *w = wordpiece_new(err);
     if (!w)
-        return TSR_ERR_NOMEM;
-    char *text = tsr_text_copy(vocab_txt, len, name, err);
-    tsr_status rc = text ? load_txt(w, text, name, err) : TSR_ERR_NOMEM;
+        return err->code;
+    char *text = tsr_text_copy(vocab_txt, len, vocab_name, err);
+    tsr_status rc = text ? load_txt(w, text, vocab_name, err) : err->code;
     if (rc == TSR_OK && config_json) {
-        char *cfg = tsr_text_copy(config_json, config_len, name, err);
-        rc = cfg ? apply_config(w, cfg, name, err) : TSR_ERR_NOMEM;
+        char *cfg = tsr_text_copy(config_json, config_len, config_name, err);
+        rc = cfg ? apply_config(w, cfg, config_name, err) : err->code;
     }
     return wordpiece_done(w, rc, out);
 }

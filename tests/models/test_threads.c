@@ -90,6 +90,8 @@ int main(int argc, char **argv)
     float *pixels = malloc(sizeof(float) * per * IMAGES * THREADS);
     float *want_img = malloc(sizeof(float) * (size_t)P * IMAGES * THREADS);
     float *want_txt = malloc(sizeof(float) * (size_t)P * TEXTS * THREADS);
+    size_t mem0, peak;
+    tsr_ctx_device_memory(ctx, &mem0, &peak); /* the model's weights */
     tsr_session *s = new_session(m);
     tsr_status st = TSR_OK;
     for (int i = 0; i < IMAGES * THREADS && st == TSR_OK; i++) {
@@ -111,8 +113,6 @@ int main(int argc, char **argv)
     if (st != TSR_OK)
         return finish();
 
-    size_t mem0, peak;
-    tsr_ctx_device_memory(ctx, &mem0, &peak);
     job jobs[THREADS];
     pthread_t th[THREADS];
     for (int t = 0; t < THREADS; t++) {
@@ -133,7 +133,8 @@ int main(int argc, char **argv)
           "%d threads x %d iterations, each its own session on one model: %d results differ "
           "from the single-threaded ones, %d calls failed",
           THREADS, iters, mismatches, failures);
-    size_t mem1 = device_memory_settled(ctx, mem0);
+    size_t mem1 = device_memory_settled(ctx, mem0), now;
+    tsr_ctx_device_memory(ctx, &now, &peak);
     check(mem1 == mem0, "device memory back to %zu bytes after the sessions (now %zu, peak %zu)",
           mem0, mem1, peak);
     free(pixels), free(want_img), free(want_txt);

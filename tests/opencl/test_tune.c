@@ -98,8 +98,11 @@ int main(void)
     tp.user = &calls;
     tsr_tune_result *r = calloc(1, sizeof *r);
     tsr_error err = {0};
+    int strips0 = ctx->gemm_strips;
     tsr_status st = tsr_tune_gemm(ctx, shapes, 2, &tp, r, &err);
     check(st == TSR_OK, "tuning run%s%s", st == TSR_OK ? "" : ": ", err.msg);
+    check(ctx->gemm_strips == strips0 && ctx->util->gemm_strips == strips0,
+          "the context has its own strips again after tuning (%d)", ctx->gemm_strips);
     int own_ok = !ctx->info.is_gpu, table_own;
     const char *table_x;
     long table_mi;

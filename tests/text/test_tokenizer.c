@@ -108,5 +108,21 @@ int main(void)
                                   TSR_FIXTURES "/clip-tokenizer/merges.txt", &tok, &err);
     check(st == TSR_ERR_FORMAT && strstr(err.msg, "chelsea.jpg"), "corrupt vocab named: %s",
           err.msg);
+    /* from memory: each text is named by its own name */
+    const char vocab[] = "{\"a\": 0, \"b\": 1, \"ab\": 2}", merges[] = "#version: 0.2\na b c\n";
+    st = tsr_tokenizer_load_vocab_merges(vocab, sizeof vocab - 1, "mem/vocab.json", merges,
+                                         sizeof merges - 1, "mem/merges.txt", &tok, NULL);
+    check(st == TSR_ERR_FORMAT && !tok, "a bad merges text is refused with err = NULL");
+    st = tsr_tokenizer_load_vocab_merges(vocab, sizeof vocab - 1, "mem/vocab.json", merges,
+                                         sizeof merges - 1, "mem/merges.txt", &tok, &err);
+    check(st == TSR_ERR_FORMAT && strstr(err.msg, "mem/merges.txt") &&
+              !strstr(err.msg, "mem/vocab.json"),
+          "a bad merges text is named as the merges: %s", err.msg);
+    tsr_wordpiece *wp = NULL;
+    const char wvocab[] = "[PAD]\n[UNK]\n[CLS]\n[SEP]\nhello\n", wcfg[] = "{not json";
+    st = tsr_wordpiece_load_vocab(wvocab, sizeof wvocab - 1, "mem/vocab.txt", wcfg,
+                                  sizeof wcfg - 1, "mem/tokenizer_config.json", &wp, &err);
+    check(st == TSR_ERR_FORMAT && !wp && strstr(err.msg, "mem/tokenizer_config.json"),
+          "a bad tokenizer config is named as the config: %s", err.msg);
     return finish();
 }
