@@ -1,11 +1,22 @@
-/* Greedy and beam search for every decoder, through the caller's hooks. */
+/* Greedy search, sampling and beam search for every decoder, through the
+ * caller's hooks, following CTranslate2's decoding (see tsr_generate.h). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "tsr_generate.h"
 
-#define MAX_BEAMS 16
+tsr_gen_params tsr_gen_default_params(int vocab, int eos)
+{
+    return (tsr_gen_params){.vocab = vocab,
+                            .eos = eos,
+                            .max_len = 1,
+                            .beams = 1,
+                            .patience = 1.0f,
+                            .length_penalty = 1.0f,
+                            .samples = 1,
+                            .repetition_penalty = 1.0f};
+}
 
 void tsr_log_softmax(float *v, int n)
 {
@@ -20,16 +31,44 @@ void tsr_log_softmax(float *v, int n)
         v[i] -= ls;
 }
 
-/* Applies the logit processor and the log-softmax to each sequence's row. */
-static void process(const tsr_gen_params *p, const tsr_gen_hooks *h, float *lg, int B, int step,
-                    const int *seq, int stride, int len)
+/* ---- the shared logit processors ---- */
+
+/* CTranslate2's penalize_previous_tokens: each earlier token's logit, as it
+ * was before this step, is divided (positive) or multiplied (negative). */
+static void repetition_penalty(float *lg, const int *seq, int len, float penalty)
 {
-    for (int b = 0; b < B; b++) {
-        float *row = lg + (size_t)b * p->vocab;
-        if (h->process)
-            h->process(h->user, step, seq + (size_t)b * stride, len, row);
-        tsr_log_softmax(row, p->vocab);
+    for (int i = 0; i < len; i++) {
+        int id = seq[i];
+        int seen = 0;
+        for (int j = 0; j < i && !seen; j++)
+            seen = seq[j] == id;
+        if (!seen)
+            lg[id] = lg[id] < 0 ? lg[id] * penalty : lg[id] / penalty;
     }
+}
+
+/* Bans every token that would complete an n-gram already in seq. */
+static void no_repeat_ngram(float *lg, const int *seq, int len, int n)
+{
+    if (len < n)
+        return;
+    const int *cur = seq + len - n + 1; /* the last n-1 tokens */
+    for (int p = 0; p + n <= len; p++)
+        if (memcmp(seq + p, cur, sizeof(int) * (size_t)(n - 1)) == 0)
+            lg[seq[p + n - 1]] = -INFINITY;
+}
+
+/* The processors, then log-probabilities, for one sequence's row. */
+static void process_row(const tsr_gen_params *p, const tsr_gen_hooks *h, int step, const int *seq,
+                        int len, float *row)
+{
+    if (p->repetition_penalty != 1.0f)
+        repetition_penalty(row, seq, len, p->repetition_penalty);
+    if (p->no_repeat_ngram > 0)
+        no_repeat_ngram(row, seq, len, p->no_repeat_ngram);
+    if (h->process)
+        h->process(h->user, step, seq, len, row);
+    tsr_log_softmax(row, p->vocab);
 }
 
 static int argmax(const float *v, int n)
@@ -41,127 +80,288 @@ static int argmax(const float *v, int n)
     return t;
 }
 
-/* The best 2B (beam, token) candidates of the beams_in live beams. */
-static int candidates(const float *lg, int V, const double *score, int beams_in, int B,
-                      int *cb, int *ct, double *cs)
+/* xoshiro256** seeded through splitmix64: the sampling generator. */
+typedef struct {
+    uint64_t s[4];
+} rng;
+
+static uint64_t splitmix(uint64_t *x)
 {
-    int nc = 0;
-    for (int b = 0; b < beams_in; b++)
-        for (int k = 0; k < V; k++) {
-            double s = score[b] + lg[(size_t)b * V + k];
-            if (nc < 2 * B || s > cs[nc - 1]) {
-                int pos = nc < 2 * B ? nc++ : nc - 1;
-                while (pos > 0 && cs[pos - 1] < s) {
-                    cs[pos] = cs[pos - 1];
-                    cb[pos] = cb[pos - 1];
-                    ct[pos] = ct[pos - 1];
-                    pos--;
-                }
-                cs[pos] = s;
-                cb[pos] = b;
-                ct[pos] = k;
-            }
-        }
-    return nc;
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
 }
 
-tsr_status tsr_generate(const tsr_gen_params *p, const tsr_gen_hooks *h, float *lg,
-                        tsr_gen_result *out, tsr_error *err)
+static void rng_seed(rng *r, uint64_t seed)
 {
-    memset(out, 0, sizeof *out);
-    int V = p->vocab, B = p->beams, W = p->max_new + 1;
-    if (B < 1 || B > MAX_BEAMS)
-        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "beam size %d outside 1..%d", B,
-                             MAX_BEAMS);
-    if (p->max_new < 1)
-        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "no room left to generate a token");
-    int *seq = malloc(sizeof(int) * (size_t)B * W), *nseq = malloc(sizeof(int) * (size_t)B * W);
-    int *best = malloc(sizeof(int) * (size_t)W);
-    if (!seq || !nseq || !best) {
-        free(seq), free(nseq), free(best);
+    for (int i = 0; i < 4; i++)
+        r->s[i] = splitmix(&seed);
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static double rng_uniform(rng *r) /* [0, 1) */
+{
+    uint64_t *s = r->s, out = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return (double)(out >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* A token drawn from softmax(logprob / T). */
+static int sample(const float *lp, int V, float T, rng *r)
+{
+    float mx = -INFINITY;
+    for (int k = 0; k < V; k++)
+        mx = fmaxf(mx, lp[k]);
+    double sum = 0;
+    for (int k = 0; k < V; k++)
+        sum += exp((double)(lp[k] - mx) / T);
+    double u = rng_uniform(r) * sum, acc = 0;
+    int last = -1;
+    for (int k = 0; k < V; k++) {
+        double e = exp((double)(lp[k] - mx) / T);
+        if (e > 0)
+            last = k;
+        acc += e;
+        if (u < acc)
+            return k;
+    }
+    return last >= 0 ? last : argmax(lp, V);
+}
+
+static float final_score(float score, int len, float lp)
+{
+    return score / powf((float)len, lp);
+}
+
+/* ---- greedy search and sampling ---- */
+
+static tsr_status greedy(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_gen_result *out,
+                         tsr_error *err)
+{
+    int V = p->vocab, S = p->temperature > 0 ? p->samples : 1, L = p->max_len;
+    float *lg = malloc(sizeof(float) * (size_t)V * S);
+    int *seq = malloc(sizeof(int) * (size_t)S * L), len[TSR_GEN_MAX_BEAMS] = {0};
+    int row_of[TSR_GEN_MAX_BEAMS], in[TSR_GEN_MAX_BEAMS], done[TSR_GEN_MAX_BEAMS] = {0};
+    float score[TSR_GEN_MAX_BEAMS] = {0};
+    if (!lg || !seq) {
+        free(lg), free(seq);
         return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
     }
-    double score[MAX_BEAMS] = {0}, nscore[MAX_BEAMS], best_norm = -INFINITY, best_cum = 0;
-    int len = 0, alive = B, best_n = 0, finished = 0, src[MAX_BEAMS];
+    rng r;
+    rng_seed(&r, p->seed);
     tsr_status rc = TSR_OK;
-    for (int step = 0; step < p->max_new && rc == TSR_OK; step++) {
-        if (step > 0) {
-            int cur[MAX_BEAMS];
-            for (int b = 0; b < B; b++)
-                cur[b] = seq[(size_t)b * W + len - 1];
-            if ((rc = h->step(h->user, cur, B, p->pos0 + len - 1, lg, err)) != TSR_OK)
-                break;
-        }
-        process(p, h, lg, B, step, seq, W, len);
-        if (B == 1) { /* greedy */
-            int t = argmax(lg, V);
-            out->cum_logprob += lg[t];
-            if (t == p->eos) {
-                finished = 1;
-                break;
-            }
-            seq[len++] = t;
-            continue;
-        }
-        /* beam search: the first step expands the one prompt */
-        int cb[2 * MAX_BEAMS], ct[2 * MAX_BEAMS];
-        double cs[2 * MAX_BEAMS];
-        int nc = candidates(lg, V, score, step == 0 ? 1 : alive, B, cb, ct, cs);
-        int kept = 0;
-        for (int c = 0; c < nc && kept < B; c++) {
-            if (ct[c] == p->eos) {
-                double norm = cs[c] / pow((double)(len + 1), p->length_penalty);
-                if (norm > best_norm) {
-                    best_norm = norm;
-                    best_cum = cs[c];
-                    best_n = len;
-                    memcpy(best, seq + (size_t)cb[c] * W, sizeof(int) * (size_t)len);
-                }
-                finished++;
-                continue;
-            }
-            memcpy(nseq + (size_t)kept * W, seq + (size_t)cb[c] * W, sizeof(int) * (size_t)len);
-            nseq[(size_t)kept * W + len] = ct[c];
-            nscore[kept] = cs[c];
-            src[kept] = cb[c];
-            kept++;
-        }
-        for (int b = kept; b < B; b++) { /* pad with copies so the batch stays B */
-            memcpy(nseq + (size_t)b * W, nseq, sizeof(int) * (size_t)(len + 1));
-            nscore[b] = -INFINITY;
-            src[b] = src[0];
-        }
-        int *t = seq;
-        seq = nseq;
-        nseq = t;
-        memcpy(score, nscore, sizeof(double) * (size_t)B);
-        len++;
-        alive = kept;
-        rc = h->reorder(h->user, src, B, err);
-        if (finished >= B || kept == 0)
-            break;
+    int alive = S, src[TSR_GEN_MAX_BEAMS] = {0};
+    if (S > 1) /* the prompt is in sequence 0: copy it to the others */
+        rc = h->reorder(h->user, src, S, p->pos0, err);
+    for (int i = 0; i < S; i++) {
+        row_of[i] = i; /* the sample in each live row */
+        in[i] = p->start;
     }
-    if (rc == TSR_OK && B > 1) {
-        if (best_norm == -INFINITY) { /* no hypothesis ended: take the best live one */
-            best_n = len;
-            best_cum = score[0];
-            memcpy(best, seq, sizeof(int) * (size_t)len);
-        } else {
-            finished = 1;
+    for (int t = 0; t < L && rc == TSR_OK && alive > 0; t++) {
+        rc = h->step(h->user, in, alive, p->pos0 + t, lg, err);
+        if (rc == TSR_OK && h->raw)
+            h->raw(h->user, t, lg, alive);
+        int next = 0;
+        for (int i = 0; i < alive && rc == TSR_OK; i++) {
+            int sm = row_of[i];
+            float *row = lg + (size_t)i * V;
+            process_row(p, h, t, seq + (size_t)sm * L, len[sm], row);
+            int tok = p->temperature > 0 ? sample(row, V, p->temperature, &r) : argmax(row, V);
+            score[sm] += row[tok];
+            if (tok != p->eos)
+                seq[(size_t)sm * L + len[sm]++] = tok;
+            done[sm] = tok == p->eos;
+            if (tok != p->eos && t + 1 < L) { /* still alive: compact the rows */
+                src[next] = i;
+                in[next] = tok;
+                row_of[next++] = sm;
+            }
         }
-        out->tokens = best;
-        out->n = best_n;
-        out->cum_logprob = best_cum;
-        best = NULL;
-    } else if (rc == TSR_OK) {
-        out->tokens = malloc(sizeof(int) * (size_t)(len ? len : 1));
+        if (rc == TSR_OK && next > 0 && next < alive)
+            rc = h->reorder(h->user, src, next, p->pos0 + t + 1, err);
+        alive = next;
+    }
+    if (rc == TSR_OK) {
+        int best = 0;
+        float best_s = -INFINITY;
+        for (int sm = 0; sm < S; sm++) {
+            float f = final_score(score[sm], len[sm], p->length_penalty);
+            if (sm == 0 || f > best_s) {
+                best = sm;
+                best_s = f;
+            }
+        }
+        out->tokens = malloc(sizeof(int) * (size_t)(len[best] + 1));
         if (!out->tokens)
             rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
         else
-            memcpy(out->tokens, seq, sizeof(int) * (size_t)len);
-        out->n = len;
+            memcpy(out->tokens, seq + (size_t)best * L, sizeof(int) * (size_t)len[best]);
+        out->n = len[best];
+        out->score = best_s;
+        out->finished = done[best];
     }
-    out->finished = finished > 0;
-    free(best), free(seq), free(nseq);
+    free(lg), free(seq);
     return rc;
+}
+
+/* ---- beam search ---- */
+
+/* The best k (row, token) candidates of rows x V log-probabilities. */
+static void top_k(const float *lp, int rows, int V, int k, int *cr, int *ct, float *cs)
+{
+    int n = 0;
+    for (int b = 0; b < rows; b++)
+        for (int t = 0; t < V; t++) {
+            float s = lp[(size_t)b * V + t];
+            if (n == k && !(s > cs[n - 1]))
+                continue;
+            int pos = n < k ? n++ : n - 1;
+            while (pos > 0 && cs[pos - 1] < s) {
+                cs[pos] = cs[pos - 1];
+                cr[pos] = cr[pos - 1];
+                ct[pos] = ct[pos - 1];
+                pos--;
+            }
+            cs[pos] = s;
+            cr[pos] = b;
+            ct[pos] = t;
+        }
+}
+
+typedef struct {
+    int *tokens, n, eos;
+    float score;
+} hypothesis;
+
+static tsr_status beam(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_gen_result *out,
+                       tsr_error *err)
+{
+    int V = p->vocab, B = p->beams, L = p->max_len, K = 2 * B;
+    int max_hyp = (int)lroundf((float)B * p->patience);
+    if (max_hyp < 1)
+        max_hyp = 1;
+    float *lg = malloc(sizeof(float) * (size_t)V * B);
+    int *seq = malloc(sizeof(int) * (size_t)B * L), *nseq = malloc(sizeof(int) * (size_t)B * L);
+    int hyp_cap = B * (L + 1) + 1, n_hyp = 0;
+    hypothesis *hyp = calloc((size_t)hyp_cap, sizeof *hyp);
+    if (!lg || !seq || !nseq || !hyp) {
+        free(lg), free(seq), free(nseq), free(hyp);
+        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    }
+    float score[TSR_GEN_MAX_BEAMS] = {0}, cs[2 * TSR_GEN_MAX_BEAMS];
+    int in[TSR_GEN_MAX_BEAMS], cr[2 * TSR_GEN_MAX_BEAMS], ct[2 * TSR_GEN_MAX_BEAMS];
+    int src[TSR_GEN_MAX_BEAMS];
+    in[0] = p->start;
+    tsr_status rc = TSR_OK;
+    for (int t = 0; t < L && rc == TSR_OK; t++) {
+        int rows = t == 0 ? 1 : B; /* the first step expands the prompt alone */
+        if ((rc = h->step(h->user, in, rows, p->pos0 + t, lg, err)) != TSR_OK)
+            break;
+        if (h->raw)
+            h->raw(h->user, t, lg, rows);
+        for (int b = 0; b < rows; b++) {
+            float *row = lg + (size_t)b * V;
+            process_row(p, h, t, seq + (size_t)b * L, t, row);
+            if (t > 0)
+                for (int k = 0; k < V; k++)
+                    row[k] += score[b];
+        }
+        top_k(lg, rows, V, K, cr, ct, cs);
+        int last = t + 1 == L, secondary = B, active[TSR_GEN_MAX_BEAMS];
+        for (int k = 0; k < B; k++) {
+            active[k] = k;
+            if (ct[k] != p->eos && !last)
+                continue;
+            /* a finished hypothesis: the tokens so far, and this one unless eos */
+            hypothesis *hy = &hyp[n_hyp];
+            int eos = ct[k] == p->eos, n = eos ? t : t + 1;
+            hy->tokens = malloc(sizeof(int) * (size_t)(n + 1));
+            if (!hy->tokens) {
+                rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+                break;
+            }
+            memcpy(hy->tokens, seq + (size_t)cr[k] * L, sizeof(int) * (size_t)t);
+            if (!eos)
+                hy->tokens[t] = ct[k];
+            hy->n = n;
+            hy->eos = eos;
+            hy->score = cs[k];
+            n_hyp++;
+            /* its place goes to the next candidate that does not end */
+            for (int j = secondary; j < K; j++)
+                if (ct[j] != p->eos) {
+                    active[k] = j;
+                    secondary = j + 1;
+                    break;
+                }
+        }
+        if (rc != TSR_OK || last || n_hyp >= max_hyp)
+            break;
+        for (int k = 0; k < B; k++) {
+            int c = active[k];
+            memcpy(nseq + (size_t)k * L, seq + (size_t)cr[c] * L, sizeof(int) * (size_t)t);
+            nseq[(size_t)k * L + t] = ct[c];
+            score[k] = cs[c];
+            src[k] = cr[c];
+            in[k] = ct[c];
+        }
+        int *tmp = seq;
+        seq = nseq;
+        nseq = tmp;
+        rc = h->reorder(h->user, src, B, p->pos0 + t + 1, err);
+    }
+    if (rc == TSR_OK && n_hyp == 0)
+        rc = tsr_error_set(err, TSR_ERR_INVALID_ARG, "beam search ended without a hypothesis");
+    if (rc == TSR_OK) {
+        int best = 0;
+        float best_s = -INFINITY;
+        for (int i = 0; i < n_hyp; i++) {
+            float f = final_score(hyp[i].score, hyp[i].n, p->length_penalty);
+            if (i == 0 || f > best_s) {
+                best = i;
+                best_s = f;
+            }
+        }
+        out->tokens = hyp[best].tokens;
+        hyp[best].tokens = NULL;
+        out->n = hyp[best].n;
+        out->score = best_s;
+        out->finished = hyp[best].eos;
+    }
+    for (int i = 0; i < n_hyp; i++)
+        free(hyp[i].tokens);
+    free(hyp), free(lg), free(seq), free(nseq);
+    return rc;
+}
+
+tsr_status tsr_generate(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_gen_result *out,
+                        tsr_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (p->beams < 1 || p->beams > TSR_GEN_MAX_BEAMS)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "beam size %d outside 1..%d", p->beams,
+                             TSR_GEN_MAX_BEAMS);
+    if (p->temperature > 0 && (p->samples < 1 || p->samples > TSR_GEN_MAX_BEAMS))
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "%d samples outside 1..%d", p->samples,
+                             TSR_GEN_MAX_BEAMS);
+    if (!(p->temperature >= 0) || (p->temperature > 0 && p->beams > 1))
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG,
+                             "temperature %g: sampling needs a temperature >= 0 and beam 1",
+                             (double)p->temperature);
+    if (!(p->patience > 0) || !(p->repetition_penalty > 0) || p->no_repeat_ngram < 0)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG,
+                             "patience and repetition penalty must be > 0");
+    if (p->max_len < 1)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "no room left to generate a token");
+    if (p->vocab < 2 * p->beams || p->eos < 0 || p->eos >= p->vocab || p->start < 0 ||
+        p->start >= p->vocab)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "bad vocabulary, start or end token");
+    return p->beams > 1 ? beam(p, h, out, err) : greedy(p, h, out, err);
 }

@@ -186,53 +186,104 @@ void tsr_scores(float scale, const float *a, int N, const float *b, int L, int d
 
 /* ---- Whisper speech recognition ----
  *
+ *   tsr_transcribe_params p = tsr_transcribe_default_params(); // faster-whisper's
  *   tsr_transcript t;
- *   tsr_session_transcribe_file(s, "talk.mp3", NULL, &t, &err);  // NULL: defaults
- *   puts(t.text);
- *   tsr_transcript_free(&t);
- */
+ *   if (tsr_session_transcribe_file(s, "talk.mp3", &p, &t, &err) == TSR_OK) {
+ *       for (int i = 0; i < t.n_segments; i++)
+ *           printf("[%.2f -> %.2f]%s\n", t.segments[i].start, t.segments[i].end,
+ *                  t.segments[i].text);
+ *       tsr_transcript_free(&t);
+ *   }
+ *
+ * Long-form transcription follows faster-whisper 1.2.1's transcribe(): 30 s
+ * windows of the log-mel spectrogram (clamped at the whole file's maximum),
+ * decoded with timestamp tokens and CTranslate2's beam search, temperature
+ * fallback when a window's text is too repetitive (compression ratio) or
+ * improbable (average log-probability), windows judged silent skipped, the
+ * previous text as the prompt, and the next window starting at the last
+ * complete segment's end. Audio is read once into a temporary file of 16-bit
+ * samples (32 KB per second of audio; standard input included) and decoded
+ * window by window, so host memory does not grow with the length. */
+
+#define TSR_MAX_TEMPERATURES 16
 
 typedef struct {
-    int beam_size;                  /* 1: greedy */
-    float length_penalty;           /* beam scores divided by length^penalty */
-    int condition_on_previous_text; /* the previous window's text as the prompt */
-    int max_new_tokens;             /* per window; 0: up to the decoder context */
-    float no_speech_threshold;      /* skip a window whose no-speech probability exceeds */
-    float log_prob_threshold;       /* ... unless its average log-prob exceeds this */
-    const char *language;           /* multilingual models: "en", "de", ... */
+    int id;            /* 1, 2, ... in order */
+    int seek;          /* the mel frame (10 ms) where its window started */
+    double start, end; /* seconds */
+    char *text;        /* as decoded: usually starts with a space */
+    int *tokens;       /* its text and timestamp tokens */
+    int n_tokens;
+    double avg_logprob;       /* of its window's decoding, per token (eos included) */
+    double compression_ratio; /* of its window's text (zlib) */
+    double no_speech_prob;    /* of its window */
+    double temperature;       /* that decoded its window */
+} tsr_segment;
+
+typedef struct {
+    int beam_size;                     /* 5; 1: greedy */
+    int best_of;                       /* 5: samples per window when temperature > 0 */
+    float patience;                    /* 1: beam search stops after beam_size * patience */
+    float length_penalty;              /* 1: scores divided by length ^ penalty */
+    float repetition_penalty;          /* 1: off */
+    int no_repeat_ngram_size;          /* 0: off */
+    float temperatures[TSR_MAX_TEMPERATURES]; /* 0, 0.2, ..., 1: tried in turn */
+    int n_temperatures;
+    float compression_ratio_threshold; /* 2.4: above, the window is decoded again; NAN: off */
+    float log_prob_threshold;          /* -1: below, decoded again; NAN: off */
+    float no_speech_threshold;         /* 0.6: above (and log-prob below), silent; NAN: off */
+    int condition_on_previous_text;    /* 1: the previous text prompts the next window */
+    float prompt_reset_on_temperature; /* 0.5: a window decoded hotter resets the prompt */
+    const char *initial_prompt;        /* text prompting the first window, or NULL */
+    int suppress_blank;                /* 1: no blank first token */
+    int without_timestamps;            /* 0: timestamp tokens on */
+    float max_initial_timestamp;       /* 1.0 s: the first timestamp is no later */
+    int max_new_tokens;                /* per window; 0: up to the decoder's limit */
+    const char *language;              /* NULL: detected (multilingual models) or "en" */
+    const char *task;                  /* "transcribe" (NULL) or "translate" */
+    uint64_t seed;                     /* for sampling at temperature > 0 */
+    int vad;                           /* 1: skip non-speech first (energy-based VAD) */
+    const char *tmpdir;                /* where audio is spooled; NULL: the system's */
+    /* called for each segment as soon as it is final, in order */
+    void (*on_segment)(void *user, const tsr_segment *seg);
     void (*progress)(void *user, double done_s, double total_s);
     void *user;
 } tsr_transcribe_params;
 
 typedef struct {
-    double start, end; /* seconds: the 30 s window */
-    char *text;
-    double avg_logprob, no_speech_prob;
-    int skipped;       /* judged silent: no text */
-} tsr_segment;
-
-typedef struct {
-    char *text;        /* the whole transcript, trimmed */
-    int *tokens;       /* the text tokens of all windows */
-    int n_tokens;
-    double avg_logprob; /* mean over the windows with text */
+    char *text;                  /* the segments' texts joined, trimmed */
     tsr_segment *segments;
     int n_segments;
-    double duration;   /* seconds of audio */
+    int *tokens;                 /* every segment's tokens in order */
+    int n_tokens;
+    double avg_logprob;          /* mean of the segments' */
+    char language[16];           /* "en", ... */
+    double language_probability; /* 1 when given or English-only */
+    double duration;             /* seconds of audio */
+    double duration_after_vad;   /* seconds kept by the VAD (= duration without) */
 } tsr_transcript;
 
-/* faster-whisper's defaults, greedy: beam 1, length penalty 1, previous text
- * on, no-speech 0.6 and log-prob -1.0 thresholds. */
+/* faster-whisper 1.2.1's transcribe() defaults. */
 tsr_transcribe_params tsr_transcribe_default_params(void);
-/* Transcribes 16 kHz mono samples in consecutive 30-second windows, without
- * timestamps. p may be NULL. */
+/* Transcribes 16 kHz mono samples. p may be NULL (the defaults). */
 tsr_status tsr_session_transcribe_pcm(tsr_session *s, const float *pcm, size_t n,
                                       const tsr_transcribe_params *p, tsr_transcript *out,
                                       tsr_error *err);
+/* Any local file FFmpeg decodes, or "-" for standard input. */
 tsr_status tsr_session_transcribe_file(tsr_session *s, const char *path,
                                        const tsr_transcribe_params *p, tsr_transcript *out,
                                        tsr_error *err);
 void tsr_transcript_free(tsr_transcript *t);
+/* 1 for multilingual checkpoints (language tokens, detection, translation). */
+int tsr_model_whisper_multilingual(const tsr_model *m);
+/* Language detection on one window mel (n_mels, 2*audio_ctx), as
+ * CTranslate2 and transformers compute it: the softmax over the language
+ * tokens' logits after <|startoftranscript|>. Fills up to cap codes ("en",
+ * owned by the model) and probabilities, most probable first; *n is the
+ * number of languages. Multilingual models only. */
+tsr_status tsr_session_whisper_detect_language(tsr_session *s, const float *mel,
+                                               const char **codes, float *probs, int cap,
+                                               int *n, tsr_error *err);
 /* Lower level: encodes one window mel (n_mels, 2*audio_ctx); out (audio_ctx,
  * dim) may be NULL. Then logits (n, vocab) of n teacher-forced tokens. */
 tsr_status tsr_session_whisper_encode(tsr_session *s, const float *mel, float *out,

@@ -1,57 +1,91 @@
 /* Internal: the one generation module every decoder uses (Whisper now, the
- * captioners next): greedy and beam search over a decoder that the caller
- * runs through hooks, with a logit-processor hook.
+ * captioners next): greedy search, random sampling and beam search with
+ * CTranslate2's semantics, over a decoder that the caller runs through
+ * hooks, with the shared logit processors (repetition penalty, no-repeat
+ * n-grams) and a hook for the family's own (suppression, timestamp rules).
  *
- *   tsr_gen_params p = {vocab, eot, beams, max_new, 1.0f, np};
- *   tsr_gen_hooks h = {step, reorder, suppress, user};
- *   // the caller has run the prompt: logits (beams, V) of the next token
+ *   tsr_gen_params p = tsr_gen_default_params(vocab, eos);
+ *   p.beams = 5;
+ *   p.start = last_prompt_token;  // fed at position p.pos0
+ *   p.max_len = 224;
+ *   tsr_gen_hooks h = {step, reorder, process, NULL, user};
+ *   // the caller has run the prompt before pos0 into sequence 0 of its cache
  *   tsr_gen_result r;
- *   tsr_generate(&p, &h, logits, &r, err);   // r.tokens[0..r.n), without eos
+ *   tsr_generate(&p, &h, &r, err);   // r.tokens[0..r.n), without eos
  *   free(r.tokens);
  *
- * Beam search keeps the best `beams` continuations of the live hypotheses
- * among the top 2 * beams candidates; a candidate ending in eos finishes a
- * hypothesis, scored by its log-probability divided by (length + 1) ^
- * length_penalty. The search stops when `beams` hypotheses have finished or
- * none is alive; without a finished one the best live hypothesis is taken.
+ * Every search takes steps 0 .. max_len-1; step t feeds one token per live
+ * sequence at position pos0 + t and turns the logits into log-probabilities
+ * after the processors ran (disabled tokens are -inf). Scores are float32
+ * sums of log-probabilities, as CTranslate2 keeps them.
+ * - Greedy (beams 1, temperature 0): the best token; the score includes the
+ *   end token's log-probability; the hypothesis stops at eos or max_len.
+ * - Sampling (beams 1, temperature T > 0): `samples` independent sequences,
+ *   each token drawn from softmax(logprob / T) with a seeded generator; the
+ *   score adds the drawn token's (untempered) log-probability. The best
+ *   final score wins.
+ * - Beam search: step 0 expands the prompt alone; each step keeps the top
+ *   2*beams (beam, token) candidates; a candidate among the first `beams`
+ *   that ends in eos registers a hypothesis (eos excluded from its tokens,
+ *   included in its score) and its place goes to the next candidate not
+ *   ending in eos; at the last step every kept candidate registers. The
+ *   search ends when round(beams * patience) hypotheses are registered.
+ * Final scores are score / length ^ length_penalty (length without eos).
  */
 #ifndef TSR_GENERATE_H
 #define TSR_GENERATE_H
 
+#include <stdint.h>
+
 #include "tsr_opencl.h"
 
+#define TSR_GEN_MAX_BEAMS 16
+
 typedef struct {
-    int vocab;            /* V */
-    int eos;              /* the token that ends a sequence */
-    int beams;            /* 1: greedy */
-    int max_new;          /* tokens to generate at most (eos not counted) */
-    float length_penalty; /* beam scores divided by (length + 1) ^ length_penalty */
-    int pos0;             /* decoder position of the first generated token */
+    int vocab;                /* V */
+    int eos;                  /* the token that ends a sequence */
+    int start;                /* the token fed at step 0 */
+    int pos0;                 /* its decoder position */
+    int max_len;              /* steps at most (CTranslate2's max_length) */
+    int beams;                /* > 1: beam search */
+    float patience;           /* beam search ends after round(beams * patience) hypotheses */
+    float length_penalty;     /* final score = score / length ^ length_penalty */
+    float temperature;        /* 0: the best token; > 0: sampling (beams 1) */
+    int samples;              /* sampling: independent sequences, the best kept */
+    uint64_t seed;            /* the sampling generator's seed */
+    float repetition_penalty; /* 1: off; else earlier tokens' logits are divided
+                               * (positive) or multiplied (negative) by it */
+    int no_repeat_ngram;      /* 0: off; else no n-gram of this size repeats */
 } tsr_gen_params;
 
 typedef struct {
-    /* runs tokens (one per sequence, B = beams) at decoder position pos and
+    /* runs tokens (one per sequence, B sequences) at decoder position pos and
      * writes the next-token logits (B, V) */
     tsr_status (*step)(void *user, const int *tokens, int B, int pos, float *logits,
                        tsr_error *err);
-    /* beam search: sequence b continues from src[b] */
-    tsr_status (*reorder)(void *user, const int *src, int B, tsr_error *err);
-    /* logit processor: edits the raw logits (V) of one sequence at generation
-     * step `step` (0: the first token), given its tokens so far; may be NULL */
+    /* sequence b (< B) of the decoder's cache continues from sequence src[b],
+     * whose first len positions are kept */
+    tsr_status (*reorder)(void *user, const int *src, int B, int len, tsr_error *err);
+    /* the family's logit processor: edits the logits (V) of one sequence at
+     * step `step` given its generated tokens so far (seq[0..len)); runs after
+     * the repetition penalty and n-gram blocking; may be NULL. It may use
+     * tsr_log_softmax on a copy to compare probabilities. */
     void (*process)(void *user, int step, const int *seq, int len, float *logits);
+    /* sees each step's raw logits (B, V) before any processor; may be NULL */
+    void (*raw)(void *user, int step, const float *logits, int B);
     void *user;
 } tsr_gen_hooks;
 
 typedef struct {
-    int *tokens;        /* malloc'd, without eos */
+    int *tokens;  /* malloc'd, the best hypothesis without eos */
     int n;
-    double cum_logprob; /* the sum of the chosen tokens' log-probabilities, eos included */
-    int finished;       /* ended with eos */
+    float score;  /* its final score: sum of log-probabilities / n ^ length_penalty */
+    int finished; /* ended with eos (not cut at max_len) */
 } tsr_gen_result;
 
-/* logits: (beams, V), the caller's scratch for every step. */
-tsr_status tsr_generate(const tsr_gen_params *p, const tsr_gen_hooks *h, float *logits,
-                        tsr_gen_result *out, tsr_error *err);
+tsr_gen_params tsr_gen_default_params(int vocab, int eos);
+tsr_status tsr_generate(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_gen_result *out,
+                        tsr_error *err);
 /* In place: v -= log(sum(exp(v))). */
 void tsr_log_softmax(float *v, int n);
 

@@ -1,17 +1,21 @@
 /* Whisper: a CTranslate2 directory (model.bin, faster-whisper's format) or a
  * HF WhisperForConditionalGeneration directory, each through its tensor
  * table; the audio encoder and the decoder stack on the compute layer;
- * decoding through the generation module; transcription of long audio in
- * consecutive 30-second windows following faster-whisper's defaults
- * (without timestamps). */
+ * decoding through the generation module with CTranslate2's processors
+ * (suppression, timestamp rules, no-speech probability); long-form
+ * transcription as faster-whisper 1.2.1's generate_segments does it, over
+ * audio streamed window by window; language detection. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <utf8proc.h>
+#include <zlib.h>
 
 #include "tsr_audio.h"
+#include "shim_tmp.h" /* TEMPORARY until the audio and BPE work lands */
 #include "tsr_cfg.h"
 #include "tsr_generate.h"
 #include "tsr_model.h"
@@ -20,7 +24,7 @@
 #include "tsr_wtable.h"
 
 #define MAX_SUPPRESS 512
-#define MAX_BEAMS 16
+#define TSR_MAX_LANGS 128
 
 typedef struct {
     int ct2; /* 1: CTranslate2 layout */
@@ -31,6 +35,8 @@ typedef struct {
     tsr_bytelevel *tok;
     int eot, sot, no_ts, transcribe, translate, sot_prev, sot_lm, no_speech, ts_begin;
     int multilingual;
+    int lang_id[TSR_MAX_LANGS], n_langs; /* the language tokens */
+    char lang_code[TSR_MAX_LANGS][8];    /* "en", ... */
     int suppress[MAX_SUPPRESS], n_suppress;
     int suppress_begin[8], n_suppress_begin;
 } whisper_model;
@@ -288,34 +294,77 @@ static tsr_status hf_sizes(tsr_model *m, const tsr_source *src, tsr_error *err)
     return TSR_OK;
 }
 
-/* CTranslate2's config.json (suppress_ids, suppress_ids_begin), or HF's
- * generation_config.json when config.json had no lists. */
-static tsr_status read_suppress(tsr_model *m, const tsr_source *src, tsr_error *err)
+/* CTranslate2's config.json (suppress_ids, suppress_ids_begin, lang_ids), or
+ * HF's generation_config.json (the suppression lists when config.json had
+ * none, is_multilingual, lang_to_id). The language ids go to lang_id as a
+ * filter for special_ids. */
+static tsr_status read_generation(tsr_model *m, const tsr_source *src, tsr_error *err)
 {
     whisper_model *w = WHISPER(m);
     const char *file = w->ct2 ? "config.json" : "generation_config.json";
     const char *k1 = w->ct2 ? "suppress_ids" : "suppress_tokens";
     const char *k2 = w->ct2 ? "suppress_ids_begin" : "begin_suppress_tokens";
-    if (!tsr_src_exists(src, file) || (!w->ct2 && w->n_suppress))
+    if (!tsr_src_exists(src, file))
         return TSR_OK;
     cJSON *root = tsr_src_json(src, file, 8 << 20, err);
     if (!root)
         return err->code;
     const cJSON *it;
-    w->n_suppress = w->n_suppress_begin = 0;
-    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(root, k1))
-        if (cJSON_IsNumber(it) && w->n_suppress < MAX_SUPPRESS)
-            w->suppress[w->n_suppress++] = (int)it->valuedouble;
-    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(root, k2))
-        if (cJSON_IsNumber(it) && w->n_suppress_begin < 8)
-            w->suppress_begin[w->n_suppress_begin++] = (int)it->valuedouble;
+    if (w->ct2 || !w->n_suppress) {
+        w->n_suppress = w->n_suppress_begin = 0;
+        cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(root, k1))
+            if (cJSON_IsNumber(it) && w->n_suppress < MAX_SUPPRESS)
+                w->suppress[w->n_suppress++] = (int)it->valuedouble;
+        cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(root, k2))
+            if (cJSON_IsNumber(it) && w->n_suppress_begin < 8)
+                w->suppress_begin[w->n_suppress_begin++] = (int)it->valuedouble;
+    }
+    const cJSON *langs = cJSON_GetObjectItemCaseSensitive(root, w->ct2 ? "lang_ids" : "lang_to_id");
+    w->n_langs = -1; /* no list: every language token counts */
+    if (cJSON_IsArray(langs) || cJSON_IsObject(langs)) {
+        w->n_langs = 0;
+        cJSON_ArrayForEach(it, langs) if (cJSON_IsNumber(it) && w->n_langs < TSR_MAX_LANGS)
+            w->lang_id[w->n_langs++] = (int)it->valuedouble;
+    }
     if (!w->ct2) {
         const cJSON *ml = cJSON_GetObjectItemCaseSensitive(root, "is_multilingual");
         if (cJSON_IsBool(ml))
-            w->multilingual = cJSON_IsTrue(ml);
+            w->multilingual = cJSON_IsTrue(ml) ? 1 : 0;
     }
     cJSON_Delete(root);
     return TSR_OK;
+}
+
+/* Whisper's language codes, in its token order. */
+static const char *const whisper_langs[] = {
+    "en", "zh", "de", "es", "ru", "ko", "fr", "ja", "pt", "tr", "pl", "ca", "nl", "ar", "sv",
+    "it", "id", "hi", "fi", "vi", "he", "uk", "el", "ms", "cs", "ro", "da", "hu", "ta", "no",
+    "th", "ur", "hr", "bg", "lt", "la", "mi", "ml", "cy", "sk", "te", "fa", "lv", "bn", "sr",
+    "az", "sl", "kn", "et", "mk", "br", "eu", "is", "hy", "ne", "mn", "bs", "kk", "sq", "sw",
+    "gl", "mr", "pa", "si", "km", "sn", "yo", "so", "af", "oc", "ka", "be", "tg", "sd", "gu",
+    "am", "yi", "lo", "uz", "fo", "ht", "ps", "tk", "nn", "mt", "sa", "lb", "my", "bo", "tl",
+    "mg", "as", "tt", "haw", "ln", "ha", "ba", "jw", "su", "yue"};
+
+/* The language tokens the tokenizer has (and the configuration lists). */
+static void find_languages(whisper_model *w)
+{
+    int listed[TSR_MAX_LANGS], n_listed = w->n_langs;
+    memcpy(listed, w->lang_id, sizeof listed);
+    w->n_langs = 0;
+    for (size_t i = 0; i < sizeof whisper_langs / sizeof whisper_langs[0]; i++) {
+        char tk[16];
+        snprintf(tk, sizeof tk, "<|%s|>", whisper_langs[i]);
+        int id = tsr_bytelevel_id(w->tok, tk), ok = id >= 0 && id < w->dec.vocab;
+        if (ok && n_listed >= 0) {
+            ok = 0;
+            for (int k = 0; k < n_listed; k++)
+                ok |= listed[k] == id;
+        }
+        if (!ok || w->n_langs == TSR_MAX_LANGS)
+            continue;
+        w->lang_id[w->n_langs] = id;
+        snprintf(w->lang_code[w->n_langs++], sizeof w->lang_code[0], "%s", whisper_langs[i]);
+    }
 }
 
 static tsr_status special_ids(tsr_model *m, tsr_error *err)
@@ -343,8 +392,9 @@ static tsr_status special_ids(tsr_model *m, tsr_error *err)
     if (w->ts_begin < 0)
         w->ts_begin = w->no_ts + 1;
     /* multilingual vocabularies have 51865 entries or more; English-only 51864 */
-    if (w->ct2)
+    if (w->ct2 || w->multilingual < 0)
         w->multilingual = V >= 51865;
+    find_languages(w);
     /* as faster-whisper's get_suppressed_tokens: the special tokens too */
     int extra[6] = {w->transcribe, w->translate, w->sot, w->sot_prev, w->sot_lm, w->no_speech};
     for (int i = 0; i < 6; i++)
@@ -397,6 +447,7 @@ static tsr_status whisper_load(tsr_model *m, const tsr_source *src, tsr_error *e
         return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
     whisper_model *w = WHISPER(m);
     w->ct2 = tsr_src_exists(src, "model.bin");
+    w->multilingual = w->n_langs = -1; /* unknown until the configuration says */
     tsr_st *st = NULL;
     tsr_status rc = w->ct2 ? tsr_st_open_ct2_source(src, "model.bin", &st, err)
                            : hf_sizes(m, src, err);
@@ -415,7 +466,7 @@ static tsr_status whisper_load(tsr_model *m, const tsr_source *src, tsr_error *e
         TSR_TRY(rc, tsr_bytelevel_load_json(f.text[0], f.len[0], f.path[0], &w->tok, err));
         tsr_tok_files_free(&f);
     }
-    TSR_TRY(rc, read_suppress(m, src, err));
+    TSR_TRY(rc, read_generation(m, src, err));
     TSR_TRY(rc, special_ids(m, err));
     TSR_TRY(rc, load_weights(m, st, err));
     tsr_st_close(st);
@@ -467,14 +518,14 @@ static tsr_status whisper_plan(tsr_session *s, size_t scratch[TSR_SCRATCH_N], ts
     return rc;
 }
 
-/* The session planned for B decoder sequences (re-planned when B changes). */
+/* The session planned for at least B decoder sequences. */
 static tsr_status whisper_ready(tsr_session *s, int B, tsr_error *err)
 {
     tsr_status rc = tsr_session_need(s, &tsr_family_whisper, "transcribe speech", err);
     whisper_session *ws = rc == TSR_OK ? tsr_session_data(s, sizeof *ws, err) : NULL;
     if (!ws)
         return rc != TSR_OK ? rc : TSR_ERR_NOMEM;
-    if (ws->plan_beams == B)
+    if (ws->plan_beams >= B)
         return TSR_OK;
     ws->want_beams = B;
     rc = tsr_session_plan(s, whisper_plan, err);
@@ -534,7 +585,7 @@ tsr_status tsr_session_whisper_logits(tsr_session *s, const int *tokens, int n, 
 {
     TSR_ERR_LOCAL(err);
     tsr_status rc = tsr_session_need(s, &tsr_family_whisper, "transcribe speech", err);
-    if (rc == TSR_OK && (!s->data || ((whisper_session *)s->data)->plan_beams != 1))
+    if (rc == TSR_OK && (!s->data || ((whisper_session *)s->data)->plan_beams < 1))
         rc = tsr_error_set(err, TSR_ERR_INVALID_ARG, "no audio has been encoded");
     TSR_TRY(rc, start_decoding(s, err));
     int V = WHISPER(s->m)->dec.vocab;
@@ -543,11 +594,17 @@ tsr_status tsr_session_whisper_logits(tsr_session *s, const int *tokens, int n, 
     return tsr_session_fail(s, rc, err);
 }
 
-/* ---- decoding ---- */
+/* ---- decoding one window: CTranslate2's Whisper generate ---- */
 
 typedef struct {
     tsr_session *s;
     const whisper_model *w;
+    const tsr_transcribe_params *p;
+    int timestamps;     /* the timestamp rules apply */
+    int max_initial;    /* the latest timestamp token allowed first */
+    int want_no_speech; /* <|startoftranscript|> is the start token: step 0 gives it */
+    double no_speech;
+    float *tmp;         /* (V) log-probabilities for the timestamp rule */
 } decode_ctx;
 
 static tsr_status step_hook(void *user, const int *tokens, int B, int pos, float *logits,
@@ -557,248 +614,833 @@ static tsr_status step_hook(void *user, const int *tokens, int B, int pos, float
     return run_tokens(d->s, tokens, B, 1, pos, logits, err);
 }
 
-static tsr_status reorder_hook(void *user, const int *src, int B, tsr_error *err)
+static tsr_status reorder_hook(void *user, const int *src, int B, int len, tsr_error *err)
 {
     decode_ctx *d = user;
     whisper_session *ws = d->s->data;
-    return tsr_decoder_reorder(d->s->q, &d->w->dec, &ws->dec, src, err);
+    return tsr_decoder_reorder(d->s->q, &d->w->dec, &ws->dec, src, B, len, err);
 }
 
-/* faster-whisper's suppression: the configured tokens, and at the first
- * step the begin-suppressed ones. */
-static void suppress_hook(void *user, int step, const int *seq, int len, float *lg)
+/* softmax(lg)[id], in double. */
+static double softmax_at(const float *lg, int V, int id)
 {
-    const whisper_model *w = ((decode_ctx *)user)->w;
+    if (id < 0 || id >= V)
+        return 0;
+    float mx = -INFINITY;
+    for (int k = 0; k < V; k++)
+        mx = fmaxf(mx, lg[k]);
+    double sum = 0;
+    for (int k = 0; k < V; k++)
+        sum += exp((double)(lg[k] - mx));
+    return exp((double)(lg[id] - mx)) / sum;
+}
+
+static void raw_hook(void *user, int step, const float *lg, int B)
+{
+    decode_ctx *d = user;
+    (void)B;
+    if (step == 0 && d->want_no_speech) /* the first row: every beam's is the same */
+        d->no_speech = softmax_at(lg, d->w->dec.vocab, d->w->no_speech);
+}
+
+static void disable(float *lg, int from, int to)
+{
+    for (int i = from < 0 ? 0 : from; i < to; i++)
+        lg[i] = -INFINITY;
+}
+
+/* CTranslate2's processors after the shared ones: SuppressTokens,
+ * SuppressTokensBegin, then ApplyTimestampRules. */
+static void process_hook(void *user, int step, const int *seq, int len, float *lg)
+{
+    decode_ctx *d = user;
+    const whisper_model *w = d->w;
+    int V = w->dec.vocab;
     for (int i = 0; i < w->n_suppress; i++)
         lg[w->suppress[i]] = -INFINITY;
-    if (step == 0)
+    if (step == 0 && d->p->suppress_blank)
         for (int i = 0; i < w->n_suppress_begin; i++)
-            if (w->suppress_begin[i] >= 0 && w->suppress_begin[i] < w->dec.vocab)
+            if (w->suppress_begin[i] >= 0 && w->suppress_begin[i] < V)
                 lg[w->suppress_begin[i]] = -INFINITY;
+    if (!d->timestamps)
+        return;
+    int tb = w->ts_begin, te = V - 1, check = 0;
+    lg[w->no_ts] = -INFINITY;
+    if (step == 0) { /* a timestamp first, and not after max_initial */
+        disable(lg, 0, tb);
+        disable(lg, d->max_initial + 1, te + 1);
+        return;
+    }
+    int last = seq[len - 1];
+    if (last >= tb) { /* timestamps come in pairs, except before the end */
+        int before = len > 1 ? seq[len - 2] : last;
+        if (before >= tb) {
+            disable(lg, tb, te + 1);
+        } else {
+            disable(lg, 0, w->eot);
+            check = 1;
+        }
+    } else {
+        check = 1;
+    }
+    for (int t = len - 1; t >= 0; t--) /* and never decrease */
+        if (seq[t] >= tb) {
+            disable(lg, tb, seq[t]);
+            break;
+        }
+    if (!check)
+        return;
+    /* a timestamp is forced when their total probability beats every text token's */
+    memcpy(d->tmp, lg, sizeof(float) * (size_t)V);
+    tsr_log_softmax(d->tmp, V);
+    float text_max = -INFINITY, ts_max = -INFINITY;
+    for (int i = 0; i < tb; i++)
+        text_max = fmaxf(text_max, d->tmp[i]);
+    for (int i = tb; i <= te; i++)
+        ts_max = fmaxf(ts_max, d->tmp[i]);
+    float lse = -INFINITY;
+    if (ts_max > -INFINITY) {
+        float sum = 0;
+        for (int i = tb; i <= te; i++)
+            sum += expf(d->tmp[i] - ts_max);
+        lse = ts_max + logf(sum);
+    }
+    if (lse > text_max)
+        disable(lg, 0, tb);
 }
 
+/* One decoding of the current encoding: tokens without eos and the scores
+ * faster-whisper derives. */
 typedef struct {
-    int *tokens;
-    int n;
-    double cum_logprob, no_speech_prob;
-} decode_result;
+    int *tokens, n;
+    double avg_logprob, compression_ratio, no_speech_prob, temperature;
+} attempt;
 
-/* Runs the prompt, then greedy (beam 1) or beam search over the current
- * encoding. The tokens before <|startoftranscript|> go in one pass; the
- * rest one at a time, so that the logits at sot give the no-speech
- * probability. */
-static tsr_status decode(tsr_session *s, const int *prompt, int np, int sot_index, int beam,
-                         float length_penalty, int max_new, decode_result *res, tsr_error *err)
+/* Python's str.strip(): the white space at both ends of UTF-8 text. */
+static void strip_span(const char *t, size_t n, size_t *a, size_t *b)
 {
-    const whisper_model *w = WHISPER(s->m);
-    int V = w->dec.vocab, B = beam < 1 ? 1 : beam;
-    memset(res, 0, sizeof *res);
-    if (max_new > w->dec.n_ctx - np)
-        max_new = w->dec.n_ctx - np;
-    if (max_new < 1)
-        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "the prompt fills the decoder context");
-    tsr_status rc = start_decoding(s, err);
-    float *lg = malloc(sizeof(float) * (size_t)V * B);
-    int *rep = malloc(sizeof(int) * (size_t)B * (np > 1 ? np : 1));
-    if (!lg || !rep) {
-        free(lg), free(rep);
-        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-    }
-    int done_prompt = sot_index > 0 ? sot_index : 0;
-    for (int b = 0; b < B && done_prompt > 0; b++)
-        memcpy(rep + (size_t)b * done_prompt, prompt, sizeof(int) * (size_t)done_prompt);
-    if (rc == TSR_OK && done_prompt > 0)
-        rc = run_tokens(s, rep, B, done_prompt, 0, NULL, err);
-    for (int i = done_prompt; i < np && rc == TSR_OK; i++) {
-        for (int b = 0; b < B; b++)
-            rep[b] = prompt[i];
-        rc = run_tokens(s, rep, B, 1, i, lg, err);
-        if (rc == TSR_OK && i == sot_index && w->no_speech >= 0) {
-            float mx = -INFINITY;
-            double sum = 0;
-            for (int k = 0; k < V; k++)
-                mx = fmaxf(mx, lg[k]);
-            for (int k = 0; k < V; k++)
-                sum += exp((double)(lg[k] - mx));
-            res->no_speech_prob = exp((double)(lg[w->no_speech] - mx)) / sum;
+    *a = 0;
+    *b = n;
+    for (int end = 0; end < 2; end++)
+        for (;;) {
+            size_t from = end ? *b : *a;
+            if ((end && from <= *a) || (!end && from >= *b))
+                break;
+            /* the code point at the edge */
+            size_t at = from, len = 1;
+            if (end) {
+                at = from - 1;
+                while (at > *a && ((unsigned char)t[at] & 0xC0) == 0x80)
+                    at--;
+                len = from - at;
+            } else {
+                while (at + len < *b && ((unsigned char)t[at + len] & 0xC0) == 0x80)
+                    len++;
+            }
+            utf8proc_int32_t c = -1;
+            utf8proc_iterate((const utf8proc_uint8_t *)t + at, (utf8proc_ssize_t)len, &c);
+            int space = c == ' ' || (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x1F) ||
+                        c == 0x85 ||
+                        (c > 0x7F && (utf8proc_category(c) == UTF8PROC_CATEGORY_ZS ||
+                                      utf8proc_category(c) == UTF8PROC_CATEGORY_ZL ||
+                                      utf8proc_category(c) == UTF8PROC_CATEGORY_ZP));
+            if (!space)
+                break;
+            if (end)
+                *b = at;
+            else
+                *a = at + len;
         }
-    }
-    decode_ctx dc = {s, w};
-    tsr_gen_params gp = {V, w->eot, B, max_new, length_penalty, np};
-    tsr_gen_hooks hooks = {step_hook, reorder_hook, suppress_hook, &dc};
-    tsr_gen_result gr = {0};
-    TSR_TRY(rc, tsr_generate(&gp, &hooks, lg, &gr, err));
-    if (rc == TSR_OK) {
-        res->tokens = gr.tokens;
-        res->n = gr.n;
-        res->cum_logprob = gr.cum_logprob;
-    }
-    free(lg), free(rep);
+}
+
+/* The text of tokens below <|endoftext|> (timestamps and specials dropped). */
+static tsr_status decode_text(const whisper_model *w, const int *tokens, int n, char **out,
+                              tsr_error *err)
+{
+    int *t = malloc(sizeof(int) * (size_t)(n + 1)), k = 0;
+    if (!t)
+        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < w->eot)
+            t[k++] = tokens[i];
+    tsr_status rc = tsr_bytelevel_decode(w->tok, t, k, out, err);
+    free(t);
     return rc;
 }
 
+/* len(text) / len(zlib.compress(text)) of the stripped text, as faster-whisper. */
+static tsr_status compression_ratio(const char *text, double *out, tsr_error *err)
+{
+    size_t a, b;
+    strip_span(text, strlen(text), &a, &b);
+    uLong n = (uLong)(b - a), cap = compressBound(n);
+    unsigned char *z = malloc(cap);
+    if (!z)
+        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    uLongf zn = cap;
+    int e = compress2(z, &zn, (const Bytef *)text + a, n, Z_DEFAULT_COMPRESSION);
+    free(z);
+    if (e != Z_OK)
+        return tsr_error_set(err, TSR_ERR_NOMEM, "zlib failed (%d)", e);
+    *out = (double)n / (double)zn;
+    return TSR_OK;
+}
+
+/* Decodes the encoded window once at temperature T from prompt (previous
+ * text, the start-of-transcript sequence, maybe <|notimestamps|>). */
+static tsr_status generate_once(tsr_session *s, const tsr_transcribe_params *p, const int *prompt,
+                                int np, float T, uint64_t seed, float *lg, float *tmp,
+                                attempt *a, tsr_error *err)
+{
+    const whisper_model *w = WHISPER(s->m);
+    int V = w->dec.vocab, sot_index = 0;
+    memset(a, 0, sizeof *a);
+    while (sot_index < np && prompt[sot_index] != w->sot)
+        sot_index++;
+    if (sot_index == np)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "the prompt has no <|startoftranscript|>");
+    /* the start-of-transcript sequence: <|startoftranscript|> up to <|notimestamps|> */
+    int plen = sot_index;
+    while (plen < np && prompt[plen] >= w->sot && prompt[plen] <= w->no_ts)
+        plen++;
+    int start_step = plen - 1; /* tokens run before decoding starts */
+    decode_ctx dc = {s, w, p, prompt[plen - 1] != w->no_ts, 0, sot_index == plen - 1, 0, tmp};
+    dc.max_initial = w->ts_begin + (int)rint(p->max_initial_timestamp / 0.02);
+    tsr_status rc = start_decoding(s, err);
+    if (rc == TSR_OK && sot_index < start_step) {
+        /* the prompt up to <|startoftranscript|>, whose logits give the
+         * no-speech probability, then the rest of the sequence */
+        rc = run_tokens(s, prompt, 1, sot_index + 1, 0, lg, err);
+        dc.no_speech = rc == TSR_OK ? softmax_at(lg, V, w->no_speech) : 0;
+        if (rc == TSR_OK && start_step > sot_index + 1)
+            rc = run_tokens(s, prompt + sot_index + 1, 1, start_step - sot_index - 1,
+                            sot_index + 1, NULL, err);
+    } else if (rc == TSR_OK && start_step > 0) {
+        rc = run_tokens(s, prompt, 1, start_step, 0, NULL, err);
+    }
+    if (rc != TSR_OK)
+        return rc;
+    int total = w->dec.n_ctx;
+    if (p->max_new_tokens > 0 && np + p->max_new_tokens < total)
+        total = np + p->max_new_tokens;
+    tsr_gen_params gp = tsr_gen_default_params(V, w->eot);
+    gp.start = prompt[plen - 1];
+    gp.pos0 = start_step;
+    gp.max_len = total / 2 < total - start_step ? total / 2 : total - start_step;
+    gp.beams = T > 0 ? 1 : p->beam_size;
+    gp.samples = T > 0 ? p->best_of : 1;
+    gp.temperature = T;
+    gp.seed = seed;
+    gp.patience = p->patience;
+    gp.length_penalty = p->length_penalty;
+    gp.repetition_penalty = p->repetition_penalty;
+    gp.no_repeat_ngram = p->no_repeat_ngram_size;
+    tsr_gen_hooks hooks = {step_hook, reorder_hook, process_hook, raw_hook, &dc};
+    tsr_gen_result gr = {0};
+    rc = tsr_generate(&gp, &hooks, &gr, err);
+    if (rc != TSR_OK)
+        return rc;
+    a->tokens = gr.tokens;
+    a->n = gr.n;
+    a->temperature = T;
+    a->no_speech_prob = w->no_speech >= 0 ? dc.no_speech : 0;
+    /* faster-whisper recovers the sum of log-probabilities from the score */
+    double cum = (double)gr.score * pow((double)gr.n, (double)p->length_penalty);
+    a->avg_logprob = cum / (gr.n + 1);
+    char *text = NULL;
+    rc = decode_text(w, gr.tokens, gr.n, &text, err);
+    TSR_TRY(rc, compression_ratio(text, &a->compression_ratio, err));
+    free(text);
+    return rc;
+}
+
+/* generate_with_fallback: temperatures in turn until the result is neither
+ * too repetitive nor too improbable (or judged silent); otherwise the best
+ * average log-probability among those under the compression threshold. */
+static tsr_status generate_window(tsr_session *s, const tsr_transcribe_params *p,
+                                  const int *prompt, int np, uint64_t seed, float *lg, float *tmp,
+                                  attempt *out, tsr_error *err)
+{
+    attempt tried[TSR_MAX_TEMPERATURES];
+    int below[TSR_MAX_TEMPERATURES], nb = 0, n = 0, chosen = -1;
+    tsr_status rc = TSR_OK;
+    for (int i = 0; i < p->n_temperatures && rc == TSR_OK; i++) {
+        float T = p->temperatures[i];
+        rc = generate_once(s, p, prompt, np, T, seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(i + 1)),
+                           lg, tmp, &tried[n], err);
+        if (rc != TSR_OK)
+            break;
+        attempt *a = &tried[n++];
+        int fallback = 0;
+        if (!isnan(p->compression_ratio_threshold)) {
+            if (a->compression_ratio > p->compression_ratio_threshold)
+                fallback = 1; /* too repetitive */
+            else
+                below[nb++] = n - 1;
+        }
+        if (!isnan(p->log_prob_threshold) && a->avg_logprob < p->log_prob_threshold)
+            fallback = 1; /* too improbable */
+        if (!isnan(p->no_speech_threshold) && a->no_speech_prob > p->no_speech_threshold &&
+            !isnan(p->log_prob_threshold) && a->avg_logprob < p->log_prob_threshold)
+            fallback = 0; /* silence */
+        if (!fallback) {
+            chosen = n - 1;
+            break;
+        }
+    }
+    if (rc == TSR_OK && chosen < 0) {
+        int *from = nb ? below : NULL, m = nb ? nb : n;
+        for (int k = 0; k < m; k++) {
+            int i = from ? from[k] : k;
+            if (chosen < 0 || tried[i].avg_logprob > tried[chosen].avg_logprob)
+                chosen = i;
+        }
+        /* the last temperature tried decides the prompt reset */
+        if (chosen >= 0)
+            tried[chosen].temperature = p->temperatures[p->n_temperatures - 1];
+    }
+    for (int i = 0; i < n; i++)
+        if (i != chosen || rc != TSR_OK)
+            free(tried[i].tokens);
+    if (rc == TSR_OK)
+        *out = tried[chosen];
+    return rc;
+}
+
+/* ---- the audio and its log-mel spectrogram ---- */
+
+typedef struct {
+    tsr_sample_fn read;
+    void *user;
+    size_t total; /* samples */
+} audio_src;
+
+static tsr_status read_memory(void *user, size_t first, size_t n, float *out, tsr_error *err)
+{
+    (void)err;
+    memcpy(out, (const float *)user + first, sizeof(float) * n);
+    return TSR_OK;
+}
+
+#define MEL_PAD 160 /* faster-whisper's padding: the last frame is not content */
+
+/* The maximum of the whole log-mel spectrogram, one window at a time. */
+static tsr_status mel_max(tsr_logmel *lm, const audio_src *a, int n_mels, int W, float *buf,
+                          float *gmax, tsr_error *err)
+{
+    size_t frames = (a->total + MEL_PAD) / 160;
+    *gmax = -INFINITY;
+    tsr_status rc = TSR_OK;
+    for (size_t f = 0; f < frames && rc == TSR_OK; f += (size_t)W) {
+        int nf = frames - f < (size_t)W ? (int)(frames - f) : W;
+        float mx = -INFINITY;
+        rc = tsr_logmel_frames(lm, a->read, a->user, a->total, MEL_PAD, f, nf, buf, W, &mx, err);
+        *gmax = fmaxf(*gmax, mx);
+    }
+    (void)n_mels;
+    return rc;
+}
+
+/* Frames [seek, seek + size) normalised, then zeros up to W. */
+static tsr_status mel_window(tsr_logmel *lm, const audio_src *a, int n_mels, int W, size_t seek,
+                             int size, float gmax, float *win, tsr_error *err)
+{
+    tsr_status rc = tsr_logmel_frames(lm, a->read, a->user, a->total, MEL_PAD, seek, size, win, W,
+                                      NULL, err);
+    for (int c = 0; c < n_mels && rc == TSR_OK; c++) {
+        tsr_logmel_normalize(win + (size_t)c * W, (size_t)size, gmax);
+        memset(win + (size_t)c * W + size, 0, sizeof(float) * (size_t)(W - size));
+    }
+    return rc;
+}
+
+/* ---- languages ---- */
+
+int tsr_model_whisper_multilingual(const tsr_model *m)
+{
+    return IF_WHISPER(m, WHISPER(m)->multilingual);
+}
+
+/* Language probabilities from the logits after <|startoftranscript|>:
+ * order[i] indexes w->langs, best first. */
+static tsr_status language_probs(tsr_session *s, float *lg, double *probs, int *order,
+                                 tsr_error *err)
+{
+    const whisper_model *w = WHISPER(s->m);
+    tsr_status rc = start_decoding(s, err);
+    int sot = w->sot;
+    TSR_TRY(rc, run_tokens(s, &sot, 1, 1, 0, lg, err));
+    if (rc != TSR_OK)
+        return rc;
+    float mx = -INFINITY;
+    for (int i = 0; i < w->n_langs; i++)
+        mx = fmaxf(mx, lg[w->lang_id[i]]);
+    double sum = 0;
+    for (int i = 0; i < w->n_langs; i++)
+        sum += probs[i] = exp((double)(lg[w->lang_id[i]] - mx));
+    for (int i = 0; i < w->n_langs; i++) {
+        probs[i] /= sum;
+        int j = i;
+        while (j > 0 && probs[order[j - 1]] < probs[i]) {
+            order[j] = order[j - 1];
+            j--;
+        }
+        order[j] = i;
+    }
+    return TSR_OK;
+}
+
+tsr_status tsr_session_whisper_detect_language(tsr_session *s, const float *mel,
+                                               const char **codes, float *probs, int cap,
+                                               int *n, tsr_error *err)
+{
+    TSR_ERR_LOCAL(err);
+    *n = 0;
+    tsr_status rc = whisper_ready(s, 1, err);
+    const whisper_model *w = rc == TSR_OK ? WHISPER(s->m) : NULL;
+    if (rc == TSR_OK && (!w->multilingual || w->n_langs == 0))
+        rc = tsr_error_set(err, TSR_ERR_INVALID_ARG,
+                           "%s is an English-only model: it has no language detection",
+                           s->m->name);
+    float *lg = rc == TSR_OK ? malloc(sizeof(float) * (size_t)w->dec.vocab) : NULL;
+    if (rc == TSR_OK && !lg)
+        rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    double p[TSR_MAX_LANGS];
+    int order[TSR_MAX_LANGS];
+    TSR_TRY(rc, encode(s, mel, NULL, err));
+    TSR_TRY(rc, language_probs(s, lg, p, order, err));
+    for (int i = 0; rc == TSR_OK && i < w->n_langs && i < cap; i++) {
+        codes[i] = w->lang_code[order[i]];
+        probs[i] = (float)p[order[i]];
+    }
+    if (rc == TSR_OK)
+        *n = w->n_langs;
+    free(lg);
+    return tsr_session_fail(s, rc, err);
+}
+
+/* ---- long-form transcription: faster-whisper's generate_segments ---- */
+
 tsr_transcribe_params tsr_transcribe_default_params(void)
 {
-    return (tsr_transcribe_params){.beam_size = 1,
+    return (tsr_transcribe_params){.beam_size = 5,
+                                   .best_of = 5,
+                                   .patience = 1.0f,
                                    .length_penalty = 1.0f,
-                                   .condition_on_previous_text = 1,
-                                   .no_speech_threshold = 0.6f,
+                                   .repetition_penalty = 1.0f,
+                                   .temperatures = {0.0f, 0.2f, 0.4f, 0.6f, 0.8f, 1.0f},
+                                   .n_temperatures = 6,
+                                   .compression_ratio_threshold = 2.4f,
                                    .log_prob_threshold = -1.0f,
-                                   .language = "en"};
+                                   .no_speech_threshold = 0.6f,
+                                   .condition_on_previous_text = 1,
+                                   .prompt_reset_on_temperature = 0.5f,
+                                   .suppress_blank = 1,
+                                   .max_initial_timestamp = 1.0f};
 }
 
 void tsr_transcript_free(tsr_transcript *t)
 {
     if (!t)
         return;
-    for (int i = 0; i < t->n_segments; i++)
+    for (int i = 0; i < t->n_segments; i++) {
         free(t->segments[i].text);
+        free(t->segments[i].tokens);
+    }
     free(t->segments);
     free(t->text);
     free(t->tokens);
     memset(t, 0, sizeof *t);
 }
 
-static int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+/* A growing array of ints. */
+typedef struct {
+    int *v;
+    size_t n, cap;
+} ints;
 
-/* Appends n bytes (or ints) to a growing buffer. */
-static int append(void **buf, size_t *len, size_t *cap, const void *src, size_t n, size_t size)
+static int ints_add(ints *a, const int *v, size_t n)
 {
-    if (*len + n + 1 > *cap) {
-        size_t nc = *cap ? *cap : 256;
-        while (*len + n + 1 > nc)
+    if (a->n + n > a->cap) {
+        size_t nc = a->cap ? a->cap : 256;
+        while (nc < a->n + n)
             nc *= 2;
-        void *nb = realloc(*buf, nc * size);
-        if (!nb)
+        int *nv = realloc(a->v, sizeof(int) * nc);
+        if (!nv)
             return 0;
-        *buf = nb;
-        *cap = nc;
+        a->v = nv;
+        a->cap = nc;
     }
-    memcpy((char *)*buf + *len * size, src, n * size);
-    *len += n;
+    if (n)
+        memcpy(a->v + a->n, v, sizeof(int) * n);
+    a->n += n;
     return 1;
 }
 
-static tsr_status transcribe(tsr_session *s, const float *pcm, size_t n,
-                             const tsr_transcribe_params *p, tsr_transcript *out, tsr_error *err)
+/* One segment cut from a window's tokens. */
+typedef struct {
+    double start, end;
+    int from, to; /* token range */
+} cut;
+
+/* _split_segments_by_timestamps: the segments between consecutive
+ * timestamps, and where the next window starts. */
+static int split_segments(const whisper_model *w, const int *tok, int n, double time_offset,
+                          int segment_size, double segment_duration, int *seek, cut *cuts)
+{
+    int tb = w->ts_begin, nc = 0;
+    int single_end = n >= 2 && tok[n - 2] < tb && tok[n - 1] >= tb;
+    int any_pair = 0;
+    for (int i = 1; i < n; i++)
+        any_pair |= tok[i] >= tb && tok[i - 1] >= tb;
+    if (any_pair) {
+        int last_slice = 0;
+        for (int i = 1; i <= n; i++) {
+            int is_slice = i < n ? tok[i] >= tb && tok[i - 1] >= tb : single_end;
+            if (!is_slice)
+                continue;
+            cut *c = &cuts[nc++];
+            c->from = last_slice;
+            c->to = i;
+            c->start = time_offset + (tok[last_slice] - tb) * 0.02;
+            c->end = time_offset + (tok[i - 1] - tb) * 0.02;
+            last_slice = i;
+        }
+        if (single_end)
+            *seek += segment_size; /* no speech after the last timestamp */
+        else /* the unfinished segment waits for the next window */
+            *seek += (tok[last_slice - 1] - tb) * 2;
+    } else {
+        double duration = segment_duration;
+        int last_ts = -1;
+        for (int i = 0; i < n; i++)
+            if (tok[i] >= tb)
+                last_ts = tok[i];
+        if (last_ts >= 0 && last_ts != tb)
+            duration = (last_ts - tb) * 0.02;
+        cuts[nc++] = (cut){time_offset, time_offset + duration, 0, n};
+        *seek += segment_size;
+    }
+    return nc;
+}
+
+typedef struct {
+    tsr_transcript *t;
+    const tsr_speech_chunk *chunks; /* with the VAD: times map back through these */
+    int n_chunks;
+    int seg_cap;
+    ints all;   /* every emitted token: the previous text */
+    char *text; /* the joined texts */
+    size_t text_len, text_cap;
+} collector;
+
+static tsr_status emit(collector *c, const tsr_transcribe_params *p, tsr_segment *sg,
+                       tsr_error *err)
+{
+    tsr_transcript *t = c->t;
+    if (t->n_segments == c->seg_cap) {
+        int nc = c->seg_cap ? c->seg_cap * 2 : 16;
+        tsr_segment *ns = realloc(t->segments, sizeof *ns * (size_t)nc);
+        if (!ns)
+            return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+        t->segments = ns;
+        c->seg_cap = nc;
+    }
+    size_t tl = strlen(sg->text);
+    if (c->text_len + tl + 1 > c->text_cap) {
+        size_t nc = c->text_cap ? c->text_cap : 1024;
+        while (nc < c->text_len + tl + 1)
+            nc *= 2;
+        char *nt = realloc(c->text, nc);
+        if (!nt)
+            return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+        c->text = nt;
+        c->text_cap = nc;
+    }
+    memcpy(c->text + c->text_len, sg->text, tl + 1);
+    c->text_len += tl;
+    if (!ints_add(&c->all, sg->tokens, (size_t)sg->n_tokens))
+        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    if (c->chunks) {
+        sg->start = tsr_vad_original_time(c->chunks, c->n_chunks, sg->start, 0);
+        sg->end = tsr_vad_original_time(c->chunks, c->n_chunks, sg->end, 1);
+    }
+    sg->id = t->n_segments + 1;
+    t->segments[t->n_segments++] = *sg;
+    if (p->on_segment)
+        p->on_segment(p->user, sg);
+    return TSR_OK;
+}
+
+/* The language and start-of-transcript sequence; detection on the first
+ * window of multilingual models when none is given. */
+static tsr_status choose_language(tsr_session *s, const tsr_transcribe_params *p,
+                                  const float *win, float *lg, tsr_transcript *t, int *sot_seq,
+                                  int *n_sot, tsr_error *err)
 {
     const whisper_model *w = WHISPER(s->m);
-    tsr_status rc = whisper_ready(s, p->beam_size, err);
-    if (rc != TSR_OK)
-        return rc;
-    int n_mels = w->enc.n_mels, W = 2 * w->enc.n_ctx, T = 0, n_text_ctx = w->dec.n_ctx;
-    float *mel = NULL;
-    rc = tsr_whisper_logmel(pcm, n, n_mels, 160, &mel, &T, err);
-    if (rc != TSR_OK)
-        return rc;
-    int content = T - 1; /* faster-whisper: the padding frame is not content */
-    out->duration = (double)n / 16000.0;
-    float *win = malloc(sizeof(float) * (size_t)n_mels * W);
-    int *prompt = malloc(sizeof(int) * (size_t)(n_text_ctx / 2 + 8));
-    void *all = NULL, *text = NULL;
-    size_t n_all = 0, all_cap = 0, text_len = 0, text_cap = 0;
-    if (!win || !prompt || !append(&text, &text_len, &text_cap, "", 0, 1)) {
-        free(mel), free(win), free(prompt), free(text);
-        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    const char *task = p->task ? p->task : "transcribe";
+    int translate = strcmp(task, "translate") == 0;
+    if (!translate && strcmp(task, "transcribe") != 0)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG,
+                             "task \"%s\" is not \"transcribe\" or \"translate\"", task);
+    *n_sot = 0;
+    sot_seq[(*n_sot)++] = w->sot;
+    t->language_probability = 1;
+    if (!w->multilingual) {
+        if (p->language && strcmp(p->language, "en") != 0)
+            return tsr_error_set(err, TSR_ERR_INVALID_ARG,
+                                 "%s is an English-only model: it cannot transcribe language "
+                                 "'%s' (use a multilingual model, or --language en)",
+                                 s->m->name, p->language);
+        if (translate)
+            return tsr_error_set(err, TSR_ERR_INVALID_ARG,
+                                 "%s is an English-only model: it cannot translate", s->m->name);
+        snprintf(t->language, sizeof t->language, "en");
+        return TSR_OK;
     }
-    ((char *)text)[0] = 0;
-    int prompt_reset = 0, seg_cap = 0, kept = 0;
-    double sum_lp = 0;
     int lang = -1;
-    if (w->multilingual) {
-        char tk[64];
-        snprintf(tk, sizeof tk, "<|%s|>", p->language ? p->language : "en");
-        lang = tsr_bytelevel_id(w->tok, tk);
+    if (p->language && *p->language) {
+        for (int i = 0; i < w->n_langs; i++)
+            if (strcmp(w->lang_code[i], p->language) == 0)
+                lang = i;
         if (lang < 0)
-            rc = tsr_error_set(err, TSR_ERR_INVALID_ARG, "%s: unknown language '%s'", s->m->name,
-                               p->language);
+            return tsr_error_set(err, TSR_ERR_INVALID_ARG, "%s has no language '%s'", s->m->name,
+                                 p->language);
+    } else if (w->n_langs > 0) {
+        double probs[TSR_MAX_LANGS];
+        int order[TSR_MAX_LANGS];
+        tsr_status rc = encode(s, win, NULL, err);
+        TSR_TRY(rc, language_probs(s, lg, probs, order, err));
+        if (rc != TSR_OK)
+            return rc;
+        lang = order[0];
+        t->language_probability = probs[lang];
     }
-    for (int seek = 0; seek < content && rc == TSR_OK;) {
-        int size = content - seek < W ? content - seek : W;
-        for (int c = 0; c < n_mels; c++) {
-            memcpy(win + (size_t)c * W, mel + (size_t)c * T + seek, sizeof(float) * size);
-            memset(win + (size_t)c * W + size, 0, sizeof(float) * (W - size));
+    if (lang >= 0) {
+        snprintf(t->language, sizeof t->language, "%s", w->lang_code[lang]);
+        sot_seq[(*n_sot)++] = w->lang_id[lang];
+    }
+    int task_id = translate ? w->translate : w->transcribe;
+    if (task_id >= 0)
+        sot_seq[(*n_sot)++] = task_id;
+    return TSR_OK;
+}
+
+static tsr_status check_params(const tsr_transcribe_params *p, tsr_error *err)
+{
+    if (p->beam_size < 1 || p->beam_size > TSR_GEN_MAX_BEAMS)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "beam size %d outside 1..%d",
+                             p->beam_size, TSR_GEN_MAX_BEAMS);
+    if (p->best_of < 1 || p->best_of > TSR_GEN_MAX_BEAMS)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "best_of %d outside 1..%d", p->best_of,
+                             TSR_GEN_MAX_BEAMS);
+    if (p->n_temperatures < 1 || p->n_temperatures > TSR_MAX_TEMPERATURES)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "%d temperatures: give 1 to %d",
+                             p->n_temperatures, TSR_MAX_TEMPERATURES);
+    for (int i = 0; i < p->n_temperatures; i++)
+        if (!(p->temperatures[i] >= 0 && p->temperatures[i] <= 100))
+            return tsr_error_set(err, TSR_ERR_INVALID_ARG, "temperature %g outside 0..100",
+                                 (double)p->temperatures[i]);
+    if (!(p->patience > 0) || !(p->repetition_penalty > 0) || !isfinite(p->length_penalty) ||
+        p->no_repeat_ngram_size < 0 || p->max_new_tokens < 0 ||
+        !(p->max_initial_timestamp >= 0 && p->max_initial_timestamp <= 30))
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG,
+                             "patience and repetition penalty must be > 0, max_new_tokens and "
+                             "the n-gram size >= 0, max_initial_timestamp within 0..30 s");
+    return TSR_OK;
+}
+
+/* The decoding batch the parameters need. */
+static int batch_of(const tsr_transcribe_params *p)
+{
+    int B = p->beam_size;
+    for (int i = 0; i < p->n_temperatures; i++)
+        if (p->temperatures[i] > 0 && p->best_of > B)
+            B = p->best_of;
+    return B;
+}
+
+static tsr_status transcribe(tsr_session *s, const audio_src *a, const tsr_transcribe_params *p,
+                             const tsr_speech_chunk *chunks, int n_chunks, tsr_transcript *t,
+                             tsr_error *err)
+{
+    const whisper_model *w = WHISPER(s->m);
+    int n_mels = w->enc.n_mels, W = 2 * w->enc.n_ctx, V = w->dec.vocab, n_ctx = w->dec.n_ctx;
+    tsr_status rc = check_params(p, err);
+    TSR_TRY(rc, whisper_ready(s, batch_of(p), err));
+    if (rc != TSR_OK)
+        return rc;
+    size_t content = (a->total + MEL_PAD) / 160 - 1; /* faster-whisper's content_frames */
+    tsr_logmel *lm = NULL;
+    float *win = malloc(sizeof(float) * (size_t)n_mels * W);
+    float *lg = malloc(sizeof(float) * (size_t)V * TSR_GEN_MAX_BEAMS);
+    float *tmp = malloc(sizeof(float) * (size_t)V);
+    int *prompt = malloc(sizeof(int) * (size_t)(n_ctx + 8));
+    collector c = {t, chunks, n_chunks, 0, {0}, NULL, 0, 0};
+    if (!win || !lg || !tmp || !prompt)
+        rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    TSR_TRY(rc, tsr_logmel_new(n_mels, &lm, err));
+    float gmax = 0;
+    TSR_TRY(rc, mel_max(lm, a, n_mels, W, win, &gmax, err));
+    /* the first window, for language detection */
+    int first = content < (size_t)W ? (int)content : W;
+    int sot_seq[4], n_sot = 0;
+    TSR_TRY(rc, mel_window(lm, a, n_mels, W, 0, first, gmax, win, err));
+    TSR_TRY(rc, choose_language(s, p, win, lg, t, sot_seq, &n_sot, err));
+    if (rc == TSR_OK && p->initial_prompt) {
+        /* " " + initial_prompt.strip(), encoded */
+        size_t pl = strlen(p->initial_prompt), x, y;
+        strip_span(p->initial_prompt, pl, &x, &y);
+        char *text = malloc(y - x + 2);
+        int *ids = malloc(sizeof(int) * (y - x + 2)), n = 0;
+        if (!text || !ids) {
+            rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+        } else {
+            text[0] = ' ';
+            memcpy(text + 1, p->initial_prompt + x, y - x);
+            text[y - x + 1] = 0;
+            rc = tsr_bytelevel_encode(w->tok, text, ids, (int)(y - x + 2), &n, err);
+            if (rc == TSR_OK && !ints_add(&c.all, ids, (size_t)n))
+                rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
         }
-        rc = encode(s, win, NULL, err);
-        /* the prompt: previous text, then <|startoftranscript|> [language task] <|notimestamps|> */
-        int np = 0, keep = n_text_ctx / 2 - 1;
-        int *all_t = all;
-        int prev = p->condition_on_previous_text ? (int)n_all - prompt_reset : 0;
+        free(text), free(ids);
+        if (rc != TSR_OK)
+            tsr_error_prefix(err, "the initial prompt");
+    }
+    size_t reset_since = 0, seek = 0;
+    uint64_t window = 0;
+    while (rc == TSR_OK && seek < content) {
+        double time_offset = (double)seek * 0.01;
+        int size = content - seek < (size_t)W ? (int)(content - seek) : W;
+        double duration = size * 0.01;
+        rc = mel_window(lm, a, n_mels, W, seek, size, gmax, win, err);
+        TSR_TRY(rc, encode(s, win, NULL, err));
+        /* the prompt: previous text, start of transcript, maybe <|notimestamps|> */
+        int np = 0;
+        size_t prev = c.all.n - reset_since, keep = (size_t)(n_ctx / 2 - 1);
         if (prev > 0 && w->sot_prev >= 0) {
             prompt[np++] = w->sot_prev;
-            int from = prev > keep ? (int)n_all - keep : prompt_reset;
-            for (int i = from; i < (int)n_all; i++)
-                prompt[np++] = all_t[i];
+            size_t from = prev > keep ? c.all.n - keep : reset_since;
+            for (size_t i = from; i < c.all.n; i++)
+                prompt[np++] = c.all.v[i];
         }
-        int sot_index = np;
-        prompt[np++] = w->sot;
-        if (w->multilingual && lang >= 0) {
-            prompt[np++] = lang;
-            if (w->transcribe >= 0)
-                prompt[np++] = w->transcribe;
-        }
-        prompt[np++] = w->no_ts;
-        decode_result r = {0};
-        TSR_TRY(rc, decode(s, prompt, np, sot_index, p->beam_size, p->length_penalty,
-                           p->max_new_tokens > 0 ? p->max_new_tokens : n_text_ctx, &r, err));
-        if (rc != TSR_OK) {
-            free(r.tokens);
+        for (int i = 0; i < n_sot; i++)
+            prompt[np++] = sot_seq[i];
+        if (p->without_timestamps)
+            prompt[np++] = w->no_ts;
+        attempt r = {0};
+        TSR_TRY(rc, generate_window(s, p, prompt, np, p->seed + 0x632BE59BD9B4E019ull * ++window,
+                                    lg, tmp, &r, err));
+        if (rc != TSR_OK)
             break;
+        if (!isnan(p->no_speech_threshold) && r.no_speech_prob > p->no_speech_threshold &&
+            !(!isnan(p->log_prob_threshold) && r.avg_logprob > p->log_prob_threshold)) {
+            free(r.tokens); /* silence: on to the next window */
+            seek += (size_t)size;
+            if (p->progress)
+                p->progress(p->user, (double)(seek < content ? seek : content) * 0.01,
+                            (double)content * 0.01);
+            continue;
         }
-        double avg = r.cum_logprob / (r.n + 1);
-        int skip = p->no_speech_threshold >= 0 && r.no_speech_prob > p->no_speech_threshold &&
-                   !(avg > p->log_prob_threshold);
-        char *seg_text = NULL;
-        if (!skip)
-            rc = tsr_bytelevel_decode(w->tok, r.tokens, r.n, &seg_text, err);
-        if (rc == TSR_OK && out->n_segments == seg_cap) {
-            seg_cap = seg_cap ? seg_cap * 2 : 8;
-            void *ns = realloc(out->segments, sizeof *out->segments * (size_t)seg_cap);
-            if (!ns)
+        size_t previous_seek = seek;
+        int new_seek = (int)seek;
+        cut *cuts = malloc(sizeof(cut) * (size_t)(r.n + 1));
+        int nc = cuts ? split_segments(w, r.tokens, r.n, time_offset, size, duration, &new_seek,
+                                       cuts)
+                      : 0;
+        if (!cuts)
+            rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+        seek = (size_t)new_seek;
+        for (int i = 0; i < nc && rc == TSR_OK; i++) {
+            tsr_segment sg = {0, (int)previous_seek, cuts[i].start, cuts[i].end, NULL, NULL,
+                              cuts[i].to - cuts[i].from, r.avg_logprob, r.compression_ratio,
+                              r.no_speech_prob, r.temperature};
+            rc = decode_text(w, r.tokens + cuts[i].from, sg.n_tokens, &sg.text, err);
+            if (rc != TSR_OK)
+                break;
+            size_t x, y;
+            strip_span(sg.text, strlen(sg.text), &x, &y);
+            if (sg.start == sg.end || x == y) {
+                free(sg.text);
+                continue;
+            }
+            sg.tokens = malloc(sizeof(int) * (size_t)(sg.n_tokens + 1));
+            if (!sg.tokens) {
+                free(sg.text);
                 rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-            else
-                out->segments = ns;
-        }
-        if (rc == TSR_OK) {
-            tsr_segment *sg = &out->segments[out->n_segments++];
-            *sg = (tsr_segment){seek * 0.01, (seek + size) * 0.01, seg_text, avg,
-                                r.no_speech_prob, skip};
-            seg_text = NULL;
-            if (!skip) {
-                sum_lp += avg;
-                kept++;
-                if (!append(&all, &n_all, &all_cap, r.tokens, (size_t)r.n, sizeof(int)) ||
-                    !append(&text, &text_len, &text_cap, sg->text, strlen(sg->text), 1))
-                    rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-                else
-                    ((char *)text)[text_len] = 0;
+                break;
+            }
+            memcpy(sg.tokens, r.tokens + cuts[i].from, sizeof(int) * (size_t)sg.n_tokens);
+            if ((rc = emit(&c, p, &sg, err)) != TSR_OK) {
+                free(sg.text), free(sg.tokens);
+                break;
             }
         }
-        free(seg_text);
+        free(cuts);
         free(r.tokens);
-        seek += size;
+        if (!p->condition_on_previous_text || r.temperature > p->prompt_reset_on_temperature)
+            reset_since = c.all.n;
         if (p->progress)
-            p->progress(p->user, seek * 0.01, content * 0.01);
+            p->progress(p->user, (double)(seek < content ? seek : content) * 0.01,
+                        (double)content * 0.01);
     }
-    free(mel), free(win), free(prompt);
-    if (rc != TSR_OK) {
-        free(all), free(text);
+    tsr_logmel_free(lm);
+    free(win), free(lg), free(tmp), free(prompt);
+    if (rc == TSR_OK) {
+        size_t x, y;
+        strip_span(c.text ? c.text : "", c.text_len, &x, &y);
+        t->text = malloc(y - x + 1);
+        if (t->text) {
+            memcpy(t->text, c.text ? c.text + x : "", y - x);
+            t->text[y - x] = 0;
+        }
+        double sum = 0;
+        for (int i = 0; i < t->n_segments; i++)
+            sum += t->segments[i].avg_logprob;
+        t->avg_logprob = t->n_segments ? sum / t->n_segments : 0;
+        /* every segment's tokens (the initial prompt is not one) */
+        ints all = {0};
+        for (int i = 0; i < t->n_segments && t->text; i++)
+            if (!ints_add(&all, t->segments[i].tokens, (size_t)t->segments[i].n_tokens))
+                break;
+        int ok = ints_add(&all, NULL, 0) && all.v;
+        if (!ok) {
+            free(all.v);
+            all.v = malloc(sizeof(int));
+        }
+        t->tokens = all.v;
+        t->n_tokens = (int)all.n;
+        if (!t->text || !t->tokens)
+            rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    }
+    free(c.text);
+    free(c.all.v);
+    return rc;
+}
+
+/* Runs transcribe over the audio or, with the VAD, over its speech only,
+ * with times mapped back. */
+static tsr_status transcribe_source(tsr_session *s, const audio_src *a,
+                                    const tsr_transcribe_params *p, tsr_transcript *out,
+                                    tsr_error *err)
+{
+    out->duration = out->duration_after_vad = (double)a->total / 16000.0;
+    if (!p->vad)
+        return transcribe(s, a, p, NULL, 0, out, err);
+    tsr_vad_params vp = tsr_vad_default_params();
+    tsr_speech_chunk *chunks = NULL;
+    int n = 0;
+    tsr_status rc = tsr_vad_detect(a->read, a->user, a->total, &vp, &chunks, &n, err);
+    if (rc != TSR_OK)
         return rc;
-    }
-    /* strip, as faster-whisper's segment texts are stripped when joined */
-    char *t = text;
-    size_t a = 0, b = text_len;
-    while (a < b && is_space(t[a]))
-        a++;
-    while (b > a && is_space(t[b - 1]))
-        b--;
-    memmove(t, t + a, b - a);
-    t[b - a] = 0;
-    out->text = t;
-    out->tokens = all ? all : calloc(1, sizeof(int));
-    out->n_tokens = (int)n_all;
-    out->avg_logprob = kept ? sum_lp / kept : 0;
-    return out->tokens ? TSR_OK : tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    tsr_vad_reader vr = {a->read, a->user, chunks, n};
+    audio_src speech = {tsr_vad_read, &vr, tsr_vad_total(chunks, n)};
+    out->duration_after_vad = (double)speech.total / 16000.0;
+    /* segments reach the caller with their original times */
+    rc = transcribe(s, &speech, p, chunks, n, out, err);
+    free(chunks);
+    return rc;
 }
 
 tsr_status tsr_session_transcribe_pcm(tsr_session *s, const float *pcm, size_t n,
@@ -810,14 +1452,19 @@ tsr_status tsr_session_transcribe_pcm(tsr_session *s, const float *pcm, size_t n
     tsr_transcribe_params def = tsr_transcribe_default_params();
     if (!p)
         p = &def;
-    tsr_status rc = TSR_OK;
-    if (p->beam_size < 1 || p->beam_size > MAX_BEAMS)
-        rc = tsr_error_set(err, TSR_ERR_INVALID_ARG, "beam size %d outside 1..%d", p->beam_size,
-                           MAX_BEAMS);
-    TSR_TRY(rc, transcribe(s, pcm, n, p, out, err));
+    tsr_status rc = tsr_session_need(s, &tsr_family_whisper, "transcribe speech", err);
+    if (rc == TSR_OK && n > 0 && !pcm)
+        rc = tsr_error_set(err, TSR_ERR_INVALID_ARG, "no samples given");
+    audio_src a = {read_memory, (void *)pcm, n};
+    TSR_TRY(rc, transcribe_source(s, &a, p, out, err));
     if (rc != TSR_OK)
         tsr_transcript_free(out);
     return tsr_session_fail(s, rc, err);
+}
+
+static tsr_status read_spool(void *user, size_t first, size_t n, float *out, tsr_error *err)
+{
+    return tsr_audio_spool_read(user, first, n, out, err);
 }
 
 tsr_status tsr_session_transcribe_file(tsr_session *s, const char *path,
@@ -825,16 +1472,19 @@ tsr_status tsr_session_transcribe_file(tsr_session *s, const char *path,
                                        tsr_error *err)
 {
     TSR_ERR_LOCAL(err);
-    float *pcm = NULL;
-    size_t n = 0;
     memset(out, 0, sizeof *out);
+    tsr_transcribe_params def = tsr_transcribe_default_params();
+    if (!p)
+        p = &def;
     tsr_status rc = tsr_session_need(s, &tsr_family_whisper, "transcribe speech", err);
-    if (rc != TSR_OK)
-        return tsr_session_fail(s, rc, err);
-    rc = tsr_audio_load_file(path, 16000, &pcm, &n, err);
-    TSR_TRY(rc, tsr_session_transcribe_pcm(s, pcm, n, p, out, err));
+    tsr_audio_spool *sp = NULL;
+    TSR_TRY(rc, tsr_audio_spool_open(path, p->tmpdir, NULL, NULL, &sp, err));
+    audio_src a = {read_spool, sp, sp ? tsr_audio_spool_samples(sp) : 0};
+    TSR_TRY(rc, transcribe_source(s, &a, p, out, err));
     if (rc != TSR_OK && !strstr(err->msg, path))
         tsr_error_prefix(err, "%s", path);
-    free(pcm);
+    if (rc != TSR_OK)
+        tsr_transcript_free(out);
+    tsr_audio_spool_free(sp);
     return tsr_session_fail(s, rc, err);
 }

@@ -58,8 +58,8 @@ tsr_status tsr_dec_layer(tsr_queue *q, const tsr_dec_cfg *c, const tsr_dec_weigh
 {
     int D = c->dim, H = c->heads, dh = D / H, R = B * Sq;
     float scale = 1.0f / sqrtf((float)dh);
-    if (B != st->B)
-        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "batch %d does not match the state's %d",
+    if (B < 1 || B > st->B || (st->Bx != 1 && B != st->B))
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "batch %d does not fit the state's %d",
                              B, st->B);
     tsr_status rc = TSR_OK;
     /* self-attention */
@@ -90,13 +90,16 @@ tsr_status tsr_dec_layer(tsr_queue *q, const tsr_dec_cfg *c, const tsr_dec_weigh
 }
 
 tsr_status tsr_dec_state_reorder(tsr_queue *q, tsr_dec_state *st, cl_mem *tmp, const int *src,
-                                 int D, tsr_error *err)
+                                 int B, int len, int D, tsr_error *err)
 {
-    size_t per = (size_t)st->cap * 2 * D * sizeof(float);
-    for (int b = 0; b < st->B; b++) {
+    if (B < 1 || B > st->B || len < 0 || len > st->cap)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "reordering %d sequences of %d positions "
+                             "in a cache of %d x %d", B, len, st->B, st->cap);
+    size_t per = (size_t)st->cap * 2 * D * sizeof(float), used = (size_t)len * 2 * D * sizeof(float);
+    for (int b = 0; b < B && used > 0; b++) {
         if (src[b] < 0 || src[b] >= st->B)
             return tsr_error_set(err, TSR_ERR_INVALID_ARG, "beam index %d out of range", src[b]);
-        cl_int e = clEnqueueCopyBuffer(q->q, st->cache, *tmp, per * src[b], per * b, per, 0,
+        cl_int e = clEnqueueCopyBuffer(q->q, st->cache, *tmp, per * src[b], per * b, used, 0,
                                        NULL, NULL);
         if (e != CL_SUCCESS)
             return tsr_cl_fail(err, e, "clEnqueueCopyBuffer");
@@ -172,7 +175,7 @@ tsr_status tsr_decoder_step(tsr_queue *q, const tsr_decoder_cfg *c, const tsr_de
                             int Sq, int past, float *logits, tsr_error *err)
 {
     int D = c->layer.dim, V = c->vocab, R = B * Sq;
-    if (B != io->max_b || Sq < 1 || Sq > io->max_sq)
+    if (B < 1 || B > io->max_b || Sq < 1 || Sq > io->max_sq)
         return tsr_error_set(err, TSR_ERR_INVALID_ARG,
                              "a decoder step of %d x %d tokens does not fit the plan (%d x %d)", B,
                              Sq, io->max_b, io->max_sq);
@@ -210,10 +213,11 @@ tsr_status tsr_decoder_step(tsr_queue *q, const tsr_decoder_cfg *c, const tsr_de
 }
 
 tsr_status tsr_decoder_reorder(tsr_queue *q, const tsr_decoder_cfg *c, tsr_decoder_io *io,
-                               const int *src, tsr_error *err)
+                               const int *src, int B, int len, tsr_error *err)
 {
     tsr_status rc = TSR_OK;
     for (int i = 0; i < c->n_layers && rc == TSR_OK; i++)
-        rc = tsr_dec_state_reorder(q, &io->st[i], &io->reorder_tmp, src, c->layer.dim, err);
+        rc = tsr_dec_state_reorder(q, &io->st[i], &io->reorder_tmp, src, B, len, c->layer.dim,
+                                   err);
     return rc;
 }

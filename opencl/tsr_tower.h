@@ -144,14 +144,16 @@ tsr_status tsr_dec_state_plan(const tsr_dec_cfg *c, int B, int cap, int Bx, int 
 /* Cross-attention keys and values from the encoder output enc (Bx*Se, Dx). */
 tsr_status tsr_dec_cross_kv(tsr_queue *q, const tsr_dec_cfg *c, const tsr_dec_weights *w,
                             tsr_dec_state *st, cl_mem enc, tsr_error *err);
-/* Runs Sq new tokens x (B*Sq, D) at positions past..past+Sq-1, in place. */
+/* Runs Sq new tokens x (B*Sq, D) at positions past..past+Sq-1, in place, for
+ * the first B sequences of the state (B <= its batch). */
 tsr_status tsr_dec_layer(tsr_queue *q, const tsr_dec_cfg *c, const tsr_dec_weights *w,
                          tsr_dec_state *st, tsr_enc_scratch *s, cl_mem x, int B, int Sq,
                          int past, tsr_error *err);
-/* Keeps sequence src[b] as sequence b of the cache (beam search); tmp is a
- * buffer of the cache's size, swapped in. */
+/* Sequence b (< B) of the cache continues from sequence src[b] (beam search,
+ * or copies of one prompt); only the first len positions are copied. tmp is
+ * a buffer of the cache's size, swapped in. */
 tsr_status tsr_dec_state_reorder(tsr_queue *q, tsr_dec_state *st, cl_mem *tmp, const int *src,
-                                 int D, tsr_error *err);
+                                 int B, int len, int D, tsr_error *err);
 
 /* ---- decoder stack (generation) ---- */
 
@@ -192,14 +194,15 @@ void tsr_decoder_io_free(tsr_decoder_io *io);
 /* Every layer's cross-attention keys and values from enc (Bx*Se, Dx). */
 tsr_status tsr_decoder_cross(tsr_queue *q, const tsr_decoder_cfg *c, const tsr_decoder_w *w,
                              tsr_decoder_io *io, cl_mem enc, tsr_error *err);
-/* Runs tokens (B, Sq) at positions past..past+Sq-1 of B sequences (B is the
- * planned batch); logits (B, V) of each sequence's last token when not NULL
- * (one blocking read: the step's only host synchronisation). */
+/* Runs tokens (B, Sq) at positions past..past+Sq-1 of the first B sequences
+ * (B <= the planned batch); logits (B, V) of each sequence's last token when
+ * not NULL (one blocking read: the step's only host synchronisation). */
 tsr_status tsr_decoder_step(tsr_queue *q, const tsr_decoder_cfg *c, const tsr_decoder_w *w,
                             tsr_decoder_io *io, tsr_enc_scratch *s, const int *tokens, int B,
                             int Sq, int past, float *logits, tsr_error *err);
-/* Beam search: sequence b continues from src[b]. */
+/* Beam search: sequence b (< B) continues from src[b], whose first len
+ * positions are kept. */
 tsr_status tsr_decoder_reorder(tsr_queue *q, const tsr_decoder_cfg *c, tsr_decoder_io *io,
-                               const int *src, tsr_error *err);
+                               const int *src, int B, int len, tsr_error *err);
 
 #endif

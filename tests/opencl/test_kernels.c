@@ -779,7 +779,7 @@ static void test_decoder_layer(int B, int T, int chunk, int D, int H, int F, int
         for (int b = 0; b < B; b++)
             src[b] = B - 1 - b;
         cl_mem tmp = tsr_buf_alloc(ctx, (size_t)B * st.cap * 2 * D * sizeof(float), &err);
-        rc = tsr_dec_state_reorder(q, &st, &tmp, src, D, &err);
+        rc = tsr_dec_state_reorder(q, &st, &tmp, src, B, T, D, &err); /* only T positions */
         /* the reference: the reversed batch with one more token each */
         float *x2 = rand_vec((size_t)B * D, 1.0f);
         float *full = malloc(sizeof(float) * B * (T + 1) * D);
