@@ -915,13 +915,6 @@ typedef struct {
     size_t total; /* samples */
 } audio_src;
 
-static tsr_status read_memory(void *user, size_t first, size_t n, float *out, tsr_error *err)
-{
-    (void)err;
-    memcpy(out, (const float *)user + first, sizeof(float) * n);
-    return TSR_OK;
-}
-
 #define MEL_PAD 160 /* faster-whisper's padding: the last frame is not content */
 
 /* The maximum of the whole log-mel spectrogram, one window at a time. */
@@ -932,9 +925,10 @@ static tsr_status mel_max(tsr_logmel *lm, const audio_src *a, int n_mels, int W,
     *gmax = -INFINITY;
     tsr_status rc = TSR_OK;
     for (size_t f = 0; f < frames && rc == TSR_OK; f += (size_t)W) {
-        int nf = frames - f < (size_t)W ? (int)(frames - f) : W;
+        size_t nf = frames - f < (size_t)W ? frames - f : (size_t)W;
         float mx = -INFINITY;
-        rc = tsr_logmel_frames(lm, a->read, a->user, a->total, MEL_PAD, f, nf, buf, W, &mx, err);
+        rc = tsr_logmel_frames(lm, a->read, a->user, a->total, MEL_PAD, f, nf, buf, (size_t)W,
+                               &mx, err);
         *gmax = fmaxf(*gmax, mx);
     }
     (void)n_mels;
@@ -945,8 +939,8 @@ static tsr_status mel_max(tsr_logmel *lm, const audio_src *a, int n_mels, int W,
 static tsr_status mel_window(tsr_logmel *lm, const audio_src *a, int n_mels, int W, size_t seek,
                              int size, float gmax, float *win, tsr_error *err)
 {
-    tsr_status rc = tsr_logmel_frames(lm, a->read, a->user, a->total, MEL_PAD, seek, size, win, W,
-                                      NULL, err);
+    tsr_status rc = tsr_logmel_frames(lm, a->read, a->user, a->total, MEL_PAD, seek, (size_t)size,
+                                      win, (size_t)W, NULL, err);
     for (int c = 0; c < n_mels && rc == TSR_OK; c++) {
         tsr_logmel_normalize(win + (size_t)c * W, (size_t)size, gmax);
         memset(win + (size_t)c * W + size, 0, sizeof(float) * (size_t)(W - size));
@@ -1126,8 +1120,8 @@ static int split_segments(const whisper_model *w, const int *tok, int n, double 
 
 typedef struct {
     tsr_transcript *t;
-    const tsr_speech_chunk *chunks; /* with the VAD: times map back through these */
-    int n_chunks;
+    const tsr_vad_chunk *chunks; /* with the VAD: times map back through these */
+    size_t n_chunks;
     int seg_cap;
     ints all;   /* every emitted token: the previous text */
     char *text; /* the joined texts */
@@ -1262,7 +1256,7 @@ static int batch_of(const tsr_transcribe_params *p)
 }
 
 static tsr_status transcribe(tsr_session *s, const audio_src *a, const tsr_transcribe_params *p,
-                             const tsr_speech_chunk *chunks, int n_chunks, tsr_transcript *t,
+                             const tsr_vad_chunk *chunks, size_t n_chunks, tsr_transcript *t,
                              tsr_error *err)
 {
     const whisper_model *w = WHISPER(s->m);
@@ -1428,14 +1422,13 @@ static tsr_status transcribe_source(tsr_session *s, const audio_src *a,
     out->duration = out->duration_after_vad = (double)a->total / 16000.0;
     if (!p->vad)
         return transcribe(s, a, p, NULL, 0, out, err);
-    tsr_vad_params vp = tsr_vad_default_params();
-    tsr_speech_chunk *chunks = NULL;
-    int n = 0;
-    tsr_status rc = tsr_vad_detect(a->read, a->user, a->total, &vp, &chunks, &n, err);
+    tsr_vad_chunk *chunks = NULL;
+    size_t n = 0;
+    tsr_status rc = tsr_vad_detect(a->read, a->user, a->total, NULL, &chunks, &n, err);
     if (rc != TSR_OK)
         return rc;
-    tsr_vad_reader vr = {a->read, a->user, chunks, n};
-    audio_src speech = {tsr_vad_read, &vr, tsr_vad_total(chunks, n)};
+    tsr_vad_collected vc = {chunks, n, a->read, a->user};
+    audio_src speech = {tsr_vad_collected_read, &vc, tsr_vad_collected_samples(chunks, n)};
     out->duration_after_vad = (double)speech.total / 16000.0;
     /* segments reach the caller with their original times */
     rc = transcribe(s, &speech, p, chunks, n, out, err);
@@ -1455,16 +1448,12 @@ tsr_status tsr_session_transcribe_pcm(tsr_session *s, const float *pcm, size_t n
     tsr_status rc = tsr_session_need(s, &tsr_family_whisper, "transcribe speech", err);
     if (rc == TSR_OK && n > 0 && !pcm)
         rc = tsr_error_set(err, TSR_ERR_INVALID_ARG, "no samples given");
-    audio_src a = {read_memory, (void *)pcm, n};
+    tsr_audio_pcm mem = {pcm, n};
+    audio_src a = {tsr_audio_pcm_read_cb, &mem, n};
     TSR_TRY(rc, transcribe_source(s, &a, p, out, err));
     if (rc != TSR_OK)
         tsr_transcript_free(out);
     return tsr_session_fail(s, rc, err);
-}
-
-static tsr_status read_spool(void *user, size_t first, size_t n, float *out, tsr_error *err)
-{
-    return tsr_audio_spool_read(user, first, n, out, err);
 }
 
 tsr_status tsr_session_transcribe_file(tsr_session *s, const char *path,
@@ -1479,7 +1468,7 @@ tsr_status tsr_session_transcribe_file(tsr_session *s, const char *path,
     tsr_status rc = tsr_session_need(s, &tsr_family_whisper, "transcribe speech", err);
     tsr_audio_spool *sp = NULL;
     TSR_TRY(rc, tsr_audio_spool_open(path, p->tmpdir, NULL, NULL, &sp, err));
-    audio_src a = {read_spool, sp, sp ? tsr_audio_spool_samples(sp) : 0};
+    audio_src a = {tsr_audio_spool_read_cb, sp, sp ? tsr_audio_spool_samples(sp) : 0};
     TSR_TRY(rc, transcribe_source(s, &a, p, out, err));
     if (rc != TSR_OK && !strstr(err->msg, path))
         tsr_error_prefix(err, "%s", path);

@@ -267,7 +267,7 @@ tsr_status tsr_gemm_tn_own(tsr_queue *q, int M, int N, int K, cl_mem A, int lda,
 tsr_status tsr_k_attention(tsr_queue *q, cl_mem qkv, cl_mem out, int B, int S, int H, int dh,
                            float scale, int causal, cl_mem lens, tsr_error *err)
 {
-    size_t n = (size_t)B * H * S;
+    size_t n = (size_t)B * H * ((S + 3) / 4); /* four query rows per work-item */
     if (check_n(n, err) != TSR_OK)
         return TSR_ERR_TOO_LARGE;
     if (S > TSR_ATT_MAX_S)

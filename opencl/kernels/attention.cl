@@ -1,10 +1,14 @@
 /* Fused multi-head attention for CPU devices: one work-item per (batch, head,
- * query row) computes the scores against every key, the masked softmax and
+ * four query rows) computes the scores against every key, the masked softmax and
  * the weighted sum of the values, reading packed qkv (B*S, 3D) and writing
  * out (B*S, D). Consecutive work-items share one (batch, head), so its keys
  * and values stay in cache. Masking follows softmax_rows. */
 #define ATT_MAX_S 1536
 
+/* Four query rows per work-item, so that each key and value row read serves
+ * four queries: the encoders' attention is bound by reading K and V. Each
+ * row's arithmetic is what one work-item per row would do. */
+#define ATT_QB 4
 __kernel void attention_rows(__global const float *qkv, __global float *out, int S, int H,
                              int dh, float scale, int causal, __global const int *lens,
                              int use_lens, int n)
@@ -12,54 +16,73 @@ __kernel void attention_rows(__global const float *qkv, __global float *out, int
     int gid = get_global_id(0);
     if (gid >= n)
         return;
-    int i = gid % S, bh = gid / S, h = bh % H, b = bh / H, D = H * dh;
-    int lim = S;
-    if (causal)
-        lim = min(lim, i + 1);
-    if (use_lens)
-        lim = min(lim, lens[b]);
-    if (lim < 1)
-        lim = 1;
+    int groups = (S + ATT_QB - 1) / ATT_QB;
+    int i0 = (gid % groups) * ATT_QB, bh = gid / groups, h = bh % H, b = bh / H, D = H * dh;
+    int nq = min(ATT_QB, S - i0);
+    int len = use_lens ? min(S, lens[b]) : S;
+    int lim[ATT_QB], most = 1;
+    for (int r = 0; r < ATT_QB; r++) {
+        int l = causal ? min(len, i0 + r + 1) : len;
+        lim[r] = max(l, 1);
+        if (r < nq)
+            most = max(most, lim[r]);
+    }
     size_t row = (size_t)3 * D;
-    __global const float *q = qkv + ((size_t)b * S + i) * row + (size_t)h * dh;
+    __global const float *q0 = qkv + ((size_t)b * S + i0) * row + (size_t)h * dh;
     __global const float *kb = qkv + (size_t)b * S * row + D + (size_t)h * dh;
     __global const float *vb = kb + D;
-    float p[ATT_MAX_S];
-    float m = -INFINITY;
-    for (int j = 0; j < lim; j++) {
+    float p[ATT_QB][ATT_MAX_S];
+    float m[ATT_QB] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    for (int j = 0; j < most; j++) {
         __global const float *k = kb + (size_t)j * row;
-        float s = 0.0f;
-        int d = 0;
-        float16 acc = 0.0f;
-        for (; d + 16 <= dh; d += 16)
-            acc = fma(vload16(0, q + d), vload16(0, k + d), acc);
-        float8 a8 = acc.lo + acc.hi;
-        float4 a4 = a8.lo + a8.hi;
-        s = a4.x + a4.y + a4.z + a4.w;
-        for (; d < dh; d++)
-            s = fma(q[d], k[d], s);
-        p[j] = s * scale;
-        m = fmax(m, p[j]);
+        for (int r = 0; r < nq; r++) {
+            if (j >= lim[r])
+                continue;
+            __global const float *q = q0 + (size_t)r * row;
+            float s = 0.0f;
+            int d = 0;
+            float16 acc = 0.0f;
+            for (; d + 16 <= dh; d += 16)
+                acc = fma(vload16(0, q + d), vload16(0, k + d), acc);
+            float8 a8 = acc.lo + acc.hi;
+            float4 a4 = a8.lo + a8.hi;
+            s = a4.x + a4.y + a4.z + a4.w;
+            for (; d < dh; d++)
+                s = fma(q[d], k[d], s);
+            p[r][j] = s * scale;
+            m[r] = fmax(m[r], p[r][j]);
+        }
     }
-    float sum = 0.0f;
-    for (int j = 0; j < lim; j++) {
-        p[j] = exp(p[j] - m);
-        sum += p[j];
+    float inv[ATT_QB];
+    for (int r = 0; r < nq; r++) {
+        float sum = 0.0f;
+        for (int j = 0; j < lim[r]; j++) {
+            p[r][j] = exp(p[r][j] - m[r]);
+            sum += p[r][j];
+        }
+        inv[r] = 1.0f / sum;
     }
-    float inv = 1.0f / sum;
-    __global float *o = out + ((size_t)b * S + i) * D + (size_t)h * dh;
-    int d = 0;
-    for (; d + 16 <= dh; d += 16) {
-        float16 acc = 0.0f;
-        for (int j = 0; j < lim; j++)
-            acc = fma((float16)p[j], vload16(0, vb + (size_t)j * row + d), acc);
-        vstore16(acc * inv, 0, o + d);
-    }
-    for (; d < dh; d++) {
-        float acc = 0.0f;
-        for (int j = 0; j < lim; j++)
-            acc = fma(p[j], vb[(size_t)j * row + d], acc);
-        o[d] = acc * inv;
+    for (int d = 0; d < dh; d += 16) {
+        int w = min(16, dh - d);
+        if (w == 16) {
+            float16 acc[ATT_QB] = {0.0f, 0.0f, 0.0f, 0.0f};
+            for (int j = 0; j < most; j++) {
+                float16 v = vload16(0, vb + (size_t)j * row + d);
+                for (int r = 0; r < nq; r++)
+                    if (j < lim[r])
+                        acc[r] = fma((float16)p[r][j], v, acc[r]);
+            }
+            for (int r = 0; r < nq; r++)
+                vstore16(acc[r] * inv[r], 0, out + ((size_t)b * S + i0 + r) * D + (size_t)h * dh + d);
+        } else {
+            for (int e = d; e < dh; e++)
+                for (int r = 0; r < nq; r++) {
+                    float acc = 0.0f;
+                    for (int j = 0; j < lim[r]; j++)
+                        acc = fma(p[r][j], vb[(size_t)j * row + e], acc);
+                    out[((size_t)b * S + i0 + r) * D + (size_t)h * dh + e] = acc * inv[r];
+                }
+        }
     }
 }
 
