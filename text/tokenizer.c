@@ -11,72 +11,19 @@
 
 #define MAX_VOCAB (1 << 22)
 
-/* ---- hash tables ---- */
-
-typedef struct {
-    uint64_t *keys; /* (a << 32 | b) + 1; 0 = empty */
-    int *rank, *merged;
-    size_t cap;
-} pair_map;
-
-static uint64_t hash_u64(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    return x;
-}
-
-static int pmap_init(pair_map *m, size_t n)
-{
-    m->cap = 1024;
-    while (m->cap < n * 2)
-        m->cap <<= 1;
-    m->keys = calloc(m->cap, sizeof(uint64_t));
-    m->rank = calloc(m->cap, sizeof(int));
-    m->merged = calloc(m->cap, sizeof(int));
-    return m->keys && m->rank && m->merged;
-}
-
-static size_t pmap_slot(const pair_map *m, int a, int b)
-{
-    uint64_t k = (((uint64_t)(uint32_t)a << 32) | (uint32_t)b) + 1;
-    size_t i = hash_u64(k) & (m->cap - 1);
-    while (m->keys[i] && m->keys[i] != k)
-        i = (i + 1) & (m->cap - 1);
-    return i;
-}
-
-static void pmap_free(pair_map *m)
-{
-    free(m->keys);
-    free(m->rank);
-    free(m->merged);
-}
-
 /* ---- tokenizer ---- */
 
 struct tsr_tokenizer {
     tsr_str_map vocab;
-    pair_map merges;
+    tsr_pair_map merges;
     int byte_id[256], byte_eow_id[256];
     int bos, eos, pad, vocab_size;
 };
 
-/* GPT-2's reversible byte to printable code point table. */
-static void bytes_to_unicode(int32_t cp[256])
-{
-    int n = 0;
-    for (int b = 0; b < 256; b++) {
-        int printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
-        cp[b] = printable ? b : 256 + n++;
-    }
-}
-
 static tsr_status finish_load(tsr_tokenizer *t, const char *src, tsr_error *err)
 {
     int32_t cp[256];
-    bytes_to_unicode(cp);
+    tsr_bytes_to_unicode(cp);
     for (int b = 0; b < 256; b++) {
         char s[16];
         int len = (int)utf8proc_encode_char(cp[b], (utf8proc_uint8_t *)s);
@@ -96,30 +43,6 @@ static tsr_status finish_load(tsr_tokenizer *t, const char *src, tsr_error *err)
     if (t->bos < 0 || t->eos < 0)
         return tsr_error_set(err, TSR_ERR_FORMAT,
                              "%s: vocabulary lacks <|startoftext|> or <|endoftext|>", src);
-    return TSR_OK;
-}
-
-static tsr_status add_merge(tsr_tokenizer *t, const char *a, const char *b, int rank,
-                            const char *src, tsr_error *err)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    char *ab = malloc(la + lb + 1);
-    if (!ab)
-        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-    memcpy(ab, a, la);
-    memcpy(ab + la, b, lb + 1);
-    int ia = tsr_smap_get(&t->vocab, a), ib = tsr_smap_get(&t->vocab, b), im = tsr_smap_get(&t->vocab, ab);
-    free(ab);
-    if (ia < 0 || ib < 0 || im < 0)
-        return tsr_error_set(err, TSR_ERR_FORMAT,
-                             "%s: merge %d (\"%s\" \"%s\") uses a token missing from the vocabulary",
-                             src, rank + 1, a, b);
-    size_t i = pmap_slot(&t->merges, ia, ib);
-    if (!t->merges.keys[i]) { /* the first occurrence of a pair keeps its rank */
-        t->merges.keys[i] = (((uint64_t)(uint32_t)ia << 32) | (uint32_t)ib) + 1;
-        t->merges.rank[i] = rank;
-        t->merges.merged[i] = im;
-    }
     return TSR_OK;
 }
 
@@ -161,7 +84,7 @@ static tsr_status load_vocab_merges(char *vtext, const char *vname, char *mtext,
         size_t lines = 1;
         for (const char *c = mtext; *c; c++)
             lines += *c == '\n';
-        if (!pmap_init(&t->merges, lines))
+        if (!tsr_pmap_init(&t->merges, lines))
             rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
         int rank = 0;
         for (char *line = mtext; rc == TSR_OK && line && *line;) {
@@ -178,7 +101,8 @@ static tsr_status load_vocab_merges(char *vtext, const char *vname, char *mtext,
                                        "%s: line %d is not a merge \"a b\"", mname, rank + 1);
                 else {
                     *sp = 0;
-                    rc = add_merge(t, line, sp + 1, rank++, mname, err);
+                    rc = tsr_merge_add(&t->merges, &t->vocab, line, sp + 1, rank++, 1, mname,
+                                       err);
                 }
             }
             line = nl ? nl + 1 : NULL;
@@ -248,29 +172,8 @@ static tsr_status load_tokenizer_json(char *text, const char *path, tsr_tokenize
                            path);
     if (rc == TSR_OK)
         rc = load_vocab_obj(t, cJSON_GetObjectItemCaseSensitive(model, "vocab"), path, err);
-    if (rc == TSR_OK && !pmap_init(&t->merges, (size_t)cJSON_GetArraySize(merges) + 1))
-        rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-    int rank = 0;
-    for (const cJSON *m = merges ? merges->child : NULL; m && rc == TSR_OK; m = m->next, rank++) {
-        if (cJSON_IsString(m)) {
-            char *s = strdup(m->valuestring), *sp = s ? strchr(s, ' ') : NULL;
-            if (!sp) {
-                rc = tsr_error_set(err, TSR_ERR_FORMAT, "%s: merge %d is malformed", path,
-                                   rank + 1);
-            } else {
-                *sp = 0;
-                rc = add_merge(t, s, sp + 1, rank, path, err);
-            }
-            free(s);
-        } else if (cJSON_IsArray(m) && cJSON_GetArraySize(m) == 2 &&
-                   cJSON_IsString(cJSON_GetArrayItem(m, 0)) &&
-                   cJSON_IsString(cJSON_GetArrayItem(m, 1))) {
-            rc = add_merge(t, cJSON_GetArrayItem(m, 0)->valuestring,
-                           cJSON_GetArrayItem(m, 1)->valuestring, rank, path, err);
-        } else {
-            rc = tsr_error_set(err, TSR_ERR_FORMAT, "%s: merge %d is malformed", path, rank + 1);
-        }
-    }
+    if (rc == TSR_OK)
+        rc = tsr_merges_load_json(&t->merges, merges, &t->vocab, 1, path, err);
     /* added tokens may extend the vocabulary */
     const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
     for (const cJSON *a = added ? added->child : NULL; a && rc == TSR_OK; a = a->next) {
@@ -322,7 +225,7 @@ void tsr_tokenizer_free(tsr_tokenizer *t)
     if (!t)
         return;
     tsr_smap_free(&t->vocab);
-    pmap_free(&t->merges);
+    tsr_pmap_free(&t->merges);
     free(t);
 }
 
@@ -359,30 +262,6 @@ static int is_number(int32_t c)
 {
     utf8proc_category_t k = utf8proc_category(c);
     return k >= UTF8PROC_CATEGORY_ND && k <= UTF8PROC_CATEGORY_NO;
-}
-
-/* BPE over one pre-token's bytes; appends ids. Returns the count appended. */
-static int bpe_word(const tsr_tokenizer *t, const unsigned char *bytes, int n, int *sym)
-{
-    for (int i = 0; i < n; i++)
-        sym[i] = i == n - 1 ? t->byte_eow_id[bytes[i]] : t->byte_id[bytes[i]];
-    for (;;) {
-        int best = -1, best_rank = 0, merged = 0;
-        for (int i = 0; i + 1 < n; i++) {
-            size_t s = pmap_slot(&t->merges, sym[i], sym[i + 1]);
-            if (t->merges.keys[s] && (best < 0 || t->merges.rank[s] < best_rank)) {
-                best = i;
-                best_rank = t->merges.rank[s];
-                merged = t->merges.merged[s];
-            }
-        }
-        if (best < 0)
-            break;
-        sym[best] = merged;
-        memmove(sym + best + 1, sym + best + 2, sizeof(int) * (size_t)(n - best - 2));
-        n--;
-    }
-    return n;
 }
 
 tsr_status tsr_tokenizer_encode(const tsr_tokenizer *t, const char *text, int max_len, int *ids,
@@ -434,8 +313,9 @@ tsr_status tsr_tokenizer_encode(const tsr_tokenizer *t, const char *text, int ma
     free(nfc);
     int n = 0, limit = max_len - 1;
     ids[n++] = t->bos;
-    int cut = 0;
-    for (size_t i = 0; i < nc && !cut;) {
+    int cut = 0, oom = 0;
+    tsr_bpe_work work = {0};
+    for (size_t i = 0; i < nc && !cut && !oom;) {
         int32_t c = cps[i];
         size_t j = i;
         if (tsr_is_ws(c)) {
@@ -464,7 +344,13 @@ tsr_status tsr_tokenizer_encode(const tsr_tokenizer *t, const char *text, int ma
         int nb = 0;
         for (size_t k = i; k < j; k++)
             nb += (int)utf8proc_encode_char(cps[k], buf + nb);
-        int m = bpe_word(t, buf, nb, sym);
+        for (int k = 0; k < nb; k++) /* the last byte carries the word end */
+            sym[k] = k == nb - 1 ? t->byte_eow_id[buf[k]] : t->byte_id[buf[k]];
+        int m = tsr_bpe_merge(&t->merges, sym, nb, &work);
+        if (m < 0) {
+            oom = 1;
+            break;
+        }
         for (int k = 0; k < m; k++) {
             if (n == limit) {
                 cut = 1;
@@ -478,6 +364,9 @@ tsr_status tsr_tokenizer_encode(const tsr_tokenizer *t, const char *text, int ma
     free(cps);
     free(buf);
     free(sym);
+    tsr_bpe_work_free(&work);
+    if (oom)
+        return tsr_error_set(err, TSR_ERR_NOMEM, "out of memory tokenizing text");
     if (truncated)
         *truncated = cut;
     *n_out = n;

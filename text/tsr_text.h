@@ -1,5 +1,5 @@
 /* tessera text: the tokenizers (CLIP byte-level BPE, BERT WordPiece,
- * byte-level BPE decoding for Whisper).
+ * GPT-2 style byte-level BPE for Whisper).
  *
  *   tsr_error err = {0};
  *   tsr_tokenizer *tok = NULL;
@@ -81,11 +81,21 @@ tsr_status tsr_wordpiece_encode(const tsr_wordpiece *w, const char *text, int ma
 int tsr_wordpiece_vocab_size(const tsr_wordpiece *w);
 int tsr_wordpiece_pad(const tsr_wordpiece *w);
 
-/* ---- byte-level BPE decoding (GPT-2, Whisper) ---- */
+/* ---- GPT-2 style byte-level BPE (Whisper) ----
+ * Encoding matches HF tokenizers' Tokenizer.encode(text,
+ * add_special_tokens=False).ids, which faster-whisper's Tokenizer.encode
+ * returns: added tokens found in the text first (leftmost-longest, with
+ * their single_word, lstrip, rstrip and normalized flags), then the
+ * ByteLevel pre-tokenizer (prefix space, GPT-2's regex), then the merges by
+ * rank (model.ignore_merges honoured). */
 
 typedef struct tsr_bytelevel tsr_bytelevel;
 
-/* Reads the vocabulary and added tokens of a byte-level BPE tokenizer.json. */
+/* Reads a byte-level BPE tokenizer.json: the vocabulary, added tokens,
+ * model.merges ("a b" strings or ["a", "b"] pairs) and the settings of the
+ * model and pre-tokenizer. A file whose settings tessera does not implement
+ * for encoding (a normalizer, BPE dropout, subword affixes, no merges) still
+ * loads and decodes; encoding it fails with TSR_ERR_UNSUPPORTED. */
 tsr_status tsr_bytelevel_load(const char *tokenizer_json, tsr_bytelevel **out, tsr_error *err);
 tsr_status tsr_bytelevel_load_json(const char *json, size_t len, const char *name,
                                    tsr_bytelevel **out, tsr_error *err);
@@ -94,6 +104,13 @@ void tsr_bytelevel_free(tsr_bytelevel *b);
 int tsr_bytelevel_size(const tsr_bytelevel *b);
 /* The id of a token string ("<|endoftext|>"), or -1. */
 int tsr_bytelevel_id(const tsr_bytelevel *b, const char *token);
+/* Encodes UTF-8 text (no start or end tokens added). *n is the number of
+ * ids the text needs; the first cap of them go to ids. More than cap is
+ * TSR_ERR_TOO_LARGE, with *n still set; ids = NULL only counts. Invalid
+ * UTF-8 is TSR_ERR_INVALID_ARG naming the offset; a byte the vocabulary has
+ * no token for (a broken tokenizer.json) is TSR_ERR_FORMAT. */
+tsr_status tsr_bytelevel_encode(const tsr_bytelevel *b, const char *text, int *ids, int cap,
+                                int *n, tsr_error *err);
 /* Joins the bytes of ids (special tokens skipped) into malloc'd UTF-8 text;
  * invalid byte sequences become U+FFFD, as HF tokenizers' decode does. */
 tsr_status tsr_bytelevel_decode(const tsr_bytelevel *b, const int *ids, int n, char **out,

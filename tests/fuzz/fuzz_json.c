@@ -1,6 +1,7 @@
 /* Fuzz target: the JSON readers of a model directory, fed the same bytes as
  * preprocessor_config.json and as tokenizer.json (CLIP BPE, WordPiece and
- * byte-level BPE readers). */
+ * byte-level BPE readers, the last with its merges, added tokens and
+ * settings, then encoding). */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -39,10 +40,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     tsr_bytelevel *bl = NULL;
     if (tsr_bytelevel_load(path, &bl, &err) == TSR_OK) {
-        int ids[4] = {0, 1, 256, 100000};
+        int ids[64] = {0, 1, 256, 100000}, n;
         char *text = NULL;
         tsr_bytelevel_decode(bl, ids, 4, &text, &err);
         free(text);
+        tsr_bytelevel_encode(bl, " Hello<|endoftext|> wor\xC3\xA9ld's 42  \n<mask> [NAME]lol", ids,
+                             64, &n, &err);
         tsr_bytelevel_free(bl);
     }
     unlink(path);
