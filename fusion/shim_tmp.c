@@ -59,5 +59,3 @@ tsr_status tsr_vad_detect(tsr_sample_fn read, void *user, size_t total, const ts
 size_t tsr_vad_collected_samples(const tsr_vad_chunk *chunks, size_t n) { (void)chunks; (void)n; return 0; }
 tsr_status tsr_vad_collected_read(void *c, size_t first, size_t n, float *out, tsr_error *err) { (void)c; (void)first; (void)n; (void)out; return tsr_error_set(err, TSR_ERR_UNSUPPORTED, "no"); }
 double tsr_vad_original_time(const tsr_vad_chunk *chunks, size_t n, double t, int is_end) { (void)chunks; (void)n; (void)is_end; return t; }
-tsr_status tsr_bytelevel_encode(const tsr_bytelevel *b, const char *text, int *ids, int cap, int *n, tsr_error *err)
-{ (void)b; (void)text; (void)ids; (void)cap; *n = 0; return tsr_error_set(err, TSR_ERR_UNSUPPORTED, "encode: not yet"); }

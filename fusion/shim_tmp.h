@@ -30,6 +30,4 @@ size_t tsr_vad_collected_samples(const tsr_vad_chunk *chunks, size_t n);
 typedef struct { const tsr_vad_chunk *chunks; size_t n; tsr_sample_fn read; void *user; } tsr_vad_collected;
 tsr_status tsr_vad_collected_read(void *collected, size_t first, size_t n, float *out, tsr_error *err);
 double tsr_vad_original_time(const tsr_vad_chunk *chunks, size_t n, double t, int is_end);
-tsr_status tsr_bytelevel_encode(const tsr_bytelevel *b, const char *text, int *ids, int cap,
-                                int *n, tsr_error *err);
 #endif
