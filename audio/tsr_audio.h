@@ -50,8 +50,9 @@ extern "C" {
 
 /* ---- decoding ---- */
 
-/* The longest audio tsr_audio_load_file holds in memory (about 230 MB of
- * floats at 16 kHz). The reader and the spool have no limit. */
+/* The longest audio tsr_audio_load_file holds in memory (115 million
+ * samples, 460 MB of floats, at 16 kHz). The reader and the spool have no
+ * limit. */
 #define TSR_AUDIO_MAX_SECONDS (2 * 3600)
 
 /* A streaming decoder: one file, or standard input, decoded and resampled

@@ -68,7 +68,7 @@ static tsr_status check_params(const tsr_vad_params *p, int energy, tsr_error *e
 static int hist_bin(float level)
 {
     double b = floor((level - HIST_LO) / HIST_STEP);
-    return b < 0 ? 0 : b >= HIST_BINS ? HIST_BINS - 1 : (int)b;
+    return !(b >= 0) ? 0 : b >= HIST_BINS ? HIST_BINS - 1 : (int)b; /* NaN: bin 0 */
 }
 
 tsr_status tsr_vad_probs(tsr_sample_fn read, void *user, size_t total, const tsr_vad_params *p,

@@ -821,6 +821,17 @@ static void test_logmel_whole(void)
               pads[i], ta, err.msg);
         free(a), free(b), free(x);
     }
+    /* absurd samples (a sample function may give anything): power overflows to
+     * inf, where a skipped zero weight would have made 0 * inf = NaN */
+    float *w = noise(4000, 9, 0.2f);
+    w[1000] = 1e20f, w[1001] = -3e19f, w[2500] = NAN, w[3000] = INFINITY;
+    float *a = NULL, *b = NULL, mx;
+    int ta = 0, tb = 0;
+    tsr_status sa = tsr_whisper_logmel(w, 4000, 80, 160, &a, &ta, NULL);
+    tsr_status sb = ref_whisper_logmel(w, 4000, 80, 160, &b, &tb, NULL, 0, &mx);
+    check(sa == TSR_OK && sb == TSR_OK && ta == tb && memcmp(a, b, sizeof(float) * 80 * ta) == 0,
+          "samples of 1e20, NaN and infinity: the same bits as the previous code");
+    free(a), free(b), free(w);
     /* the decoded clips, as faster-whisper feeds them */
     int same = 0;
     for (size_t c = 0; c < N_CLIPS; c++) {
@@ -1235,6 +1246,15 @@ static void test_vad_layouts(void)
     st = tsr_vad_detect(tsr_audio_pcm_read_cb, &none, 0, NULL, &c, &nch, NULL);
     check(st == TSR_OK && nch == 0 && !c && tsr_vad_collected_samples(c, nch) == 0,
           "0 samples: no chunks");
+    /* absurd samples do not upset the detector */
+    float odd[2048];
+    for (int i = 0; i < 2048; i++)
+        odd[i] = i % 3 == 0 ? NAN : i % 3 == 1 ? 1e30f : -INFINITY;
+    tsr_audio_pcm oddp = {odd, 2048};
+    st = tsr_vad_detect(tsr_audio_pcm_read_cb, &oddp, 2048, NULL, &c, &nch, NULL);
+    check(st == TSR_OK, "NaN, 1e30 and -inf samples: %zu chunks, no error", nch);
+    free(c);
+    c = NULL;
     /* bad parameters */
     tsr_error err = {0};
     p = d;
