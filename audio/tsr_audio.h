@@ -62,10 +62,11 @@ typedef struct tsr_audio_reader tsr_audio_reader;
 /* Opens path for reading as mono samples at rate Hz (1000..384000). path is a
  * local file in any container and codec FFmpeg reads (WAV, FLAC, MP3, Ogg
  * Vorbis/Opus, M4A/AAC, the audio track of a video, ...) or "-" for standard
- * input, read as FFmpeg reads a file (so an MP3 loses its encoder padding as
- * from the file): a pipe is read once, in order, and formats that must seek
- * (an MP4 whose index comes last) fail there; redirected from a file, it may
- * seek within that file from where standard input stood. Only local files
+ * input, which FFmpeg reads as it reads a file, so it gives the file's
+ * samples (its pipe protocol would keep an MP3's encoder padding): a pipe is
+ * read once, in order, and formats that must seek (an MP4 whose index comes
+ * last) fail there; redirected from a file, standard input may seek within
+ * that file, from where it stood. Only local files
  * are read: URLs and FFmpeg protocols ("http://...", "ftp://...",
  * "concat:...", "pipe:...") are refused at once, and what a container
  * refers to (a playlist's entries) may only be a local file, so nothing
@@ -122,7 +123,8 @@ tsr_status tsr_audio_pcm_read_cb(void *pcm, size_t first, size_t n, float *out, 
  * of audio; host memory stays small whatever the length. */
 typedef struct tsr_audio_spool tsr_audio_spool;
 
-/* Called while the spool fills: seconds decoded, and the container's
+/* Called while the spool fills, in the thread that fills it, about every 10 s
+ * of audio and once at the end: seconds decoded, and the container's
  * declared duration (-1 when unknown). */
 typedef void (*tsr_audio_progress_fn)(void *user, double done_s, double total_s);
 
