@@ -15,7 +15,6 @@
 #include <zlib.h>
 
 #include "tsr_audio.h"
-#include "shim_tmp.h" /* TEMPORARY until the audio and BPE work lands */
 #include "tsr_cfg.h"
 #include "tsr_generate.h"
 #include "tsr_model.h"
