@@ -22,7 +22,8 @@ static const char *transcribe_help =
     "streamed; each segment is printed as soon as it is final.\n"
     "\n"
     "Output:\n"
-    "  --format F        txt (default: one segment per line), json, srt, vtt or tsv\n"
+    "  --format F        txt (default: one segment per line), json, srt, vtt or tsv;\n"
+    "                    several (srt,vtt) or all with --output-dir\n"
     "  --json            the same as --format json: one object per file\n"
     "  --output-dir DIR  write DIR/NAME.EXT per input instead of standard output\n"
     "                    (needed for srt, vtt and tsv with several inputs)\n"
@@ -63,6 +64,12 @@ typedef struct {
     int n;              /* segments written */
 } writer;
 
+/* Every output of one input: a segment goes to each. */
+typedef struct {
+    writer w[5];
+    int n;
+} writers;
+
 /* HH:MM:SS,mmm: the time rounded to microseconds (as Python's timedelta),
  * then truncated to milliseconds (as the srt and webvtt packages). */
 static void timestamp(double t, char sep, char *buf, size_t cap)
@@ -87,14 +94,13 @@ static void trimmed(const char *s, const char **a, int *len)
 static void write_header(writer *w)
 {
     if (w->format == F_VTT)
-        fputs("WEBVTT\n\n", w->out);
+        fputs("WEBVTT\n", w->out); /* each cue follows a blank line, as webvtt-py writes */
     else if (w->format == F_TSV)
         fputs("start\tend\ttext\n", w->out);
 }
 
-static void on_segment(void *user, const tsr_segment *s)
+static void write_segment(writer *w, const tsr_segment *s)
 {
-    writer *w = user;
     const char *t;
     int len;
     trimmed(s->text, &t, &len);
@@ -112,7 +118,7 @@ static void on_segment(void *user, const tsr_segment *s)
     case F_VTT:
         timestamp(s->start, '.', a, sizeof a);
         timestamp(s->end, '.', b, sizeof b);
-        fprintf(w->out, "%s --> %s\n%.*s\n\n", a, b, len, t);
+        fprintf(w->out, "\n%s --> %s\n%.*s\n", a, b, len, t);
         break;
     case F_TSV: /* openai-whisper's: integer milliseconds, tabs in the text as spaces */
         fprintf(w->out, "%.0f\t%.0f\t", rint(1000 * s->start), rint(1000 * s->end));
@@ -124,6 +130,13 @@ static void on_segment(void *user, const tsr_segment *s)
         return; /* json: written at the end */
     }
     fflush(w->out);
+}
+
+static void on_segment(void *user, const tsr_segment *s)
+{
+    writers *ws = user;
+    for (int i = 0; i < ws->n; i++)
+        write_segment(&ws->w[i], s);
 }
 
 static void progress(void *user, double done, double total)
@@ -279,67 +292,80 @@ static double now_s(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/* One input: transcribed to stdout, or to a temporary file renamed into
+/* One input: transcribed to stdout, or to temporary files renamed into
  * place when complete (a partial file never takes the name). */
 static int transcribe_one(tsr_session *sess, const char *path, tsr_transcribe_params p,
-                          int format, const char *out_dir, int several, int verbose)
+                          int formats, const char *out_dir, int several, int verbose)
 {
-    writer w = {format, stdout, NULL, 0};
-    char prefix[4200], dst[4600], tmp[4700];
-    if (several && !out_dir && format == F_TXT) {
-        snprintf(prefix, sizeof prefix, "%s: ", path);
-        w.prefix = prefix;
-    }
-    if (out_dir) {
-        output_path(out_dir, path, format_names[format], dst, sizeof dst);
-        snprintf(tmp, sizeof tmp, "%s.partXXXXXX", dst);
-        int fd = mkstemp(tmp);
-        w.out = fd >= 0 ? fdopen(fd, "w") : NULL;
-        if (!w.out) {
-            fprintf(stderr, "tessera transcribe: %s: cannot write: %s\n", tmp, strerror(errno));
-            if (fd >= 0)
-                close(fd), unlink(tmp);
-            return EXIT_RUNTIME;
+    writers ws = {.n = 0};
+    char prefix[4200], dst[5][4600], tmp[5][4700];
+    int rc = EXIT_OK;
+    for (int f = 0; f < 5; f++) {
+        if (!(formats & (1 << f)))
+            continue;
+        writer *w = &ws.w[ws.n];
+        *w = (writer){f, stdout, NULL, 0};
+        if (several && !out_dir && f == F_TXT) {
+            snprintf(prefix, sizeof prefix, "%s: ", path);
+            w->prefix = prefix;
         }
+        if (out_dir) {
+            output_path(out_dir, path, format_names[f], dst[ws.n], sizeof dst[0]);
+            snprintf(tmp[ws.n], sizeof tmp[0], "%s.partXXXXXX", dst[ws.n]);
+            int fd = mkstemp(tmp[ws.n]);
+            w->out = fd >= 0 ? fdopen(fd, "w") : NULL;
+            if (!w->out) {
+                fprintf(stderr, "tessera transcribe: %s: cannot write: %s\n", tmp[ws.n],
+                        strerror(errno));
+                if (fd >= 0)
+                    close(fd), unlink(tmp[ws.n]);
+                rc = EXIT_RUNTIME;
+                break;
+            }
+        }
+        write_header(w);
+        ws.n++;
     }
     p.on_segment = on_segment;
-    p.user = &w;
-    write_header(&w);
+    p.user = &ws;
     tsr_transcript t;
     tsr_error err = {0};
     double t0 = now_s();
-    int rc = EXIT_OK;
-    if (tsr_session_transcribe_file(sess, path, &p, &t, &err) != TSR_OK) {
+    if (rc == EXIT_OK && tsr_session_transcribe_file(sess, path, &p, &t, &err) != TSR_OK) {
         cli_error("transcribe", &err);
         rc = EXIT_RUNTIME;
-    } else {
-        if (format == F_JSON) {
-            cJSON *o = transcript_json(path, &t, now_s() - t0);
-            char *s = cJSON_PrintUnformatted(o);
-            if (s)
-                fprintf(w.out, "%s\n", s);
-            free(s);
-            cJSON_Delete(o);
-        }
+    } else if (rc == EXIT_OK) {
+        for (int i = 0; i < ws.n; i++)
+            if (ws.w[i].format == F_JSON) {
+                cJSON *o = transcript_json(path, &t, now_s() - t0);
+                char *s = cJSON_PrintUnformatted(o);
+                if (s)
+                    fprintf(ws.w[i].out, "%s\n", s);
+                free(s);
+                cJSON_Delete(o);
+            }
         tsr_transcript_free(&t);
     }
     if (isatty(2) && p.progress)
         fputs("\r\033[K", stderr);
-    if (out_dir) {
-        int bad = fflush(w.out) != 0 || fsync(fileno(w.out)) != 0;
-        bad |= fclose(w.out) != 0;
-        if (rc == EXIT_OK && !bad && rename(tmp, dst) == 0) {
-            if (verbose)
-                fprintf(stderr, "tessera transcribe: wrote %s\n", dst);
-        } else {
-            if (rc == EXIT_OK)
-                fprintf(stderr, "tessera transcribe: %s: cannot write: %s\n", dst,
-                        strerror(errno));
-            unlink(tmp);
-            rc = EXIT_RUNTIME;
+    for (int i = 0; i < ws.n; i++) {
+        if (!out_dir) {
+            fflush(stdout);
+            continue;
         }
-    } else {
-        fflush(stdout);
+        FILE *f = ws.w[i].out;
+        int bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
+        bad |= fclose(f) != 0;
+        if (rc == EXIT_OK && !bad && rename(tmp[i], dst[i]) == 0) {
+            if (verbose)
+                fprintf(stderr, "tessera transcribe: wrote %s\n", dst[i]);
+            continue;
+        }
+        if (rc == EXIT_OK)
+            fprintf(stderr, "tessera transcribe: %s: cannot write: %s\n", dst[i],
+                    strerror(errno));
+        unlink(tmp[i]);
+        rc = EXIT_RUNTIME;
     }
     if (verbose) {
         tsr_launch_counts step;
@@ -350,6 +376,26 @@ static int transcribe_one(tsr_session *sess, const char *path, tsr_transcribe_pa
                 (unsigned long long)step.syncs, (unsigned long long)step.buffers);
     }
     return rc;
+}
+
+/* "srt", "srt,vtt" or "all" into a set of formats; 0 when bad. */
+static int parse_formats(const char *s)
+{
+    if (strcmp(s, "all") == 0)
+        return 31;
+    int set = 0;
+    while (*s) {
+        size_t k = strcspn(s, ",");
+        int found = -1;
+        for (int i = 0; i < 5; i++)
+            if (strlen(format_names[i]) == k && strncmp(s, format_names[i], k) == 0)
+                found = i;
+        if (found < 0)
+            return 0;
+        set |= 1 << found;
+        s += k + (s[k] == ',');
+    }
+    return set;
 }
 
 int cmd_transcribe(int argc, char **argv)
@@ -389,16 +435,18 @@ int cmd_transcribe(int argc, char **argv)
         return EXIT_OK;
     }
     tsr_transcribe_params p = tsr_transcribe_default_params();
-    int format = json ? F_JSON : F_TXT;
+    int formats = 1 << (json ? F_JSON : F_TXT);
     if (rc == EXIT_OK && format_s) {
-        format = -1;
-        for (int i = 0; i < 5; i++)
-            if (strcmp(format_s, format_names[i]) == 0)
-                format = i;
-        if (format < 0 || (json && format != F_JSON))
-            rc = cli_usage_error("transcribe", "--format must be txt, json, srt, vtt or tsv%s",
-                                 json ? " (and json with --json)" : "");
+        formats = parse_formats(format_s);
+        if (!formats || (json && formats != 1 << F_JSON))
+            rc = cli_usage_error("transcribe", "--format takes txt, json, srt, vtt, tsv, a list "
+                                 "of them (srt,vtt) or all%s", json ? " (json with --json)" : "");
     }
+    int n_formats = 0;
+    for (int f = 0; f < 5; f++)
+        n_formats += (formats >> f) & 1;
+    if (rc == EXIT_OK && n_formats > 1 && !out_dir)
+        rc = cli_usage_error("transcribe", "several formats: give --output-dir DIR");
     if (rc == EXIT_OK && !apply_numbers(&no, &p))
         rc = EXIT_USAGE;
     if (rc == EXIT_OK && task && strcmp(task, "transcribe") != 0 && strcmp(task, "translate") != 0)
@@ -412,9 +460,9 @@ int cmd_transcribe(int argc, char **argv)
         stdin_uses += strcmp(in[i], "-") == 0;
     if (rc == EXIT_OK && stdin_uses > 1)
         rc = cli_usage_error("transcribe", "standard input (-) can be read only once");
-    if (rc == EXIT_OK && n > 1 && !out_dir && format != F_TXT && format != F_JSON)
+    if (rc == EXIT_OK && n > 1 && !out_dir && !(formats & ((1 << F_TXT) | (1 << F_JSON))))
         rc = cli_usage_error("transcribe", "several inputs in %s: give --output-dir DIR",
-                             format_names[format]);
+                             format_s ? format_s : "this format");
     struct stat sb;
     if (rc == EXIT_OK && out_dir && (stat(out_dir, &sb) != 0 || !S_ISDIR(sb.st_mode)))
         rc = cli_usage_error("transcribe", "--output-dir %s is not a directory", out_dir);
@@ -454,7 +502,7 @@ int cmd_transcribe(int argc, char **argv)
     }
     int failed = 0;
     for (int i = 0; i < n && rc == EXIT_OK; i++)
-        failed |= transcribe_one(sess, in[i], p, format, out_dir, n > 1, verbose) != EXIT_OK;
+        failed |= transcribe_one(sess, in[i], p, formats, out_dir, n > 1, verbose) != EXIT_OK;
     tsr_session_free(sess);
     tsr_model_free(w);
     tsr_ctx_free(ctx);

