@@ -55,6 +55,7 @@ static const char *transcribe_help =
     "audio file; the other files are still transcribed), 2 usage error.\n";
 
 enum { F_TXT, F_JSON, F_SRT, F_VTT, F_TSV };
+static mode_t file_mask; /* the process's umask, read once */
 static const char *const format_names[] = {"txt", "json", "srt", "vtt", "tsv"};
 
 typedef struct {
@@ -182,7 +183,7 @@ static cJSON *transcript_json(const char *path, const tsr_transcript *t, double 
 }
 
 /* "none" or a finite number. */
-static int parse_threshold(const char *s, float *out)
+static int parse_threshold(const char *s, double *out)
 {
     if (strcmp(s, "none") == 0) {
         *out = NAN;
@@ -192,17 +193,17 @@ static int parse_threshold(const char *s, float *out)
     double v = strtod(s, &end);
     if (*s == 0 || *end || !isfinite(v))
         return 0;
-    *out = (float)v;
+    *out = v;
     return 1;
 }
 
-static int parse_float(const char *s, double lo, double hi, float *out)
+static int parse_float(const char *s, double lo, double hi, double *out)
 {
     char *end;
     double v = strtod(s, &end);
     if (*s == 0 || *end || !(v >= lo && v <= hi))
         return 0;
-    *out = (float)v;
+    *out = v;
     return 1;
 }
 
@@ -313,6 +314,8 @@ static int transcribe_one(tsr_session *sess, const char *path, tsr_transcribe_pa
             output_path(out_dir, path, format_names[f], dst[ws.n], sizeof dst[0]);
             snprintf(tmp[ws.n], sizeof tmp[0], "%s.partXXXXXX", dst[ws.n]);
             int fd = mkstemp(tmp[ws.n]);
+            if (fd >= 0) /* mkstemp makes 0600: give the file the usual mode */
+                (void)fchmod(fd, 0666 & ~file_mask);
             w->out = fd >= 0 ? fdopen(fd, "w") : NULL;
             if (!w->out) {
                 fprintf(stderr, "tessera transcribe: %s: cannot write: %s\n", tmp[ws.n],
@@ -350,11 +353,16 @@ static int transcribe_one(tsr_session *sess, const char *path, tsr_transcribe_pa
         fputs("\r\033[K", stderr);
     for (int i = 0; i < ws.n; i++) {
         if (!out_dir) {
-            fflush(stdout);
+            if ((fflush(stdout) != 0 || ferror(stdout)) && rc == EXIT_OK) {
+                fprintf(stderr, "tessera transcribe: cannot write to standard output: %s\n",
+                        strerror(errno));
+                rc = EXIT_RUNTIME;
+            }
             continue;
         }
         FILE *f = ws.w[i].out;
-        int bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
+        /* a write that failed on the way (ferror) leaves the file incomplete */
+        int bad = fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0;
         bad |= fclose(f) != 0;
         if (rc == EXIT_OK && !bad && rename(tmp[i], dst[i]) == 0) {
             if (verbose)
@@ -466,6 +474,19 @@ int cmd_transcribe(int argc, char **argv)
     struct stat sb;
     if (rc == EXIT_OK && out_dir && (stat(out_dir, &sb) != 0 || !S_ISDIR(sb.st_mode)))
         rc = cli_usage_error("transcribe", "--output-dir %s is not a directory", out_dir);
+    /* two inputs must not write the same output file (a.wav and a.mp3) */
+    for (int i = 0; rc == EXIT_OK && out_dir && i < n; i++)
+        for (int j = 0; j < i && rc == EXIT_OK; j++) {
+            char a[4600], b[4600];
+            output_path(out_dir, in[i], "x", a, sizeof a);
+            output_path(out_dir, in[j], "x", b, sizeof b);
+            if (strcmp(a, b) == 0)
+                rc = cli_usage_error("transcribe", "%s and %s would both be written as %.*s.*: "
+                                     "rename one, or use separate --output-dir runs", in[j],
+                                     in[i], (int)strlen(a) - 2, a);
+        }
+    file_mask = umask(0);
+    umask(file_mask);
     char mdir[4096];
     if (rc == EXIT_OK)
         rc = cli_model_dir("transcribe", model, mdir, sizeof mdir);

@@ -2,6 +2,7 @@
  * reader that holds one decoded frame at a time, and the whole-file loader
  * built on it. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,6 +191,11 @@ static tsr_status open_input(tsr_audio_reader *r, tsr_error *err)
     return TSR_OK;
 }
 
+/* The library never prints: FFmpeg's log goes quiet, once per process (the
+ * level is FFmpeg's global; an application may raise it again). */
+static pthread_once_t quiet_once = PTHREAD_ONCE_INIT;
+static void quiet_ffmpeg(void) { av_log_set_level(AV_LOG_QUIET); }
+
 tsr_status tsr_audio_open(const char *path, int rate, tsr_audio_reader **out, tsr_error *err)
 {
     *out = NULL;
@@ -198,7 +204,7 @@ tsr_status tsr_audio_open(const char *path, int rate, tsr_audio_reader **out, ts
     if (rate < 1000 || rate > 384000)
         return tsr_error_set(err, TSR_ERR_INVALID_ARG, "%s: sample rate %d outside 1000..384000",
                              shown(path), rate);
-    av_log_set_level(AV_LOG_QUIET); /* the library never prints */
+    pthread_once(&quiet_once, quiet_ffmpeg);
     tsr_audio_reader *r = calloc(1, sizeof *r);
     if (!r)
         return tsr_error_set(err, TSR_ERR_NOMEM, "%s: out of host memory", shown(path));

@@ -257,6 +257,7 @@ static tsr_status beam(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_gen_
     }
     float score[TSR_GEN_MAX_BEAMS] = {0}, cs[2 * TSR_GEN_MAX_BEAMS];
     int in[TSR_GEN_MAX_BEAMS], cr[2 * TSR_GEN_MAX_BEAMS], ct[2 * TSR_GEN_MAX_BEAMS];
+    int top_finished = 0; /* the best beam has ended once */
     int src[TSR_GEN_MAX_BEAMS];
     in[0] = p->start;
     tsr_status rc = TSR_OK;
@@ -274,7 +275,7 @@ static tsr_status beam(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_gen_
                     row[k] += score[b];
         }
         top_k(lg, rows, V, K, cr, ct, cs);
-        int last = t + 1 == L, secondary = B, active[TSR_GEN_MAX_BEAMS];
+        int last = t + 1 == L, secondary = B, active[TSR_GEN_MAX_BEAMS], top_done = 0;
         for (int k = 0; k < B; k++) {
             active[k] = k;
             if (ct[k] != p->eos && !last)
@@ -294,6 +295,7 @@ static tsr_status beam(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_gen_
             hy->eos = eos;
             hy->score = cs[k];
             n_hyp++;
+            top_done |= k == 0;
             /* its place goes to the next candidate that does not end */
             for (int j = secondary; j < K; j++)
                 if (ct[j] != p->eos) {
@@ -302,7 +304,11 @@ static tsr_status beam(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_gen_
                     break;
                 }
         }
-        if (rc != TSR_OK || last || n_hyp >= max_hyp)
+        /* without a length penalty the best beam finishing ends the search,
+         * as CTranslate2's allow_early_exit; otherwise patience decides */
+        if (rc != TSR_OK || last ||
+            (p->length_penalty == 0 ? (top_finished |= top_done) && n_hyp >= 1
+                                    : n_hyp >= max_hyp))
             break;
         for (int k = 0; k < B; k++) {
             int c = active[k];

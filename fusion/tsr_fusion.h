@@ -223,21 +223,21 @@ typedef struct {
 typedef struct {
     int beam_size;                     /* 5; 1: greedy */
     int best_of;                       /* 5: samples per window when temperature > 0 */
-    float patience;                    /* 1: beam search stops after beam_size * patience */
-    float length_penalty;              /* 1: scores divided by length ^ penalty */
-    float repetition_penalty;          /* 1: off */
+    double patience;                    /* 1: beam search stops after beam_size * patience */
+    double length_penalty;              /* 1: scores divided by length ^ penalty */
+    double repetition_penalty;          /* 1: off */
     int no_repeat_ngram_size;          /* 0: off */
-    float temperatures[TSR_MAX_TEMPERATURES]; /* 0, 0.2, ..., 1: tried in turn */
+    double temperatures[TSR_MAX_TEMPERATURES]; /* 0, 0.2, ..., 1: tried in turn */
     int n_temperatures;
-    float compression_ratio_threshold; /* 2.4: above, the window is decoded again; NAN: off */
-    float log_prob_threshold;          /* -1: below, decoded again; NAN: off */
-    float no_speech_threshold;         /* 0.6: above (and log-prob below), silent; NAN: off */
+    double compression_ratio_threshold; /* 2.4: above, the window is decoded again; NAN: off */
+    double log_prob_threshold;          /* -1: below, decoded again; NAN: off */
+    double no_speech_threshold;         /* 0.6: above (and log-prob below), silent; NAN: off */
     int condition_on_previous_text;    /* 1: the previous text prompts the next window */
-    float prompt_reset_on_temperature; /* 0.5: a window decoded hotter resets the prompt */
+    double prompt_reset_on_temperature; /* 0.5: a window decoded hotter resets the prompt */
     const char *initial_prompt;        /* text prompting the first window, or NULL */
     int suppress_blank;                /* 1: no blank first token */
     int without_timestamps;            /* 0: timestamp tokens on */
-    float max_initial_timestamp;       /* 1.0 s: the first timestamp is no later */
+    double max_initial_timestamp;       /* 1.0 s: the first timestamp is no later */
     int max_new_tokens;                /* per window; 0: up to the decoder's limit */
     const char *language;              /* NULL: detected (multilingual models) or "en" */
     const char *task;                  /* "transcribe" (NULL) or "translate" */

@@ -29,7 +29,8 @@
  *   that ends in eos registers a hypothesis (eos excluded from its tokens,
  *   included in its score) and its place goes to the next candidate not
  *   ending in eos; at the last step every kept candidate registers. The
- *   search ends when round(beams * patience) hypotheses are registered.
+ *   search ends when round(beams * patience) hypotheses are registered
+ *   (with length_penalty 0: once the best candidate has ended at some step).
  * Final scores are score / length ^ length_penalty (length without eos).
  */
 #ifndef TSR_GENERATE_H

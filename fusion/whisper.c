@@ -242,6 +242,10 @@ static tsr_status ct2_sizes(tsr_model *m, const tsr_st *st, tsr_error *err)
     if (de[1] != dim || dp[1] != dim || pe[1] != dim)
         return tsr_error_set(err, TSR_ERR_SHAPE, "%s: embedding widths do not match d_model %d",
                              m->name, dim);
+    if (dp[0] < 8) /* the start of a transcript and a few tokens must fit */
+        return tsr_error_set(err, TSR_ERR_SHAPE, "%s: decoder/position_encodings has %lld "
+                             "positions; a Whisper decoder needs at least 8", m->name,
+                             (long long)dp[0]);
     build(WHISPER(m), (int)c1[1], dim, (int)eh, (int)f1[0],
           count_layers(st, "encoder/layer_%d/ffn/linear_0/weight"), (int)pe[0], (int)dh,
           (int)f1[0], count_layers(st, "decoder/layer_%d/ffn/linear_0/weight"), (int)de[0],
@@ -268,7 +272,7 @@ static tsr_status hf_sizes(tsr_model *m, const tsr_source *src, tsr_error *err)
     int d_heads = tsr_cfg_int(&r, "decoder_attention_heads", 6, 1, 1024);
     int d_ffn = tsr_cfg_int(&r, "decoder_ffn_dim", 1536, 1, 65536);
     int n_ctx = tsr_cfg_int(&r, "max_source_positions", 1500, 1, 1 << 16);
-    int text_ctx = tsr_cfg_int(&r, "max_target_positions", 448, 2, 1 << 16);
+    int text_ctx = tsr_cfg_int(&r, "max_target_positions", 448, 8, 1 << 16);
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "activation_function");
     if (!r.bad && cJSON_IsString(act) && strcmp(act->valuestring, "gelu") != 0)
         r.bad = tsr_error_set(err, TSR_ERR_UNSUPPORTED,
@@ -788,7 +792,7 @@ static tsr_status compression_ratio(const char *text, double *out, tsr_error *er
 /* Decodes the encoded window once at temperature T from prompt (previous
  * text, the start-of-transcript sequence, maybe <|notimestamps|>). */
 static tsr_status generate_once(tsr_session *s, const tsr_transcribe_params *p, const int *prompt,
-                                int np, float T, uint64_t seed, float *lg, float *tmp,
+                                int np, double T, uint64_t seed, float *lg, float *tmp,
                                 attempt *a, tsr_error *err)
 {
     const whisper_model *w = WHISPER(s->m);
@@ -820,19 +824,24 @@ static tsr_status generate_once(tsr_session *s, const tsr_transcribe_params *p, 
     if (rc != TSR_OK)
         return rc;
     int total = w->dec.n_ctx;
-    if (p->max_new_tokens > 0 && np + p->max_new_tokens < total)
+    if (p->max_new_tokens > 0) { /* faster-whisper's max_length = prompt + max_new_tokens */
+        if (np + (long)p->max_new_tokens > total)
+            return tsr_error_set(err, TSR_ERR_INVALID_ARG,
+                                 "the prompt (%d tokens) and max_new_tokens (%d) exceed the "
+                                 "decoder's %d positions", np, p->max_new_tokens, total);
         total = np + p->max_new_tokens;
+    }
     tsr_gen_params gp = tsr_gen_default_params(V, w->eot);
     gp.start = prompt[plen - 1];
     gp.pos0 = start_step;
     gp.max_len = total / 2 < total - start_step ? total / 2 : total - start_step;
     gp.beams = T > 0 ? 1 : p->beam_size;
     gp.samples = T > 0 ? p->best_of : 1;
-    gp.temperature = T;
+    gp.temperature = (float)T; /* CTranslate2 takes its options in float32 */
     gp.seed = seed;
-    gp.patience = p->patience;
-    gp.length_penalty = p->length_penalty;
-    gp.repetition_penalty = p->repetition_penalty;
+    gp.patience = (float)p->patience;
+    gp.length_penalty = (float)p->length_penalty;
+    gp.repetition_penalty = (float)p->repetition_penalty;
     gp.no_repeat_ngram = p->no_repeat_ngram_size;
     tsr_gen_hooks hooks = {step_hook, reorder_hook, process_hook, raw_hook, &dc};
     tsr_gen_result gr = {0};
@@ -844,12 +853,16 @@ static tsr_status generate_once(tsr_session *s, const tsr_transcribe_params *p, 
     a->temperature = T;
     a->no_speech_prob = w->no_speech >= 0 ? dc.no_speech : 0;
     /* faster-whisper recovers the sum of log-probabilities from the score */
-    double cum = (double)gr.score * pow((double)gr.n, (double)p->length_penalty);
+    double cum = (double)gr.score * pow((double)gr.n, p->length_penalty);
     a->avg_logprob = cum / (gr.n + 1);
     char *text = NULL;
     rc = decode_text(w, gr.tokens, gr.n, &text, err);
     TSR_TRY(rc, compression_ratio(text, &a->compression_ratio, err));
     free(text);
+    if (rc != TSR_OK) {
+        free(a->tokens);
+        a->tokens = NULL;
+    }
     return rc;
 }
 
@@ -864,7 +877,7 @@ static tsr_status generate_window(tsr_session *s, const tsr_transcribe_params *p
     int below[TSR_MAX_TEMPERATURES], nb = 0, n = 0, chosen = -1;
     tsr_status rc = TSR_OK;
     for (int i = 0; i < p->n_temperatures && rc == TSR_OK; i++) {
-        float T = p->temperatures[i];
+        double T = p->temperatures[i];
         rc = generate_once(s, p, prompt, np, T, seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(i + 1)),
                            lg, tmp, &tried[n], err);
         if (rc != TSR_OK)
@@ -1018,18 +1031,18 @@ tsr_transcribe_params tsr_transcribe_default_params(void)
 {
     return (tsr_transcribe_params){.beam_size = 5,
                                    .best_of = 5,
-                                   .patience = 1.0f,
-                                   .length_penalty = 1.0f,
-                                   .repetition_penalty = 1.0f,
-                                   .temperatures = {0.0f, 0.2f, 0.4f, 0.6f, 0.8f, 1.0f},
+                                   .patience = 1.0,
+                                   .length_penalty = 1.0,
+                                   .repetition_penalty = 1.0,
+                                   .temperatures = {0.0, 0.2, 0.4, 0.6, 0.8, 1.0},
                                    .n_temperatures = 6,
-                                   .compression_ratio_threshold = 2.4f,
-                                   .log_prob_threshold = -1.0f,
-                                   .no_speech_threshold = 0.6f,
+                                   .compression_ratio_threshold = 2.4,
+                                   .log_prob_threshold = -1.0,
+                                   .no_speech_threshold = 0.6,
                                    .condition_on_previous_text = 1,
-                                   .prompt_reset_on_temperature = 0.5f,
+                                   .prompt_reset_on_temperature = 0.5,
                                    .suppress_blank = 1,
-                                   .max_initial_timestamp = 1.0f};
+                                   .max_initial_timestamp = 1.0};
 }
 
 void tsr_transcript_free(tsr_transcript *t)
@@ -1276,8 +1289,9 @@ static tsr_status transcribe(tsr_session *s, const audio_src *a, const tsr_trans
     TSR_TRY(rc, tsr_logmel_new(n_mels, &lm, err));
     float gmax = 0;
     TSR_TRY(rc, mel_max(lm, a, n_mels, W, win, &gmax, err));
-    /* the first window, for language detection */
-    int first = content < (size_t)W ? (int)content : W;
+    /* the first window, for language detection: faster-whisper's
+     * features[..., :3000], the padding frame included */
+    int first = content + 1 < (size_t)W ? (int)content + 1 : W;
     int sot_seq[4], n_sot = 0;
     TSR_TRY(rc, mel_window(lm, a, n_mels, W, 0, first, gmax, win, err));
     TSR_TRY(rc, choose_language(s, p, win, lg, t, sot_seq, &n_sot, err));
@@ -1311,7 +1325,7 @@ static tsr_status transcribe(tsr_session *s, const audio_src *a, const tsr_trans
         TSR_TRY(rc, encode(s, win, NULL, err));
         /* the prompt: previous text, start of transcript, maybe <|notimestamps|> */
         int np = 0;
-        size_t prev = c.all.n - reset_since, keep = (size_t)(n_ctx / 2 - 1);
+        size_t prev = c.all.n - reset_since, keep = n_ctx / 2 > 1 ? (size_t)(n_ctx / 2 - 1) : 0;
         if (prev > 0 && w->sot_prev >= 0) {
             prompt[np++] = w->sot_prev;
             size_t from = prev > keep ? c.all.n - keep : reset_since;
@@ -1344,7 +1358,9 @@ static tsr_status transcribe(tsr_session *s, const audio_src *a, const tsr_trans
                       : 0;
         if (!cuts)
             rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-        seek = (size_t)new_seek;
+        /* a window whose last complete segment ends at <|0.00|> would decode
+         * again forever (faster-whisper hangs there): move past it */
+        seek = new_seek > (int)previous_seek ? (size_t)new_seek : previous_seek + (size_t)size;
         for (int i = 0; i < nc && rc == TSR_OK; i++) {
             tsr_segment sg = {0, (int)previous_seek, cuts[i].start, cuts[i].end, NULL, NULL,
                               cuts[i].to - cuts[i].from, r.avg_logprob, r.compression_ratio,
@@ -1394,13 +1410,14 @@ static tsr_status transcribe(tsr_session *s, const audio_src *a, const tsr_trans
         t->avg_logprob = t->n_segments ? sum / t->n_segments : 0;
         /* every segment's tokens (the initial prompt is not one) */
         ints all = {0};
-        for (int i = 0; i < t->n_segments && t->text; i++)
-            if (!ints_add(&all, t->segments[i].tokens, (size_t)t->segments[i].n_tokens))
-                break;
-        int ok = ints_add(&all, NULL, 0) && all.v;
+        int ok = t->text != NULL;
+        for (int i = 0; i < t->n_segments && ok; i++)
+            ok = ints_add(&all, t->segments[i].tokens, (size_t)t->segments[i].n_tokens);
+        if (ok && !all.v)
+            ok = (all.v = malloc(sizeof(int))) != NULL;
         if (!ok) {
             free(all.v);
-            all.v = malloc(sizeof(int));
+            all.v = NULL;
         }
         t->tokens = all.v;
         t->n_tokens = (int)all.n;
@@ -1467,10 +1484,10 @@ tsr_status tsr_session_transcribe_file(tsr_session *s, const char *path,
     tsr_status rc = tsr_session_need(s, &tsr_family_whisper, "transcribe speech", err);
     tsr_audio_spool *sp = NULL;
     TSR_TRY(rc, tsr_audio_spool_open(path, p->tmpdir, NULL, NULL, &sp, err));
+    /* the audio module's errors name the file; those of transcription get it */
     audio_src a = {tsr_audio_spool_read_cb, sp, sp ? tsr_audio_spool_samples(sp) : 0};
-    TSR_TRY(rc, transcribe_source(s, &a, p, out, err));
-    if (rc != TSR_OK && !strstr(err->msg, path))
-        tsr_error_prefix(err, "%s", path);
+    if (rc == TSR_OK && (rc = transcribe_source(s, &a, p, out, err)) != TSR_OK)
+        tsr_error_prefix(err, "%s", strcmp(path, "-") == 0 ? "standard input" : path);
     if (rc != TSR_OK)
         tsr_transcript_free(out);
     tsr_audio_spool_free(sp);
