@@ -55,6 +55,8 @@ int cmd_pull(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_transcribe(int argc, char **argv);
 int cmd_tune(int argc, char **argv);
+int cmd_index(int argc, char **argv);
+int cmd_search(int argc, char **argv);
 
 /* Reads FILE ("-": stdin) as UTF-8 lines into *lines (pointers into *buf);
  * empty lines count. Prints the error. */

@@ -15,6 +15,8 @@ static const char *main_help =
     "  classify   zero-shot image classification against text labels\n"
     "  embed      image or text embeddings (.npy or JSON lines)\n"
     "  transcribe speech to text with Whisper\n"
+    "  index      build and update embedding indexes of image folders\n"
+    "  search     search an index by text or image\n"
     "  tokenize   token ids of texts\n"
     "  devices    list OpenCL devices\n"
     "  pull       download a checkpoint from a Hugging Face model repository\n"
@@ -52,7 +54,9 @@ int main(int argc, char **argv)
                 {"pull", cmd_pull},
                 {"bench", cmd_bench},
                 {"transcribe", cmd_transcribe},
-                {"tune", cmd_tune}};
+                {"tune", cmd_tune},
+                {"index", cmd_index},
+                {"search", cmd_search}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(cmd, cmds[i].name) == 0)
             exit(cmds[i].fn(argc - 1, argv + 1));

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "tsr_cfg.h"
+#include "tsr_hash.h"
 #include "tsr_model.h"
 #include "tsr_st.h"
 #include "tsr_textenc.h"
@@ -342,6 +343,7 @@ tsr_status tsr_model_create_random(tsr_ctx *ctx, const char *arch, tsr_model **o
     m->data = c;
     tsr_arena_init(&m->weights, ctx);
     snprintf(m->name, sizeof m->name, "(random %s)", arch);
+    tsr_sha256_hex(m->name, strlen(m->name), m->fingerprint); /* the weights follow from it */
     arch_towers(c, a);
     c->pp = tsr_preprocess_cfg_default(arch_table[a].image);
     c->logit_scale = 100.0f;

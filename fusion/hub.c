@@ -5,7 +5,6 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <errno.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +14,7 @@
 
 #include "tsr_cl_internal.h"
 #include "tsr_fusion.h"
+#include "tsr_hash.h"
 
 #define MAX_META (16u << 20)
 #define COMPLETE_MARK ".tessera-complete"
@@ -230,26 +230,6 @@ static int on_progress(void *u, curl_off_t dltotal, curl_off_t dlnow, curl_off_t
     return 0;
 }
 
-static int sha256_file(const char *path, char hex[65])
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return 0;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    unsigned char buf[1 << 16], md[32];
-    unsigned len = 0;
-    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-    size_t n;
-    while (ok && (n = fread(buf, 1, sizeof buf, f)) > 0)
-        ok = EVP_DigestUpdate(ctx, buf, n);
-    ok = ok && !ferror(f) && EVP_DigestFinal_ex(ctx, md, &len);
-    EVP_MD_CTX_free(ctx);
-    fclose(f);
-    for (unsigned i = 0; ok && i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
-    return ok;
-}
-
 static char *escape_path(CURL *c, const char *f)
 {
     /* escape each segment, keep the slashes */
@@ -351,7 +331,7 @@ static tsr_status download(const char *repo, const char *rev, const char *file, 
     }
     if (sha) {
         char hex[65] = {0};
-        if (!sha256_file(part, hex) || strcmp(hex, sha) != 0) {
+        if (!tsr_sha256_file(part, hex) || strcmp(hex, sha) != 0) {
             remove(part);
             return tsr_error_set(err, TSR_ERR_FORMAT,
                                  "%s: SHA-256 mismatch (got %s, the hub lists %s); the download "

@@ -6,7 +6,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "tsr_hash.h"
 #include "tsr_model.h"
+#include "tsr_st.h"
 
 void tsr_l2_normalize(float *v, int n)
 {
@@ -60,6 +62,63 @@ const char *tsr_model_kind(const char *dir, tsr_error *err)
     return f ? f->name : NULL;
 }
 
+/* The files besides the weights that change what a model computes: its
+ * configuration, preprocessing and tokenizer, in every layout tessera reads. */
+static const char *const fingerprint_files[] = {
+    "config.json", "preprocessor_config.json", "open_clip_config.json", "tokenizer.json",
+    "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt", "vocab.txt",
+    "added_tokens.json", "modules.json", "1_Pooling/config.json", "sentence_bert_config.json",
+    "vocabulary.json", "vocabulary.txt", NULL};
+
+/* SHA-256 over the family, those files (name, length, bytes) and the tensor
+ * table (name, dtype, shape of every tensor) with up to 64 samples of 16
+ * bytes spread over each tensor's data, so that two checkpoints of one
+ * architecture differ without reading gigabytes of weights. */
+static void fingerprint(tsr_model *m, const tsr_source *src)
+{
+    tsr_sha256 h;
+    tsr_sha256_init(&h);
+    tsr_sha256_update(&h, m->fam->name, strlen(m->fam->name) + 1);
+    for (int i = 0; fingerprint_files[i]; i++) {
+        if (!tsr_src_exists(src, fingerprint_files[i]))
+            continue;
+        tsr_mapping map;
+        tsr_error e = {0};
+        if (tsr_src_map(src, fingerprint_files[i], &map, &e) != TSR_OK)
+            continue;
+        uint64_t len = map.size;
+        tsr_sha256_update(&h, fingerprint_files[i], strlen(fingerprint_files[i]) + 1);
+        tsr_sha256_update(&h, &len, sizeof len);
+        tsr_sha256_update(&h, map.data, map.size);
+        tsr_src_unmap(&map);
+    }
+    tsr_st *st = NULL;
+    tsr_error e = {0};
+    tsr_status rc = tsr_src_exists(src, "model.bin")
+                        ? tsr_st_open_ct2_source(src, "model.bin", &st, &e)
+                        : tsr_st_open_source(src, &st, &e);
+    if (rc == TSR_OK) {
+        for (int i = 0; i < tsr_st_count(st); i++) {
+            const tsr_st_tensor *t = tsr_st_get(st, i);
+            int64_t head[2 + TSR_ST_MAX_DIMS] = {t->dtype, t->ndim};
+            for (int d = 0; d < t->ndim && d < TSR_ST_MAX_DIMS; d++)
+                head[2 + d] = t->shape[d];
+            tsr_sha256_update(&h, t->name, strlen(t->name) + 1);
+            tsr_sha256_update(&h, head, sizeof head);
+            if (!t->data || t->nbytes == 0)
+                continue;
+            uint64_t piece = t->nbytes < 16 ? t->nbytes : 16, spots = 64;
+            for (uint64_t k = 0; k < spots; k++)
+                tsr_sha256_update(&h, t->data + (t->nbytes - piece) * k / (spots - 1), piece);
+        }
+        tsr_st_close(st);
+    }
+    if (!tsr_sha256_final(&h, m->fingerprint))
+        snprintf(m->fingerprint, sizeof m->fingerprint, "unavailable");
+}
+
+const char *tsr_model_fingerprint(const tsr_model *m) { return m->fingerprint; }
+
 static tsr_status load_source(tsr_ctx *ctx, const tsr_source *src, tsr_model **out,
                               tsr_error *err)
 {
@@ -79,6 +138,7 @@ static tsr_status load_source(tsr_ctx *ctx, const tsr_source *src, tsr_model **o
         tsr_model_free(m);
         return rc;
     }
+    fingerprint(m, src);
     *out = m;
     return TSR_OK;
 }

@@ -317,6 +317,135 @@ tsr_status tsr_model_cache_path(const char *repo_id, const char *revision, const
 tsr_status tsr_model_resolve(const char *name, const char *cache_dir, char *out, size_t cap,
                              tsr_error *err);
 
+/* ---- embedding indexes ----
+ *
+ * One index is one SQLite database in WAL mode: the model's fingerprint,
+ * name and embedding size, and one row per item (path, size, mtime, content
+ * hash, modality, float32 embedding, time added, JSON metadata). Every
+ * tsr_index_put or _remove is one transaction, so a killed process leaves
+ * every completed call in the index. Several processes may write one index:
+ * SQLite serialises them (a writer waits up to busy_ms for another).
+ *
+ * Threads: one tsr_index handle belongs to one thread at a time; open one
+ * handle per thread. */
+
+#define TSR_INDEX_SCHEMA 1
+typedef struct tsr_index tsr_index;
+
+/* 64 hex digits of SHA-256 over the family, the configuration,
+ * preprocessing and tokenizer files, and the tensor table with samples of
+ * every tensor's data. Any thread. */
+const char *tsr_model_fingerprint(const tsr_model *m);
+/* SHA-256 of a buffer or of a file's contents, as 64 hex digits (1 on success). */
+int tsr_content_hash(const void *data, size_t n, char hex[65]);
+
+typedef enum { TSR_MOD_IMAGE, TSR_MOD_AUDIO, TSR_MOD_TEXT, TSR_MOD_N } tsr_modality;
+const char *tsr_modality_name(tsr_modality m); /* "image", "audio", "text" */
+
+/* Creates a new index for m at path (an existing file is an error); model
+ * names the model in `info` (NULL: the model's directory). */
+tsr_status tsr_index_create(const char *path, const tsr_model *m, const char *model,
+                            tsr_error *err);
+/* Opens an index; writable 0 opens it read-only. A file that is not a
+ * tessera index, is corrupt, or has a newer schema is refused by name. */
+tsr_status tsr_index_open(const char *path, int writable, tsr_index **out, tsr_error *err);
+void tsr_index_close(tsr_index *ix);
+/* TSR_ERR_INVALID_ARG naming both fingerprints unless m made this index. */
+tsr_status tsr_index_check_model(const tsr_index *ix, const tsr_model *m, tsr_error *err);
+
+typedef struct {
+    int schema, dim;
+    char fingerprint[65];
+    char model[1024];
+    char created[32];         /* UTC, ISO 8601 */
+    int64_t count;
+    int64_t by_modality[TSR_MOD_N];
+    int64_t db_bytes;         /* the database with its WAL file */
+    int64_t generation;       /* bumped by every change */
+    char ann[16];             /* "" or the approximate index's kind */
+    int64_t ann_generation;   /* the generation it was built at */
+    int64_t ann_bytes;
+} tsr_index_info;
+tsr_status tsr_index_get_info(tsr_index *ix, tsr_index_info *out, tsr_error *err);
+const char *tsr_index_path(const tsr_index *ix);
+int tsr_index_dim(const tsr_index *ix);
+
+typedef struct {
+    const char *path;
+    int64_t size, mtime_ns;
+    const char *hash;         /* tsr_content_hash */
+    tsr_modality modality;
+    const char *meta;         /* a JSON object, or NULL for {} */
+    const float *embedding;   /* dim floats */
+} tsr_index_item;
+
+/* Adds or replaces (by path) n items in one transaction. */
+tsr_status tsr_index_put(tsr_index *ix, const tsr_index_item *items, int n, tsr_error *err);
+/* What the index holds for path: *found 0 when nothing. hash: 65 chars, may be NULL. */
+tsr_status tsr_index_lookup(tsr_index *ix, const char *path, int *found, int64_t *size,
+                            int64_t *mtime_ns, char *hash, tsr_error *err);
+/* Removes the items whose path is one of paths, or lies under one of them
+ * (a folder), in one transaction; *removed counts them. */
+tsr_status tsr_index_remove(tsr_index *ix, const char *const *paths, int n, int64_t *removed,
+                            tsr_error *err);
+/* Calls fn for every item under prefix (NULL: all), in path order; a
+ * non-zero return from fn stops the walk. */
+typedef int (*tsr_index_visit_fn)(void *user, const char *path, int64_t size, int64_t mtime_ns,
+                                  const char *hash);
+tsr_status tsr_index_foreach(tsr_index *ix, const char *prefix, tsr_index_visit_fn fn, void *user,
+                             tsr_error *err);
+
+/* Writes the embeddings as a numpy .npy (float32, rows in id order) and/or
+ * one JSON object per row (path, modality, size, mtime, hash, added, meta;
+ * images also as "image_path", as clip-retrieval reads it) and/or a FAISS
+ * IndexFlatIP of the same rows. Each file is written atomically. NULL skips. */
+tsr_status tsr_index_export(tsr_index *ix, const char *npy, const char *jsonl, const char *faiss,
+                            int64_t *rows, tsr_error *err);
+/* Copies every item of the shards into out (created like the first shard if
+ * it does not exist); every fingerprint must agree. A path in several
+ * shards keeps the most recently added row. */
+tsr_status tsr_index_merge(const char *out, const char *const *shards, int n, int64_t *items,
+                           tsr_error *err);
+/* Builds an approximate index ("hnsw" or "ivf-pq") of every item and stores
+ * it beside the database (path + ".ann"); search uses it while the index is
+ * unchanged. */
+tsr_status tsr_index_build_ann(tsr_index *ix, const char *kind, tsr_error *err);
+
+typedef struct {
+    int k;                    /* results per query (default 10) */
+    const char *where;        /* a GLOB on the path, or NULL */
+    int modality;             /* TSR_MOD_IMAGE, ..., or -1: every item */
+    int exact;                /* 1: brute force even where an approximate index is current */
+} tsr_search_params;
+tsr_search_params tsr_search_default_params(void);
+
+typedef struct {
+    int64_t id;
+    float score;              /* inner product with the (normalised) query */
+    char *path;               /* owned by the result */
+} tsr_hit;
+
+typedef struct {
+    int used_ann;             /* 1: answered by the approximate index */
+    int ann_stale;            /* 1: an approximate index exists but the items changed since */
+    int64_t searched;         /* the items the queries were compared with */
+    double load_s, search_s;  /* loading the matrix (0 when resident), the search itself */
+} tsr_search_info;
+
+/* The top k items for each of nq queries (nq x dim floats, normalised like
+ * the stored embeddings), best first, ties by id. Exact search multiplies the
+ * queries by the embedding matrix on ctx's device with tessera's GEMM and
+ * selects the top k there; the matrix stays resident in the handle for the
+ * next call while the index is unchanged. hits: nq * k entries; n_hits[q]
+ * receives how many query q got (fewer than k when fewer items match). */
+tsr_status tsr_index_search(tsr_index *ix, tsr_ctx *ctx, const float *queries, int nq,
+                            const tsr_search_params *p, tsr_hit *hits, int *n_hits,
+                            tsr_search_info *info, tsr_error *err);
+void tsr_hits_free(tsr_hit *hits, int n);
+/* The stored embedding of path into out (dim floats); *found 0 when absent. */
+tsr_status tsr_index_embedding(tsr_index *ix, const char *path, float *out, int *found,
+                               tsr_error *err);
+
 #ifdef __cplusplus
 }
 #endif

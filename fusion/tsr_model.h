@@ -46,6 +46,7 @@ struct tsr_model {
     tsr_ctx *ctx;
     const tsr_family *fam;
     char name[2048];  /* the directory, or "(memory)", for messages */
+    char fingerprint[65]; /* tsr_model_fingerprint */
     tsr_arena weights;
     void *data;       /* the family's model */
 };
