@@ -239,6 +239,18 @@ static const struct {
     {"", 64},
 };
 
+/* Per-device split of tsr_k_topk, keyed on the device type: GPUs want many
+ * short chunks read with adjacent work-items on adjacent scores, CPUs a few
+ * long contiguous chunks per core (PoCL runs one work-group per core at a
+ * time). The last row is the default. */
+static const struct {
+    int gpu;
+    tsr_topk_cfg cfg;
+} topk_table[] = {
+    {1, {256, 4, 64, 1}},
+    {0, {16, 16, 1, 0}},
+};
+
 tsr_status tsr_ctx_create(const tsr_ctx_params *p, tsr_ctx **out, tsr_error *err)
 {
     tsr_ctx_params defaults = tsr_ctx_default_params();
@@ -297,6 +309,15 @@ tsr_status tsr_ctx_create(const tsr_ctx_params *p, tsr_ctx **out, tsr_error *err
     }
     while ((size_t)ctx->wg > maxwg && ctx->wg > 1)
         ctx->wg /= 2;
+    size_t ntopk = sizeof topk_table / sizeof topk_table[0];
+    ctx->topk = topk_table[ntopk - 1].cfg;
+    for (size_t i = 0; i < ntopk; i++)
+        if (topk_table[i].gpu == ctx->info.is_gpu) {
+            ctx->topk = topk_table[i].cfg;
+            break;
+        }
+    if ((size_t)ctx->topk.local > maxwg)
+        ctx->topk.local = (int)maxwg;
     tsr_status st = tsr_gemm_configure(ctx, p, err);
     TSR_TRY(st, build_program(ctx, err));
     TSR_TRY(st, tsr_queue_create_weak(ctx, &ctx->util, err));

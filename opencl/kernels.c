@@ -110,6 +110,7 @@ typedef struct {
 #define KMEM(m) ((karg){sizeof(cl_mem), &(m)})
 #define KINT(v) ((karg){sizeof(cl_int), &(cl_int){(cl_int)(v)}})
 #define KFLT(v) ((karg){sizeof(cl_float), &(cl_float){(cl_float)(v)}})
+#define KLONG(v) ((karg){sizeof(cl_long), &(cl_long){(cl_long)(v)}})
 
 /* Sets the arguments of the queue's kernel kid and enqueues it over a 1-D
  * range of global work-items (rounded up to a multiple of local), or a 2-D
@@ -307,4 +308,145 @@ tsr_status tsr_k_kv_append(tsr_queue *q, cl_mem qkv, cl_mem cache, int B, int Sq
         return tsr_error_set(err, TSR_ERR_INVALID_ARG, "KV cache of %d positions is full", cap);
     karg a[] = {KMEM(qkv), KMEM(cache), KINT(Sq), KINT(D), KINT(cap), KINT(past), KINT(n)};
     return launch(q, TSR_K_KV_APPEND, n, ELEMWISE_LOCAL, a, 7, err);
+}
+
+/* ---- top k (topk.cl) ----
+ * The first pass splits each row into nc chunks and leaves each chunk's k
+ * best, sorted, in scratch; every later pass merges up to TOPK_FANIN of a
+ * row's sorted runs into one, until one run per row is left. The pass that
+ * leaves one writes the results. Scratch, in 8-byte units: the results (Q*k
+ * indices, then Q*k scores), then two candidate areas of Q*nc1*k and Q*nc2*k,
+ * which the passes write in turn (pass 3 into the first, and so on). */
+
+#define TOPK_FANIN 64         /* sorted runs that one merge work-item reads */
+#define TOPK_MAX_N (1 << 30)  /* keeps chunk arithmetic in the kernels within int */
+
+/* Chunks per row of the first pass: items_per_cu work-items per compute unit
+ * over all rows, but chunks of at least chunk_per_k * k * log2(2k) scores
+ * and 64, so that scanning outweighs filling and sorting a work-item's k. */
+static int topk_chunks(const tsr_ctx *ctx, int Q, int N, int k)
+{
+    long long log2k = 1;
+    while ((1LL << log2k) < 2LL * k)
+        log2k++;
+    long long min_chunk = (long long)ctx->topk.chunk_per_k * k * log2k;
+    min_chunk = min_chunk > 64 ? min_chunk : 64;
+    long long by_size = (N + min_chunk - 1) / min_chunk;
+    long long cu = ctx->info.compute_units > 0 ? ctx->info.compute_units : 1;
+    long long items = (long long)ctx->topk.items_per_cu * cu;
+    long long want = (items + Q - 1) / Q;
+    long long nc = by_size < want ? by_size : want;
+    return nc < 1 ? 1 : (int)nc;
+}
+
+/* The runs per row after merging nc runs m at a time. */
+static int topk_merged(int nc, int *m)
+{
+    *m = nc < TOPK_FANIN ? nc : TOPK_FANIN;
+    return (nc + *m - 1) / *m;
+}
+
+/* Scratch for exactly Q rows. */
+static size_t topk_need(const tsr_ctx *ctx, int Q, int N, int k)
+{
+    int m, nc1 = topk_chunks(ctx, Q, N, k);
+    int nc2 = nc1 > 1 ? topk_merged(nc1, &m) : 0;
+    return sizeof(cl_ulong) * (size_t)Q * k * (1 + (size_t)nc1 + nc2);
+}
+
+static tsr_status topk_check(int Q, int N, int k, tsr_error *err)
+{
+    if (Q < 1 || N < 1 || N >= TOPK_MAX_N)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG,
+                             "top k of %d rows of %d scores: needs 1 row or more, of 1 to %d "
+                             "scores",
+                             Q, N, TOPK_MAX_N - 1);
+    if (k < 1 || k > N)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "top %d of %d scores: k must be 1 to %d",
+                             k, N, N);
+    if (k > TSR_TOPK_MAX)
+        return tsr_error_set(err, TSR_ERR_UNSUPPORTED, "top %d exceeds tessera's maximum k of %d",
+                             k, TSR_TOPK_MAX);
+    if ((size_t)Q * k > (size_t)INT_MAX / 2 || Q > INT_MAX / 2)
+        return tsr_error_set(err, TSR_ERR_TOO_LARGE, "top %d of %d rows is too large", k, Q);
+    return TSR_OK;
+}
+
+size_t tsr_topk_scratch_bytes(const tsr_ctx *ctx, int Q, int N, int k)
+{
+    if (topk_check(Q, N, k, NULL) != TSR_OK)
+        return 0;
+    /* Fewer rows may split into more chunks each: take the most that any
+     * number of rows up to Q needs. Past items_per_cu * compute units rows,
+     * every row is one chunk and the need grows with the rows. */
+    long long cu = ctx->info.compute_units > 0 ? ctx->info.compute_units : 1;
+    long long items = (long long)ctx->topk.items_per_cu * cu;
+    size_t most = topk_need(ctx, Q, N, k);
+    for (int r = 1; r < Q && r <= items; r++) {
+        size_t need = topk_need(ctx, r, N, k);
+        most = need > most ? need : most;
+    }
+    return most;
+}
+
+tsr_status tsr_topk_plan(tsr_arena *a, cl_mem *scratch, int Q, int N, int k, tsr_error *err)
+{
+    tsr_status st = topk_check(Q, N, k, err);
+    if (st == TSR_OK)
+        tsr_arena_reserve(a, scratch, tsr_topk_scratch_bytes(a->ctx, Q, N, k));
+    return st;
+}
+
+tsr_status tsr_k_topk(tsr_queue *q, cl_mem scores, int Q, int N, int k, cl_mem scratch, int *idx,
+                      float *val, tsr_error *err)
+{
+    tsr_status st = topk_check(Q, N, k, err);
+    if (st != TSR_OK)
+        return st;
+    if (!scores || !scratch || !idx || !val)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "top k: a buffer or an output is NULL");
+    const tsr_ctx *ctx = q->ctx;
+    size_t have = 0, given = 0, need = topk_need(ctx, Q, N, k);
+    clGetMemObjectInfo(scores, CL_MEM_SIZE, sizeof given, &given, NULL);
+    clGetMemObjectInfo(scratch, CL_MEM_SIZE, sizeof have, &have, NULL);
+    if (given < (size_t)Q * N * sizeof(float))
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG,
+                             "top k: a scores buffer of %zu bytes is smaller than %d x %d floats",
+                             given, Q, N);
+    if (have < need)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG,
+                             "top %d of %d x %d scores needs %zu bytes of scratch, got %zu "
+                             "(tsr_topk_plan reserves it)",
+                             k, Q, N, need, have);
+    const tsr_topk_cfg *cf = &ctx->topk;
+    int nc = topk_chunks(ctx, Q, N, k), chunk = (N + nc - 1) / nc;
+    size_t nres = (size_t)Q * k;
+    size_t area[2] = {nres, nres + (size_t)Q * nc * k}; /* the candidate areas, in ulongs */
+    if (check_n((size_t)Q * nc, err) != TSR_OK)
+        return TSR_ERR_TOO_LARGE;
+    karg a[] = {KMEM(scores), KINT(N),       KINT(k),        KINT(chunk),   KINT(nc),
+                KINT(cf->strided), KINT(Q * nc), KMEM(scratch), KLONG(area[0]), KINT(nc == 1),
+                KMEM(scratch), KLONG(nres)};
+    st = launch(q, TSR_K_TOPK_SCAN, (size_t)Q * nc, cf->local, a, 12, err);
+    for (int src = 0, runs = nc; st == TSR_OK && runs > 1; src = !src) {
+        int m, next = topk_merged(runs, &m);
+        karg b[] = {KMEM(scratch), KLONG(area[src]), KINT(runs),    KINT(m),
+                    KINT(k),       KINT(next),       KINT(Q * next), KMEM(scratch),
+                    KLONG(area[!src]), KINT(next == 1), KMEM(scores), KINT(N),
+                    KMEM(scratch), KLONG(nres)};
+        st = launch(q, TSR_K_TOPK_MERGE, (size_t)Q * next, cf->local, b, 14, err);
+        runs = next;
+    }
+    if (st != TSR_OK)
+        return st;
+    /* two reads, one wait: the queue is in order, so the blocking read of the
+     * scores finishes after the indices' read */
+    cl_int e = clEnqueueReadBuffer(q->q, scratch, CL_FALSE, 0, nres * sizeof(int), idx, 0, NULL,
+                                   NULL);
+    if (e != CL_SUCCESS)
+        return tsr_cl_fail(err, e, "clEnqueueReadBuffer");
+    st = tsr_buf_read_at(q, scratch, nres * sizeof(int), val, nres * sizeof(float), err);
+    if (st != TSR_OK)
+        clFinish(q->q); /* the indices' read must not outlive the call */
+    return st;
 }

@@ -13,6 +13,7 @@ static const char *kernel_names[TSR_K_COUNT] = {
     [TSR_K_VIT_EMBED] = "vit_embed",       [TSR_K_GATHER_ROWS] = "gather_rows",
     [TSR_K_GEMM_TN] = "gemm_tn",           [TSR_K_ATTENTION] = "attention_rows",
     [TSR_K_ATTENTION_KV] = "attention_kv", [TSR_K_KV_APPEND] = "kv_append",
+    [TSR_K_TOPK_SCAN] = "topk_scan",       [TSR_K_TOPK_MERGE] = "topk_merge",
 };
 
 static tsr_status queue_create(tsr_ctx *ctx, int hold, tsr_queue **out, tsr_error *err)

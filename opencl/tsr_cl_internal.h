@@ -16,9 +16,10 @@
  *   tsr_arena_release(&a);
  *   tsr_queue_free(q);
  *
- * Launchers only enqueue. Only tsr_buf_read, tsr_buf_write and
- * tsr_queue_finish wait for the device, and each counts as a host
- * synchronisation in the queue's counters.
+ * Launchers only enqueue. Only tsr_buf_read, tsr_buf_write,
+ * tsr_queue_finish and tsr_k_topk (which reads its results back) wait for
+ * the device, and each counts as a host synchronisation in the queue's
+ * counters.
  *
  * Threads: a tsr_queue belongs to one thread at a time; kernels set their
  * arguments on the queue's own cl_kernel objects, so queues never share
@@ -68,6 +69,8 @@ enum tsr_kernel_id {
     TSR_K_ATTENTION,
     TSR_K_ATTENTION_KV,
     TSR_K_KV_APPEND,
+    TSR_K_TOPK_SCAN,
+    TSR_K_TOPK_MERGE,
     TSR_K_COUNT
 };
 
@@ -77,6 +80,16 @@ typedef enum {
     TSR_ACT_QUICK_GELU = 2, /* x * sigmoid(1.702 x), OpenAI CLIP */
     TSR_ACT_GELU_TANH = 3,
 } tsr_act;
+
+/* How tsr_k_topk splits its rows on a device (the per-device table in ctx.c). */
+typedef struct {
+    int items_per_cu; /* the first pass aims at this many work-items per compute unit */
+    int chunk_per_k;  /* but gives each at least chunk_per_k * k * log2(2k) scores (and 64):
+                         a work-item's fixed cost, filling and sorting its k, is k log k */
+    int local;        /* work-group size */
+    int strided;      /* 1: chunk c of a row is scores c, c + nc, c + 2 nc, ..., so that adjacent
+                         work-items read adjacent scores (GPUs); 0: contiguous chunks (CPUs) */
+} tsr_topk_cfg;
 
 /* Device memory accounting. It outlives the context while any buffer does,
  * because OpenCL may release a buffer (and call back) after the context's
@@ -100,6 +113,7 @@ struct tsr_ctx {
     int verbose;
     int own_gemm;             /* 1: tessera's GEMM kernel (weights stored transposed) */
     int gemm_strips;          /* GT_STRIPS of gemm.cl: 32-column strips per work-item */
+    tsr_topk_cfg topk;        /* tsr_k_topk's split of rows into chunks */
     char blast_xgemm[512];    /* the CLBlast Xgemm override applied for this context, or "" */
     long blast_mi;            /* its XGEMM_MIN_INDIRECT_SIZE override, or -1 */
     char cache_dir[900];      /* "": nothing on disk */
@@ -233,6 +247,27 @@ tsr_status tsr_k_vit_embed(tsr_queue *q, cl_mem out, cl_mem patches, cl_mem cls,
                            int B, int np, int D, tsr_error *err);
 tsr_status tsr_k_gather_rows(tsr_queue *q, cl_mem dst, cl_mem src, cl_mem idx, int rows, int D,
                              tsr_error *err);
+
+/* Top k of each row of scores (Q, N) on the device, best first; equal scores
+ * (-0.0 == +0.0) go to the lower index, NaN ranks below -INFINITY. Writes idx
+ * (Q, k) and val (Q, k) on the host, after one host synchronisation (the
+ * call waits); val holds the scores bit for bit. 1 <= k <= min(N,
+ * TSR_TOPK_MAX), N < 2^30. scratch comes from tsr_topk_plan (or holds
+ * tsr_topk_scratch_bytes); the call checks its size and the scores'. For a
+ * search: tsr_linear (queries, embeddings) into scores, then this.
+ * Launches: one pass over the scores that splits each row into chunks,
+ * then one per merge of up to 64 chunks' results (1 or 2 launches in all on
+ * a 2-core CPU, 4 for a million scores on a large GPU). Every k up to the maximum works on every device (candidates live
+ * in scratch, not in private memory), but a work-item's k cost k log k, so
+ * large k gets fewer, longer chunks (tsr_topk_cfg in the context). */
+#define TSR_TOPK_MAX 1024
+tsr_status tsr_k_topk(tsr_queue *q, cl_mem scores, int Q, int N, int k, cl_mem scratch, int *idx,
+                      float *val, tsr_error *err);
+/* Device bytes of scratch tsr_k_topk needs on ctx's device for Q or fewer
+ * rows of this N and k; 0 for invalid shapes. */
+size_t tsr_topk_scratch_bytes(const tsr_ctx *ctx, int Q, int N, int k);
+/* Measuring pass: checks the shape and reserves that scratch in the arena. */
+tsr_status tsr_topk_plan(tsr_arena *a, cl_mem *scratch, int Q, int N, int k, tsr_error *err);
 
 /* C = alpha * A * B^T + beta * C with offsets and leading dimensions, row-major
  * (A: MxK, B: NxK, C: MxN), through CLBlast with the queue's planned

@@ -826,6 +826,233 @@ static void test_decoder_layer(int B, int T, int chunk, int D, int H, int F, int
     free(x), free(enc), free(ref), free(got), free(step);
 }
 
+/* ---- top k ---- */
+
+typedef struct {
+    float v;
+    int i;
+} scored;
+
+/* Best first: NaN after everything, equal scores (-0.0 == +0.0) by lower index. */
+static int scored_cmp(const void *pa, const void *pb)
+{
+    const scored *a = pa, *b = pb;
+    int na = isnan(a->v), nb = isnan(b->v);
+    if (na != nb)
+        return na - nb;
+    if (!na && a->v != b->v)
+        return a->v > b->v ? -1 : 1;
+    return (a->i > b->i) - (a->i < b->i);
+}
+
+/* Sorts each row whole and keeps the first k. */
+static void ref_topk(const float *s, int Q, int N, int k, int *idx, float *val)
+{
+    scored *t = malloc(sizeof *t * N);
+    for (int r = 0; r < Q; r++) {
+        for (int j = 0; j < N; j++)
+            t[j] = (scored){s[(size_t)r * N + j], j};
+        qsort(t, (size_t)N, sizeof *t, scored_cmp);
+        for (int j = 0; j < k; j++) {
+            idx[(size_t)r * k + j] = t[j].i;
+            val[(size_t)r * k + j] = t[j].v;
+        }
+    }
+    free(t);
+}
+
+enum { TOPK_RANDOM, TOPK_TIES, TOPK_RISING, TOPK_FLAT };
+static const char *topk_modes[] = {"random", "16 levels, NaN, -0, +-inf", "rising", "flat rows"};
+
+static float bits_float(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* Scores with many ties and every special value: NaNs with payloads and
+ * signs, -INFINITY, +INFINITY, -0.0 next to +0.0. Rising scores make every
+ * one a new best (the most heap work); flat rows are all equal, all NaN or
+ * all -INFINITY. */
+static float *topk_scores(int Q, int N, int mode)
+{
+    size_t n = (size_t)Q * N;
+    float *s = rand_vec(n, 1.0f);
+    for (size_t t = 0; t < n; t++) {
+        int r = (int)(t / N), j = (int)(t % N);
+        if (mode == TOPK_TIES) {
+            s[t] = floorf(s[t] * 8.0f) / 8.0f;
+            if (j % 97 == 3)
+                s[t] = bits_float(j % 2 ? 0x7fc01234u : 0xffc00000u);
+            else if (j % 89 == 5)
+                s[t] = -INFINITY;
+            else if (j % 101 == 7)
+                s[t] = INFINITY;
+            else if (j % 13 == 1)
+                s[t] = -0.0f;
+            else if (j % 13 == 2)
+                s[t] = 0.0f;
+        } else if (mode == TOPK_RISING) {
+            s[t] = (float)j - (float)N * 0.5f;
+        } else if (mode == TOPK_FLAT) {
+            s[t] = r % 3 == 0 ? 0.25f : r % 3 == 1 ? NAN : -INFINITY;
+        }
+    }
+    return s;
+}
+
+/* tsr_k_topk against sorting, on the device's own split of the rows and on
+ * two others: the GPU row of the table (strided chunks) and many contiguous
+ * chunks (merges over several passes). Indices exactly, values bit for bit. */
+static void test_topk(int Q, int N, int k, int mode)
+{
+    size_t n = (size_t)Q * N, nk = (size_t)Q * k;
+    float *s = topk_scores(Q, N, mode), *rval = malloc(sizeof(float) * nk);
+    float *val = malloc(sizeof(float) * nk);
+    int *ridx = malloc(sizeof(int) * nk), *idx = malloc(sizeof(int) * nk);
+    ref_topk(s, Q, N, k, ridx, rval);
+    cl_mem ds = up(s, sizeof(float) * n);
+    tsr_topk_cfg own = ctx->topk;
+    const tsr_topk_cfg splits[3] = {own, {256, 4, 64, 1}, {512, 0, 1, 0}};
+    const char *names[3] = {"own split", "GPU split", "many chunks"};
+    for (int v = 0; v < 3; v++) {
+        ctx->topk = splits[v];
+        tsr_arena a;
+        cl_mem scratch = NULL;
+        tsr_arena_init(&a, ctx);
+        tsr_status st = tsr_topk_plan(&a, &scratch, Q, N, k, &err);
+        TSR_TRY(st, tsr_arena_commit(&a, &err));
+        memset(idx, 0xff, sizeof(int) * nk);
+        memset(val, 0, sizeof(float) * nk);
+        tsr_counters c0 = tsr_queue_counters(q);
+        TSR_TRY(st, tsr_k_topk(q, ds, Q, N, k, scratch, idx, val, &err));
+        tsr_counters d = tsr_counters_diff(tsr_queue_counters(q), c0);
+        size_t bad_idx = 0, bad_val = 0;
+        for (size_t i = 0; i < nk; i++) {
+            bad_idx += idx[i] != ridx[i];
+            bad_val += memcmp(&val[i], &rval[i], sizeof(float)) != 0;
+        }
+        check(st == TSR_OK && !bad_idx && !bad_val && d.syncs == 1,
+              "topk Q%d N%d k%d %s, %s: %zu index and %zu value mismatches, %llu launches, "
+              "%llu host syncs, %zu bytes of scratch %s",
+              Q, N, k, topk_modes[mode], names[v], bad_idx, bad_val,
+              (unsigned long long)d.launches, (unsigned long long)d.syncs, a.total,
+              st ? err.msg : "");
+        if (bad_idx || bad_val) {
+            printf("     got:");
+            for (size_t i = 0; i < nk && i < 6; i++)
+                printf(" %d:%g", idx[i], val[i]);
+            printf("\n     ref:");
+            for (size_t i = 0; i < nk && i < 6; i++)
+                printf(" %d:%g", ridx[i], rval[i]);
+            printf("\n");
+        }
+        tsr_arena_release(&a);
+    }
+    ctx->topk = own;
+    tsr_buf_free(ds);
+    free(s), free(rval), free(val), free(ridx), free(idx);
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* How long a search's selection takes on this device (read-back included),
+ * printed only; rows 0 and Q-1 are checked. */
+static void time_topk(int Q, int N, int k)
+{
+    size_t n = (size_t)Q * N, nk = (size_t)Q * k;
+    float *s = rand_vec(n, 1.0f), *val = malloc(sizeof(float) * nk);
+    float *rval = malloc(sizeof(float) * k);
+    int *idx = malloc(sizeof(int) * nk), *ridx = malloc(sizeof(int) * k);
+    cl_mem ds = up(s, sizeof(float) * n), scratch = NULL;
+    tsr_arena a;
+    tsr_arena_init(&a, ctx);
+    tsr_status st = tsr_topk_plan(&a, &scratch, Q, N, k, &err);
+    TSR_TRY(st, tsr_arena_commit(&a, &err));
+    TSR_TRY(st, tsr_k_topk(q, ds, Q, N, k, scratch, idx, val, &err)); /* warm-up */
+    double best = 1e30;
+    tsr_counters c0 = tsr_queue_counters(q);
+    for (int rep = 0; rep < 5 && st == TSR_OK; rep++) {
+        double t0 = now_ms();
+        st = tsr_k_topk(q, ds, Q, N, k, scratch, idx, val, &err);
+        double t = now_ms() - t0;
+        best = t < best ? t : best;
+    }
+    tsr_counters d = tsr_counters_diff(tsr_queue_counters(q), c0);
+    int bad = 0;
+    for (int r = 0; r < Q && st == TSR_OK; r += Q > 1 ? Q - 1 : 1) {
+        ref_topk(s + (size_t)r * N, 1, N, k, ridx, rval);
+        for (int j = 0; j < k; j++)
+            bad += idx[(size_t)r * k + j] != ridx[j] || val[(size_t)r * k + j] != rval[j];
+    }
+    printf("time: topk Q%d N%d k%d: %.2f ms (best of 5, %llu launches per call) %s\n", Q, N, k,
+           best, (unsigned long long)d.launches / 5, st ? err.msg : "");
+    check(st == TSR_OK && !bad, "topk Q%d N%d k%d timed: rows checked, %d mismatches", Q, N, k,
+          bad);
+    tsr_arena_release(&a);
+    tsr_buf_free(ds);
+    free(s), free(val), free(rval), free(idx), free(ridx);
+}
+
+/* Bad shapes and buffers are errors that launch nothing. */
+static void test_topk_bad_args(void)
+{
+    float s[8] = {3, 1, 4, 1, 5, 9, 2, 6};
+    cl_mem ds = up(s, sizeof s), scratch = NULL, small = NULL;
+    tsr_arena a;
+    tsr_arena_init(&a, ctx);
+    tsr_status st = tsr_topk_plan(&a, &scratch, 1, 8, 4, &err);
+    TSR_TRY(st, tsr_topk_plan(&a, &small, 1, 8, 1, &err));
+    TSR_TRY(st, tsr_arena_commit(&a, &err));
+    int idx[8];
+    float val[8];
+    struct {
+        int Q, N, k;
+        cl_mem scratch;
+        int *idx;
+        const char *what;
+    } bad[] = {
+        {1, 8, 9, scratch, idx, "k > N"},
+        {1, 8, 0, scratch, idx, "k = 0"},
+        {1, 8, -1, scratch, idx, "k < 0"},
+        {1, 2000, TSR_TOPK_MAX + 1, scratch, idx, "k > TSR_TOPK_MAX"},
+        {0, 8, 1, scratch, idx, "Q = 0"},
+        {1, 0, 1, scratch, idx, "N = 0"},
+        {1, -3, 1, scratch, idx, "N < 0"},
+        {2, 8, 4, scratch, idx, "scores buffer too small"},
+        {1, 8, 4, small, idx, "scratch too small"},
+        {1, 8, 4, scratch, NULL, "NULL output"},
+    };
+    int n = (int)(sizeof bad / sizeof bad[0]), ok = st == TSR_OK;
+    tsr_counters c0 = tsr_queue_counters(q);
+    for (int i = 0; i < n && ok; i++) {
+        err = (tsr_error){0};
+        tsr_status r = tsr_k_topk(q, ds, bad[i].Q, bad[i].N, bad[i].k, bad[i].scratch,
+                                  bad[i].idx, val, &err);
+        printf("     %s: %s\n", bad[i].what, err.msg);
+        ok = r != TSR_OK && err.msg[0];
+    }
+    tsr_counters d = tsr_counters_diff(tsr_queue_counters(q), c0);
+    ok = ok && tsr_topk_scratch_bytes(ctx, 1, 8, 9) == 0 && tsr_topk_scratch_bytes(ctx, 1, 8, 0) == 0;
+    cl_mem none = NULL;
+    ok = ok && tsr_topk_plan(&a, &none, 1, 8, 9, &err) != TSR_OK && a.n == 2;
+    check(ok && d.launches == 0 && d.syncs == 0,
+          "topk: %d bad arguments are errors that launch nothing (%llu launches)", n,
+          (unsigned long long)d.launches);
+    /* the 8 scores themselves, with err = NULL */
+    st = tsr_k_topk(q, ds, 1, 8, 4, scratch, idx, val, NULL);
+    check(st == TSR_OK && idx[0] == 5 && idx[1] == 7 && idx[2] == 4 && idx[3] == 2 && val[0] == 9,
+          "topk of 8 scores: %d %d %d %d", idx[0], idx[1], idx[2], idx[3]);
+    tsr_arena_release(&a);
+    tsr_buf_free(ds);
+}
+
 /* An arena: every reserved slot gets its own aligned, non-overlapping
  * sub-buffer; a slot holds what is written to it; release clears the slots and
  * the device memory returns to where it was. */
@@ -946,6 +1173,18 @@ int main(void)
         test_decoder_layer(2, 4, 2, 24, 3, 40, 2, 7, 1, 37);  /* image tokens 37 wide (BLIP-large) */
         ctx->own_gemm = saved;
     }
+    test_topk_bad_args();
+    test_topk(1, 1, 1, TOPK_RANDOM);
+    test_topk(1, 7, 7, TOPK_TIES);   /* everything: NaNs last, -INFINITY before them */
+    test_topk(3, 1000, 10, TOPK_RANDOM);
+    test_topk(3, 1000, 10, TOPK_TIES);
+    test_topk(6, 300, 50, TOPK_FLAT); /* all equal, all NaN, all -INFINITY */
+    test_topk(2, 100003, 100, TOPK_TIES);
+    test_topk(1, 1000000, 10, TOPK_RANDOM);
+    test_topk(5, 4099, TSR_TOPK_MAX, TOPK_TIES);
+    test_topk(2, 20000, 1000, TOPK_RISING);
+    time_topk(1, 1000000, 10);
+    time_topk(16, 1000000, 10);
     tsr_queue_free(q);
     tsr_ctx_free(ctx);
     return finish();
