@@ -39,6 +39,8 @@ int cli_load(const char *cmd, const char *model, const char *device, int verbose
              tsr_model **m, tsr_session **s);
 /* Writes a float32 (rows, cols) .npy file atomically. */
 int cli_write_npy(const char *path, const float *data, int rows, int cols, tsr_error *err);
+/* Reads a 2-D float32 .npy file; NULL with err on failure. */
+float *cli_read_npy(const char *path, long long *rows, int *cols, tsr_error *err);
 /* Parses "1,8,32" into out: up to max integers in lo..hi. Returns how many,
  * or 0 for an empty or bad list. */
 int cli_parse_ints(const char *s, int *out, int max, int lo, int hi);

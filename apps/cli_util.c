@@ -1,6 +1,8 @@
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -163,6 +165,55 @@ int cli_write_npy(const char *path, const float *data, int rows, int cols, tsr_e
         return EXIT_RUNTIME;
     }
     return EXIT_OK;
+}
+
+float *cli_read_npy(const char *path, long long *rows, int *cols, tsr_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        tsr_error_set(err, TSR_ERR_IO, "%s: cannot open", path);
+        return NULL;
+    }
+    unsigned char pre[10];
+    char hdr[4096] = {0};
+    float *x = NULL;
+    long long r = -1, c = -1;
+    int ok = fread(pre, 1, 10, f) == 10 && memcmp(pre, "\x93NUMPY", 6) == 0 && pre[6] == 1;
+    size_t hl = ok ? (size_t)pre[8] | (size_t)pre[9] << 8 : 0;
+    ok = ok && hl < sizeof hdr && fread(hdr, 1, hl, f) == hl;
+    if (!ok) {
+        tsr_error_set(err, TSR_ERR_FORMAT, "%s: not a .npy file (version 1)", path);
+    } else if (!strstr(hdr, "'descr': '<f4'") || !strstr(hdr, "'fortran_order': False")) {
+        tsr_error_set(err, TSR_ERR_FORMAT, "%s: not little-endian float32 in C order", path);
+        ok = 0;
+    } else {
+        const char *sh = strstr(hdr, "'shape': (");
+        if (!sh || sscanf(sh + 10, "%lld, %lld)", &r, &c) != 2 || r < 0 || c < 1 || c > 65536) {
+            tsr_error_set(err, TSR_ERR_FORMAT, "%s: not a 2-D array", path);
+            ok = 0;
+        }
+    }
+    if (ok) {
+        struct stat sb;
+        size_t need = (size_t)r * (size_t)c;
+        if (fstat(fileno(f), &sb) != 0 || (uint64_t)sb.st_size != 10 + hl + need * 4) {
+            tsr_error_set(err, TSR_ERR_FORMAT, "%s: the file size does not match its shape (%lld, %lld)",
+                          path, r, c);
+            ok = 0;
+        } else if (!(x = malloc(need ? need * sizeof(float) : 4)) ||
+                   fread(x, sizeof(float), need, f) != need) {
+            tsr_error_set(err, x ? TSR_ERR_IO : TSR_ERR_NOMEM, "%s: %s", path,
+                          x ? "read error" : "out of memory");
+            free(x);
+            x = NULL;
+        }
+    }
+    fclose(f);
+    if (x) {
+        *rows = r;
+        *cols = (int)c;
+    }
+    return x;
 }
 
 void cli_progress(const char *what, int done, int total)

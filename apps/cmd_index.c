@@ -39,6 +39,9 @@ static const char *index_help =
     "                             an approximate index beside the database (INDEX.ann);\n"
     "                             search uses it until the index changes\n"
     "  merge OUT SHARD...         combine shards built with --shard (same model required)\n"
+    "  import INDEX --npy F.npy [--jsonl F.jsonl]\n"
+    "                             embeddings made elsewhere, in export's layout (they must\n"
+    "                             come from the index's model: nothing can check that)\n"
     "\n"
     "options of add and sync:\n"
     "  --model M        the model (default: the one the index was created with)\n"
@@ -66,6 +69,7 @@ static const char *search_help =
     "  --text STR       a text query\n"
     "  --image FILE     an image query\n"
     "  --lines FILE     one text query per line ('-': standard input), answered together\n"
+    "  --vectors F.npy  query vectors (rows of the index's width), answered together\n"
     "  -k N             results per query (default 10)\n"
     "  --where GLOB     only paths matching GLOB (SQLite GLOB: * ? [abc], case-sensitive)\n"
     "  --modality M     only image, audio or text items\n"
@@ -1019,6 +1023,147 @@ static int cmd_index_merge(int argc, char **argv)
     return rc;
 }
 
+/* Embeddings made elsewhere (by this index's model: nothing can check it),
+ * in the layout export writes. */
+static int cmd_index_import(int argc, char **argv)
+{
+    const char *npy = NULL, *jsonl = NULL;
+    int quiet = 0;
+    cli_opt opts[] = {{"npy", 1, &npy, NULL}, {"jsonl", 1, &jsonl, NULL}, {"quiet", 0, NULL, &quiet}};
+    const char **pos = NULL;
+    int npos = 0;
+    int rc = cli_parse(argc, argv, opts, 3, &pos, &npos);
+    if (rc < 0) {
+        fputs(index_help, stdout);
+        free(pos);
+        return EXIT_OK;
+    }
+    if (rc == EXIT_OK && (npos != 1 || !npy))
+        rc = cli_usage_error("index import", "usage: tessera index import INDEX --npy F.npy "
+                                             "[--jsonl F.jsonl]");
+    tsr_index *ix = NULL;
+    tsr_error err = {0};
+    long long rows = 0;
+    int cols = 0;
+    float *x = NULL;
+    char *jl = NULL;
+    if (rc == EXIT_OK && tsr_index_open(pos[0], 1, &ix, &err) != TSR_OK) {
+        cli_error("index import", &err);
+        rc = EXIT_RUNTIME;
+    }
+    if (rc == EXIT_OK && !(x = cli_read_npy(npy, &rows, &cols, &err))) {
+        cli_error("index import", &err);
+        rc = EXIT_RUNTIME;
+    }
+    if (rc == EXIT_OK && cols != tsr_index_dim(ix)) {
+        fprintf(stderr, "tessera index import: %s: %d-wide rows; the index holds %d-wide ones\n",
+                npy, cols, tsr_index_dim(ix));
+        rc = EXIT_RUNTIME;
+    }
+    struct stat jsb;
+    if (rc == EXIT_OK && jsonl &&
+        (stat(jsonl, &jsb) != 0 || !(jl = cli_read_file(jsonl, (size_t)jsb.st_size, NULL, &err)))) {
+        if (!err.msg[0])
+            snprintf(err.msg, sizeof err.msg, "%s: cannot open", jsonl);
+        cli_error("index import", &err);
+        rc = EXIT_RUNTIME;
+    }
+    enum { CHUNK = 8192 };
+    tsr_index_item *items = calloc(CHUNK, sizeof *items);
+    char **owned = calloc(CHUNK * 3, sizeof *owned);
+    char *line = jl, *next = NULL;
+    long long done = 0;
+    double t0 = now_s();
+    add_stats st = {0};
+    int show = !quiet && isatty(STDERR_FILENO);
+    if (rc == EXIT_OK && (!items || !owned)) {
+        fprintf(stderr, "tessera index import: out of memory\n");
+        rc = EXIT_RUNTIME;
+    }
+    while (rc == EXIT_OK && done < rows) {
+        int n = (int)(rows - done < CHUNK ? rows - done : CHUNK);
+        for (int i = 0; i < n && rc == EXIT_OK; i++) {
+            tsr_index_item *it = &items[i];
+            char name[64];
+            *it = (tsr_index_item){NULL, 0, 0, "", TSR_MOD_IMAGE, NULL,
+                                   x + (size_t)(done + i) * cols};
+            if (jl) {
+                if (!line || !*line) {
+                    fprintf(stderr, "tessera index import: %s: %lld lines for %lld rows\n", jsonl,
+                            done + i, rows);
+                    rc = EXIT_RUNTIME;
+                    break;
+                }
+                next = strchr(line, '\n');
+                if (next)
+                    *next++ = 0;
+                cJSON *o = cJSON_Parse(line);
+                const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "path");
+                if (!cJSON_IsString(p))
+                    p = cJSON_GetObjectItemCaseSensitive(o, "image_path");
+                if (!cJSON_IsString(p)) {
+                    fprintf(stderr, "tessera index import: %s: line %lld has no \"path\"\n", jsonl,
+                            done + i + 1);
+                    cJSON_Delete(o);
+                    rc = EXIT_RUNTIME;
+                    break;
+                }
+                owned[3 * i] = strdup(p->valuestring);
+                it->path = owned[3 * i];
+                const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "size");
+                it->size = cJSON_IsNumber(v) ? (int64_t)v->valuedouble : 0;
+                v = cJSON_GetObjectItemCaseSensitive(o, "mtime");
+                it->mtime_ns = cJSON_IsNumber(v) ? (int64_t)(v->valuedouble * 1e9) : 0;
+                v = cJSON_GetObjectItemCaseSensitive(o, "hash");
+                if (cJSON_IsString(v))
+                    it->hash = owned[3 * i + 1] = strdup(v->valuestring);
+                v = cJSON_GetObjectItemCaseSensitive(o, "modality");
+                for (int mI = 0; cJSON_IsString(v) && mI < TSR_MOD_N; mI++)
+                    if (strcmp(v->valuestring, tsr_modality_name((tsr_modality)mI)) == 0)
+                        it->modality = (tsr_modality)mI;
+                v = cJSON_GetObjectItemCaseSensitive(o, "meta");
+                if (cJSON_IsObject(v))
+                    it->meta = owned[3 * i + 2] = cJSON_PrintUnformatted(v);
+                cJSON_Delete(o);
+                line = next;
+            } else {
+                snprintf(name, sizeof name, "#%lld", done + i);
+                size_t cap = strlen(npy) + sizeof name;
+                owned[3 * i] = malloc(cap);
+                if (owned[3 * i])
+                    snprintf(owned[3 * i], cap, "%s%s", npy, name);
+                it->path = owned[3 * i];
+            }
+            if (!it->path) {
+                fprintf(stderr, "tessera index import: out of memory\n");
+                rc = EXIT_RUNTIME;
+            }
+        }
+        if (rc == EXIT_OK && tsr_index_put(ix, items, n, &err) != TSR_OK) {
+            cli_error("index import", &err);
+            rc = EXIT_RUNTIME;
+        }
+        for (int i = 0; i < CHUNK * 3; i++) {
+            free(owned[i]);
+            owned[i] = NULL;
+        }
+        if (rc == EXIT_OK) {
+            done += n;
+            st.added = done;
+            progress(&st, done, rows, t0, show);
+        }
+    }
+    if (rc == EXIT_OK && !quiet)
+        printf("imported %lld rows into %s in %.1f s\n", rows, pos[0], now_s() - t0);
+    free(items);
+    free(owned);
+    free(jl);
+    free(x);
+    tsr_index_close(ix);
+    free(pos);
+    return rc;
+}
+
 int cmd_index(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
@@ -1042,6 +1187,8 @@ int cmd_index(int argc, char **argv)
         return cmd_index_build_ann(argc - 1, argv + 1);
     if (strcmp(sub, "merge") == 0)
         return cmd_index_merge(argc - 1, argv + 1);
+    if (strcmp(sub, "import") == 0)
+        return cmd_index_import(argc - 1, argv + 1);
     return cli_usage_error("index", "unknown subcommand '%s' (see 'tessera index --help')", sub);
 }
 
@@ -1050,13 +1197,14 @@ int cmd_index(int argc, char **argv)
 int cmd_search(int argc, char **argv)
 {
     const char *text = NULL, *image = NULL, *lines = NULL, *k_s = NULL, *where = NULL,
-               *modality = NULL, *model = NULL, *device = NULL;
+               *modality = NULL, *model = NULL, *device = NULL, *vectors = NULL;
     int json = 0, exact = 0;
     cli_opt opts[] = {{"text", 1, &text, NULL},       {"image", 1, &image, NULL},
                       {"lines", 1, &lines, NULL},     {"k", 1, &k_s, NULL},
                       {"where", 1, &where, NULL},     {"modality", 1, &modality, NULL},
                       {"model", 1, &model, NULL},     {"device", 1, &device, NULL},
-                      {"json", 0, NULL, &json},       {"exact", 0, NULL, &exact}};
+                      {"json", 0, NULL, &json},       {"exact", 0, NULL, &exact},
+                      {"vectors", 1, &vectors, NULL}};
     const char **pos = NULL;
     int npos = 0;
     int rc = cli_parse(argc, argv, opts, sizeof opts / sizeof opts[0], &pos, &npos);
@@ -1071,8 +1219,8 @@ int cmd_search(int argc, char **argv)
     if (rc == EXIT_OK && npos != 1)
         rc = cli_usage_error("search", "usage: tessera search INDEX (--text STR | --image FILE | "
                                        "--lines FILE) [-k N] [--json]");
-    if (rc == EXIT_OK && (!!text + !!image + !!lines) != 1)
-        rc = cli_usage_error("search", "give exactly one of --text, --image and --lines");
+    if (rc == EXIT_OK && (!!text + !!image + !!lines + !!vectors) != 1)
+        rc = cli_usage_error("search", "give exactly one of --text, --image, --lines and --vectors");
     if (rc == EXIT_OK && k_s && !cli_parse_ints(k_s, &sp.k, 1, 1, 100000))
         rc = cli_usage_error("search", "-k must be 1 to 100000, not '%s'", k_s);
     if (rc == EXIT_OK && modality) {
@@ -1095,16 +1243,31 @@ int cmd_search(int argc, char **argv)
                 rc = cli_usage_error("search", "%s: line %d is not valid UTF-8", lines, i + 1);
         if (rc == EXIT_OK && nq == 0)
             rc = cli_usage_error("search", "%s: no queries", lines);
-    } else if (rc == EXIT_OK) {
+    } else if (rc == EXIT_OK && !vectors) {
         queries = malloc(sizeof *queries);
         if (queries)
             queries[0] = text ? text : image;
         nq = 1;
     }
+    float *vec = NULL;
+    int vec_dim = 0;
+    if (rc == EXIT_OK && vectors) {
+        tsr_error e = {0};
+        long long r = 0;
+        if (!(vec = cli_read_npy(vectors, &r, &vec_dim, &e))) {
+            cli_error("search", &e);
+            rc = EXIT_RUNTIME;
+        } else if (r < 1 || r > 1000000) {
+            rc = cli_usage_error("search", "%s: 1 to 1000000 query rows, not %lld", vectors, r);
+        } else {
+            nq = (int)r;
+        }
+    }
     if (rc != EXIT_OK) {
         free(pos);
         free(lines_buf);
         free(queries);
+        free(vec);
         return rc;
     }
     tsr_index *ix = NULL;
@@ -1112,7 +1275,20 @@ int cmd_search(int argc, char **argv)
     tsr_model *m = NULL;
     tsr_session *s = NULL;
     tsr_error err = {0};
-    rc = open_with_model("search", pos[0], 0, model, device, &ix, &ctx, &m, &s, 1);
+    if (vectors) { /* no model needed */
+        if (tsr_index_open(pos[0], 0, &ix, &err) != TSR_OK) {
+            cli_error("search", &err);
+            rc = EXIT_RUNTIME;
+        } else if (vec_dim != tsr_index_dim(ix)) {
+            fprintf(stderr, "tessera search: %s: %d-wide rows; the index holds %d-wide ones\n",
+                    vectors, vec_dim, tsr_index_dim(ix));
+            rc = EXIT_RUNTIME;
+        } else {
+            rc = cli_ctx("search", device, 0, &ctx);
+        }
+    } else {
+        rc = open_with_model("search", pos[0], 0, model, device, &ix, &ctx, &m, &s, 1);
+    }
     int dim = rc == EXIT_OK ? tsr_index_dim(ix) : 1;
     float *q = malloc(sizeof(float) * (size_t)nq * dim);
     tsr_hit *hits = calloc((size_t)nq * sp.k, sizeof *hits);
@@ -1121,7 +1297,9 @@ int cmd_search(int argc, char **argv)
         fprintf(stderr, "tessera search: out of memory\n");
         rc = EXIT_RUNTIME;
     }
-    if (rc == EXIT_OK) {
+    if (rc == EXIT_OK && vectors) {
+        memcpy(q, vec, sizeof(float) * (size_t)nq * dim);
+    } else if (rc == EXIT_OK) {
         tsr_status st = image ? tsr_session_embed_image_files(s, &image, 1, 1, q, &err)
                               : tsr_session_embed_texts(s, queries, nq, 1, q, NULL, &err);
         if (st != TSR_OK) {
@@ -1141,8 +1319,11 @@ int cmd_search(int argc, char **argv)
         const tsr_hit *h = hits + (size_t)i * sp.k;
         if (json) {
             cJSON *o = cJSON_CreateObject(), *res = cJSON_CreateArray();
-            cJSON_AddStringToObject(o, "query", queries[i]);
-            cJSON_AddStringToObject(o, "kind", image ? "image" : "text");
+            if (vectors)
+                cJSON_AddNumberToObject(o, "query", i);
+            else
+                cJSON_AddStringToObject(o, "query", queries[i]);
+            cJSON_AddStringToObject(o, "kind", vectors ? "vector" : image ? "image" : "text");
             for (int j = 0; j < n_hits[i]; j++) {
                 cJSON *r = cJSON_CreateObject();
                 cJSON_AddStringToObject(r, "path", h[j].path ? h[j].path : "");
@@ -1161,7 +1342,9 @@ int cmd_search(int argc, char **argv)
             free(str);
             cJSON_Delete(o);
         } else {
-            if (nq > 1)
+            if (nq > 1 && vectors)
+                printf("%s# %d\n", i ? "\n" : "", i);
+            else if (nq > 1)
                 printf("%s# %s\n", i ? "\n" : "", queries[i]);
             for (int j = 0; j < n_hits[i]; j++)
                 printf("%.4f\t%s\n", h[j].score, h[j].path ? h[j].path : "");
@@ -1178,6 +1361,7 @@ int cmd_search(int argc, char **argv)
     tsr_ctx_free(ctx);
     free(queries);
     free(lines_buf);
+    free(vec);
     free(pos);
     return rc;
 }

@@ -934,7 +934,7 @@ tsr_status tsr_index_build_ann(tsr_index *ix, const char *kind, tsr_error *err)
 
 tsr_search_params tsr_search_default_params(void)
 {
-    return (tsr_search_params){10, NULL, -1, 0};
+    return (tsr_search_params){10, NULL, -1, 0, 0};
 }
 
 void tsr_hits_free(tsr_hit *hits, int n)
@@ -965,10 +965,12 @@ static int chunk_rows_for(const tsr_ctx *ctx, int dim)
 
 /* Loads the filtered matrix onto ctx's device unless it is there already. */
 static tsr_status matrix_load(tsr_index *ix, tsr_ctx *ctx, int modality, const char *where,
-                              int64_t gen, tsr_error *err)
+                              int chunk_rows, int64_t gen, tsr_error *err)
 {
     dev_matrix *d = &ix->mat;
+    int rows_per = chunk_rows > 0 ? chunk_rows : chunk_rows_for(ctx, ix->dim);
     if (d->valid && d->ctx == ctx && d->generation == gen && d->modality == modality &&
+        d->chunk_rows == rows_per &&
         ((!where && !d->where) || (where && d->where && strcmp(where, d->where) == 0)))
         return TSR_OK;
     matrix_release(ix);
@@ -983,7 +985,7 @@ static tsr_status matrix_load(tsr_index *ix, tsr_ctx *ctx, int modality, const c
         TSR_TRY(rc, tsr_queue_create(ctx, &ix->q, err));
     float *x = NULL;
     TSR_TRY(rc, read_rows(ix, modality, where, &d->ids, &x, &d->n, err));
-    d->chunk_rows = chunk_rows_for(ctx, ix->dim);
+    d->chunk_rows = rows_per;
     d->n_chunks = (int)((d->n + d->chunk_rows - 1) / d->chunk_rows);
     d->chunk = calloc((size_t)(d->n_chunks ? d->n_chunks : 1), sizeof(cl_mem));
     if (!d->chunk)
@@ -1033,17 +1035,17 @@ static void insert_top(float *vs, int64_t *is, int *n, int k, float s, int64_t i
     is[j] = id;
 }
 
-#ifndef TSR_TOPK_MAX
-/* Placeholder until the device top-k lands: reads the scores back. */
-static size_t tsr_topk_scratch_bytes(int Q, int N, int k) { return 4; }
-static tsr_status tsr_k_topk(tsr_queue *q, cl_mem scores, int Q, int N, int k, cl_mem scratch,
-                             int *idx, float *val, tsr_error *err)
+/* k past the device's top-k limit: the scores are read back and selected here. */
+static tsr_status host_topk(tsr_queue *q, cl_mem scores, int Q, int N, int k, int *idx,
+                            float *val, tsr_error *err)
 {
     float *s = malloc(sizeof *s * (size_t)Q * N);
-    if (!s)
-        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-    tsr_status rc = tsr_buf_read(q, scores, s, sizeof *s * (size_t)Q * N, err);
     int64_t *ids = malloc(sizeof *ids * (size_t)k);
+    if (!s || !ids) {
+        free(s), free(ids);
+        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    }
+    tsr_status rc = tsr_buf_read(q, scores, s, sizeof *s * (size_t)Q * N, err);
     for (int r = 0; r < Q && rc == TSR_OK; r++) {
         int n = 0;
         for (int i = 0; i < N; i++)
@@ -1055,7 +1057,6 @@ static tsr_status tsr_k_topk(tsr_queue *q, cl_mem scores, int Q, int N, int k, c
     free(s);
     return rc;
 }
-#endif
 
 /* Exact search on the device: per chunk, scores (qb, rows) = Q . chunk^T,
  * then the top k of each row; candidates of all chunks merged on the host. */
@@ -1068,7 +1069,8 @@ static tsr_status search_exact(tsr_index *ix, const float *queries, int nq, int 
         counts[q] = 0;
     if (d->n == 0)
         return TSR_OK;
-    int kk = k < d->chunk_rows ? k : d->chunk_rows;
+    int rows_max = (int)(d->n < d->chunk_rows ? d->n : d->chunk_rows);
+    int kk = k < rows_max ? k : rows_max;
     /* queries per block: scores of one block within 256 MB */
     int64_t qb = (int64_t)(256u << 20) / ((int64_t)sizeof(float) * d->chunk_rows);
     if (qb < 1)
@@ -1076,11 +1078,11 @@ static tsr_status search_exact(tsr_index *ix, const float *queries, int nq, int 
     if (qb > nq)
         qb = nq;
     tsr_status rc = TSR_OK;
-    int rows_max = (int)(d->n < d->chunk_rows ? d->n : d->chunk_rows);
     cl_mem qbuf = tsr_buf_alloc(d->ctx, sizeof(float) * (size_t)qb * D, err);
     cl_mem sbuf = qbuf ? tsr_buf_alloc(d->ctx, sizeof(float) * (size_t)qb * rows_max, err) : NULL;
-    size_t tk_bytes = tsr_topk_scratch_bytes((int)qb, rows_max, kk);
-    cl_mem tbuf = sbuf ? tsr_buf_alloc(d->ctx, tk_bytes, err) : NULL;
+    int on_device = kk <= TSR_TOPK_MAX;
+    size_t tk_bytes = on_device ? tsr_topk_scratch_bytes(d->ctx, (int)qb, rows_max, kk) : 4;
+    cl_mem tbuf = sbuf ? tsr_buf_alloc(d->ctx, tk_bytes ? tk_bytes : 4, err) : NULL;
     int *ti = malloc(sizeof *ti * (size_t)qb * kk);
     float *tv = malloc(sizeof *tv * (size_t)qb * kk);
     if (!tbuf)
@@ -1097,7 +1099,8 @@ static tsr_status search_exact(tsr_index *ix, const float *queries, int nq, int 
             int kc = kk < rows ? kk : rows;
             rc = tsr_linear(ix->q, qbuf, m, D, d->chunk[c], NULL, rows, sbuf, TSR_ACT_NONE, err);
             if (rc == TSR_OK)
-                rc = tsr_k_topk(ix->q, sbuf, m, rows, kc, tbuf, ti, tv, err);
+                rc = on_device ? tsr_k_topk(ix->q, sbuf, m, rows, kc, tbuf, ti, tv, err)
+                               : host_topk(ix->q, sbuf, m, rows, kc, ti, tv, err);
             for (int q = 0; q < m && rc == TSR_OK; q++)
                 for (int j = 0; j < kc; j++)
                     insert_top(vs + (size_t)(q0 + q) * k, is + (size_t)(q0 + q) * k,
@@ -1201,7 +1204,7 @@ tsr_status tsr_index_search(tsr_index *ix, tsr_ctx *ctx, const float *queries, i
         if (!ctx) {
             rc = tsr_error_set(err, TSR_ERR_INVALID_ARG, "exact search needs a device context");
         } else {
-            rc = matrix_load(ix, ctx, p->modality, p->where, gen, err);
+            rc = matrix_load(ix, ctx, p->modality, p->where, p->chunk_rows, gen, err);
             double t1 = mono_now();
             inf.load_s = t1 - t0;
             if (rc == TSR_OK)

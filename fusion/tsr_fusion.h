@@ -416,6 +416,7 @@ typedef struct {
     const char *where;        /* a GLOB on the path, or NULL */
     int modality;             /* TSR_MOD_IMAGE, ..., or -1: every item */
     int exact;                /* 1: brute force even where an approximate index is current */
+    int chunk_rows;           /* rows per device buffer; 0: as many as the device allows */
 } tsr_search_params;
 tsr_search_params tsr_search_default_params(void);
 

@@ -383,6 +383,44 @@ static void check_brute_force(tsr_ctx *ctx)
     free(x);
 }
 
+/* The library call: several device buffers (chunks of 7 rows) give what one gives. */
+static void check_chunks(tsr_ctx *ctx)
+{
+    tsr_index *h = NULL;
+    tsr_error err = {0};
+    enum { NQ = 3, K = 25 };
+    float q[NQ * 64];
+    for (int i = 0; i < NQ * 64; i++)
+        q[i] = (float)gauss();
+    tsr_hit a[NQ * K], b[NQ * K];
+    int na[NQ], nb[NQ];
+    tsr_search_params p = tsr_search_default_params();
+    p.k = K;
+    int ok = tsr_index_open(ix, 0, &h, &err) == TSR_OK &&
+             tsr_index_search(h, ctx, q, NQ, &p, a, na, NULL, &err) == TSR_OK;
+    p.chunk_rows = 7;
+    tsr_search_info info = {0};
+    ok = ok && tsr_index_search(h, ctx, q, NQ, &p, b, nb, &info, &err) == TSR_OK;
+    int same = ok;
+    double max_err = 0;
+    for (int i = 0; same && i < NQ; i++) {
+        same = na[i] == K && nb[i] == K;
+        for (int j = 0; same && j < K; j++) {
+            same = a[i * K + j].id == b[i * K + j].id && strcmp(a[i * K + j].path, b[i * K + j].path) == 0;
+            double d = fabs(a[i * K + j].score - b[i * K + j].score);
+            max_err = d > max_err ? d : max_err;
+        }
+    }
+    check(same && max_err <= 1e-6 && info.searched == N_GALLERY,
+          "search over 78 device buffers of 7 rows equals one buffer (ids identical, scores within "
+          "%.2g) %s", max_err, err.msg);
+    if (ok) {
+        tsr_hits_free(a, NQ * K);
+        tsr_hits_free(b, NQ * K);
+    }
+    tsr_index_close(h);
+}
+
 static void touch_later(const char *path)
 {
     struct timespec ts[2];
@@ -662,6 +700,7 @@ int main(void)
           err_text);
     check_precision();
     check_brute_force(ctx);
+    check_chunks(ctx);
     check_incremental();
     check_kill();
     check_concurrent();
