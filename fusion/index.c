@@ -153,6 +153,9 @@ static tsr_status create_db(const char *path, const char *fingerprint, const cha
         free(tmp);
         return err->code;
     }
+    mode_t um = umask(0); /* the mode a plain create would give */
+    umask(um);
+    fchmod(fd, 0666 & ~um);
     close(fd);
     sqlite3 *db = NULL;
     tsr_status rc = TSR_OK;
