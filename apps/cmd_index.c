@@ -603,6 +603,16 @@ static int run_add(const char *cmd, tsr_index *ix, tsr_model *m, tsr_session *se
                 } else {
                     st->other++;
                 }
+                if ((s.state == SLOT_SKIP_AUDIO || s.state == SLOT_SKIP_OTHER) && !is_new[i]) {
+                    /* indexed as an image once, not one any more */
+                    int64_t gone = 0;
+                    const char *pp = todo[i].path;
+                    if (tsr_index_remove(ix, &pp, 1, &gone, &err) != TSR_OK) {
+                        cli_error(cmd, &err);
+                        rc = EXIT_RUNTIME;
+                    }
+                    st->removed += gone;
+                }
                 i++;
             }
             if (b > 0) {

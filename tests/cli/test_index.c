@@ -474,9 +474,17 @@ static void check_incremental(void)
     check(rc == 0 && json_num(out_text, "removed") == 89, "remove the folder: 89 (%s)", out_text);
     rc = runf("index add %s %s --json", ixi, dir);
     check(rc == 0 && json_num(out_text, "added") == 90, "add again: 90 added (%s)", out_text);
+    snprintf(p, sizeof p, "%s/0004_red_cross.png", dir); /* an image no longer */
+    f = fopen(p, "w");
+    fputs("replaced by text\n", f);
+    fclose(f);
+    touch_later(p);
+    rc = runf("index add %s %s --json", ixi, dir);
+    check(rc == 0 && json_num(out_text, "removed") == 1 && json_num(out_text, "skipped_other") == 2,
+          "a file that is no longer an image leaves the index (%s)", out_text);
     check(sql_int(ixi, "SELECT COUNT(*) - COUNT(DISTINCT path) FROM items") == 0 &&
-              sql_int(ixi, "SELECT COUNT(*) FROM items") == 90,
-          "no duplicates: 90 rows, 90 paths");
+              sql_int(ixi, "SELECT COUNT(*) FROM items") == 89,
+          "no duplicates: 89 rows, 89 paths");
 }
 
 static void check_kill(void)
