@@ -5,6 +5,7 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
@@ -86,20 +87,13 @@ static const char *search_help =
 
 typedef enum { KIND_IMAGE, KIND_AUDIO, KIND_OTHER } file_kind;
 
-/* What a file holds, from its first bytes. */
+/* What a file holds, from its first bytes: the images tessera decodes (PNG,
+ * JPEG), audio, or anything else (other image formats included). */
 static file_kind sniff(const unsigned char *b, size_t n)
 {
     if (n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF)
         return KIND_IMAGE;
     if (n >= 8 && memcmp(b, "\x89PNG\r\n\x1a\n", 8) == 0)
-        return KIND_IMAGE;
-    if (n >= 6 && (memcmp(b, "GIF87a", 6) == 0 || memcmp(b, "GIF89a", 6) == 0))
-        return KIND_IMAGE;
-    if (n >= 12 && memcmp(b, "RIFF", 4) == 0 && memcmp(b + 8, "WEBP", 4) == 0)
-        return KIND_IMAGE;
-    if (n >= 2 && b[0] == 'B' && b[1] == 'M' && n >= 26)
-        return KIND_IMAGE;
-    if (n >= 4 && (memcmp(b, "II*\0", 4) == 0 || memcmp(b, "MM\0*", 4) == 0))
         return KIND_IMAGE;
     if (n >= 12 && memcmp(b, "RIFF", 4) == 0 && memcmp(b + 8, "WAVE", 4) == 0)
         return KIND_AUDIO;
@@ -116,9 +110,41 @@ static file_kind sniff(const unsigned char *b, size_t n)
     return KIND_OTHER;
 }
 
+/* Files never read as input: the index, its WAL files and its approximate
+ * index, by device and inode (links and other names included). */
+typedef struct {
+    dev_t dev[4];
+    ino_t ino[4];
+    int n;
+} own_files;
+
+static void own_files_init(own_files *o, const char *index)
+{
+    const char *ext[] = {"", "-wal", "-shm", ".ann"};
+    o->n = 0;
+    for (int i = 0; i < 4; i++) {
+        char p[PATH_MAX + 8];
+        struct stat sb;
+        snprintf(p, sizeof p, "%s%s", index, ext[i]);
+        if (stat(p, &sb) == 0) {
+            o->dev[o->n] = sb.st_dev;
+            o->ino[o->n++] = sb.st_ino;
+        }
+    }
+}
+
+static int is_own(const own_files *o, const struct stat *sb)
+{
+    for (int i = 0; o && i < o->n; i++)
+        if (o->dev[i] == sb->st_dev && o->ino[i] == sb->st_ino)
+            return 1;
+    return 0;
+}
+
 typedef struct {
     char *path;   /* absolute */
-    const char *root_rel; /* inside path: the part under the folder given (for --shard) */
+    const char *root_rel; /* the part under the folder given (for --shard) */
+    char *rel_owned;      /* root_rel when it is not inside path */
 } walk_item;
 
 typedef struct {
@@ -142,6 +168,7 @@ static int push(walk_list *l, const char *abs, size_t rel_off)
         return 0;
     l->v[l->n].path = p;
     l->v[l->n].root_rel = p + (rel_off <= strlen(p) ? rel_off : 0);
+    l->v[l->n].rel_owned = NULL;
     l->n++;
     return 1;
 }
@@ -151,9 +178,10 @@ static int skip_name(const char *name)
     return strcmp(name, ".") == 0 || strcmp(name, "..") == 0;
 }
 
-/* Regular files under dir (recursively, symbolic links to files followed,
- * links to folders not, so no loop). */
-static void walk(walk_list *l, const char *dir, size_t rel_off, const char *index_path,
+/* Regular files under dir (recursively; a symbolic link to a file is stored
+ * as the file it points to, links to folders are not followed, so no loop).
+ * Entries that cannot be examined count as errors. */
+static void walk(walk_list *l, const char *dir, size_t rel_off, const own_files *own,
                  const char *cmd)
 {
     DIR *d = opendir(dir);
@@ -173,16 +201,25 @@ static void walk(walk_list *l, const char *dir, size_t rel_off, const char *inde
             break;
         snprintf(p, cap, "%s%s%s", dir, dir[dl - 1] == '/' ? "" : "/", e->d_name);
         struct stat sb, lb;
-        if (lstat(p, &lb) == 0 && S_ISDIR(lb.st_mode)) {
-            walk(l, p, rel_off, index_path, cmd);
-        } else if (stat(p, &sb) == 0 && S_ISREG(sb.st_mode)) {
-            /* never the index itself or its WAL files */
-            size_t il = strlen(index_path);
-            if (!(strncmp(p, index_path, il) == 0 &&
-                  (p[il] == 0 || strcmp(p + il, "-wal") == 0 || strcmp(p + il, "-shm") == 0 ||
-                   strcmp(p + il, ".ann") == 0 || strncmp(p + il, ".part", 5) == 0 ||
-                   strncmp(p + il, ".tmp", 4) == 0)))
-                push(l, p, rel_off);
+        if (lstat(p, &lb) != 0) {
+            fprintf(stderr, "tessera %s: %s: %s\n", cmd, p, strerror(errno));
+            l->errors++;
+        } else if (S_ISDIR(lb.st_mode)) {
+            walk(l, p, rel_off, own, cmd);
+        } else if (S_ISLNK(lb.st_mode)) {
+            char real[PATH_MAX];
+            if (stat(p, &sb) == 0 && S_ISREG(sb.st_mode) && !is_own(own, &sb) &&
+                realpath(p, real)) {
+                /* the shard key stays the link's place under the folder given */
+                char *rel = strdup(p + (rel_off <= strlen(p) ? rel_off : 0));
+                if (rel && push(l, real, 0)) {
+                    l->v[l->n - 1].root_rel = l->v[l->n - 1].rel_owned = rel;
+                } else {
+                    free(rel);
+                }
+            }
+        } else if (S_ISREG(lb.st_mode) && !is_own(own, &lb)) {
+            push(l, p, rel_off);
         }
         free(p);
     }
@@ -195,8 +232,9 @@ static int cmp_items(const void *a, const void *b)
 }
 
 /* Absolute, canonical paths of the files given and the files under the
- * folders given, sorted. Missing paths are reported. */
-static int collect(const char *cmd, const char *const *paths, int n, const char *index_path,
+ * folders given, sorted, without the index's own files. Missing paths are
+ * reported. */
+static int collect(const char *cmd, const char *const *paths, int n, const own_files *own,
                    walk_list *l)
 {
     for (int i = 0; i < n; i++) {
@@ -210,10 +248,15 @@ static int collect(const char *cmd, const char *const *paths, int n, const char 
         if (S_ISDIR(sb.st_mode)) {
             size_t before = l->n;
             size_t off = strlen(real) + (strcmp(real, "/") != 0);
-            walk(l, real, off, index_path, cmd);
+            walk(l, real, off, own, cmd);
             if (l->n == before)
                 fprintf(stderr, "tessera %s: %s: no files in this folder\n", cmd, paths[i]);
         } else if (S_ISREG(sb.st_mode)) {
+            if (is_own(own, &sb)) {
+                fprintf(stderr, "tessera %s: %s: the index's own file, not an input\n", cmd,
+                        paths[i]);
+                continue;
+            }
             const char *slash = strrchr(real, '/');
             push(l, real, slash ? (size_t)(slash - real + 1) : 0);
         } else {
@@ -226,6 +269,7 @@ static int collect(const char *cmd, const char *const *paths, int n, const char 
     for (size_t i = 0; i < l->n; i++) {
         if (w && strcmp(l->v[w - 1].path, l->v[i].path) == 0) {
             free(l->v[i].path);
+            free(l->v[i].rel_owned);
             continue;
         }
         l->v[w++] = l->v[i];
@@ -236,8 +280,10 @@ static int collect(const char *cmd, const char *const *paths, int n, const char 
 
 static void walk_free(walk_list *l)
 {
-    for (size_t i = 0; i < l->n; i++)
+    for (size_t i = 0; i < l->n; i++) {
         free(l->v[i].path);
+        free(l->v[i].rel_owned);
+    }
     free(l->v);
 }
 
@@ -268,6 +314,7 @@ typedef struct {
 } slot;
 
 typedef struct {
+    const own_files *own;
     const walk_item *files; /* the files to embed */
     int n;
     slot *slots;            /* one per file */
@@ -286,43 +333,48 @@ static void decode_one(pipeline *p, int i, slot *s)
     const char *path = p->files[i].path;
     struct stat sb;
     tsr_error err = {0};
-    FILE *f = fopen(path, "rb");
-    if (!f || fstat(fileno(f), &sb) != 0) {
-        snprintf(s->why, sizeof s->why, "%s: cannot open (%s)", path, strerror(errno));
+    /* non-blocking, so that a file replaced by a FIFO cannot stall the run */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || is_own(p->own, &sb)) {
+        snprintf(s->why, sizeof s->why, "%s: %s", path,
+                 fd < 0 ? strerror(errno) : "no longer a regular file");
         s->state = SLOT_FAILED;
-        if (f)
-            fclose(f);
+        if (fd >= 0)
+            close(fd);
         return;
     }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     s->size = sb.st_size;
     s->mtime = mtime_ns(&sb);
+    unsigned char head[16];
+    ssize_t got_head = pread(fd, head, sizeof head, 0);
+    file_kind k = sniff(head, got_head > 0 ? (size_t)got_head : 0);
+    if (k != KIND_IMAGE) { /* nothing more to read */
+        s->state = k == KIND_AUDIO ? SLOT_SKIP_AUDIO : SLOT_SKIP_OTHER;
+        close(fd);
+        return;
+    }
     if ((uint64_t)sb.st_size > MAX_FILE_BYTES) {
-        fclose(f);
-        unsigned char head[16] = {0};
-        FILE *g = fopen(path, "rb");
-        size_t got = g ? fread(head, 1, sizeof head, g) : 0;
-        if (g)
-            fclose(g);
-        file_kind k = sniff(head, got);
-        s->state = k == KIND_AUDIO ? SLOT_SKIP_AUDIO : k == KIND_OTHER ? SLOT_SKIP_OTHER
-                                                                        : SLOT_FAILED;
         snprintf(s->why, sizeof s->why, "%s: larger than %u MB", path, MAX_FILE_BYTES >> 20);
+        s->state = SLOT_FAILED;
+        close(fd);
         return;
     }
     unsigned char *data = malloc((size_t)sb.st_size + 1);
-    size_t got = data ? fread(data, 1, (size_t)sb.st_size, f) : 0;
-    int bad = ferror(f);
-    fclose(f);
-    if (!data || bad || got != (size_t)sb.st_size) {
-        snprintf(s->why, sizeof s->why, "%s: %s", path,
-                 !data ? "out of memory" : bad ? strerror(errno) : "changed while being read");
-        s->state = SLOT_FAILED;
-        free(data);
-        return;
+    size_t got = 0;
+    while (data && got < (size_t)sb.st_size) {
+        ssize_t r = pread(fd, data + got, (size_t)sb.st_size - got, (off_t)got);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
     }
-    file_kind k = sniff(data, got);
-    if (k != KIND_IMAGE) {
-        s->state = k == KIND_AUDIO ? SLOT_SKIP_AUDIO : SLOT_SKIP_OTHER;
+    int e = errno;
+    close(fd);
+    if (!data || got != (size_t)sb.st_size) {
+        snprintf(s->why, sizeof s->why, "%s: %s", path,
+                 !data ? "out of memory" : got < (size_t)sb.st_size && e ? strerror(e)
+                                                                         : "changed while being read");
+        s->state = SLOT_FAILED;
         free(data);
         return;
     }
@@ -513,8 +565,8 @@ static int parse_shard(const char *cmd, const char *s, int *i, int *n)
 
 /* Embeds the listed files that are new or changed; fills st. */
 static int run_add(const char *cmd, tsr_index *ix, tsr_model *m, tsr_session *sess,
-                   walk_list *files, int batch, int threads, int shard_i, int shard_n,
-                   add_stats *st, int show)
+                   walk_list *files, const own_files *own, int batch, int threads, int shard_i,
+                   int shard_n, add_stats *st, int show)
 {
     tsr_error err = {0};
     int dim = tsr_model_embed_dim(m);
@@ -551,7 +603,7 @@ static int run_add(const char *cmd, tsr_index *ix, tsr_model *m, tsr_session *se
         is_new[n] = !found;
         todo[n++] = *w;
     }
-    pipeline p = {.files = todo, .n = n, .pp = pp, .pixels_per_image = C * S * S,
+    pipeline p = {.own = own, .files = todo, .n = n, .pp = pp, .pixels_per_image = C * S * S,
                   .window = batch * 3 + threads};
     p.slots = calloc((size_t)(n ? n : 1), sizeof *p.slots);
     float *pix = malloc(sizeof(float) * (size_t)batch * C * S * S);
@@ -614,8 +666,10 @@ static int run_add(const char *cmd, tsr_index *ix, tsr_model *m, tsr_session *se
                     st->removed += gone;
                 }
                 i++;
+                if (rc != EXIT_OK)
+                    break;
             }
-            if (b > 0) {
+            if (b > 0 && rc == EXIT_OK) {
                 for (int j = 0; j < b; j++) {
                     items[j].hash = held[j].hash;
                     items[j].embedding = emb + (size_t)j * dim;
@@ -660,15 +714,18 @@ static int run_add(const char *cmd, tsr_index *ix, tsr_model *m, tsr_session *se
 
 typedef struct {
     const char **paths;
-    int n, cap;
+    int n, cap, errors;
 } gone_list;
 
 static int visit_gone(void *user, const char *path, int64_t size, int64_t mt, const char *hash)
 {
     gone_list *g = user;
     struct stat sb;
-    if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode))
+    if (stat(path, &sb) == 0 ? S_ISREG(sb.st_mode) : (errno != ENOENT && errno != ENOTDIR)) {
+        if (!(stat(path, &sb) == 0))
+            g->errors++; /* cannot tell: kept */
         return 0;
+    }
     if (g->n == g->cap) {
         int cap = g->cap ? g->cap * 2 : 64;
         const char **v = realloc(g->paths, sizeof *v * (size_t)cap);
@@ -729,15 +786,14 @@ static int cmd_index_add(int argc, char **argv, int sync)
     tsr_model *m = NULL;
     tsr_session *s = NULL;
     rc = open_with_model(cmd, pos[0], 1, o.model, o.device, &ix, &ctx, &m, &s, batch);
-    char index_real[PATH_MAX];
-    if (!realpath(pos[0], index_real))
-        snprintf(index_real, sizeof index_real, "%s", pos[0]);
+    own_files own;
+    own_files_init(&own, pos[0]);
     walk_list files = {0};
     add_stats st = {0};
     double t0 = now_s();
     int show = !o.quiet && !o.json && isatty(STDERR_FILENO) && isatty(STDOUT_FILENO);
     if (rc == EXIT_OK)
-        rc = collect(cmd, pos + 1, npos - 1, index_real, &files);
+        rc = collect(cmd, pos + 1, npos - 1, &own, &files);
     if (rc == EXIT_OK && files.errors && !sync)
         st.failed += files.errors;
     if (rc == EXIT_OK && files.n == 0 && !sync) {
@@ -750,7 +806,7 @@ static int cmd_index_add(int argc, char **argv, int sync)
         rc = EXIT_RUNTIME;
     }
     if (rc == EXIT_OK)
-        rc = run_add(cmd, ix, m, s, &files, batch, threads, shard_i, shard_n, &st, show);
+        rc = run_add(cmd, ix, m, s, &files, &own, batch, threads, shard_i, shard_n, &st, show);
     if (rc == EXIT_OK && sync) {
         char real[PATH_MAX];
         gone_list g = {0};
@@ -842,19 +898,45 @@ static int cmd_index_remove(int argc, char **argv)
         cli_error("index remove", &err);
         rc = EXIT_RUNTIME;
     }
-    /* paths as stored: absolute; a deleted file's path is made absolute lexically */
+    /* paths as stored: canonical; a deleted file's path is made absolute and
+     * normalised lexically (".", ".." and repeated slashes) */
     char **abs = calloc((size_t)npos, sizeof *abs);
+    if (rc == EXIT_OK && !abs) {
+        fprintf(stderr, "tessera index remove: out of memory\n");
+        rc = EXIT_RUNTIME;
+    }
     for (int i = 1; rc == EXIT_OK && i < npos; i++) {
         char real[PATH_MAX], cwd[PATH_MAX];
-        if (realpath(pos[i], real))
+        if (realpath(pos[i], real)) {
             abs[i - 1] = strdup(real);
-        else if (pos[i][0] == '/')
-            abs[i - 1] = strdup(pos[i]);
-        else if (getcwd(cwd, sizeof cwd)) {
-            size_t cap = strlen(cwd) + strlen(pos[i]) + 2;
-            abs[i - 1] = malloc(cap);
-            if (abs[i - 1])
-                snprintf(abs[i - 1], cap, "%s/%s", cwd, pos[i]);
+        } else if (pos[i][0] == '/' || getcwd(cwd, sizeof cwd)) {
+            size_t cap = strlen(pos[i]) + (pos[i][0] == '/' ? 0 : strlen(cwd)) + 3;
+            char *joined = malloc(cap), *out = malloc(cap);
+            if (joined && out) {
+                snprintf(joined, cap, "%s/%s", pos[i][0] == '/' ? "" : cwd, pos[i]);
+                size_t o = 0;
+                for (char *seg = strtok(joined, "/"); seg; seg = strtok(NULL, "/")) {
+                    if (strcmp(seg, ".") == 0)
+                        continue;
+                    if (strcmp(seg, "..") == 0) {
+                        while (o > 0 && out[o - 1] != '/')
+                            o--;
+                        if (o > 0)
+                            o--;
+                        continue;
+                    }
+                    out[o++] = '/';
+                    memcpy(out + o, seg, strlen(seg));
+                    o += strlen(seg);
+                }
+                if (o == 0)
+                    out[o++] = '/';
+                out[o] = 0;
+                abs[i - 1] = out;
+                out = NULL;
+            }
+            free(joined);
+            free(out);
         }
         if (!abs[i - 1]) {
             fprintf(stderr, "tessera index remove: %s: cannot resolve the path\n", pos[i]);
@@ -868,6 +950,9 @@ static int cmd_index_remove(int argc, char **argv)
         rc = EXIT_RUNTIME;
     }
     if (rc == EXIT_OK) {
+        if (removed == 0)
+            fprintf(stderr, "tessera index remove: nothing in %s matches %s\n", pos[0],
+                    npos == 2 ? pos[1] : "those paths");
         if (json)
             printf("{\"removed\":%lld}\n", (long long)removed);
         else
@@ -1121,9 +1206,16 @@ static int cmd_index_import(int argc, char **argv)
                 owned[3 * i] = strdup(p->valuestring);
                 it->path = owned[3 * i];
                 const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "size");
-                it->size = cJSON_IsNumber(v) ? (int64_t)v->valuedouble : 0;
-                v = cJSON_GetObjectItemCaseSensitive(o, "mtime");
-                it->mtime_ns = cJSON_IsNumber(v) ? (int64_t)(v->valuedouble * 1e9) : 0;
+                it->size = cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 9e18
+                               ? (int64_t)v->valuedouble : 0;
+                v = cJSON_GetObjectItemCaseSensitive(o, "mtime_ns");
+                if (cJSON_IsString(v)) {
+                    it->mtime_ns = strtoll(v->valuestring, NULL, 10);
+                } else {
+                    v = cJSON_GetObjectItemCaseSensitive(o, "mtime");
+                    it->mtime_ns = cJSON_IsNumber(v) && fabs(v->valuedouble) < 9e9
+                                       ? (int64_t)(v->valuedouble * 1e9) : 0;
+                }
                 v = cJSON_GetObjectItemCaseSensitive(o, "hash");
                 if (cJSON_IsString(v))
                     it->hash = owned[3 * i + 1] = strdup(v->valuestring);
@@ -1203,6 +1295,25 @@ int cmd_index(int argc, char **argv)
 }
 
 /* ---- search ---- */
+
+/* "path" as valid UTF-8 (U+FFFD for bad bytes) plus "path_bytes_hex" with
+ * the original bytes when they are not UTF-8, as export writes it. */
+static void add_path(cJSON *o, const char *path)
+{
+    size_t n = strlen(path);
+    if (tsr_utf8_valid(path, n, NULL)) {
+        cJSON_AddStringToObject(o, "path", path);
+        return;
+    }
+    char *text = tsr_utf8_lossy(path, n), *hex = malloc(2 * n + 1);
+    for (size_t i = 0; hex && i < n; i++)
+        snprintf(hex + 2 * i, 3, "%02x", (unsigned char)path[i]);
+    cJSON_AddStringToObject(o, "path", text ? text : "");
+    if (hex)
+        cJSON_AddStringToObject(o, "path_bytes_hex", hex);
+    free(text);
+    free(hex);
+}
 
 int cmd_search(int argc, char **argv)
 {
@@ -1331,12 +1442,14 @@ int cmd_search(int argc, char **argv)
             cJSON *o = cJSON_CreateObject(), *res = cJSON_CreateArray();
             if (vectors)
                 cJSON_AddNumberToObject(o, "query", i);
+            else if (image)
+                add_path(o, queries[i]), cJSON_AddItemToObject(o, "query", cJSON_DetachItemFromObject(o, "path"));
             else
                 cJSON_AddStringToObject(o, "query", queries[i]);
             cJSON_AddStringToObject(o, "kind", vectors ? "vector" : image ? "image" : "text");
             for (int j = 0; j < n_hits[i]; j++) {
                 cJSON *r = cJSON_CreateObject();
-                cJSON_AddStringToObject(r, "path", h[j].path ? h[j].path : "");
+                add_path(r, h[j].path ? h[j].path : "");
                 cJSON_AddNumberToObject(r, "score", h[j].score);
                 cJSON_AddNumberToObject(r, "id", (double)h[j].id);
                 cJSON_AddItemToArray(res, r);
@@ -1356,8 +1469,12 @@ int cmd_search(int argc, char **argv)
                 printf("%s# %d\n", i ? "\n" : "", i);
             else if (nq > 1)
                 printf("%s# %s\n", i ? "\n" : "", queries[i]);
-            for (int j = 0; j < n_hits[i]; j++)
-                printf("%.4f\t%s\n", h[j].score, h[j].path ? h[j].path : "");
+            for (int j = 0; j < n_hits[i]; j++) {
+                printf("%.4f\t", h[j].score);
+                for (const char *c = h[j].path ? h[j].path : ""; *c; c++) /* one line each */
+                    putchar((unsigned char)*c < 0x20 ? '?' : *c);
+                putchar('\n');
+            }
         }
     }
     if (hits)

@@ -75,6 +75,25 @@ static tsr_status db_fail(tsr_error *err, sqlite3 *db, const char *path, const c
 
 static int exec(sqlite3 *db, const char *sql) { return sqlite3_exec(db, sql, NULL, NULL, NULL); }
 
+/* A new file "<path>.<tag>XXXXXX" created exclusively with mode 0666 less the
+ * umask (as a plain create would give; mkstemp's 0600 would not), its name
+ * in tmp. Returns the descriptor, or -1 with errno. */
+static int create_temp(const char *path, const char *tag, char *tmp, size_t cap)
+{
+    static _Atomic unsigned counter;
+    for (int tries = 0; tries < 100; tries++) {
+        struct timespec t;
+        clock_gettime(CLOCK_REALTIME, &t);
+        unsigned r = (unsigned)t.tv_nsec ^ (unsigned)getpid() * 2654435761u ^
+                     (counter++ * 40503u);
+        snprintf(tmp, cap, "%s.%s%06x", path, tag, r & 0xffffff);
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd >= 0 || errno != EEXIST)
+            return fd;
+    }
+    return -1;
+}
+
 static const char schema_sql[] =
     "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
     "CREATE TABLE items("
@@ -146,16 +165,12 @@ static tsr_status create_db(const char *path, const char *fingerprint, const cha
     char *tmp = malloc(len + 16);
     if (!tmp)
         return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-    snprintf(tmp, len + 16, "%s.tmpXXXXXX", path);
-    int fd = mkstemp(tmp);
+    int fd = create_temp(path, "tmp", tmp, len + 16);
     if (fd < 0) {
         tsr_error_set(err, TSR_ERR_IO, "%s: cannot create (%s)", path, strerror(errno));
         free(tmp);
         return err->code;
     }
-    mode_t um = umask(0); /* the mode a plain create would give */
-    umask(um);
-    fchmod(fd, 0666 & ~um);
     close(fd);
     sqlite3 *db = NULL;
     tsr_status rc = TSR_OK;
@@ -246,10 +261,48 @@ tsr_status tsr_index_open(const char *path, int writable, tsr_index **out, tsr_e
     sqlite3_busy_timeout(ix->db, BUSY_MS);
     sqlite3_stmt *st = NULL;
     int app = 0, ver = 0;
-    if (sqlite3_prepare_v2(ix->db, "PRAGMA application_id", -1, &st, NULL) != SQLITE_OK ||
-        sqlite3_step(st) != SQLITE_ROW) {
+    int ok = sqlite3_prepare_v2(ix->db, "PRAGMA application_id", -1, &st, NULL) == SQLITE_OK &&
+             sqlite3_step(st) == SQLITE_ROW;
+    int code = sqlite3_errcode(ix->db);
+    if (!ok && !writable && (code == SQLITE_READONLY || code == SQLITE_CANTOPEN)) {
+        /* a WAL database in a folder this user cannot write: without a -wal
+         * file nothing is pending, so it can be read as an immutable file */
+        char wal[4200];
+        snprintf(wal, sizeof wal, "%s-wal", path);
+        struct stat wb;
+        if (stat(wal, &wb) != 0) {
+            sqlite3_finalize(st);
+            st = NULL;
+            sqlite3_close(ix->db);
+            ix->db = NULL;
+            size_t cap = 3 * strlen(path) + 32, o = 0;
+            char *uri = malloc(cap);
+            if (!uri) {
+                rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+                goto fail;
+            }
+            o += (size_t)snprintf(uri, cap, "file:");
+            for (const unsigned char *c = (const unsigned char *)path; *c; c++)
+                o += (size_t)(strchr("/._-~", *c) || (*c >= '0' && *c <= '9') ||
+                                      ((*c | 32) >= 'a' && (*c | 32) <= 'z')
+                                  ? snprintf(uri + o, cap - o, "%c", *c)
+                                  : snprintf(uri + o, cap - o, "%%%02X", *c));
+            snprintf(uri + o, cap - o, "?immutable=1");
+            int r = sqlite3_open_v2(uri, &ix->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL);
+            free(uri);
+            ok = r == SQLITE_OK &&
+                 sqlite3_prepare_v2(ix->db, "PRAGMA application_id", -1, &st, NULL) == SQLITE_OK &&
+                 sqlite3_step(st) == SQLITE_ROW;
+        }
+    }
+    if (!ok) {
         sqlite3_finalize(st);
-        rc = db_fail(err, ix->db, path, "reading the header");
+        rc = code == SQLITE_READONLY || code == SQLITE_CANTOPEN
+                 ? tsr_error_set(err, TSR_ERR_IO,
+                                 "%s: cannot read the index: its folder is not writable and it "
+                                 "has pending changes (%s-wal); open it once where it is writable",
+                                 path, path)
+                 : db_fail(err, ix->db, path, "reading the header");
         goto fail;
     }
     app = sqlite3_column_int(st, 0);
@@ -492,8 +545,13 @@ static void bind_prefix(sqlite3_stmt *st, const char *path, char *lo, char *hi, 
     size_t n = strlen(path);
     while (n > 1 && path[n - 1] == '/')
         n--;
-    snprintf(lo, cap, "%.*s/", (int)n, path);
-    snprintf(hi, cap, "%.*s0", (int)n, path); /* '0' follows '/' */
+    if (n == 1 && path[0] == '/') { /* the root: everything under "/" */
+        snprintf(lo, cap, "/");
+        snprintf(hi, cap, "0");
+    } else {
+        snprintf(lo, cap, "%.*s/", (int)n, path);
+        snprintf(hi, cap, "%.*s0", (int)n, path); /* '0' follows '/' */
+    }
     sqlite3_bind_text(st, 1, path, (int)n, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 2, lo, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, hi, -1, SQLITE_STATIC);
@@ -707,15 +765,11 @@ done:
 /* A temporary file beside path, renamed over it by finish_file. */
 static FILE *start_file(const char *path, char *tmp, size_t cap, tsr_error *err)
 {
-    snprintf(tmp, cap, "%s.partXXXXXX", path);
-    int fd = mkstemp(tmp);
+    int fd = create_temp(path, "part", tmp, cap);
     if (fd < 0) {
         tsr_error_set(err, TSR_ERR_IO, "%s: cannot write (%s)", path, strerror(errno));
         return NULL;
     }
-    mode_t um = umask(0);
-    umask(um);
-    fchmod(fd, 0666 & ~um);
     FILE *f = fdopen(fd, "wb");
     if (!f) {
         close(fd);
@@ -725,15 +779,32 @@ static FILE *start_file(const char *path, char *tmp, size_t cap, tsr_error *err)
     return f;
 }
 
+/* Flushes and closes a temporary file; on failure removes it. */
 static tsr_status finish_file(FILE *f, const char *tmp, const char *path, int ok, tsr_error *err)
 {
     ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok = (fclose(f) == 0) && ok;
-    if (ok && rename(tmp, path) == 0)
-        return TSR_OK;
     int e = errno;
+    ok = (fclose(f) == 0) && ok;
+    if (ok)
+        return TSR_OK;
     unlink(tmp);
-    return tsr_error_set(err, TSR_ERR_IO, "%s: write failed (%s)", path, strerror(e));
+    return tsr_error_set(err, TSR_ERR_IO, "%s: write failed (%s)", path, strerror(e ? e : errno));
+}
+
+/* A path for JSON: valid UTF-8 as it is; otherwise with U+FFFD for each
+ * invalid sequence, and *raw_hex receives the original bytes in hex (NULL
+ * when the path was valid). */
+static char *json_text(const char *s, char **raw_hex)
+{
+    size_t n = strlen(s);
+    *raw_hex = NULL;
+    if (tsr_utf8_valid(s, n, NULL))
+        return strdup(s);
+    char *hex = malloc(2 * n + 1);
+    for (size_t i = 0; hex && i < n; i++)
+        snprintf(hex + 2 * i, 3, "%02x", (unsigned char)s[i]);
+    *raw_hex = hex;
+    return tsr_utf8_lossy(s, n);
 }
 
 static int write_npy_header(FILE *f, int64_t n, int d)
@@ -766,19 +837,23 @@ tsr_status tsr_index_export(tsr_index *ix, const char *npy, const char *jsonl, c
     int64_t *ids = NULL, n = 0;
     float *x = NULL;
     tsr_status rc = read_rows(ix, -1, NULL, &ids, &x, &n, err);
-    char tmp[4200];
+    /* every file is written under a temporary name first, then all are renamed */
+    char tmp[3][4200] = {"", "", ""};
+    const char *dest[3] = {npy, jsonl, faiss};
     if (rc == TSR_OK && npy) {
-        FILE *f = start_file(npy, tmp, sizeof tmp, err);
+        FILE *f = start_file(npy, tmp[0], sizeof tmp[0], err);
         if (!f)
             rc = err->code;
         else {
             int ok = write_npy_header(f, n, ix->dim) &&
                      fwrite(x, sizeof(float) * (size_t)ix->dim, (size_t)n, f) == (size_t)n;
-            rc = finish_file(f, tmp, npy, ok, err);
+            rc = finish_file(f, tmp[0], npy, ok, err);
         }
+        if (rc != TSR_OK)
+            tmp[0][0] = 0;
     }
     if (rc == TSR_OK && jsonl) {
-        FILE *f = start_file(jsonl, tmp, sizeof tmp, err);
+        FILE *f = start_file(jsonl, tmp[1], sizeof tmp[1], err);
         sqlite3_stmt *st = NULL;
         if (!f)
             rc = err->code;
@@ -788,20 +863,28 @@ tsr_status tsr_index_export(tsr_index *ix, const char *npy, const char *jsonl, c
                                     -1, &st, NULL) != SQLITE_OK) {
             rc = db_fail(err, ix->db, ix->path, "exporting");
             fclose(f);
-            unlink(tmp);
+            unlink(tmp[1]);
         } else {
-            int ok = 1, r;
+            int ok = 1, r = SQLITE_DONE;
             int64_t i = 0;
             while (ok && (r = sqlite3_step(st)) == SQLITE_ROW) {
                 cJSON *o = cJSON_CreateObject();
                 const char *path = (const char *)sqlite3_column_text(st, 1);
                 const char *mod = (const char *)sqlite3_column_text(st, 2);
+                char *raw = NULL, *text = json_text(path ? path : "", &raw);
                 cJSON_AddNumberToObject(o, "id", (double)sqlite3_column_int64(st, 0));
-                cJSON_AddStringToObject(o, "path", path ? path : "");
+                cJSON_AddStringToObject(o, "path", text ? text : "");
+                if (raw)
+                    cJSON_AddStringToObject(o, "path_bytes_hex", raw);
                 if (mod && strcmp(mod, "image") == 0)
-                    cJSON_AddStringToObject(o, "image_path", path ? path : "");
+                    cJSON_AddStringToObject(o, "image_path", text ? text : "");
+                free(text);
+                free(raw);
                 cJSON_AddStringToObject(o, "modality", mod ? mod : "");
                 cJSON_AddNumberToObject(o, "size", (double)sqlite3_column_int64(st, 3));
+                char ns[32]; /* a string: a double cannot hold nanoseconds since 1970 */
+                snprintf(ns, sizeof ns, "%lld", (long long)sqlite3_column_int64(st, 4));
+                cJSON_AddStringToObject(o, "mtime_ns", ns);
                 cJSON_AddNumberToObject(o, "mtime", (double)sqlite3_column_int64(st, 4) / 1e9);
                 const char *h = (const char *)sqlite3_column_text(st, 5);
                 cJSON_AddStringToObject(o, "hash", h ? h : "");
@@ -817,12 +900,30 @@ tsr_status tsr_index_export(tsr_index *ix, const char *npy, const char *jsonl, c
             }
             ok = ok && r == SQLITE_DONE && i == n;
             sqlite3_finalize(st);
-            rc = finish_file(f, tmp, jsonl, ok, err);
+            rc = finish_file(f, tmp[1], jsonl, ok, err);
+        }
+        if (rc != TSR_OK)
+            tmp[1][0] = 0;
+    }
+    if (rc == TSR_OK && faiss) {
+        int fd = create_temp(faiss, "part", tmp[2], sizeof tmp[2]);
+        if (fd < 0) {
+            rc = tsr_error_set(err, TSR_ERR_IO, "%s: cannot write (%s)", faiss, strerror(errno));
+            tmp[2][0] = 0;
+        } else {
+            close(fd);
+            rc = tsr_ann_write_flat(tmp[2], x, n, ix->dim, err);
         }
     }
-    if (rc == TSR_OK && faiss)
-        rc = tsr_ann_write_flat(faiss, x, n, ix->dim, err);
     exec(ix->db, "COMMIT");
+    for (int i = 0; i < 3; i++) {
+        if (!tmp[i][0])
+            continue;
+        if (rc == TSR_OK && rename(tmp[i], dest[i]) != 0)
+            rc = tsr_error_set(err, TSR_ERR_IO, "%s: cannot write (%s)", dest[i], strerror(errno));
+        if (rc != TSR_OK)
+            unlink(tmp[i]);
+    }
     free(ids);
     free(x);
     if (rc == TSR_OK && rows)
@@ -1010,7 +1111,7 @@ static tsr_status matrix_load(tsr_index *ix, tsr_ctx *ctx, int modality, const c
     d->generation = gen;
     d->modality = modality;
     d->where = where ? strdup(where) : NULL;
-    d->valid = 1;
+    d->valid = !where || d->where;
     return TSR_OK;
 }
 
@@ -1024,41 +1125,57 @@ static int better(float s, int64_t id, float t, int64_t jd)
     return s > t || (s == t && id < jd);
 }
 
-static void insert_top(float *vs, int64_t *is, int *n, int k, float s, int64_t id)
+typedef struct {
+    float s;
+    int64_t id;
+} scored;
+
+static int scored_cmp(const void *a, const void *b)
 {
-    if (*n == k && !better(s, id, vs[k - 1], is[k - 1]))
-        return;
-    int j = *n < k ? (*n)++ : k - 1;
-    while (j > 0 && better(s, id, vs[j - 1], is[j - 1])) {
-        vs[j] = vs[j - 1];
-        is[j] = is[j - 1];
-        j--;
-    }
-    vs[j] = s;
-    is[j] = id;
+    const scored *x = a, *y = b;
+    return better(x->s, x->id, y->s, y->id) ? -1 : better(y->s, y->id, x->s, x->id) ? 1 : 0;
 }
 
-/* k past the device's top-k limit: the scores are read back and selected here. */
 static tsr_status host_topk(tsr_queue *q, cl_mem scores, int Q, int N, int k, int *idx,
                             float *val, tsr_error *err)
 {
     float *s = malloc(sizeof *s * (size_t)Q * N);
-    int64_t *ids = malloc(sizeof *ids * (size_t)k);
-    if (!s || !ids) {
-        free(s), free(ids);
+    scored *all = malloc(sizeof *all * (size_t)N);
+    if (!s || !all) {
+        free(s), free(all);
         return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
     }
     tsr_status rc = tsr_buf_read(q, scores, s, sizeof *s * (size_t)Q * N, err);
     for (int r = 0; r < Q && rc == TSR_OK; r++) {
-        int n = 0;
         for (int i = 0; i < N; i++)
-            insert_top(val + (size_t)r * k, ids, &n, k, s[(size_t)r * N + i], i);
-        for (int j = 0; j < k; j++)
-            idx[(size_t)r * k + j] = (int)ids[j];
+            all[i] = (scored){s[(size_t)r * N + i], i};
+        qsort(all, (size_t)N, sizeof *all, scored_cmp);
+        for (int j = 0; j < k; j++) {
+            idx[(size_t)r * k + j] = (int)all[j].id;
+            val[(size_t)r * k + j] = all[j].s;
+        }
     }
-    free(ids);
+    free(all);
     free(s);
     return rc;
+}
+
+/* Merges the sorted list (cv, ci, cn) into the sorted top list (vs, is, *n) of
+ * at most k entries; tmp holds k entries. */
+static void merge_top(float *vs, int64_t *is, int *n, int k, const float *cv, const int *ci,
+                      const int64_t *ids, int cn, scored *tmp)
+{
+    int a = 0, b = 0, o = 0;
+    while (o < k && (a < *n || b < cn)) {
+        int take_b = a >= *n || (b < cn && better(cv[b], ids[ci[b]], vs[a], is[a]));
+        tmp[o++] = take_b ? (scored){cv[b], ids[ci[b]]} : (scored){vs[a], is[a]};
+        take_b ? b++ : a++;
+    }
+    for (int j = 0; j < o; j++) {
+        vs[j] = tmp[j].s;
+        is[j] = tmp[j].id;
+    }
+    *n = o;
 }
 
 /* Exact search on the device: per chunk, scores (qb, rows) = Q . chunk^T,
@@ -1078,6 +1195,10 @@ static tsr_status search_exact(tsr_index *ix, const float *queries, int nq, int 
     int64_t qb = (int64_t)(256u << 20) / ((int64_t)sizeof(float) * d->chunk_rows);
     if (qb < 1)
         qb = 1;
+    if (qb > (64 << 20) / ((int64_t)kk * 8 + 1))
+        qb = (64 << 20) / ((int64_t)kk * 8 + 1);
+    if (qb < 1)
+        qb = 1;
     if (qb > nq)
         qb = nq;
     tsr_status rc = TSR_OK;
@@ -1088,9 +1209,10 @@ static tsr_status search_exact(tsr_index *ix, const float *queries, int nq, int 
     cl_mem tbuf = sbuf ? tsr_buf_alloc(d->ctx, tk_bytes ? tk_bytes : 4, err) : NULL;
     int *ti = malloc(sizeof *ti * (size_t)qb * kk);
     float *tv = malloc(sizeof *tv * (size_t)qb * kk);
+    scored *tmp = malloc(sizeof *tmp * (size_t)k);
     if (!tbuf)
         rc = err->code;
-    else if (!ti || !tv)
+    else if (!ti || !tv || !tmp)
         rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
     for (int64_t q0 = 0; q0 < nq && rc == TSR_OK; q0 += qb) {
         int m = (int)(nq - q0 < qb ? nq - q0 : qb);
@@ -1105,10 +1227,8 @@ static tsr_status search_exact(tsr_index *ix, const float *queries, int nq, int 
                 rc = on_device ? tsr_k_topk(ix->q, sbuf, m, rows, kc, tbuf, ti, tv, err)
                                : host_topk(ix->q, sbuf, m, rows, kc, ti, tv, err);
             for (int q = 0; q < m && rc == TSR_OK; q++)
-                for (int j = 0; j < kc; j++)
-                    insert_top(vs + (size_t)(q0 + q) * k, is + (size_t)(q0 + q) * k,
-                               &counts[q0 + q], k, tv[(size_t)q * kc + j],
-                               d->ids[r0 + ti[(size_t)q * kc + j]]);
+                merge_top(vs + (size_t)(q0 + q) * k, is + (size_t)(q0 + q) * k, &counts[q0 + q],
+                          k, tv + (size_t)q * kc, ti + (size_t)q * kc, d->ids + r0, kc, tmp);
         }
     }
     tsr_queue_finish(ix->q, NULL);
@@ -1117,6 +1237,7 @@ static tsr_status search_exact(tsr_index *ix, const float *queries, int nq, int 
     tsr_buf_free(tbuf);
     free(ti);
     free(tv);
+    free(tmp);
     return rc;
 }
 
@@ -1155,6 +1276,12 @@ tsr_status tsr_index_search(tsr_index *ix, tsr_ctx *ctx, const float *queries, i
         return tsr_error_set(err, TSR_ERR_INVALID_ARG, "k must be 1 to 100000, not %d", p->k);
     if (nq < 1)
         return tsr_error_set(err, TSR_ERR_INVALID_ARG, "no queries");
+    if ((int64_t)nq * p->k > 50000000)
+        return tsr_error_set(err, TSR_ERR_TOO_LARGE,
+                             "%d queries x k %d is more than 50 million results; ask in parts", nq,
+                             p->k);
+    if (p->modality < -1 || p->modality >= TSR_MOD_N)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "modality %d is not valid", p->modality);
     int k = p->k;
     for (int i = 0; i < nq * k; i++)
         hits[i] = (tsr_hit){-1, 0, NULL};
@@ -1191,10 +1318,27 @@ tsr_status tsr_index_search(tsr_index *ix, tsr_ctx *ctx, const float *queries, i
             rc = tsr_ann_read(ap, &ix->ann, err);
             ix->ann_generation = gen;
         }
+        if (rc == TSR_OK) {
+            tsr_index_info ii;
+            if (tsr_index_get_info(ix, &ii, NULL) == TSR_OK && tsr_ann_count(ix->ann) != ii.count)
+                rc = tsr_error_set(err, TSR_ERR_FORMAT, "%s.ann holds %lld items, the index %lld",
+                                   ix->path, (long long)tsr_ann_count(ix->ann),
+                                   (long long)ii.count);
+        }
+        if (rc != TSR_OK) { /* searched exactly instead; the caller hears why */
+            snprintf(inf.ann_problem, sizeof inf.ann_problem, "%s", err->msg);
+            tsr_ann_free(ix->ann);
+            ix->ann = NULL;
+            rc = TSR_OK;
+            err->code = TSR_OK;
+            err->msg[0] = 0;
+            have_ann = 0;
+        }
+    }
+    if (have_ann && !inf.ann_stale && !p->exact && !p->where && one_modality) {
         double t1 = mono_now();
         inf.load_s = t1 - t0;
-        if (rc == TSR_OK)
-            rc = tsr_ann_search(ix->ann, queries, nq, k, vs, is, err);
+        rc = tsr_ann_search(ix->ann, queries, nq, k, vs, is, err);
         for (int q = 0; q < nq && rc == TSR_OK; q++) {
             n_hits[q] = 0;
             for (int j = 0; j < k && is[(size_t)q * k + j] >= 0; j++)

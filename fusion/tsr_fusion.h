@@ -431,6 +431,7 @@ typedef struct {
     int ann_stale;            /* 1: an approximate index exists but the items changed since */
     int64_t searched;         /* the items the queries were compared with */
     double load_s, search_s;  /* loading the matrix (0 when resident), the search itself */
+    char ann_problem[1024];   /* why an approximate index could not be used ("" if none) */
 } tsr_search_info;
 
 /* The top k items for each of nq queries (nq x dim floats, normalised like

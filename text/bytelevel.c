@@ -572,6 +572,14 @@ static size_t lossy(const unsigned char *s, size_t n, char *o)
     return w;
 }
 
+char *tsr_utf8_lossy(const char *s, size_t n)
+{
+    char *o = malloc(3 * n + 1);
+    if (o)
+        o[lossy((const unsigned char *)s, n, o)] = 0;
+    return o;
+}
+
 tsr_status tsr_bytelevel_decode(const tsr_bytelevel *b, const int *ids, int n, char **out,
                                 tsr_error *err)
 {

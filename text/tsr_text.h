@@ -119,6 +119,9 @@ tsr_status tsr_bytelevel_decode(const tsr_bytelevel *b, const int *ids, int n, c
 /* 1 when s[0..n) is valid UTF-8; otherwise 0 and *bad_offset (if given) is
  * the offset of the first bad byte. */
 int tsr_utf8_valid(const char *s, size_t n, size_t *bad_offset);
+/* A NUL-terminated copy of s[0..n) with each maximal invalid UTF-8 sequence
+ * replaced by U+FFFD (Rust's String::from_utf8_lossy); NULL when out of memory. */
+char *tsr_utf8_lossy(const char *s, size_t n);
 
 #ifdef __cplusplus
 }

@@ -222,6 +222,19 @@ static long long json_num(const char *text, const char *key)
     return r;
 }
 
+/* Fields that may be missing when the CLI misbehaves: "" and NAN, not a crash. */
+static const char *jstr(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static double jnum(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
 /* ---- checks ---- */
 
 static char gallery[300], ix[300];
@@ -243,7 +256,7 @@ static void check_precision(void)
     int nq = 0;
     for (char *line = strtok(out_text, "\n"); line; line = strtok(NULL, "\n")) {
         cJSON *o = cJSON_Parse(line);
-        const char *q = cJSON_GetObjectItemCaseSensitive(o, "query")->valuestring;
+        const char *q = jstr(o, "query");
         const cJSON *res = cJSON_GetObjectItemCaseSensitive(o, "results");
         char want[64];
         snprintf(want, sizeof want, "_%s.png", q + 2); /* "a red circle" -> "_red circle.png" */
@@ -252,7 +265,7 @@ static void check_precision(void)
             *sp = '_';
         int good = 0, n = cJSON_GetArraySize(res);
         for (int j = 0; j < n; j++) {
-            const char *p = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(res, j), "path")->valuestring;
+            const char *p = jstr(cJSON_GetArrayItem(res, j), "path");
             size_t lp = strlen(p), lw = strlen(want);
             good += lp > lw && strcmp(p + lp - lw, want) == 0;
         }
@@ -293,7 +306,7 @@ static void check_brute_force(tsr_ctx *ctx)
     int r = 0;
     for (char *line = jl ? strtok(jl, "\n") : NULL; line && r < N_GALLERY; line = strtok(NULL, "\n"), r++) {
         cJSON *o = cJSON_Parse(line);
-        paths[r] = strdup(cJSON_GetObjectItemCaseSensitive(o, "path")->valuestring);
+        paths[r] = strdup(jstr(o, "path"));
         cJSON_Delete(o);
     }
     /* a query embedding from the library, the top 7 by hand, then the CLI */
@@ -332,9 +345,9 @@ static void check_brute_force(tsr_ctx *ctx)
         double max_err = 0;
         for (int j = 0; same && j < 7; j++) {
             const cJSON *h = cJSON_GetArrayItem(res, j);
-            same = strcmp(cJSON_GetObjectItemCaseSensitive(h, "path")->valuestring,
+            same = strcmp(jstr(h, "path"),
                           paths[best[j]]) == 0;
-            double d = fabs(cJSON_GetObjectItemCaseSensitive(h, "score")->valuedouble - bs[j]);
+            double d = fabs(jnum(h, "score") - bs[j]);
             if (d > max_err)
                 max_err = d;
         }
@@ -353,9 +366,9 @@ static void check_brute_force(tsr_ctx *ctx)
         rc = runf("search %s --image '%s' -k 3 --json", ix, p);
         cJSON *o = cJSON_Parse(out_text);
         const cJSON *h = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(o, "results"), 0);
-        if (rc == 0 && h && strcmp(cJSON_GetObjectItemCaseSensitive(h, "path")->valuestring, p) == 0) {
+        if (rc == 0 && h && strcmp(jstr(h, "path"), p) == 0) {
             firsts++;
-            double d = fabs(cJSON_GetObjectItemCaseSensitive(h, "score")->valuedouble - 1.0);
+            double d = fabs(jnum(h, "score") - 1.0);
             worst = d > worst ? d : worst;
         }
         cJSON_Delete(o);
@@ -369,7 +382,7 @@ static void check_brute_force(tsr_ctx *ctx)
     const cJSON *res = cJSON_GetObjectItemCaseSensitive(o, "results");
     int all_blue = cJSON_GetArraySize(res) == 90;
     for (int j = 0; all_blue && j < cJSON_GetArraySize(res); j++)
-        all_blue = strstr(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(res, j), "path")->valuestring,
+        all_blue = strstr(jstr(cJSON_GetArrayItem(res, j), "path"),
                           "/blue/") != NULL;
     check(rc == 0 && all_blue, "--where '*/blue/*' returns the 90 blue images only (%d results)",
           cJSON_GetArraySize(res));
@@ -568,8 +581,8 @@ static void check_shards(void)
                 *ry = cJSON_GetObjectItemCaseSensitive(y, "results");
     int same = cJSON_GetArraySize(rx) == 5 && cJSON_GetArraySize(ry) == 5;
     for (int j = 0; same && j < 5; j++)
-        same = strcmp(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(rx, j), "path")->valuestring,
-                      cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(ry, j), "path")->valuestring) == 0;
+        same = strcmp(jstr(cJSON_GetArrayItem(rx, j), "path"),
+                      jstr(cJSON_GetArrayItem(ry, j), "path")) == 0;
     check(rc == 0 && same, "the merged index answers like the one built in one go");
     cJSON_Delete(x);
     cJSON_Delete(y);
@@ -666,6 +679,117 @@ static void check_refusals(void)
     check(rc == 2 && strstr(err_text, "UTF-8"), "invalid UTF-8 in a query: %s", err_text);
 }
 
+/* Paths at the edges: links, odd bytes, the root, the index itself, a
+ * read-only user, an empty index, a second writer seen by a first reader. */
+static void check_edges(tsr_ctx *ctx)
+{
+    char dir[300], ixe[300], p[700], q[700];
+    snprintf(dir, sizeof dir, "%s/edges", tmp);
+    snprintf(ixe, sizeof ixe, "%s/edges/edges.tsx", tmp); /* inside the folder it indexes */
+    mkdir(dir, 0755);
+    snprintf(p, sizeof p, "%s/outside.png", tmp);
+    render(p, 2, 0);
+    snprintf(q, sizeof q, "%s/link.png", dir);
+    symlink(p, q);
+    snprintf(p, sizeof p, "%s/bad\xff\xfe name.png", dir); /* not UTF-8, with a space */
+    render(p, 0, 0);
+    snprintf(p, sizeof p, "%s/new\nline.png", dir);
+    render(p, 0, 0);
+    int rc = runf("index create --model %s %s", MODEL, ixe);
+    check(rc == 0, "an empty index (exit %d)", rc);
+    rc = runf("search %s --text 'a red circle' --json", ixe);
+    cJSON *o = cJSON_Parse(out_text);
+    check(rc == 0 && cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(o, "results")) == 0,
+          "searching an empty index gives no results, exit 0");
+    cJSON_Delete(o);
+    rc = runf("index add %s %s %s --json", ixe, dir, ixe);
+    check(rc == 0 && json_num(out_text, "added") == 3 && json_num(out_text, "skipped_other") == 0 &&
+              strstr(err_text, "the index's own file"),
+          "the index inside its folder and given by name is never an input: 3 added (%s | %s)",
+          out_text, err_text);
+    char real[PATH_MAX];
+    snprintf(p, sizeof p, "%s/outside.png", tmp);
+    check(realpath(p, real) && sql_int(ixe, "SELECT COUNT(*) FROM items WHERE path NOT LIKE '%/edges/%'") == 1,
+          "a symbolic link is stored as the file it points to");
+    rc = runf("search %s --text 'a red circle' -k 5 --json", ixe);
+    int valid = tsr_utf8_valid(out_text, strlen(out_text), NULL);
+    o = cJSON_Parse(out_text);
+    int hex = 0, nl = 0;
+    const cJSON *res = cJSON_GetObjectItemCaseSensitive(o, "results");
+    for (int j = 0; j < cJSON_GetArraySize(res); j++) {
+        const cJSON *h = cJSON_GetArrayItem(res, j);
+        hex += strcmp(jstr(h, "path_bytes_hex"), "") != 0 &&
+               strstr(jstr(h, "path_bytes_hex"), "fffe") != NULL;
+        nl += strchr(jstr(h, "path"), '\n') != NULL;
+    }
+    check(rc == 0 && valid && o && hex == 1 && nl == 1,
+          "--json stays valid UTF-8 with a non-UTF-8 file name (its bytes in path_bytes_hex) and "
+          "keeps a newline inside the JSON string");
+    cJSON_Delete(o);
+    rc = runf("search %s --text 'a red circle' -k 5", ixe);
+    int lines = 0;
+    for (char *c = out_text; *c; c++)
+        lines += *c == '\n';
+    check(rc == 0 && lines == 3, "text output: one line per result (%d)", lines);
+    rc = runf("index remove %s %s --json", ixe, q);
+    check(rc == 0 && json_num(out_text, "removed") == 1, "remove by the link's name (%s)", out_text);
+    snprintf(p, sizeof p, "%s/new\nline.png", dir);
+    unlink(p);
+    rc = runf("index remove %s './edges/../edges//new\nline.png' --json", ixe);
+    check(rc == 0 && json_num(out_text, "removed") == 1,
+          "remove a deleted file by a relative path with . and .. (%s)", out_text);
+    /* a second handle writes; the first one's resident matrix follows */
+    tsr_index *a = NULL, *b = NULL;
+    tsr_error err = {0};
+    float e[64] = {0};
+    e[5] = 1;
+    tsr_hit hits[2];
+    int nh = 0;
+    tsr_search_params sp = tsr_search_default_params();
+    sp.k = 1;
+    int ok = tsr_index_open(ixe, 0, &a, &err) == TSR_OK &&
+             tsr_index_search(a, ctx, e, 1, &sp, hits, &nh, NULL, &err) == TSR_OK;
+    if (ok)
+        tsr_hits_free(hits, 1);
+    tsr_index_item it = {"/made/up.png", 1, 1, "00", TSR_MOD_IMAGE, "{\"note\": \"api\"}", e};
+    ok = ok && tsr_index_open(ixe, 1, &b, &err) == TSR_OK && tsr_index_put(b, &it, 1, &err) == TSR_OK;
+    tsr_index_close(b);
+    ok = ok && tsr_index_search(a, ctx, e, 1, &sp, hits, &nh, NULL, &err) == TSR_OK;
+    check(ok && nh == 1 && strcmp(hits[0].path, "/made/up.png") == 0 && fabs(hits[0].score - 1) < 1e-6,
+          "a reader's next search sees another handle's write (%s)", ok ? hits[0].path : err.msg);
+    if (ok)
+        tsr_hits_free(hits, 1);
+    tsr_index_close(a);
+    /* the root as a folder to remove */
+    snprintf(p, sizeof p, "%s/root.tsx", tmp);
+    shellf("cp %s %s && { cp %s-wal %s-wal 2>/dev/null || true; }", ixe, p, ixe, p);
+    rc = runf("index remove %s / --json", p);
+    check(rc == 0 && json_num(out_text, "removed") == 2, "remove / drops everything (%s)", out_text);
+    /* a user who cannot write the index's folder can still search it */
+    char ro[300];
+    snprintf(ro, sizeof ro, "%s/ro", tmp);
+    mkdir(ro, 0755);
+    chmod(tmp, 0755);
+    snprintf(p, sizeof p, "%s/ro/x.tsx", tmp);
+    shellf("cp %s %s && chmod 644 %s && mkdir -p %s/home && chmod 777 %s/home", ix, p, p, tmp, tmp);
+    if (geteuid() == 0 && access("/usr/bin/setpriv", X_OK) == 0) {
+        rc = shellf("setpriv --reuid=65534 --regid=65534 --clear-groups env HOME=%s/home "
+                    "TESSERA_CACHE_DIR=%s/home/cache %s search %s --text 'a red circle' -k 3",
+                    tmp, tmp, TSR_CLI, p);
+        check(rc == 0 && strstr(out_text, "red_circle"),
+              "another user, without write access to the folder, searches the index (%s)",
+              err_text);
+    } else if (geteuid() != 0) {
+        chmod(ro, 0555);
+        rc = runf("search %s --text 'a red circle' -k 3", p);
+        check(rc == 0 && strstr(out_text, "red_circle"),
+              "searching an index in a read-only folder (%s)", err_text);
+        chmod(ro, 0755);
+    } else {
+        printf("skipped: the read-only user check (root without setpriv)\n");
+    }
+}
+
 static void check_media_kinds(void)
 {
     /* audio is counted and skipped; a broken image is reported and the run goes on */
@@ -715,6 +839,7 @@ int main(void)
     check_shards();
     check_refusals();
     check_media_kinds();
+    check_edges(ctx);
     shellf("rm -rf %s", tmp);
     tsr_ctx_free(ctx);
     return finish();
