@@ -1433,6 +1433,9 @@ int cmd_search(int argc, char **argv)
         cli_error("search", &err);
         rc = EXIT_RUNTIME;
     }
+    if (rc == EXIT_OK && info.ann_problem[0])
+        fprintf(stderr, "tessera search: the approximate index cannot be used (%s); searched "
+                        "exactly\n", info.ann_problem);
     if (rc == EXIT_OK && info.ann_stale && !exact && !json)
         fprintf(stderr, "tessera search: the approximate index is older than the items; searched "
                         "exactly (rebuild it with `tessera index build-ann`)\n");
