@@ -1014,8 +1014,10 @@ tsr_status tsr_index_build_ann(tsr_index *ix, const char *kind, tsr_error *err)
     tsr_ann *a = NULL;
     char ap[4200];
     ann_path(ix, ap, sizeof ap);
+    tsr_ann_params params = tsr_ann_default_params();
+    params.kind = kind;
     if (rc == TSR_OK)
-        rc = tsr_ann_build(kind, x, ids, n, ix->dim, &a, err);
+        rc = tsr_ann_build(&params, x, ids, n, ix->dim, &a, err);
     if (rc == TSR_OK)
         rc = tsr_ann_write(a, ap, err);
     tsr_ann_free(a);

@@ -790,6 +790,87 @@ static void check_edges(tsr_ctx *ctx)
     }
 }
 
+/* FAISS: the approximate index, staleness, a missing file, export --faiss. */
+static void check_ann(void)
+{
+    char ixa[300], p[700];
+    snprintf(ixa, sizeof ixa, "%s/ann.tsx", tmp);
+    shellf("cp %s %s && { cp %s-wal %s-wal 2>/dev/null || true; }", ix, ixa, ix, ixa);
+    int rc = runf("index build-ann %s --ann hnsw", ixa);
+    if (rc != 0 && strstr(err_text, "without FAISS")) {
+        printf("skipped: approximate search (this build has no FAISS)\n");
+        return;
+    }
+    check(rc == 0, "build-ann --ann hnsw (exit %d) %s", rc, err_text);
+    rc = runf("index build-ann %s --ann ivf-pq", ixa);
+    check(rc == 1 && strstr(err_text, "624"), "ivf-pq on 540 items says what it needs: %s",
+          err_text);
+    const char *qs[] = {"a red circle", "a blue star", "a green cross", "a yellow square",
+                        "a purple triangle"};
+    int same = 0, total = 0, approx = 1;
+    for (int i = 0; i < 5; i++) {
+        static char exact[sizeof out_text];
+        runf("search %s --text '%s' -k 10 --json --exact", ixa, qs[i]);
+        snprintf(exact, sizeof exact, "%s", out_text);
+        rc = runf("search %s --text '%s' -k 10 --json", ixa, qs[i]);
+        cJSON *a = cJSON_Parse(out_text), *e = cJSON_Parse(exact);
+        approx &= rc == 0 && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "approximate"));
+        const cJSON *ra = cJSON_GetObjectItemCaseSensitive(a, "results"),
+                    *re = cJSON_GetObjectItemCaseSensitive(e, "results");
+        for (int j = 0; j < cJSON_GetArraySize(re); j++) {
+            total++;
+            for (int l = 0; l < cJSON_GetArraySize(ra); l++)
+                if (strcmp(jstr(cJSON_GetArrayItem(re, j), "path"),
+                           jstr(cJSON_GetArrayItem(ra, l), "path")) == 0) {
+                    same++;
+                    break;
+                }
+        }
+        cJSON_Delete(a);
+        cJSON_Delete(e);
+    }
+    double recall = total ? (double)same / total : 0;
+    printf("approximate search: recall@10 %.3f against --exact over 5 queries\n", recall);
+    check(approx && total == 50 && recall >= 0.95,
+          "search answers from the HNSW index (approximate: true), recall@10 %.3f >= 0.95", recall);
+    rc = runf("index info %s --json", ixa);
+    check(rc == 0 && strstr(out_text, "\"kind\":\"hnsw\"") && strstr(out_text, "\"current\":true"),
+          "info shows the approximate index as current");
+    snprintf(p, sizeof p, "%s/extra.png", tmp);
+    render(p, 0, 0);
+    runf("index add %s %s --quiet", ixa, p);
+    rc = runf("search %s --text 'a red circle' -k 3", ixa);
+    check(rc == 0 && strstr(err_text, "older than the items"),
+          "after an add the approximate index is stale: exact search with a warning (%s)", err_text);
+    runf("index build-ann %s --ann hnsw", ixa);
+    snprintf(p, sizeof p, "%s.ann", ixa);
+    unlink(p);
+    rc = runf("search %s --text 'a red circle' -k 3 --json", ixa);
+    check(rc == 0 && strstr(err_text, "cannot be used") && strstr(out_text, "\"approximate\":false"),
+          "a missing .ann file: exact search with the reason (%s)", err_text);
+    /* export --faiss, checked by Python's numpy and faiss when they are there */
+    char npy[300], jl[300], fa[300];
+    snprintf(npy, sizeof npy, "%s/ann.npy", tmp);
+    snprintf(jl, sizeof jl, "%s/ann.jsonl", tmp);
+    snprintf(fa, sizeof fa, "%s/ann.faiss", tmp);
+    rc = runf("index export %s --npy %s --jsonl %s --faiss %s", ixa, npy, jl, fa);
+    struct stat sb = {0};
+    int got = stat(fa, &sb) == 0;
+    check(rc == 0 && got && sb.st_size > 541 * 64 * 4,
+          "export --faiss writes an IndexFlatIP of every row (%lld bytes)", (long long)sb.st_size);
+    const char *py = getenv("TSR_PYTHON") ? getenv("TSR_PYTHON") : "python3";
+    if (shellf("%s -c 'import numpy, faiss'", py) == 0) {
+        rc = shellf("%s %s/tests/reference/check_index_export.py --tessera %s --index %s --npy %s "
+                    "--jsonl %s --faiss %s",
+                    py, TSR_SOURCE_DIR, TSR_CLI, ixa, npy, jl, fa);
+        printf("%s", out_text);
+        check(rc == 0, "numpy and faiss.read_index open the exports and agree with tessera search");
+    } else {
+        printf("skipped: the Python check of the exports (%s has no numpy and faiss; set "
+               "TSR_PYTHON)\n", py);
+    }
+}
+
 static void check_media_kinds(void)
 {
     /* audio is counted and skipped; a broken image is reported and the run goes on */
@@ -840,6 +921,7 @@ int main(void)
     check_refusals();
     check_media_kinds();
     check_edges(ctx);
+    check_ann();
     shellf("rm -rf %s", tmp);
     tsr_ctx_free(ctx);
     return finish();
