@@ -47,11 +47,12 @@ static void write_text(const char *name, const char *content, char *path, size_t
 static void test_usage(void)
 {
     check(run(NULL, "--help") == 0 && strstr(out_text, "classify"), "tessera --help");
-    const char *cmds[] = {"classify", "embed", "tokenize", "devices", "tune", "bench"};
-    for (int i = 0; i < 6; i++) {
+    const char *cmds[] = {"classify", "embed", "tokenize", "devices", "tune", "bench",
+                          "index", "search", "index add", "index sync", "index export"};
+    for (int i = 0; i < 11; i++) {
         char args[64], want[64];
         snprintf(args, sizeof args, "%s --help", cmds[i]);
-        snprintf(want, sizeof want, "usage: tessera %s", cmds[i]);
+        snprintf(want, sizeof want, "usage: tessera %.*s", (int)strcspn(cmds[i], " "), cmds[i]);
         check(run(NULL, args) == 0 && strstr(out_text, want) && strstr(out_text, "Exit codes"),
               "tessera %s --help", cmds[i]);
     }
