@@ -83,6 +83,19 @@ static const char *search_help =
     "and selects the top k there. Scores are cosine similarities.\n"
     "Exit codes: 0 ok, 1 runtime error, 2 usage error.\n";
 
+/* cli_parse, printing help for --help: -1 then (pos freed), else its result. */
+static int parse_or_help(int argc, char **argv, const cli_opt *opts, int nopts, const char ***pos,
+                         int *npos, const char *help)
+{
+    int rc = cli_parse(argc, argv, opts, nopts, pos, npos);
+    if (rc < 0) {
+        fputs(help, stdout);
+        free(*pos);
+        *pos = NULL;
+    }
+    return rc;
+}
+
 /* ---- files ---- */
 
 typedef enum { KIND_IMAGE, KIND_AUDIO, KIND_OTHER } file_kind;
@@ -750,12 +763,9 @@ static int cmd_index_add(int argc, char **argv, int sync)
                       {"json", 0, NULL, &o.json}};
     const char **pos = NULL;
     int npos = 0;
-    int rc = cli_parse(argc, argv, opts, sizeof opts / sizeof opts[0], &pos, &npos);
-    if (rc < 0) {
-        fputs(index_help, stdout);
-        free(pos);
+    int rc = parse_or_help(argc, argv, opts, sizeof opts / sizeof opts[0], &pos, &npos, index_help);
+    if (rc < 0)
         return EXIT_OK;
-    }
     int batch = 32, threads = 0, shard_i = 0, shard_n = 1;
     if (rc == EXIT_OK && npos < 2)
         rc = cli_usage_error(cmd, sync ? "usage: tessera index sync INDEX DIR"
@@ -843,12 +853,9 @@ static int cmd_index_create(int argc, char **argv)
     cli_opt opts[] = {{"model", 1, &model, NULL}, {"device", 1, &device, NULL}};
     const char **pos = NULL;
     int npos = 0;
-    int rc = cli_parse(argc, argv, opts, 2, &pos, &npos);
-    if (rc < 0) {
-        fputs(index_help, stdout);
-        free(pos);
+    int rc = parse_or_help(argc, argv, opts, 2, &pos, &npos, index_help);
+    if (rc < 0)
         return EXIT_OK;
-    }
     if (rc == EXIT_OK && (!model || npos != 1))
         rc = cli_usage_error("index create", "usage: tessera index create --model M INDEX");
     tsr_ctx *ctx = NULL;
@@ -884,12 +891,9 @@ static int cmd_index_remove(int argc, char **argv)
     cli_opt opts[] = {{"json", 0, NULL, &json}};
     const char **pos = NULL;
     int npos = 0;
-    int rc = cli_parse(argc, argv, opts, 1, &pos, &npos);
-    if (rc < 0) {
-        fputs(index_help, stdout);
-        free(pos);
+    int rc = parse_or_help(argc, argv, opts, 1, &pos, &npos, index_help);
+    if (rc < 0)
         return EXIT_OK;
-    }
     if (rc == EXIT_OK && npos < 2)
         rc = cli_usage_error("index remove", "usage: tessera index remove INDEX PATH...");
     tsr_index *ix = NULL;
@@ -972,12 +976,9 @@ static int cmd_index_info(int argc, char **argv)
     cli_opt opts[] = {{"json", 0, NULL, &json}};
     const char **pos = NULL;
     int npos = 0;
-    int rc = cli_parse(argc, argv, opts, 1, &pos, &npos);
-    if (rc < 0) {
-        fputs(index_help, stdout);
-        free(pos);
+    int rc = parse_or_help(argc, argv, opts, 1, &pos, &npos, index_help);
+    if (rc < 0)
         return EXIT_OK;
-    }
     if (rc == EXIT_OK && npos != 1)
         rc = cli_usage_error("index info", "usage: tessera index info INDEX [--json]");
     tsr_index *ix = NULL;
@@ -1037,12 +1038,9 @@ static int cmd_index_export(int argc, char **argv)
     cli_opt opts[] = {{"npy", 1, &npy, NULL}, {"jsonl", 1, &jsonl, NULL}, {"faiss", 1, &faiss, NULL}};
     const char **pos = NULL;
     int npos = 0;
-    int rc = cli_parse(argc, argv, opts, 3, &pos, &npos);
-    if (rc < 0) {
-        fputs(index_help, stdout);
-        free(pos);
+    int rc = parse_or_help(argc, argv, opts, 3, &pos, &npos, index_help);
+    if (rc < 0)
         return EXIT_OK;
-    }
     if (rc == EXIT_OK && (npos != 1 || (!npy && !jsonl && !faiss)))
         rc = cli_usage_error("index export",
                              "usage: tessera index export INDEX [--npy F] [--jsonl F] [--faiss F]");
@@ -1067,12 +1065,9 @@ static int cmd_index_build_ann(int argc, char **argv)
     cli_opt opts[] = {{"ann", 1, &ann, NULL}};
     const char **pos = NULL;
     int npos = 0;
-    int rc = cli_parse(argc, argv, opts, 1, &pos, &npos);
-    if (rc < 0) {
-        fputs(index_help, stdout);
-        free(pos);
+    int rc = parse_or_help(argc, argv, opts, 1, &pos, &npos, index_help);
+    if (rc < 0)
         return EXIT_OK;
-    }
     if (rc == EXIT_OK && npos != 1)
         rc = cli_usage_error("index build-ann",
                              "usage: tessera index build-ann INDEX --ann hnsw|ivf-pq");
@@ -1097,12 +1092,9 @@ static int cmd_index_merge(int argc, char **argv)
 {
     const char **pos = NULL;
     int npos = 0;
-    int rc = cli_parse(argc, argv, NULL, 0, &pos, &npos);
-    if (rc < 0) {
-        fputs(index_help, stdout);
-        free(pos);
+    int rc = parse_or_help(argc, argv, NULL, 0, &pos, &npos, index_help);
+    if (rc < 0)
         return EXIT_OK;
-    }
     if (rc == EXIT_OK && npos < 2)
         rc = cli_usage_error("index merge", "usage: tessera index merge OUT SHARD...");
     tsr_error err = {0};
@@ -1127,12 +1119,9 @@ static int cmd_index_import(int argc, char **argv)
     cli_opt opts[] = {{"npy", 1, &npy, NULL}, {"jsonl", 1, &jsonl, NULL}, {"quiet", 0, NULL, &quiet}};
     const char **pos = NULL;
     int npos = 0;
-    int rc = cli_parse(argc, argv, opts, 3, &pos, &npos);
-    if (rc < 0) {
-        fputs(index_help, stdout);
-        free(pos);
+    int rc = parse_or_help(argc, argv, opts, 3, &pos, &npos, index_help);
+    if (rc < 0)
         return EXIT_OK;
-    }
     if (rc == EXIT_OK && (npos != 1 || !npy))
         rc = cli_usage_error("index import", "usage: tessera index import INDEX --npy F.npy "
                                              "[--jsonl F.jsonl]");
@@ -1328,12 +1317,9 @@ int cmd_search(int argc, char **argv)
                       {"vectors", 1, &vectors, NULL}};
     const char **pos = NULL;
     int npos = 0;
-    int rc = cli_parse(argc, argv, opts, sizeof opts / sizeof opts[0], &pos, &npos);
-    if (rc < 0) {
-        fputs(search_help, stdout);
-        free(pos);
+    int rc = parse_or_help(argc, argv, opts, sizeof opts / sizeof opts[0], &pos, &npos, search_help);
+    if (rc < 0)
         return EXIT_OK;
-    }
     tsr_search_params sp = tsr_search_default_params();
     sp.exact = exact;
     sp.where = where;
