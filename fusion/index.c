@@ -1305,13 +1305,13 @@ tsr_status tsr_index_search(tsr_index *ix, tsr_ctx *ctx, const float *queries, i
         get_meta(ix->db, "ann_generation", g, sizeof g);
         inf.ann_stale = atoll(g) != gen;
     }
-    int one_modality = p->modality < 0;
-    if (!one_modality) {
+    int use_ann = have_ann && !inf.ann_stale && !p->exact && !p->where;
+    if (use_ann && p->modality >= 0) { /* a modality filter that every item passes */
         tsr_index_info ii;
-        if (tsr_index_get_info(ix, &ii, NULL) == TSR_OK)
-            one_modality = ii.by_modality[p->modality] == ii.count;
+        use_ann = tsr_index_get_info(ix, &ii, NULL) == TSR_OK &&
+                  ii.by_modality[p->modality] == ii.count;
     }
-    if (have_ann && !inf.ann_stale && !p->exact && !p->where && one_modality) {
+    if (use_ann) {
         if (!ix->ann || ix->ann_generation != gen) {
             tsr_ann_free(ix->ann);
             ix->ann = NULL;
@@ -1319,10 +1319,9 @@ tsr_status tsr_index_search(tsr_index *ix, tsr_ctx *ctx, const float *queries, i
             ann_path(ix, ap, sizeof ap);
             rc = tsr_ann_read(ap, &ix->ann, err);
             ix->ann_generation = gen;
-        }
-        if (rc == TSR_OK) {
-            tsr_index_info ii;
-            if (tsr_index_get_info(ix, &ii, NULL) == TSR_OK && tsr_ann_count(ix->ann) != ii.count)
+            tsr_index_info ii; /* checked once per file read: the generation fixes the count */
+            if (rc == TSR_OK && tsr_index_get_info(ix, &ii, NULL) == TSR_OK &&
+                tsr_ann_count(ix->ann) != ii.count)
                 rc = tsr_error_set(err, TSR_ERR_FORMAT, "%s.ann holds %lld items, the index %lld",
                                    ix->path, (long long)tsr_ann_count(ix->ann),
                                    (long long)ii.count);
@@ -1334,10 +1333,10 @@ tsr_status tsr_index_search(tsr_index *ix, tsr_ctx *ctx, const float *queries, i
             rc = TSR_OK;
             err->code = TSR_OK;
             err->msg[0] = 0;
-            have_ann = 0;
+            use_ann = 0;
         }
     }
-    if (have_ann && !inf.ann_stale && !p->exact && !p->where && one_modality) {
+    if (use_ann) {
         double t1 = mono_now();
         inf.load_s = t1 - t0;
         rc = tsr_ann_search(ix->ann, queries, nq, k, vs, is, err);
