@@ -2,6 +2,7 @@
 #ifndef TSR_CLI_H
 #define TSR_CLI_H
 
+#include <cjson/cJSON.h>
 #include <stdio.h>
 
 #include "tsr_fusion.h"
@@ -44,6 +45,8 @@ float *cli_read_npy(const char *path, long long *rows, int *cols, tsr_error *err
 /* Parses "1,8,32" into out: up to max integers in lo..hi. Returns how many,
  * or 0 for an empty or bad list. */
 int cli_parse_ints(const char *s, int *out, int max, int lo, int hi);
+/* Prints o as one line of JSON on stdout and frees it. */
+void cli_print_json(cJSON *o);
 /* A progress bar on stderr when it is a terminal. */
 void cli_progress(const char *what, int done, int total);
 /* Reads a whole file as text (NUL-terminated); NULL with err on failure. */

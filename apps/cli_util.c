@@ -1,3 +1,4 @@
+#include <cjson/cJSON.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -214,6 +215,15 @@ float *cli_read_npy(const char *path, long long *rows, int *cols, tsr_error *err
         *cols = (int)c;
     }
     return x;
+}
+
+void cli_print_json(cJSON *o)
+{
+    char *s = cJSON_PrintUnformatted(o);
+    if (s)
+        puts(s);
+    free(s);
+    cJSON_Delete(o);
 }
 
 void cli_progress(const char *what, int done, int total)

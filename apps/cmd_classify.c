@@ -130,11 +130,7 @@ static void print_result(const char *path, const float *probs, const label_list 
             cJSON_AddItemToArray(arr, e);
         }
         cJSON_AddItemToObject(o, "predictions", arr);
-        char *s = cJSON_PrintUnformatted(o);
-        if (s)
-            puts(s);
-        free(s);
-        cJSON_Delete(o);
+        cli_print_json(o);
     } else {
         printf("%s\n", path);
         for (int i = 0; i < k; i++)
@@ -150,11 +146,7 @@ static void print_failure(const char *path, const tsr_error *err, int json)
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "image", path);
         cJSON_AddStringToObject(o, "error", err->msg);
-        char *s = cJSON_PrintUnformatted(o);
-        if (s)
-            puts(s);
-        free(s);
-        cJSON_Delete(o);
+        cli_print_json(o);
     }
 }
 

@@ -496,11 +496,7 @@ static void print_summary(const char *cmd, const add_stats *st, int json, int qu
         cJSON_AddNumberToObject(o, "skipped_other", (double)st->other);
         cJSON_AddNumberToObject(o, "other_shards", (double)st->out_of_shard);
         cJSON_AddNumberToObject(o, "seconds", st->seconds);
-        char *s = cJSON_PrintUnformatted(o);
-        if (s)
-            puts(s);
-        free(s);
-        cJSON_Delete(o);
+        cli_print_json(o);
         return;
     }
     printf("%s: %lld files: %lld added, %lld updated, %lld unchanged", cmd, (long long)st->files,
@@ -1010,11 +1006,7 @@ static int cmd_index_info(int argc, char **argv)
             cJSON_AddNumberToObject(a, "bytes", (double)in.ann_bytes);
             cJSON_AddItemToObject(o, "ann", a);
         }
-        char *s = cJSON_PrintUnformatted(o);
-        if (s)
-            puts(s);
-        free(s);
-        cJSON_Delete(o);
+        cli_print_json(o);
     } else if (rc == EXIT_OK) {
         printf("index:       %s\nmodel:       %s\nfingerprint: %s\nembeddings:  %d-wide float32\n"
                "created:     %s\nitems:       %lld (%lld images, %lld audio, %lld texts)\n"
@@ -1448,11 +1440,7 @@ int cmd_search(int argc, char **argv)
             cJSON_AddNumberToObject(o, "searched", (double)info.searched);
             cJSON_AddNumberToObject(o, "load_seconds", info.load_s);
             cJSON_AddNumberToObject(o, "search_seconds", info.search_s);
-            char *str = cJSON_PrintUnformatted(o);
-            if (str)
-                puts(str);
-            free(str);
-            cJSON_Delete(o);
+            cli_print_json(o);
         } else {
             if (nq > 1 && vectors)
                 printf("%s# %d\n", i ? "\n" : "", i);

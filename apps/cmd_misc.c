@@ -47,11 +47,7 @@ static void print_json_row(const char *input, const char *kind, const float *v, 
     cJSON *arr = cJSON_AddArrayToObject(o, "embedding");
     for (int i = 0; i < n; i++)
         cJSON_AddItemToArray(arr, cJSON_CreateNumber(v[i]));
-    char *s = cJSON_PrintUnformatted(o);
-    if (s)
-        puts(s);
-    free(s);
-    cJSON_Delete(o);
+    cli_print_json(o);
 }
 
 int cmd_embed(int argc, char **argv)
