@@ -58,17 +58,39 @@ static void no_repeat_ngram(float *lg, const int *seq, int len, int n)
             lg[seq[p + n - 1]] = -INFINITY;
 }
 
-/* The processors, then log-probabilities, for one sequence's row. */
-static void process_row(const tsr_gen_params *p, const tsr_gen_hooks *h, int step, const int *seq,
-                        int len, float *row)
+/* The shared processors and the family's on one row of logits (or, for HF
+ * beam search, log-probabilities). seq[0..len) holds the prefix (n_prefix
+ * tokens) and then the generated tokens; the family's hook sees only those. */
+static void processors(const tsr_gen_params *p, const tsr_gen_hooks *h, int step, const int *seq,
+                       int len, float *row)
 {
     if (p->repetition_penalty != 1.0f)
         repetition_penalty(row, seq, len, p->repetition_penalty);
     if (p->no_repeat_ngram > 0)
         no_repeat_ngram(row, seq, len, p->no_repeat_ngram);
+    if (len - p->n_prefix < p->min_len)
+        row[p->eos] = -INFINITY;
     if (h->process)
-        h->process(h->user, step, seq, len, row);
+        h->process(h->user, step, seq + p->n_prefix, len - p->n_prefix, row);
+}
+
+/* The processors, then log-probabilities, for one sequence's row. */
+static void process_row(const tsr_gen_params *p, const tsr_gen_hooks *h, int step, const int *seq,
+                        int len, float *row)
+{
+    processors(p, h, step, seq, len, row);
     tsr_log_softmax(row, p->vocab);
+}
+
+/* A search's token rows: each holds the prefix, then room for max_len tokens. */
+static int *seq_rows(const tsr_gen_params *p, int rows)
+{
+    size_t SL = (size_t)p->n_prefix + p->max_len;
+    int *seq = malloc(sizeof(int) * SL * rows);
+    for (int r = 0; seq && r < rows; r++)
+        if (p->n_prefix > 0)
+            memcpy(seq + SL * r, p->prefix, sizeof(int) * (size_t)p->n_prefix);
+    return seq;
 }
 
 static int argmax(const float *v, int n)
@@ -145,9 +167,10 @@ static float final_score(float score, int len, float lp)
 static tsr_status greedy(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_gen_result *out,
                          tsr_error *err)
 {
-    int V = p->vocab, S = p->temperature > 0 ? p->samples : 1, L = p->max_len;
+    int V = p->vocab, S = p->temperature > 0 ? p->samples : 1, L = p->max_len, P = p->n_prefix;
+    size_t SL = (size_t)P + L;
     float *lg = malloc(sizeof(float) * (size_t)V * S);
-    int *seq = malloc(sizeof(int) * (size_t)S * L), len[TSR_GEN_MAX_BEAMS] = {0};
+    int *seq = seq_rows(p, S), len[TSR_GEN_MAX_BEAMS] = {0};
     int row_of[TSR_GEN_MAX_BEAMS], in[TSR_GEN_MAX_BEAMS], done[TSR_GEN_MAX_BEAMS] = {0};
     float score[TSR_GEN_MAX_BEAMS] = {0};
     if (!lg || !seq) {
@@ -172,11 +195,11 @@ static tsr_status greedy(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_ge
         for (int i = 0; i < alive && rc == TSR_OK; i++) {
             int sm = row_of[i];
             float *row = lg + (size_t)i * V;
-            process_row(p, h, t, seq + (size_t)sm * L, len[sm], row);
+            process_row(p, h, t, seq + SL * sm, P + len[sm], row);
             int tok = p->temperature > 0 ? sample(row, V, p->temperature, &r) : argmax(row, V);
             score[sm] += row[tok];
             if (tok != p->eos)
-                seq[(size_t)sm * L + len[sm]++] = tok;
+                seq[SL * sm + P + len[sm]++] = tok;
             done[sm] = tok == p->eos;
             if (tok != p->eos && t + 1 < L) { /* still alive: compact the rows */
                 src[next] = i;
@@ -202,7 +225,7 @@ static tsr_status greedy(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_ge
         if (!out->tokens)
             rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
         else
-            memcpy(out->tokens, seq + (size_t)best * L, sizeof(int) * (size_t)len[best]);
+            memcpy(out->tokens, seq + SL * best + P, sizeof(int) * (size_t)len[best]);
         out->n = len[best];
         out->score = best_s;
         out->finished = done[best];
@@ -243,12 +266,13 @@ typedef struct {
 static tsr_status beam(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_gen_result *out,
                        tsr_error *err)
 {
-    int V = p->vocab, B = p->beams, L = p->max_len, K = 2 * B;
+    int V = p->vocab, B = p->beams, L = p->max_len, K = 2 * B, P = p->n_prefix;
+    size_t SL = (size_t)P + L;
     int max_hyp = (int)lroundf((float)B * p->patience);
     if (max_hyp < 1)
         max_hyp = 1;
     float *lg = malloc(sizeof(float) * (size_t)V * B);
-    int *seq = malloc(sizeof(int) * (size_t)B * L), *nseq = malloc(sizeof(int) * (size_t)B * L);
+    int *seq = seq_rows(p, B), *nseq = seq_rows(p, B);
     int hyp_cap = B * (L + 1) + 1, n_hyp = 0;
     hypothesis *hyp = calloc((size_t)hyp_cap, sizeof *hyp);
     if (!lg || !seq || !nseq || !hyp) {
@@ -269,7 +293,7 @@ static tsr_status beam(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_gen_
             h->raw(h->user, t, lg, rows);
         for (int b = 0; b < rows; b++) {
             float *row = lg + (size_t)b * V;
-            process_row(p, h, t, seq + (size_t)b * L, t, row);
+            process_row(p, h, t, seq + SL * b, P + t, row);
             if (t > 0)
                 for (int k = 0; k < V; k++)
                     row[k] += score[b];
@@ -288,7 +312,7 @@ static tsr_status beam(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_gen_
                 rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
                 break;
             }
-            memcpy(hy->tokens, seq + (size_t)cr[k] * L, sizeof(int) * (size_t)t);
+            memcpy(hy->tokens, seq + SL * cr[k] + P, sizeof(int) * (size_t)t);
             if (!eos)
                 hy->tokens[t] = ct[k];
             hy->n = n;
@@ -312,8 +336,8 @@ static tsr_status beam(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_gen_
             break;
         for (int k = 0; k < B; k++) {
             int c = active[k];
-            memcpy(nseq + (size_t)k * L, seq + (size_t)cr[c] * L, sizeof(int) * (size_t)t);
-            nseq[(size_t)k * L + t] = ct[c];
+            memcpy(nseq + SL * k + P, seq + SL * cr[c] + P, sizeof(int) * (size_t)t);
+            nseq[SL * k + P + t] = ct[c];
             score[k] = cs[c];
             src[k] = cr[c];
             in[k] = ct[c];
@@ -347,6 +371,128 @@ static tsr_status beam(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_gen_
     return rc;
 }
 
+/* ---- beam search with HF transformers' semantics ---- */
+
+/* The set of the best finished hypotheses, best first. */
+typedef struct {
+    int *tokens; /* (beams, max_len) */
+    int n[TSR_GEN_MAX_BEAMS], eos[TSR_GEN_MAX_BEAMS];
+    float score[TSR_GEN_MAX_BEAMS];
+    int count;
+} hf_finished;
+
+/* Offers a hypothesis: kept when the set has room or it beats the worst
+ * (on a tie, the one already there stays ahead, as torch.topk keeps it). */
+static void hf_offer(hf_finished *f, int B, int L, const int *toks, int n, int eos, float score)
+{
+    if (f->count == B && !(score > f->score[B - 1]))
+        return;
+    int pos = f->count < B ? f->count++ : B - 1;
+    while (pos > 0 && f->score[pos - 1] < score) {
+        f->score[pos] = f->score[pos - 1];
+        f->n[pos] = f->n[pos - 1];
+        f->eos[pos] = f->eos[pos - 1];
+        memcpy(f->tokens + (size_t)pos * L, f->tokens + (size_t)(pos - 1) * L,
+               sizeof(int) * (size_t)f->n[pos]);
+        pos--;
+    }
+    f->score[pos] = score;
+    f->n[pos] = n;
+    f->eos[pos] = eos;
+    memcpy(f->tokens + (size_t)pos * L, toks, sizeof(int) * (size_t)n);
+}
+
+static tsr_status hf_beam(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_gen_result *out,
+                          tsr_error *err)
+{
+    int V = p->vocab, B = p->beams, L = p->max_len, K = 2 * B, P = p->n_prefix;
+    size_t SL = (size_t)P + L;
+    float lp = p->length_penalty;
+    hf_finished fin = {0};
+    float *lg = malloc(sizeof(float) * (size_t)V * B);
+    int *seq = seq_rows(p, B), *nseq = seq_rows(p, B), *cand = malloc(sizeof(int) * (size_t)L);
+    fin.tokens = malloc(sizeof(int) * (size_t)B * L);
+    if (!lg || !seq || !nseq || !cand || !fin.tokens) {
+        free(lg), free(seq), free(nseq), free(cand), free(fin.tokens);
+        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    }
+    float score[TSR_GEN_MAX_BEAMS] = {0}, cs[2 * TSR_GEN_MAX_BEAMS];
+    int in[TSR_GEN_MAX_BEAMS], src[TSR_GEN_MAX_BEAMS], cr[2 * TSR_GEN_MAX_BEAMS],
+        ct[2 * TSR_GEN_MAX_BEAMS];
+    int improvable = 1; /* HF's is_early_stop_heuristic_unsatisfied */
+    in[0] = p->start;
+    tsr_status rc = TSR_OK;
+    for (int t = 0; t < L && rc == TSR_OK; t++) {
+        /* HF runs every beam from the start with scores 0, -1e9, ...: the
+         * first step's candidates all come from the prompt's row */
+        int rows = t == 0 ? 1 : B;
+        if ((rc = h->step(h->user, in, rows, p->pos0 + t, lg, err)) != TSR_OK)
+            break;
+        if (h->raw)
+            h->raw(h->user, t, lg, rows);
+        for (int b = 0; b < rows; b++) {
+            float *row = lg + (size_t)b * V;
+            tsr_log_softmax(row, V);
+            processors(p, h, t, seq + SL * b, P + t, row);
+            for (int k = 0; k < V; k++)
+                row[k] += score[b];
+        }
+        top_k(lg, rows, V, K, cr, ct, cs);
+        int last = t + 1 == L;
+        /* the first `beams` candidates that end are offered to the set */
+        if (improvable && !(p->early_stopping == 1 && fin.count == B))
+            for (int k = 0; k < B; k++) {
+                int eos = ct[k] == p->eos;
+                if (!eos && !last)
+                    continue;
+                memcpy(cand, seq + SL * cr[k] + P, sizeof(int) * (size_t)t);
+                cand[t] = ct[k];
+                hf_offer(&fin, B, L, cand, eos ? t : t + 1, eos,
+                         cs[k] / powf((float)(t + 1), lp));
+            }
+        /* the next beams: the best candidates that did not end */
+        int active[TSR_GEN_MAX_BEAMS], na = 0;
+        for (int k = 0; k < K && na < B && !last; k++)
+            if (ct[k] != p->eos)
+                active[na++] = k;
+        if (last || na < B)
+            break; /* every candidate ended */
+        if (fin.count == B) {
+            int hyp_len = p->early_stopping == 2 && lp > 0 ? L : t + 1;
+            float best = cs[active[0]] / powf((float)hyp_len, lp);
+            improvable = improvable && best > fin.score[B - 1];
+        }
+        if (!improvable || (p->early_stopping == 1 && fin.count == B))
+            break;
+        for (int k = 0; k < B; k++) {
+            int c = active[k];
+            memcpy(nseq + SL * k + P, seq + SL * cr[c] + P, sizeof(int) * (size_t)t);
+            nseq[SL * k + P + t] = ct[c];
+            score[k] = cs[c];
+            src[k] = cr[c];
+            in[k] = ct[c];
+        }
+        int *tmp = seq;
+        seq = nseq;
+        nseq = tmp;
+        rc = h->reorder(h->user, src, B, p->pos0 + t + 1, err);
+    }
+    if (rc == TSR_OK && fin.count == 0)
+        rc = tsr_error_set(err, TSR_ERR_INVALID_ARG, "beam search ended without a hypothesis");
+    if (rc == TSR_OK) {
+        out->tokens = malloc(sizeof(int) * (size_t)(fin.n[0] + 1));
+        if (!out->tokens)
+            rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+        else
+            memcpy(out->tokens, fin.tokens, sizeof(int) * (size_t)fin.n[0]);
+        out->n = fin.n[0];
+        out->score = fin.score[0];
+        out->finished = fin.eos[0];
+    }
+    free(lg), free(seq), free(nseq), free(cand), free(fin.tokens);
+    return rc;
+}
+
 tsr_status tsr_generate(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_gen_result *out,
                         tsr_error *err)
 {
@@ -369,5 +515,13 @@ tsr_status tsr_generate(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_gen
     if (p->vocab < 2 * p->beams || p->eos < 0 || p->eos >= p->vocab || p->start < 0 ||
         p->start >= p->vocab)
         return tsr_error_set(err, TSR_ERR_INVALID_ARG, "bad vocabulary, start or end token");
-    return p->beams > 1 ? beam(p, h, out, err) : greedy(p, h, out, err);
+    if (p->hf && p->temperature > 0)
+        return tsr_error_set(err, TSR_ERR_UNSUPPORTED,
+                             "sampling with transformers' semantics is not implemented");
+    if (p->n_prefix < 0 || (p->n_prefix > 0 && !p->prefix) || p->min_len < 0 ||
+        p->early_stopping < 0 || p->early_stopping > 2)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "bad prefix, minimum length or early stop");
+    if (p->beams > 1)
+        return p->hf ? hf_beam(p, h, out, err) : beam(p, h, out, err);
+    return greedy(p, h, out, err);
 }

@@ -77,10 +77,10 @@ tsr_status tsr_model_create_random(tsr_ctx *ctx, const char *arch, tsr_model **o
                                    tsr_error *err);
 void tsr_model_free(tsr_model *m);
 
-/* "clip", "bert" or "whisper". */
+/* "clip", "bert", "whisper" or "blip". */
 const char *tsr_model_family(const tsr_model *m);
 /* What a model directory holds, from its config.json (no weights are read):
- * "clip", "bert", "whisper", or NULL when unreadable (err says why). */
+ * "clip", "bert", "whisper", "blip", or NULL when unreadable (err says why). */
 const char *tsr_model_kind(const char *dir, tsr_error *err);
 /* Device bytes of the model's weights. */
 size_t tsr_model_device_bytes(const tsr_model *m);
@@ -96,6 +96,7 @@ float tsr_model_logit_scale(const tsr_model *m); /* exp(logit_scale) */
 const tsr_tokenizer *tsr_model_tokenizer(const tsr_model *m);  /* CLIP, else NULL */
 const tsr_wordpiece *tsr_model_wordpiece(const tsr_model *m);  /* BERT, else NULL */
 const tsr_bytelevel *tsr_model_bytelevel(const tsr_model *m);  /* Whisper, else NULL */
+const tsr_wordpiece *tsr_model_caption_tokenizer(const tsr_model *m); /* BLIP, else NULL */
 const tsr_preprocess_cfg *tsr_model_preprocess_cfg(const tsr_model *m); /* CLIP, else NULL */
 /* Whisper: mel bins, vocabulary, width, encoder positions (1500) and
  * decoder positions (448); 0 for other families. */
@@ -289,6 +290,58 @@ tsr_status tsr_session_whisper_detect_language(tsr_session *s, const float *mel,
 tsr_status tsr_session_whisper_encode(tsr_session *s, const float *mel, float *out,
                                       tsr_error *err);
 tsr_status tsr_session_whisper_logits(tsr_session *s, const int *tokens, int n, float *logits,
+                                      tsr_error *err);
+
+/* ---- captioning (BLIP) ----
+ * HF BlipForConditionalGeneration checkpoints. Captions match
+ * model.generate(**processor(images=img, text=prompt)) followed by
+ * processor.decode(ids, skip_special_tokens=True): BlipImageProcessor's
+ * resize, the ViT, the BERT text decoder and generate()'s greedy and beam
+ * search (transformers 4.57 semantics; see fusion/tsr_generate.h). */
+
+typedef struct {
+    int max_length;           /* HF max_length: [DEC], prompt and caption tokens; 0: the
+                               * model's, where transformers' default 20 means 20 new
+                               * tokens (at most the position table) */
+    int max_new_tokens;       /* > 0: caption tokens at most (overrides max_length) */
+    int min_length;           /* HF min_length, counted the same way (0) */
+    int beams;                /* num_beams; 1: greedy search */
+    float length_penalty;     /* beam scores / length ^ length_penalty (1) */
+    int early_stopping;       /* beam search: 0 false, 1 true, 2 "never" (0) */
+    float repetition_penalty; /* 1: off */
+    int no_repeat_ngram;      /* no_repeat_ngram_size; 0: off */
+    const char *prompt;       /* the text a caption starts with ("a picture of"), or NULL */
+} tsr_caption_params;
+
+typedef struct {
+    char *text;   /* malloc'd: the caption, prompt included, special tokens skipped */
+    int *ids;     /* malloc'd: what generate() returns ([DEC], prompt, caption, [SEP]) */
+    int n_ids;
+    int n_prompt; /* the first n_prompt ids are [DEC] and the prompt */
+    float score;  /* the search's final score (beam search: length-normalised) */
+    int finished; /* 1: ended with the end token; 0: cut at max_length */
+} tsr_caption;
+
+/* The model's defaults: its text_config's generation settings (max_length,
+ * min_length, num_beams, ...) or transformers' defaults; NULL or another
+ * family: transformers' defaults. */
+tsr_caption_params tsr_caption_default_params(const tsr_model *m);
+/* Captions n images (p NULL: the model's defaults) into out[0..n). On an
+ * error nothing is kept and err names the image. */
+tsr_status tsr_session_caption_images(tsr_session *s, const tsr_image *const *images, int n,
+                                      const tsr_caption_params *p, tsr_caption *out,
+                                      tsr_error *err);
+/* The same from preprocessed pixels (n, 3, image_size, image_size). */
+tsr_status tsr_session_caption_pixels(tsr_session *s, const float *pixels, int n,
+                                      const tsr_caption_params *p, tsr_caption *out,
+                                      tsr_error *err);
+void tsr_caption_free(tsr_caption *c);
+/* Lower level: encodes one image's pixels (3, image_size, image_size);
+ * embeds (tokens, vision width) may be NULL. Then the logits (n, vocab) of
+ * n teacher-forced ids at positions 0..n-1 (ids[0] is [DEC]). */
+tsr_status tsr_session_caption_encode(tsr_session *s, const float *pixels, float *embeds,
+                                      tsr_error *err);
+tsr_status tsr_session_caption_logits(tsr_session *s, const int *ids, int n, float *logits,
                                       tsr_error *err);
 
 /* ---- fetching checkpoints (tessera pull) ---- */

@@ -1,8 +1,10 @@
-/* Internal: the one generation module every decoder uses (Whisper now, the
- * captioners next): greedy search, random sampling and beam search with
- * CTranslate2's semantics, over a decoder that the caller runs through
- * hooks, with the shared logit processors (repetition penalty, no-repeat
- * n-grams) and a hook for the family's own (suppression, timestamp rules).
+/* Internal: the one generation module every decoder uses (Whisper, BLIP):
+ * greedy search, random sampling and beam search with CTranslate2's
+ * semantics, or greedy and beam search with HF transformers' generate()
+ * semantics (hf = 1), over a decoder that the caller runs through hooks,
+ * with the shared logit processors (repetition penalty, no-repeat n-grams,
+ * a minimum length) and a hook for the family's own (suppression,
+ * timestamp rules).
  *
  *   tsr_gen_params p = tsr_gen_default_params(vocab, eos);
  *   p.beams = 5;
@@ -32,6 +34,22 @@
  *   search ends when round(beams * patience) hypotheses are registered
  *   (with length_penalty 0: once the best candidate has ended at some step).
  * Final scores are score / length ^ length_penalty (length without eos).
+ *
+ * HF semantics (transformers 4.57 _beam_search, also the 4.4x scorer):
+ * - The shared processors see the prompt (prefix) and the generated tokens,
+ *   as HF's see input_ids; min_len bans eos until that many are generated.
+ * - Greedy: as above (processors on the logits, then the best token).
+ * - Beam search: log-softmax first, then the processors (no renormalising);
+ *   the top 2*beams candidates; those among the first `beams` that end in
+ *   eos (or reach max_len) are offered to a set of the `beams` best
+ *   finished hypotheses with score / (tokens incl. eos) ^ length_penalty;
+ *   the next beams are the best candidates that did not end. The search
+ *   stops at max_len, when every candidate ended, with early_stopping 1
+ *   once `beams` hypotheses are finished, and otherwise when the set is
+ *   full and the best running beam's score / (its length, or max_len for
+ *   early_stopping 2 "never" with length_penalty > 0) ^ length_penalty is
+ *   no better than the worst finished one. The best finished one wins.
+ *   Sampling with HF semantics is not implemented.
  */
 #ifndef TSR_GENERATE_H
 #define TSR_GENERATE_H
@@ -57,6 +75,11 @@ typedef struct {
     float repetition_penalty; /* 1: off; else earlier tokens' logits are divided
                                * (positive) or multiplied (negative) by it */
     int no_repeat_ngram;      /* 0: off; else no n-gram of this size repeats */
+    int min_len;              /* eos is banned until this many tokens are generated */
+    int hf;                   /* 1: HF transformers' semantics (see above) */
+    int early_stopping;       /* hf beam search: 0 false, 1 true, 2 "never" */
+    const int *prefix;        /* the prompt the processors see first (hf), or NULL */
+    int n_prefix;
 } tsr_gen_params;
 
 typedef struct {

@@ -38,7 +38,7 @@ typedef struct tsr_family {
                               float *out, int *n_truncated, tsr_error *err);
 } tsr_family;
 
-extern const tsr_family tsr_family_clip, tsr_family_bert, tsr_family_whisper;
+extern const tsr_family tsr_family_clip, tsr_family_bert, tsr_family_whisper, tsr_family_blip;
 /* Every family tessera loads, in the order they are tried (families.c). */
 extern const tsr_family *const tsr_families[];
 

@@ -212,7 +212,7 @@ static void build(whisper_model *w, int n_mels, int dim, int e_heads, int e_ffn,
     w->enc.enc = (tsr_encoder_cfg){{dim, e_heads, e_ffn, eps, TSR_ACT_GELU, 0, 0}, e_layers, 0,
                                    TSR_LN_ALL, 0, 0, 0};
     w->dec = (tsr_decoder_cfg){{dim, d_heads, d_ffn, eps, TSR_ACT_GELU, 0, dim}, d_layers, vocab,
-                               text_ctx, 1};
+                               text_ctx, 1, 0, TSR_ACT_NONE};
 }
 
 /* Sizes from the CTranslate2 variables themselves. */

@@ -137,6 +137,8 @@ tsr_status tsr_decoder_plan(tsr_queue *q, const tsr_decoder_cfg *c, int B, int m
     tsr_arena_reserve(a, &io->x, R * D * f);
     tsr_arena_reserve(a, &io->rows, (size_t)B * sizeof(cl_int));
     tsr_arena_reserve(a, &io->last, (size_t)B * D * f);
+    if (c->head != TSR_ACT_NONE)
+        tsr_arena_reserve(a, &io->head, (size_t)B * D * f);
     tsr_arena_reserve(a, &io->logits, (size_t)B * V * f);
     if (B > 1)
         tsr_arena_reserve(a, &io->reorder_tmp, (size_t)B * c->n_ctx * 2 * D * f);
@@ -150,6 +152,8 @@ tsr_status tsr_decoder_plan(tsr_queue *q, const tsr_decoder_cfg *c, int B, int m
     if (Se > 0)
         TSR_TRY(st, tsr_linear_plan(q, Bx * Se, 2 * d, c->layer.xdim > 0 ? c->layer.xdim : d, err));
     TSR_TRY(st, tsr_linear_plan(q, B, c->vocab, d, err));
+    if (c->head != TSR_ACT_NONE)
+        TSR_TRY(st, tsr_linear_plan(q, B, d, d, err));
     return st;
 }
 
@@ -193,6 +197,8 @@ tsr_status tsr_decoder_step(tsr_queue *q, const tsr_decoder_cfg *c, const tsr_de
     tsr_counters before = tsr_queue_counters(q);
     tsr_status rc = tsr_buf_write_async(q, io->ids, 0, io->host, sizeof(cl_int) * R, err);
     TSR_TRY(rc, tsr_k_embed_tokens(q, io->x, io->ids, w->tok, w->pos, NULL, B, Sq, past, D, err));
+    if (c->emb_ln)
+        TSR_TRY(rc, tsr_k_layernorm(q, io->x, io->x, w->emb_g, w->emb_b, R, D, c->layer.eps, err));
     for (int i = 0; i < c->n_layers && rc == TSR_OK; i++)
         rc = tsr_dec_layer(q, &c->layer, &w->layers[i], &io->st[i], s, io->x, B, Sq, past, err);
     if (logits) {
@@ -201,7 +207,15 @@ tsr_status tsr_decoder_step(tsr_queue *q, const tsr_decoder_cfg *c, const tsr_de
         if (c->final_ln)
             TSR_TRY(rc, tsr_k_layernorm(q, io->last, io->last, w->fin_g, w->fin_b, B, D,
                                         c->layer.eps, err));
-        TSR_TRY(rc, tsr_linear(q, io->last, B, D, w->proj, NULL, V, io->logits, TSR_ACT_NONE,
+        cl_mem last = io->last;
+        if (c->head != TSR_ACT_NONE) {
+            TSR_TRY(rc, tsr_linear(q, io->last, B, D, w->head_w, w->head_b, D, io->head, c->head,
+                                   err));
+            TSR_TRY(rc, tsr_k_layernorm(q, io->head, io->head, w->head_g, w->head_bt, B, D,
+                                        c->layer.eps, err));
+            last = io->head;
+        }
+        TSR_TRY(rc, tsr_linear(q, last, B, D, w->proj, w->proj_b, V, io->logits, TSR_ACT_NONE,
                                err));
         TSR_TRY(rc, tsr_buf_read(q, io->logits, logits, sizeof(float) * (size_t)B * V, err));
     }

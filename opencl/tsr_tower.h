@@ -5,8 +5,9 @@
  *   encoder tower  [LN] -> layers -> [LN] -> [pool rows] -> [LN] -> [proj] -> [L2]
  *   decoder layer  causal self-attention over a KV cache on the device,
  *                  cross-attention over keys and values computed once, MLP
- *   decoder stack  token + position embedding on the device -> layers ->
- *                  [LN] -> vocabulary projection of each sequence's last row
+ *   decoder stack  token + position embedding on the device -> [LN] ->
+ *                  layers -> [LN] -> [dense, act, LN: BERT's LM head] ->
+ *                  vocabulary projection (+ bias) of each sequence's last row
  *
  * A modality module embeds its input into an encoder's io.x (patches, tokens,
  * convolutions) and runs the tower. Every buffer that a forward pass writes
@@ -163,6 +164,8 @@ typedef struct {
     int vocab;    /* V */
     int n_ctx;    /* positions */
     int final_ln; /* 1: layernorm before the vocabulary projection */
+    int emb_ln;   /* 1: layernorm of the embeddings (BERT) */
+    tsr_act head; /* != NONE: BERT's prediction-head transform, with this act */
 } tsr_decoder_cfg;
 
 typedef struct {
@@ -170,7 +173,11 @@ typedef struct {
     cl_mem pos;              /* (n_ctx, D) */
     tsr_dec_weights *layers; /* n_layers */
     cl_mem fin_g, fin_b;     /* (D) */
+    cl_mem emb_g, emb_b;     /* (D) embedding layernorm */
+    cl_mem head_w, head_b;   /* (D, D), (D): the head transform's dense layer */
+    cl_mem head_g, head_bt;  /* (D): its layernorm */
     cl_mem proj;             /* (V, D), linear layout */
+    cl_mem proj_b;           /* (V) or NULL */
 } tsr_decoder_w;
 
 typedef struct {
@@ -179,6 +186,7 @@ typedef struct {
     cl_mem x;           /* (B*max_sq, D) */
     cl_mem rows;        /* int (B): each sequence's last row */
     cl_mem last;        /* (B, D) */
+    cl_mem head;        /* (B, D): the head transform's output */
     cl_mem logits;      /* (B, V) */
     cl_mem reorder_tmp; /* one layer's cache, for beam reordering (B > 1) */
     int *host;          /* staging for ids and rows */

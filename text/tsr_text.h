@@ -80,6 +80,17 @@ tsr_status tsr_wordpiece_encode(const tsr_wordpiece *w, const char *text, int ma
                                 int *n, int *truncated, tsr_error *err);
 int tsr_wordpiece_vocab_size(const tsr_wordpiece *w);
 int tsr_wordpiece_pad(const tsr_wordpiece *w);
+/* One past the highest id, added tokens included. */
+int tsr_wordpiece_size(const tsr_wordpiece *w);
+/* The id of a token (added tokens such as "[DEC]" first), or -1. */
+int tsr_wordpiece_id(const tsr_wordpiece *w, const char *token);
+/* ids as malloc'd text, as HF BertTokenizerFast.decode: special tokens
+ * skipped when skip_special, pieces joined by tokenizers' WordPiece decoder
+ * ("##" joins, its cleanup of " ." and the like when tokenizer.json asks),
+ * then transformers' clean_up_tokenization when clean_up_spaces. Ids
+ * without a token are left out. */
+tsr_status tsr_wordpiece_decode(const tsr_wordpiece *w, const int *ids, int n, int skip_special,
+                                int clean_up_spaces, char **out, tsr_error *err);
 
 /* ---- GPT-2 style byte-level BPE (Whisper) ----
  * Encoding matches HF tokenizers' Tokenizer.encode(text,

@@ -20,7 +20,12 @@ struct tsr_wordpiece {
     char prefix[16];               /* "##" */
     char *special[MAX_SPECIAL];    /* added tokens, matched in the raw text */
     int special_id[MAX_SPECIAL];
+    int special_flag[MAX_SPECIAL]; /* "special": true (skipped when decoding) */
     int n_special;
+    char **token;                  /* (n_token) id -> vocabulary string, or NULL */
+    int n_token;
+    int dec_cleanup;               /* the WordPiece decoder's cleanup */
+    char dec_prefix[16];
 };
 
 /* ---- loading ---- */
@@ -38,12 +43,34 @@ static tsr_status set_ids(tsr_wordpiece *w, const char *src, const char *unk, ts
     return TSR_OK;
 }
 
+/* The string of id, for decoding (the table grows as ids come). */
+static int set_token(tsr_wordpiece *w, int id, const char *tok)
+{
+    if (id >= w->n_token) {
+        int n = w->n_token ? w->n_token : 256;
+        while (n <= id)
+            n *= 2;
+        char **t = realloc(w->token, sizeof *t * (size_t)n);
+        if (!t)
+            return 0;
+        memset(t + w->n_token, 0, sizeof *t * (size_t)(n - w->n_token));
+        w->token = t;
+        w->n_token = n;
+    }
+    char *c = strdup(tok);
+    if (!c)
+        return 0;
+    free(w->token[id]);
+    w->token[id] = c;
+    return 1;
+}
+
 static tsr_status add_vocab(tsr_wordpiece *w, const char *tok, int id, const char *src,
                             tsr_error *err)
 {
     if (id < 0 || id >= (1 << 22))
         return tsr_error_set(err, TSR_ERR_FORMAT, "%s: token id %d out of range", src, id);
-    if (!tsr_smap_put(&w->vocab, tok, id))
+    if (!tsr_smap_put(&w->vocab, tok, id) || !set_token(w, id, tok))
         return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
     if (id + 1 > w->vocab_size)
         w->vocab_size = id + 1;
@@ -113,14 +140,23 @@ static tsr_status load_json(tsr_wordpiece *w, char *text, const char *path, tsr_
         const cJSON *c = cJSON_GetObjectItemCaseSensitive(at, "content");
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(at, "id");
         if (rc != TSR_OK || w->n_special >= MAX_SPECIAL || !cJSON_IsString(c) ||
-            !cJSON_IsNumber(id) || !c->valuestring[0])
+            !cJSON_IsNumber(id) || !c->valuestring[0] || id->valuedouble < 0 ||
+            id->valuedouble >= (1 << 22))
             continue;
         w->special[w->n_special] = strdup(c->valuestring);
         w->special_id[w->n_special] = (int)id->valuedouble;
-        if (!w->special[w->n_special])
+        w->special_flag[w->n_special] = json_bool(at, "special", 0);
+        if (!w->special[w->n_special] || !set_token(w, (int)id->valuedouble, c->valuestring))
             rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
         else
             w->n_special++;
+    }
+    const cJSON *dec = cJSON_GetObjectItemCaseSensitive(root, "decoder");
+    if (cJSON_IsObject(dec)) {
+        w->dec_cleanup = json_bool(dec, "cleanup", 1);
+        const cJSON *dp = cJSON_GetObjectItemCaseSensitive(dec, "prefix");
+        if (cJSON_IsString(dp) && strlen(dp->valuestring) < sizeof w->dec_prefix)
+            snprintf(w->dec_prefix, sizeof w->dec_prefix, "%s", dp->valuestring);
     }
     const cJSON *unk = cJSON_GetObjectItemCaseSensitive(model, "unk_token");
     if (rc == TSR_OK)
@@ -157,6 +193,17 @@ static tsr_status load_txt(tsr_wordpiece *w, char *text, const char *path, tsr_e
     free(text);
     if (rc == TSR_OK)
         rc = set_ids(w, path, "[UNK]", err);
+    /* BERT's special tokens, as a vocab.txt tokenizer declares them */
+    const char *names[] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
+    for (int i = 0; i < 5 && rc == TSR_OK; i++) {
+        int id = tsr_smap_get(&w->vocab, names[i]);
+        if (id < 0 || w->n_special >= MAX_SPECIAL)
+            continue;
+        if (!(w->special[w->n_special] = strdup(names[i])))
+            rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+        w->special_id[w->n_special] = id;
+        w->special_flag[w->n_special++] = 1;
+    }
     return rc;
 }
 
@@ -170,6 +217,8 @@ static tsr_wordpiece *wordpiece_new(tsr_error *err)
     w->lowercase = w->strip_accents = w->clean_text = w->chinese = 1;
     w->max_word_chars = 100;
     snprintf(w->prefix, sizeof w->prefix, "##");
+    snprintf(w->dec_prefix, sizeof w->dec_prefix, "##");
+    w->dec_cleanup = 1;
     return w;
 }
 
@@ -266,6 +315,9 @@ void tsr_wordpiece_free(tsr_wordpiece *w)
     tsr_smap_free(&w->vocab);
     for (int i = 0; i < w->n_special; i++)
         free(w->special[i]);
+    for (int i = 0; i < w->n_token; i++)
+        free(w->token[i]);
+    free(w->token);
     free(w);
 }
 
@@ -490,5 +542,136 @@ tsr_status tsr_wordpiece_encode(const tsr_wordpiece *w, const char *text, int ma
     ids[0] = w->cls;
     ids[count + 1] = w->sep;
     *n = count + 2;
+    return TSR_OK;
+}
+
+/* ---- decoding ---- */
+
+int tsr_wordpiece_id(const tsr_wordpiece *w, const char *token)
+{
+    for (int k = 0; k < w->n_special; k++)
+        if (strcmp(w->special[k], token) == 0)
+            return w->special_id[k];
+    return tsr_smap_get(&w->vocab, token);
+}
+
+int tsr_wordpiece_size(const tsr_wordpiece *w)
+{
+    int n = w->vocab_size;
+    for (int k = 0; k < w->n_special; k++)
+        if (w->special_id[k] + 1 > n)
+            n = w->special_id[k] + 1;
+    return n;
+}
+
+static int is_special(const tsr_wordpiece *w, int id)
+{
+    for (int k = 0; k < w->n_special; k++)
+        if (w->special_id[k] == id && w->special_flag[k])
+            return 1;
+    return 0;
+}
+
+/* A growing string. */
+typedef struct {
+    char *s;
+    size_t n, cap;
+    int oom;
+} sbuf;
+
+static void sb_put(sbuf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 64;
+        while (cap < b->n + n + 1)
+            cap *= 2;
+        char *p = realloc(b->s, cap);
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        b->s = p;
+        b->cap = cap;
+    }
+    memcpy(b->s + b->n, s, n);
+    b->n += n;
+    b->s[b->n] = 0;
+}
+
+/* tokenizers' WordPiece cleanup and transformers' clean_up_tokenization:
+ * the same replacements, in order, each over the whole string. */
+static const char *const cleanup_from[] = {" .", " ?", " !", " ,", " ' ", " n't", " 'm",
+                                           " do not", " 's", " 've", " 're"};
+static const char *const cleanup_to[] = {".", "?", "!", ",", "'", "n't", "'m",
+                                         " don't", "'s", "'ve", "'re"};
+
+/* Applies replacements [0, n) of the list to s in place (each makes it no longer). */
+static void cleanup(char *s, int skip_do_not)
+{
+    for (size_t r = 0; r < sizeof cleanup_from / sizeof cleanup_from[0]; r++) {
+        if (skip_do_not && r == 7)
+            continue;
+        const char *from = cleanup_from[r], *to = cleanup_to[r];
+        size_t fl = strlen(from), tl = strlen(to);
+        char *rd = s, *wr = s;
+        while (*rd) {
+            if (strncmp(rd, from, fl) == 0) {
+                memmove(wr, to, tl);
+                wr += tl;
+                rd += fl;
+            } else {
+                *wr++ = *rd++;
+            }
+        }
+        *wr = 0;
+    }
+}
+
+tsr_status tsr_wordpiece_decode(const tsr_wordpiece *w, const int *ids, int n, int skip_special,
+                                int clean_up_spaces, char **out, tsr_error *err)
+{
+    *out = NULL;
+    sbuf b = {0};
+    sb_put(&b, "", 0);
+    size_t pl = strlen(w->dec_prefix);
+    char *piece = NULL;
+    size_t piece_cap = 0;
+    int i = 0; /* tokens kept so far */
+    for (int k = 0; k < n && !b.oom; k++) {
+        int id = ids[k];
+        if (id < 0 || id >= w->n_token || !w->token[id] || (skip_special && is_special(w, id)))
+            continue;
+        const char *t = w->token[id];
+        size_t tl = strlen(t);
+        if (tl + 2 > piece_cap) {
+            char *p = realloc(piece, tl + 2);
+            if (!p) {
+                b.oom = 1;
+                break;
+            }
+            piece = p;
+            piece_cap = tl + 2;
+        }
+        if (i > 0 && pl > 0 && strncmp(t, w->dec_prefix, pl) == 0)
+            memcpy(piece, t + pl, tl - pl + 1);
+        else if (i > 0)
+            piece[0] = ' ', memcpy(piece + 1, t, tl + 1);
+        else
+            memcpy(piece, t, tl + 1);
+        if (w->dec_cleanup)
+            cleanup(piece, 0);
+        sb_put(&b, piece, strlen(piece));
+        i++;
+    }
+    free(piece);
+    if (!b.oom && clean_up_spaces)
+        cleanup(b.s, 1);
+    if (b.oom) {
+        free(b.s);
+        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    }
+    *out = b.s;
     return TSR_OK;
 }

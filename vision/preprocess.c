@@ -82,6 +82,53 @@ static unsigned char clip8(int v)
     return (unsigned char)(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
+/* Horizontal pass: rows [row0, row0 + rows) of in (w wide) to out (t's width). */
+static void pass_h(const unsigned char *in, int w, int row0, int rows, const taps *t, int dw,
+                   unsigned char *out)
+{
+    for (int y = 0; y < rows; y++) {
+        const unsigned char *r = in + (size_t)(y + row0) * w * 3;
+        unsigned char *o = out + (size_t)y * dw * 3;
+        for (int xx = 0; xx < dw; xx++) {
+            const int *k = t->k + (size_t)xx * t->ksize;
+            int xmin = t->bounds[2 * xx], n = t->bounds[2 * xx + 1];
+            int s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
+            for (int x = 0; x < n; x++) {
+                const unsigned char *p = r + (size_t)(x + xmin) * 3;
+                s0 += p[0] * k[x];
+                s1 += p[1] * k[x];
+                s2 += p[2] * k[x];
+            }
+            o[3 * xx] = clip8(s0);
+            o[3 * xx + 1] = clip8(s1);
+            o[3 * xx + 2] = clip8(s2);
+        }
+    }
+}
+
+/* Vertical pass: in (w wide, its row 0 is source row row0) to out (dh rows). */
+static void pass_v(const unsigned char *in, int w, int row0, const taps *t, int dh,
+                   unsigned char *out)
+{
+    for (int yy = 0; yy < dh; yy++) {
+        const int *k = t->k + (size_t)yy * t->ksize;
+        int ymin = t->bounds[2 * yy] - row0, n = t->bounds[2 * yy + 1];
+        unsigned char *o = out + (size_t)yy * w * 3;
+        for (int xx = 0; xx < w; xx++) {
+            int s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
+            for (int y = 0; y < n; y++) {
+                const unsigned char *p = in + ((size_t)(y + ymin) * w + xx) * 3;
+                s0 += p[0] * k[y];
+                s1 += p[1] * k[y];
+                s2 += p[2] * k[y];
+            }
+            o[3 * xx] = clip8(s0);
+            o[3 * xx + 1] = clip8(s1);
+            o[3 * xx + 2] = clip8(s2);
+        }
+    }
+}
+
 tsr_status tsr_image_resize_bicubic(const tsr_image *src, int dw, int dh, tsr_image **out,
                                     tsr_error *err)
 {
@@ -100,62 +147,27 @@ tsr_status tsr_image_resize_bicubic(const tsr_image *src, int dw, int dh, tsr_im
     dst->rgb = malloc((size_t)dw * dh * 3);
     if (!dst->rgb)
         goto oom;
-    /* Horizontal pass over the rows the vertical pass will read. */
-    const unsigned char *cur = src->rgb;
-    int cur_w = sw, row0 = 0;
-    if (need_h) {
-        int first = tv.bounds[0];
-        int last = tv.bounds[2 * (dh - 1)] + tv.bounds[2 * (dh - 1) + 1];
-        if (!need_v) {
-            first = 0;
-            last = sh;
-        }
-        int rows = last - first;
-        tmp = malloc((size_t)dw * rows * 3);
-        if (!tmp)
+    /* Pillow 13 (python-pillow/Pillow#9549) runs the vertical pass first
+     * when the height shrinks by more than twice as many pixels as the
+     * width; otherwise, as every Pillow before it, the horizontal pass
+     * first, over only the rows the vertical pass reads. */
+    if (need_h && need_v && dh < sh && sh - dh > 2 * (sw - dw)) {
+        if (!(tmp = malloc((size_t)sw * dh * 3)))
             goto oom;
-        for (int y = 0; y < rows; y++) {
-            const unsigned char *in = src->rgb + (size_t)(y + first) * sw * 3;
-            unsigned char *o = tmp + (size_t)y * dw * 3;
-            for (int xx = 0; xx < dw; xx++) {
-                const int *k = th.k + (size_t)xx * th.ksize;
-                int xmin = th.bounds[2 * xx], n = th.bounds[2 * xx + 1];
-                int s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
-                for (int x = 0; x < n; x++) {
-                    const unsigned char *p = in + (size_t)(x + xmin) * 3;
-                    s0 += p[0] * k[x];
-                    s1 += p[1] * k[x];
-                    s2 += p[2] * k[x];
-                }
-                o[3 * xx] = clip8(s0);
-                o[3 * xx + 1] = clip8(s1);
-                o[3 * xx + 2] = clip8(s2);
-            }
-        }
-        cur = tmp;
-        cur_w = dw;
-        row0 = first;
-    }
-    if (need_v) {
-        for (int yy = 0; yy < dh; yy++) {
-            const int *k = tv.k + (size_t)yy * tv.ksize;
-            int ymin = tv.bounds[2 * yy] - row0, n = tv.bounds[2 * yy + 1];
-            unsigned char *o = dst->rgb + (size_t)yy * dw * 3;
-            for (int xx = 0; xx < dw; xx++) {
-                int s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
-                for (int y = 0; y < n; y++) {
-                    const unsigned char *p = cur + ((size_t)(y + ymin) * cur_w + xx) * 3;
-                    s0 += p[0] * k[y];
-                    s1 += p[1] * k[y];
-                    s2 += p[2] * k[y];
-                }
-                o[3 * xx] = clip8(s0);
-                o[3 * xx + 1] = clip8(s1);
-                o[3 * xx + 2] = clip8(s2);
-            }
-        }
+        pass_v(src->rgb, sw, 0, &tv, dh, tmp);
+        pass_h(tmp, sw, 0, dh, &th, dw, dst->rgb);
+    } else if (need_h && need_v) {
+        int first = tv.bounds[0], last = tv.bounds[2 * (dh - 1)] + tv.bounds[2 * (dh - 1) + 1];
+        if (!(tmp = malloc((size_t)dw * (last - first) * 3)))
+            goto oom;
+        pass_h(src->rgb, sw, first, last - first, &th, dw, tmp);
+        pass_v(tmp, dw, first, &tv, dh, dst->rgb);
+    } else if (need_h) {
+        pass_h(src->rgb, sw, 0, sh, &th, dw, dst->rgb);
+    } else if (need_v) {
+        pass_v(src->rgb, sw, 0, &tv, dh, dst->rgb);
     } else {
-        memcpy(dst->rgb, cur, (size_t)dw * dh * 3);
+        memcpy(dst->rgb, src->rgb, (size_t)dw * dh * 3);
     }
     free(tmp);
     taps_free(&th);
@@ -245,22 +257,33 @@ tsr_status tsr_preprocess_cfg_load_json(const char *json, size_t len, const char
         c.shortest_edge = (int)size->valuedouble;
     else if (json_int(size, "shortest_edge", &s))
         c.shortest_edge = s;
+    else if (json_int(size, "height", &c.resize_h) && json_int(size, "width", &c.resize_w))
+        c.shortest_edge = 0;
     else if (size) {
         cJSON_Delete(root);
         return tsr_error_set(err, TSR_ERR_UNSUPPORTED,
-                             "%s: only \"size\": {\"shortest_edge\": N} is supported", path);
+                             "%s: only \"size\": {\"shortest_edge\": N} or {\"height\": H, "
+                             "\"width\": W} is supported", path);
     }
+    int exact = c.shortest_edge == 0;
     const cJSON *crop = cJSON_GetObjectItemCaseSensitive(root, "crop_size");
     if (cJSON_IsNumber(crop))
         c.crop_h = c.crop_w = (int)crop->valuedouble;
     else if (crop) {
         json_int(crop, "height", &c.crop_h);
         json_int(crop, "width", &c.crop_w);
+    } else if (exact) {
+        c.crop_h = c.resize_h;
+        c.crop_w = c.resize_w;
     } else {
         c.crop_h = c.crop_w = c.shortest_edge;
     }
     json_bool(root, "do_resize", &c.do_resize);
     json_bool(root, "do_center_crop", &c.do_center_crop);
+    if (exact && !c.do_center_crop) { /* BLIP: the resized image is the input */
+        c.crop_h = c.resize_h;
+        c.crop_w = c.resize_w;
+    }
     json_bool(root, "do_rescale", &c.do_rescale);
     json_bool(root, "do_normalize", &c.do_normalize);
     const cJSON *rf = cJSON_GetObjectItemCaseSensitive(root, "rescale_factor");
@@ -276,13 +299,16 @@ tsr_status tsr_preprocess_cfg_load_json(const char *json, size_t len, const char
     if (resample != 3)
         return tsr_error_set(err, TSR_ERR_UNSUPPORTED,
                              "%s: resample=%d; only bicubic (3) is supported", path, resample);
-    if (c.shortest_edge < 1 || c.shortest_edge > 8192 || c.crop_h < 1 || c.crop_h > 8192 ||
+    int edge_ok = exact ? c.resize_w >= 1 && c.resize_w <= 8192 && c.resize_h >= 1 &&
+                              c.resize_h <= 8192
+                        : c.shortest_edge >= 1 && c.shortest_edge <= 8192;
+    if (!edge_ok || c.crop_h < 1 || c.crop_h > 8192 ||
         c.crop_w < 1 || c.crop_w > 8192)
         return tsr_error_set(err, TSR_ERR_FORMAT, "%s: image sizes out of range", path);
     for (int i = 0; i < 3; i++)
         if (!(c.std[i] != 0.0f))
             return tsr_error_set(err, TSR_ERR_FORMAT, "%s: image_std has a zero", path);
-    if (!c.do_center_crop && c.do_resize)
+    if (!c.do_center_crop && c.do_resize && !exact)
         return tsr_error_set(err, TSR_ERR_UNSUPPORTED,
                              "%s: do_center_crop=false is not supported", path);
     *cfg = c;
@@ -304,6 +330,10 @@ tsr_status tsr_image_preprocess(const tsr_image *img, const tsr_preprocess_cfg *
         if (nl < 1)
             nl = 1;
         int nw = w <= h ? ns : nl, nh = w <= h ? nl : ns;
+        if (ns == 0) { /* an exact size */
+            nw = cfg->resize_w;
+            nh = cfg->resize_h;
+        }
         if (nw != w || nh != h) {
             tsr_status rc = tsr_image_resize_bicubic(img, nw, nh, &resized, err);
             if (rc != TSR_OK)

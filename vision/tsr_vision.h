@@ -40,9 +40,12 @@ tsr_status tsr_image_load_memory(const unsigned char *data, size_t n, const char
                                  tsr_image **out, tsr_error *err);
 void tsr_image_free(tsr_image *img);
 
-/* CLIPImageProcessor settings (preprocessor_config.json). */
+/* CLIPImageProcessor settings (preprocessor_config.json); BlipImageProcessor's
+ * "size": {"height": H, "width": W} resizes to exactly W x H instead (then
+ * shortest_edge is 0, and with do_center_crop false the crop is that size). */
 typedef struct {
     int do_resize, shortest_edge;      /* resize the shorter side, Pillow bicubic */
+    int resize_w, resize_h;            /* or to exactly this size (shortest_edge 0) */
     int do_center_crop, crop_h, crop_w;
     int do_rescale;
     double rescale_factor;

@@ -1,0 +1,643 @@
+/* BLIP captioning (HF BlipForConditionalGeneration): the config, the
+ * tensor-name table, the ViT (every token out, post-layernorm) and the BERT
+ * text decoder (post-LN, causal self-attention, cross-attention to the
+ * image, the prediction head), and captions with the generation module in
+ * transformers' semantics. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tsr_cfg.h"
+#include "tsr_generate.h"
+#include "tsr_model.h"
+#include "tsr_st.h"
+#include "tsr_vit.h"
+#include "tsr_wtable.h"
+
+typedef struct {
+    tsr_vit_cfg vit;
+    tsr_vit_w vit_w;
+    tsr_decoder_cfg dec;
+    tsr_decoder_w dec_w;
+    tsr_enc_weights *vlayers;
+    tsr_dec_weights *dlayers;
+    tsr_wordpiece *tok;
+    int clean_up;            /* tokenizer_config.json's clean_up_tokenization_spaces */
+    tsr_preprocess_cfg pp;
+    int bos, sep, pad;       /* text_config: [DEC], the end token ([SEP]), [PAD] */
+    tsr_caption_params gen;  /* text_config's generation settings */
+    int max_length;          /* text_config's max_length (20) */
+} blip_model;
+
+typedef struct {
+    int want_beams, want_cap; /* asked for */
+    int plan_beams, plan_cap; /* what the arena holds */
+    tsr_decoder_cfg dcfg;     /* the model's decoder with n_ctx = plan_cap */
+    tsr_vit_io vit;
+    tsr_decoder_io dec;
+    float *px;                /* one preprocessed image */
+    int encoded;              /* cross-attention keys and values are set */
+} blip_session;
+
+#define BLIP(m) ((blip_model *)(m)->data)
+
+/* ---- configuration ---- */
+
+/* text_config's generation settings (what the text decoder's
+ * GenerationConfig takes from it), with transformers' defaults. */
+static void read_generation(blip_model *b, tsr_cfg_reader *r, const cJSON *tc)
+{
+    tsr_caption_params *g = &b->gen;
+    b->max_length = tsr_cfg_int(r, "max_length", 20, 1, 1 << 16);
+    g->max_length = 0; /* resolved per prompt: see total_length */
+    g->min_length = tsr_cfg_int(r, "min_length", 0, 0, 1 << 16);
+    g->beams = tsr_cfg_int(r, "num_beams", 1, 1, TSR_GEN_MAX_BEAMS);
+    g->no_repeat_ngram = tsr_cfg_int(r, "no_repeat_ngram_size", 0, 0, 1 << 16);
+    g->length_penalty = 1.0f;
+    g->repetition_penalty = 1.0f;
+    const cJSON *lp = cJSON_GetObjectItemCaseSensitive(tc, "length_penalty");
+    if (cJSON_IsNumber(lp))
+        g->length_penalty = (float)lp->valuedouble;
+    const cJSON *rp = cJSON_GetObjectItemCaseSensitive(tc, "repetition_penalty");
+    if (cJSON_IsNumber(rp) && rp->valuedouble > 0)
+        g->repetition_penalty = (float)rp->valuedouble;
+    const cJSON *es = cJSON_GetObjectItemCaseSensitive(tc, "early_stopping");
+    g->early_stopping = cJSON_IsTrue(es) ? 1
+                        : cJSON_IsString(es) && strcmp(es->valuestring, "never") == 0 ? 2
+                                                                                       : 0;
+}
+
+/* Defaults are transformers' BlipTextConfig / BlipVisionConfig defaults,
+ * since save_pretrained omits values equal to them. */
+static tsr_status parse_config(tsr_model *m, const tsr_source *src, tsr_error *err)
+{
+    blip_model *b = BLIP(m);
+    char path[4200];
+    tsr_src_path(src, "config.json", path, sizeof path);
+    cJSON *root = tsr_src_json(src, "config.json", 1 << 20, err);
+    if (!root)
+        return err->code;
+    const cJSON *arch = cJSON_GetObjectItemCaseSensitive(root, "architectures");
+    const cJSON *a0 = cJSON_GetArrayItem(arch, 0);
+    if (cJSON_IsString(a0) && strcmp(a0->valuestring, "BlipForConditionalGeneration") != 0) {
+        tsr_status rc = tsr_error_set(err, TSR_ERR_UNSUPPORTED,
+                                      "%s: %s is not supported; tessera captions with "
+                                      "BlipForConditionalGeneration checkpoints",
+                                      path, a0->valuestring);
+        cJSON_Delete(root);
+        return rc;
+    }
+    tsr_cfg_reader r = {cJSON_GetObjectItemCaseSensitive(root, "text_config"), path,
+                        "text_config", err, 0};
+    const cJSON *tc = r.obj;
+    int vocab = tsr_cfg_int(&r, "vocab_size", 30524, 1, 1 << 22);
+    int td = tsr_cfg_int(&r, "hidden_size", 768, 1, 16384);
+    int xd = tsr_cfg_int(&r, "encoder_hidden_size", 768, 1, 16384);
+    int tf = tsr_cfg_int(&r, "intermediate_size", 3072, 1, 65536);
+    int th = tsr_cfg_int(&r, "num_attention_heads", 8, 1, 1024);
+    int tl = tsr_cfg_int(&r, "num_hidden_layers", 12, 0, 256);
+    int npos = tsr_cfg_int(&r, "max_position_embeddings", 512, 2, 1 << 16);
+    float teps = tsr_cfg_float(&r, "layer_norm_eps", 1e-12f);
+    tsr_act tact = tsr_cfg_act(&r, "gelu");
+    b->bos = tsr_cfg_int(&r, "bos_token_id", 30522, 0, 1 << 22);
+    b->sep = tsr_cfg_int(&r, "sep_token_id", 102, 0, 1 << 22);
+    b->pad = tsr_cfg_int(&r, "pad_token_id", 0, 0, 1 << 22);
+    read_generation(b, &r, tc);
+    const cJSON *pet = cJSON_GetObjectItemCaseSensitive(tc, "position_embedding_type");
+    int absolute = !pet || (cJSON_IsString(pet) && strcmp(pet->valuestring, "absolute") == 0);
+    r.obj = cJSON_GetObjectItemCaseSensitive(root, "vision_config");
+    r.section = "vision_config";
+    int vd = tsr_cfg_int(&r, "hidden_size", 768, 1, 16384);
+    int vf = tsr_cfg_int(&r, "intermediate_size", 3072, 1, 65536);
+    int vh = tsr_cfg_int(&r, "num_attention_heads", 12, 1, 1024);
+    int vl = tsr_cfg_int(&r, "num_hidden_layers", 12, 0, 256);
+    int image = tsr_cfg_int(&r, "image_size", 384, 1, 4096);
+    int patch = tsr_cfg_int(&r, "patch_size", 16, 1, 4096);
+    float veps = tsr_cfg_float(&r, "layer_norm_eps", 1e-5f);
+    tsr_act vact = tsr_cfg_act(&r, "gelu");
+    cJSON_Delete(root);
+    if (r.bad)
+        return err->code;
+    if (!absolute)
+        return tsr_error_set(err, TSR_ERR_UNSUPPORTED,
+                             "%s: text_config.position_embedding_type must be \"absolute\"", path);
+    if (patch > image)
+        return tsr_error_set(err, TSR_ERR_FORMAT, "%s: patch_size %d exceeds image_size %d", path,
+                             patch, image);
+    if (xd != vd)
+        return tsr_error_set(err, TSR_ERR_FORMAT,
+                             "%s: text_config.encoder_hidden_size %d is not the vision width %d",
+                             path, xd, vd);
+    if (b->bos >= vocab || b->sep >= vocab || b->pad >= vocab)
+        return tsr_error_set(err, TSR_ERR_FORMAT,
+                             "%s: bos, sep or pad token id outside the vocabulary of %d", path,
+                             vocab);
+    b->vit = (tsr_vit_cfg){image, patch, 3, 1,
+                           {{vd, vh, vf, veps, vact, 0, 0}, vl, 0, TSR_LN_ALL, 0, 0, 0}};
+    b->dec = (tsr_decoder_cfg){{td, th, tf, teps, tact, 1, xd}, tl, vocab, npos, 0, 1, tact};
+    tsr_status rc = tsr_enc_cfg_check(&b->vit.enc.layer, path, err);
+    tsr_enc_cfg dl = tsr_dec_enc_cfg(&b->dec.layer);
+    TSR_TRY(rc, tsr_enc_cfg_check(&dl, path, err));
+    return rc;
+}
+
+/* ---- the HF BlipForConditionalGeneration tensor table ---- */
+
+enum { OBJ_VIT, OBJ_VIT_L, OBJ_DEC, OBJ_DEC_L };
+enum { ONE = 1, VD, VD3, VF, VC, VP, VNP1, TD, TF, TV, TPOS };
+
+static int64_t blip_dim(const void *cfg, int code)
+{
+    const blip_model *b = cfg;
+    switch (code) {
+    case ONE: return 1;
+    case VD: return b->vit.enc.layer.dim;
+    case VD3: return 3 * (int64_t)b->vit.enc.layer.dim;
+    case VF: return b->vit.enc.layer.ffn;
+    case VC: return b->vit.channels;
+    case VP: return b->vit.patch;
+    case VNP1: return tsr_vit_seq_len(&b->vit);
+    case TD: return b->dec.layer.dim;
+    case TF: return b->dec.layer.ffn;
+    case TV: return b->dec.vocab;
+    case TPOS: return b->dec.n_ctx;
+    }
+    return -1;
+}
+
+#define LIN TSR_W_LINEAR
+#define VW(f) offsetof(tsr_vit_w, f)
+#define EL(f) offsetof(tsr_enc_weights, f)
+#define DW(f) offsetof(tsr_decoder_w, f)
+#define DL(f) offsetof(tsr_dec_weights, f)
+#define VL "vision_model.encoder.layers.%d."
+#define TL "text_decoder.bert.encoder.layer.%d."
+/* a BERT attention block (self or cross) of the text decoder */
+#define ATT(pfx, q_w, q_b, k_w, k_b, kparts, o_w, o_b, ln_g, ln_b, KD)                        \
+    {TL pfx ".self.query.weight", NULL, OBJ_DEC_L, DL(q_w), 0, kparts == 3 ? 3 : 0, {TD, TD}, LIN}, \
+    {TL pfx ".self.key.weight", NULL, OBJ_DEC_L, DL(k_w), kparts - 2, kparts, {TD, KD}, LIN},  \
+    {TL pfx ".self.value.weight", NULL, OBJ_DEC_L, DL(k_w), kparts - 1, kparts, {TD, KD}, LIN}, \
+    {TL pfx ".self.query.bias", NULL, OBJ_DEC_L, DL(q_b), 0, kparts == 3 ? 3 : 0, {TD}, 0},    \
+    {TL pfx ".self.key.bias", NULL, OBJ_DEC_L, DL(k_b), kparts - 2, kparts, {TD}, 0},          \
+    {TL pfx ".self.value.bias", NULL, OBJ_DEC_L, DL(k_b), kparts - 1, kparts, {TD}, 0},        \
+    {TL pfx ".output.dense.weight", NULL, OBJ_DEC_L, DL(o_w), 0, 0, {TD, TD}, LIN},            \
+    {TL pfx ".output.dense.bias", NULL, OBJ_DEC_L, DL(o_b), 0, 0, {TD}, 0},                    \
+    {TL pfx ".output.LayerNorm.weight", NULL, OBJ_DEC_L, DL(ln_g), 0, 0, {TD}, 0},             \
+    {TL pfx ".output.LayerNorm.bias", NULL, OBJ_DEC_L, DL(ln_b), 0, 0, {TD}, 0}
+
+static const tsr_wrow blip_table[] = {
+    {"vision_model.embeddings.class_embedding", NULL, OBJ_VIT, VW(cls), 0, 0, {ONE, ONE, VD}, 0},
+    {"vision_model.embeddings.patch_embedding.weight", NULL, OBJ_VIT, VW(patch_w), 0, 0, {VD, VC, VP, VP}, LIN},
+    {"vision_model.embeddings.patch_embedding.bias", NULL, OBJ_VIT, VW(patch_b), 0, 0, {VD}, 0},
+    {"vision_model.embeddings.position_embedding", NULL, OBJ_VIT, VW(pos), 0, 0, {ONE, VNP1, VD}, 0},
+    {VL "self_attn.qkv.weight", NULL, OBJ_VIT_L, EL(qkv_w), 0, 0, {VD3, VD}, LIN},
+    {VL "self_attn.qkv.bias", NULL, OBJ_VIT_L, EL(qkv_b), 0, 0, {VD3}, 0},
+    {VL "self_attn.projection.weight", NULL, OBJ_VIT_L, EL(o_w), 0, 0, {VD, VD}, LIN},
+    {VL "self_attn.projection.bias", NULL, OBJ_VIT_L, EL(o_b), 0, 0, {VD}, 0},
+    {VL "layer_norm1.weight", NULL, OBJ_VIT_L, EL(ln1_g), 0, 0, {VD}, 0},
+    {VL "layer_norm1.bias", NULL, OBJ_VIT_L, EL(ln1_b), 0, 0, {VD}, 0},
+    {VL "layer_norm2.weight", NULL, OBJ_VIT_L, EL(ln2_g), 0, 0, {VD}, 0},
+    {VL "layer_norm2.bias", NULL, OBJ_VIT_L, EL(ln2_b), 0, 0, {VD}, 0},
+    {VL "mlp.fc1.weight", NULL, OBJ_VIT_L, EL(fc1_w), 0, 0, {VF, VD}, LIN},
+    {VL "mlp.fc1.bias", NULL, OBJ_VIT_L, EL(fc1_b), 0, 0, {VF}, 0},
+    {VL "mlp.fc2.weight", NULL, OBJ_VIT_L, EL(fc2_w), 0, 0, {VD, VF}, LIN},
+    {VL "mlp.fc2.bias", NULL, OBJ_VIT_L, EL(fc2_b), 0, 0, {VD}, 0},
+    {"vision_model.post_layernorm.weight", NULL, OBJ_VIT, VW(enc.fin_g), 0, 0, {VD}, 0},
+    {"vision_model.post_layernorm.bias", NULL, OBJ_VIT, VW(enc.fin_b), 0, 0, {VD}, 0},
+    {"text_decoder.bert.embeddings.word_embeddings.weight", NULL, OBJ_DEC, DW(tok), 0, 0, {TV, TD}, 0},
+    {"text_decoder.bert.embeddings.position_embeddings.weight", NULL, OBJ_DEC, DW(pos), 0, 0, {TPOS, TD}, 0},
+    {"text_decoder.bert.embeddings.LayerNorm.weight", NULL, OBJ_DEC, DW(emb_g), 0, 0, {TD}, 0},
+    {"text_decoder.bert.embeddings.LayerNorm.bias", NULL, OBJ_DEC, DW(emb_b), 0, 0, {TD}, 0},
+    /* self-attention: query, key, value stacked in qkv */
+    ATT("attention", qkv_w, qkv_b, qkv_w, qkv_b, 3, o_w, o_b, ln1_g, ln1_b, TD),
+    /* cross-attention: key and value of the image stacked in xkv */
+    ATT("crossattention", xq_w, xq_b, xkv_w, xkv_b, 2, xo_w, xo_b, lnx_g, lnx_b, VD),
+    {TL "intermediate.dense.weight", NULL, OBJ_DEC_L, DL(fc1_w), 0, 0, {TF, TD}, LIN},
+    {TL "intermediate.dense.bias", NULL, OBJ_DEC_L, DL(fc1_b), 0, 0, {TF}, 0},
+    {TL "output.dense.weight", NULL, OBJ_DEC_L, DL(fc2_w), 0, 0, {TD, TF}, LIN},
+    {TL "output.dense.bias", NULL, OBJ_DEC_L, DL(fc2_b), 0, 0, {TD}, 0},
+    {TL "output.LayerNorm.weight", NULL, OBJ_DEC_L, DL(ln2_g), 0, 0, {TD}, 0},
+    {TL "output.LayerNorm.bias", NULL, OBJ_DEC_L, DL(ln2_b), 0, 0, {TD}, 0},
+    {"text_decoder.cls.predictions.transform.dense.weight", NULL, OBJ_DEC, DW(head_w), 0, 0, {TD, TD}, LIN},
+    {"text_decoder.cls.predictions.transform.dense.bias", NULL, OBJ_DEC, DW(head_b), 0, 0, {TD}, 0},
+    {"text_decoder.cls.predictions.transform.LayerNorm.weight", NULL, OBJ_DEC, DW(head_g), 0, 0, {TD}, 0},
+    {"text_decoder.cls.predictions.transform.LayerNorm.bias", NULL, OBJ_DEC, DW(head_bt), 0, 0, {TD}, 0},
+    /* tied to the word embeddings, which save_pretrained then stores once */
+    {"text_decoder.cls.predictions.decoder.weight", "text_decoder.bert.embeddings.word_embeddings.weight", OBJ_DEC, DW(proj), 0, 0, {TV, TD}, LIN},
+    {"text_decoder.cls.predictions.bias", "text_decoder.cls.predictions.decoder.bias", OBJ_DEC, DW(proj_b), 0, 0, {TV}, 0},
+};
+
+static tsr_status load_weights(tsr_model *m, const tsr_st *st, tsr_error *err)
+{
+    blip_model *b = BLIP(m);
+    int vl = b->vit.enc.n_layers, tl = b->dec.n_layers;
+    b->vlayers = calloc((size_t)vl + 1, sizeof *b->vlayers);
+    b->dlayers = calloc((size_t)tl + 1, sizeof *b->dlayers);
+    if (!b->vlayers || !b->dlayers)
+        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    b->vit_w.enc.layers = b->vlayers;
+    b->dec_w.layers = b->dlayers;
+    tsr_wtable t = {blip_table,
+                    (int)(sizeof blip_table / sizeof blip_table[0]),
+                    {{&b->vit_w, 0, 1},
+                     {b->vlayers, sizeof(tsr_enc_weights), vl},
+                     {&b->dec_w, 0, 1},
+                     {b->dlayers, sizeof(tsr_dec_weights), tl}},
+                    "",
+                    blip_dim,
+                    b};
+    return tsr_model_load_table(m, &t, st, NULL, err);
+}
+
+static tsr_status load_tokenizer(tsr_model *m, const tsr_source *src, tsr_error *err)
+{
+    blip_model *b = BLIP(m);
+    tsr_tok_files f;
+    tsr_status rc = tsr_src_tokenizer(src, "vocab.txt", "tokenizer_config.json", 1, &f, err);
+    if (rc == TSR_OK && f.json)
+        rc = tsr_wordpiece_load_json(f.text[0], f.len[0], f.path[0], &b->tok, err);
+    else if (rc == TSR_OK)
+        rc = tsr_wordpiece_load_vocab(f.text[0], f.len[0], f.path[0], f.text[1], f.len[1],
+                                      f.path[1], &b->tok, err);
+    tsr_tok_files_free(&f);
+    /* BertTokenizerFast's decode cleans up spaces only when asked */
+    if (rc == TSR_OK && tsr_src_exists(src, "tokenizer_config.json")) {
+        cJSON *tc = tsr_src_json(src, "tokenizer_config.json", 1 << 22, err);
+        if (!tc)
+            return err->code;
+        b->clean_up = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(tc, "clean_up_tokenization_spaces"));
+        cJSON_Delete(tc);
+    }
+    if (rc == TSR_OK && tsr_wordpiece_size(b->tok) > b->dec.vocab)
+        rc = tsr_error_set(err, TSR_ERR_FORMAT,
+                           "%s: the tokenizer has %d tokens but the model's vocab_size is %d",
+                           m->name, tsr_wordpiece_size(b->tok), b->dec.vocab);
+    return rc;
+}
+
+static tsr_status load_preprocess(tsr_model *m, const tsr_source *src, tsr_error *err)
+{
+    blip_model *b = BLIP(m);
+    char path[4200];
+    tsr_src_path(src, "preprocessor_config.json", path, sizeof path);
+    int S = b->vit.image_size;
+    size_t n = 0;
+    char *text = tsr_src_read(src, "preprocessor_config.json", 1 << 20, &n, err);
+    tsr_status rc = text ? tsr_preprocess_cfg_load_json(text, n, path, &b->pp, err) : err->code;
+    free(text);
+    if (rc == TSR_OK && (b->pp.crop_h != S || b->pp.crop_w != S))
+        rc = tsr_error_set(err, TSR_ERR_FORMAT,
+                           "%s: images come out %dx%d but the model's image_size is %d", path,
+                           b->pp.crop_w, b->pp.crop_h, S);
+    return rc;
+}
+
+static int blip_detect(const tsr_source *src, const cJSON *config)
+{
+    return tsr_model_type_is(config, "blip");
+}
+
+static tsr_status blip_load(tsr_model *m, const tsr_source *src, tsr_error *err)
+{
+    if (!(m->data = calloc(1, sizeof(blip_model))))
+        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    tsr_st *st = NULL;
+    tsr_status rc = parse_config(m, src, err);
+    TSR_TRY(rc, load_tokenizer(m, src, err));
+    TSR_TRY(rc, load_preprocess(m, src, err));
+    TSR_TRY(rc, tsr_st_open_source(src, &st, err));
+    TSR_TRY(rc, load_weights(m, st, err));
+    tsr_st_close(st);
+    return rc;
+}
+
+static void blip_free(tsr_model *m)
+{
+    blip_model *b = BLIP(m);
+    tsr_wordpiece_free(b->tok);
+    free(b->vlayers);
+    free(b->dlayers);
+    free(b);
+    m->data = NULL;
+}
+
+static void blip_session_free(tsr_session *s)
+{
+    blip_session *bs = s->data;
+    tsr_encoder_io_free(&bs->vit.enc);
+    tsr_decoder_io_free(&bs->dec);
+    free(bs->px);
+}
+
+const tsr_family tsr_family_blip = {"blip",  blip_detect, blip_load, blip_free,
+                                    blip_session_free, NULL, NULL, NULL};
+
+tsr_caption_params tsr_caption_default_params(const tsr_model *m)
+{
+    if (m && m->fam == &tsr_family_blip)
+        return BLIP(m)->gen;
+    return (tsr_caption_params){0, 0, 0, 1, 1.0f, 0, 1.0f, 0, NULL};
+}
+
+/* The total length as generate() settles it for a prompt of np tokens:
+ * max_new_tokens + np; or max_length as given; or, with the config's value
+ * left at transformers' default 20, 20 new tokens within the position table. */
+static int total_length(const blip_model *b, const tsr_caption_params *p, int np)
+{
+    if (p->max_new_tokens > 0)
+        return p->max_new_tokens + np;
+    if (p->max_length > 0)
+        return p->max_length;
+    if (b->max_length != 20)
+        return b->max_length;
+    return 20 + np < b->dec.n_ctx ? 20 + np : b->dec.n_ctx;
+}
+
+/* ---- sessions ---- */
+
+static tsr_status blip_plan(tsr_session *s, size_t scratch[TSR_SCRATCH_N], tsr_error *err)
+{
+    blip_model *b = BLIP(s->m);
+    blip_session *bs = s->data;
+    bs->plan_beams = bs->plan_cap = 0;
+    bs->encoded = 0;
+    float *px = realloc(bs->px, sizeof(float) * 3 * (size_t)b->vit.image_size * b->vit.image_size);
+    if (!px)
+        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    bs->px = px;
+    bs->dcfg = b->dec;
+    bs->dcfg.n_ctx = bs->want_cap;
+    tsr_status rc = tsr_vit_plan(s->q, &b->vit, 1, &s->arena, &bs->vit, scratch, err);
+    TSR_TRY(rc, tsr_decoder_plan(s->q, &bs->dcfg, bs->want_beams, bs->want_cap, 1,
+                                 tsr_vit_seq_len(&b->vit), &s->arena, &bs->dec, scratch, err));
+    return rc;
+}
+
+/* The session planned for at least `beams` sequences of `cap` positions. */
+static tsr_status blip_ready(tsr_session *s, int beams, int cap, tsr_error *err)
+{
+    tsr_status rc = tsr_session_need(s, &tsr_family_blip, "write captions", err);
+    blip_session *bs = rc == TSR_OK ? tsr_session_data(s, sizeof *bs, err) : NULL;
+    if (!bs)
+        return rc != TSR_OK ? rc : TSR_ERR_NOMEM;
+    if (bs->plan_beams >= beams && bs->plan_cap >= cap)
+        return TSR_OK;
+    bs->want_beams = beams > bs->plan_beams ? beams : bs->plan_beams;
+    bs->want_cap = cap > bs->plan_cap ? cap : bs->plan_cap;
+    rc = tsr_session_plan(s, blip_plan, err);
+    if (rc == TSR_OK) {
+        bs->plan_beams = bs->want_beams;
+        bs->plan_cap = bs->want_cap;
+    }
+    return rc;
+}
+
+/* The image tower on bs->px-sized pixels, then every layer's cross-attention
+ * keys and values. */
+static tsr_status encode(tsr_session *s, const float *pixels, float *embeds, tsr_error *err)
+{
+    blip_model *b = BLIP(s->m);
+    blip_session *bs = s->data;
+    bs->encoded = 0;
+    tsr_status rc = tsr_vit_forward(s->q, &b->vit, &b->vit_w, &bs->vit, &s->scratch, pixels, 1, 0,
+                                    NULL, err);
+    if (embeds)
+        TSR_TRY(rc, tsr_buf_read(s->q, bs->vit.enc.x, embeds,
+                                 sizeof(float) * (size_t)tsr_vit_seq_len(&b->vit) *
+                                     b->vit.enc.layer.dim,
+                                 err));
+    TSR_TRY(rc, tsr_decoder_cross(s->q, &bs->dcfg, &b->dec_w, &bs->dec, bs->vit.enc.x, err));
+    TSR_TRY(rc, tsr_queue_finish(s->q, err)); /* the caller's pixels may go */
+    bs->encoded = rc == TSR_OK;
+    return rc;
+}
+
+tsr_status tsr_session_caption_encode(tsr_session *s, const float *pixels, float *embeds,
+                                      tsr_error *err)
+{
+    TSR_ERR_LOCAL(err);
+    tsr_status rc = tsr_session_need(s, &tsr_family_blip, "write captions", err);
+    TSR_TRY(rc, blip_ready(s, 1, BLIP(s->m)->dec.n_ctx, err)); /* any prefix fits */
+    TSR_TRY(rc, encode(s, pixels, embeds, err));
+    return tsr_session_fail(s, rc, err);
+}
+
+tsr_status tsr_session_caption_logits(tsr_session *s, const int *ids, int n, float *logits,
+                                      tsr_error *err)
+{
+    TSR_ERR_LOCAL(err);
+    tsr_status rc = tsr_session_need(s, &tsr_family_blip, "write captions", err);
+    blip_session *bs = rc == TSR_OK ? s->data : NULL;
+    if (rc == TSR_OK && (!bs || !bs->encoded))
+        rc = tsr_error_set(err, TSR_ERR_INVALID_ARG, "no image has been encoded");
+    if (rc == TSR_OK && (n < 1 || n > bs->plan_cap))
+        rc = tsr_error_set(err, TSR_ERR_INVALID_ARG, "%d tokens: 1 to %d fit", n, bs->plan_cap);
+    int V = BLIP(s->m)->dec.vocab;
+    for (int i = 0; i < n && rc == TSR_OK; i++)
+        rc = tsr_decoder_step(s->q, &bs->dcfg, &BLIP(s->m)->dec_w, &bs->dec, &s->scratch, ids + i,
+                              1, 1, i, logits + (size_t)i * V, err);
+    return tsr_session_fail(s, rc, err);
+}
+
+/* ---- captions ---- */
+
+typedef struct {
+    tsr_session *s;
+    blip_model *b;
+    blip_session *bs;
+} gen_ctx;
+
+static tsr_status step_hook(void *user, const int *tokens, int B, int pos, float *logits,
+                            tsr_error *err)
+{
+    gen_ctx *g = user;
+    return tsr_decoder_step(g->s->q, &g->bs->dcfg, &g->b->dec_w, &g->bs->dec, &g->s->scratch,
+                            tokens, B, 1, pos, logits, err);
+}
+
+static tsr_status reorder_hook(void *user, const int *src, int B, int len, tsr_error *err)
+{
+    gen_ctx *g = user;
+    return tsr_decoder_reorder(g->s->q, &g->bs->dcfg, &g->bs->dec, src, B, len, err);
+}
+
+static tsr_status check_params(const tsr_model *m, const tsr_caption_params *p, tsr_error *err)
+{
+    int npos = BLIP(m)->dec.n_ctx;
+    if (p->max_length < 0 || p->max_length > npos + 1 || p->max_new_tokens < 0 ||
+        p->max_new_tokens > npos)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG,
+                             "max_length %d or max_new_tokens %d outside 0..%d (the model has %d "
+                             "positions)", p->max_length, p->max_new_tokens, npos, npos);
+    if (p->beams < 1 || p->beams > TSR_GEN_MAX_BEAMS)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "beams %d outside 1..%d", p->beams,
+                             TSR_GEN_MAX_BEAMS);
+    if (p->min_length < 0 || p->no_repeat_ngram < 0 || !(p->repetition_penalty > 0) ||
+        !isfinite(p->length_penalty) || p->early_stopping < 0 || p->early_stopping > 2)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG,
+                             "min_length and no_repeat_ngram must be >= 0, repetition_penalty > 0, "
+                             "length_penalty finite, early_stopping 0, 1 or 2");
+    return TSR_OK;
+}
+
+/* The prompt as BLIP's generate feeds it: [DEC] and the prompt's pieces
+ * ([CLS] replaced, [SEP] dropped). */
+static tsr_status prompt_ids(const blip_model *b, const tsr_caption_params *p, int *ids, int *n,
+                             int *total, tsr_error *err)
+{
+    int cap = b->dec.n_ctx; /* ids holds cap + 1 */
+    ids[0] = b->bos;
+    *n = 1;
+    if (p->prompt) {
+        int got = 0, cut = 0;
+        tsr_status rc = tsr_wordpiece_encode(b->tok, p->prompt, cap + 1, ids, &got, &cut, err);
+        if (rc != TSR_OK)
+            return tsr_error_prefix(err, "prompt"), rc;
+        ids[0] = b->bos;
+        *n = cut ? cap + 1 : got - 1;
+    }
+    *total = total_length(b, p, *n);
+    if (*n >= *total || *total > cap + 1)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG,
+                             "the prompt has %s%d tokens: a caption of at most %d tokens in "
+                             "all leaves no room (the model has %d positions)",
+                             *n > cap ? "more than " : "", *n > cap ? cap : *n, *total, cap);
+    return TSR_OK;
+}
+
+/* One caption of the encoded image. */
+static tsr_status caption_one(tsr_session *s, const tsr_caption_params *p, const int *prompt,
+                              int np, int total, tsr_caption *out, tsr_error *err)
+{
+    blip_model *b = BLIP(s->m);
+    blip_session *bs = s->data;
+    tsr_status rc = TSR_OK;
+    if (np > 1) /* the prompt before its last token, into sequence 0 */
+        rc = tsr_decoder_step(s->q, &bs->dcfg, &b->dec_w, &bs->dec, &s->scratch, prompt, 1,
+                              np - 1, 0, NULL, err);
+    tsr_gen_params gp = tsr_gen_default_params(b->dec.vocab, b->sep);
+    gp.hf = 1;
+    gp.start = prompt[np - 1];
+    gp.pos0 = np - 1;
+    gp.max_len = total - np;
+    gp.beams = p->beams;
+    gp.length_penalty = p->length_penalty;
+    gp.early_stopping = p->early_stopping;
+    gp.repetition_penalty = p->repetition_penalty;
+    gp.no_repeat_ngram = p->no_repeat_ngram;
+    gp.min_len = p->min_length > np ? p->min_length - np : 0;
+    gp.prefix = prompt;
+    gp.n_prefix = np;
+    gen_ctx g = {s, b, bs};
+    tsr_gen_hooks hooks = {step_hook, reorder_hook, NULL, NULL, &g};
+    tsr_gen_result r = {0};
+    TSR_TRY(rc, tsr_generate(&gp, &hooks, &r, err));
+    if (rc != TSR_OK)
+        return rc;
+    out->n_ids = np + r.n + (r.finished ? 1 : 0);
+    out->ids = malloc(sizeof(int) * (size_t)out->n_ids);
+    if (!out->ids) {
+        free(r.tokens);
+        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    }
+    memcpy(out->ids, prompt, sizeof(int) * (size_t)np);
+    memcpy(out->ids + np, r.tokens, sizeof(int) * (size_t)r.n);
+    if (r.finished)
+        out->ids[out->n_ids - 1] = b->sep;
+    free(r.tokens);
+    out->score = r.score;
+    out->finished = r.finished;
+    out->n_prompt = np;
+    return tsr_wordpiece_decode(b->tok, out->ids, out->n_ids, 1, b->clean_up, &out->text, err);
+}
+
+void tsr_caption_free(tsr_caption *c)
+{
+    if (!c)
+        return;
+    free(c->text);
+    free(c->ids);
+    memset(c, 0, sizeof *c);
+}
+
+typedef tsr_status (*pixels_fn)(const void *src, int i, const blip_model *b, float *stage,
+                                const float **px, tsr_error *err);
+
+static tsr_status from_pixels(const void *src, int i, const blip_model *b, float *stage,
+                              const float **px, tsr_error *err)
+{
+    *px = (const float *)src + (size_t)i * 3 * b->vit.image_size * b->vit.image_size;
+    return TSR_OK;
+}
+
+static tsr_status from_images(const void *src, int i, const blip_model *b, float *stage,
+                              const float **px, tsr_error *err)
+{
+    const tsr_image *img = ((const tsr_image *const *)src)[i];
+    *px = stage;
+    if (!img)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "image %d is NULL", i + 1);
+    return tsr_image_preprocess(img, &b->pp, stage, err);
+}
+
+static tsr_status caption(tsr_session *s, int n, const tsr_caption_params *p, tsr_caption *out,
+                          pixels_fn get, const void *src, tsr_error *err)
+{
+    for (int i = 0; i < n; i++)
+        memset(&out[i], 0, sizeof out[i]);
+    tsr_status rc = tsr_session_need(s, &tsr_family_blip, "write captions", err);
+    tsr_caption_params def;
+    if (rc == TSR_OK && !p) {
+        def = tsr_caption_default_params(s->m);
+        p = &def;
+    }
+    TSR_TRY(rc, check_params(s->m, p, err));
+    blip_model *b = rc == TSR_OK ? BLIP(s->m) : NULL;
+    int *prompt = rc == TSR_OK ? malloc(sizeof(int) * ((size_t)b->dec.n_ctx + 2)) : NULL;
+    int np = 0, total = 0;
+    if (rc == TSR_OK && !prompt)
+        rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    TSR_TRY(rc, prompt_ids(b, p, prompt, &np, &total, err));
+    int cap = total < b->dec.n_ctx ? total : b->dec.n_ctx;
+    TSR_TRY(rc, blip_ready(s, p->beams, cap, err));
+    blip_session *bs = s->data;
+    for (int i = 0; i < n && rc == TSR_OK; i++) {
+        const float *px = NULL;
+        rc = get(src, i, b, bs->px, &px, err);
+        TSR_TRY(rc, encode(s, px, NULL, err));
+        TSR_TRY(rc, caption_one(s, p, prompt, np, total, &out[i], err));
+        if (rc != TSR_OK && n > 1)
+            tsr_error_prefix(err, "image %d", i + 1);
+    }
+    if (rc != TSR_OK)
+        for (int i = 0; i < n; i++)
+            tsr_caption_free(&out[i]);
+    free(prompt);
+    return tsr_session_fail(s, rc, err);
+}
+
+tsr_status tsr_session_caption_pixels(tsr_session *s, const float *pixels, int n,
+                                      const tsr_caption_params *p, tsr_caption *out,
+                                      tsr_error *err)
+{
+    TSR_ERR_LOCAL(err);
+    return caption(s, n, p, out, from_pixels, pixels, err);
+}
+
+tsr_status tsr_session_caption_images(tsr_session *s, const tsr_image *const *images, int n,
+                                      const tsr_caption_params *p, tsr_caption *out,
+                                      tsr_error *err)
+{
+    TSR_ERR_LOCAL(err);
+    return caption(s, n, p, out, from_images, images, err);
+}
+
+/* ---- model information ---- */
+
+const tsr_wordpiece *tsr_model_caption_tokenizer(const tsr_model *m)
+{
+    return m->fam == &tsr_family_blip ? BLIP(m)->tok : NULL;
+}
