@@ -53,6 +53,7 @@ void cli_progress(const char *what, int done, int total);
 char *cli_read_file(const char *path, size_t max, size_t *len, tsr_error *err);
 
 int cmd_classify(int argc, char **argv);
+int cmd_caption(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_devices(int argc, char **argv);

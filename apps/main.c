@@ -8,11 +8,12 @@
 static const char *main_help =
     "usage: tessera COMMAND [OPTIONS]\n"
     "\n"
-    "Multimodal models on any OpenCL device: CLIP, sentence-transformers (BERT)\n"
-    "and Whisper.\n"
+    "Multimodal models on any OpenCL device: CLIP, sentence-transformers (BERT),\n"
+    "Whisper and BLIP.\n"
     "\n"
     "commands:\n"
     "  classify   zero-shot image classification against text labels\n"
+    "  caption    image captions with BLIP\n"
     "  embed      image or text embeddings (.npy or JSON lines)\n"
     "  transcribe speech to text with Whisper\n"
     "  index      build and update embedding indexes of image folders\n"
@@ -48,6 +49,7 @@ int main(int argc, char **argv)
         const char *name;
         int (*fn)(int, char **);
     } cmds[] = {{"classify", cmd_classify},
+                {"caption", cmd_caption},
                 {"embed", cmd_embed},
                 {"tokenize", cmd_tokenize},
                 {"devices", cmd_devices},

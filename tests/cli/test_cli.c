@@ -48,8 +48,9 @@ static void test_usage(void)
 {
     check(run(NULL, "--help") == 0 && strstr(out_text, "classify"), "tessera --help");
     const char *cmds[] = {"classify", "embed", "tokenize", "devices", "tune", "bench",
-                          "index", "search", "index add", "index sync", "index export"};
-    for (int i = 0; i < 11; i++) {
+                          "index", "search", "index add", "index sync", "index export",
+                          "caption"};
+    for (int i = 0; i < 12; i++) {
         char args[64], want[64];
         snprintf(args, sizeof args, "%s --help", cmds[i]);
         snprintf(want, sizeof want, "usage: tessera %.*s", (int)strcspn(cmds[i], " "), cmds[i]);
@@ -175,6 +176,81 @@ static void test_classify(void)
     rc = run(NULL, "classify --model " TSR_FIXTURES "/models/clip-tiny-b --labels \"$(printf 'x %.0s' $(seq 40))\" "
                    IMG "coffee.png");
     check(rc == 0 && strstr(err_text, "truncated"), "long prompt truncated with a warning");
+}
+
+#define BLIP TSR_FIXTURES "/models/blip-tiny"
+
+/* Captions through the CLI against generate(): the JSON ids and the text
+ * lines, a bad image among good ones, and settings the model refuses. */
+static void test_caption(void)
+{
+    cJSON *ref = load_json(BLIP "/expected/generate.json");
+    const cJSON *sets = cJSON_GetObjectItem(ref, "settings"), *beam = NULL, *greedy = NULL;
+    for (const cJSON *st = sets ? sets->child : NULL; st; st = st->next) {
+        const char *name = cJSON_GetObjectItem(st, "name")->valuestring;
+        if (strcmp(name, "beam3-prompt") == 0)
+            beam = st;
+        if (strcmp(name, "greedy-long") == 0)
+            greedy = st;
+    }
+    const cJSON *images = cJSON_GetObjectItem(ref, "images");
+    char args[4096];
+    int n = snprintf(args, sizeof args, "caption --model " BLIP " --beams 3 --prompt 'a picture "
+                     "of' --json");
+    for (int i = 0; i < cJSON_GetArraySize(images); i++)
+        n += snprintf(args + n, sizeof args - (size_t)n, " " IMG "%s",
+                      cJSON_GetArrayItem(images, i)->valuestring);
+    int rc = run(NULL, args), lines = 0, same = 0;
+    for (char *line = out_text; line && *line;
+         line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+        cJSON *o = cJSON_Parse(line);
+        const cJSON *want = cJSON_GetArrayItem(cJSON_GetObjectItem(beam, "results"), lines);
+        char *a = cJSON_PrintUnformatted(cJSON_GetObjectItem(o, "ids"));
+        char *b = cJSON_PrintUnformatted(cJSON_GetObjectItem(want, "ids"));
+        same += a && b && strcmp(a, b) == 0 &&
+                strcmp(cJSON_GetObjectItem(o, "caption")->valuestring,
+                       cJSON_GetObjectItem(want, "caption")->valuestring) == 0;
+        free(a), free(b);
+        cJSON_Delete(o);
+        lines++;
+    }
+    check(rc == 0 && lines == 5 && same == 5,
+          "caption --beams 3 --prompt --json: %d of %d lines as generate() %s", same, lines,
+          rc ? err_text : "");
+    snprintf(args, sizeof args, "caption --model " BLIP " --max-length 40 " IMG "%s " IMG "%s",
+             cJSON_GetArrayItem(images, 2)->valuestring, cJSON_GetArrayItem(images, 3)->valuestring);
+    rc = run(NULL, args);
+    char want[1024];
+    snprintf(want, sizeof want, IMG "%s\t%s\n" IMG "%s\t%s\n",
+             cJSON_GetArrayItem(images, 2)->valuestring,
+             cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(greedy, "results"), 2),
+                                 "caption")->valuestring,
+             cJSON_GetArrayItem(images, 3)->valuestring,
+             cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(greedy, "results"), 3),
+                                 "caption")->valuestring);
+    check(rc == 0 && strcmp(out_text, want) == 0, "caption text lines (greedy, --max-length 40) "
+          "as generate(): \"%s\"", out_text);
+    cJSON_Delete(ref);
+
+    char bad[256];
+    write_text("not-an-image.png", "plain text", bad, sizeof bad);
+    snprintf(args, sizeof args, "caption --model " BLIP " --json %s " IMG "coffee.png", bad);
+    rc = run(NULL, args);
+    check(rc == 1 && strstr(err_text, "not-an-image.png: not a PNG or JPEG") &&
+              strstr(out_text, "\"error\"") && strstr(out_text, "coffee.png\",\"caption\""),
+          "a bad image reported by name, exit 1, the good one still captioned");
+    expect("caption --model " BLIP " --prompt \"$(printf 'x %.0s' $(seq 60))\" " IMG "coffee.png",
+           2, "leaves no room", "a prompt longer than the model's positions");
+    expect("caption --model " BLIP " --max-length 99 " IMG "coffee.png", 2, "max_length 99",
+           "--max-length past the position table");
+    expect("caption --model " BLIP " --beams 17 " IMG "coffee.png", 2, "--beams", "--beams 17");
+    expect("caption --model " BLIP " --early-stopping maybe " IMG "coffee.png", 2,
+           "--early-stopping", "--early-stopping maybe");
+    expect("caption --model " BLIP " --prompt \"$(printf 'a\377')\" " IMG "coffee.png", 2,
+           "not valid UTF-8", "an invalid UTF-8 prompt");
+    expect("caption --model " A " " IMG "coffee.png", 2, "needs a BLIP", "caption with CLIP");
+    expect("classify --model " BLIP " --labels a " IMG "coffee.png", 2, "needs a CLIP",
+           "classify with BLIP");
 }
 
 /* Bad files through the CLI: the message names the file, the exit code is 1. */
@@ -393,6 +469,7 @@ int main(void)
     } else {
         check(rc == 0 && strstr(out_text, "0: "), "devices lists device 0");
         test_classify();
+        test_caption();
         test_embed();
         test_bad_files();
         test_cache();

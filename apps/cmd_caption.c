@@ -1,0 +1,193 @@
+/* tessera caption: image captions with a BLIP checkpoint. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char *caption_help =
+    "usage: tessera caption --model DIR [--prompt TEXT] [--beams N] [--max-length N]\n"
+    "                       [--max-new-tokens N] [--min-length N] [--length-penalty X]\n"
+    "                       [--repetition-penalty X] [--no-repeat-ngram N]\n"
+    "                       [--early-stopping false|true|never] [--json] [--device D]\n"
+    "                       [--verbose] IMAGE...\n"
+    "\n"
+    "Writes a caption for each PNG or JPEG image, as transformers'\n"
+    "BlipForConditionalGeneration.generate() does (greedy or beam search).\n"
+    "\n"
+    "  --model DIR             a Hugging Face BLIP captioning directory\n"
+    "                          (Salesforce/blip-image-captioning-base or -large)\n"
+    "  --prompt TEXT           the text each caption starts with (\"a picture of\")\n"
+    "  --beams N               beam search with N beams, 1 to 16 (default: the model's, 1)\n"
+    "  --max-length N          tokens in all, [DEC] and prompt included (default: the\n"
+    "                          model's; transformers' default 20 means 20 new tokens)\n"
+    "  --max-new-tokens N      caption tokens at most (overrides --max-length)\n"
+    "  --min-length N          tokens in all before the caption may end (default 0)\n"
+    "  --length-penalty X      beam scores / length^X (default 1)\n"
+    "  --repetition-penalty X  > 1 discourages repeated tokens (default 1: off)\n"
+    "  --no-repeat-ngram N     no n-gram of N tokens repeats (default 0: off)\n"
+    "  --early-stopping E      beam search stops: false (default), true or never\n"
+    "  --json                  one JSON object per image on stdout: image, caption,\n"
+    "                          ids, finished (ended by the model, not cut), score\n"
+    "  --device D              OpenCL device index or name substring\n"
+    "  --verbose               log device and kernel cache use on stderr\n"
+    "\n"
+    "Output: one line per image, PATH, a tab, the caption. An image that cannot be\n"
+    "read is reported on stderr (and as {\"image\", \"error\"} with --json) and the\n"
+    "others go on.\n"
+    "\n"
+    "Exit codes: 0 ok, 1 runtime error (a bad image, model or device), 2 usage error.\n";
+
+static int parse_int(const char *s, const char *opt, int lo, int hi, int *out)
+{
+    if (!s)
+        return EXIT_OK;
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || v < lo || v > hi)
+        return cli_usage_error("caption", "%s must be an integer from %d to %d", opt, lo, hi);
+    *out = (int)v;
+    return EXIT_OK;
+}
+
+static int parse_float(const char *s, const char *opt, int positive, float *out)
+{
+    if (!s)
+        return EXIT_OK;
+    char *end;
+    double v = strtod(s, &end);
+    if (!*s || *end || !isfinite(v) || (positive && !(v > 0)) || fabs(v) > 1e6)
+        return cli_usage_error("caption", "%s must be a %snumber", opt,
+                               positive ? "positive " : "");
+    *out = (float)v;
+    return EXIT_OK;
+}
+
+static void print_caption(const char *path, const tsr_caption *c, int json)
+{
+    if (!json) {
+        printf("%s\t%s\n", path, c->text);
+        return;
+    }
+    cJSON *o = cJSON_CreateObject(), *ids = cJSON_CreateArray();
+    cJSON_AddStringToObject(o, "image", path);
+    cJSON_AddStringToObject(o, "caption", c->text);
+    for (int i = 0; i < c->n_ids; i++)
+        cJSON_AddItemToArray(ids, cJSON_CreateNumber(c->ids[i]));
+    cJSON_AddItemToObject(o, "ids", ids);
+    cJSON_AddBoolToObject(o, "finished", c->finished);
+    cJSON_AddNumberToObject(o, "score", c->score);
+    cli_print_json(o);
+}
+
+static void print_failure(const char *path, const tsr_error *err, int json)
+{
+    fprintf(stderr, "tessera caption: error: %s\n", err->msg);
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "image", path);
+        cJSON_AddStringToObject(o, "error", err->msg);
+        cli_print_json(o);
+    }
+}
+
+int cmd_caption(int argc, char **argv)
+{
+    const char *model = NULL, *prompt = NULL, *beams = NULL, *max_len = NULL, *max_new = NULL;
+    const char *min_len = NULL, *lp = NULL, *rp = NULL, *ngram = NULL, *early = NULL;
+    const char *device = NULL;
+    int json = 0, verbose = 0;
+    cli_opt opts[] = {{"model", 1, &model, NULL},
+                      {"prompt", 1, &prompt, NULL},
+                      {"beams", 1, &beams, NULL},
+                      {"max-length", 1, &max_len, NULL},
+                      {"max-new-tokens", 1, &max_new, NULL},
+                      {"min-length", 1, &min_len, NULL},
+                      {"length-penalty", 1, &lp, NULL},
+                      {"repetition-penalty", 1, &rp, NULL},
+                      {"no-repeat-ngram", 1, &ngram, NULL},
+                      {"early-stopping", 1, &early, NULL},
+                      {"device", 1, &device, NULL},
+                      {"json", 0, NULL, &json},
+                      {"verbose", 0, NULL, &verbose}};
+    const char **imgs = NULL;
+    int nimg = 0;
+    int rc = cli_parse(argc, argv, opts, sizeof opts / sizeof opts[0], &imgs, &nimg);
+    if (rc < 0) {
+        fputs(caption_help, stdout);
+        free(imgs);
+        return EXIT_OK;
+    }
+    if (rc == EXIT_OK && !model)
+        rc = cli_usage_error("caption", "--model DIR is required");
+    else if (rc == EXIT_OK && nimg == 0)
+        rc = cli_usage_error("caption", "no images given");
+    else if (rc == EXIT_OK && prompt && !tsr_utf8_valid(prompt, strlen(prompt), NULL))
+        rc = cli_usage_error("caption", "--prompt is not valid UTF-8");
+    else if (rc == EXIT_OK && early && strcmp(early, "false") != 0 && strcmp(early, "true") != 0 &&
+             strcmp(early, "never") != 0)
+        rc = cli_usage_error("caption", "--early-stopping must be false, true or never");
+    if (rc != EXIT_OK) {
+        free(imgs);
+        return rc;
+    }
+    tsr_ctx *ctx = NULL;
+    tsr_model *m = NULL;
+    tsr_session *sess = NULL;
+    rc = cli_load("caption", model, device, verbose, &ctx, &m, &sess);
+    if (rc == EXIT_OK && strcmp(tsr_model_family(m), "blip") != 0)
+        rc = cli_usage_error("caption", "%s is a %s model; caption needs a BLIP captioning model",
+                             model, tsr_model_family(m));
+    tsr_caption_params p = tsr_caption_default_params(m);
+    if (rc == EXIT_OK) {
+        p.prompt = prompt;
+        rc = parse_int(beams, "--beams", 1, 16, &p.beams);
+        if (rc == EXIT_OK)
+            rc = parse_int(max_len, "--max-length", 2, 1 << 16, &p.max_length);
+        if (rc == EXIT_OK)
+            rc = parse_int(max_new, "--max-new-tokens", 1, 1 << 16, &p.max_new_tokens);
+        if (rc == EXIT_OK)
+            rc = parse_int(min_len, "--min-length", 0, 1 << 16, &p.min_length);
+        if (rc == EXIT_OK)
+            rc = parse_int(ngram, "--no-repeat-ngram", 0, 1 << 16, &p.no_repeat_ngram);
+        if (rc == EXIT_OK)
+            rc = parse_float(lp, "--length-penalty", 0, &p.length_penalty);
+        if (rc == EXIT_OK)
+            rc = parse_float(rp, "--repetition-penalty", 1, &p.repetition_penalty);
+        if (rc == EXIT_OK && early)
+            p.early_stopping = strcmp(early, "true") == 0 ? 1 : strcmp(early, "never") == 0 ? 2 : 0;
+    }
+    int failed = 0;
+    for (int i = 0; i < nimg && rc == EXIT_OK; i++) {
+        tsr_image *img = NULL;
+        tsr_error err = {0};
+        tsr_caption cap = {0};
+        if (tsr_image_load_file(imgs[i], &img, &err) != TSR_OK) {
+            failed++; /* reported, and the others go on */
+            print_failure(imgs[i], &err, json);
+        } else {
+            tsr_status st = tsr_session_caption_images(sess, (const tsr_image *const *)&img, 1,
+                                                       &p, &cap, &err);
+            if (st == TSR_OK) {
+                print_caption(imgs[i], &cap, json);
+            } else {
+                /* settings the model refuses (a prompt too long for --max-length, ...)
+                 * fail every image alike: stop */
+                cli_error("caption", &err);
+                rc = st == TSR_ERR_INVALID_ARG ? EXIT_USAGE : EXIT_RUNTIME;
+            }
+        }
+        tsr_image_free(img);
+        tsr_caption_free(&cap);
+        fflush(stdout);
+        cli_progress("caption", i + 1, nimg);
+    }
+    tsr_session_free(sess);
+    tsr_model_free(m);
+    tsr_ctx_free(ctx);
+    free(imgs);
+    if (rc == EXIT_OK && failed)
+        rc = EXIT_RUNTIME;
+    return rc;
+}
