@@ -10,8 +10,9 @@ static const char *caption_help =
     "usage: tessera caption --model DIR [--prompt TEXT] [--beams N] [--max-length N]\n"
     "                       [--max-new-tokens N] [--min-length N] [--length-penalty X]\n"
     "                       [--repetition-penalty X] [--no-repeat-ngram N]\n"
-    "                       [--early-stopping false|true|never] [--json] [--device D]\n"
-    "                       [--verbose] IMAGE...\n"
+    "                       [--early-stopping false|true|never] [--num-captions K]\n"
+    "                       [--sample [--temperature T] [--top-k K] [--top-p P] [--seed S]]\n"
+    "                       [--json] [--device D] [--verbose] IMAGE...\n"
     "\n"
     "Writes a caption for each PNG or JPEG image, as transformers'\n"
     "BlipForConditionalGeneration.generate() does (greedy or beam search).\n"
@@ -28,12 +29,21 @@ static const char *caption_help =
     "  --repetition-penalty X  > 1 discourages repeated tokens (default 1: off)\n"
     "  --no-repeat-ngram N     no n-gram of N tokens repeats (default 0: off)\n"
     "  --early-stopping E      beam search stops: false (default), true or never\n"
+    "  --num-captions K        captions per image: the K best of beam search (K <= beams),\n"
+    "                          or K independent samples (default 1)\n"
+    "  --sample                sample tokens instead of searching (beams 1)\n"
+    "  --temperature T         sampling: logits / T (default 1)\n"
+    "  --top-k K               sampling: only the K most likely tokens (default 50; 0: all)\n"
+    "  --top-p P               sampling: the most likely tokens reaching mass P (default 1)\n"
+    "  --seed S                sampling: the generator's seed (default 0); the same seed\n"
+    "                          gives the same captions on every run and device\n"
     "  --json                  one JSON object per image on stdout: image, caption,\n"
-    "                          ids, finished (ended by the model, not cut), score\n"
+    "                          ids, finished (ended by the model, not cut), score, and\n"
+    "                          with --num-captions, captions (each with those fields)\n"
     "  --device D              OpenCL device index or name substring\n"
     "  --verbose               log device and kernel cache use on stderr\n"
     "\n"
-    "Output: one line per image, PATH, a tab, the caption. An image that cannot be\n"
+    "Output: one line per caption, PATH, a tab, the caption. An image that cannot be\n"
     "read is reported on stderr (and as {\"image\", \"error\"} with --json) and the\n"
     "others go on.\n"
     "\n"
@@ -64,20 +74,37 @@ static int parse_float(const char *s, const char *opt, int positive, float *out)
     return EXIT_OK;
 }
 
-static void print_caption(const char *path, const tsr_caption *c, int json)
+static void add_caption(cJSON *o, const tsr_caption *c)
 {
-    if (!json) {
-        printf("%s\t%s\n", path, c->text);
-        return;
-    }
-    cJSON *o = cJSON_CreateObject(), *ids = cJSON_CreateArray();
-    cJSON_AddStringToObject(o, "image", path);
+    cJSON *ids = cJSON_CreateArray();
     cJSON_AddStringToObject(o, "caption", c->text);
     for (int i = 0; i < c->n_ids; i++)
         cJSON_AddItemToArray(ids, cJSON_CreateNumber(c->ids[i]));
     cJSON_AddItemToObject(o, "ids", ids);
     cJSON_AddBoolToObject(o, "finished", c->finished);
     cJSON_AddNumberToObject(o, "score", c->score);
+}
+
+/* The K captions of one image, best first. */
+static void print_captions(const char *path, const tsr_caption *c, int K, int json)
+{
+    if (!json) {
+        for (int k = 0; k < K; k++)
+            printf("%s\t%s\n", path, c[k].text);
+        return;
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "image", path);
+    add_caption(o, &c[0]);
+    if (K > 1) {
+        cJSON *all = cJSON_CreateArray();
+        for (int k = 0; k < K; k++) {
+            cJSON *e = cJSON_CreateObject();
+            add_caption(e, &c[k]);
+            cJSON_AddItemToArray(all, e);
+        }
+        cJSON_AddItemToObject(o, "captions", all);
+    }
     cli_print_json(o);
 }
 
@@ -96,8 +123,9 @@ int cmd_caption(int argc, char **argv)
 {
     const char *model = NULL, *prompt = NULL, *beams = NULL, *max_len = NULL, *max_new = NULL;
     const char *min_len = NULL, *lp = NULL, *rp = NULL, *ngram = NULL, *early = NULL;
-    const char *device = NULL;
-    int json = 0, verbose = 0;
+    const char *device = NULL, *ncap = NULL, *temp = NULL, *topk = NULL, *topp = NULL;
+    const char *seed = NULL;
+    int json = 0, verbose = 0, sample = 0;
     cli_opt opts[] = {{"model", 1, &model, NULL},
                       {"prompt", 1, &prompt, NULL},
                       {"beams", 1, &beams, NULL},
@@ -108,6 +136,12 @@ int cmd_caption(int argc, char **argv)
                       {"repetition-penalty", 1, &rp, NULL},
                       {"no-repeat-ngram", 1, &ngram, NULL},
                       {"early-stopping", 1, &early, NULL},
+                      {"num-captions", 1, &ncap, NULL},
+                      {"sample", 0, NULL, &sample},
+                      {"temperature", 1, &temp, NULL},
+                      {"top-k", 1, &topk, NULL},
+                      {"top-p", 1, &topp, NULL},
+                      {"seed", 1, &seed, NULL},
                       {"device", 1, &device, NULL},
                       {"json", 0, NULL, &json},
                       {"verbose", 0, NULL, &verbose}};
@@ -155,6 +189,33 @@ int cmd_caption(int argc, char **argv)
             rc = parse_float(lp, "--length-penalty", 0, &p.length_penalty);
         if (rc == EXIT_OK)
             rc = parse_float(rp, "--repetition-penalty", 1, &p.repetition_penalty);
+        if (rc == EXIT_OK)
+            rc = parse_int(ncap, "--num-captions", 1, 16, &p.num_captions);
+        if (rc == EXIT_OK)
+            rc = parse_float(temp, "--temperature", 1, &p.temperature);
+        if (rc == EXIT_OK)
+            rc = parse_int(topk, "--top-k", 0, 1 << 22, &p.top_k);
+        if (rc == EXIT_OK)
+            rc = parse_float(topp, "--top-p", 1, &p.top_p);
+        if (rc == EXIT_OK && p.top_p > 1)
+            rc = cli_usage_error("caption", "--top-p must be in (0, 1]");
+        if (rc == EXIT_OK && seed) {
+            char *end;
+            unsigned long long v = strtoull(seed, &end, 10);
+            if (!*seed || *end || seed[0] == '-')
+                rc = cli_usage_error("caption", "--seed must be a non-negative integer");
+            p.seed = v;
+        }
+        if (rc == EXIT_OK && sample)
+            p.do_sample = 1;
+        if (rc == EXIT_OK && !sample && (temp || topk || topp || seed))
+            rc = cli_usage_error("caption", "--temperature, --top-k, --top-p and --seed need "
+                                            "--sample");
+        if (rc == EXIT_OK && sample && beams && p.beams > 1)
+            rc = cli_usage_error("caption", "--sample takes no --beams");
+        if (rc == EXIT_OK && !sample && p.num_captions > p.beams)
+            rc = cli_usage_error("caption", "--num-captions %d needs at least as many --beams",
+                                 p.num_captions);
         if (rc == EXIT_OK && early)
             p.early_stopping = strcmp(early, "true") == 0 ? 1 : strcmp(early, "never") == 0 ? 2 : 0;
     }
@@ -162,15 +223,15 @@ int cmd_caption(int argc, char **argv)
     for (int i = 0; i < nimg && rc == EXIT_OK; i++) {
         tsr_image *img = NULL;
         tsr_error err = {0};
-        tsr_caption cap = {0};
+        tsr_caption cap[16] = {{0}};
         if (tsr_image_load_file(imgs[i], &img, &err) != TSR_OK) {
             failed++; /* reported, and the others go on */
             print_failure(imgs[i], &err, json);
         } else {
             tsr_status st = tsr_session_caption_images(sess, (const tsr_image *const *)&img, 1,
-                                                       &p, &cap, &err);
+                                                       &p, cap, &err);
             if (st == TSR_OK) {
-                print_caption(imgs[i], &cap, json);
+                print_captions(imgs[i], cap, p.num_captions, json);
             } else {
                 /* settings the model refuses (a prompt too long for --max-length, ...)
                  * fail every image alike: stop */
@@ -179,7 +240,8 @@ int cmd_caption(int argc, char **argv)
             }
         }
         tsr_image_free(img);
-        tsr_caption_free(&cap);
+        for (int k = 0; k < 16; k++)
+            tsr_caption_free(&cap[k]);
         fflush(stdout);
         cli_progress("caption", i + 1, nimg);
     }

@@ -58,6 +58,17 @@ static void read_generation(blip_model *b, tsr_cfg_reader *r, const cJSON *tc)
     g->no_repeat_ngram = tsr_cfg_int(r, "no_repeat_ngram_size", 0, 0, 1 << 16);
     g->length_penalty = 1.0f;
     g->repetition_penalty = 1.0f;
+    g->temperature = 1.0f;
+    g->top_k = tsr_cfg_int(r, "top_k", 50, 0, 1 << 22);
+    g->top_p = 1.0f;
+    g->num_captions = tsr_cfg_int(r, "num_return_sequences", 1, 1, TSR_GEN_MAX_BEAMS);
+    g->do_sample = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(tc, "do_sample"));
+    const cJSON *tt = cJSON_GetObjectItemCaseSensitive(tc, "temperature");
+    if (cJSON_IsNumber(tt) && tt->valuedouble > 0)
+        g->temperature = (float)tt->valuedouble;
+    const cJSON *tp = cJSON_GetObjectItemCaseSensitive(tc, "top_p");
+    if (cJSON_IsNumber(tp) && tp->valuedouble > 0 && tp->valuedouble <= 1)
+        g->top_p = (float)tp->valuedouble;
     const cJSON *lp = cJSON_GetObjectItemCaseSensitive(tc, "length_penalty");
     if (cJSON_IsNumber(lp))
         g->length_penalty = (float)lp->valuedouble;
@@ -339,7 +350,9 @@ tsr_caption_params tsr_caption_default_params(const tsr_model *m)
 {
     if (m && m->fam == &tsr_family_blip)
         return BLIP(m)->gen;
-    return (tsr_caption_params){0, 0, 0, 1, 1.0f, 0, 1.0f, 0, NULL};
+    return (tsr_caption_params){.beams = 1, .length_penalty = 1.0f, .repetition_penalty = 1.0f,
+                                .temperature = 1.0f, .top_k = 50, .top_p = 1.0f,
+                                .num_captions = 1};
 }
 
 /* The total length as generate() settles it for a prompt of np tokens:
@@ -480,6 +493,16 @@ static tsr_status check_params(const tsr_model *m, const tsr_caption_params *p, 
         return tsr_error_set(err, TSR_ERR_INVALID_ARG,
                              "min_length and no_repeat_ngram must be >= 0, repetition_penalty > 0, "
                              "length_penalty finite, early_stopping 0, 1 or 2");
+    if (p->num_captions < 1 || p->num_captions > TSR_GEN_MAX_BEAMS ||
+        (!p->do_sample && p->num_captions > p->beams))
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG,
+                             "%d captions per image: 1 to %d, and at most the %d beams without "
+                             "sampling", p->num_captions, TSR_GEN_MAX_BEAMS, p->beams);
+    if (p->do_sample && (p->beams > 1 || !(p->temperature > 0) || !isfinite(p->temperature) ||
+                         p->top_k < 0 || !(p->top_p > 0 && p->top_p <= 1)))
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG,
+                             "sampling takes beams 1, a temperature > 0, top_k >= 0 and top_p in "
+                             "(0, 1]");
     return TSR_OK;
 }
 
@@ -509,6 +532,26 @@ static tsr_status prompt_ids(const blip_model *b, const tsr_caption_params *p, i
 }
 
 /* One caption of the encoded image. */
+/* A caption from one hypothesis: [DEC], the prompt, its tokens, [SEP] when it ended. */
+static tsr_status make_caption(const blip_model *b, const int *prompt, int np, const int *toks,
+                               int n, float score, int finished, tsr_caption *out,
+                               tsr_error *err)
+{
+    out->n_ids = np + n + (finished ? 1 : 0);
+    out->ids = malloc(sizeof(int) * (size_t)out->n_ids);
+    if (!out->ids)
+        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    memcpy(out->ids, prompt, sizeof(int) * (size_t)np);
+    memcpy(out->ids + np, toks, sizeof(int) * (size_t)n);
+    if (finished)
+        out->ids[out->n_ids - 1] = b->sep;
+    out->score = score;
+    out->finished = finished;
+    out->n_prompt = np;
+    return tsr_wordpiece_decode(b->tok, out->ids, out->n_ids, 1, b->clean_up, &out->text, err);
+}
+
+/* The captions (p->num_captions) of the encoded image into out. */
 static tsr_status caption_one(tsr_session *s, const tsr_caption_params *p, const int *prompt,
                               int np, int total, tsr_caption *out, tsr_error *err)
 {
@@ -531,27 +574,33 @@ static tsr_status caption_one(tsr_session *s, const tsr_caption_params *p, const
     gp.min_len = p->min_length > np ? p->min_length - np : 0;
     gp.prefix = prompt;
     gp.n_prefix = np;
+    gp.n_best = p->num_captions;
+    if (p->do_sample) {
+        gp.temperature = p->temperature;
+        gp.top_k = p->top_k;
+        gp.top_p = p->top_p;
+        gp.seed = p->seed;
+        gp.samples = p->num_captions;
+    }
     gen_ctx g = {s, b, bs};
     tsr_gen_hooks hooks = {step_hook, reorder_hook, NULL, NULL, &g};
     tsr_gen_result r = {0};
     TSR_TRY(rc, tsr_generate(&gp, &hooks, &r, err));
-    if (rc != TSR_OK)
+    if (rc != TSR_OK) {
+        tsr_gen_result_free(&r);
         return rc;
-    out->n_ids = np + r.n + (r.finished ? 1 : 0);
-    out->ids = malloc(sizeof(int) * (size_t)out->n_ids);
-    if (!out->ids) {
-        free(r.tokens);
-        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
     }
-    memcpy(out->ids, prompt, sizeof(int) * (size_t)np);
-    memcpy(out->ids + np, r.tokens, sizeof(int) * (size_t)r.n);
-    if (r.finished)
-        out->ids[out->n_ids - 1] = b->sep;
-    free(r.tokens);
-    out->score = r.score;
-    out->finished = r.finished;
-    out->n_prompt = np;
-    return tsr_wordpiece_decode(b->tok, out->ids, out->n_ids, 1, b->clean_up, &out->text, err);
+    rc = make_caption(b, prompt, np, r.tokens, r.n, r.score, r.finished, &out[0], err);
+    for (int k = 1; k < p->num_captions && rc == TSR_OK; k++) {
+        const tsr_gen_hyp *h = k - 1 < r.n_more ? &r.more[k - 1] : NULL;
+        if (!h) /* fewer finished hypotheses than asked: the best again, as HF pads */
+            rc = make_caption(b, prompt, np, r.tokens, r.n, r.score, r.finished, &out[k], err);
+        else
+            rc = make_caption(b, prompt, np, h->tokens, h->n, h->score, h->finished, &out[k],
+                              err);
+    }
+    tsr_gen_result_free(&r);
+    return rc;
 }
 
 void tsr_caption_free(tsr_caption *c)
@@ -586,14 +635,15 @@ static tsr_status from_images(const void *src, int i, const blip_model *b, float
 static tsr_status caption(tsr_session *s, int n, const tsr_caption_params *p, tsr_caption *out,
                           pixels_fn get, const void *src, tsr_error *err)
 {
-    for (int i = 0; i < n; i++)
-        memset(&out[i], 0, sizeof out[i]);
     tsr_status rc = tsr_session_need(s, &tsr_family_blip, "write captions", err);
     tsr_caption_params def;
     if (rc == TSR_OK && !p) {
         def = tsr_caption_default_params(s->m);
         p = &def;
     }
+    int K = p && p->num_captions > 0 ? p->num_captions : 1;
+    for (int i = 0; i < n * K; i++)
+        memset(&out[i], 0, sizeof out[i]);
     TSR_TRY(rc, check_params(s->m, p, err));
     blip_model *b = rc == TSR_OK ? BLIP(s->m) : NULL;
     int *prompt = rc == TSR_OK ? malloc(sizeof(int) * ((size_t)b->dec.n_ctx + 2)) : NULL;
@@ -602,18 +652,18 @@ static tsr_status caption(tsr_session *s, int n, const tsr_caption_params *p, ts
         rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
     TSR_TRY(rc, prompt_ids(b, p, prompt, &np, &total, err));
     int cap = total < b->dec.n_ctx ? total : b->dec.n_ctx;
-    TSR_TRY(rc, blip_ready(s, p->beams, cap, err));
+    TSR_TRY(rc, blip_ready(s, p->beams > K ? p->beams : K, cap, err));
     blip_session *bs = s->data;
     for (int i = 0; i < n && rc == TSR_OK; i++) {
         const float *px = NULL;
         rc = get(src, i, b, bs->px, &px, err);
         TSR_TRY(rc, encode(s, px, NULL, err));
-        TSR_TRY(rc, caption_one(s, p, prompt, np, total, &out[i], err));
+        TSR_TRY(rc, caption_one(s, p, prompt, np, total, &out[(size_t)i * K], err));
         if (rc != TSR_OK && n > 1)
             tsr_error_prefix(err, "image %d", i + 1);
     }
     if (rc != TSR_OK)
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < n * K; i++)
             tsr_caption_free(&out[i]);
     free(prompt);
     return tsr_session_fail(s, rc, err);

@@ -15,7 +15,17 @@ tsr_gen_params tsr_gen_default_params(int vocab, int eos)
                             .patience = 1.0f,
                             .length_penalty = 1.0f,
                             .samples = 1,
-                            .repetition_penalty = 1.0f};
+                            .repetition_penalty = 1.0f,
+                            .top_p = 1.0f,
+                            .n_best = 1};
+}
+
+void tsr_gen_result_free(tsr_gen_result *r)
+{
+    free(r->tokens);
+    for (int i = 0; i < r->n_more; i++)
+        free(r->more[i].tokens);
+    memset(r, 0, sizeof *r);
 }
 
 void tsr_log_softmax(float *v, int n)
@@ -157,6 +167,64 @@ static int sample(const float *lp, int V, float T, rng *r)
     return last >= 0 ? last : argmax(lp, V);
 }
 
+/* HF's sampling warpers on one row of processed logits, in place: divide
+ * by the temperature, keep the top_k largest (ties with the k-th kept), then
+ * the smallest set of most likely tokens whose probability reaches top_p
+ * (TopPLogitsWarper: ascending order, drop while the cumulative probability
+ * is <= 1 - top_p, never the most likely token). tmp holds V ints. */
+static void hf_warp(const tsr_gen_params *p, float *row, int *idx)
+{
+    int V = p->vocab;
+    for (int k = 0; k < V; k++)
+        row[k] /= p->temperature;
+    if (p->top_k > 0 && p->top_k < V) {
+        for (int k = 0; k < V; k++)
+            idx[k] = k;
+        /* the k-th largest value by partial selection */
+        int K = p->top_k;
+        for (int i = 0; i < K; i++) {
+            int best = i;
+            for (int j = i + 1; j < V; j++)
+                if (row[idx[j]] > row[idx[best]])
+                    best = j;
+            int t = idx[i];
+            idx[i] = idx[best];
+            idx[best] = t;
+        }
+        float kth = row[idx[K - 1]];
+        for (int k = 0; k < V; k++)
+            if (row[k] < kth)
+                row[k] = -INFINITY;
+    }
+    if (p->top_p < 1.0f) {
+        float mx = -INFINITY;
+        for (int k = 0; k < V; k++)
+            mx = fmaxf(mx, row[k]);
+        double sum = 0;
+        for (int k = 0; k < V; k++)
+            sum += exp((double)(row[k] - mx));
+        for (int k = 0; k < V; k++)
+            idx[k] = k;
+        /* ascending by value, stable (torch.sort's order for ties is its own) */
+        for (int i = 1; i < V; i++) {
+            int v = idx[i], j = i;
+            while (j > 0 && row[idx[j - 1]] > row[v]) {
+                idx[j] = idx[j - 1];
+                j--;
+            }
+            idx[j] = v;
+        }
+        float cum = 0; /* float32 cumsum of float32 probabilities, as torch */
+        for (int i = 0; i < V - 1; i++) {
+            cum += (float)(exp((double)(row[idx[i]] - mx)) / sum);
+            if (cum <= 1.0f - p->top_p)
+                row[idx[i]] = -INFINITY;
+            else
+                break;
+        }
+    }
+}
+
 static float final_score(float score, int len, float lp)
 {
     return score / powf((float)len, lp);
@@ -171,10 +239,11 @@ static tsr_status greedy(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_ge
     size_t SL = (size_t)P + L;
     float *lg = malloc(sizeof(float) * (size_t)V * S);
     int *seq = seq_rows(p, S), len[TSR_GEN_MAX_BEAMS] = {0};
+    int *idx = p->hf && p->temperature > 0 ? malloc(sizeof(int) * (size_t)V) : NULL;
     int row_of[TSR_GEN_MAX_BEAMS], in[TSR_GEN_MAX_BEAMS], done[TSR_GEN_MAX_BEAMS] = {0};
     float score[TSR_GEN_MAX_BEAMS] = {0};
-    if (!lg || !seq) {
-        free(lg), free(seq);
+    if (!lg || !seq || (p->hf && p->temperature > 0 && !idx)) {
+        free(lg), free(seq), free(idx);
         return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
     }
     rng r;
@@ -195,8 +264,16 @@ static tsr_status greedy(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_ge
         for (int i = 0; i < alive && rc == TSR_OK; i++) {
             int sm = row_of[i];
             float *row = lg + (size_t)i * V;
-            process_row(p, h, t, seq + SL * sm, P + len[sm], row);
-            int tok = p->temperature > 0 ? sample(row, V, p->temperature, &r) : argmax(row, V);
+            int tok;
+            if (p->hf && p->temperature > 0) { /* HF: processors, warpers, softmax, draw */
+                processors(p, h, t, seq + SL * sm, P + len[sm], row);
+                hf_warp(p, row, idx);
+                tok = sample(row, V, 1.0f, &r);
+                tsr_log_softmax(row, V);
+            } else {
+                process_row(p, h, t, seq + SL * sm, P + len[sm], row);
+                tok = p->temperature > 0 ? sample(row, V, p->temperature, &r) : argmax(row, V);
+            }
             score[sm] += row[tok];
             if (tok != p->eos)
                 seq[SL * sm + P + len[sm]++] = tok;
@@ -211,12 +288,26 @@ static tsr_status greedy(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_ge
             rc = h->reorder(h->user, src, next, p->pos0 + t + 1, err);
         alive = next;
     }
+    if (rc == TSR_OK && p->hf && S > 1) { /* every sample, in order */
+        for (int sm = 1; sm < S && rc == TSR_OK; sm++) {
+            tsr_gen_hyp *o = &out->more[out->n_more];
+            if (!(o->tokens = malloc(sizeof(int) * (size_t)(len[sm] + 1)))) {
+                rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+                break;
+            }
+            memcpy(o->tokens, seq + SL * sm + P, sizeof(int) * (size_t)len[sm]);
+            o->n = len[sm];
+            o->score = final_score(score[sm], len[sm], p->length_penalty);
+            o->finished = done[sm];
+            out->n_more++;
+        }
+    }
     if (rc == TSR_OK) {
         int best = 0;
         float best_s = -INFINITY;
         for (int sm = 0; sm < S; sm++) {
             float f = final_score(score[sm], len[sm], p->length_penalty);
-            if (sm == 0 || f > best_s) {
+            if (sm == 0 || (f > best_s && !p->hf)) {
                 best = sm;
                 best_s = f;
             }
@@ -230,7 +321,7 @@ static tsr_status greedy(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_ge
         out->score = best_s;
         out->finished = done[best];
     }
-    free(lg), free(seq);
+    free(lg), free(seq), free(idx);
     return rc;
 }
 
@@ -489,6 +580,18 @@ static tsr_status hf_beam(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_g
         out->score = fin.score[0];
         out->finished = fin.eos[0];
     }
+    for (int i = 1; rc == TSR_OK && i < p->n_best && i < fin.count; i++) {
+        tsr_gen_hyp *o = &out->more[out->n_more];
+        if (!(o->tokens = malloc(sizeof(int) * (size_t)(fin.n[i] + 1)))) {
+            rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+            break;
+        }
+        memcpy(o->tokens, fin.tokens + (size_t)i * L, sizeof(int) * (size_t)fin.n[i]);
+        o->n = fin.n[i];
+        o->score = fin.score[i];
+        o->finished = fin.eos[i];
+        out->n_more++;
+    }
     free(lg), free(seq), free(nseq), free(cand), free(fin.tokens);
     return rc;
 }
@@ -515,9 +618,11 @@ tsr_status tsr_generate(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_gen
     if (p->vocab < 2 * p->beams || p->eos < 0 || p->eos >= p->vocab || p->start < 0 ||
         p->start >= p->vocab)
         return tsr_error_set(err, TSR_ERR_INVALID_ARG, "bad vocabulary, start or end token");
-    if (p->hf && p->temperature > 0)
-        return tsr_error_set(err, TSR_ERR_UNSUPPORTED,
-                             "sampling with transformers' semantics is not implemented");
+    if (p->top_k < 0 || !(p->top_p > 0 && p->top_p <= 1))
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "top_k must be >= 0 and top_p in (0, 1]");
+    if (p->n_best < 1 || (p->hf && p->beams > 1 && p->n_best > p->beams))
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "%d results asked of %d beams", p->n_best,
+                             p->beams);
     if (p->n_prefix < 0 || (p->n_prefix > 0 && !p->prefix) || p->min_len < 0 ||
         p->early_stopping < 0 || p->early_stopping > 2)
         return tsr_error_set(err, TSR_ERR_INVALID_ARG, "bad prefix, minimum length or early stop");

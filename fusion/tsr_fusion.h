@@ -311,6 +311,14 @@ typedef struct {
     float repetition_penalty; /* 1: off */
     int no_repeat_ngram;      /* no_repeat_ngram_size; 0: off */
     const char *prompt;       /* the text a caption starts with ("a picture of"), or NULL */
+    int do_sample;            /* 1: sample (beams 1) instead of searching */
+    float temperature;        /* sampling: logits / temperature (1) */
+    int top_k;                /* sampling: the k most likely tokens (50; 0: all) */
+    float top_p;              /* sampling: the most likely tokens reaching this mass (1) */
+    uint64_t seed;            /* sampling: tessera's generator (the same seed, the same
+                               * captions on every run and device; not torch's draws) */
+    int num_captions;         /* captions per image (1); beam search: the best, at most
+                               * beams; sampling: independent draws */
 } tsr_caption_params;
 
 typedef struct {
@@ -326,8 +334,9 @@ typedef struct {
  * min_length, num_beams, ...) or transformers' defaults; NULL or another
  * family: transformers' defaults. */
 tsr_caption_params tsr_caption_default_params(const tsr_model *m);
-/* Captions n images (p NULL: the model's defaults) into out[0..n). On an
- * error nothing is kept and err names the image. */
+/* Captions n images (p NULL: the model's defaults) into out[0..n*K), K =
+ * p->num_captions: image i's captions at out[i*K .. i*K+K), best first. On
+ * an error nothing is kept and err names the image. */
 tsr_status tsr_session_caption_images(tsr_session *s, const tsr_image *const *images, int n,
                                       const tsr_caption_params *p, tsr_caption *out,
                                       tsr_error *err);

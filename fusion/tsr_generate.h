@@ -49,7 +49,13 @@
  *   full and the best running beam's score / (its length, or max_len for
  *   early_stopping 2 "never" with length_penalty > 0) ^ length_penalty is
  *   no better than the worst finished one. The best finished one wins.
- *   Sampling with HF semantics is not implemented.
+ * - Sampling (temperature > 0, beams 1): the processors, then HF's warpers
+ *   in its order (logits / temperature, top_k, top_p), then a token drawn
+ *   from the softmax with tessera's seeded generator (not torch's: the same
+ *   seed gives the same sequence on every run and device, not torch's).
+ *   `samples` independent sequences are drawn, returned in order.
+ * - n_best > 1 with beam search: the n_best best finished hypotheses, best
+ *   first (HF's num_return_sequences).
  */
 #ifndef TSR_GENERATE_H
 #define TSR_GENERATE_H
@@ -80,6 +86,9 @@ typedef struct {
     int early_stopping;       /* hf beam search: 0 false, 1 true, 2 "never" */
     const int *prefix;        /* the prompt the processors see first (hf), or NULL */
     int n_prefix;
+    int top_k;                /* hf sampling: keep the k most likely tokens (0: all) */
+    float top_p;              /* hf sampling: the smallest set reaching this mass (1: all) */
+    int n_best;               /* hf: results wanted (beam: <= beams; sampling: samples) */
 } tsr_gen_params;
 
 typedef struct {
@@ -101,11 +110,23 @@ typedef struct {
 } tsr_gen_hooks;
 
 typedef struct {
-    int *tokens;  /* malloc'd, the best hypothesis without eos */
+    int *tokens;  /* malloc'd, without eos */
     int n;
     float score;  /* its final score: sum of log-probabilities / n ^ length_penalty */
     int finished; /* ended with eos (not cut at max_len) */
+} tsr_gen_hyp;
+
+typedef struct {
+    int *tokens;  /* malloc'd, the best hypothesis without eos (hf sampling: the first) */
+    int n;
+    float score;  /* its final score: sum of log-probabilities / n ^ length_penalty */
+    int finished; /* ended with eos (not cut at max_len) */
+    tsr_gen_hyp more[TSR_GEN_MAX_BEAMS]; /* hf, n_best > 1: the next best, or samples */
+    int n_more;
 } tsr_gen_result;
+
+/* Frees the tokens of r and its other hypotheses. */
+void tsr_gen_result_free(tsr_gen_result *r);
 
 tsr_gen_params tsr_gen_default_params(int vocab, int eos);
 tsr_status tsr_generate(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_gen_result *out,

@@ -249,6 +249,27 @@ static void test_caption(void)
     expect("caption --model " BLIP " --prompt \"$(printf 'a\377')\" " IMG "coffee.png", 2,
            "not valid UTF-8", "an invalid UTF-8 prompt");
     expect("caption --model " A " " IMG "coffee.png", 2, "needs a BLIP", "caption with CLIP");
+    expect("caption --model " BLIP " --sample --top-p 1.5 " IMG "coffee.png", 2, "--top-p",
+           "--top-p 1.5");
+    expect("caption --model " BLIP " --top-k 5 " IMG "coffee.png", 2, "need --sample",
+           "--top-k without --sample");
+    expect("caption --model " BLIP " --num-captions 3 " IMG "coffee.png", 2, "--beams",
+           "--num-captions past the beams");
+    rc = run(NULL, "caption --model " BLIP " --sample --seed 42 --num-captions 4 " IMG "coffee.png");
+    char *first = strdup(out_text);
+    int rc2 = run(NULL, "caption --model " BLIP " --sample --seed 42 --num-captions 4 " IMG
+                        "coffee.png");
+    int nl = 0;
+    for (const char *q = first; *q; q++)
+        nl += *q == '\n';
+    check(rc == 0 && rc2 == 0 && nl == 4 && strcmp(first, out_text) == 0,
+          "--sample --seed 42 --num-captions 4: 4 lines, the same in a second process");
+    free(first);
+    rc = run(NULL, "caption --model " BLIP " --beams 4 --num-captions 3 --json " IMG "coffee.png");
+    cJSON *o = cJSON_Parse(out_text);
+    check(rc == 0 && cJSON_GetArraySize(cJSON_GetObjectItem(o, "captions")) == 3,
+          "--beams 4 --num-captions 3 --json: three captions with their scores");
+    cJSON_Delete(o);
     expect("classify --model " BLIP " --labels a " IMG "coffee.png", 2, "needs a CLIP",
            "classify with BLIP");
 }

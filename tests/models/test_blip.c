@@ -1,7 +1,7 @@
 /* BLIP captioning against transformers on a tiny random
  * BlipForConditionalGeneration (tests/reference/make_blip_fixtures.py: a
  * 30-pixel image with 6-pixel patches, widths 36 and 44, 3 and 4 heads, a
- * 422-token WordPiece vocabulary): BlipImageProcessor's pixels, the image
+ * 421-token WordPiece vocabulary): BlipImageProcessor's pixels, the image
  * tower, teacher-forced decoder logits, generate()'s token sequences with
  * greedy and beam search in 15 settings, the decoded captions, and
  * tokenizer.decode() on random ids. Then the errors. */
@@ -115,7 +115,7 @@ static void test_pixels(const tsr_model *m, const cJSON *images, const float *re
     free(px);
 }
 
-static void test_towers(tsr_session *s, const float *px, const cJSON *gen, int V)
+static void test_towers(tsr_session *s, const float *px, const cJSON *gen)
 {
     int nd;
     long dims[4];
@@ -141,7 +141,7 @@ static void test_towers(tsr_session *s, const float *px, const cJSON *gen, int V
 
     /* teacher-forced logits of image 0 */
     ref = load_npy(SRC "/expected/logits.npy", &nd, dims);
-    int ids[64];
+    int V = ref ? (int)dims[1] : 1, ids[64];
     int n = json_int_array(cJSON_GetObjectItem(gen, "logits_ids"), ids, 64);
     float *lg = malloc(sizeof(float) * (size_t)n * V);
     tsr_status st = tsr_session_caption_encode(s, px, NULL, &err);
@@ -178,6 +178,8 @@ static tsr_caption_params params_of(const tsr_model *m, const cJSON *set)
         p.early_stopping = cJSON_IsString(v) ? 2 : cJSON_IsTrue(v);
     if ((v = cJSON_GetObjectItem(set, "prompt")))
         p.prompt = v->valuestring;
+    if ((v = cJSON_GetObjectItem(set, "num_return_sequences")))
+        p.num_captions = v->valueint;
     return p;
 }
 
@@ -190,39 +192,50 @@ static void test_generate(tsr_model *m, tsr_session *s, const cJSON *gen, tsr_im
     {
         tsr_caption_params p = params_of(m, set);
         const cJSON *res = cJSON_GetObjectItem(set, "results");
-        tsr_caption caps[8];
+        int K = p.num_captions;
+        tsr_caption caps[8 * 4];
         tsr_error err = {0};
         tsr_status st = tsr_session_caption_images(s, (const tsr_image *const *)imgs, n_img, &p,
                                                    caps, &err);
-        int same_ids = 0, same_text = 0;
+        int same_ids = 0, same_text = 0, same_more = 0;
         for (int i = 0; i < n_img && st == TSR_OK; i++) {
             const cJSON *r = cJSON_GetArrayItem(res, i);
             int want[128];
             int nw = json_int_array(cJSON_GetObjectItem(r, "ids"), want, 128);
             const char *wt = cJSON_GetObjectItem(r, "caption")->valuestring;
-            int ids_ok = nw == caps[i].n_ids &&
-                         memcmp(want, caps[i].ids, sizeof(int) * (size_t)nw) == 0;
-            int text_ok = strcmp(wt, caps[i].text) == 0;
+            for (int k = 1; k < K; k++) { /* the n-best list */
+                const cJSON *a = cJSON_GetArrayItem(cJSON_GetObjectItem(r, "all"), k);
+                int na = json_int_array(cJSON_GetObjectItem(a, "ids"), want, 128);
+                same_more += na == caps[i * K + k].n_ids &&
+                             memcmp(want, caps[i * K + k].ids, sizeof(int) * (size_t)na) == 0 &&
+                             strcmp(cJSON_GetObjectItem(a, "caption")->valuestring,
+                                    caps[i * K + k].text) == 0;
+            }
+            nw = json_int_array(cJSON_GetObjectItem(r, "ids"), want, 128);
+            tsr_caption *c = &caps[i * K];
+            int ids_ok = nw == c->n_ids && memcmp(want, c->ids, sizeof(int) * (size_t)nw) == 0;
+            int text_ok = strcmp(wt, c->text) == 0;
             same_ids += ids_ok;
             same_text += text_ok;
-            ended += caps[i].finished;
-            cut += !caps[i].finished;
+            ended += c->finished;
+            cut += !c->finished;
             if (!ids_ok || !text_ok) {
                 printf("     image %d: got %d ids \"%s\", want %d ids \"%s\"\n     got ", i,
-                       caps[i].n_ids, caps[i].text, nw, wt);
-                for (int k = 0; k < caps[i].n_ids; k++)
-                    printf(" %d", caps[i].ids[k]);
+                       c->n_ids, c->text, nw, wt);
+                for (int k = 0; k < c->n_ids; k++)
+                    printf(" %d", c->ids[k]);
                 printf("\n     want");
                 for (int k = 0; k < nw; k++)
                     printf(" %d", want[k]);
                 printf("\n");
             }
         }
-        check(st == TSR_OK && same_ids == n_img && same_text == n_img,
-              "%-20s %d of %d token sequences and %d captions as generate() (\"%s\") %s",
+        check(st == TSR_OK && same_ids == n_img && same_text == n_img &&
+                  same_more == n_img * (K - 1),
+              "%-20s %d of %d token sequences and %d captions as generate() (\"%s\")%s %s",
               cJSON_GetObjectItem(set, "name")->valuestring, same_ids, n_img, same_text,
-              st == TSR_OK ? caps[0].text : "", err.msg);
-        for (int i = 0; i < n_img && st == TSR_OK; i++)
+              st == TSR_OK ? caps[0].text : "", K > 1 ? ", and the n-best lists" : "", err.msg);
+        for (int i = 0; i < n_img * K && st == TSR_OK; i++)
             tsr_caption_free(&caps[i]);
     }
     check(ended > 10 && cut > 5, "the fixtures cover both ends: %d captions ended with [SEP], "
@@ -243,6 +256,127 @@ static void test_generate(tsr_model *m, tsr_session *s, const cJSON *gen, tsr_im
     check(st == TSR_OK && same == n_img,
           "beam 3 from reference pixels: %d of %d captions as one batched generate() %s", same,
           n_img, err.msg);
+}
+
+/* Sampling: top_k 1 is greedy search; a seed gives the same captions again;
+ * and the first token's frequency over many draws matches the probabilities
+ * after transformers' warpers (a chi-square test at p = 0.001). */
+static void test_sampling(tsr_model *m, tsr_session *s, const cJSON *gen, tsr_image **imgs,
+                          int n_img)
+{
+    const cJSON *greedy = cJSON_GetArrayItem(cJSON_GetObjectItem(gen, "settings"), 0);
+    tsr_caption_params p = tsr_caption_default_params(m);
+    p.do_sample = 1;
+    p.top_k = 1;
+    p.seed = 7;
+    tsr_caption caps[16];
+    tsr_error err = {0};
+    int same = 0;
+    tsr_status st = tsr_session_caption_images(s, (const tsr_image *const *)imgs, n_img, &p, caps,
+                                               &err);
+    for (int i = 0; i < n_img && st == TSR_OK; i++) {
+        const cJSON *r = cJSON_GetArrayItem(cJSON_GetObjectItem(greedy, "results"), i);
+        same += strcmp(cJSON_GetObjectItem(r, "caption")->valuestring, caps[i].text) == 0;
+        tsr_caption_free(&caps[i]);
+    }
+    check(st == TSR_OK && same == n_img, "sampling with top_k 1: %d of %d captions are greedy "
+          "search's %s", same, n_img, err.msg);
+
+    /* the same seed, the same captions; another seed, others */
+    p = tsr_caption_default_params(m);
+    p.do_sample = 1;
+    p.num_captions = 4;
+    p.seed = 12345;
+    tsr_caption a[16], b[16], c[16];
+    tsr_session *s2 = new_session(m);
+    st = tsr_session_caption_images(s, (const tsr_image *const *)imgs, 2, &p, a, &err);
+    tsr_status st2 = tsr_session_caption_images(s2, (const tsr_image *const *)imgs, 2, &p, b, &err);
+    p.seed = 54321;
+    tsr_status st3 = tsr_session_caption_images(s, (const tsr_image *const *)imgs, 2, &p, c, &err);
+    int again = 0, differ = 0, within = 0;
+    for (int i = 0; i < 8 && st == TSR_OK && st2 == TSR_OK && st3 == TSR_OK; i++) {
+        again += a[i].n_ids == b[i].n_ids &&
+                 memcmp(a[i].ids, b[i].ids, sizeof(int) * (size_t)a[i].n_ids) == 0;
+        differ += strcmp(a[i].text, c[i].text) != 0;
+        within += i % 4 && strcmp(a[i].text, a[i - 1].text) != 0;
+    }
+    check(st == TSR_OK && st2 == TSR_OK && st3 == TSR_OK && again == 8 && differ >= 4 &&
+              within >= 3,
+          "seed 12345 twice, in two sessions: %d of 8 sampled captions identical; seed 54321: "
+          "%d differ; draws of one image differ from each other %d times (\"%s\")", again,
+          differ, within, st == TSR_OK ? a[0].text : err.msg);
+    for (int i = 0; i < 8 && st == TSR_OK; i++)
+        tsr_caption_free(&a[i]);
+    for (int i = 0; i < 8 && st2 == TSR_OK; i++)
+        tsr_caption_free(&b[i]);
+    for (int i = 0; i < 8 && st3 == TSR_OK; i++)
+        tsr_caption_free(&c[i]);
+    tsr_session_free(s2);
+
+    /* the first token's distribution */
+    const cJSON *set;
+    cJSON_ArrayForEach(set, cJSON_GetObjectItem(gen, "sampling"))
+    {
+        const cJSON *pj = cJSON_GetObjectItem(set, "probs");
+        int V = cJSON_GetArraySize(pj);
+        double *prob = calloc((size_t)V, sizeof(double));
+        long *count = calloc((size_t)V, sizeof(long));
+        for (int k = 0; k < V; k++)
+            prob[k] = cJSON_GetArrayItem(pj, k)->valuedouble;
+        p = tsr_caption_default_params(m);
+        p.do_sample = 1;
+        p.temperature = (float)cJSON_GetObjectItem(set, "temperature")->valuedouble;
+        p.top_k = cJSON_GetObjectItem(set, "top_k")->valueint;
+        p.top_p = (float)cJSON_GetObjectItem(set, "top_p")->valuedouble;
+        p.max_new_tokens = 1;
+        p.num_captions = 16;
+        int N = 0, bad_id = 0;
+        st = TSR_OK;
+        for (int call = 0; call < 100 && st == TSR_OK; call++) {
+            p.seed = (uint64_t)call * 7919 + 1;
+            st = tsr_session_caption_images(s, (const tsr_image *const *)imgs, 1, &p, caps, &err);
+            for (int k = 0; k < 16 && st == TSR_OK; k++) {
+                int t = caps[k].ids[1];
+                if (t >= 0 && t < V)
+                    count[t]++;
+                else
+                    bad_id++;
+                N++;
+                tsr_caption_free(&caps[k]);
+            }
+        }
+        /* bins with an expected count of at least 5; the rest pooled */
+        double chi = 0, pool_e = 0, pool_o = 0, zero_mass_draws = 0;
+        int bins = 0;
+        for (int k = 0; k < V; k++) {
+            double e = prob[k] * N;
+            if (prob[k] == 0) {
+                zero_mass_draws += (double)count[k];
+            } else if (e >= 5) {
+                chi += (count[k] - e) * (count[k] - e) / e;
+                bins++;
+            } else {
+                pool_e += e;
+                pool_o += (double)count[k];
+            }
+        }
+        if (pool_e > 0) {
+            chi += (pool_o - pool_e) * (pool_o - pool_e) / pool_e;
+            bins++;
+        }
+        int dof = bins - 1;
+        /* Wilson-Hilferty: the chi-square quantile at 1 - 0.001 */
+        double crit = dof > 0 ? dof * pow(1 - 2.0 / (9 * dof) + 3.090 * sqrt(2.0 / (9 * dof)), 3)
+                              : 0;
+        check(st == TSR_OK && bad_id == 0 && zero_mass_draws == 0 && chi <= crit + 1e-9,
+              "first token of %d draws (temperature %.1f, top_k %d, top_p %.1f) vs transformers' "
+              "warped probabilities: chi-square %.1f on %d degrees of freedom (bound %.1f); "
+              "%.0f draws of tokens the warpers remove %s",
+              N, (double)p.temperature, p.top_k, (double)p.top_p, chi, dof, crit,
+              zero_mass_draws, err.msg);
+        free(prob);
+        free(count);
+    }
 }
 
 static void test_errors(tsr_ctx *ctx, tsr_model *m, tsr_session *s, tsr_image *img)
@@ -280,7 +414,9 @@ static void test_errors(tsr_ctx *ctx, tsr_model *m, tsr_session *s, tsr_image *i
     st = tsr_session_caption_images(s, (const tsr_image *const *)none, 2, NULL, two, &err);
     check(st == TSR_ERR_INVALID_ARG && !two[0].text && strstr(err.msg, "image 2"),
           "a NULL image: an error naming it, nothing kept: %s", err.msg);
-    st = tsr_session_caption_logits(s, (int[]){1}, 1, (float[422]){0}, &err);
+    float lg[4096];
+    err = (tsr_error){0};
+    st = tsr_session_caption_logits(s, (int[]){1}, 1, lg, &err);
     check(st == TSR_OK, "the session still works after errors %s", err.msg);
 
     /* a CLIP model cannot caption; a BLIP model cannot embed */
@@ -365,7 +501,7 @@ int main(void)
         return finish();
     test_pixels(m, images, px, 30);
     tsr_session *s = new_session(m);
-    test_towers(s, px, gen, 422);
+    test_towers(s, px, gen);
     tsr_image *imgs[8] = {0};
     for (int i = 0; i < n_img; i++) {
         char p[512];
@@ -374,6 +510,7 @@ int main(void)
             printf("cannot load %s: %s\n", p, err.msg);
     }
     test_generate(m, s, gen, imgs, n_img, px);
+    test_sampling(m, s, gen, imgs, n_img);
     test_errors(ctx, m, s, imgs[0]);
     for (int i = 0; i < n_img; i++)
         tsr_image_free(imgs[i]);

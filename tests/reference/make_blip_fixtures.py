@@ -22,6 +22,7 @@ Outputs (all small), in tests/fixtures/models/blip-tiny/:
 import json
 import os
 import random
+import re
 
 import numpy as np
 import torch
@@ -36,19 +37,31 @@ FIX = os.path.join(ROOT, "fixtures")
 OUT = os.path.join(FIX, "models", "blip-tiny")
 IMAGES = ["chelsea.jpg", "coffee.png", "astronaut.jpg", "tall.jpg", "grey.png"]
 SEED = 4321
-EOS_BIAS = 3.0
+EOS_BIAS = float(os.environ.get("EOS_BIAS", "1.7"))
 
 
 def make_tokenizer(tmp):
-    """A small English WordPiece vocabulary, trained on the licence texts
-    every Debian machine has (the same files give the same vocabulary)."""
+    """A small English WordPiece vocabulary from the licence texts every
+    Debian machine has, built deterministically (the tokenizers trainer
+    breaks ties in hash order): the characters, each as a word start and as
+    a "##" continuation, common suffixes, then the most frequent words."""
     lic = "/usr/share/common-licenses"
-    corpus = [os.path.join(lic, n) for n in ("GPL-3", "Apache-2.0", "MPL-2.0", "LGPL-2.1")]
-    wp = BertWordPieceTokenizer(lowercase=True)
-    wp.train(corpus, vocab_size=420, min_frequency=2, limit_alphabet=60,
-             special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
-    wp.post_processor = processors.BertProcessing(("[SEP]", wp.token_to_id("[SEP]")),
-                                                  ("[CLS]", wp.token_to_id("[CLS]")))
+    text = " ".join(open(os.path.join(lic, n), encoding="utf-8").read()
+                    for n in ("GPL-3", "Apache-2.0", "MPL-2.0", "LGPL-2.1")).lower()
+    chars = sorted({c for c in text if c.isascii() and c.isprintable() and not c.isspace()})
+    words = {}
+    for w in re.findall(r"[a-z]+", text):
+        words[w] = words.get(w, 0) + 1
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + ["##" + c for c in chars
+                                                                    if c.isalnum()]
+    vocab += ["##s", "##ed", "##ing", "##ly", "##er", "##ion", "##al", "##es", "##ation"]
+    for w, _ in sorted(words.items(), key=lambda kv: (-kv[1], kv[0])):
+        if len(vocab) >= 420:
+            break
+        if w not in vocab and len(w) > 1:
+            vocab.append(w)
+    vocab = list(dict.fromkeys(vocab))
+    wp = BertWordPieceTokenizer(vocab={t: i for i, t in enumerate(vocab)}, lowercase=True)
     tok = BertTokenizerFast(tokenizer_object=wp._tokenizer, unk_token="[UNK]", sep_token="[SEP]",
                             pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]",
                             do_lower_case=True)
@@ -135,6 +148,9 @@ def main():
         {"name": "greedy-rep", "repetition_penalty": 1.3, "max_length": 30},
         {"name": "beam3-ngram", "num_beams": 3, "no_repeat_ngram_size": 2, "max_length": 30},
         {"name": "greedy-ngram-prompt", "no_repeat_ngram_size": 1, "prompt": "the cat"},
+        {"name": "beam4-nbest3", "num_beams": 4, "num_return_sequences": 3, "max_length": 24},
+        {"name": "beam3-nbest3-prompt", "num_beams": 3, "num_return_sequences": 3,
+         "prompt": "a picture of", "length_penalty": 0.5},
     ]
     out = {"images": IMAGES, "transformers": transformers.__version__, "logits_ids": prefix,
            "settings": []}
@@ -145,9 +161,17 @@ def main():
         for i, img in enumerate(images):
             inputs = proc(images=img, text=s.get("prompt"), return_tensors="pt")
             with torch.no_grad():
-                seq = model.generate(**inputs, **kw)[0].tolist()
+                seqs = model.generate(**inputs, **kw).tolist()
+            # batched outputs are padded after [SEP]; the C side returns them unpadded
+            seqs = [q[:q.index(tok.sep_token_id) + 1] if tok.sep_token_id in q[1:] else q
+                    for q in seqs]
+            seq = seqs[0]
             n_eos += tok.sep_token_id in seq
-            res.append({"ids": seq, "caption": proc.decode(seq, skip_special_tokens=True)})
+            r = {"ids": seq, "caption": proc.decode(seq, skip_special_tokens=True)}
+            if len(seqs) > 1:
+                r["all"] = [{"ids": q, "caption": proc.decode(q, skip_special_tokens=True)}
+                            for q in seqs]
+            res.append(r)
         entry = dict(s)
         entry["results"] = res
         out["settings"].append(entry)
@@ -157,7 +181,29 @@ def main():
     with torch.no_grad():
         batched = model.generate(**inputs, num_beams=3)
     out["batched_beam3"] = [proc.decode(b, skip_special_tokens=True) for b in batched.tolist()]
-    print("captions ending in [SEP]:", n_eos)
+    n_empty = sum(r["caption"] == "" for st in out["settings"] for r in st["results"])
+    print("captions ending in [SEP]:", n_eos, "empty:", n_empty)
+    # sampling: the probabilities of the first token after HF's warpers, for
+    # image 0 without a prompt (the C test draws it many times: chi-square)
+    from transformers.generation.logits_process import (LogitsProcessorList,
+                                                        TemperatureLogitsWarper,
+                                                        TopKLogitsWarper, TopPLogitsWarper)
+    with torch.no_grad():
+        step0 = model.text_decoder(input_ids=torch.tensor([[cfg.text_config.bos_token_id]]),
+                                   encoder_hidden_states=emb[:1], return_dict=True).logits[:, -1]
+    out["sampling"] = []
+    for T, k, p in [(1.0, 50, 1.0), (0.7, 0, 0.9), (1.5, 20, 0.8), (1.0, 1, 1.0)]:
+        warp = []
+        if T != 1.0:
+            warp.append(TemperatureLogitsWarper(T))
+        if k:
+            warp.append(TopKLogitsWarper(k))
+        if p < 1.0:
+            warp.append(TopPLogitsWarper(p))
+        ids0 = torch.tensor([[cfg.text_config.bos_token_id]])
+        probs = torch.softmax(LogitsProcessorList(warp)(ids0, step0.clone()), dim=-1)[0]
+        out["sampling"].append({"temperature": T, "top_k": k, "top_p": p,
+                                "probs": [float(x) for x in probs]})
     with open(os.path.join(OUT, "expected", "generate.json"), "w") as f:
         json.dump(out, f, indent=1, ensure_ascii=False)
 
