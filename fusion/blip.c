@@ -645,10 +645,12 @@ static tsr_status caption(tsr_session *s, int n, const tsr_caption_params *p, ts
     for (int i = 0; i < n * K; i++)
         memset(&out[i], 0, sizeof out[i]);
     TSR_TRY(rc, check_params(s->m, p, err));
-    blip_model *b = rc == TSR_OK ? BLIP(s->m) : NULL;
-    int *prompt = rc == TSR_OK ? malloc(sizeof(int) * ((size_t)b->dec.n_ctx + 2)) : NULL;
+    if (rc != TSR_OK)
+        return tsr_session_fail(s, rc, err);
+    blip_model *b = BLIP(s->m);
+    int *prompt = malloc(sizeof(int) * ((size_t)b->dec.n_ctx + 2));
     int np = 0, total = 0;
-    if (rc == TSR_OK && !prompt)
+    if (!prompt)
         rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
     TSR_TRY(rc, prompt_ids(b, p, prompt, &np, &total, err));
     int cap = total < b->dec.n_ctx ? total : b->dec.n_ctx;
