@@ -23,9 +23,14 @@ static const char *bench_help =
     "    kernel cache;\n"
     "  - peak host memory and device memory.\n"
     "\n"
-    "  --arch A       ViT-B-32 (default), ViT-B-16 or ViT-L-14\n"
-    "  --model DIR    a CLIP model directory instead of random weights\n"
-    "  --batches L    comma-separated batch sizes (default 1,8,32)\n"
+    "A captioner (--arch blip-base or blip-large, or a BLIP --model) is measured\n"
+    "instead by captions per second at each batch size, greedy and beam 3 (20 new\n"
+    "tokens each, lengths forced), and by the time per generated token at 5, 20\n"
+    "and 40 new tokens.\n"
+    "\n"
+    "  --arch A       ViT-B-32 (default), ViT-B-16, ViT-L-14, blip-base or blip-large\n"
+    "  --model DIR    a CLIP or BLIP model directory instead of random weights\n"
+    "  --batches L    comma-separated batch sizes (default 1,8,32; captioners 1,8)\n"
     "  --tower T      image, text or both (default both)\n"
     "  --seconds S    minimum time per measurement (default 3)\n"
     "  --no-startup   skip the cold/warm start-up measurement\n"
@@ -114,7 +119,7 @@ static double startup(const char *self, const char *arch, const char *device, co
 
 int cmd_bench(int argc, char **argv)
 {
-    const char *arch = "ViT-B-32", *model = NULL, *batches = "1,8,32", *tower = "both";
+    const char *arch = "ViT-B-32", *model = NULL, *batches = NULL, *tower = "both";
     const char *seconds_s = "3", *device = NULL, *threads = NULL;
     int json = 0, no_startup = 0, first = 0, verbose = 0;
     cli_opt opts[] = {{"arch", 1, &arch, NULL},        {"model", 1, &model, NULL},
@@ -133,7 +138,9 @@ int cmd_bench(int argc, char **argv)
     }
     if (rc != EXIT_OK)
         return rc;
-    int bl[16], nb = cli_parse_ints(batches, bl, 16, 1, 4096);
+    int caption = strncmp(arch, "blip", 4) == 0; /* also a BLIP --model, found below */
+    int bl[16], nb = cli_parse_ints(batches ? batches : caption ? "1,8" : "1,8,32", bl, 16, 1,
+                                    4096);
     if (!nb)
         return cli_usage_error("bench", "--batches takes up to 16 positive integers, e.g. 1,8,32");
     double seconds = atof(seconds_s);
@@ -159,9 +166,18 @@ int cmd_bench(int argc, char **argv)
     }
     tsr_status st = model ? tsr_model_load(ctx, mdir, &m, &err)
                           : tsr_model_create_random(ctx, arch, &m, &err);
+    if (st == TSR_OK && strcmp(tsr_model_family(m), "blip") == 0 && !first) {
+        if (model && !batches) /* the captioner's default batch sizes */
+            nb = cli_parse_ints("1,8", bl, 16, 1, 4096);
+        rc = bench_caption(ctx, m, model ? model : arch, bl, nb, seconds, json);
+        tsr_model_free(m);
+        tsr_ctx_free(ctx);
+        return rc;
+    }
     if (st == TSR_OK && strcmp(tsr_model_family(m), "clip") != 0)
-        st = tsr_error_set(&err, TSR_ERR_INVALID_ARG, "%s is a %s model; bench measures CLIP",
-                           model, tsr_model_family(m));
+        st = tsr_error_set(&err, TSR_ERR_INVALID_ARG,
+                           "%s is a %s model; bench measures CLIP and BLIP", model,
+                           tsr_model_family(m));
     tsr_session_params sp = tsr_session_default_params();
     sp.image_batch = sp.text_batch = max_b;
     if (st == TSR_OK)

@@ -241,7 +241,7 @@ static const tsr_wrow blip_table[] = {
     {"text_decoder.cls.predictions.bias", "text_decoder.cls.predictions.decoder.bias", OBJ_DEC, DW(proj_b), 0, 0, {TV}, 0},
 };
 
-static tsr_status load_weights(tsr_model *m, const tsr_st *st, tsr_error *err)
+static tsr_status load_weights(tsr_model *m, const tsr_st *st, uint64_t *rng, tsr_error *err)
 {
     blip_model *b = BLIP(m);
     int vl = b->vit.enc.n_layers, tl = b->dec.n_layers;
@@ -260,7 +260,7 @@ static tsr_status load_weights(tsr_model *m, const tsr_st *st, tsr_error *err)
                     "",
                     blip_dim,
                     b};
-    return tsr_model_load_table(m, &t, st, NULL, err);
+    return tsr_model_load_table(m, &t, st, rng, err);
 }
 
 static tsr_status load_tokenizer(tsr_model *m, const tsr_source *src, tsr_error *err)
@@ -320,9 +320,74 @@ static tsr_status blip_load(tsr_model *m, const tsr_source *src, tsr_error *err)
     TSR_TRY(rc, load_tokenizer(m, src, err));
     TSR_TRY(rc, load_preprocess(m, src, err));
     TSR_TRY(rc, tsr_st_open_source(src, &st, err));
-    TSR_TRY(rc, load_weights(m, st, err));
+    TSR_TRY(rc, load_weights(m, st, NULL, err));
     tsr_st_close(st);
     return rc;
+}
+
+/* ---- full-size random models, for benchmarks ---- */
+
+/* The configs of Salesforce/blip-image-captioning-base and -large. */
+static const struct {
+    const char *name;
+    int v_dim, v_layers, v_heads;
+} blip_archs[] = {{"blip-base", 768, 12, 12}, {"blip-large", 1024, 24, 16}};
+
+tsr_status tsr_blip_create_random(tsr_ctx *ctx, const char *arch, tsr_model **out,
+                                  tsr_error *err)
+{
+    int a = -1;
+    for (int i = 0; i < 2; i++)
+        if (strcmp(arch, blip_archs[i].name) == 0)
+            a = i;
+    if (a < 0)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG,
+                             "unknown architecture '%s' (known: blip-base, blip-large)", arch);
+    char config[1024];
+    snprintf(config, sizeof config,
+             "{\"model_type\": \"blip\", \"architectures\": [\"BlipForConditionalGeneration\"],"
+             " \"text_config\": {\"num_attention_heads\": 12, \"encoder_hidden_size\": %d},"
+             " \"vision_config\": {\"hidden_size\": %d, \"intermediate_size\": %d,"
+             " \"num_hidden_layers\": %d, \"num_attention_heads\": %d}}",
+             blip_archs[a].v_dim, blip_archs[a].v_dim, 4 * blip_archs[a].v_dim,
+             blip_archs[a].v_layers, blip_archs[a].v_heads);
+    const char *pp = "{\"size\": {\"height\": 384, \"width\": 384}, \"do_center_crop\": false}";
+    /* a WordPiece vocabulary of the real size: the specials, then placeholders */
+    size_t cap = 30522 * 8 + 64, n = 0;
+    char *vocab = malloc(cap);
+    if (!vocab)
+        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    n += (size_t)snprintf(vocab, cap, "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n");
+    for (int i = 5; i < 30522; i++)
+        n += (size_t)snprintf(vocab + n, cap - n, "t%d\n", i);
+    tsr_file files[3] = {{"config.json", config, strlen(config)},
+                         {"preprocessor_config.json", pp, strlen(pp)},
+                         {"vocab.txt", vocab, n}};
+    tsr_source src;
+    tsr_source_memory(&src, files, 3);
+    tsr_model *m = calloc(1, sizeof *m);
+    tsr_status rc = m && (m->data = calloc(1, sizeof(blip_model)))
+                        ? TSR_OK
+                        : tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    if (m) {
+        m->ctx = tsr_ctx_retain(ctx);
+        m->fam = &tsr_family_blip;
+        tsr_arena_init(&m->weights, ctx);
+        snprintf(m->name, sizeof m->name, "(random %s)", arch);
+        snprintf(m->fingerprint, sizeof m->fingerprint, "random-%s", arch);
+    }
+    uint64_t rng = 0x9E3779B97F4A7C15ULL;
+    TSR_TRY(rc, parse_config(m, &src, err));
+    TSR_TRY(rc, load_tokenizer(m, &src, err));
+    TSR_TRY(rc, load_preprocess(m, &src, err));
+    TSR_TRY(rc, load_weights(m, NULL, &rng, err));
+    free(vocab);
+    if (rc != TSR_OK) {
+        tsr_model_free(m);
+        return rc;
+    }
+    *out = m;
+    return TSR_OK;
 }
 
 static void blip_free(tsr_model *m)
@@ -692,4 +757,9 @@ tsr_status tsr_session_caption_images(tsr_session *s, const tsr_image *const *im
 const tsr_wordpiece *tsr_model_caption_tokenizer(const tsr_model *m)
 {
     return m->fam == &tsr_family_blip ? BLIP(m)->tok : NULL;
+}
+
+int tsr_model_caption_image_size(const tsr_model *m)
+{
+    return m->fam == &tsr_family_blip ? BLIP(m)->vit.image_size : 0;
 }

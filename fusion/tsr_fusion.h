@@ -72,7 +72,9 @@ tsr_status tsr_model_load(tsr_ctx *ctx, const char *dir, tsr_model **out, tsr_er
 tsr_status tsr_model_load_memory(tsr_ctx *ctx, const tsr_file *files, int n, tsr_model **out,
                                  tsr_error *err);
 /* A full-size CLIP ("ViT-B-32", "ViT-B-16", "ViT-L-14") with random weights
- * and no tokenizer, for benchmarks: speed does not depend on the values. */
+ * and no tokenizer, or a BLIP captioner ("blip-base", "blip-large") with
+ * random weights and a placeholder vocabulary, for benchmarks: speed does
+ * not depend on the values. */
 tsr_status tsr_model_create_random(tsr_ctx *ctx, const char *arch, tsr_model **out,
                                    tsr_error *err);
 void tsr_model_free(tsr_model *m);
@@ -97,6 +99,7 @@ const tsr_tokenizer *tsr_model_tokenizer(const tsr_model *m);  /* CLIP, else NUL
 const tsr_wordpiece *tsr_model_wordpiece(const tsr_model *m);  /* BERT, else NULL */
 const tsr_bytelevel *tsr_model_bytelevel(const tsr_model *m);  /* Whisper, else NULL */
 const tsr_wordpiece *tsr_model_caption_tokenizer(const tsr_model *m); /* BLIP, else NULL */
+int tsr_model_caption_image_size(const tsr_model *m);                 /* BLIP, else 0 */
 const tsr_preprocess_cfg *tsr_model_preprocess_cfg(const tsr_model *m); /* CLIP, else NULL */
 /* Whisper: mel bins, vocabulary, width, encoder positions (1500) and
  * decoder positions (448); 0 for other families. */

@@ -83,6 +83,10 @@ void *tsr_session_data(tsr_session *s, size_t size, tsr_error *err);
 tsr_status tsr_session_need(tsr_session *s, const tsr_family *f, const char *what,
                             tsr_error *err);
 
+/* A full-size BLIP with random weights ("blip-base", "blip-large"). */
+tsr_status tsr_blip_create_random(tsr_ctx *ctx, const char *arch, tsr_model **out,
+                                  tsr_error *err);
+
 /* Host helpers shared by the families. */
 void tsr_l2_normalize(float *v, int n);
 
