@@ -181,6 +181,51 @@ static void test_decoder(tsr_ctx *ctx, int blast)
     tsr_model_free(m);
 }
 
+/* Decoding steps of the tiny BLIP (2 post-LN layers with cross-attention,
+ * an embedding layernorm and BERT's prediction head). */
+static void test_blip_decoder(tsr_ctx *ctx, int blast)
+{
+    tsr_model *m = NULL;
+    tsr_error err = {0};
+    if (tsr_model_load(ctx, TSR_FIXTURES "/models/blip-tiny", &m, &err) != TSR_OK) {
+        check(0, "load blip-tiny: %s", err.msg);
+        return;
+    }
+    tsr_session *s = new_session(m);
+    int S = tsr_model_caption_image_size(m);
+    float *px = calloc(3 * (size_t)S * S, sizeof(float)), *lg = malloc(sizeof(float) * 4 * 4096);
+    int toks[4] = {5, 6, 7, 8};
+    tsr_status st = tsr_session_caption_encode(s, px, NULL, &err);
+    if (st == TSR_OK) /* a warm-up */
+        st = tsr_session_caption_logits(s, toks, 4, lg, &err);
+    memset(&calls, 0, sizeof calls);
+    if (st == TSR_OK)
+        st = tsr_session_caption_logits(s, toks, 4, lg, &err);
+    tsr_launch_counts step;
+    tsr_session_counters(s, NULL, &step);
+    print_counts("per BLIP decoder step", &step);
+    /* the token embedding and its layernorm, per layer 15 kernels (post-LN:
+     * the layernorms take the place of the pre-LN ones), then gather, the
+     * head's dense layer and layernorm, and the vocabulary projection with
+     * its bias; on CLBlast the two head GEMMs are CLBlast calls too */
+    uint64_t L = 2, want = 2 + 15 * L + 4;
+    check(st == TSR_OK && step.launches == want && step.gemms == (blast ? 6 * L + 2 : 0) &&
+              step.syncs == 1 && step.buffers == 0,
+          "BLIP decoder step (%s): %llu kernels (%llu expected), %llu CLBlast calls, one wait "
+          "(the logits), no buffer", blast ? "CLBlast" : "tessera's GEMM",
+          (unsigned long long)step.launches, (unsigned long long)want,
+          (unsigned long long)step.gemms);
+    check(st == TSR_OK && calls.finish == 0 && calls.wait == 0 && calls.buffers == 0 &&
+              calls.blocking == 4,
+          "4 BLIP decoder steps, counted at OpenCL: no clFinish, no buffer, one blocking read "
+          "each");
+    if (st != TSR_OK)
+        check(0, "BLIP decoder: %s", err.msg);
+    free(px), free(lg);
+    tsr_session_free(s);
+    tsr_model_free(m);
+}
+
 /* CLBlast's indirect GEMM (large shapes) pads its operands into temporary
  * matrices. Without a temporary buffer it allocates them on every call,
  * which these wrappers see; with the buffer a session plans, it allocates
@@ -238,6 +283,7 @@ int main(void)
     printf("GEMM: %s\n", tsr_ctx_tuning(ctx));
     test_encoder(ctx, blast);
     test_decoder(ctx, blast);
+    test_blip_decoder(ctx, blast);
     if (blast)
         test_gemm_tmp(ctx);
     tsr_ctx_free(ctx);
