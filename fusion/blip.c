@@ -33,8 +33,9 @@ typedef struct {
 } blip_model;
 
 typedef struct {
-    int want_beams, want_cap; /* asked for */
-    int plan_beams, plan_cap; /* what the arena holds */
+    int want_images, want_rows, want_cap; /* asked for */
+    int plan_images, plan_rows, plan_cap; /* what the arena holds: images per batch, decoder
+                                           * rows per image (beams or samples), positions */
     tsr_decoder_cfg dcfg;     /* the model's decoder with n_ctx = plan_cap */
     tsr_vit_io vit;
     tsr_decoder_io dec;
@@ -440,54 +441,61 @@ static tsr_status blip_plan(tsr_session *s, size_t scratch[TSR_SCRATCH_N], tsr_e
 {
     blip_model *b = BLIP(s->m);
     blip_session *bs = s->data;
-    bs->plan_beams = bs->plan_cap = 0;
+    bs->plan_images = bs->plan_rows = bs->plan_cap = 0;
     bs->encoded = 0;
-    float *px = realloc(bs->px, sizeof(float) * 3 * (size_t)b->vit.image_size * b->vit.image_size);
+    int N = bs->want_images, R = bs->want_rows;
+    float *px = realloc(bs->px, sizeof(float) * 3 * (size_t)N * b->vit.image_size *
+                                    b->vit.image_size);
     if (!px)
         return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
     bs->px = px;
     bs->dcfg = b->dec;
     bs->dcfg.n_ctx = bs->want_cap;
-    tsr_status rc = tsr_vit_plan(s->q, &b->vit, 1, &s->arena, &bs->vit, scratch, err);
-    TSR_TRY(rc, tsr_decoder_plan(s->q, &bs->dcfg, bs->want_beams, bs->want_cap, 1,
+    /* image i's R rows are decoder rows i*R .. i*R + R - 1, reading encoding i */
+    tsr_status rc = tsr_vit_plan(s->q, &b->vit, N, &s->arena, &bs->vit, scratch, err);
+    TSR_TRY(rc, tsr_decoder_plan(s->q, &bs->dcfg, N * R, bs->want_cap, N,
                                  tsr_vit_seq_len(&b->vit), &s->arena, &bs->dec, scratch, err));
     return rc;
 }
 
-/* The session planned for at least `beams` sequences of `cap` positions. */
-static tsr_status blip_ready(tsr_session *s, int beams, int cap, tsr_error *err)
+/* The session planned for batches of at least `images` images with exactly
+ * `rows` decoder rows each, over at least `cap` positions. */
+static tsr_status blip_ready(tsr_session *s, int images, int rows, int cap, tsr_error *err)
 {
     tsr_status rc = tsr_session_need(s, &tsr_family_blip, "write captions", err);
     blip_session *bs = rc == TSR_OK ? tsr_session_data(s, sizeof *bs, err) : NULL;
     if (!bs)
         return rc != TSR_OK ? rc : TSR_ERR_NOMEM;
-    if (bs->plan_beams >= beams && bs->plan_cap >= cap)
+    if (bs->plan_images >= images && bs->plan_rows == rows && bs->plan_cap >= cap)
         return TSR_OK;
-    bs->want_beams = beams > bs->plan_beams ? beams : bs->plan_beams;
+    bs->want_images = images > bs->plan_images ? images : bs->plan_images;
+    bs->want_rows = rows;
     bs->want_cap = cap > bs->plan_cap ? cap : bs->plan_cap;
     rc = tsr_session_plan(s, blip_plan, err);
     if (rc == TSR_OK) {
-        bs->plan_beams = bs->want_beams;
+        bs->plan_images = bs->want_images;
+        bs->plan_rows = bs->want_rows;
         bs->plan_cap = bs->want_cap;
     }
     return rc;
 }
 
-/* The image tower on bs->px-sized pixels, then every layer's cross-attention
- * keys and values. */
-static tsr_status encode(tsr_session *s, const float *pixels, float *embeds, tsr_error *err)
+/* The image tower on N images' pixels, then every layer's cross-attention
+ * keys and values of the N encodings. */
+static tsr_status encode(tsr_session *s, const float *pixels, int N, float *embeds,
+                         tsr_error *err)
 {
     blip_model *b = BLIP(s->m);
     blip_session *bs = s->data;
     bs->encoded = 0;
-    tsr_status rc = tsr_vit_forward(s->q, &b->vit, &b->vit_w, &bs->vit, &s->scratch, pixels, 1, 0,
+    tsr_status rc = tsr_vit_forward(s->q, &b->vit, &b->vit_w, &bs->vit, &s->scratch, pixels, N, 0,
                                     NULL, err);
     if (embeds)
         TSR_TRY(rc, tsr_buf_read(s->q, bs->vit.enc.x, embeds,
-                                 sizeof(float) * (size_t)tsr_vit_seq_len(&b->vit) *
+                                 sizeof(float) * (size_t)N * tsr_vit_seq_len(&b->vit) *
                                      b->vit.enc.layer.dim,
                                  err));
-    TSR_TRY(rc, tsr_decoder_cross(s->q, &bs->dcfg, &b->dec_w, &bs->dec, bs->vit.enc.x, err));
+    TSR_TRY(rc, tsr_decoder_cross_n(s->q, &bs->dcfg, &b->dec_w, &bs->dec, bs->vit.enc.x, N, err));
     TSR_TRY(rc, tsr_queue_finish(s->q, err)); /* the caller's pixels may go */
     bs->encoded = rc == TSR_OK;
     return rc;
@@ -498,8 +506,13 @@ tsr_status tsr_session_caption_encode(tsr_session *s, const float *pixels, float
 {
     TSR_ERR_LOCAL(err);
     tsr_status rc = tsr_session_need(s, &tsr_family_blip, "write captions", err);
-    TSR_TRY(rc, blip_ready(s, 1, BLIP(s->m)->dec.n_ctx, err)); /* any prefix fits */
-    TSR_TRY(rc, encode(s, pixels, embeds, err));
+    blip_session *bs = rc == TSR_OK ? tsr_session_data(s, sizeof *bs, err) : NULL;
+    if (rc == TSR_OK && !bs)
+        rc = err->code;
+    /* any prefix fits; the rows per image as planned already */
+    TSR_TRY(rc, blip_ready(s, 1, bs->plan_rows > 0 ? bs->plan_rows : 1, BLIP(s->m)->dec.n_ctx,
+                           err));
+    TSR_TRY(rc, encode(s, pixels, 1, embeds, err));
     return tsr_session_fail(s, rc, err);
 }
 
@@ -513,10 +526,22 @@ tsr_status tsr_session_caption_logits(tsr_session *s, const int *ids, int n, flo
         rc = tsr_error_set(err, TSR_ERR_INVALID_ARG, "no image has been encoded");
     if (rc == TSR_OK && (n < 1 || n > bs->plan_cap))
         rc = tsr_error_set(err, TSR_ERR_INVALID_ARG, "%d tokens: 1 to %d fit", n, bs->plan_cap);
-    int V = BLIP(s->m)->dec.vocab;
-    for (int i = 0; i < n && rc == TSR_OK; i++)
-        rc = tsr_decoder_step(s->q, &bs->dcfg, &BLIP(s->m)->dec_w, &bs->dec, &s->scratch, ids + i,
-                              1, 1, i, logits + (size_t)i * V, err);
+    int V = BLIP(s->m)->dec.vocab, R = bs ? bs->plan_rows : 1;
+    /* image 0's rows run together (they share its encoding); row 0 is read */
+    int *tok = rc == TSR_OK ? malloc(sizeof(int) * (size_t)R) : NULL;
+    float *lg = rc == TSR_OK ? malloc(sizeof(float) * (size_t)R * V) : NULL;
+    if (rc == TSR_OK && (!tok || !lg))
+        rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    for (int i = 0; i < n && rc == TSR_OK; i++) {
+        for (int r = 0; r < R; r++)
+            tok[r] = ids[i];
+        rc = tsr_decoder_step(s->q, &bs->dcfg, &BLIP(s->m)->dec_w, &bs->dec, &s->scratch, tok, R,
+                              1, i, lg, err);
+        if (rc == TSR_OK)
+            memcpy(logits + (size_t)i * V, lg, sizeof(float) * (size_t)V);
+    }
+    free(tok);
+    free(lg);
     return tsr_session_fail(s, rc, err);
 }
 
@@ -616,16 +641,24 @@ static tsr_status make_caption(const blip_model *b, const int *prompt, int np, c
     return tsr_wordpiece_decode(b->tok, out->ids, out->n_ids, 1, b->clean_up, &out->text, err);
 }
 
-/* The captions (p->num_captions) of the encoded image into out. */
-static tsr_status caption_one(tsr_session *s, const tsr_caption_params *p, const int *prompt,
-                              int np, int total, tsr_caption *out, tsr_error *err)
+/* The captions (p->num_captions each) of the N encoded images into out. */
+static tsr_status caption_batch(tsr_session *s, const tsr_caption_params *p, const int *prompt,
+                                int np, int total, int N, tsr_caption *out, tsr_error *err)
 {
     blip_model *b = BLIP(s->m);
     blip_session *bs = s->data;
+    int R = bs->plan_rows, K = p->num_captions, rows = N * R;
     tsr_status rc = TSR_OK;
-    if (np > 1) /* the prompt before its last token, into sequence 0 */
-        rc = tsr_decoder_step(s->q, &bs->dcfg, &b->dec_w, &bs->dec, &s->scratch, prompt, 1,
+    if (np > 1) { /* the prompt before its last token, into every row */
+        int *ids = malloc(sizeof(int) * (size_t)rows * (np - 1));
+        if (!ids)
+            return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+        for (int r = 0; r < rows; r++)
+            memcpy(ids + (size_t)r * (np - 1), prompt, sizeof(int) * (size_t)(np - 1));
+        rc = tsr_decoder_step(s->q, &bs->dcfg, &b->dec_w, &bs->dec, &s->scratch, ids, rows,
                               np - 1, 0, NULL, err);
+        free(ids);
+    }
     tsr_gen_params gp = tsr_gen_default_params(b->dec.vocab, b->sep);
     gp.hf = 1;
     gp.start = prompt[np - 1];
@@ -639,32 +672,35 @@ static tsr_status caption_one(tsr_session *s, const tsr_caption_params *p, const
     gp.min_len = p->min_length > np ? p->min_length - np : 0;
     gp.prefix = prompt;
     gp.n_prefix = np;
-    gp.n_best = p->num_captions;
+    gp.n_best = K;
     if (p->do_sample) {
         gp.temperature = p->temperature;
         gp.top_k = p->top_k;
         gp.top_p = p->top_p;
         gp.seed = p->seed;
-        gp.samples = p->num_captions;
+        gp.samples = K;
     }
     gen_ctx g = {s, b, bs};
     tsr_gen_hooks hooks = {step_hook, reorder_hook, NULL, NULL, &g};
-    tsr_gen_result r = {0};
-    TSR_TRY(rc, tsr_generate(&gp, &hooks, &r, err));
-    if (rc != TSR_OK) {
-        tsr_gen_result_free(&r);
-        return rc;
+    tsr_gen_result *r = calloc((size_t)N, sizeof *r);
+    if (!r)
+        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    TSR_TRY(rc, tsr_generate_batch(&gp, N, &hooks, r, err));
+    for (int i = 0; i < N && rc == TSR_OK; i++) {
+        tsr_caption *o = out + (size_t)i * K;
+        rc = make_caption(b, prompt, np, r[i].tokens, r[i].n, r[i].score, r[i].finished, &o[0],
+                          err);
+        for (int k = 1; k < K && rc == TSR_OK; k++) {
+            const tsr_gen_hyp *h = k - 1 < r[i].n_more ? &r[i].more[k - 1] : NULL;
+            rc = h ? make_caption(b, prompt, np, h->tokens, h->n, h->score, h->finished, &o[k],
+                                  err)
+                   : make_caption(b, prompt, np, r[i].tokens, r[i].n, r[i].score,
+                                  r[i].finished, &o[k], err);
+        }
     }
-    rc = make_caption(b, prompt, np, r.tokens, r.n, r.score, r.finished, &out[0], err);
-    for (int k = 1; k < p->num_captions && rc == TSR_OK; k++) {
-        const tsr_gen_hyp *h = k - 1 < r.n_more ? &r.more[k - 1] : NULL;
-        if (!h) /* fewer finished hypotheses than asked: the best again, as HF pads */
-            rc = make_caption(b, prompt, np, r.tokens, r.n, r.score, r.finished, &out[k], err);
-        else
-            rc = make_caption(b, prompt, np, h->tokens, h->n, h->score, h->finished, &out[k],
-                              err);
-    }
-    tsr_gen_result_free(&r);
+    for (int i = 0; i < N; i++)
+        tsr_gen_result_free(&r[i]);
+    free(r);
     return rc;
 }
 
@@ -677,24 +713,29 @@ void tsr_caption_free(tsr_caption *c)
     memset(c, 0, sizeof *c);
 }
 
-typedef tsr_status (*pixels_fn)(const void *src, int i, const blip_model *b, float *stage,
+/* The pixels of images [i, i + N): the caller's as they are, or staged. */
+typedef tsr_status (*pixels_fn)(const void *src, int i, int N, const blip_model *b, float *stage,
                                 const float **px, tsr_error *err);
 
-static tsr_status from_pixels(const void *src, int i, const blip_model *b, float *stage,
+static tsr_status from_pixels(const void *src, int i, int N, const blip_model *b, float *stage,
                               const float **px, tsr_error *err)
 {
     *px = (const float *)src + (size_t)i * 3 * b->vit.image_size * b->vit.image_size;
     return TSR_OK;
 }
 
-static tsr_status from_images(const void *src, int i, const blip_model *b, float *stage,
+static tsr_status from_images(const void *src, int i, int N, const blip_model *b, float *stage,
                               const float **px, tsr_error *err)
 {
-    const tsr_image *img = ((const tsr_image *const *)src)[i];
+    size_t per = 3 * (size_t)b->vit.image_size * b->vit.image_size;
     *px = stage;
-    if (!img)
-        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "image %d is NULL", i + 1);
-    return tsr_image_preprocess(img, &b->pp, stage, err);
+    tsr_status rc = TSR_OK;
+    for (int k = 0; k < N && rc == TSR_OK; k++) {
+        const tsr_image *img = ((const tsr_image *const *)src)[i + k];
+        rc = img ? tsr_image_preprocess(img, &b->pp, stage + per * k, err)
+                 : tsr_error_set(err, TSR_ERR_INVALID_ARG, "image %d is NULL", i + k + 1);
+    }
+    return rc;
 }
 
 static tsr_status caption(tsr_session *s, int n, const tsr_caption_params *p, tsr_caption *out,
@@ -719,15 +760,22 @@ static tsr_status caption(tsr_session *s, int n, const tsr_caption_params *p, ts
         rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
     TSR_TRY(rc, prompt_ids(b, p, prompt, &np, &total, err));
     int cap = total < b->dec.n_ctx ? total : b->dec.n_ctx;
-    TSR_TRY(rc, blip_ready(s, p->beams > K ? p->beams : K, cap, err));
+    int R = p->beams > 1 ? p->beams : p->do_sample ? K : 1;
+    /* images per batch: the session's image_batch, as many decoder rows as
+     * 64 images' beams at most */
+    int G = s->p.image_batch > 0 ? s->p.image_batch : 16;
+    if (G * R > 64)
+        G = 64 / R > 0 ? 64 / R : 1;
+    if (G > n)
+        G = n > 0 ? n : 1;
+    TSR_TRY(rc, blip_ready(s, G, R, cap, err));
     blip_session *bs = s->data;
-    for (int i = 0; i < n && rc == TSR_OK; i++) {
+    for (int i = 0; i < n && rc == TSR_OK; i += G) {
+        int N = n - i < G ? n - i : G;
         const float *px = NULL;
-        rc = get(src, i, b, bs->px, &px, err);
-        TSR_TRY(rc, encode(s, px, NULL, err));
-        TSR_TRY(rc, caption_one(s, p, prompt, np, total, &out[(size_t)i * K], err));
-        if (rc != TSR_OK && n > 1)
-            tsr_error_prefix(err, "image %d", i + 1);
+        rc = get(src, i, N, b, bs->px, &px, err);
+        TSR_TRY(rc, encode(s, px, N, NULL, err));
+        TSR_TRY(rc, caption_batch(s, p, prompt, np, total, N, &out[(size_t)i * K], err));
     }
     if (rc != TSR_OK)
         for (int i = 0; i < n * K; i++)

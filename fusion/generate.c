@@ -493,113 +493,273 @@ static void hf_offer(hf_finished *f, int B, int L, const int *toks, int n, int e
     memcpy(f->tokens + (size_t)pos * L, toks, sizeof(int) * (size_t)n);
 }
 
+/* One HF beam search as a state machine, so that several (one per image)
+ * can run in lockstep on one decoder batch: hfb_step consumes a step's
+ * log-probabilities and says which rows continue from which. */
+typedef struct {
+    const tsr_gen_params *p;
+    const tsr_gen_hooks *h;
+    hf_finished fin;
+    int *seq, *nseq, *cand;
+    float score[TSR_GEN_MAX_BEAMS];
+    int in[TSR_GEN_MAX_BEAMS];  /* the next token of each row */
+    int src[TSR_GEN_MAX_BEAMS]; /* where each row continues from */
+    int improvable;             /* HF's is_early_stop_heuristic_unsatisfied */
+    int done;
+} hfb;
+
+static int hfb_init(hfb *b, const tsr_gen_params *p, const tsr_gen_hooks *h)
+{
+    memset(b, 0, sizeof *b);
+    b->p = p;
+    b->h = h;
+    b->seq = seq_rows(p, p->beams);
+    b->nseq = seq_rows(p, p->beams);
+    b->cand = malloc(sizeof(int) * (size_t)p->max_len);
+    b->fin.tokens = malloc(sizeof(int) * (size_t)p->beams * p->max_len);
+    b->improvable = 1;
+    for (int k = 0; k < p->beams; k++)
+        b->in[k] = p->start;
+    return b->seq && b->nseq && b->cand && b->fin.tokens;
+}
+
+static void hfb_free(hfb *b)
+{
+    free(b->seq), free(b->nseq), free(b->cand), free(b->fin.tokens);
+}
+
+/* Step t's logits of `rows` rows (1 at t == 0: HF runs every beam from the
+ * start with scores 0, -1e9, ..., so the first candidates all come from
+ * the prompt's row), turned into log-probabilities in place. */
+static void hfb_step(hfb *b, int t, float *lg, int rows)
+{
+    const tsr_gen_params *p = b->p;
+    int V = p->vocab, B = p->beams, L = p->max_len, K = 2 * B, P = p->n_prefix;
+    size_t SL = (size_t)P + L;
+    float lp = p->length_penalty, cs[2 * TSR_GEN_MAX_BEAMS];
+    int cr[2 * TSR_GEN_MAX_BEAMS], ct[2 * TSR_GEN_MAX_BEAMS];
+    for (int r = 0; r < rows; r++) {
+        float *row = lg + (size_t)r * V;
+        tsr_log_softmax(row, V);
+        processors(p, b->h, t, b->seq + SL * r, P + t, row);
+        for (int k = 0; k < V; k++)
+            row[k] += b->score[r];
+    }
+    top_k(lg, rows, V, K, cr, ct, cs);
+    int last = t + 1 == L;
+    hf_finished *fin = &b->fin;
+    /* the first `beams` candidates that end are offered to the set */
+    if (b->improvable && !(p->early_stopping == 1 && fin->count == B))
+        for (int k = 0; k < B; k++) {
+            int eos = ct[k] == p->eos;
+            if (!eos && !last)
+                continue;
+            memcpy(b->cand, b->seq + SL * cr[k] + P, sizeof(int) * (size_t)t);
+            b->cand[t] = ct[k];
+            hf_offer(fin, B, L, b->cand, eos ? t : t + 1, eos, cs[k] / powf((float)(t + 1), lp));
+        }
+    /* the next beams: the best candidates that did not end */
+    int active[TSR_GEN_MAX_BEAMS], na = 0;
+    for (int k = 0; k < K && na < B && !last; k++)
+        if (ct[k] != p->eos)
+            active[na++] = k;
+    if (last || na < B) { /* every candidate ended */
+        b->done = 1;
+        return;
+    }
+    if (fin->count == B) {
+        int hyp_len = p->early_stopping == 2 && lp > 0 ? L : t + 1;
+        float best = cs[active[0]] / powf((float)hyp_len, lp);
+        b->improvable = b->improvable && best > fin->score[B - 1];
+    }
+    if (!b->improvable || (p->early_stopping == 1 && fin->count == B)) {
+        b->done = 1;
+        return;
+    }
+    for (int k = 0; k < B; k++) {
+        int c = active[k];
+        memcpy(b->nseq + SL * k + P, b->seq + SL * cr[c] + P, sizeof(int) * (size_t)t);
+        b->nseq[SL * k + P + t] = ct[c];
+        b->score[k] = cs[c];
+        b->src[k] = cr[c];
+        b->in[k] = ct[c];
+    }
+    int *tmp = b->seq;
+    b->seq = b->nseq;
+    b->nseq = tmp;
+}
+
+/* The best finished hypotheses into out (n_best of them). */
+static tsr_status hfb_result(const hfb *b, tsr_gen_result *out, tsr_error *err)
+{
+    const hf_finished *fin = &b->fin;
+    int L = b->p->max_len;
+    if (fin->count == 0)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "beam search ended without a hypothesis");
+    for (int i = 0; i < b->p->n_best && i < fin->count; i++) {
+        int **tok = i == 0 ? &out->tokens : &out->more[i - 1].tokens;
+        if (!(*tok = malloc(sizeof(int) * (size_t)(fin->n[i] + 1))))
+            return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+        memcpy(*tok, fin->tokens + (size_t)i * L, sizeof(int) * (size_t)fin->n[i]);
+        if (i == 0) {
+            out->n = fin->n[0];
+            out->score = fin->score[0];
+            out->finished = fin->eos[0];
+        } else {
+            out->more[i - 1] = (tsr_gen_hyp){*tok, fin->n[i], fin->score[i], fin->eos[i]};
+            out->n_more = i;
+        }
+    }
+    return TSR_OK;
+}
+
 static tsr_status hf_beam(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_gen_result *out,
                           tsr_error *err)
 {
-    int V = p->vocab, B = p->beams, L = p->max_len, K = 2 * B, P = p->n_prefix;
-    size_t SL = (size_t)P + L;
-    float lp = p->length_penalty;
-    hf_finished fin = {0};
+    int V = p->vocab, B = p->beams;
+    hfb b;
     float *lg = malloc(sizeof(float) * (size_t)V * B);
-    int *seq = seq_rows(p, B), *nseq = seq_rows(p, B), *cand = malloc(sizeof(int) * (size_t)L);
-    fin.tokens = malloc(sizeof(int) * (size_t)B * L);
-    if (!lg || !seq || !nseq || !cand || !fin.tokens) {
-        free(lg), free(seq), free(nseq), free(cand), free(fin.tokens);
-        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-    }
-    float score[TSR_GEN_MAX_BEAMS] = {0}, cs[2 * TSR_GEN_MAX_BEAMS];
-    int in[TSR_GEN_MAX_BEAMS], src[TSR_GEN_MAX_BEAMS], cr[2 * TSR_GEN_MAX_BEAMS],
-        ct[2 * TSR_GEN_MAX_BEAMS];
-    int improvable = 1; /* HF's is_early_stop_heuristic_unsatisfied */
-    in[0] = p->start;
     tsr_status rc = TSR_OK;
-    for (int t = 0; t < L && rc == TSR_OK; t++) {
-        /* HF runs every beam from the start with scores 0, -1e9, ...: the
-         * first step's candidates all come from the prompt's row */
-        int rows = t == 0 ? 1 : B;
-        if ((rc = h->step(h->user, in, rows, p->pos0 + t, lg, err)) != TSR_OK)
+    if (!hfb_init(&b, p, h) || !lg)
+        rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    for (int t = 0; t < p->max_len && rc == TSR_OK; t++) {
+        int rows = t == 0 ? 1 : B; /* the first step expands the prompt alone */
+        if ((rc = h->step(h->user, b.in, rows, p->pos0 + t, lg, err)) != TSR_OK)
             break;
         if (h->raw)
             h->raw(h->user, t, lg, rows);
-        for (int b = 0; b < rows; b++) {
-            float *row = lg + (size_t)b * V;
-            tsr_log_softmax(row, V);
-            processors(p, h, t, seq + SL * b, P + t, row);
-            for (int k = 0; k < V; k++)
-                row[k] += score[b];
-        }
-        top_k(lg, rows, V, K, cr, ct, cs);
-        int last = t + 1 == L;
-        /* the first `beams` candidates that end are offered to the set */
-        if (improvable && !(p->early_stopping == 1 && fin.count == B))
-            for (int k = 0; k < B; k++) {
-                int eos = ct[k] == p->eos;
-                if (!eos && !last)
-                    continue;
-                memcpy(cand, seq + SL * cr[k] + P, sizeof(int) * (size_t)t);
-                cand[t] = ct[k];
-                hf_offer(&fin, B, L, cand, eos ? t : t + 1, eos,
-                         cs[k] / powf((float)(t + 1), lp));
-            }
-        /* the next beams: the best candidates that did not end */
-        int active[TSR_GEN_MAX_BEAMS], na = 0;
-        for (int k = 0; k < K && na < B && !last; k++)
-            if (ct[k] != p->eos)
-                active[na++] = k;
-        if (last || na < B)
-            break; /* every candidate ended */
-        if (fin.count == B) {
-            int hyp_len = p->early_stopping == 2 && lp > 0 ? L : t + 1;
-            float best = cs[active[0]] / powf((float)hyp_len, lp);
-            improvable = improvable && best > fin.score[B - 1];
-        }
-        if (!improvable || (p->early_stopping == 1 && fin.count == B))
+        hfb_step(&b, t, lg, rows);
+        if (b.done)
             break;
-        for (int k = 0; k < B; k++) {
-            int c = active[k];
-            memcpy(nseq + SL * k + P, seq + SL * cr[c] + P, sizeof(int) * (size_t)t);
-            nseq[SL * k + P + t] = ct[c];
-            score[k] = cs[c];
-            src[k] = cr[c];
-            in[k] = ct[c];
-        }
-        int *tmp = seq;
-        seq = nseq;
-        nseq = tmp;
-        rc = h->reorder(h->user, src, B, p->pos0 + t + 1, err);
+        rc = h->reorder(h->user, b.src, B, p->pos0 + t + 1, err);
     }
-    if (rc == TSR_OK && fin.count == 0)
-        rc = tsr_error_set(err, TSR_ERR_INVALID_ARG, "beam search ended without a hypothesis");
-    if (rc == TSR_OK) {
-        out->tokens = malloc(sizeof(int) * (size_t)(fin.n[0] + 1));
-        if (!out->tokens)
-            rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-        else
-            memcpy(out->tokens, fin.tokens, sizeof(int) * (size_t)fin.n[0]);
-        out->n = fin.n[0];
-        out->score = fin.score[0];
-        out->finished = fin.eos[0];
-    }
-    for (int i = 1; rc == TSR_OK && i < p->n_best && i < fin.count; i++) {
-        tsr_gen_hyp *o = &out->more[out->n_more];
-        if (!(o->tokens = malloc(sizeof(int) * (size_t)(fin.n[i] + 1)))) {
-            rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-            break;
-        }
-        memcpy(o->tokens, fin.tokens + (size_t)i * L, sizeof(int) * (size_t)fin.n[i]);
-        o->n = fin.n[i];
-        o->score = fin.score[i];
-        o->finished = fin.eos[i];
-        out->n_more++;
-    }
-    free(lg), free(seq), free(nseq), free(cand), free(fin.tokens);
+    if (rc == TSR_OK)
+        rc = hfb_result(&b, out, err);
+    hfb_free(&b);
+    free(lg);
     return rc;
 }
 
-tsr_status tsr_generate(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_gen_result *out,
-                        tsr_error *err)
+/* ---- several searches in lockstep (HF semantics) ---- */
+
+/* N greedy searches or samplings: problem i owns rows [i*S, i*S + S), each
+ * with its own generator seeded with p->seed (so each draws as it would
+ * alone: its live rows in order). Finished rows are fed eos and ignored. */
+static tsr_status greedy_batch(const tsr_gen_params *p, int N, const tsr_gen_hooks *h,
+                               tsr_gen_result *out, tsr_error *err)
 {
-    memset(out, 0, sizeof *out);
+    int V = p->vocab, S = p->temperature > 0 ? p->samples : 1, L = p->max_len, P = p->n_prefix;
+    int R = N * S;
+    size_t SL = (size_t)P + L;
+    float *lg = malloc(sizeof(float) * (size_t)V * R), *score = calloc((size_t)R, sizeof(float));
+    int *seq = seq_rows(p, R), *len = calloc((size_t)R, sizeof(int)),
+        *done = calloc((size_t)R, sizeof(int)), *in = malloc(sizeof(int) * (size_t)R),
+        *idx = malloc(sizeof(int) * (size_t)V);
+    rng *gen = malloc(sizeof(rng) * (size_t)N);
+    tsr_status rc = TSR_OK;
+    if (!lg || !score || !seq || !len || !done || !in || !idx || !gen)
+        rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    for (int i = 0; i < N && rc == TSR_OK; i++)
+        rng_seed(&gen[i], p->seed);
+    for (int r = 0; r < R && rc == TSR_OK; r++)
+        in[r] = p->start;
+    int alive = R;
+    for (int t = 0; t < L && rc == TSR_OK && alive > 0; t++) {
+        if ((rc = h->step(h->user, in, R, p->pos0 + t, lg, err)) != TSR_OK)
+            break;
+        for (int r = 0; r < R; r++) {
+            if (done[r]) { /* ended: keep feeding eos */
+                in[r] = p->eos;
+                continue;
+            }
+            float *row = lg + (size_t)r * V;
+            int tok;
+            if (p->temperature > 0) {
+                processors(p, h, t, seq + SL * r, P + len[r], row);
+                hf_warp(p, row, idx);
+                tok = sample(row, V, 1.0f, &gen[r / S]);
+                tsr_log_softmax(row, V);
+            } else {
+                process_row(p, h, t, seq + SL * r, P + len[r], row);
+                tok = argmax(row, V);
+            }
+            score[r] += row[tok];
+            if (tok != p->eos)
+                seq[SL * r + P + len[r]++] = tok;
+            done[r] = tok == p->eos;
+            if (done[r] || t + 1 == L)
+                alive--;
+            in[r] = tok;
+        }
+    }
+    for (int i = 0; i < N && rc == TSR_OK; i++)
+        for (int k = 0; k < S && rc == TSR_OK; k++) {
+            int r = i * S + k, n = len[r];
+            int *tok = malloc(sizeof(int) * (size_t)(n + 1));
+            if (!tok) {
+                rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+                break;
+            }
+            memcpy(tok, seq + SL * r + P, sizeof(int) * (size_t)n);
+            float f = final_score(score[r], n, p->length_penalty);
+            if (k == 0) {
+                out[i].tokens = tok;
+                out[i].n = n;
+                out[i].score = f;
+                out[i].finished = done[r];
+            } else {
+                out[i].more[k - 1] = (tsr_gen_hyp){tok, n, f, done[r]};
+                out[i].n_more = k;
+            }
+        }
+    free(lg), free(score), free(seq), free(len), free(done), free(in), free(idx), free(gen);
+    return rc;
+}
+
+/* N beam searches: problem i owns rows [i*beams, (i+1)*beams). Every step
+ * runs all rows; at the first only each problem's first row counts, and the
+ * rows of finished problems are fed eos and keep their cache. */
+static tsr_status beam_batch(const tsr_gen_params *p, int N, const tsr_gen_hooks *h,
+                             tsr_gen_result *out, tsr_error *err)
+{
+    int V = p->vocab, B = p->beams, R = N * B;
+    hfb *st = calloc((size_t)N, sizeof *st);
+    float *lg = malloc(sizeof(float) * (size_t)V * R);
+    int *in = malloc(sizeof(int) * (size_t)R), *src = malloc(sizeof(int) * (size_t)R);
+    tsr_status rc = st && lg && in && src ? TSR_OK
+                                          : tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    int n_init = 0;
+    for (; n_init < N && rc == TSR_OK; n_init++)
+        if (!hfb_init(&st[n_init], p, h))
+            rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    for (int t = 0; t < p->max_len && rc == TSR_OK; t++) {
+        for (int i = 0; i < N; i++)
+            for (int k = 0; k < B; k++)
+                in[i * B + k] = st[i].done ? p->eos : st[i].in[k];
+        if ((rc = h->step(h->user, in, R, p->pos0 + t, lg, err)) != TSR_OK)
+            break;
+        int live = 0;
+        for (int i = 0; i < N; i++) {
+            if (!st[i].done)
+                hfb_step(&st[i], t, lg + (size_t)i * B * V, t == 0 ? 1 : B);
+            live += !st[i].done;
+            for (int k = 0; k < B; k++)
+                src[i * B + k] = i * B + (st[i].done ? k : st[i].src[k]);
+        }
+        if (!live)
+            break;
+        rc = h->reorder(h->user, src, R, p->pos0 + t + 1, err);
+    }
+    for (int i = 0; i < N && rc == TSR_OK; i++)
+        rc = hfb_result(&st[i], &out[i], err);
+    for (int i = 0; st && i < n_init; i++)
+        hfb_free(&st[i]);
+    free(st), free(lg), free(in), free(src);
+    return rc;
+}
+
+static tsr_status check_params(const tsr_gen_params *p, tsr_error *err)
+{
     if (p->beams < 1 || p->beams > TSR_GEN_MAX_BEAMS)
         return tsr_error_set(err, TSR_ERR_INVALID_ARG, "beam size %d outside 1..%d", p->beams,
                              TSR_GEN_MAX_BEAMS);
@@ -626,7 +786,39 @@ tsr_status tsr_generate(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_gen
     if (p->n_prefix < 0 || (p->n_prefix > 0 && !p->prefix) || p->min_len < 0 ||
         p->early_stopping < 0 || p->early_stopping > 2)
         return tsr_error_set(err, TSR_ERR_INVALID_ARG, "bad prefix, minimum length or early stop");
+    return TSR_OK;
+}
+
+tsr_status tsr_generate(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_gen_result *out,
+                        tsr_error *err)
+{
+    memset(out, 0, sizeof *out);
+    tsr_status rc = check_params(p, err);
+    if (rc != TSR_OK)
+        return rc;
     if (p->beams > 1)
-        return p->hf ? hf_beam(p, h, out, err) : beam(p, h, out, err);
-    return greedy(p, h, out, err);
+        rc = p->hf ? hf_beam(p, h, out, err) : beam(p, h, out, err);
+    else
+        rc = greedy(p, h, out, err);
+    if (rc != TSR_OK)
+        tsr_gen_result_free(out);
+    return rc;
+}
+
+tsr_status tsr_generate_batch(const tsr_gen_params *p, int N, const tsr_gen_hooks *h,
+                              tsr_gen_result *out, tsr_error *err)
+{
+    for (int i = 0; i < N; i++)
+        memset(&out[i], 0, sizeof out[i]);
+    tsr_status rc = check_params(p, err);
+    if (rc == TSR_OK && (!p->hf || N < 1))
+        rc = tsr_error_set(err, TSR_ERR_INVALID_ARG,
+                           "batched generation takes transformers' semantics and N >= 1");
+    if (rc != TSR_OK)
+        return rc;
+    rc = p->beams > 1 ? beam_batch(p, N, h, out, err) : greedy_batch(p, N, h, out, err);
+    if (rc != TSR_OK)
+        for (int i = 0; i < N; i++)
+            tsr_gen_result_free(&out[i]);
+    return rc;
 }

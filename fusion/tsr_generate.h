@@ -131,6 +131,15 @@ void tsr_gen_result_free(tsr_gen_result *r);
 tsr_gen_params tsr_gen_default_params(int vocab, int eos);
 tsr_status tsr_generate(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_gen_result *out,
                         tsr_error *err);
+/* N searches of the same prompt in lockstep on one decoder batch (hf only):
+ * search i owns rows [i*R, i*R + R) of the decoder, R = beams (beam
+ * search), samples (sampling) or 1; every step runs all N*R rows (rows
+ * whose search ended are fed eos), and the caller has run the prompt
+ * before pos0 into every row. out[i] is what tsr_generate would give for
+ * search i alone (each sampling search seeded with p->seed). The raw hook
+ * is not called. */
+tsr_status tsr_generate_batch(const tsr_gen_params *p, int N, const tsr_gen_hooks *h,
+                              tsr_gen_result *out, tsr_error *err);
 /* In place: v -= log(sum(exp(v))). */
 void tsr_log_softmax(float *v, int n);
 

@@ -44,7 +44,7 @@ static tsr_status attention(tsr_queue *q, const tsr_enc_cfg *c, tsr_enc_scratch 
     float scale = 1.0f / sqrtf((float)dh);
     if (q->ctx->own_gemm && S <= TSR_ATT_MAX_S)
         return tsr_k_attention(q, s->qkv, s->attn, B, S, H, dh, scale, c->causal, lens, err);
-    tsr_att_io io = {s->qkv, 0, 3 * D, s->qkv, D, 2 * D, 3 * D, S * 3 * D, s->attn, D, lens};
+    tsr_att_io io = {s->qkv, 0, 3 * D, s->qkv, D, 2 * D, 3 * D, S * 3 * D, s->attn, D, lens, 1};
     return tsr_k_attention_kv(q, &io, B, S, S, H, dh, scale, c->causal, err);
 }
 

@@ -15,9 +15,9 @@ tsr_enc_cfg tsr_dec_enc_cfg(const tsr_dec_cfg *c)
 tsr_status tsr_dec_state_plan(const tsr_dec_cfg *c, int B, int cap, int Bx, int Se, tsr_arena *a,
                               tsr_dec_state *st, tsr_error *err)
 {
-    if (Bx != 1 && Bx != B)
-        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "cross-attention batch %d is not 1 or %d",
-                             Bx, B);
+    if (Bx < 1 || B % Bx != 0)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG,
+                             "cross-attention batch %d does not divide the batch %d", Bx, B);
     size_t row = 2 * (size_t)c->dim * sizeof(float);
     *st = (tsr_dec_state){NULL, NULL, cap, B, Bx, Se};
     tsr_arena_reserve(a, &st->cache, (size_t)B * cap * row);
@@ -58,7 +58,7 @@ tsr_status tsr_dec_layer(tsr_queue *q, const tsr_dec_cfg *c, const tsr_dec_weigh
 {
     int D = c->dim, H = c->heads, dh = D / H, R = B * Sq;
     float scale = 1.0f / sqrtf((float)dh);
-    if (B < 1 || B > st->B || (st->Bx != 1 && B != st->B))
+    if (B < 1 || B > st->B || (st->Bx != 1 && B % (st->B / st->Bx) != 0))
         return tsr_error_set(err, TSR_ERR_INVALID_ARG, "batch %d does not fit the state's %d",
                              B, st->B);
     tsr_status rc = TSR_OK;
@@ -67,7 +67,7 @@ tsr_status tsr_dec_layer(tsr_queue *q, const tsr_dec_cfg *c, const tsr_dec_weigh
     TSR_TRY(rc, tsr_linear(q, in, R, D, w->qkv_w, w->qkv_b, 3 * D, s->qkv, TSR_ACT_NONE, err));
     TSR_TRY(rc, tsr_k_kv_append(q, s->qkv, st->cache, B, Sq, D, st->cap, past, err));
     tsr_att_io self = {s->qkv, 0, 3 * D, st->cache, 0, D, 2 * D, st->cap * 2 * D, s->attn, D,
-                       NULL};
+                       NULL, 1};
     TSR_TRY(rc, tsr_k_attention_kv(q, &self, B, Sq, past + Sq, H, dh, scale, 1, err));
     TSR_TRY(rc, tsr_linear(q, s->attn, R, D, w->o_w, w->o_b, D, s->h, TSR_ACT_NONE, err));
     residual(q, c, x, s->h, w->ln1_g, w->ln1_b, R, &rc, err);
@@ -75,8 +75,10 @@ tsr_status tsr_dec_layer(tsr_queue *q, const tsr_dec_cfg *c, const tsr_dec_weigh
     if (st->Se > 0) {
         in = norm_in(q, c, x, s->h, w->lnx_g, w->lnx_b, R, &rc, err);
         TSR_TRY(rc, tsr_linear(q, in, R, D, w->xq_w, w->xq_b, D, s->qkv, TSR_ACT_NONE, err));
+        /* Bx encodings for B sequences: B / Bx consecutive ones share each */
         tsr_att_io cross = {s->qkv, 0, D, st->xkv, 0, D, 2 * D,
-                            st->Bx == 1 ? 0 : st->Se * 2 * D, s->attn, D, NULL};
+                            st->Bx == 1 ? 0 : st->Se * 2 * D, s->attn, D, NULL,
+                            st->Bx == 1 ? 1 : st->B / st->Bx};
         TSR_TRY(rc, tsr_k_attention_kv(q, &cross, B, Sq, st->Se, H, dh, scale, 0, err));
         TSR_TRY(rc, tsr_linear(q, s->attn, R, D, w->xo_w, w->xo_b, D, s->h, TSR_ACT_NONE, err));
         residual(q, c, x, s->h, w->lnx_g, w->lnx_b, R, &rc, err);
@@ -168,9 +170,20 @@ void tsr_decoder_io_free(tsr_decoder_io *io)
 tsr_status tsr_decoder_cross(tsr_queue *q, const tsr_decoder_cfg *c, const tsr_decoder_w *w,
                              tsr_decoder_io *io, cl_mem enc, tsr_error *err)
 {
+    return tsr_decoder_cross_n(q, c, w, io, enc, io->Bx, err);
+}
+
+tsr_status tsr_decoder_cross_n(tsr_queue *q, const tsr_decoder_cfg *c, const tsr_decoder_w *w,
+                               tsr_decoder_io *io, cl_mem enc, int nx, tsr_error *err)
+{
+    if (nx < 1 || nx > io->Bx)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "%d encodings for a plan of %d", nx,
+                             io->Bx);
+    int Dx = c->layer.xdim > 0 ? c->layer.xdim : c->layer.dim;
     tsr_status rc = TSR_OK;
     for (int i = 0; i < c->n_layers && rc == TSR_OK; i++)
-        rc = tsr_dec_cross_kv(q, &c->layer, &w->layers[i], &io->st[i], enc, err);
+        rc = tsr_linear(q, enc, nx * io->Se, Dx, w->layers[i].xkv_w, w->layers[i].xkv_b,
+                        2 * c->layer.dim, io->st[i].xkv, TSR_ACT_NONE, err);
     return rc;
 }
 

@@ -290,12 +290,13 @@ tsr_status tsr_k_attention_kv(tsr_queue *q, const tsr_att_io *io, int B, int Sq,
         return tsr_error_set(err, TSR_ERR_UNSUPPORTED, "attention head size %d exceeds %d", dh,
                              TSR_ATT_MAX_DH);
     cl_mem l = io->lens ? io->lens : io->q;
+    int group = io->kv_group > 1 ? io->kv_group : 1;
     karg a[] = {KMEM(io->q),     KINT(io->q_off), KINT(io->q_row),  KMEM(io->kv),
                 KINT(io->k_off), KINT(io->v_off), KINT(io->kv_row), KINT(io->kv_batch),
-                KMEM(io->out),   KINT(io->o_row), KINT(Sq),         KINT(Sk),
-                KINT(H),         KINT(dh),        KFLT(scale),      KINT(causal),
-                KMEM(l),         KINT(io->lens != NULL), KINT(n)};
-    return launch(q, TSR_K_ATTENTION_KV, n, 16, a, 19, err);
+                KINT(group),     KMEM(io->out),   KINT(io->o_row),  KINT(Sq),
+                KINT(Sk),        KINT(H),         KINT(dh),         KFLT(scale),
+                KINT(causal),    KMEM(l),         KINT(io->lens != NULL), KINT(n)};
+    return launch(q, TSR_K_ATTENTION_KV, n, 16, a, 20, err);
 }
 
 tsr_status tsr_k_kv_append(tsr_queue *q, cl_mem qkv, cl_mem cache, int B, int Sq, int D, int cap,

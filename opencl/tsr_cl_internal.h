@@ -298,6 +298,7 @@ typedef struct {
     cl_mem out;
     int o_row;
     cl_mem lens;
+    int kv_group;  /* sequences b read keys and values b / kv_group (0 or 1: b) */
 } tsr_att_io;
 tsr_status tsr_k_attention_kv(tsr_queue *q, const tsr_att_io *io, int B, int Sq, int Sk, int H,
                               int dh, float scale, int causal, tsr_error *err);

@@ -139,14 +139,17 @@ typedef struct {
 /* The layer view of an encoder configuration (the scratch is shared). */
 tsr_enc_cfg tsr_dec_enc_cfg(const tsr_dec_cfg *c);
 /* Reserves the state of B sequences of up to cap tokens, cross-attending to
- * Bx (1: shared by all B, or B) encoder outputs of Se rows (0: none). */
+ * Bx encoder outputs of Se rows (0: none); Bx divides B, and B / Bx
+ * consecutive sequences share each output (1: all of them; the beams of
+ * one image). */
 tsr_status tsr_dec_state_plan(const tsr_dec_cfg *c, int B, int cap, int Bx, int Se, tsr_arena *a,
                               tsr_dec_state *st, tsr_error *err);
 /* Cross-attention keys and values from the encoder output enc (Bx*Se, Dx). */
 tsr_status tsr_dec_cross_kv(tsr_queue *q, const tsr_dec_cfg *c, const tsr_dec_weights *w,
                             tsr_dec_state *st, cl_mem enc, tsr_error *err);
 /* Runs Sq new tokens x (B*Sq, D) at positions past..past+Sq-1, in place, for
- * the first B sequences of the state (B <= its batch). */
+ * the first B sequences of the state (B <= its batch; with Bx > 1, whole
+ * groups of sequences that share an encoding). */
 tsr_status tsr_dec_layer(tsr_queue *q, const tsr_dec_cfg *c, const tsr_dec_weights *w,
                          tsr_dec_state *st, tsr_enc_scratch *s, cl_mem x, int B, int Sq,
                          int past, tsr_error *err);
@@ -199,9 +202,12 @@ tsr_status tsr_decoder_plan(tsr_queue *q, const tsr_decoder_cfg *c, int B, int m
                             int Se, tsr_arena *a, tsr_decoder_io *io,
                             size_t scratch[TSR_SCRATCH_N], tsr_error *err);
 void tsr_decoder_io_free(tsr_decoder_io *io);
-/* Every layer's cross-attention keys and values from enc (Bx*Se, Dx). */
+/* Every layer's cross-attention keys and values from enc (Bx*Se, Dx); _n:
+ * from the first nx encodings only (a batch smaller than planned). */
 tsr_status tsr_decoder_cross(tsr_queue *q, const tsr_decoder_cfg *c, const tsr_decoder_w *w,
                              tsr_decoder_io *io, cl_mem enc, tsr_error *err);
+tsr_status tsr_decoder_cross_n(tsr_queue *q, const tsr_decoder_cfg *c, const tsr_decoder_w *w,
+                               tsr_decoder_io *io, cl_mem enc, int nx, tsr_error *err);
 /* Runs tokens (B, Sq) at positions past..past+Sq-1 of the first B sequences
  * (B <= the planned batch); logits (B, V) of each sequence's last token when
  * not NULL (one blocking read: the step's only host synchronisation). */

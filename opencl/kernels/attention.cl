@@ -92,13 +92,15 @@ __kernel void attention_rows(__global const float *qkv, __global float *out, int
  * sequences longer than ATT_MAX_S. One work-item per (batch, head, query)
  * with a one-pass (online) softmax, so any Sk fits; dh <= 128.
  *   q[(b*Sq + i)*q_row + q_off + h*dh + d]
- *   k[b*kv_batch + j*kv_row + k_off + h*dh + d], v likewise with v_off
+ *   k[(b/kv_group)*kv_batch + j*kv_row + k_off + h*dh + d], v likewise with v_off
+ *   (kv_group sequences share one set of keys and values: the beams of one image)
  *   out[(b*Sq + i)*o_row + h*dh + d]
  * causal: query i sees keys j <= i + (Sk - Sq) (the cache holds the past).
  * use_lens: sequence b sees only its first lens[b] keys (at least one). */
 __kernel void attention_kv(__global const float *q, int q_off, int q_row,
                            __global const float *kv, int k_off, int v_off, int kv_row,
-                           int kv_batch, __global float *out, int o_row, int Sq, int Sk, int H,
+                           int kv_batch, int kv_group, __global float *out, int o_row, int Sq,
+                           int Sk, int H,
                            int dh, float scale, int causal, __global const int *lens,
                            int use_lens, int n)
 {
@@ -110,8 +112,8 @@ __kernel void attention_kv(__global const float *q, int q_off, int q_row,
     if (use_lens)
         lim = max(min(lim, lens[b]), 1);
     __global const float *qr = q + ((size_t)b * Sq + i) * q_row + q_off + (size_t)h * dh;
-    __global const float *kb = kv + (size_t)b * kv_batch + k_off + (size_t)h * dh;
-    __global const float *vb = kv + (size_t)b * kv_batch + v_off + (size_t)h * dh;
+    __global const float *kb = kv + (size_t)(b / kv_group) * kv_batch + k_off + (size_t)h * dh;
+    __global const float *vb = kv + (size_t)(b / kv_group) * kv_batch + v_off + (size_t)h * dh;
     float16 acc[8];
     float16 qv[8];
     int nv = dh / 16, rem = dh - nv * 16;

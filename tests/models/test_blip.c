@@ -183,6 +183,65 @@ static tsr_caption_params params_of(const tsr_model *m, const cJSON *set)
     return p;
 }
 
+/* Captions in batches of 2 images (2, 2, 1) are those of one batch of 5,
+ * for every setting, and sampled ones too. */
+static void test_batches(tsr_model *m, tsr_session *s, const cJSON *gen, tsr_image **imgs,
+                         int n_img)
+{
+    tsr_session_params sp = tsr_session_default_params();
+    sp.image_batch = 2;
+    tsr_session *s2 = NULL;
+    tsr_error err = {0};
+    if (tsr_session_create(m, &sp, &s2, &err) != TSR_OK) {
+        check(0, "a session of image_batch 2: %s", err.msg);
+        return;
+    }
+    const cJSON *set;
+    int settings = 0, same = 0;
+    for (set = cJSON_GetObjectItem(gen, "settings")->child; set; set = set->next) {
+        tsr_caption_params p = params_of(m, set);
+        int K = p.num_captions;
+        tsr_caption a[8 * 4], b[8 * 4];
+        tsr_status sa = tsr_session_caption_images(s, (const tsr_image *const *)imgs, n_img, &p,
+                                                   a, &err);
+        tsr_status sb = tsr_session_caption_images(s2, (const tsr_image *const *)imgs, n_img, &p,
+                                                   b, &err);
+        int ok = sa == TSR_OK && sb == TSR_OK;
+        for (int i = 0; ok && i < n_img * K; i++)
+            ok = a[i].n_ids == b[i].n_ids &&
+                 memcmp(a[i].ids, b[i].ids, sizeof(int) * (size_t)a[i].n_ids) == 0;
+        for (int i = 0; sa == TSR_OK && i < n_img * K; i++)
+            tsr_caption_free(&a[i]);
+        for (int i = 0; sb == TSR_OK && i < n_img * K; i++)
+            tsr_caption_free(&b[i]);
+        settings++;
+        same += ok;
+    }
+    tsr_caption_params p = tsr_caption_default_params(m);
+    p.do_sample = 1;
+    p.num_captions = 3;
+    p.seed = 99;
+    p.top_p = 0.9f;
+    tsr_caption a[8 * 3], b[8 * 3];
+    tsr_status sa = tsr_session_caption_images(s, (const tsr_image *const *)imgs, n_img, &p, a,
+                                               &err);
+    tsr_status sb = tsr_session_caption_images(s2, (const tsr_image *const *)imgs, n_img, &p, b,
+                                               &err);
+    int sampled = sa == TSR_OK && sb == TSR_OK;
+    for (int i = 0; sampled && i < n_img * 3; i++)
+        sampled = a[i].n_ids == b[i].n_ids &&
+                  memcmp(a[i].ids, b[i].ids, sizeof(int) * (size_t)a[i].n_ids) == 0;
+    for (int i = 0; sa == TSR_OK && i < n_img * 3; i++)
+        tsr_caption_free(&a[i]);
+    for (int i = 0; sb == TSR_OK && i < n_img * 3; i++)
+        tsr_caption_free(&b[i]);
+    check(same == settings && sampled,
+          "batches of 2 images give the captions of one batch of %d in %d of %d settings; "
+          "sampled captions (seed 99, 3 per image) %s %s", n_img, same, settings,
+          sampled ? "identical" : "DIFFER", err.msg);
+    tsr_session_free(s2);
+}
+
 static void test_generate(tsr_model *m, tsr_session *s, const cJSON *gen, tsr_image **imgs,
                           int n_img, const float *px)
 {
@@ -414,10 +473,11 @@ static void test_errors(tsr_ctx *ctx, tsr_model *m, tsr_session *s, tsr_image *i
     st = tsr_session_caption_images(s, (const tsr_image *const *)none, 2, NULL, two, &err);
     check(st == TSR_ERR_INVALID_ARG && !two[0].text && strstr(err.msg, "image 2"),
           "a NULL image: an error naming it, nothing kept: %s", err.msg);
-    float lg[4096];
     err = (tsr_error){0};
-    st = tsr_session_caption_logits(s, (int[]){1}, 1, lg, &err);
-    check(st == TSR_OK, "the session still works after errors %s", err.msg);
+    st = tsr_session_caption_images(s, (const tsr_image *const *)&img, 1, NULL, &cap, &err);
+    check(st == TSR_OK && cap.text, "the session still works after errors %s", err.msg);
+    if (st == TSR_OK)
+        tsr_caption_free(&cap);
 
     /* a CLIP model cannot caption; a BLIP model cannot embed */
     tsr_model *clip = NULL;
@@ -511,6 +571,7 @@ int main(void)
     }
     test_generate(m, s, gen, imgs, n_img, px);
     test_sampling(m, s, gen, imgs, n_img);
+    test_batches(m, s, gen, imgs, n_img);
     test_errors(ctx, m, s, imgs[0]);
     for (int i = 0; i < n_img; i++)
         tsr_image_free(imgs[i]);

@@ -581,10 +581,10 @@ static void test_encoder_layer(int B, int S, int D, int H, int F, int act, int c
 }
 
 /* Reference attention: out[b, i, h] over keys j < lim (causal: j <= i + Sk - Sq). */
-static void ref_attention_kv_lens(const float *q, int q_off, int q_row, const float *kv,
-                                  int k_off, int v_off, int kv_row, int kv_batch, float *out,
-                                  int o_row, int B, int Sq, int Sk, int H, int dh, float scale,
-                                  int causal, const int *lens)
+static void ref_attention_kv_group(const float *q, int q_off, int q_row, const float *kv,
+                                   int k_off, int v_off, int kv_row, int kv_batch, int group,
+                                   float *out, int o_row, int B, int Sq, int Sk, int H, int dh,
+                                   float scale, int causal, const int *lens)
 {
     double *p = malloc(sizeof(double) * (Sk > 0 ? Sk : 1));
     for (int b = 0; b < B; b++)
@@ -596,7 +596,8 @@ static void ref_attention_kv_lens(const float *q, int q_off, int q_row, const fl
                     lim = lens[b] > 1 ? lens[b] : 1;
                 double m = -1e300, sum = 0;
                 for (int j = 0; j < lim; j++) {
-                    const float *k = kv + (size_t)b * kv_batch + (size_t)j * kv_row + k_off + h * dh;
+                    const float *k =
+                        kv + (size_t)(b / group) * kv_batch + (size_t)j * kv_row + k_off + h * dh;
                     double s = 0;
                     for (int d = 0; d < dh; d++)
                         s += (double)qr[d] * k[d];
@@ -610,11 +611,21 @@ static void ref_attention_kv_lens(const float *q, int q_off, int q_row, const fl
                 for (int d = 0; d < dh; d++) {
                     double acc = 0;
                     for (int j = 0; j < lim; j++)
-                        acc += p[j] * kv[(size_t)b * kv_batch + (size_t)j * kv_row + v_off + h * dh + d];
+                        acc += p[j] * kv[(size_t)(b / group) * kv_batch + (size_t)j * kv_row +
+                                         v_off + h * dh + d];
                     o[d] = (float)(acc / sum);
                 }
             }
     free(p);
+}
+
+static void ref_attention_kv_lens(const float *q, int q_off, int q_row, const float *kv,
+                                  int k_off, int v_off, int kv_row, int kv_batch, float *out,
+                                  int o_row, int B, int Sq, int Sk, int H, int dh, float scale,
+                                  int causal, const int *lens)
+{
+    ref_attention_kv_group(q, q_off, q_row, kv, k_off, v_off, kv_row, kv_batch, 1, out, o_row, B,
+                           Sq, Sk, H, dh, scale, causal, lens);
 }
 
 static void ref_attention_kv(const float *q, int q_off, int q_row, const float *kv, int k_off,
@@ -625,34 +636,43 @@ static void ref_attention_kv(const float *q, int q_off, int q_row, const float *
                           Sk, H, dh, scale, causal, NULL);
 }
 
-static void test_attention_kv(int B, int Sq, int Sk, int H, int dh, int causal, int shared,
-                              int lens_on)
+/* group > 1: sequences b use keys and values b / group (an image's beams). */
+static void test_attention_kv_g(int B, int Sq, int Sk, int H, int dh, int causal, int shared,
+                                int lens_on, int group)
 {
     int D = H * dh, q_row = 3 * D, kv_row = 2 * D + 3, kv_batch = shared ? 0 : Sk * kv_row;
-    size_t nq = (size_t)B * Sq * q_row, nkv = (size_t)(shared ? 1 : B) * Sk * kv_row + 8;
+    size_t nq = (size_t)B * Sq * q_row,
+           nkv = (size_t)(shared ? 1 : (B + group - 1) / group) * Sk * kv_row + 8;
     float *qh = rand_vec(nq, 1.0f), *kv = rand_vec(nkv, 1.0f);
     float *ref = calloc((size_t)B * Sq * D, sizeof(float));
     int *lens = malloc(sizeof(int) * B);
     for (int b = 0; b < B; b++)
         lens[b] = Sk - (b * 7) % Sk;
-    ref_attention_kv_lens(qh, 5 % D, q_row, kv, 1, D + 2, kv_row, kv_batch, ref, D, B, Sq, Sk, H,
-                          dh, 0.125f, causal, lens_on ? lens : NULL);
+    ref_attention_kv_group(qh, 5 % D, q_row, kv, 1, D + 2, kv_row, kv_batch, group, ref, D, B,
+                           Sq, Sk, H, dh, 0.125f, causal, lens_on ? lens : NULL);
     cl_mem dq = up(qh, sizeof(float) * nq), dkv = up(kv, sizeof(float) * nkv);
     cl_mem dl = up(lens, sizeof(int) * B);
     cl_mem dout = tsr_buf_alloc(ctx, sizeof(float) * B * Sq * D, &err);
     tsr_att_io io = {dq, 5 % D, q_row, dkv, 1, D + 2, kv_row, kv_batch, dout, D,
-                     lens_on ? dl : NULL};
+                     lens_on ? dl : NULL, group};
     tsr_status st = tsr_k_attention_kv(q, &io, B, Sq, Sk, H, dh, 0.125f, causal, &err);
     float *got = down(dout, (size_t)B * Sq * D);
     char name[128];
-    snprintf(name, sizeof name, "attention_kv B%d Sq%d Sk%d H%d dh%d causal=%d shared=%d lens=%d",
-             B, Sq, Sk, H, dh, causal, shared, lens_on);
+    snprintf(name, sizeof name,
+             "attention_kv B%d Sq%d Sk%d H%d dh%d causal=%d shared=%d lens=%d group=%d", B, Sq,
+             Sk, H, dh, causal, shared, lens_on, group);
     if (st != TSR_OK)
         check(0, "%s: %s", name, err.msg);
     else
         compare(name, got, ref, (size_t)B * Sq * D, 1e-5, 1e-4);
     mems_free((cl_mem[]){dq, dkv, dl, dout}, 4);
     free(qh), free(kv), free(ref), free(got), free(lens);
+}
+
+static void test_attention_kv(int B, int Sq, int Sk, int H, int dh, int causal, int shared,
+                              int lens_on)
+{
+    test_attention_kv_g(B, Sq, Sk, H, dh, causal, shared, lens_on, 1);
 }
 
 /* The decoder layer run token by token (and in chunks) through its KV cache
@@ -1162,6 +1182,8 @@ int main(void)
     test_attention_kv(2, 4, 1500, 6, 64, 0, 1, 0); /* Whisper cross-attention length */
     test_attention_kv(4, 13, 13, 3, 40, 0, 0, 1);  /* BERT: padded keys masked */
     test_attention_kv(3, 9, 9, 2, 17, 1, 0, 1);    /* causal and masked */
+    test_attention_kv_g(6, 1, 29, 3, 24, 0, 0, 0, 3);  /* two images' three beams, a step */
+    test_attention_kv_g(8, 2, 577, 2, 64, 0, 0, 0, 4); /* BLIP's 577 image tokens */
     for (int own = 0; own < 2; own++) {
         int saved = ctx->own_gemm;
         ctx->own_gemm = own;
