@@ -734,6 +734,8 @@ static tsr_status from_images(const void *src, int i, int N, const blip_model *b
         const tsr_image *img = ((const tsr_image *const *)src)[i + k];
         rc = img ? tsr_image_preprocess(img, &b->pp, stage + per * k, err)
                  : tsr_error_set(err, TSR_ERR_INVALID_ARG, "image %d is NULL", i + k + 1);
+        if (rc != TSR_OK && img)
+            tsr_error_prefix(err, "image %d", i + k + 1);
     }
     return rc;
 }

@@ -338,8 +338,11 @@ typedef struct {
  * family: transformers' defaults. */
 tsr_caption_params tsr_caption_default_params(const tsr_model *m);
 /* Captions n images (p NULL: the model's defaults) into out[0..n*K), K =
- * p->num_captions: image i's captions at out[i*K .. i*K+K), best first. On
- * an error nothing is kept and err names the image. */
+ * p->num_captions: image i's captions at out[i*K .. i*K+K), best first.
+ * Up to the session's image_batch images (and 64 decoder rows: images x
+ * beams) go through the tower and the decoder together; the captions are
+ * the same in batches of any size. On an error nothing is kept and err
+ * names the image. */
 tsr_status tsr_session_caption_images(tsr_session *s, const tsr_image *const *images, int n,
                                       const tsr_caption_params *p, tsr_caption *out,
                                       tsr_error *err);
