@@ -143,10 +143,13 @@ int cmd_bench(int argc, char **argv)
                                     4096);
     if (!nb)
         return cli_usage_error("bench", "--batches takes up to 16 positive integers, e.g. 1,8,32");
-    double seconds = atof(seconds_s);
-    int do_image = strcmp(tower, "text") != 0, do_text = strcmp(tower, "image") != 0;
-    if (!do_image && !do_text)
+    char *end;
+    double seconds = strtod(seconds_s, &end);
+    if (!*seconds_s || *end || !(seconds >= 0 && seconds <= 3600))
+        return cli_usage_error("bench", "--seconds must be a number from 0 to 3600");
+    if (strcmp(tower, "image") != 0 && strcmp(tower, "text") != 0 && strcmp(tower, "both") != 0)
         return cli_usage_error("bench", "--tower is image, text or both");
+    int do_image = strcmp(tower, "text") != 0, do_text = strcmp(tower, "image") != 0;
 
     tsr_ctx *ctx = NULL;
     tsr_model *m = NULL;

@@ -1,5 +1,6 @@
 /* tessera caption: image captions with a BLIP checkpoint. */
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,14 @@ static const char *caption_help =
     "  --json                  one JSON object per image on stdout: image, caption,\n"
     "                          ids, finished (ended by the model, not cut), score, and\n"
     "                          with --num-captions, captions (each with those fields)\n"
+    "                          (JSON strings are UTF-8: other bytes of a file name\n"
+    "                          become U+FFFD there)\n"
+    "\n"
+    "score: the search's own measure, the sum of the tokens' log-probabilities\n"
+    "after the logit processors (sampling: after the temperature and the top-k and\n"
+    "top-p cuts), divided by length^length-penalty (transformers' beam score).\n"
+    "Sample k of --num-captions has its own generator, so the first samples do\n"
+    "not change when more are asked for.\n"
     "  --device D              OpenCL device index or name substring\n"
     "  --verbose               log device and kernel cache use on stderr\n"
     "\n"
@@ -61,15 +70,14 @@ static int parse_int(const char *s, const char *opt, int lo, int hi, int *out)
     return EXIT_OK;
 }
 
-static int parse_float(const char *s, const char *opt, int positive, float *out)
+static int parse_float(const char *s, const char *opt, double lo, double hi, float *out)
 {
     if (!s)
         return EXIT_OK;
     char *end;
     double v = strtod(s, &end);
-    if (!*s || *end || !isfinite(v) || (positive && !(v > 0)) || fabs(v) > 1e6)
-        return cli_usage_error("caption", "%s must be a %snumber", opt,
-                               positive ? "positive " : "");
+    if (!*s || *end || !(v >= lo && v <= hi))
+        return cli_usage_error("caption", "%s must be a number from %g to %g", opt, lo, hi);
     *out = (float)v;
     return EXIT_OK;
 }
@@ -94,7 +102,9 @@ static void print_captions(const char *path, const tsr_caption *c, int K, int js
         return;
     }
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "image", path);
+    char *name = tsr_utf8_lossy(path, strlen(path)); /* JSON strings are UTF-8 */
+    cJSON_AddStringToObject(o, "image", name ? name : "");
+    free(name);
     add_caption(o, &c[0]);
     if (K > 1) {
         cJSON *all = cJSON_CreateArray();
@@ -113,8 +123,12 @@ static void print_failure(const char *path, const tsr_error *err, int json)
     fprintf(stderr, "tessera caption: error: %s\n", err->msg);
     if (json) {
         cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "image", path);
-        cJSON_AddStringToObject(o, "error", err->msg);
+        char *name = tsr_utf8_lossy(path, strlen(path)), *msg = tsr_utf8_lossy(err->msg,
+                                                                              strlen(err->msg));
+        cJSON_AddStringToObject(o, "image", name ? name : "");
+        cJSON_AddStringToObject(o, "error", msg ? msg : "");
+        free(name);
+        free(msg);
         cli_print_json(o);
     }
 }
@@ -155,13 +169,13 @@ int cmd_caption(int argc, char **argv)
     }
     if (rc == EXIT_OK && !model)
         rc = cli_usage_error("caption", "--model DIR is required");
-    else if (rc == EXIT_OK && nimg == 0)
-        rc = cli_usage_error("caption", "no images given");
     else if (rc == EXIT_OK && prompt && !tsr_utf8_valid(prompt, strlen(prompt), NULL))
         rc = cli_usage_error("caption", "--prompt is not valid UTF-8");
     else if (rc == EXIT_OK && early && strcmp(early, "false") != 0 && strcmp(early, "true") != 0 &&
              strcmp(early, "never") != 0)
         rc = cli_usage_error("caption", "--early-stopping must be false, true or never");
+    else if (rc == EXIT_OK && nimg == 0)
+        rc = cli_usage_error("caption", "no images given");
     if (rc != EXIT_OK) {
         free(imgs);
         return rc;
@@ -186,23 +200,22 @@ int cmd_caption(int argc, char **argv)
         if (rc == EXIT_OK)
             rc = parse_int(ngram, "--no-repeat-ngram", 0, 1 << 16, &p.no_repeat_ngram);
         if (rc == EXIT_OK)
-            rc = parse_float(lp, "--length-penalty", 0, &p.length_penalty);
+            rc = parse_float(lp, "--length-penalty", -100, 100, &p.length_penalty);
         if (rc == EXIT_OK)
-            rc = parse_float(rp, "--repetition-penalty", 1, &p.repetition_penalty);
+            rc = parse_float(rp, "--repetition-penalty", 0.01, 100, &p.repetition_penalty);
         if (rc == EXIT_OK)
             rc = parse_int(ncap, "--num-captions", 1, 16, &p.num_captions);
         if (rc == EXIT_OK)
-            rc = parse_float(temp, "--temperature", 1, &p.temperature);
+            rc = parse_float(temp, "--temperature", 0.01, 100, &p.temperature);
         if (rc == EXIT_OK)
             rc = parse_int(topk, "--top-k", 0, 1 << 22, &p.top_k);
         if (rc == EXIT_OK)
-            rc = parse_float(topp, "--top-p", 1, &p.top_p);
-        if (rc == EXIT_OK && p.top_p > 1)
-            rc = cli_usage_error("caption", "--top-p must be in (0, 1]");
+            rc = parse_float(topp, "--top-p", 1e-6, 1, &p.top_p);
         if (rc == EXIT_OK && seed) {
             char *end;
+            errno = 0;
             unsigned long long v = strtoull(seed, &end, 10);
-            if (!*seed || *end || seed[0] == '-')
+            if (!*seed || *end || seed[0] == '-' || errno == ERANGE)
                 rc = cli_usage_error("caption", "--seed must be a non-negative integer");
             p.seed = v;
         }

@@ -570,29 +570,34 @@ static tsr_status reorder_hook(void *user, const int *src, int B, int len, tsr_e
 static tsr_status check_params(const tsr_model *m, const tsr_caption_params *p, tsr_error *err)
 {
     int npos = BLIP(m)->dec.n_ctx;
-    if (p->max_length < 0 || p->max_length > npos + 1 || p->max_new_tokens < 0 ||
-        p->max_new_tokens > npos)
+    if (p->max_length < 0 || p->max_length > npos + 1)
         return tsr_error_set(err, TSR_ERR_INVALID_ARG,
-                             "max_length %d or max_new_tokens %d outside 0..%d (the model has %d "
-                             "positions)", p->max_length, p->max_new_tokens, npos, npos);
+                             "max_length %d outside 2..%d (the model has %d positions)",
+                             p->max_length, npos + 1, npos);
+    if (p->max_new_tokens < 0 || p->max_new_tokens > npos)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG,
+                             "max_new_tokens %d outside 1..%d (the model has %d positions)",
+                             p->max_new_tokens, npos, npos);
     if (p->beams < 1 || p->beams > TSR_GEN_MAX_BEAMS)
         return tsr_error_set(err, TSR_ERR_INVALID_ARG, "beams %d outside 1..%d", p->beams,
                              TSR_GEN_MAX_BEAMS);
-    if (p->min_length < 0 || p->no_repeat_ngram < 0 || !(p->repetition_penalty > 0) ||
-        !isfinite(p->length_penalty) || p->early_stopping < 0 || p->early_stopping > 2)
+    /* bounds that keep every score finite */
+    if (p->min_length < 0 || p->no_repeat_ngram < 0 || !(p->repetition_penalty >= 0.01f) ||
+        !(p->repetition_penalty <= 100) || !(p->length_penalty >= -100) ||
+        !(p->length_penalty <= 100) || p->early_stopping < 0 || p->early_stopping > 2)
         return tsr_error_set(err, TSR_ERR_INVALID_ARG,
-                             "min_length and no_repeat_ngram must be >= 0, repetition_penalty > 0, "
-                             "length_penalty finite, early_stopping 0, 1 or 2");
+                             "min_length and no_repeat_ngram must be >= 0, repetition_penalty "
+                             "0.01..100, length_penalty -100..100, early_stopping 0, 1 or 2");
     if (p->num_captions < 1 || p->num_captions > TSR_GEN_MAX_BEAMS ||
         (!p->do_sample && p->num_captions > p->beams))
         return tsr_error_set(err, TSR_ERR_INVALID_ARG,
                              "%d captions per image: 1 to %d, and at most the %d beams without "
                              "sampling", p->num_captions, TSR_GEN_MAX_BEAMS, p->beams);
-    if (p->do_sample && (p->beams > 1 || !(p->temperature > 0) || !isfinite(p->temperature) ||
+    if (p->do_sample && (p->beams > 1 || !(p->temperature >= 0.01f) || !(p->temperature <= 100) ||
                          p->top_k < 0 || !(p->top_p > 0 && p->top_p <= 1)))
         return tsr_error_set(err, TSR_ERR_INVALID_ARG,
-                             "sampling takes beams 1, a temperature > 0, top_k >= 0 and top_p in "
-                             "(0, 1]");
+                             "sampling takes beams 1, a temperature 0.01..100, top_k >= 0 and "
+                             "top_p in (0, 1]");
     return TSR_OK;
 }
 
@@ -613,11 +618,18 @@ static tsr_status prompt_ids(const blip_model *b, const tsr_caption_params *p, i
         *n = cut ? cap + 1 : got - 1;
     }
     *total = total_length(b, p, *n);
-    if (*n >= *total || *total > cap + 1)
+    if (*n > cap)
         return tsr_error_set(err, TSR_ERR_INVALID_ARG,
-                             "the prompt has %s%d tokens: a caption of at most %d tokens in "
-                             "all leaves no room (the model has %d positions)",
-                             *n > cap ? "more than " : "", *n > cap ? cap : *n, *total, cap);
+                             "the prompt has more than %d tokens, the model's positions", cap);
+    if (*n >= *total)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG,
+                             "the prompt has %d tokens ([DEC] included): a max_length of %d "
+                             "leaves no room for a caption", *n, *total);
+    if (*total > cap + 1)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG,
+                             "the prompt's %d tokens and %d new ones need %d positions; the "
+                             "model has %d (at most %d new tokens here)",
+                             *n, *total - *n, *total - 1, cap, cap + 1 - *n);
     return TSR_OK;
 }
 

@@ -246,8 +246,10 @@ static tsr_status greedy(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_ge
         free(lg), free(seq), free(idx);
         return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
     }
-    rng r;
+    rng r, rs[TSR_GEN_MAX_BEAMS]; /* hf: one generator per sample */
     rng_seed(&r, p->seed);
+    for (int k = 0; k < S; k++)
+        rng_seed(&rs[k], p->seed + 0x9E3779B97F4A7C15ull * (uint64_t)k);
     tsr_status rc = TSR_OK;
     int alive = S, src[TSR_GEN_MAX_BEAMS] = {0};
     if (S > 1) /* the prompt is in sequence 0: copy it to the others */
@@ -268,7 +270,7 @@ static tsr_status greedy(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_ge
             if (p->hf && p->temperature > 0) { /* HF: processors, warpers, softmax, draw */
                 processors(p, h, t, seq + SL * sm, P + len[sm], row);
                 hf_warp(p, row, idx);
-                tok = sample(row, V, 1.0f, &r);
+                tok = sample(row, V, 1.0f, &rs[sm]);
                 tsr_log_softmax(row, V);
             } else {
                 process_row(p, h, t, seq + SL * sm, P + len[sm], row);
@@ -655,12 +657,12 @@ static tsr_status greedy_batch(const tsr_gen_params *p, int N, const tsr_gen_hoo
     int *seq = seq_rows(p, R), *len = calloc((size_t)R, sizeof(int)),
         *done = calloc((size_t)R, sizeof(int)), *in = malloc(sizeof(int) * (size_t)R),
         *idx = malloc(sizeof(int) * (size_t)V);
-    rng *gen = malloc(sizeof(rng) * (size_t)N);
+    rng *gen = malloc(sizeof(rng) * (size_t)R);
     tsr_status rc = TSR_OK;
     if (!lg || !score || !seq || !len || !done || !in || !idx || !gen)
         rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-    for (int i = 0; i < N && rc == TSR_OK; i++)
-        rng_seed(&gen[i], p->seed);
+    for (int r = 0; r < R && rc == TSR_OK; r++) /* sample k of every search alike */
+        rng_seed(&gen[r], p->seed + 0x9E3779B97F4A7C15ull * (uint64_t)(r % S));
     for (int r = 0; r < R && rc == TSR_OK; r++)
         in[r] = p->start;
     int alive = R;
@@ -677,7 +679,7 @@ static tsr_status greedy_batch(const tsr_gen_params *p, int N, const tsr_gen_hoo
             if (p->temperature > 0) {
                 processors(p, h, t, seq + SL * r, P + len[r], row);
                 hf_warp(p, row, idx);
-                tok = sample(row, V, 1.0f, &gen[r / S]);
+                tok = sample(row, V, 1.0f, &gen[r]);
                 tsr_log_softmax(row, V);
             } else {
                 process_row(p, h, t, seq + SL * r, P + len[r], row);

@@ -53,7 +53,9 @@
  *   in its order (logits / temperature, top_k, top_p), then a token drawn
  *   from the softmax with tessera's seeded generator (not torch's: the same
  *   seed gives the same sequence on every run and device, not torch's).
- *   `samples` independent sequences are drawn, returned in order.
+ *   `samples` independent sequences are drawn, returned in order; sample k
+ *   has its own generator (seeded from seed and k), so the first samples do
+ *   not depend on how many are drawn.
  * - n_best > 1 with beam search: the n_best best finished hypotheses, best
  *   first (HF's num_return_sequences).
  */

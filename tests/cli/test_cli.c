@@ -240,7 +240,25 @@ static void test_caption(void)
               strstr(out_text, "\"error\"") && strstr(out_text, "coffee.png\",\"caption\""),
           "a bad image reported by name, exit 1, the good one still captioned");
     expect("caption --model " BLIP " --prompt \"$(printf 'x %.0s' $(seq 60))\" " IMG "coffee.png",
-           2, "leaves no room", "a prompt longer than the model's positions");
+           2, "the prompt has more than", "a prompt longer than the model's positions");
+    expect("caption --model " BLIP " --sample --temperature 1e-45 " IMG "coffee.png", 2,
+           "--temperature", "a temperature that would overflow the scores");
+    expect("caption --model " BLIP " --sample --seed 18446744073709551616 " IMG "coffee.png", 2,
+           "--seed", "a seed past 64 bits");
+    expect("bench --model " BLIP " --seconds nan", 2, "--seconds", "bench --seconds nan");
+    expect("bench --model " BLIP " --tower bogus", 2, "--tower", "bench --tower bogus");
+    char odd[256];
+    snprintf(odd, sizeof odd, "%s/bad\377name.png", tmp);
+    snprintf(args, sizeof args, "cp " IMG "coffee.png '%s'", odd);
+    if (system(args) == 0) {
+        snprintf(args, sizeof args, "caption --model " BLIP " --json '%s'", odd);
+        rc = run(NULL, args);
+        cJSON *jo = cJSON_Parse(out_text);
+        const cJSON *im = cJSON_GetObjectItem(jo, "image");
+        check(rc == 0 && cJSON_IsString(im) && strstr(im->valuestring, "bad\xef\xbf\xbdname"),
+              "--json with a non-UTF-8 file name: valid JSON, U+FFFD in the name");
+        cJSON_Delete(jo);
+    }
     expect("caption --model " BLIP " --max-length 99 " IMG "coffee.png", 2, "max_length 99",
            "--max-length past the position table");
     expect("caption --model " BLIP " --beams 17 " IMG "coffee.png", 2, "--beams", "--beams 17");

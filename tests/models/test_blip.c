@@ -372,6 +372,22 @@ static void test_sampling(tsr_model *m, tsr_session *s, const cJSON *gen, tsr_im
         tsr_caption_free(&c[i]);
     tsr_session_free(s2);
 
+    /* sample k has its own generator: asking for more keeps the first */
+    p = tsr_caption_default_params(m);
+    p.do_sample = 1;
+    p.seed = 5;
+    tsr_caption one, three[3];
+    st = tsr_session_caption_images(s, (const tsr_image *const *)imgs, 1, &p, &one, &err);
+    p.num_captions = 3;
+    st2 = tsr_session_caption_images(s, (const tsr_image *const *)imgs, 1, &p, three, &err);
+    check(st == TSR_OK && st2 == TSR_OK && strcmp(one.text, three[0].text) == 0,
+          "the first of 3 samples is the one sample of --num-captions 1 (\"%s\") %s",
+          st == TSR_OK ? one.text : "", err.msg);
+    if (st == TSR_OK)
+        tsr_caption_free(&one);
+    for (int k = 0; k < 3 && st2 == TSR_OK; k++)
+        tsr_caption_free(&three[k]);
+
     /* the first token's distribution */
     const cJSON *set;
     cJSON_ArrayForEach(set, cJSON_GetObjectItem(gen, "sampling"))
@@ -449,8 +465,8 @@ static void test_errors(tsr_ctx *ctx, tsr_model *m, tsr_session *s, tsr_image *i
     p.prompt = "a picture of a picture of a picture of a picture of a picture of a picture of";
     tsr_status st = tsr_session_caption_images(s, (const tsr_image *const *)&img, 1, &p, &cap,
                                                &err);
-    check(st == TSR_ERR_INVALID_ARG && strstr(err.msg, "no room"), "a prompt longer than "
-          "max_length refused: %s", err.msg);
+    check(st == TSR_ERR_INVALID_ARG && strstr(err.msg, "the prompt has"),
+          "a prompt longer than max_length refused: %s", err.msg);
     p.max_length = 60;
     st = tsr_session_caption_images(s, (const tsr_image *const *)&img, 1, &p, &cap, &err);
     check(st == TSR_ERR_INVALID_ARG, "the same with max_length 60: %s", err.msg);
