@@ -239,17 +239,14 @@ static tsr_status greedy(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_ge
     size_t SL = (size_t)P + L;
     float *lg = malloc(sizeof(float) * (size_t)V * S);
     int *seq = seq_rows(p, S), len[TSR_GEN_MAX_BEAMS] = {0};
-    int *idx = p->hf && p->temperature > 0 ? malloc(sizeof(int) * (size_t)V) : NULL;
     int row_of[TSR_GEN_MAX_BEAMS], in[TSR_GEN_MAX_BEAMS], done[TSR_GEN_MAX_BEAMS] = {0};
     float score[TSR_GEN_MAX_BEAMS] = {0};
-    if (!lg || !seq || (p->hf && p->temperature > 0 && !idx)) {
-        free(lg), free(seq), free(idx);
+    if (!lg || !seq) {
+        free(lg), free(seq);
         return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
     }
-    rng r, rs[TSR_GEN_MAX_BEAMS]; /* hf: one generator per sample */
+    rng r;
     rng_seed(&r, p->seed);
-    for (int k = 0; k < S; k++)
-        rng_seed(&rs[k], p->seed + 0x9E3779B97F4A7C15ull * (uint64_t)k);
     tsr_status rc = TSR_OK;
     int alive = S, src[TSR_GEN_MAX_BEAMS] = {0};
     if (S > 1) /* the prompt is in sequence 0: copy it to the others */
@@ -266,16 +263,8 @@ static tsr_status greedy(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_ge
         for (int i = 0; i < alive && rc == TSR_OK; i++) {
             int sm = row_of[i];
             float *row = lg + (size_t)i * V;
-            int tok;
-            if (p->hf && p->temperature > 0) { /* HF: processors, warpers, softmax, draw */
-                processors(p, h, t, seq + SL * sm, P + len[sm], row);
-                hf_warp(p, row, idx);
-                tok = sample(row, V, 1.0f, &rs[sm]);
-                tsr_log_softmax(row, V);
-            } else {
-                process_row(p, h, t, seq + SL * sm, P + len[sm], row);
-                tok = p->temperature > 0 ? sample(row, V, p->temperature, &r) : argmax(row, V);
-            }
+            process_row(p, h, t, seq + SL * sm, P + len[sm], row);
+            int tok = p->temperature > 0 ? sample(row, V, p->temperature, &r) : argmax(row, V);
             score[sm] += row[tok];
             if (tok != p->eos)
                 seq[SL * sm + P + len[sm]++] = tok;
@@ -290,26 +279,12 @@ static tsr_status greedy(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_ge
             rc = h->reorder(h->user, src, next, p->pos0 + t + 1, err);
         alive = next;
     }
-    if (rc == TSR_OK && p->hf && S > 1) { /* every sample, in order */
-        for (int sm = 1; sm < S && rc == TSR_OK; sm++) {
-            tsr_gen_hyp *o = &out->more[out->n_more];
-            if (!(o->tokens = malloc(sizeof(int) * (size_t)(len[sm] + 1)))) {
-                rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-                break;
-            }
-            memcpy(o->tokens, seq + SL * sm + P, sizeof(int) * (size_t)len[sm]);
-            o->n = len[sm];
-            o->score = final_score(score[sm], len[sm], p->length_penalty);
-            o->finished = done[sm];
-            out->n_more++;
-        }
-    }
     if (rc == TSR_OK) {
         int best = 0;
         float best_s = -INFINITY;
         for (int sm = 0; sm < S; sm++) {
             float f = final_score(score[sm], len[sm], p->length_penalty);
-            if (sm == 0 || (f > best_s && !p->hf)) {
+            if (sm == 0 || f > best_s) {
                 best = sm;
                 best_s = f;
             }
@@ -323,7 +298,7 @@ static tsr_status greedy(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_ge
         out->score = best_s;
         out->finished = done[best];
     }
-    free(lg), free(seq), free(idx);
+    free(lg), free(seq);
     return rc;
 }
 
@@ -615,33 +590,6 @@ static tsr_status hfb_result(const hfb *b, tsr_gen_result *out, tsr_error *err)
     return TSR_OK;
 }
 
-static tsr_status hf_beam(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_gen_result *out,
-                          tsr_error *err)
-{
-    int V = p->vocab, B = p->beams;
-    hfb b;
-    float *lg = malloc(sizeof(float) * (size_t)V * B);
-    tsr_status rc = TSR_OK;
-    if (!hfb_init(&b, p, h) || !lg)
-        rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-    for (int t = 0; t < p->max_len && rc == TSR_OK; t++) {
-        int rows = t == 0 ? 1 : B; /* the first step expands the prompt alone */
-        if ((rc = h->step(h->user, b.in, rows, p->pos0 + t, lg, err)) != TSR_OK)
-            break;
-        if (h->raw)
-            h->raw(h->user, t, lg, rows);
-        hfb_step(&b, t, lg, rows);
-        if (b.done)
-            break;
-        rc = h->reorder(h->user, b.src, B, p->pos0 + t + 1, err);
-    }
-    if (rc == TSR_OK)
-        rc = hfb_result(&b, out, err);
-    hfb_free(&b);
-    free(lg);
-    return rc;
-}
-
 /* ---- several searches in lockstep (HF semantics) ---- */
 
 /* N greedy searches or samplings: problem i owns rows [i*S, i*S + S), each
@@ -798,10 +746,9 @@ tsr_status tsr_generate(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_gen
     tsr_status rc = check_params(p, err);
     if (rc != TSR_OK)
         return rc;
-    if (p->beams > 1)
-        rc = p->hf ? hf_beam(p, h, out, err) : beam(p, h, out, err);
-    else
-        rc = greedy(p, h, out, err);
+    if (p->hf) /* one search of the lockstep machinery */
+        return tsr_generate_batch(p, 1, h, out, err);
+    rc = p->beams > 1 ? beam(p, h, out, err) : greedy(p, h, out, err);
     if (rc != TSR_OK)
         tsr_gen_result_free(out);
     return rc;

@@ -106,7 +106,8 @@ typedef struct {
      * the repetition penalty and n-gram blocking; may be NULL. It may use
      * tsr_log_softmax on a copy to compare probabilities. */
     void (*process)(void *user, int step, const int *seq, int len, float *logits);
-    /* sees each step's raw logits (B, V) before any processor; may be NULL */
+    /* sees each step's raw logits (B, V) before any processor; may be NULL;
+     * not called with hf (the searches run through tsr_generate_batch) */
     void (*raw)(void *user, int step, const float *logits, int B);
     void *user;
 } tsr_gen_hooks;
