@@ -267,14 +267,7 @@ static tsr_status load_weights(tsr_model *m, const tsr_st *st, uint64_t *rng, ts
 static tsr_status load_tokenizer(tsr_model *m, const tsr_source *src, tsr_error *err)
 {
     blip_model *b = BLIP(m);
-    tsr_tok_files f;
-    tsr_status rc = tsr_src_tokenizer(src, "vocab.txt", "tokenizer_config.json", 1, &f, err);
-    if (rc == TSR_OK && f.json)
-        rc = tsr_wordpiece_load_json(f.text[0], f.len[0], f.path[0], &b->tok, err);
-    else if (rc == TSR_OK)
-        rc = tsr_wordpiece_load_vocab(f.text[0], f.len[0], f.path[0], f.text[1], f.len[1],
-                                      f.path[1], &b->tok, err);
-    tsr_tok_files_free(&f);
+    tsr_status rc = tsr_src_wordpiece(src, &b->tok, err);
     /* BertTokenizerFast's decode cleans up spaces only when asked */
     if (rc == TSR_OK && tsr_src_exists(src, "tokenizer_config.json")) {
         cJSON *tc = tsr_src_json(src, "tokenizer_config.json", 1 << 22, err);
@@ -290,23 +283,6 @@ static tsr_status load_tokenizer(tsr_model *m, const tsr_source *src, tsr_error 
     return rc;
 }
 
-static tsr_status load_preprocess(tsr_model *m, const tsr_source *src, tsr_error *err)
-{
-    blip_model *b = BLIP(m);
-    char path[4200];
-    tsr_src_path(src, "preprocessor_config.json", path, sizeof path);
-    int S = b->vit.image_size;
-    size_t n = 0;
-    char *text = tsr_src_read(src, "preprocessor_config.json", 1 << 20, &n, err);
-    tsr_status rc = text ? tsr_preprocess_cfg_load_json(text, n, path, &b->pp, err) : err->code;
-    free(text);
-    if (rc == TSR_OK && (b->pp.crop_h != S || b->pp.crop_w != S))
-        rc = tsr_error_set(err, TSR_ERR_FORMAT,
-                           "%s: images come out %dx%d but the model's image_size is %d", path,
-                           b->pp.crop_w, b->pp.crop_h, S);
-    return rc;
-}
-
 static int blip_detect(const tsr_source *src, const cJSON *config)
 {
     return tsr_model_type_is(config, "blip");
@@ -319,7 +295,7 @@ static tsr_status blip_load(tsr_model *m, const tsr_source *src, tsr_error *err)
     tsr_st *st = NULL;
     tsr_status rc = parse_config(m, src, err);
     TSR_TRY(rc, load_tokenizer(m, src, err));
-    TSR_TRY(rc, load_preprocess(m, src, err));
+    TSR_TRY(rc, tsr_src_preprocess(src, BLIP(m)->vit.image_size, 1, &BLIP(m)->pp, err));
     TSR_TRY(rc, tsr_st_open_source(src, &st, err));
     TSR_TRY(rc, load_weights(m, st, NULL, err));
     tsr_st_close(st);
@@ -380,7 +356,7 @@ tsr_status tsr_blip_create_random(tsr_ctx *ctx, const char *arch, tsr_model **ou
     uint64_t rng = 0x9E3779B97F4A7C15ULL;
     TSR_TRY(rc, parse_config(m, &src, err));
     TSR_TRY(rc, load_tokenizer(m, &src, err));
-    TSR_TRY(rc, load_preprocess(m, &src, err));
+    TSR_TRY(rc, tsr_src_preprocess(&src, BLIP(m)->vit.image_size, 1, &BLIP(m)->pp, err));
     TSR_TRY(rc, load_weights(m, NULL, &rng, err));
     free(vocab);
     if (rc != TSR_OK) {

@@ -219,27 +219,6 @@ static tsr_status load_tokenizer(tsr_model *m, const tsr_source *src, tsr_error 
     return rc;
 }
 
-static tsr_status load_preprocess(tsr_model *m, const tsr_source *src, tsr_error *err)
-{
-    clip_model *c = CLIP(m);
-    char path[4200];
-    tsr_src_path(src, "preprocessor_config.json", path, sizeof path);
-    int S = c->vit.image_size;
-    if (!tsr_src_exists(src, "preprocessor_config.json")) {
-        c->pp = tsr_preprocess_cfg_default(S);
-        return TSR_OK;
-    }
-    size_t n = 0;
-    char *text = tsr_src_read(src, "preprocessor_config.json", 1 << 20, &n, err);
-    tsr_status rc = text ? tsr_preprocess_cfg_load_json(text, n, path, &c->pp, err) : err->code;
-    free(text);
-    if (rc == TSR_OK && (c->pp.crop_h != S || c->pp.crop_w != S))
-        rc = tsr_error_set(err, TSR_ERR_FORMAT,
-                           "%s: crop size %dx%d does not match the model's image_size %d", path,
-                           c->pp.crop_w, c->pp.crop_h, S);
-    return rc;
-}
-
 static int clip_detect(const tsr_source *src, const cJSON *config)
 {
     return tsr_model_type_is(config, "clip");
@@ -253,7 +232,7 @@ static tsr_status clip_load(tsr_model *m, const tsr_source *src, tsr_error *err)
     tsr_st *st = NULL;
     tsr_status rc = parse_config(m, src, err);
     TSR_TRY(rc, load_tokenizer(m, src, err));
-    TSR_TRY(rc, load_preprocess(m, src, err));
+    TSR_TRY(rc, tsr_src_preprocess(src, c->vit.image_size, 0, &c->pp, err));
     TSR_TRY(rc, tsr_st_open_source(src, &st, err));
     TSR_TRY(rc, load_weights(m, st, NULL, err));
     TSR_TRY(rc, read_logit_scale(m, st, err));

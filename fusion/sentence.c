@@ -146,20 +146,6 @@ static tsr_status parse_modules(tsr_model *m, const tsr_source *src, tsr_error *
     return rc;
 }
 
-static tsr_status load_tokenizer(tsr_model *m, const tsr_source *src, tsr_error *err)
-{
-    bert_model *b = BERT(m);
-    tsr_tok_files f; /* vocab.txt with tokenizer_config.json's do_lower_case, if any */
-    tsr_status rc = tsr_src_tokenizer(src, "vocab.txt", "tokenizer_config.json", 1, &f, err);
-    if (rc == TSR_OK && f.json)
-        rc = tsr_wordpiece_load_json(f.text[0], f.len[0], f.path[0], &b->tok, err);
-    else if (rc == TSR_OK)
-        rc = tsr_wordpiece_load_vocab(f.text[0], f.len[0], f.path[0], f.text[1], f.len[1],
-                                      f.path[1], &b->tok, err);
-    tsr_tok_files_free(&f);
-    return rc;
-}
-
 /* ---- the HF BertModel tensor table ---- */
 
 enum { OBJ_TXT, OBJ_LAYER };
@@ -239,7 +225,7 @@ static tsr_status bert_load(tsr_model *m, const tsr_source *src, tsr_error *err)
     tsr_st *st = NULL;
     tsr_status rc = parse_config(m, src, err);
     TSR_TRY(rc, parse_modules(m, src, err));
-    TSR_TRY(rc, load_tokenizer(m, src, err));
+    TSR_TRY(rc, tsr_src_wordpiece(src, &b->tok, err));
     if (rc == TSR_OK && tsr_wordpiece_vocab_size(b->tok) > b->txt.vocab)
         rc = tsr_error_set(err, TSR_ERR_FORMAT,
                            "%s: the tokenizer has %d tokens but the model's vocab_size is %d",

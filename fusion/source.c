@@ -121,6 +121,39 @@ void tsr_tok_files_free(tsr_tok_files *f)
     f->text[0] = f->text[1] = NULL;
 }
 
+tsr_status tsr_src_wordpiece(const tsr_source *s, tsr_wordpiece **out, tsr_error *err)
+{
+    tsr_tok_files f; /* vocab.txt with tokenizer_config.json's do_lower_case, if any */
+    tsr_status rc = tsr_src_tokenizer(s, "vocab.txt", "tokenizer_config.json", 1, &f, err);
+    if (rc == TSR_OK && f.json)
+        rc = tsr_wordpiece_load_json(f.text[0], f.len[0], f.path[0], out, err);
+    else if (rc == TSR_OK)
+        rc = tsr_wordpiece_load_vocab(f.text[0], f.len[0], f.path[0], f.text[1], f.len[1],
+                                      f.path[1], out, err);
+    tsr_tok_files_free(&f);
+    return rc;
+}
+
+tsr_status tsr_src_preprocess(const tsr_source *s, int image_size, int required,
+                              tsr_preprocess_cfg *cfg, tsr_error *err)
+{
+    if (!required && !tsr_src_exists(s, "preprocessor_config.json")) {
+        *cfg = tsr_preprocess_cfg_default(image_size);
+        return TSR_OK;
+    }
+    char path[4200];
+    tsr_src_path(s, "preprocessor_config.json", path, sizeof path);
+    size_t n = 0;
+    char *text = tsr_src_read(s, "preprocessor_config.json", 1 << 20, &n, err);
+    tsr_status rc = text ? tsr_preprocess_cfg_load_json(text, n, path, cfg, err) : err->code;
+    free(text);
+    if (rc == TSR_OK && (cfg->crop_h != image_size || cfg->crop_w != image_size))
+        rc = tsr_error_set(err, TSR_ERR_FORMAT,
+                           "%s: images come out %dx%d (the crop size) but the model's image_size "
+                           "is %d", path, cfg->crop_w, cfg->crop_h, image_size);
+    return rc;
+}
+
 tsr_status tsr_src_map(const tsr_source *s, const char *name, tsr_mapping *m, tsr_error *err)
 {
     memset(m, 0, sizeof *m);

@@ -47,6 +47,13 @@ typedef struct {
 tsr_status tsr_src_tokenizer(const tsr_source *s, const char *first, const char *second,
                              int second_optional, tsr_tok_files *f, tsr_error *err);
 void tsr_tok_files_free(tsr_tok_files *f);
+/* A BERT WordPiece tokenizer: tokenizer.json, or vocab.txt with
+ * tokenizer_config.json's do_lower_case. */
+tsr_status tsr_src_wordpiece(const tsr_source *s, tsr_wordpiece **out, tsr_error *err);
+/* preprocessor_config.json (when absent and not required: CLIP's defaults
+ * for image_size), checked to give images of image_size x image_size. */
+tsr_status tsr_src_preprocess(const tsr_source *s, int image_size, int required,
+                              tsr_preprocess_cfg *cfg, tsr_error *err);
 
 /* A whole file in memory: mapped from a directory, borrowed from memory. */
 typedef struct {

@@ -26,10 +26,13 @@ tsr_status tsr_dec_state_plan(const tsr_dec_cfg *c, int B, int cap, int Bx, int 
 }
 
 tsr_status tsr_dec_cross_kv(tsr_queue *q, const tsr_dec_cfg *c, const tsr_dec_weights *w,
-                            tsr_dec_state *st, cl_mem enc, tsr_error *err)
+                            tsr_dec_state *st, cl_mem enc, int nx, tsr_error *err)
 {
+    if (nx < 1 || nx > st->Bx)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "%d encodings for a plan of %d", nx,
+                             st->Bx);
     int Dx = c->xdim > 0 ? c->xdim : c->dim;
-    return tsr_linear(q, enc, st->Bx * st->Se, Dx, w->xkv_w, w->xkv_b, 2 * c->dim, st->xkv,
+    return tsr_linear(q, enc, nx * st->Se, Dx, w->xkv_w, w->xkv_b, 2 * c->dim, st->xkv,
                       TSR_ACT_NONE, err);
 }
 
@@ -176,14 +179,9 @@ tsr_status tsr_decoder_cross(tsr_queue *q, const tsr_decoder_cfg *c, const tsr_d
 tsr_status tsr_decoder_cross_n(tsr_queue *q, const tsr_decoder_cfg *c, const tsr_decoder_w *w,
                                tsr_decoder_io *io, cl_mem enc, int nx, tsr_error *err)
 {
-    if (nx < 1 || nx > io->Bx)
-        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "%d encodings for a plan of %d", nx,
-                             io->Bx);
-    int Dx = c->layer.xdim > 0 ? c->layer.xdim : c->layer.dim;
     tsr_status rc = TSR_OK;
     for (int i = 0; i < c->n_layers && rc == TSR_OK; i++)
-        rc = tsr_linear(q, enc, nx * io->Se, Dx, w->layers[i].xkv_w, w->layers[i].xkv_b,
-                        2 * c->layer.dim, io->st[i].xkv, TSR_ACT_NONE, err);
+        rc = tsr_dec_cross_kv(q, &c->layer, &w->layers[i], &io->st[i], enc, nx, err);
     return rc;
 }
 

@@ -144,9 +144,10 @@ tsr_enc_cfg tsr_dec_enc_cfg(const tsr_dec_cfg *c);
  * one image). */
 tsr_status tsr_dec_state_plan(const tsr_dec_cfg *c, int B, int cap, int Bx, int Se, tsr_arena *a,
                               tsr_dec_state *st, tsr_error *err);
-/* Cross-attention keys and values from the encoder output enc (Bx*Se, Dx). */
+/* Cross-attention keys and values from the first nx (<= Bx) encoder outputs
+ * of enc (Bx*Se, Dx). */
 tsr_status tsr_dec_cross_kv(tsr_queue *q, const tsr_dec_cfg *c, const tsr_dec_weights *w,
-                            tsr_dec_state *st, cl_mem enc, tsr_error *err);
+                            tsr_dec_state *st, cl_mem enc, int nx, tsr_error *err);
 /* Runs Sq new tokens x (B*Sq, D) at positions past..past+Sq-1, in place, for
  * the first B sequences of the state (B <= its batch; with Bx > 1, whole
  * groups of sequences that share an encoding). */

@@ -770,7 +770,7 @@ static void test_decoder_layer(int B, int T, int chunk, int D, int H, int F, int
     TSR_TRY(rc, tsr_dec_state_plan(&c, B, T + 2, Bx, Se, &da, &st, &err));
     TSR_TRY(rc, tsr_arena_commit(&da, &err));
     if (rc == TSR_OK && Se > 0)
-        rc = tsr_dec_cross_kv(q, &c, &w, &st, denc, &err);
+        rc = tsr_dec_cross_kv(q, &c, &w, &st, denc, st.Bx, &err);
     float *got = malloc(sizeof(float) * n), *step = malloc(sizeof(float) * n);
     cl_mem dx = tsr_buf_alloc(ctx, sizeof(float) * B * chunk * D, &err);
     for (int t = 0; t < T && rc == TSR_OK; t += chunk) {
@@ -818,7 +818,7 @@ static void test_decoder_layer(int B, int T, int chunk, int D, int H, int F, int
             float *hx = malloc(sizeof(float) * Bx * Se * Dx);
             memcpy(hx, encr, sizeof(float) * Bx * Se * Dx);
             tsr_buf_write(q, denc, hx, sizeof(float) * Bx * Se * Dx, &err);
-            rc = tsr_dec_cross_kv(q, &c, &w, &st, denc, &err);
+            rc = tsr_dec_cross_kv(q, &c, &w, &st, denc, st.Bx, &err);
             free(hx);
         }
         ref_decoder(&c, hw, full, B, T + 1, enc2, Bx, Se);
