@@ -71,7 +71,13 @@ int cmd_search(int argc, char **argv);
  * empty lines count. Prints the error. */
 int cli_read_lines(const char *cmd, const char *path, char **buf, const char ***lines, int *n);
 
-/* Resolves --model (a directory, or a pulled org/name[@rev]); prints the error. */
-int cli_model_dir(const char *cmd, const char *model, char *out, size_t cap);
+/* The Hugging Face cache as huggingface_hub finds it (HF_HUB_CACHE, HF_HOME, ...). */
+void cli_hf_hub_cache(char *out, size_t cap);
+/* The token as huggingface_hub finds it: HF_TOKEN, then the file at HF_TOKEN_PATH
+ * or $HF_HOME/token; 1 when found, with where in origin. */
+int cli_hf_token(char *tok, size_t cap, char *origin, size_t ocap);
+/* Resolves --model (a directory, a pulled org/name[@rev], or one in the Hugging
+ * Face cache); prints the error, and with verbose which commit it is. */
+int cli_model_dir(const char *cmd, const char *model, int verbose, char *out, size_t cap);
 
 #endif

@@ -263,16 +263,109 @@ char *cli_read_file(const char *path, size_t max, size_t *len, tsr_error *err)
     return buf;
 }
 
-int cli_model_dir(const char *cmd, const char *model, char *out, size_t cap)
+/* huggingface_hub's HF_HOME: $HF_HOME, else $XDG_CACHE_HOME/huggingface, else
+ * ~/.cache/huggingface. */
+static void hf_home(char *out, size_t cap)
+{
+    const char *h = getenv("HF_HOME"), *x = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (h && *h)
+        snprintf(out, cap, "%s", h);
+    else if (x && *x)
+        snprintf(out, cap, "%s/huggingface", x);
+    else
+        snprintf(out, cap, "%s/.cache/huggingface", home && *home ? home : "/tmp");
+}
+
+void cli_hf_hub_cache(char *out, size_t cap)
+{
+    const char *c = getenv("HF_HUB_CACHE"), *legacy = getenv("HUGGINGFACE_HUB_CACHE");
+    if (c && *c) {
+        snprintf(out, cap, "%s", c);
+    } else if (legacy && *legacy) {
+        snprintf(out, cap, "%s", legacy);
+    } else {
+        char home[3000];
+        hf_home(home, sizeof home);
+        snprintf(out, cap, "%s/hub", home);
+    }
+}
+
+/* Strips whitespace and line breaks as huggingface_hub does; empty is none. */
+static int clean_token(char *t)
+{
+    char *o = t;
+    for (char *p = t; *p; p++)
+        if (*p != '\r' && *p != '\n')
+            *o++ = *p;
+    *o = 0;
+    size_t n = strlen(t), b = 0;
+    while (b < n && (t[b] == ' ' || t[b] == '\t'))
+        b++;
+    while (n > b && (t[n - 1] == ' ' || t[n - 1] == '\t'))
+        n--;
+    memmove(t, t + b, n - b);
+    t[n - b] = 0;
+    return t[0] != 0;
+}
+
+int cli_hf_token(char *tok, size_t cap, char *origin, size_t ocap)
+{
+    const char *names[] = {"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"};
+    for (int i = 0; i < 2; i++) {
+        const char *v = getenv(names[i]);
+        if (v && *v) {
+            snprintf(tok, cap, "%s", v);
+            if (clean_token(tok)) {
+                snprintf(origin, ocap, "%s", names[i]);
+                return 1;
+            }
+        }
+    }
+    char path[4096];
+    const char *tp = getenv("HF_TOKEN_PATH");
+    if (tp && *tp) {
+        snprintf(path, sizeof path, "%s", tp);
+    } else {
+        char home[3000];
+        hf_home(home, sizeof home);
+        snprintf(path, sizeof path, "%s/token", home);
+    }
+    tok[0] = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    size_t n = fread(tok, 1, cap - 1, f);
+    fclose(f);
+    tok[n] = 0;
+    if (!clean_token(tok))
+        return 0;
+    snprintf(origin, ocap, "%s", path);
+    return 1;
+}
+
+static int model_dir(const char *cmd, const char *model, int verbose, char *out, size_t cap)
 {
     tsr_error err = {0};
-    char cache[4096];
+    char cache[4096], hf[4096];
     cli_cache_dir(cache, sizeof cache);
-    if (tsr_model_resolve(model, cache, out, cap, &err) != TSR_OK) {
+    cli_hf_hub_cache(hf, sizeof hf);
+    if (tsr_model_resolve(model, cache, hf, out, cap, &err) != TSR_OK) {
         cli_error(cmd, &err);
         return EXIT_RUNTIME;
     }
+    if (verbose && strcmp(model, out) != 0) {
+        char commit[41];
+        if (tsr_model_commit(out, commit))
+            fprintf(stderr, "tessera: %s is commit %s, in %s\n", model, commit, out);
+        else
+            fprintf(stderr, "tessera: %s is in %s (commit not recorded)\n", model, out);
+    }
     return EXIT_OK;
+}
+
+int cli_model_dir(const char *cmd, const char *model, int verbose, char *out, size_t cap)
+{
+    return model_dir(cmd, model, verbose, out, cap);
 }
 
 int cli_read_lines(const char *cmd, const char *path, char **buf, const char ***lines, int *n)
@@ -348,7 +441,7 @@ int cli_load(const char *cmd, const char *model, const char *device, int verbose
 {
     char dir[4096];
     tsr_error err = {0};
-    int rc = cli_model_dir(cmd, model, dir, sizeof dir);
+    int rc = model_dir(cmd, model, verbose, dir, sizeof dir);
     if (rc == EXIT_OK && !*ctx)
         rc = cli_ctx(cmd, device, verbose, ctx);
     if (rc == EXIT_OK && (tsr_model_load(*ctx, dir, m, &err) != TSR_OK ||

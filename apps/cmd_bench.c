@@ -163,7 +163,7 @@ int cmd_bench(int argc, char **argv)
     if (rc != EXIT_OK)
         return rc;
     char mdir[4096];
-    if (model && cli_model_dir("bench", model, mdir, sizeof mdir) != EXIT_OK) {
+    if (model && cli_model_dir("bench", model, 0, mdir, sizeof mdir) != EXIT_OK) {
         tsr_ctx_free(ctx);
         return EXIT_RUNTIME;
     }

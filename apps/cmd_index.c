@@ -537,7 +537,7 @@ static int open_with_model(const char *cmd, const char *path, int writable, cons
         model = info.model;
     }
     char dir[4096];
-    int rc = cli_model_dir(cmd, model, dir, sizeof dir);
+    int rc = cli_model_dir(cmd, model, 0, dir, sizeof dir);
     if (rc == EXIT_OK)
         rc = cli_ctx(cmd, device, 0, ctx);
     if (rc == EXIT_OK && tsr_model_load(*ctx, dir, m, &err) != TSR_OK) {

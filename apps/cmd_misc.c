@@ -96,7 +96,7 @@ int cmd_embed(int argc, char **argv)
     tsr_error err = {0};
     float *emb = NULL;
     char mdir[4096];
-    rc = cli_model_dir("embed", model, mdir, sizeof mdir);
+    rc = cli_model_dir("embed", model, verbose, mdir, sizeof mdir);
     const char *kind = rc == EXIT_OK ? tsr_model_kind(mdir, &err) : NULL;
     if (rc == EXIT_OK && !kind) {
         cli_error("embed", &err);
@@ -240,7 +240,7 @@ int cmd_tokenize(int argc, char **argv)
     tsr_tokenizer *tok = NULL;
     tsr_error err = {0};
     char mdir[4096];
-    if (cli_model_dir("tokenize", model, mdir, sizeof mdir) != EXIT_OK) {
+    if (cli_model_dir("tokenize", model, 0, mdir, sizeof mdir) != EXIT_OK) {
         free(in);
         return EXIT_RUNTIME;
     }

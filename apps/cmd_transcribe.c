@@ -489,7 +489,7 @@ int cmd_transcribe(int argc, char **argv)
     umask(file_mask);
     char mdir[4096];
     if (rc == EXIT_OK)
-        rc = cli_model_dir("transcribe", model, mdir, sizeof mdir);
+        rc = cli_model_dir("transcribe", model, verbose, mdir, sizeof mdir);
     tsr_error err = {0};
     const char *kind = rc == EXIT_OK ? tsr_model_kind(mdir, &err) : NULL;
     if (rc == EXIT_OK && !kind) {

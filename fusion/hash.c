@@ -56,3 +56,32 @@ int tsr_sha256_file(const char *path, char hex[65])
     fclose(f);
     return tsr_sha256_final(&h, hex);
 }
+
+int tsr_git_blob_sha1_file(const char *path, char hex[41])
+{
+    hex[0] = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    int ok = fseek(f, 0, SEEK_END) == 0;
+    long size = ok ? ftell(f) : -1;
+    ok = ok && size >= 0 && fseek(f, 0, SEEK_SET) == 0;
+    EVP_MD_CTX *c = ok ? EVP_MD_CTX_new() : NULL;
+    ok = c && EVP_DigestInit_ex(c, EVP_sha1(), NULL);
+    char head[32];
+    int hn = snprintf(head, sizeof head, "blob %ld", size);
+    ok = ok && EVP_DigestUpdate(c, head, (size_t)hn + 1); /* with its NUL */
+    unsigned char buf[1 << 16];
+    size_t n;
+    while (ok && (n = fread(buf, 1, sizeof buf, f)) > 0)
+        ok = EVP_DigestUpdate(c, buf, n);
+    ok = ok && !ferror(f);
+    fclose(f);
+    unsigned char md[20];
+    unsigned len = 0;
+    ok = ok && EVP_DigestFinal_ex(c, md, &len) && len == 20;
+    EVP_MD_CTX_free(c);
+    for (unsigned i = 0; ok && i < 20; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    return ok;
+}

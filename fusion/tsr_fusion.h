@@ -362,28 +362,46 @@ tsr_status tsr_session_caption_logits(tsr_session *s, const int *ids, int n, flo
 /* ---- fetching checkpoints (tessera pull) ---- */
 
 typedef struct {
-    const char *endpoint;  /* NULL: https://huggingface.co */
-    const char *token;     /* an access token, or NULL */
-    const char *revision;  /* NULL: "main" */
-    const char *cache_dir; /* required: models go to cache_dir/models/ */
+    const char *endpoint;     /* NULL: https://huggingface.co */
+    const char *token;        /* an access token, or NULL */
+    const char *token_origin; /* where the token came from, for messages ("HF_TOKEN", a path) */
+    const char *revision;     /* NULL: "main"; a branch, tag, "refs/pr/N" or a commit */
+    const char *cache_dir;    /* required: models go to cache_dir/models/ */
+    int retries;       /* per request, after 429, 5xx or a dropped connection (default 5) */
+    int retry_base_ms; /* the first wait; it doubles, and Retry-After wins (default 1000) */
     /* called as bytes arrive; total is 0 when unknown */
     void (*progress)(void *user, const char *file, uint64_t done, uint64_t total);
+    /* called with one line of news: a retry and its wait, a stale file replaced */
+    void (*notice)(void *user, const char *msg);
     void *user;
 } tsr_pull_params;
 
 tsr_pull_params tsr_pull_default_params(void);
-/* Downloads config, safetensors weights (sharded too), tokenizer and
- * preprocessor files of repo_id ("org/name") into the cache; out_dir receives
- * the model directory. Never downloads pickle files. Resumes partial
- * downloads and checks LFS files against the hub's SHA-256. */
+/* Resolves the revision to its commit once and downloads that commit's files
+ * (/resolve/{commit}/...), so a push during a pull cannot mix two commits:
+ * config, tokenizer and preprocessor files, and the weights the loader
+ * reads: model.safetensors, else the shards named by
+ * model.safetensors.index.json, else open_clip_model.safetensors, else a
+ * CTranslate2 model.bin (checked as one after download, never unpickled).
+ * Never downloads pickle files. Every file already present or resumed is
+ * verified (LFS: SHA-256; others: git blob id, or size) before it counts as
+ * done. Retries with backoff. out_dir receives the model directory, which
+ * records the commit (tsr_model_commit). */
 tsr_status tsr_pull(const char *repo_id, const tsr_pull_params *p, char *out_dir, size_t cap,
                     tsr_error *err);
 /* Where repo_id at revision lives under cache_dir (whether pulled or not). */
 tsr_status tsr_model_cache_path(const char *repo_id, const char *revision, const char *cache_dir,
                                 char *out, size_t cap, tsr_error *err);
-/* A local directory as given, or else a completely pulled "org/name[@rev]". */
-tsr_status tsr_model_resolve(const char *name, const char *cache_dir, char *out, size_t cap,
-                             tsr_error *err);
+/* A local directory as given; else a completely pulled "org/name[@rev]" in
+ * cache_dir; else, when hf_hub_cache is not NULL, that model's snapshot in
+ * the Hugging Face cache (models--org--name/snapshots/<commit>, the commit
+ * from refs/<rev> or given), used read-only and only when its config and
+ * weights are all there. */
+tsr_status tsr_model_resolve(const char *name, const char *cache_dir, const char *hf_hub_cache,
+                             char *out, size_t cap, tsr_error *err);
+/* The commit a pulled directory or a Hugging Face snapshot holds: 1 and 40
+ * hex digits in out, or 0 when it is not known (a local directory). */
+int tsr_model_commit(const char *dir, char out[41]);
 
 /* ---- embedding indexes ----
  *

@@ -15,5 +15,7 @@ void tsr_sha256_update(tsr_sha256 *h, const void *data, size_t n);
 int tsr_sha256_final(tsr_sha256 *h, char hex[65]);
 int tsr_sha256_hex(const void *data, size_t n, char hex[65]);
 int tsr_sha256_file(const char *path, char hex[65]);
+/* git's blob id of a file: SHA-1 over "blob SIZE\0" and the content (40 hex digits). */
+int tsr_git_blob_sha1_file(const char *path, char hex[41]);
 
 #endif
