@@ -196,7 +196,10 @@ static void build(const char *model, const char *sharded, const char *ct2)
             add_dir(v, ct2, 0);
         } else if (strcmp(n, "test/fakebin") == 0) {
             add_mem(v, "config.json", "{}", 2);
-            add_mem(v, "model.bin", "\x80\x02}q\x00(X\x01\x00\x00\x00aq\x01K\x01u.", 19);
+            /* pickle protocol 2 of {"a": 1} */
+            static const unsigned char pk[] = {0x80, 0x02, '}', 'q', 0x00, '(', 'X', 0x01, 0x00,
+                                               0x00, 0x00, 'a', 'q', 0x01, 'K', 0x01, 'u', '.'};
+            add_mem(v, "model.bin", pk, sizeof pk);
         } else {
             add_dir(v, model, 0);
             if (strcmp(n, "test/tiny") == 0) {
@@ -526,7 +529,7 @@ static int handle_hub(int fd, const char *method, char *path, long long from, in
     version_t *v = find_rev(R, rev);
     if (!v) {
         char m[700];
-        snprintf(m, sizeof m, "Invalid rev id: %s", rev);
+        snprintf(m, sizeof m, "Invalid rev id: %.600s", rev);
         error_reply(fd, head, 404, "Not Found", "RevisionNotFound", m);
         return 0;
     }
