@@ -5,7 +5,11 @@ client against it, and records the Hugging Face cache layout that
 snapshot_download writes, which tests/cli/test_pull.c rebuilds to test
 `--model org/name` finding a model in that cache.
 
-  python tests/reference/check_hub_standin.py build/tests/hub_server
+  python tests/reference/check_hub_standin.py build/tests/hub_server [--compare]
+
+With --compare the layout is written to a temporary file and compared with
+the committed one instead (how CTest runs it where huggingface_hub is
+installed).
 
 Checks (each printed; any failure exits 1):
   - snapshot_download of test/tiny (the revision API, the tree API, HEAD and
@@ -40,6 +44,7 @@ def check(ok, what):
 
 def main():
     server = sys.argv[1]
+    compare = "--compare" in sys.argv[2:]
     tmp = tempfile.mkdtemp(prefix="hubref-")
     log = os.path.join(tmp, "log")
     proc = subprocess.Popen([server, log, MODEL, os.path.join(ROOT, "tests/fixtures/hub/sharded"),
@@ -81,10 +86,14 @@ def main():
                 else:
                     layout.append({"path": rel, "text": open(p).read()})
         layout.sort(key=lambda e: e["path"])
-        out = os.path.join(ROOT, "tests/fixtures/hub/hf_cache_layout.json")
+        fixture = os.path.join(ROOT, "tests/fixtures/hub/hf_cache_layout.json")
+        out = os.path.join(tmp, "layout.json") if compare else fixture
         with open(out, "w") as f:
             json.dump({"huggingface_hub": huggingface_hub.__version__, "repo": "test/tiny",
                        "commit": commit, "entries": layout}, f, indent=1)
+        if compare:
+            check(json.load(open(fixture))["entries"] == layout,
+                  "the layout equals the committed %s" % fixture)
         check(any(e.get("link") for e in layout) and all(
             e.get("content_of") for e in layout if e["path"].startswith("blobs/")),
             "the snapshot links to blobs, each a fixture file (%d entries) -> %s" % (len(layout), out))
