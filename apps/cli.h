@@ -80,4 +80,50 @@ int cli_hf_token(char *tok, size_t cap, char *origin, size_t ocap);
  * Face cache); prints the error, and with verbose which commit it is. */
 int cli_model_dir(const char *cmd, const char *model, int verbose, char *out, size_t cap);
 
+/* ---- batch runs over many images (cli_batch.c) ---- */
+
+typedef struct {
+    char **v;
+    int n, cap;
+    int walk_errors; /* folders that could not be read */
+} cli_paths;
+
+/* The inputs of a batch run: each argument (or, with lines_file, each
+ * non-empty line of it) that is a folder is walked recursively and its PNG
+ * and JPEG files (detected by content, in name order) are taken; any other
+ * argument is taken as given, so that a bad file is reported by name. */
+int cli_collect_inputs(const char *cmd, const char *const *args, int n, const char *lines_file,
+                       cli_paths *out);
+void cli_paths_free(cli_paths *l);
+/* 1 when the file starts like an image tessera decodes. */
+int cli_sniff_image(const char *path);
+
+/* A progress bar on stderr when it is a terminal (and not quiet): done and
+ * total, items per second, ETA, failures so far. */
+typedef struct {
+    const char *what;
+    int total, done, errors, on;
+    double t0, last;
+} cli_bar;
+void cli_bar_start(cli_bar *b, const char *what, int total, int quiet);
+void cli_bar_update(cli_bar *b, int done, int errors);
+void cli_bar_clear(cli_bar *b);
+void cli_bar_end(cli_bar *b);
+
+/* Decoding ahead: batches of decoded, preprocessed images; with threaded, a
+ * host thread prepares the next batch while the caller runs this one. */
+#define CLI_MAX_BATCH 32
+typedef struct {
+    float *px;                      /* n_ok images, (per_image) floats each */
+    int first, count, n_ok;         /* inputs [first, first + count) */
+    int slot[CLI_MAX_BATCH];        /* row in px of input first+i, or -1 */
+    tsr_error err[CLI_MAX_BATCH];   /* why input first+i failed */
+} cli_batch;
+typedef struct cli_prefetch cli_prefetch;
+cli_prefetch *cli_prefetch_start(const char *const *paths, int n, int batch,
+                                 const tsr_preprocess_cfg *cfg, size_t per_image, int threaded);
+/* The next batch (valid until the next call), or NULL after the last. */
+const cli_batch *cli_prefetch_next(cli_prefetch *p);
+void cli_prefetch_stop(cli_prefetch *p);
+
 #endif

@@ -10,9 +10,12 @@
 static const char *classify_help =
     "usage: tessera classify --model DIR (--labels a,b,c | --labels-file F)\n"
     "                        [--template T | --templates imagenet] [--top-k K] [--json]\n"
-    "                        [--device D] [--verbose] IMAGE...\n"
+    "                        [--lines FILE] [--strict] [--quiet] [--device D] [--verbose]\n"
+    "                        IMAGE|FOLDER...\n"
     "\n"
-    "Zero-shot classification of PNG or JPEG images against text labels.\n"
+    "Zero-shot classification of PNG or JPEG images against text labels. A folder\n"
+    "is walked recursively and its images are found by content. A bad image is\n"
+    "reported by name with the reason and the run carries on.\n"
     "\n"
     "  --model DIR         a Hugging Face CLIP model directory\n"
     "  --labels a,b,c      comma-separated labels\n"
@@ -20,11 +23,17 @@ static const char *classify_help =
     "  --template T        prompt with {} for the label (default \"a photo of a {}.\")\n"
     "  --templates imagenet  the 80 prompts of the CLIP paper, averaged per label\n"
     "  --top-k K           labels to print per image (default 5)\n"
-    "  --json              one JSON object per image on stdout\n"
+    "  --json              one JSON object per image on stdout (failures: {\"image\", \"error\"})\n"
+    "  --lines FILE        read image paths (or folders) from FILE, one per line (\"-\": stdin)\n"
+    "  --strict            stop at the first image that cannot be read\n"
+    "  --quiet             no progress bar (it is shown only on a terminal anyway)\n"
+    "  --no-decode-ahead   decode each batch in the main thread instead of while the\n"
+    "                      device runs the previous one (for comparison)\n"
     "  --device D          OpenCL device index or name substring (default $TESSERA_DEVICE or 0)\n"
     "  --verbose           log device and kernel cache use on stderr\n"
     "\n"
-    "Exit codes: 0 ok, 1 runtime error (bad file, model or device), 2 usage error.\n";
+    "Exit codes: 0 ok, 1 runtime error (any image failed, or the model or device),\n"
+    "2 usage error.\n";
 
 typedef struct {
     char **items;
@@ -153,13 +162,15 @@ static void print_failure(const char *path, const tsr_error *err, int json)
 int cmd_classify(int argc, char **argv)
 {
     const char *model = NULL, *labels = NULL, *labels_file = NULL, *tmpl = NULL, *tmpls = NULL;
-    const char *topk_s = NULL, *device = NULL;
-    int json = 0, verbose = 0;
+    const char *topk_s = NULL, *device = NULL, *lines = NULL;
+    int json = 0, verbose = 0, strict = 0, quiet = 0, no_ahead = 0;
     cli_opt opts[] = {{"model", 1, &model, NULL},       {"labels", 1, &labels, NULL},
                       {"labels-file", 1, &labels_file, NULL}, {"template", 1, &tmpl, NULL},
                       {"templates", 1, &tmpls, NULL},    {"top-k", 1, &topk_s, NULL},
                       {"device", 1, &device, NULL},      {"json", 0, NULL, &json},
-                      {"verbose", 0, NULL, &verbose}};
+                      {"verbose", 0, NULL, &verbose},    {"lines", 1, &lines, NULL},
+                      {"strict", 0, NULL, &strict},      {"quiet", 0, NULL, &quiet},
+                      {"no-decode-ahead", 0, NULL, &no_ahead}};
     const char **imgs = NULL;
     int nimg = 0;
     int rc = cli_parse(argc, argv, opts, sizeof opts / sizeof opts[0], &imgs, &nimg);
@@ -179,8 +190,10 @@ int cmd_classify(int argc, char **argv)
             rc = cli_usage_error("classify", "unknown template set '%s' (known: imagenet)", tmpls);
         else if (tmpl && !strstr(tmpl, "{}"))
             rc = cli_usage_error("classify", "--template needs {} where the label goes");
-        else if (nimg == 0)
+        else if (nimg == 0 && !lines)
             rc = cli_usage_error("classify", "no images given");
+        else if (nimg > 0 && lines)
+            rc = cli_usage_error("classify", "give images either as arguments or with --lines");
     }
     int topk = 5;
     if (rc == EXIT_OK && topk_s) {
@@ -193,13 +206,20 @@ int cmd_classify(int argc, char **argv)
     label_list l = {0};
     if (rc == EXIT_OK)
         rc = parse_labels(labels, labels_file, &l);
+    cli_paths in = {0};
+    if (rc == EXIT_OK)
+        rc = cli_collect_inputs("classify", imgs, nimg, lines, &in);
+    if (rc == EXIT_OK && in.n == 0)
+        rc = in.walk_errors ? EXIT_RUNTIME : cli_usage_error("classify", "no images found");
     if (rc != EXIT_OK) {
         labels_free(&l);
+        cli_paths_free(&in);
         free(imgs);
         return rc;
     }
     if (tmpl && !tsr_utf8_valid(tmpl, strlen(tmpl), NULL)) {
         labels_free(&l);
+        cli_paths_free(&in);
         free(imgs);
         return cli_usage_error("classify", "--template is not valid UTF-8");
     }
@@ -210,7 +230,7 @@ int cmd_classify(int argc, char **argv)
     tsr_model *m = NULL;
     tsr_session *sess = NULL;
     tsr_error err = {0};
-    float *weights = NULL, *px = NULL, *emb = NULL, *probs = NULL;
+    float *weights = NULL, *emb = NULL, *probs = NULL;
     int failed = 0;
     rc = cli_load("classify", model, device, verbose, &ctx, &m, &sess);
     if (rc == EXIT_OK && strcmp(tsr_model_family(m), "clip") != 0)
@@ -227,11 +247,10 @@ int cmd_classify(int argc, char **argv)
         int P = tsr_model_embed_dim(m), S = tsr_model_image_size(m);
         size_t per = (size_t)tsr_model_image_channels(m) * S * S;
         weights = malloc(sizeof(float) * (size_t)l.n * P);
-        px = malloc(sizeof(float) * per * BATCH);
         emb = malloc(sizeof(float) * (size_t)P * BATCH);
         probs = malloc(sizeof(float) * (size_t)l.n * BATCH);
         int cut = 0;
-        if (!weights || !px || !emb || !probs) {
+        if (!weights || !emb || !probs) {
             tsr_error_set(&err, TSR_ERR_NOMEM, "out of host memory");
             cli_error("classify", &err);
             rc = EXIT_RUNTIME;
@@ -243,47 +262,59 @@ int cmd_classify(int argc, char **argv)
             fprintf(stderr, "tessera classify: warning: %d prompt(s) were longer than %d tokens "
                             "and were truncated\n", cut, tsr_model_max_text_len(m));
         }
-        for (int b = 0; b < nimg && rc == EXIT_OK; b += BATCH) {
-            int nb = nimg - b < BATCH ? nimg - b : BATCH, ok = 0;
-            int slot[BATCH];
-            for (int i = 0; i < nb; i++) {
-                tsr_image *img = NULL;
-                tsr_error ierr = {0};
-                slot[i] = -1;
-                if (tsr_image_load_file(imgs[b + i], &img, &ierr) == TSR_OK &&
-                    tsr_image_preprocess(img, tsr_model_preprocess_cfg(m), px + per * ok,
-                                         &ierr) == TSR_OK)
-                    slot[i] = ok++;
-                else
-                    failed++;
-                tsr_image_free(img);
-                if (slot[i] < 0)
-                    print_failure(imgs[b + i], &ierr, json);
-            }
-            if (ok && tsr_session_embed_pixels(sess, px, ok, 1, emb, &err) != TSR_OK) {
+        cli_prefetch *pf = rc == EXIT_OK ? cli_prefetch_start((const char *const *)in.v, in.n,
+                                                              BATCH, tsr_model_preprocess_cfg(m),
+                                                              per, !no_ahead)
+                                         : NULL;
+        if (rc == EXIT_OK && !pf) {
+            tsr_error_set(&err, TSR_ERR_NOMEM, "out of host memory");
+            cli_error("classify", &err);
+            rc = EXIT_RUNTIME;
+        }
+        cli_bar bar;
+        cli_bar_start(&bar, "classify", in.n, quiet);
+        const cli_batch *bt;
+        int stop = 0;
+        while (rc == EXIT_OK && !stop && (bt = cli_prefetch_next(pf))) {
+            if (bt->n_ok && tsr_session_embed_pixels(sess, bt->px, bt->n_ok, 1, emb, &err) != TSR_OK) {
+                cli_bar_clear(&bar);
                 cli_error("classify", &err);
                 rc = EXIT_RUNTIME;
                 break;
             }
-            if (ok)
-                tsr_zeroshot_probs(m, emb, ok, weights, l.n, probs);
-            for (int i = 0; i < nb; i++)
-                if (slot[i] >= 0)
-                    print_result(imgs[b + i], probs + (size_t)slot[i] * l.n, &l, topk, json);
+            if (bt->n_ok)
+                tsr_zeroshot_probs(m, emb, bt->n_ok, weights, l.n, probs);
+            for (int i = 0; i < bt->count && !stop; i++) {
+                const char *path = in.v[bt->first + i];
+                if (bt->slot[i] >= 0) {
+                    print_result(path, probs + (size_t)bt->slot[i] * l.n, &l, topk, json);
+                    continue;
+                }
+                failed++;
+                cli_bar_clear(&bar);
+                print_failure(path, &bt->err[i], json);
+                stop = strict;
+            }
             fflush(stdout);
-            cli_progress("classify", b + nb, nimg);
+            cli_bar_update(&bar, bt->first + bt->count, failed);
         }
+        cli_bar_end(&bar);
+        cli_prefetch_stop(pf);
+        if (failed)
+            fprintf(stderr, "tessera classify: %d of %d image(s) failed%s\n", failed, in.n,
+                    stop ? " (--strict: stopped at the first)" : "");
     }
     free(weights);
-    free(px);
     free(emb);
     free(probs);
     tsr_session_free(sess);
     tsr_model_free(m);
     tsr_ctx_free(ctx);
+    int walk_errors = in.walk_errors;
     labels_free(&l);
+    cli_paths_free(&in);
     free(imgs);
-    if (rc == EXIT_OK && failed)
+    if (rc == EXIT_OK && (failed || walk_errors))
         rc = EXIT_RUNTIME;
     return rc;
 }

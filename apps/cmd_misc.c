@@ -3,20 +3,27 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 
 static const char *embed_help =
-    "usage: tessera embed --model DIR (--image | --text) [--out F.npy] [--device D] INPUT...\n"
+    "usage: tessera embed --model DIR (--image | --text) [--out F.npy] [--lines FILE]\n"
+    "                     [--strict] [--quiet] [--device D] INPUT...\n"
     "\n"
     "Embeddings of images (paths) or texts, one row per input. CLIP models give\n"
     "L2-normalised rows; sentence-transformers models (BERT, e.g. all-MiniLM-L6-v2)\n"
     "pool and normalise as their modules.json says (--text only).\n"
     "\n"
-    "  --image         inputs are PNG or JPEG files\n"
+    "  --image         inputs are PNG or JPEG files, or folders (walked recursively,\n"
+    "                  images found by content); a bad image is reported by name and\n"
+    "                  skipped, the other rows are written, and the exit status is 1\n"
     "  --text          inputs are UTF-8 strings\n"
     "  --lines FILE    read the inputs from FILE, one per line (\"-\": stdin)\n"
-    "  --out F.npy     write a float32 (N, dim) .npy file instead of JSON lines on stdout\n"
+    "  --out F.npy     write a float32 (N, dim) .npy file instead of JSON lines on stdout;\n"
+    "                  with --image also F.paths.txt, the file of each row, one per line\n"
+    "  --strict        stop at the first image that cannot be read, and write nothing\n"
+    "  --quiet         no progress bar (it is shown only on a terminal anyway)\n"
     "  --device D      OpenCL device index or name substring\n"
     "  --verbose       log device and kernel cache use, and the embedding time, on stderr\n"
     "\n"
@@ -50,15 +57,158 @@ static void print_json_row(const char *input, const char *kind, const float *v, 
     cli_print_json(o);
 }
 
+/* F.npy -> F.paths.txt (F.x -> F.x.paths.txt). */
+static void sidecar_path(const char *npy, char *out, size_t cap)
+{
+    size_t n = strlen(npy);
+    if (n > 4 && strcmp(npy + n - 4, ".npy") == 0)
+        n -= 4;
+    snprintf(out, cap, "%.*s.paths.txt", (int)n, npy);
+}
+
+static int write_sidecar(const char *path, char *const *rows, int n, tsr_error *err)
+{
+    char tmp[4300];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    int ok = f != NULL;
+    for (int i = 0; i < n && ok; i++)
+        ok = fprintf(f, "%s\n", rows[i]) > 0;
+    if (f)
+        ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        remove(tmp);
+        tsr_error_set(err, TSR_ERR_IO, "%s: write failed", path);
+        return EXIT_RUNTIME;
+    }
+    return EXIT_OK;
+}
+
+static void print_json_failure(const char *path, const char *msg)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "image", path);
+    cJSON_AddStringToObject(o, "error", msg);
+    cli_print_json(o);
+}
+
+/* embed --image: every readable image gets a row; bad ones are reported and
+ * skipped (or, with strict, end the run with nothing written). */
+static int embed_images(const char *mdir, const char *device, int verbose, const char **args,
+                        int nargs, const char *out, int strict, int quiet)
+{
+    cli_paths in = {0};
+    int rc = cli_collect_inputs("embed", args, nargs, NULL, &in);
+    if (rc == EXIT_OK && in.n == 0)
+        rc = in.walk_errors ? EXIT_RUNTIME : cli_usage_error("embed", "no images found");
+    tsr_ctx *ctx = NULL;
+    tsr_model *m = NULL;
+    tsr_session *sess = NULL;
+    tsr_error err = {0};
+    if (rc == EXIT_OK)
+        rc = cli_load("embed", mdir, device, verbose, &ctx, &m, &sess);
+    int P = m ? tsr_model_embed_dim(m) : 0, S = m ? tsr_model_image_size(m) : 0;
+    size_t per = m ? (size_t)tsr_model_image_channels(m) * S * S : 0;
+    float *emb = rc == EXIT_OK ? malloc(sizeof(float) * (size_t)in.n * P) : NULL;
+    char **rows = rc == EXIT_OK ? malloc(sizeof(char *) * (size_t)in.n) : NULL;
+    cli_prefetch *pf = rc == EXIT_OK ? cli_prefetch_start((const char *const *)in.v, in.n, 16,
+                                                          tsr_model_preprocess_cfg(m), per, 1)
+                                     : NULL;
+    if (rc == EXIT_OK && (!emb || !rows || !pf)) {
+        tsr_error_set(&err, TSR_ERR_NOMEM, "out of host memory");
+        cli_error("embed", &err);
+        rc = EXIT_RUNTIME;
+    }
+    int good = 0, failed = 0, stop = 0;
+    cli_bar bar;
+    cli_bar_start(&bar, "embed", in.n, quiet);
+    const cli_batch *bt;
+    while (rc == EXIT_OK && !stop && (bt = cli_prefetch_next(pf))) {
+        int base = good, seen = 0;
+        const char *why[CLI_MAX_BATCH];
+        for (int i = 0; i < bt->count && !stop; i++, seen++) {
+            const char *path = in.v[bt->first + i];
+            why[i] = bt->slot[i] < 0 ? bt->err[i].msg : NULL;
+            if (!why[i] && out && strchr(path, '\n'))
+                why[i] = "the file name holds a line break, which F.paths.txt cannot map";
+            if (!why[i]) {
+                rows[good++] = in.v[bt->first + i];
+                continue;
+            }
+            failed++;
+            cli_bar_clear(&bar);
+            if (bt->slot[i] < 0)
+                fprintf(stderr, "tessera embed: error: %s\n", why[i]);
+            else
+                fprintf(stderr, "tessera embed: error: %s: %s\n", path, why[i]);
+            stop = strict;
+        }
+        /* the rows of this batch, in input order, skipping the ones refused above */
+        float *tmp = bt->n_ok ? malloc(sizeof(float) * (size_t)bt->n_ok * P) : NULL;
+        if (bt->n_ok && (!tmp || tsr_session_embed_pixels(sess, bt->px, bt->n_ok, 1, tmp, &err) !=
+                                     TSR_OK)) {
+            if (!tmp)
+                tsr_error_set(&err, TSR_ERR_NOMEM, "out of host memory");
+            cli_bar_clear(&bar);
+            cli_error("embed", &err);
+            free(tmp);
+            rc = EXIT_RUNTIME;
+            break;
+        }
+        for (int i = 0, r = base; i < seen; i++) { /* in input order */
+            if (why[i]) {
+                if (!out)
+                    print_json_failure(in.v[bt->first + i], why[i]);
+                continue;
+            }
+            memcpy(emb + (size_t)r * P, tmp + (size_t)bt->slot[i] * P, sizeof(float) * P);
+            if (!out)
+                print_json_row(rows[r], "image", emb + (size_t)r * P, P);
+            r++;
+        }
+        free(tmp);
+        fflush(stdout);
+        cli_bar_update(&bar, bt->first + bt->count, failed);
+    }
+    cli_bar_end(&bar);
+    cli_prefetch_stop(pf);
+    if (rc == EXIT_OK && failed)
+        fprintf(stderr, "tessera embed: %d of %d image(s) failed%s\n", failed, in.n,
+                strict ? "; --strict: nothing written" : "");
+    if (rc == EXIT_OK && out && !(strict && failed)) {
+        char side[4200];
+        sidecar_path(out, side, sizeof side);
+        if (!good) {
+            fprintf(stderr, "tessera embed: error: no image could be read; %s not written\n", out);
+        } else if (write_sidecar(side, rows, good, &err) != EXIT_OK ||
+                   cli_write_npy(out, emb, good, P, &err) != EXIT_OK) {
+            cli_error("embed", &err);
+            rc = EXIT_RUNTIME;
+        } else if (verbose) {
+            fprintf(stderr, "tessera embed: %d rows in %s, their files in %s\n", good, out, side);
+        }
+    }
+    if (rc == EXIT_OK && (failed || in.walk_errors))
+        rc = EXIT_RUNTIME;
+    free(emb);
+    free(rows);
+    tsr_session_free(sess);
+    tsr_model_free(m);
+    tsr_ctx_free(ctx);
+    cli_paths_free(&in);
+    return rc;
+}
+
 int cmd_embed(int argc, char **argv)
 {
     const char *model = NULL, *out = NULL, *device = NULL;
     const char *lines = NULL;
-    int image = 0, text = 0, verbose = 0;
+    int image = 0, text = 0, verbose = 0, strict = 0, quiet = 0;
     cli_opt opts[] = {{"model", 1, &model, NULL},   {"out", 1, &out, NULL},
                       {"device", 1, &device, NULL}, {"image", 0, NULL, &image},
                       {"text", 0, NULL, &text},     {"verbose", 0, NULL, &verbose},
-                      {"lines", 1, &lines, NULL}};
+                      {"lines", 1, &lines, NULL},   {"strict", 0, NULL, &strict},
+                      {"quiet", 0, NULL, &quiet}};
     const char **in = NULL;
     int n = 0;
     int rc = cli_parse(argc, argv, opts, sizeof opts / sizeof opts[0], &in, &n);
@@ -111,6 +261,12 @@ int cmd_embed(int argc, char **argv)
         free(lines_buf);
         return rc;
     }
+    if (image) {
+        rc = embed_images(mdir, device, verbose, in, n, out, strict, quiet);
+        free(in);
+        free(lines_buf);
+        return rc;
+    }
     rc = cli_load("embed", mdir, device, verbose, &ctx, &m, &sess);
     int P = m ? tsr_model_embed_dim(m) : 0, cut = 0, clip = m && strcmp(kind, "clip") == 0;
     if (rc == EXIT_OK && !(emb = malloc(sizeof(float) * (size_t)n * P))) {
@@ -121,8 +277,7 @@ int cmd_embed(int argc, char **argv)
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         /* CLIP rows are L2-normalised; BERT pools and normalises as its modules.json says */
-        tsr_status st = image ? tsr_session_embed_image_files(sess, in, n, 1, emb, &err)
-                              : tsr_session_embed_texts(sess, in, n, clip, emb, &cut, &err);
+        tsr_status st = tsr_session_embed_texts(sess, in, n, clip, emb, &cut, &err);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         if (st != TSR_OK)
             rc = EXIT_RUNTIME;
@@ -137,7 +292,7 @@ int cmd_embed(int argc, char **argv)
         rc = cli_write_npy(out, emb, n, P, &err);
     else if (rc == EXIT_OK)
         for (int i = 0; i < n; i++)
-            print_json_row(in[i], image ? "image" : "text", emb + (size_t)i * P, P);
+            print_json_row(in[i], "text", emb + (size_t)i * P, P);
     if (rc == EXIT_RUNTIME && err.msg[0])
         cli_error("embed", &err);
     free(emb);
