@@ -80,6 +80,12 @@ int cli_hf_token(char *tok, size_t cap, char *origin, size_t ocap);
  * Face cache); prints the error, and with verbose which commit it is. */
 int cli_model_dir(const char *cmd, const char *model, int verbose, char *out, size_t cap);
 
+/* --image-size, --mean, --std (NULL when not given) applied to a CLIP model;
+ * without them a model missing preprocessor_config.json is an error that
+ * says so. Prints the error. */
+int cli_image_preprocess(const char *cmd, tsr_model *m, const char *dir, const char *size,
+                         const char *mean, const char *std);
+
 /* ---- batch runs over many images (cli_batch.c) ---- */
 
 typedef struct {

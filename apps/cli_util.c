@@ -465,3 +465,57 @@ int cli_parse_ints(const char *s, int *out, int max, int lo, int hi)
     }
     return n;
 }
+
+static int parse3(const char *s, float v[3])
+{
+    char *end;
+    for (int i = 0; i < 3; i++) {
+        double x = strtod(s, &end);
+        if (end == s || !(x == x) || x > 1e6 || x < -1e6 || (i < 2 && *end != ',') || (i == 2 && *end))
+            return 0;
+        v[i] = (float)x;
+        s = end + 1;
+    }
+    return 1;
+}
+
+int cli_image_preprocess(const char *cmd, tsr_model *m, const char *dir, const char *size,
+                         const char *mean, const char *std)
+{
+    if (!tsr_model_preprocess_cfg(m))
+        return EXIT_OK; /* not a CLIP model: its own preprocessing */
+    int known = tsr_model_preprocess_known(m);
+    if (!size && !mean && !std) {
+        if (known)
+            return EXIT_OK;
+        fprintf(stderr,
+                "tessera %s: error: %s/preprocessor_config.json: missing, so the image size, mean "
+                "and std are unknown: copy it from the checkpoint, or give --image-size N --mean "
+                "R,G,B --std R,G,B (CLIP's: 224, 0.48145466,0.4578275,0.40821073 and "
+                "0.26862954,0.26130258,0.27577711)\n",
+                cmd, dir);
+        return EXIT_RUNTIME;
+    }
+    if (!known && !(size && mean && std))
+        return cli_usage_error(cmd, "%s has no preprocessor_config.json: give all of --image-size, "
+                               "--mean and --std", dir);
+    tsr_preprocess_cfg cfg = *tsr_model_preprocess_cfg(m);
+    if (size) {
+        char *end;
+        long v = strtol(size, &end, 10);
+        if (end == size || *end || v < 1 || v > 8192)
+            return cli_usage_error(cmd, "--image-size takes a size in pixels, not '%s'", size);
+        tsr_preprocess_cfg d = tsr_preprocess_cfg_default((int)v);
+        memcpy(d.mean, cfg.mean, sizeof d.mean);
+        memcpy(d.std, cfg.std, sizeof d.std);
+        cfg = d;
+    }
+    if (mean && !parse3(mean, cfg.mean))
+        return cli_usage_error(cmd, "--mean takes three numbers R,G,B, not '%s'", mean);
+    if (std && !parse3(std, cfg.std))
+        return cli_usage_error(cmd, "--std takes three numbers R,G,B, not '%s'", std);
+    tsr_error err = {0};
+    if (tsr_model_set_preprocess(m, &cfg, &err) != TSR_OK)
+        return cli_usage_error(cmd, "%s", err.msg);
+    return EXIT_OK;
+}

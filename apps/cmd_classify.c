@@ -27,6 +27,9 @@ static const char *classify_help =
     "  --lines FILE        read image paths (or folders) from FILE, one per line (\"-\": stdin)\n"
     "  --strict            stop at the first image that cannot be read\n"
     "  --quiet             no progress bar (it is shown only on a terminal anyway)\n"
+    "  --image-size N --mean R,G,B --std R,G,B\n"
+    "                      the preprocessing, over preprocessor_config.json's (needed\n"
+    "                      when the model directory has none)\n"
     "  --no-decode-ahead   decode each batch in the main thread instead of while the\n"
     "                      device runs the previous one (for comparison)\n"
     "  --device D          OpenCL device index or name substring (default $TESSERA_DEVICE or 0)\n"
@@ -163,6 +166,7 @@ int cmd_classify(int argc, char **argv)
 {
     const char *model = NULL, *labels = NULL, *labels_file = NULL, *tmpl = NULL, *tmpls = NULL;
     const char *topk_s = NULL, *device = NULL, *lines = NULL;
+    const char *isize = NULL, *mean = NULL, *std = NULL;
     int json = 0, verbose = 0, strict = 0, quiet = 0, no_ahead = 0;
     cli_opt opts[] = {{"model", 1, &model, NULL},       {"labels", 1, &labels, NULL},
                       {"labels-file", 1, &labels_file, NULL}, {"template", 1, &tmpl, NULL},
@@ -170,7 +174,8 @@ int cmd_classify(int argc, char **argv)
                       {"device", 1, &device, NULL},      {"json", 0, NULL, &json},
                       {"verbose", 0, NULL, &verbose},    {"lines", 1, &lines, NULL},
                       {"strict", 0, NULL, &strict},      {"quiet", 0, NULL, &quiet},
-                      {"no-decode-ahead", 0, NULL, &no_ahead}};
+                      {"no-decode-ahead", 0, NULL, &no_ahead}, {"image-size", 1, &isize, NULL},
+                      {"mean", 1, &mean, NULL},          {"std", 1, &std, NULL}};
     const char **imgs = NULL;
     int nimg = 0;
     int rc = cli_parse(argc, argv, opts, sizeof opts / sizeof opts[0], &imgs, &nimg);
@@ -236,6 +241,8 @@ int cmd_classify(int argc, char **argv)
     if (rc == EXIT_OK && strcmp(tsr_model_family(m), "clip") != 0)
         rc = cli_usage_error("classify", "%s is a %s model; classify needs a CLIP model", model,
                              tsr_model_family(m));
+    if (rc == EXIT_OK)
+        rc = cli_image_preprocess("classify", m, model, isize, mean, std);
     if (rc == EXIT_OK) {
         const char *const *tl = NULL;
         int nt = 1;

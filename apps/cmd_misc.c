@@ -24,6 +24,9 @@ static const char *embed_help =
     "                  with --image also F.paths.txt, the file of each row, one per line\n"
     "  --strict        stop at the first image that cannot be read, and write nothing\n"
     "  --quiet         no progress bar (it is shown only on a terminal anyway)\n"
+    "  --image-size N --mean R,G,B --std R,G,B\n"
+    "                  the preprocessing, over preprocessor_config.json's (needed when the\n"
+    "                  model directory has none)\n"
     "  --device D      OpenCL device index or name substring\n"
     "  --verbose       log device and kernel cache use, and the embedding time, on stderr\n"
     "\n"
@@ -95,7 +98,7 @@ static void print_json_failure(const char *path, const char *msg)
 /* embed --image: every readable image gets a row; bad ones are reported and
  * skipped (or, with strict, end the run with nothing written). */
 static int embed_images(const char *mdir, const char *device, int verbose, const char **args,
-                        int nargs, const char *out, int strict, int quiet)
+                        int nargs, const char *out, int strict, int quiet, const char *const pp[3])
 {
     cli_paths in = {0};
     int rc = cli_collect_inputs("embed", args, nargs, NULL, &in);
@@ -107,6 +110,8 @@ static int embed_images(const char *mdir, const char *device, int verbose, const
     tsr_error err = {0};
     if (rc == EXIT_OK)
         rc = cli_load("embed", mdir, device, verbose, &ctx, &m, &sess);
+    if (rc == EXIT_OK)
+        rc = cli_image_preprocess("embed", m, mdir, pp[0], pp[1], pp[2]);
     int P = m ? tsr_model_embed_dim(m) : 0, S = m ? tsr_model_image_size(m) : 0;
     size_t per = m ? (size_t)tsr_model_image_channels(m) * S * S : 0;
     float *emb = rc == EXIT_OK ? malloc(sizeof(float) * (size_t)in.n * P) : NULL;
@@ -203,12 +208,14 @@ int cmd_embed(int argc, char **argv)
 {
     const char *model = NULL, *out = NULL, *device = NULL;
     const char *lines = NULL;
+    const char *isize = NULL, *mean = NULL, *std = NULL;
     int image = 0, text = 0, verbose = 0, strict = 0, quiet = 0;
     cli_opt opts[] = {{"model", 1, &model, NULL},   {"out", 1, &out, NULL},
                       {"device", 1, &device, NULL}, {"image", 0, NULL, &image},
                       {"text", 0, NULL, &text},     {"verbose", 0, NULL, &verbose},
                       {"lines", 1, &lines, NULL},   {"strict", 0, NULL, &strict},
-                      {"quiet", 0, NULL, &quiet}};
+                      {"quiet", 0, NULL, &quiet},   {"image-size", 1, &isize, NULL},
+                      {"mean", 1, &mean, NULL},     {"std", 1, &std, NULL}};
     const char **in = NULL;
     int n = 0;
     int rc = cli_parse(argc, argv, opts, sizeof opts / sizeof opts[0], &in, &n);
@@ -262,7 +269,8 @@ int cmd_embed(int argc, char **argv)
         return rc;
     }
     if (image) {
-        rc = embed_images(mdir, device, verbose, in, n, out, strict, quiet);
+        const char *pp[3] = {isize, mean, std};
+        rc = embed_images(mdir, device, verbose, in, n, out, strict, quiet, pp);
         free(in);
         free(lines_buf);
         return rc;

@@ -25,6 +25,8 @@ typedef struct {
     float logit_scale;       /* exp'd */
     tsr_tokenizer *tok;
     tsr_preprocess_cfg pp;
+    int pp_known;       /* from preprocessor_config.json, the caller or a random model */
+    char pp_path[600];  /* for the message when it is not */
 } clip_model;
 
 typedef struct {
@@ -233,6 +235,8 @@ static tsr_status clip_load(tsr_model *m, const tsr_source *src, tsr_error *err)
     tsr_status rc = parse_config(m, src, err);
     TSR_TRY(rc, load_tokenizer(m, src, err));
     TSR_TRY(rc, tsr_src_preprocess(src, c->vit.image_size, 0, &c->pp, err));
+    c->pp_known = tsr_src_exists(src, "preprocessor_config.json");
+    tsr_src_path(src, "preprocessor_config.json", c->pp_path, sizeof c->pp_path);
     TSR_TRY(rc, tsr_st_open_source(src, &st, err));
     TSR_TRY(rc, load_weights(m, st, NULL, err));
     TSR_TRY(rc, read_logit_scale(m, st, err));
@@ -327,6 +331,7 @@ tsr_status tsr_model_create_random(tsr_ctx *ctx, const char *arch, tsr_model **o
     tsr_sha256_hex(m->name, strlen(m->name), m->fingerprint); /* the weights follow from it */
     arch_towers(c, a);
     c->pp = tsr_preprocess_cfg_default(arch_table[a].image);
+    c->pp_known = 1;
     c->logit_scale = 100.0f;
     uint64_t rng = 0x9E3779B97F4A7C15ULL;
     tsr_status rc = load_weights(m, NULL, &rng, err);
@@ -349,6 +354,39 @@ const tsr_tokenizer *tsr_model_tokenizer(const tsr_model *m) { return IF_CLIP(m,
 const tsr_preprocess_cfg *tsr_model_preprocess_cfg(const tsr_model *m)
 {
     return IF_CLIP(m, &CLIP(m)->pp, NULL);
+}
+
+int tsr_model_preprocess_known(const tsr_model *m) { return IF_CLIP(m, CLIP(m)->pp_known, 0); }
+
+tsr_status tsr_model_set_preprocess(tsr_model *m, const tsr_preprocess_cfg *cfg, tsr_error *err)
+{
+    if (!m || m->fam != &tsr_family_clip || !cfg)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "image preprocessing is set on CLIP models");
+    clip_model *c = CLIP(m);
+    if (cfg->crop_h != c->vit.image_size || cfg->crop_w != c->vit.image_size)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG,
+                             "images would come out %dx%d but the model's image size is %d",
+                             cfg->crop_w, cfg->crop_h, c->vit.image_size);
+    for (int i = 0; i < 3; i++)
+        if (!(cfg->std[i] > 0) || cfg->mean[i] != cfg->mean[i])
+            return tsr_error_set(err, TSR_ERR_INVALID_ARG,
+                                 "the normalisation needs finite means and positive std");
+    c->pp = *cfg;
+    c->pp_known = 1;
+    return TSR_OK;
+}
+
+/* Images need to know their preprocessing. */
+static tsr_status need_pp(const clip_model *c, tsr_error *err)
+{
+    if (c->pp_known)
+        return TSR_OK;
+    return tsr_error_set(err, TSR_ERR_FORMAT,
+                         "%s: missing, so the image size, mean and std are unknown: copy it from "
+                         "the checkpoint (CLIP's is usually 224, mean 0.4815,0.4578,0.4082, std "
+                         "0.2686,0.2613,0.2758), or give them (--image-size N --mean R,G,B --std "
+                         "R,G,B; tsr_model_set_preprocess)",
+                         c->pp_path);
 }
 
 static int clip_embed_dim(const tsr_model *m) { return CLIP(m)->proj_dim; }
@@ -443,7 +481,7 @@ static tsr_status from_images(const void *src, int b, int nb, const clip_model *
                               const float **px, tsr_error *err)
 {
     const tsr_image *const *images = src;
-    tsr_status rc = TSR_OK;
+    tsr_status rc = need_pp(c, err);
     for (int i = 0; i < nb && rc == TSR_OK; i++)
         rc = images[b + i] ? tsr_image_preprocess(images[b + i], &c->pp,
                                                   stage + image_floats(c) * i, err)
@@ -456,7 +494,7 @@ static tsr_status from_files(const void *src, int b, int nb, const clip_model *c
                              const float **px, tsr_error *err)
 {
     const char *const *paths = src;
-    tsr_status rc = TSR_OK;
+    tsr_status rc = need_pp(c, err);
     for (int i = 0; i < nb && rc == TSR_OK; i++) {
         tsr_image *img = NULL;
         rc = tsr_image_load_file(paths[b + i], &img, err);

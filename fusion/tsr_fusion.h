@@ -100,7 +100,15 @@ const tsr_wordpiece *tsr_model_wordpiece(const tsr_model *m);  /* BERT, else NUL
 const tsr_bytelevel *tsr_model_bytelevel(const tsr_model *m);  /* Whisper, else NULL */
 const tsr_wordpiece *tsr_model_caption_tokenizer(const tsr_model *m); /* BLIP, else NULL */
 int tsr_model_caption_image_size(const tsr_model *m);                 /* BLIP, else 0 */
-const tsr_preprocess_cfg *tsr_model_preprocess_cfg(const tsr_model *m); /* CLIP, else NULL */
+/* CLIP, else NULL: the image preprocessing of preprocessor_config.json. A
+ * directory without that file loads (text needs none), but its images are
+ * refused, with a message naming the file, until the caller says how they
+ * are preprocessed (tsr_model_set_preprocess; its crop must be the model's
+ * image size); until then this returns CLIPImageProcessor's defaults. */
+const tsr_preprocess_cfg *tsr_model_preprocess_cfg(const tsr_model *m);
+int tsr_model_preprocess_known(const tsr_model *m);
+/* Before sessions use the model (not concurrently with them). */
+tsr_status tsr_model_set_preprocess(tsr_model *m, const tsr_preprocess_cfg *cfg, tsr_error *err);
 /* Whisper: mel bins, vocabulary, width, encoder positions (1500) and
  * decoder positions (448); 0 for other families. */
 int tsr_model_n_mels(const tsr_model *m);

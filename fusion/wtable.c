@@ -105,6 +105,34 @@ static const tsr_st_tensor *find(loader *l, const tsr_wrow *r, int layer, char *
     return ten;
 }
 
+/* Weights with NaN or Inf would give NaN scores: refused, naming the tensor. */
+static tsr_status check_finite(const tsr_st_tensor *t, const float *v, size_t n, tsr_error *err)
+{
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t b;
+        memcpy(&b, v + i, 4);
+        bad += (b & 0x7f800000u) == 0x7f800000u;
+    }
+    if (!bad)
+        return TSR_OK;
+    size_t nan = 0, first = n;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t b;
+        memcpy(&b, v + i, 4);
+        if ((b & 0x7f800000u) == 0x7f800000u) {
+            nan += (b & 0x007fffffu) != 0;
+            if (first == n)
+                first = i;
+        }
+    }
+    return tsr_error_set(err, TSR_ERR_FORMAT,
+                         "%s: tensor '%s' holds %zu NaN and %zu infinite values of %zu (the first "
+                         "at element %zu); the checkpoint is damaged, or was saved after training "
+                         "diverged",
+                         t->file, t->name, nan, bad - nan, n, first);
+}
+
 static tsr_status load_row(loader *l, const tsr_wrow *r, int layer, tsr_error *err)
 {
     int64_t want[4];
@@ -136,6 +164,8 @@ static tsr_status load_row(loader *l, const tsr_wrow *r, int layer, tsr_error *e
                                      t->name, got, exp);
             }
             if ((rc = tsr_st_to_f32(t, l->stage, err)) != TSR_OK)
+                return rc;
+            if ((rc = check_finite(t, l->stage, (size_t)numel, err)) != TSR_OK)
                 return rc;
         }
     }

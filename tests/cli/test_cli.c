@@ -293,6 +293,22 @@ static void test_caption(void)
 }
 
 /* Bad files through the CLI: the message names the file, the exit code is 1. */
+/* A whole binary file and its length (NULL when unreadable). */
+static char *slurp_n(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    *len = 0;
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    *len = b ? fread(b, 1, (size_t)n, f) : 0;
+    fclose(f);
+    return b;
+}
+
 static void test_bad_files(void)
 {
     char args[2048], p[512], q[512];
@@ -385,6 +401,74 @@ static void test_bad_files(void)
           worst);
     free(got);
     free(ref);
+    /* weights holding NaN and Inf are refused at load, naming the tensor */
+    copy_text(A "/config.json", q, NULL, NULL);
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    {
+        size_t len = 0;
+        unsigned char *st = (unsigned char *)slurp_n(p, &len);
+        unsigned long long hl = 0;
+        for (int i = 0; st && len > 8 && i < 8; i++)
+            hl |= (unsigned long long)st[i] << (8 * i);
+        char *h = st && hl < len ? strndup((char *)st + 8, (size_t)hl) : NULL;
+        cJSON *hj = h ? cJSON_Parse(h) : NULL;
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(hj, "text_model.encoder.layers.0.mlp.fc1.weight");
+        const cJSON *off = cJSON_GetObjectItemCaseSensitive(t, "data_offsets");
+        size_t at = cJSON_IsArray(off) ? (size_t)cJSON_GetArrayItem(off, 0)->valuedouble : 0;
+        if (st && cJSON_IsArray(off)) {
+            const unsigned char nan[4] = {0, 0, 0xc0, 0x7f}, inf[4] = {0, 0, 0x80, 0xff};
+            for (int k = 0; k < 3; k++)
+                memcpy(st + 8 + hl + at + 4 * (size_t)(5 + k * 7), nan, 4);
+            memcpy(st + 8 + hl + at + 4 * 40, inf, 4);
+            FILE *w = fopen(p, "wb");
+            fwrite(st, 1, len, w);
+            fclose(w);
+        }
+        cJSON_Delete(hj);
+        free(h);
+        free(st);
+        snprintf(args, sizeof args, "classify --model %s --labels a " IMG "coffee.png", dir);
+        rc = run(NULL, args);
+        check(rc == 1 && strstr(err_text, "model.safetensors: tensor 'text_model.encoder.layers.0.mlp.fc1.weight'") &&
+                  strstr(err_text, "3 NaN and 1 infinite") && strstr(err_text, "element 5"),
+              "weights with NaN and Inf: exit %d, %s", rc, err_text);
+    }
+    /* no preprocessor_config.json: images need --image-size, --mean and --std */
+    snprintf(args, sizeof args, "cp " A "/model.safetensors %s && rm %s/preprocessor_config.json", p, dir);
+    if (system(args) != 0)
+        printf("cp failed\n");
+    snprintf(args, sizeof args, "classify --json --model %s --labels a,b " IMG "coffee.png", dir);
+    rc = run(NULL, args);
+    check(rc == 1 && strstr(err_text, "preprocessor_config.json: missing") &&
+              strstr(err_text, "--image-size"),
+          "no preprocessor_config.json: exit %d, %s", rc, err_text);
+    snprintf(args, sizeof args, "classify --json --model %s --labels a,b --image-size 32 " IMG "coffee.png", dir);
+    rc = run(NULL, args);
+    check(rc == 2 && strstr(err_text, "all of"), "only --image-size: exit %d, %s", rc, err_text);
+    snprintf(args, sizeof args, "embed --text --model %s a", dir);
+    rc = run(NULL, args);
+    check(rc == 0, "texts need no preprocessor_config.json: exit %d", rc);
+    {
+        snprintf(args, sizeof args, "classify --json --model " A " --labels a,b " IMG "coffee.png");
+        run(NULL, args);
+        char *want = strdup(out_text);
+        snprintf(args, sizeof args,
+                 "classify --json --model %s --labels a,b --image-size 32 --mean "
+                 "0.48145466,0.4578275,0.40821073 --std 0.26862954,0.26130258,0.27577711 " IMG
+                 "coffee.png",
+                 dir);
+        rc = run(NULL, args);
+        check(rc == 0 && strcmp(out_text, want) == 0,
+              "--image-size 32 --mean ... --std ... (clip-tiny-a's values) give its output exactly");
+        free(want);
+        snprintf(args, sizeof args,
+                 "classify --model %s --labels a --image-size 48 --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5 " IMG "coffee.png", dir);
+        rc = run(NULL, args);
+        check(rc == 2 && strstr(err_text, "image size is 32"), "--image-size unlike the model's: %s", err_text);
+    }
+    snprintf(args, sizeof args, "cp " A "/preprocessor_config.json %s/", dir);
+    if (system(args) != 0)
+        printf("cp failed\n");
     /* TESSERA_DEVICE selects the device like --device */
     rc = run("TESSERA_DEVICE=42", "classify --model " A " --labels a " IMG "coffee.png");
     check(rc == 1 && strstr(err_text, "device 42 does not exist"), "TESSERA_DEVICE=42 honoured");
