@@ -117,7 +117,9 @@ void cli_bar_clear(cli_bar *b);
 void cli_bar_end(cli_bar *b);
 
 /* Decoding ahead: batches of decoded, preprocessed images; with threaded, a
- * host thread prepares the next batch while the caller runs this one. */
+ * host thread prepares the next batch (on one thread per core, at most 8)
+ * while the caller runs this one; without, the caller's thread decodes one
+ * image at a time. */
 #define CLI_MAX_BATCH 32
 typedef struct {
     float *px;                      /* n_ok images, (per_image) floats each */

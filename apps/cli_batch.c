@@ -1,7 +1,8 @@
 /* Batch runs over many images (classify, embed): the inputs (files, folders
  * walked recursively with images detected by content, --lines lists), a
  * progress bar, and decoding ahead: a host thread decodes and preprocesses
- * the next batch while the device runs this one. */
+ * the next batch (its images split over one thread per core, at most 8)
+ * while the device runs this one. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -212,6 +213,7 @@ struct cli_prefetch {
     int n, batch;
     const tsr_preprocess_cfg *cfg;
     size_t per;
+    int workers; /* decoding threads per batch */
     cli_batch buf[2];
     int ready[2]; /* 1: filled and not yet handed out */
     int next_fill, next_take, handed; /* handed: index of the batch the caller holds, or -1 */
@@ -221,21 +223,70 @@ struct cli_prefetch {
     pthread_cond_t cv;
 };
 
+/* One image of a batch into its own place px[i]. */
+static void decode_one(cli_prefetch *p, cli_batch *b, int i)
+{
+    tsr_image *img = NULL;
+    b->err[i].code = TSR_OK;
+    b->err[i].msg[0] = 0;
+    b->slot[i] = -1;
+    if (tsr_image_load_file(p->paths[b->first + i], &img, &b->err[i]) == TSR_OK &&
+        tsr_image_preprocess(img, p->cfg, b->px + p->per * (size_t)i, &b->err[i]) == TSR_OK)
+        b->slot[i] = i;
+    tsr_image_free(img);
+}
+
+typedef struct {
+    cli_prefetch *p;
+    cli_batch *b;
+    int from, step;
+} decode_job;
+
+static void *decode_part(void *arg)
+{
+    decode_job *j = arg;
+    for (int i = j->from; i < j->b->count; i += j->step)
+        decode_one(j->p, j->b, i);
+    return NULL;
+}
+
+/* Decodes inputs [first, first + count) on up to p->workers threads, then
+ * packs the good ones to the front of px in input order. */
 static void fill(cli_prefetch *p, cli_batch *b, int first)
 {
     b->first = first;
     b->count = p->n - first < p->batch ? p->n - first : p->batch;
+    int w = p->workers < b->count ? p->workers : b->count;
+    pthread_t th[CLI_MAX_BATCH];
+    decode_job jobs[CLI_MAX_BATCH];
+    int started = 0;
+    for (int t = 1; t < w; t++) {
+        jobs[t] = (decode_job){p, b, t, w};
+        if (pthread_create(&th[started], NULL, decode_part, &jobs[t]) != 0)
+            break;
+        started++;
+    }
+    if (started == w - 1) {
+        jobs[0] = (decode_job){p, b, 0, w};
+        decode_part(&jobs[0]);
+    } else { /* fewer threads than asked: the rest here, after them */
+        for (int t = 0; t < started; t++)
+            pthread_join(th[t], NULL);
+        for (int i = 0; i < b->count; i++)
+            if (i % w == 0 || i % w > started)
+                decode_one(p, b, i);
+        started = 0;
+    }
+    for (int t = 0; t < started; t++)
+        pthread_join(th[t], NULL);
     b->n_ok = 0;
     for (int i = 0; i < b->count; i++) {
-        tsr_image *img = NULL;
-        b->err[i].code = TSR_OK;
-        b->err[i].msg[0] = 0;
-        b->slot[i] = -1;
-        if (tsr_image_load_file(p->paths[first + i], &img, &b->err[i]) == TSR_OK &&
-            tsr_image_preprocess(img, p->cfg, b->px + p->per * (size_t)b->n_ok, &b->err[i]) ==
-                TSR_OK)
-            b->slot[i] = b->n_ok++;
-        tsr_image_free(img);
+        if (b->slot[i] < 0)
+            continue;
+        if (b->n_ok != i)
+            memmove(b->px + p->per * (size_t)b->n_ok, b->px + p->per * (size_t)i,
+                    sizeof(float) * p->per);
+        b->slot[i] = b->n_ok++;
     }
 }
 
@@ -273,6 +324,8 @@ cli_prefetch *cli_prefetch_start(const char *const *paths, int n, int batch,
     p->cfg = cfg;
     p->per = per_image;
     p->handed = -1;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    p->workers = threaded ? (int)(cpus < 1 ? 1 : cpus > 8 ? 8 : cpus) : 1;
     int ok = 1;
     for (int k = 0; k < 2 && ok; k++)
         ok = (p->buf[k].px = malloc(sizeof(float) * per_image * (size_t)batch)) != NULL;
