@@ -311,6 +311,27 @@ tsr_status tsr_tokenizer_encode(const tsr_tokenizer *t, const char *text, int ma
         cps[nc++] = utf8proc_tolower(c);
     }
     free(nfc);
+    /* The special tokens typed in the text: transformers matches these added
+     * tokens in the normalised (lowercased) text and splits around them. */
+    unsigned char *sp = calloc(nc + 1, 1); /* 1: <|startoftext|> starts here, 2: <|endoftext|> */
+    if (!sp) {
+        free(cps);
+        free(buf);
+        free(sym);
+        return tsr_error_set(err, TSR_ERR_NOMEM, "out of memory tokenizing text");
+    }
+    static const char *const special[2] = {"<|startoftext|>", "<|endoftext|>"};
+    for (size_t i = 0; i + 13 <= nc; i++) {
+        if (cps[i] != '<' || cps[i + 1] != '|')
+            continue;
+        for (int k = 0; k < 2 && !sp[i]; k++) {
+            size_t L = strlen(special[k]), q = 0;
+            while (q < L && i + q < nc && cps[i + q] == (unsigned char)special[k][q])
+                q++;
+            if (q == L)
+                sp[i] = (unsigned char)(k + 1);
+        }
+    }
     int n = 0, limit = max_len - 1;
     ids[n++] = t->bos;
     int cut = 0, oom = 0;
@@ -320,6 +341,15 @@ tsr_status tsr_tokenizer_encode(const tsr_tokenizer *t, const char *text, int ma
         size_t j = i;
         if (tsr_is_ws(c)) {
             i++;
+            continue;
+        }
+        if (sp[i]) {
+            if (n == limit) {
+                cut = 1;
+                break;
+            }
+            ids[n++] = sp[i] == 1 ? t->bos : t->eos;
+            i += sp[i] == 1 ? 15 : 13;
             continue;
         }
         if (c == '\'' && i + 1 < nc) {
@@ -337,7 +367,8 @@ tsr_status tsr_tokenizer_encode(const tsr_tokenizer *t, const char *text, int ma
             } else if (is_number(c)) {
                 j = i + 1;
             } else {
-                while (j < nc && !tsr_is_ws(cps[j]) && !is_letter(cps[j]) && !is_number(cps[j]))
+                while (j < nc && !tsr_is_ws(cps[j]) && !is_letter(cps[j]) && !is_number(cps[j]) &&
+                       (j == i || !sp[j]))
                     j++;
             }
         }
@@ -361,6 +392,7 @@ tsr_status tsr_tokenizer_encode(const tsr_tokenizer *t, const char *text, int ma
         i = j;
     }
     ids[n++] = t->eos;
+    free(sp);
     free(cps);
     free(buf);
     free(sym);

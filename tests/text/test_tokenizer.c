@@ -61,6 +61,30 @@ int main(void)
     check(total >= 2000 && match == total, "corpus: %d of %d strings match token for token",
           match, total);
 
+    /* special tokens typed inside texts (transformers' added-token matching) */
+    f = fopen(TSR_FIXTURES "/clip-tokenizer/typed_special.jsonl", "rb");
+    line = NULL;
+    cap = 0;
+    total = match = shown = 0;
+    while (f && getline(&line, &cap, f) > 0) {
+        cJSON *j = cJSON_Parse(line);
+        const cJSON *text = cJSON_GetObjectItem(j, "text"), *ids = cJSON_GetObjectItem(j, "ids");
+        if (cJSON_IsString(text) && cJSON_IsArray(ids)) {
+            total++;
+            int ok = compare_ids(tok, text->valuestring, ids, 77, shown < 5);
+            match += ok;
+            shown += !ok;
+        }
+        cJSON_Delete(j);
+    }
+    free(line);
+    if (f)
+        fclose(f);
+    check(total >= 300 && match == total,
+          "<|startoftext|> and <|endoftext|> typed in texts: %d of %d strings match "
+          "CLIPTokenizerFast token for token",
+          match, total);
+
     /* truncation: content is cut to max_len - 2 and the flag is set */
     int ids[77], n = 0, cut = 0;
     char longtext[2000] = "";
