@@ -230,9 +230,12 @@ static void decode_one(cli_prefetch *p, cli_batch *b, int i)
     b->err[i].code = TSR_OK;
     b->err[i].msg[0] = 0;
     b->slot[i] = -1;
-    if (tsr_image_load_file(p->paths[b->first + i], &img, &b->err[i]) == TSR_OK &&
-        tsr_image_preprocess(img, p->cfg, b->px + p->per * (size_t)i, &b->err[i]) == TSR_OK)
-        b->slot[i] = i;
+    if (tsr_image_load_file(p->paths[b->first + i], &img, &b->err[i]) == TSR_OK) {
+        if (tsr_image_preprocess(img, p->cfg, b->px + p->per * (size_t)i, &b->err[i]) == TSR_OK)
+            b->slot[i] = i;
+        else
+            tsr_error_prefix(&b->err[i], "%s", p->paths[b->first + i]);
+    }
     tsr_image_free(img);
 }
 

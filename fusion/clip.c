@@ -499,6 +499,8 @@ static tsr_status from_files(const void *src, int b, int nb, const clip_model *c
         tsr_image *img = NULL;
         rc = tsr_image_load_file(paths[b + i], &img, err);
         TSR_TRY(rc, tsr_image_preprocess(img, &c->pp, stage + image_floats(c) * i, err));
+        if (rc != TSR_OK && img)
+            tsr_error_prefix(err, "%s", paths[b + i]);
         tsr_image_free(img);
     }
     *px = stage;

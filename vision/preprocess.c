@@ -129,45 +129,67 @@ static void pass_v(const unsigned char *in, int w, int row0, const taps *t, int 
     }
 }
 
-tsr_status tsr_image_resize_bicubic(const tsr_image *src, int dw, int dh, tsr_image **out,
-                                    tsr_error *err)
+/* The taps of output indices [first, first + n) of t, as a taps of n outputs. */
+static taps taps_window(const taps *t, int first)
+{
+    taps w = {t->ksize, t->bounds + 2 * (size_t)first, t->k + (size_t)first * t->ksize};
+    return w;
+}
+
+/* The window [x0, x0 + ww) x [y0, y0 + wh) of the dw x dh resize of src,
+ * equal pixel for pixel to that part of the whole resize (each output
+ * column and row depends on its own taps only), so that a very thin image
+ * whose long side becomes 100,000 pixels costs only its centre crop. */
+static tsr_status resize_window(const tsr_image *src, int dw, int dh, int x0, int y0, int ww,
+                                int wh, tsr_image **out, tsr_error *err)
 {
     *out = NULL;
-    if (dw <= 0 || dh <= 0 || dw > TSR_IMAGE_MAX_SIDE || dh > TSR_IMAGE_MAX_SIDE)
+    if (dw <= 0 || dh <= 0 || dw > TSR_RESIZE_MAX_SIDE || dh > TSR_RESIZE_MAX_SIDE || x0 < 0 ||
+        y0 < 0 || ww <= 0 || wh <= 0 || x0 + ww > dw || y0 + wh > dh ||
+        ww > TSR_IMAGE_MAX_SIDE || wh > TSR_IMAGE_MAX_SIDE)
         return tsr_error_set(err, TSR_ERR_INVALID_ARG, "bad resize target %dx%d", dw, dh);
     int sw = src->width, sh = src->height;
     int need_h = dw != sw, need_v = dh != sh;
     taps th = {0}, tv = {0};
     unsigned char *tmp = NULL;
     tsr_image *dst = calloc(1, sizeof *dst);
-    if (!dst || !taps_make(sw, dw, &th) || !taps_make(sh, dh, &tv))
+    if (!dst || (need_h && !taps_make(sw, dw, &th)) || (need_v && !taps_make(sh, dh, &tv)))
         goto oom;
-    dst->width = dw;
-    dst->height = dh;
-    dst->rgb = malloc((size_t)dw * dh * 3);
+    dst->width = ww;
+    dst->height = wh;
+    dst->rgb = malloc((size_t)ww * wh * 3);
     if (!dst->rgb)
         goto oom;
+    taps wh_t = need_h ? taps_window(&th, x0) : th, wv_t = need_v ? taps_window(&tv, y0) : tv;
     /* Pillow 13 (python-pillow/Pillow#9549) runs the vertical pass first
      * when the height shrinks by more than twice as many pixels as the
      * width; otherwise, as every Pillow before it, the horizontal pass
-     * first, over only the rows the vertical pass reads. */
+     * first, over only the rows the vertical pass reads. (The whole sizes
+     * decide, not the window's.) */
     if (need_h && need_v && dh < sh && sh - dh > 2 * (sw - dw)) {
-        if (!(tmp = malloc((size_t)sw * dh * 3)))
+        if (!(tmp = malloc((size_t)sw * wh * 3)))
             goto oom;
-        pass_v(src->rgb, sw, 0, &tv, dh, tmp);
-        pass_h(tmp, sw, 0, dh, &th, dw, dst->rgb);
+        pass_v(src->rgb, sw, 0, &wv_t, wh, tmp);
+        pass_h(tmp, sw, 0, wh, &wh_t, ww, dst->rgb);
     } else if (need_h && need_v) {
-        int first = tv.bounds[0], last = tv.bounds[2 * (dh - 1)] + tv.bounds[2 * (dh - 1) + 1];
-        if (!(tmp = malloc((size_t)dw * (last - first) * 3)))
+        int first = wv_t.bounds[0], last = wv_t.bounds[2 * (wh - 1)] + wv_t.bounds[2 * (wh - 1) + 1];
+        if (!(tmp = malloc((size_t)ww * (last - first) * 3)))
             goto oom;
-        pass_h(src->rgb, sw, first, last - first, &th, dw, tmp);
-        pass_v(tmp, dw, first, &tv, dh, dst->rgb);
+        pass_h(src->rgb, sw, first, last - first, &wh_t, ww, tmp);
+        pass_v(tmp, ww, first, &wv_t, wh, dst->rgb);
     } else if (need_h) {
-        pass_h(src->rgb, sw, 0, sh, &th, dw, dst->rgb);
+        pass_h(src->rgb, sw, y0, wh, &wh_t, ww, dst->rgb);
     } else if (need_v) {
-        pass_v(src->rgb, sw, 0, &tv, dh, dst->rgb);
+        /* the columns [x0, x0 + ww) of each source row */
+        if (!(tmp = malloc((size_t)ww * sh * 3)))
+            goto oom;
+        for (int y = 0; y < sh; y++)
+            memcpy(tmp + (size_t)y * ww * 3, src->rgb + ((size_t)y * sw + x0) * 3, (size_t)ww * 3);
+        pass_v(tmp, ww, 0, &wv_t, wh, dst->rgb);
     } else {
-        memcpy(dst->rgb, src->rgb, (size_t)dw * dh * 3);
+        for (int y = 0; y < wh; y++)
+            memcpy(dst->rgb + (size_t)y * ww * 3, src->rgb + ((size_t)(y + y0) * sw + x0) * 3,
+                   (size_t)ww * 3);
     }
     free(tmp);
     taps_free(&th);
@@ -180,6 +202,16 @@ oom:
     taps_free(&tv);
     tsr_image_free(dst);
     return tsr_error_set(err, TSR_ERR_NOMEM, "out of memory resizing to %dx%d", dw, dh);
+}
+
+tsr_status tsr_image_resize_bicubic(const tsr_image *src, int dw, int dh, tsr_image **out,
+                                    tsr_error *err)
+{
+    if (dw > TSR_IMAGE_MAX_SIDE || dh > TSR_IMAGE_MAX_SIDE) {
+        *out = NULL;
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "bad resize target %dx%d", dw, dh);
+    }
+    return resize_window(src, dw, dh, 0, 0, dw, dh, out, err);
 }
 
 tsr_preprocess_cfg tsr_preprocess_cfg_default(int size)
@@ -322,6 +354,7 @@ tsr_status tsr_image_preprocess(const tsr_image *img, const tsr_preprocess_cfg *
 {
     tsr_image *resized = NULL;
     const tsr_image *cur = img;
+    int off_x = 0, off_y = 0, full_w = img->width, full_h = img->height;
     if (cfg->do_resize) {
         int w = img->width, h = img->height;
         int shorter = w <= h ? w : h, longer = w <= h ? h : w;
@@ -335,14 +368,24 @@ tsr_status tsr_image_preprocess(const tsr_image *img, const tsr_preprocess_cfg *
             nh = cfg->resize_h;
         }
         if (nw != w || nh != h) {
-            tsr_status rc = tsr_image_resize_bicubic(img, nw, nh, &resized, err);
+            /* only the part the centre crop keeps */
+            int ch = cfg->crop_h, cw = cfg->crop_w;
+            int top = floordiv2(nh - ch), left = floordiv2(nw - cw);
+            int y0 = top > 0 ? top : 0, x0 = left > 0 ? left : 0;
+            int y1 = top + ch < nh ? top + ch : nh, x1 = left + cw < nw ? left + cw : nw;
+            tsr_status rc = resize_window(img, nw, nh, x0, y0, x1 - x0, y1 - y0, &resized, err);
             if (rc != TSR_OK)
                 return rc;
             cur = resized;
+            off_y = y0;
+            off_x = x0;
+            full_w = nw;
+            full_h = nh;
         }
     }
     int ch = cfg->crop_h, cw = cfg->crop_w;
-    int top = floordiv2(cur->height - ch), left = floordiv2(cur->width - cw);
+    /* the crop's place in the whole resized image, then in the part computed */
+    int top = floordiv2(full_h - ch) - off_y, left = floordiv2(full_w - cw) - off_x;
     for (int c = 0; c < 3; c++) {
         float mean = cfg->do_normalize ? cfg->mean[c] : 0.0f;
         float std = cfg->do_normalize ? cfg->std[c] : 1.0f;

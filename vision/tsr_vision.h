@@ -27,6 +27,9 @@ extern "C" {
 #endif
 
 #define TSR_IMAGE_MAX_SIDE 65535
+/* The longest side a resize target may have when only a crop of it is
+ * computed (a 1-pixel-thin image resized to 224 on its short side). */
+#define TSR_RESIZE_MAX_SIDE (1 << 26)
 #define TSR_IMAGE_MAX_PIXELS (100u * 1000u * 1000u) /* checked before any allocation */
 
 typedef struct {
