@@ -1,5 +1,5 @@
 /* Batch runs over many images (classify, embed): the inputs (files, folders
- * walked recursively with images detected by content, --lines lists), a
+ * walked recursively with images detected by content (tsr_image_sniff), --lines lists), a
  * progress bar, and decoding ahead: a host thread decodes and preprocesses
  * the next batch (its images split over one thread per core, at most 8)
  * while the device runs this one. */
@@ -36,17 +36,13 @@ static int push_path(cli_paths *l, const char *p)
 
 int cli_sniff_image(const char *path)
 {
-    unsigned char h[16] = {0};
+    unsigned char h[32] = {0};
     FILE *f = fopen(path, "rb");
     if (!f)
         return 0;
     size_t n = fread(h, 1, sizeof h, f);
     fclose(f);
-    if (n >= 8 && memcmp(h, "\x89PNG\r\n\x1a\n", 8) == 0)
-        return 1;
-    if (n >= 3 && h[0] == 0xff && h[1] == 0xd8 && h[2] == 0xff)
-        return 1;
-    return 0;
+    return tsr_image_sniff(h, n);
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -122,7 +118,7 @@ int cli_collect_inputs(const char *cmd, const char *const *args, int n, const ch
             if (walk(cmd, args[i], 0, out))
                 out->walk_errors++;
             if (out->n == before)
-                fprintf(stderr, "tessera %s: warning: %s: no PNG or JPEG images in this folder\n",
+                fprintf(stderr, "tessera %s: warning: %s: no images (PNG, JPEG, WebP, GIF, TIFF, BMP) in this folder\n",
                         cmd, args[i]);
         } else if (!push_path(out, args[i])) {
             rc = cli_usage_error(cmd, "out of memory");

@@ -15,7 +15,7 @@ static const char *caption_help =
     "                       [--sample [--temperature T] [--top-k K] [--top-p P] [--seed S]]\n"
     "                       [--json] [--device D] [--verbose] IMAGE...\n"
     "\n"
-    "Writes a caption for each PNG or JPEG image, as transformers'\n"
+    "Writes a caption for each image (PNG, JPEG, WebP, GIF, TIFF, BMP), as transformers'\n"
     "BlipForConditionalGeneration.generate() does (greedy or beam search).\n"
     "\n"
     "  --model DIR             a Hugging Face BLIP captioning directory\n"

@@ -54,7 +54,8 @@ static const char *index_help =
     "  --quiet          no progress bar and no summary\n"
     "  --json           the summary as one JSON object\n"
     "\n"
-    "Files are recognised by their content: PNG and JPEG images are embedded; audio\n"
+    "Files are recognised by their content: PNG, JPEG, WebP, GIF, TIFF and BMP images\n"
+    "are embedded; audio\n"
     "files (WAV, MP3, Ogg, FLAC, M4A, Matroska) are counted and skipped until an\n"
     "audio-text model exists; other files are counted and skipped. A file that\n"
     "cannot be read or decoded is reported with the reason and the run goes on.\n"
@@ -101,12 +102,10 @@ static int parse_or_help(int argc, char **argv, const cli_opt *opts, int nopts, 
 typedef enum { KIND_IMAGE, KIND_AUDIO, KIND_OTHER } file_kind;
 
 /* What a file holds, from its first bytes: the images tessera decodes (PNG,
- * JPEG), audio, or anything else (other image formats included). */
+ * JPEG, WebP, GIF, TIFF, BMP), audio, or anything else. */
 static file_kind sniff(const unsigned char *b, size_t n)
 {
-    if (n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF)
-        return KIND_IMAGE;
-    if (n >= 8 && memcmp(b, "\x89PNG\r\n\x1a\n", 8) == 0)
+    if (tsr_image_sniff(b, n))
         return KIND_IMAGE;
     if (n >= 12 && memcmp(b, "RIFF", 4) == 0 && memcmp(b + 8, "WAVE", 4) == 0)
         return KIND_AUDIO;
@@ -359,7 +358,7 @@ static void decode_one(pipeline *p, int i, slot *s)
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     s->size = sb.st_size;
     s->mtime = mtime_ns(&sb);
-    unsigned char head[16];
+    unsigned char head[32];
     ssize_t got_head = pread(fd, head, sizeof head, 0);
     file_kind k = sniff(head, got_head > 0 ? (size_t)got_head : 0);
     if (k != KIND_IMAGE) { /* nothing more to read */

@@ -15,7 +15,7 @@ static const char *embed_help =
     "L2-normalised rows; sentence-transformers models (BERT, e.g. all-MiniLM-L6-v2)\n"
     "pool and normalise as their modules.json says (--text only).\n"
     "\n"
-    "  --image         inputs are PNG or JPEG files, or folders (walked recursively,\n"
+    "  --image         inputs are image files (PNG, JPEG, WebP, GIF, TIFF, BMP), or folders (walked recursively,\n"
     "                  images found by content); a bad image is reported by name and\n"
     "                  skipped, the other rows are written, and the exit status is 1\n"
     "  --text          inputs are UTF-8 strings\n"

@@ -1,14 +1,22 @@
-/* PNG (libpng) and JPEG (libjpeg-turbo) decoding to 8-bit RGB, converted the
- * way PIL's Image.convert("RGB") converts each mode. */
+/* PNG (libpng), JPEG (libjpeg-turbo), WebP (libwebp), GIF (giflib, the
+ * first frame), TIFF (libtiff) and BMP decoding to 8-bit RGB, converted the
+ * way PIL's Image.convert("RGB") converts each mode (alpha is dropped, not
+ * composited). */
+#include <pthread.h>
 #include <setjmp.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <gif_lib.h>
 #include <jpeglib.h>
 #include <jerror.h>
 #include <png.h>
+#include <tiffio.h>
+#include <webp/decode.h>
 
 #include "tsr_cl_internal.h"
 #include "tsr_vision.h"
@@ -266,6 +274,372 @@ static tsr_status decode_jpeg(const unsigned char *data, size_t n, const char *n
     return TSR_OK;
 }
 
+/* ---- WebP ---- */
+
+static tsr_status decode_webp(const unsigned char *data, size_t n, const char *name,
+                              tsr_image **out, tsr_error *err)
+{
+    int w = 0, h = 0;
+    if (!WebPGetInfo(data, n, &w, &h))
+        return tsr_error_set(err, TSR_ERR_FORMAT, "%s: corrupt WebP (unreadable header)", name);
+    tsr_status rc = check_dims(name, (unsigned long)w, (unsigned long)h, err);
+    if (rc != TSR_OK)
+        return rc;
+    tsr_image *img = image_new(w, h);
+    if (!img)
+        return tsr_error_set(err, TSR_ERR_NOMEM, "%s: out of memory for %dx%d image", name, w, h);
+    if (!WebPDecodeRGBInto(data, n, img->rgb, (size_t)w * h * 3, w * 3)) {
+        tsr_image_free(img);
+        return tsr_error_set(err, TSR_ERR_FORMAT, "%s: corrupt WebP (cannot decode the image)",
+                             name);
+    }
+    *out = img;
+    return TSR_OK;
+}
+
+/* ---- GIF: the first frame ---- */
+
+static int gif_read_mem(GifFileType *g, GifByteType *buf, int len)
+{
+    mem_reader *r = g->UserData;
+    size_t k = r->n - r->pos < (size_t)len ? r->n - r->pos : (size_t)len;
+    memcpy(buf, r->data + r->pos, k);
+    r->pos += k;
+    return (int)k;
+}
+
+static tsr_status decode_gif(const unsigned char *data, size_t n, const char *name,
+                             tsr_image **out, tsr_error *err)
+{
+    mem_reader rd = {data, n, 0};
+    int e = 0;
+    GifFileType *g = DGifOpen(&rd, gif_read_mem, &e);
+    if (!g)
+        return tsr_error_set(err, TSR_ERR_FORMAT, "%s: corrupt GIF: %s", name, GifErrorString(e));
+    tsr_status rc = check_dims(name, (unsigned long)(g->SWidth > 0 ? g->SWidth : 0),
+                               (unsigned long)(g->SHeight > 0 ? g->SHeight : 0), err);
+    /* the first image descriptor */
+    GifRecordType rt = UNDEFINED_RECORD_TYPE;
+    int transparent = -1;
+    while (rc == TSR_OK) {
+        if (DGifGetRecordType(g, &rt) == GIF_ERROR) {
+            rc = tsr_error_set(err, TSR_ERR_FORMAT, "%s: corrupt GIF: %s", name,
+                               GifErrorString(g->Error));
+            break;
+        }
+        if (rt == IMAGE_DESC_RECORD_TYPE || rt == TERMINATE_RECORD_TYPE)
+            break;
+        if (rt == EXTENSION_RECORD_TYPE) {
+            int code = 0;
+            GifByteType *ext = NULL;
+            if (DGifGetExtension(g, &code, &ext) == GIF_ERROR) {
+                rc = tsr_error_set(err, TSR_ERR_FORMAT, "%s: corrupt GIF: %s", name,
+                                   GifErrorString(g->Error));
+                break;
+            }
+            if (code == GRAPHICS_EXT_FUNC_CODE && ext && ext[0] >= 4 && (ext[1] & 1))
+                transparent = ext[4];
+            while (ext && rc == TSR_OK) {
+                if (DGifGetExtensionNext(g, &ext) == GIF_ERROR)
+                    rc = tsr_error_set(err, TSR_ERR_FORMAT, "%s: corrupt GIF: %s", name,
+                                       GifErrorString(g->Error));
+            }
+        }
+    }
+    if (rc == TSR_OK && rt != IMAGE_DESC_RECORD_TYPE)
+        rc = tsr_error_set(err, TSR_ERR_FORMAT, "%s: GIF without an image", name);
+    if (rc == TSR_OK && DGifGetImageDesc(g) == GIF_ERROR)
+        rc = tsr_error_set(err, TSR_ERR_FORMAT, "%s: corrupt GIF: %s", name,
+                           GifErrorString(g->Error));
+    tsr_image *img = NULL;
+    unsigned char *idx = NULL;
+    if (rc == TSR_OK) {
+        int W = g->SWidth, H = g->SHeight;
+        GifImageDesc *d = &g->Image;
+        ColorMapObject *cm = d->ColorMap ? d->ColorMap : g->SColorMap;
+        if (!cm || d->Width <= 0 || d->Height <= 0 || d->Left < 0 || d->Top < 0 ||
+            d->Left + d->Width > W || d->Top + d->Height > H)
+            rc = tsr_error_set(err, TSR_ERR_FORMAT,
+                               "%s: GIF frame without colours or outside the screen", name);
+        img = rc == TSR_OK ? image_new(W, H) : NULL;
+        idx = rc == TSR_OK ? malloc((size_t)d->Width * d->Height) : NULL;
+        if (rc == TSR_OK && (!img || !idx))
+            rc = tsr_error_set(err, TSR_ERR_NOMEM, "%s: out of memory for %dx%d image", name, W,
+                               H);
+        /* rows in file order; interlaced frames store them in four passes */
+        static const int start[4] = {0, 4, 2, 1}, step[4] = {8, 8, 4, 2};
+        int passes = d->Interlace ? 4 : 1;
+        for (int p = 0; p < passes && rc == TSR_OK; p++)
+            for (int y = d->Interlace ? start[p] : 0; y < d->Height && rc == TSR_OK;
+                 y += d->Interlace ? step[p] : 1)
+                if (DGifGetLine(g, idx + (size_t)y * d->Width, d->Width) == GIF_ERROR)
+                    rc = tsr_error_set(err, TSR_ERR_FORMAT, "%s: corrupt GIF: %s", name,
+                                       GifErrorString(g->Error));
+        if (rc == TSR_OK) {
+            /* outside the frame: the background colour, as PIL fills the screen */
+            int bg = g->SBackGroundColor < cm->ColorCount ? g->SBackGroundColor : 0;
+            (void)transparent; /* PIL's convert("RGB") keeps the colour of that index */
+            for (int y = 0; y < H; y++)
+                for (int x = 0; x < W; x++) {
+                    int in = x >= d->Left && x < d->Left + d->Width && y >= d->Top &&
+                             y < d->Top + d->Height;
+                    int c = in ? idx[(size_t)(y - d->Top) * d->Width + (x - d->Left)] : bg;
+                    if (c >= cm->ColorCount)
+                        c = 0;
+                    unsigned char *o = img->rgb + ((size_t)y * W + x) * 3;
+                    o[0] = cm->Colors[c].Red;
+                    o[1] = cm->Colors[c].Green;
+                    o[2] = cm->Colors[c].Blue;
+                }
+        }
+    }
+    DGifCloseFile(g, &e);
+    free(idx);
+    if (rc != TSR_OK) {
+        tsr_image_free(img);
+        return rc;
+    }
+    *out = img;
+    return TSR_OK;
+}
+
+/* ---- TIFF ---- */
+
+typedef struct {
+    const unsigned char *data;
+    tmsize_t n, pos;
+} tiff_mem;
+
+static tmsize_t tiff_read(thandle_t h, void *buf, tmsize_t len)
+{
+    tiff_mem *m = h;
+    tmsize_t k = m->n - m->pos < len ? m->n - m->pos : len;
+    if (k < 0)
+        k = 0;
+    memcpy(buf, m->data + m->pos, (size_t)k);
+    m->pos += k;
+    return k;
+}
+
+static tmsize_t tiff_write(thandle_t h, void *buf, tmsize_t len)
+{
+    (void)h;
+    (void)buf;
+    (void)len;
+    return -1;
+}
+
+static toff_t tiff_seek(thandle_t h, toff_t off, int whence)
+{
+    tiff_mem *m = h;
+    long long base = whence == SEEK_CUR ? m->pos : whence == SEEK_END ? m->n : 0;
+    long long np = base + (long long)off;
+    if (np < 0)
+        return (toff_t)-1;
+    m->pos = (tmsize_t)np;
+    return (toff_t)np;
+}
+
+static int tiff_close(thandle_t h)
+{
+    (void)h;
+    return 0;
+}
+
+static toff_t tiff_size(thandle_t h) { return (toff_t)((tiff_mem *)h)->n; }
+
+static int tiff_map(thandle_t h, void **base, toff_t *size)
+{
+    (void)h;
+    (void)base;
+    (void)size;
+    return 0;
+}
+
+static void tiff_unmap(thandle_t h, void *base, toff_t size)
+{
+    (void)h;
+    (void)base;
+    (void)size;
+}
+
+static _Thread_local char tiff_msg[256];
+
+static void tiff_on_error(const char *module, const char *fmt, va_list ap);
+static void tiff_on_warning(const char *module, const char *fmt, va_list ap);
+static void tiff_handlers(void)
+{
+    TIFFSetErrorHandler(tiff_on_error);
+    TIFFSetWarningHandler(tiff_on_warning);
+}
+
+static void tiff_on_error(const char *module, const char *fmt, va_list ap)
+{
+    (void)module;
+    vsnprintf(tiff_msg, sizeof tiff_msg, fmt, ap);
+}
+
+static void tiff_on_warning(const char *module, const char *fmt, va_list ap)
+{
+    (void)module;
+    (void)fmt;
+    (void)ap;
+}
+
+static tsr_status decode_tiff(const unsigned char *data, size_t n, const char *name,
+                              tsr_image **out, tsr_error *err)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, tiff_handlers);
+    tiff_msg[0] = 0;
+    tiff_mem m = {data, (tmsize_t)n, 0};
+    TIFF *t = TIFFClientOpen(name, "rm", &m, tiff_read, tiff_write, tiff_seek, tiff_close,
+                             tiff_size, tiff_map, tiff_unmap);
+    if (!t)
+        return tsr_error_set(err, TSR_ERR_FORMAT, "%s: corrupt TIFF: %s", name,
+                             tiff_msg[0] ? tiff_msg : "unreadable header");
+    uint32_t w = 0, h = 0;
+    TIFFGetField(t, TIFFTAG_IMAGEWIDTH, &w);
+    TIFFGetField(t, TIFFTAG_IMAGELENGTH, &h);
+    tsr_status rc = check_dims(name, w, h, err);
+    tsr_image *img = rc == TSR_OK ? image_new((int)w, (int)h) : NULL;
+    uint32_t *raster = rc == TSR_OK ? malloc(sizeof(uint32_t) * (size_t)w * h) : NULL;
+    if (rc == TSR_OK && (!img || !raster))
+        rc = tsr_error_set(err, TSR_ERR_NOMEM, "%s: out of memory for %ux%u image", name, w, h);
+    char emsg[1024] = "";
+    if (rc == TSR_OK && !TIFFRGBAImageOK(t, emsg))
+        rc = tsr_error_set(err, TSR_ERR_UNSUPPORTED, "%s: unsupported TIFF: %s", name, emsg);
+    if (rc == TSR_OK && !TIFFReadRGBAImageOriented(t, w, h, raster, ORIENTATION_TOPLEFT, 1))
+        rc = tsr_error_set(err, TSR_ERR_FORMAT, "%s: corrupt TIFF: %s", name,
+                           tiff_msg[0] ? tiff_msg : "cannot decode the image");
+    for (size_t i = 0; rc == TSR_OK && i < (size_t)w * h; i++) {
+        img->rgb[3 * i] = (unsigned char)TIFFGetR(raster[i]);
+        img->rgb[3 * i + 1] = (unsigned char)TIFFGetG(raster[i]);
+        img->rgb[3 * i + 2] = (unsigned char)TIFFGetB(raster[i]);
+    }
+    free(raster);
+    TIFFClose(t);
+    if (rc != TSR_OK) {
+        tsr_image_free(img);
+        return rc;
+    }
+    *out = img;
+    return TSR_OK;
+}
+
+/* ---- BMP (Windows bitmaps: 1, 4, 8, 24 and 32 bits, uncompressed or bit fields) ---- */
+
+static unsigned rd16(const unsigned char *p) { return p[0] | (unsigned)p[1] << 8; }
+static uint32_t rd32(const unsigned char *p)
+{
+    return p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static int mask_shift(uint32_t m, int *bits)
+{
+    int s = 0, b = 0;
+    while (m && !(m & 1))
+        m >>= 1, s++;
+    while (m & 1)
+        m >>= 1, b++;
+    *bits = b;
+    return s;
+}
+
+static unsigned char mask_get(uint32_t v, uint32_t m, int shift, int bits)
+{
+    if (!m || !bits)
+        return 0;
+    uint32_t x = (v & m) >> shift;
+    return (unsigned char)(bits >= 8 ? x >> (bits - 8) : (x * 255 + ((1u << bits) - 1) / 2) / ((1u << bits) - 1));
+}
+
+static tsr_status decode_bmp(const unsigned char *d, size_t n, const char *name, tsr_image **out,
+                             tsr_error *err)
+{
+    if (n < 26)
+        return tsr_error_set(err, TSR_ERR_FORMAT, "%s: corrupt BMP: file too short", name);
+    uint32_t off = rd32(d + 10), hs = rd32(d + 14);
+    if (hs < 40 || 14 + (size_t)hs > n)
+        return tsr_error_set(err, TSR_ERR_UNSUPPORTED, "%s: unsupported BMP header (%u bytes)",
+                             name, hs);
+    int32_t w = (int32_t)rd32(d + 18), h = (int32_t)rd32(d + 22);
+    unsigned bpp = rd16(d + 28);
+    uint32_t comp = rd32(d + 30), ncol = rd32(d + 46);
+    int top_down = h < 0;
+    long long ah = h < 0 ? -(long long)h : h;
+    tsr_status rc = check_dims(name, w > 0 ? (unsigned long)w : 0, (unsigned long)ah, err);
+    if (rc != TSR_OK)
+        return rc;
+    if (!(comp == 0 || (comp == 3 && (bpp == 16 || bpp == 32))) ||
+        !(bpp == 1 || bpp == 4 || bpp == 8 || bpp == 16 || bpp == 24 || bpp == 32))
+        return tsr_error_set(err, TSR_ERR_UNSUPPORTED,
+                             "%s: unsupported BMP (%u bits, compression %u)", name, bpp, comp);
+    uint32_t rm = 0, gm = 0, bm = 0;
+    if (comp == 3) {
+        size_t mo = hs >= 52 ? 14 + 40 : 14 + hs; /* in the header (V4/V5), or after it */
+        if (mo + 12 > n)
+            return tsr_error_set(err, TSR_ERR_FORMAT, "%s: corrupt BMP: no bit masks", name);
+        rm = rd32(d + mo), gm = rd32(d + mo + 4), bm = rd32(d + mo + 8);
+    } else if (bpp == 16) {
+        rm = 0x7c00, gm = 0x03e0, bm = 0x001f;
+    }
+    int rb, gb, bb, rs = mask_shift(rm, &rb), gs = mask_shift(gm, &gb), bs = mask_shift(bm, &bb);
+    const unsigned char *pal = d + 14 + hs;
+    uint32_t pal_n = bpp <= 8 ? (ncol ? ncol : 1u << bpp) : 0;
+    if (pal_n > 256 || (size_t)(pal - d) + 4 * (size_t)pal_n > n)
+        return tsr_error_set(err, TSR_ERR_FORMAT, "%s: corrupt BMP: bad palette", name);
+    size_t stride = (((size_t)w * bpp + 31) / 32) * 4;
+    if (off > n || stride * (size_t)ah > n - off)
+        return tsr_error_set(err, TSR_ERR_FORMAT, "%s: corrupt BMP: pixel data cut short", name);
+    tsr_image *img = image_new(w, (int)ah);
+    if (!img)
+        return tsr_error_set(err, TSR_ERR_NOMEM, "%s: out of memory for %dx%lld image", name, w,
+                             ah);
+    for (long long y = 0; y < ah; y++) {
+        const unsigned char *row = d + off + stride * (size_t)(top_down ? y : ah - 1 - y);
+        unsigned char *o = img->rgb + (size_t)y * w * 3;
+        for (int x = 0; x < w; x++, o += 3) {
+            if (bpp <= 8) {
+                unsigned bit = (unsigned)x * bpp;
+                unsigned v = (row[bit / 8] >> (8 - bpp - bit % 8)) & ((1u << bpp) - 1);
+                if (v >= pal_n)
+                    v = 0;
+                o[0] = pal[4 * v + 2], o[1] = pal[4 * v + 1], o[2] = pal[4 * v];
+            } else if (bpp == 24) {
+                o[0] = row[3 * x + 2], o[1] = row[3 * x + 1], o[2] = row[3 * x];
+            } else if (bpp == 32 && comp == 0) {
+                o[0] = row[4 * x + 2], o[1] = row[4 * x + 1], o[2] = row[4 * x];
+            } else {
+                uint32_t v = bpp == 16 ? rd16(row + 2 * x) : rd32(row + 4 * x);
+                o[0] = mask_get(v, rm, rs, rb), o[1] = mask_get(v, gm, gs, gb),
+                o[2] = mask_get(v, bm, bs, bb);
+            }
+        }
+    }
+    *out = img;
+    return TSR_OK;
+}
+
+int tsr_image_sniff(const unsigned char *b, size_t n)
+{
+    if (n >= 8 && memcmp(b, "\x89PNG\r\n\x1a\n", 8) == 0)
+        return 1;
+    if (n >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff)
+        return 1;
+    if (n >= 12 && memcmp(b, "RIFF", 4) == 0 && memcmp(b + 8, "WEBP", 4) == 0)
+        return 1;
+    if (n >= 6 && (memcmp(b, "GIF87a", 6) == 0 || memcmp(b, "GIF89a", 6) == 0))
+        return 1;
+    if (n >= 4 && (memcmp(b, "II*\0", 4) == 0 || memcmp(b, "MM\0*", 4) == 0))
+        return 1;
+    if (n >= 18 && b[0] == 'B' && b[1] == 'M') {
+        uint32_t hs = rd32(b + 14); /* a known DIB header size */
+        return hs == 40 || hs == 52 || hs == 56 || hs == 108 || hs == 124;
+    }
+    return 0;
+}
+
 tsr_status tsr_image_load_memory(const unsigned char *data, size_t n, const char *name,
                                  tsr_image **out, tsr_error *err)
 {
@@ -275,10 +649,20 @@ tsr_status tsr_image_load_memory(const unsigned char *data, size_t n, const char
         return decode_png(data, n, name, out, err);
     if (n >= 3 && data[0] == 0xff && data[1] == 0xd8 && data[2] == 0xff)
         return decode_jpeg(data, n, name, out, err);
+    if (n >= 12 && memcmp(data, "RIFF", 4) == 0 && memcmp(data + 8, "WEBP", 4) == 0)
+        return decode_webp(data, n, name, out, err);
+    if (n >= 6 && (memcmp(data, "GIF87a", 6) == 0 || memcmp(data, "GIF89a", 6) == 0))
+        return decode_gif(data, n, name, out, err);
+    if (n >= 4 && (memcmp(data, "II*\0", 4) == 0 || memcmp(data, "MM\0*", 4) == 0))
+        return decode_tiff(data, n, name, out, err);
+    if (n >= 2 && data[0] == 'B' && data[1] == 'M')
+        return decode_bmp(data, n, name, out, err);
     if (n == 0)
         return tsr_error_set(err, TSR_ERR_FORMAT, "%s: file is empty", name);
     return tsr_error_set(err, TSR_ERR_FORMAT,
-                         "%s: not a PNG or JPEG image (unrecognised signature)", name);
+                         "%s: not a PNG, JPEG, WebP, GIF, TIFF or BMP image (unrecognised "
+                         "signature)",
+                         name);
 }
 
 tsr_status tsr_image_load_file(const char *path, tsr_image **out, tsr_error *err)

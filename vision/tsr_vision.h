@@ -37,11 +37,15 @@ typedef struct {
     unsigned char *rgb; /* (height, width, 3) */
 } tsr_image;
 
-/* PNG or JPEG, detected from the content. Errors name the file. */
+/* PNG, JPEG, WebP, GIF (the first frame), TIFF or BMP, detected from the
+ * content, as 8-bit RGB equal to Pillow's Image.open(f).convert("RGB").
+ * Errors name the file. */
 tsr_status tsr_image_load_file(const char *path, tsr_image **out, tsr_error *err);
 tsr_status tsr_image_load_memory(const unsigned char *data, size_t n, const char *name,
                                  tsr_image **out, tsr_error *err);
 void tsr_image_free(tsr_image *img);
+/* 1 when the first bytes (32 are enough) are those of a format above. */
+int tsr_image_sniff(const unsigned char *head, size_t n);
 
 /* CLIPImageProcessor settings (preprocessor_config.json); BlipImageProcessor's
  * "size": {"height": H, "width": W} resizes to exactly W x H instead (then

@@ -153,7 +153,7 @@ static void test_classify(void)
     snprintf(args, sizeof args, "classify --model " A " --labels cat,dog %s " IMG "coffee.png " IMG
              "../bad/huge.png", bad);
     rc = run(NULL, args);
-    check(rc == 1 && strstr(err_text, "not-an-image.jpg: not a PNG or JPEG") &&
+    check(rc == 1 && strstr(err_text, "not-an-image.jpg: not a PNG, JPEG, WebP, GIF, TIFF or BMP") &&
               strstr(err_text, "huge.png: image declares 60000x60000") &&
               strstr(out_text, "coffee.png"),
           "bad images reported by name, exit 1, good image still classified");
@@ -236,7 +236,7 @@ static void test_caption(void)
     write_text("not-an-image.png", "plain text", bad, sizeof bad);
     snprintf(args, sizeof args, "caption --model " BLIP " --json %s " IMG "coffee.png", bad);
     rc = run(NULL, args);
-    check(rc == 1 && strstr(err_text, "not-an-image.png: not a PNG or JPEG") &&
+    check(rc == 1 && strstr(err_text, "not-an-image.png: not a PNG, JPEG, WebP, GIF, TIFF or BMP") &&
               strstr(out_text, "\"error\"") && strstr(out_text, "coffee.png\",\"caption\""),
           "a bad image reported by name, exit 1, the good one still captioned");
     expect("caption --model " BLIP " --prompt \"$(printf 'x %.0s' $(seq 60))\" " IMG "coffee.png",

@@ -99,6 +99,53 @@ int main(void)
     }
     printf("worst case over all images: %.3f 8-bit levels\n", worst);
 
+    /* WebP, GIF, TIFF and BMP against Pillow's convert("RGB"), byte for byte;
+     * each cut in half is refused with the file's name */
+    cJSON *fm = load_json(TSR_FIXTURES "/images/formats/manifest.json");
+    int nf = 0, same = 0;
+    char ftmpl[] = "/tmp/tessera-fmt-XXXXXX";
+    char *fdir = mkdtemp(ftmpl);
+    for (const cJSON *e = fm ? fm->child : NULL; e; e = e->next) {
+        const char *image = cJSON_GetObjectItem(e, "image")->valuestring;
+        const char *expected = cJSON_GetObjectItem(e, "expected")->valuestring;
+        char p[1024], q[1024];
+        snprintf(p, sizeof p, "%s/images/formats/%s", TSR_FIXTURES, image);
+        snprintf(q, sizeof q, "%s/images/formats/%s", TSR_FIXTURES, expected);
+        tsr_image *a = NULL, *b = NULL;
+        tsr_error err = {0};
+        int ok = tsr_image_load_file(p, &a, &err) == TSR_OK;
+        ok = ok && tsr_image_load_file(q, &b, &err) == TSR_OK;
+        size_t diff = 0;
+        ok = ok && a->width == b->width && a->height == b->height;
+        for (size_t i = 0; ok && i < (size_t)a->width * a->height * 3; i++)
+            diff += a->rgb[i] != b->rgb[i];
+        ok = ok && diff == 0;
+        check(ok, "%s (Pillow mode %s): %s", image, cJSON_GetObjectItem(e, "mode")->valuestring,
+              ok ? "every byte equal to Pillow's" : err.msg[0] ? err.msg : "pixels differ");
+        nf++;
+        same += ok;
+        tsr_image_free(a);
+        tsr_image_free(b);
+        size_t n = 0;
+        unsigned char *raw = read_file(p, &n);
+        if (raw && fdir) {
+            snprintf(q, sizeof q, "%s/cut-%s", fdir, image);
+            write_file(q, raw, n / 2);
+            tsr_image *c = NULL;
+            tsr_status st = tsr_image_load_file(q, &c, &err);
+            check(st != TSR_OK && !c && strstr(err.msg, q), "%s cut in half: refused: %s", image,
+                  err.msg);
+            tsr_image_free(c);
+            remove(q);
+        }
+        free(raw);
+    }
+    if (fdir)
+        rmdir(fdir);
+    check(fm && nf >= 16 && same == nf, "%d of %d WebP, GIF, TIFF and BMP images decode as Pillow's",
+          same, nf);
+    cJSON_Delete(fm);
+
     /* bad inputs */
     char tmpl[] = "/tmp/tessera-img-XXXXXX";
     char *dir = mkdtemp(tmpl);
@@ -124,7 +171,7 @@ int main(void)
     free(jpg);
     snprintf(p, sizeof p, "%s/notes.txt", dir);
     write_file(p, "hello, not an image\n", 20);
-    expect_bad(p, TSR_ERR_FORMAT, "not a PNG or JPEG");
+    expect_bad(p, TSR_ERR_FORMAT, "not a PNG, JPEG, WebP, GIF, TIFF or BMP");
     snprintf(p, sizeof p, "%s/empty.png", dir);
     write_file(p, "", 0);
     expect_bad(p, TSR_ERR_FORMAT, "empty");
