@@ -79,7 +79,8 @@ static int walk(const char *cmd, const char *dir, int depth, cli_paths *out)
         free(p);
     }
     closedir(d);
-    qsort(here.v, (size_t)here.n, sizeof(char *), cmp_str);
+    if (here.n > 1)
+        qsort(here.v, (size_t)here.n, sizeof(char *), cmp_str);
     int bad = !ok;
     for (int i = 0; i < here.n && ok; i++) {
         struct stat lb;
