@@ -293,22 +293,6 @@ static void test_caption(void)
 }
 
 /* Bad files through the CLI: the message names the file, the exit code is 1. */
-/* A whole binary file and its length (NULL when unreadable). */
-static char *slurp_n(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    *len = 0;
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    *len = b ? fread(b, 1, (size_t)n, f) : 0;
-    fclose(f);
-    return b;
-}
-
 static void test_bad_files(void)
 {
     char args[2048], p[512], q[512];
@@ -406,7 +390,7 @@ static void test_bad_files(void)
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
     {
         size_t len = 0;
-        unsigned char *st = (unsigned char *)slurp_n(p, &len);
+        unsigned char *st = read_bytes(p, &len);
         unsigned long long hl = 0;
         for (int i = 0; st && len > 8 && i < 8; i++)
             hl |= (unsigned long long)st[i] << (8 * i);

@@ -59,27 +59,12 @@ static int exists(const char *p)
     return stat(p, &sb) == 0;
 }
 
-static unsigned char *read_all(const char *p, size_t *n)
-{
-    FILE *f = fopen(p, "rb");
-    *n = 0;
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc((size_t)len + 1);
-    *n = fread(b, 1, (size_t)len, f);
-    fclose(f);
-    return b;
-}
-
 /* delta: 0 for the fixture file itself, 1 for commit 1 of the stand-in (the
  * byte 4 from the end incremented). */
 static int same_as(const char *p, const char *ref, int delta)
 {
     size_t a, b;
-    unsigned char *x = read_all(p, &a), *y = read_all(ref, &b);
+    unsigned char *x = read_bytes(p, &a), *y = read_bytes(ref, &b);
     int same = x && y && a == b && b >= 4;
     if (same && delta)
         y[b - 4]++;
@@ -87,15 +72,6 @@ static int same_as(const char *p, const char *ref, int delta)
     free(x);
     free(y);
     return same;
-}
-
-static void write_file(const char *p, const void *d, size_t n)
-{
-    FILE *f = fopen(p, "wb");
-    if (f) {
-        fwrite(d, 1, n, f);
-        fclose(f);
-    }
 }
 
 static void path_of(char *out, size_t cap, const char *repo, const char *file)
@@ -113,7 +89,7 @@ static long log_mark(void)
 static char *log_since(long mark)
 {
     size_t n;
-    unsigned char *b = read_all(logpath, &n);
+    unsigned char *b = read_bytes(logpath, &n);
     if (!b)
         return strdup("");
     b[n] = 0;
@@ -181,7 +157,7 @@ static int all_resolves_at(const char *log, const char *repo, const char *commit
 static int build_hf_cache(const char *hub, char commit[41])
 {
     size_t n;
-    unsigned char *t = read_all(TSR_HUB_FIXTURES "/hf_cache_layout.json", &n);
+    unsigned char *t = read_bytes(TSR_HUB_FIXTURES "/hf_cache_layout.json", &n);
     if (!t)
         return 0;
     t[n] = 0;
@@ -209,13 +185,13 @@ static int build_hf_cache(const char *hub, char commit[41])
         } else if (cJSON_IsString(src)) {
             char from[600];
             snprintf(from, sizeof from, "%s/%s", MODEL, src->valuestring);
-            unsigned char *d = read_all(from, &n);
+            unsigned char *d = read_bytes(from, &n);
             ok = d != NULL;
             if (d)
-                write_file(path, d, n);
+                write_bytes(path, d, n);
             free(d);
         } else if (cJSON_IsString(text)) {
-            write_file(path, text->valuestring, strlen(text->valuestring));
+            write_bytes(path, text->valuestring, strlen(text->valuestring));
         }
     }
     cJSON_Delete(o);
@@ -298,10 +274,10 @@ int main(void)
     /* ---- verification of files already here ---- */
     path_of(p, sizeof p, "tiny", "tokenizer_config.json");
     size_t len;
-    unsigned char *d = read_all(p, &len);
+    unsigned char *d = read_bytes(p, &len);
     if (d && len > 10) {
         d[len / 2] = d[len / 2] == 'a' ? 'b' : 'a'; /* same size, different content */
-        write_file(p, d, len);
+        write_bytes(p, d, len);
     }
     free(d);
     m0 = log_mark();
@@ -326,10 +302,10 @@ int main(void)
           rc ? err_text : "");
     free(log);
     /* a .part of the right size with the wrong bytes */
-    d = read_all(p, &len);
+    d = read_bytes(p, &len);
     if (d) {
         memset(d + len / 2, 0x55, len - len / 2);
-        write_file(q, d, len);
+        write_bytes(q, d, len);
     }
     free(d);
     remove(p);
@@ -346,7 +322,7 @@ int main(void)
     admin("/admin/push/test/update");
     char stray[600];
     path_of(stray, sizeof stray, "update", "model-00001-of-00002.safetensors");
-    write_file(stray, "x", 1);
+    write_bytes(stray, "x", 1);
     rc = run(NULL, "pull --json --verbose test/update");
     json_commit(c2);
     check(first && rc == 0 && same_as(p, MODEL "/model.safetensors", 1) &&
@@ -507,7 +483,7 @@ int main(void)
     if (system(p) != 0)
         printf("mkdir failed\n");
     snprintf(p, sizeof p, "%s/hf/token", tmp);
-    write_file(p, "  s3cret\n", 9);
+    write_bytes(p, "  s3cret\n", 9);
     rc = run(NULL, "pull test/private");
     check(rc == 0, "the token from $HF_HOME/token (written by hf auth login): exit %d %s", rc,
           rc ? err_text : "");
@@ -515,13 +491,13 @@ int main(void)
     check(rc == 1 && strstr(err_text, "from HF_TOKEN"), "HF_TOKEN comes before the token file");
     remove(p);
     snprintf(p, sizeof p, "%s/elsewhere-token", tmp);
-    write_file(p, "wrong\n", 6);
+    write_bytes(p, "wrong\n", 6);
     snprintf(q, sizeof q, "HF_TOKEN_PATH=%s", p);
     rc = run(q, "pull test/private");
     check(rc == 1 && strstr(err_text, "elsewhere-token"),
           "HF_TOKEN_PATH is read, and a message names the file: %s", err_text);
     snprintf(p, sizeof p, "%s/home/.cache/huggingface/token", tmp);
-    write_file(p, "s3cret", 6);
+    write_bytes(p, "s3cret", 6);
     rc = run("-u HF_HOME", "pull test/private");
     check(rc == 0, "without HF_HOME: ~/.cache/huggingface/token (exit %d)", rc);
     remove(p);

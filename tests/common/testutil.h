@@ -141,6 +141,38 @@ TSR_UNUSED static char *slurp(const char *path)
     return b;
 }
 
+/* A whole file (NUL-terminated, *n bytes), or NULL when it cannot be read. */
+TSR_UNUSED static unsigned char *read_bytes(const char *path, size_t *n)
+{
+    *n = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = len >= 0 ? malloc((size_t)len + 1) : NULL;
+    if (b && fread(b, 1, (size_t)len, f) == (size_t)len) {
+        b[len] = 0;
+        *n = (size_t)len;
+    } else {
+        free(b);
+        b = NULL;
+    }
+    fclose(f);
+    return b;
+}
+
+TSR_UNUSED static void write_bytes(const char *path, const void *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        if (n)
+            fwrite(data, 1, n, f);
+        fclose(f);
+    }
+}
+
 /* Copies a text file, replacing the first occurrence of from (if given) by to. */
 TSR_UNUSED static void copy_text(const char *src, const char *dst, const char *from, const char *to)
 {

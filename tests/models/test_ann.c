@@ -402,14 +402,6 @@ static void test_k_beyond(const float *x, int d)
     }
 }
 
-static void write_bytes(const char *path, const void *data, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    if (n)
-        fwrite(data, 1, n, f);
-    fclose(f);
-}
-
 static void expect_read_error(const char *path, const char *what, const char *msg_part)
 {
     tsr_error err = {0};

@@ -76,16 +76,6 @@ static void test_features(const cJSON *meta)
     (void)meta;
 }
 
-static void write_file(const char *path, const void *data, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    if (f) {
-        if (n)
-            fwrite(data, 1, n, f);
-        fclose(f);
-    }
-}
-
 static void test_bad_audio(void)
 {
     char *mp3 = NULL;
@@ -100,15 +90,15 @@ static void test_bad_audio(void)
             n = 0;
         fclose(f);
     }
-    write_file("/tmp/tsr_w_empty.wav", "", 0);
-    write_file("/tmp/tsr_w_garbage.mp3", "this is not audio at all, just some text\n", 41);
-    write_file("/tmp/tsr_w_trunc.mp3", mp3, n / 2);
+    write_bytes("/tmp/tsr_w_empty.wav", "", 0);
+    write_bytes("/tmp/tsr_w_garbage.mp3", "this is not audio at all, just some text\n", 41);
+    write_bytes("/tmp/tsr_w_trunc.mp3", mp3, n / 2);
     /* a WAV header that promises data, then nothing */
     static const unsigned char hdr[44] = {'R', 'I', 'F', 'F', 36, 0, 0, 0, 'W', 'A', 'V', 'E',
                                           'f', 'm', 't', ' ', 16, 0, 0, 0, 1, 0, 1, 0,
                                           0x80, 0x3e, 0, 0, 0, 0x7d, 0, 0, 2, 0, 16, 0,
                                           'd', 'a', 't', 'a', 0, 0, 0, 0};
-    write_file("/tmp/tsr_w_nodata.wav", hdr, sizeof hdr);
+    write_bytes("/tmp/tsr_w_nodata.wav", hdr, sizeof hdr);
     struct {
         const char *path, *want;
         int ok;
@@ -202,7 +192,7 @@ static void test_bad_ct2(void)
                 str(&o, "decoder/nothing");
             }
         }
-        write_file("/tmp/tsr_bad_model.bin", o.b, o.n);
+        write_bytes("/tmp/tsr_bad_model.bin", o.b, o.n);
         tsr_st *st = NULL;
         tsr_error err = {0};
         tsr_status rc = tsr_st_open_ct2("/tmp/tsr_bad_model.bin", &st, &err);
@@ -230,7 +220,7 @@ static void test_bad_ct2(void)
     u32(&o, 1);
     str(&o, "alias");
     str(&o, "w");
-    write_file("/tmp/tsr_bad_model.bin", o.b, o.n);
+    write_bytes("/tmp/tsr_bad_model.bin", o.b, o.n);
     tsr_st *st = NULL;
     tsr_error err = {0};
     float w[4] = {0};

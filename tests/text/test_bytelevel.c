@@ -59,26 +59,6 @@ static int has_added(const unsigned char *added, const int *ids, int n)
     return 0;
 }
 
-static char *read_text(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
-        free(s);
-        s = NULL;
-    }
-    fclose(f);
-    if (s)
-        s[n] = 0;
-    *len = (size_t)n;
-    return s;
-}
-
 /* Encodes about 1 MB of the corpus's lines, joined, and prints the rate. */
 static void speed(const tsr_bytelevel *b, const char *name, char **lines, int nl)
 {
@@ -298,7 +278,7 @@ int main(void)
     tsr_status st = tsr_bytelevel_load(BPE_DIR "/small.json", &tok[0], &err);
     check(st == TSR_OK, "load small.json %s", st ? err.msg : "");
     size_t len = 0;
-    char *text = read_text(BPE_DIR "/small-legacy.json", &len);
+    char *text = (char *)read_bytes(BPE_DIR "/small-legacy.json", &len);
     st = text ? tsr_bytelevel_load_json(text, len, "small-legacy.json", &tok[1], &err)
               : TSR_ERR_IO;
     check(st == TSR_OK, "load small-legacy.json from memory %s", st ? err.msg : "");

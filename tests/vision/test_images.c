@@ -7,32 +7,6 @@
 #include "testutil.h"
 #include "tsr_vision.h"
 
-static void write_file(const char *path, const void *data, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    if (f) {
-        fwrite(data, 1, n, f);
-        fclose(f);
-    }
-}
-
-static unsigned char *read_file(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc(*n);
-    if (fread(b, 1, *n, f) != *n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    return b;
-}
-
 static void expect_bad(const char *path, tsr_status want, const char *needle)
 {
     tsr_image *img = NULL;
@@ -127,10 +101,10 @@ int main(void)
         tsr_image_free(a);
         tsr_image_free(b);
         size_t n = 0;
-        unsigned char *raw = read_file(p, &n);
+        unsigned char *raw = read_bytes(p, &n);
         if (raw && fdir) {
             snprintf(q, sizeof q, "%s/cut-%s", fdir, image);
-            write_file(q, raw, n / 2);
+            write_bytes(q, raw, n / 2);
             tsr_image *c = NULL;
             tsr_status st = tsr_image_load_file(q, &c, &err);
             check(st != TSR_OK && !c && strstr(err.msg, q), "%s cut in half: refused: %s", image,
@@ -151,29 +125,29 @@ int main(void)
     char *dir = mkdtemp(tmpl);
     char p[1024];
     size_t n = 0;
-    unsigned char *png = read_file(TSR_FIXTURES "/images/coffee.png", &n);
+    unsigned char *png = read_bytes(TSR_FIXTURES "/images/coffee.png", &n);
     snprintf(p, sizeof p, "%s/truncated.png", dir);
-    write_file(p, png, n / 2);
+    write_bytes(p, png, n / 2);
     expect_bad(p, TSR_ERR_FORMAT, "corrupt PNG");
     png[n / 2] ^= 0x55; /* flip bits inside the image data: CRC or zlib error */
     png[n / 2 + 1] ^= 0xAA;
     snprintf(p, sizeof p, "%s/corrupt.png", dir);
-    write_file(p, png, n);
+    write_bytes(p, png, n);
     expect_bad(p, TSR_ERR_FORMAT, "corrupt PNG");
     free(png);
-    unsigned char *jpg = read_file(TSR_FIXTURES "/images/chelsea.jpg", &n);
+    unsigned char *jpg = read_bytes(TSR_FIXTURES "/images/chelsea.jpg", &n);
     snprintf(p, sizeof p, "%s/truncated.jpg", dir);
-    write_file(p, jpg, n / 2);
+    write_bytes(p, jpg, n / 2);
     expect_bad(p, TSR_ERR_FORMAT, "corrupt JPEG");
     snprintf(p, sizeof p, "%s/header_only.jpg", dir);
-    write_file(p, jpg, 40);
+    write_bytes(p, jpg, 40);
     expect_bad(p, TSR_ERR_FORMAT, "corrupt JPEG");
     free(jpg);
     snprintf(p, sizeof p, "%s/notes.txt", dir);
-    write_file(p, "hello, not an image\n", 20);
+    write_bytes(p, "hello, not an image\n", 20);
     expect_bad(p, TSR_ERR_FORMAT, "not a PNG, JPEG, WebP, GIF, TIFF or BMP");
     snprintf(p, sizeof p, "%s/empty.png", dir);
-    write_file(p, "", 0);
+    write_bytes(p, "", 0);
     expect_bad(p, TSR_ERR_FORMAT, "empty");
     snprintf(p, sizeof p, "%s/missing.png", dir);
     expect_bad(p, TSR_ERR_IO, "cannot open");
