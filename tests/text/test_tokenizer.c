@@ -28,6 +28,33 @@ static int compare_ids(const tsr_tokenizer *tok, const char *text, const cJSON *
     return ok;
 }
 
+/* Lines {"text", "ids"} of a JSON-lines file that encode to their ids
+ * (max length 77); *total: how many lines there were. The first five
+ * mismatches are printed. */
+static int corpus_match(const tsr_tokenizer *tok, const char *path, int *total)
+{
+    FILE *f = fopen(path, "rb");
+    char *line = NULL;
+    size_t cap = 0;
+    int match = 0, shown = 0;
+    *total = 0;
+    while (f && getline(&line, &cap, f) > 0) {
+        cJSON *j = cJSON_Parse(line);
+        const cJSON *text = cJSON_GetObjectItem(j, "text"), *ids = cJSON_GetObjectItem(j, "ids");
+        if (cJSON_IsString(text) && cJSON_IsArray(ids)) {
+            (*total)++;
+            int ok = compare_ids(tok, text->valuestring, ids, 77, shown < 5);
+            match += ok;
+            shown += !ok;
+        }
+        cJSON_Delete(j);
+    }
+    free(line);
+    if (f)
+        fclose(f);
+    return match;
+}
+
 int main(void)
 {
     tsr_error err = {0};
@@ -40,46 +67,12 @@ int main(void)
     check(tsr_tokenizer_vocab_size(tok) == 49408 && tsr_tokenizer_bos(tok) == 49406 &&
               tsr_tokenizer_eos(tok) == 49407,
           "vocabulary of 49408 with <|startoftext|>=49406, <|endoftext|>=49407");
-    FILE *f = fopen(TSR_FIXTURES "/tokenizer_corpus.jsonl", "rb");
-    char *line = NULL;
-    size_t cap = 0;
-    int total = 0, match = 0, shown = 0;
-    while (f && getline(&line, &cap, f) > 0) {
-        cJSON *j = cJSON_Parse(line);
-        const cJSON *text = cJSON_GetObjectItem(j, "text"), *ids = cJSON_GetObjectItem(j, "ids");
-        if (cJSON_IsString(text) && cJSON_IsArray(ids)) {
-            total++;
-            int ok = compare_ids(tok, text->valuestring, ids, 77, shown < 5);
-            match += ok;
-            shown += !ok;
-        }
-        cJSON_Delete(j);
-    }
-    free(line);
-    if (f)
-        fclose(f);
+    int total = 0, match = corpus_match(tok, TSR_FIXTURES "/tokenizer_corpus.jsonl", &total);
     check(total >= 2000 && match == total, "corpus: %d of %d strings match token for token",
           match, total);
 
     /* special tokens typed inside texts (transformers' added-token matching) */
-    f = fopen(TSR_FIXTURES "/clip-tokenizer/typed_special.jsonl", "rb");
-    line = NULL;
-    cap = 0;
-    total = match = shown = 0;
-    while (f && getline(&line, &cap, f) > 0) {
-        cJSON *j = cJSON_Parse(line);
-        const cJSON *text = cJSON_GetObjectItem(j, "text"), *ids = cJSON_GetObjectItem(j, "ids");
-        if (cJSON_IsString(text) && cJSON_IsArray(ids)) {
-            total++;
-            int ok = compare_ids(tok, text->valuestring, ids, 77, shown < 5);
-            match += ok;
-            shown += !ok;
-        }
-        cJSON_Delete(j);
-    }
-    free(line);
-    if (f)
-        fclose(f);
+    match = corpus_match(tok, TSR_FIXTURES "/clip-tokenizer/typed_special.jsonl", &total);
     check(total >= 300 && match == total,
           "<|startoftext|> and <|endoftext|> typed in texts: %d of %d strings match "
           "CLIPTokenizerFast token for token",
