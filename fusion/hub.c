@@ -26,6 +26,7 @@
 #include "tsr_cl_internal.h"
 #include "tsr_fusion.h"
 #include "tsr_hash.h"
+#include "tsr_source.h"
 #include "tsr_st.h"
 
 #define MAX_META (16u << 20)
@@ -127,19 +128,13 @@ static int snapshot_complete(const char *dir, char *missing, size_t cap)
             return 1;
     }
     snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
-    FILE *f = fopen(p, "rb");
-    if (!f) {
+    if (!is_file(p)) {
         snprintf(missing, cap, "model.safetensors");
         return 0;
     }
-    char *buf = malloc(MAX_META + 1);
-    size_t n = buf ? fread(buf, 1, MAX_META, f) : 0;
-    fclose(f);
-    if (!buf)
-        return 0;
-    buf[n] = 0;
-    cJSON *root = cJSON_Parse(buf);
-    free(buf);
+    tsr_source src;
+    tsr_source_dir(&src, dir);
+    cJSON *root = tsr_src_json(&src, "model.safetensors.index.json", MAX_META, NULL);
     const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     int ok = cJSON_IsObject(map);
     if (!ok)
@@ -235,13 +230,10 @@ int tsr_model_commit(const char *dir, char out[41])
     out[0] = 0;
     char mark[4200];
     snprintf(mark, sizeof mark, "%s/%s", dir, COMPLETE_MARK);
-    FILE *f = fopen(mark, "rb");
-    if (f) {
-        char buf[4096];
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[n] = 0;
-        cJSON *o = cJSON_Parse(buf);
+    if (is_file(mark)) {
+        tsr_source src;
+        tsr_source_dir(&src, dir);
+        cJSON *o = tsr_src_json(&src, COMPLETE_MARK, 4096, NULL);
         const cJSON *c = cJSON_GetObjectItemCaseSensitive(o, "commit");
         int ok = cJSON_IsString(c) && is_commit(c->valuestring);
         if (ok)
@@ -548,6 +540,39 @@ static long retry_wait(const tsr_pull_params *p, int k, const resp_info *ri)
 
 static int retryable_status(long s) { return s == 429 || s >= 500; }
 
+/* After a failed try k of what: when a retry is left for this failure,
+ * says so, waits, and returns 1. */
+static int backoff(const tsr_pull_params *p, int k, CURLcode cc, const resp_info *ri,
+                   const char *what)
+{
+    long wait = (transient(cc) || (cc == CURLE_OK && retryable_status(ri->status)))
+                    ? retry_wait(p, k, ri)
+                    : -1;
+    if (wait < 0)
+        return 0;
+    char reason[128];
+    if (cc != CURLE_OK)
+        snprintf(reason, sizeof reason, "%s", curl_easy_strerror(cc));
+    else
+        snprintf(reason, sizeof reason, "HTTP %ld%s", ri->status,
+                 ri->status == 429 ? ", rate-limited" : "");
+    notice(p, "%s: %s; retrying in %.1f s (%d of %d)", what, reason, wait / 1000.0, k + 1,
+           p->retries);
+    sleep_ms(wait);
+    return 1;
+}
+
+/* The error once no retry is left: the transfer's, or the hub's answer. */
+static tsr_status give_up(CURLcode cc, int k, const resp_info *ri, const membuf *body,
+                          const char *repo, const char *what, const char *rev,
+                          const tsr_pull_params *p, tsr_error *err)
+{
+    if (cc != CURLE_OK)
+        return tsr_error_set(err, TSR_ERR_IO, "%s: %s (after %d retries)", what,
+                             curl_easy_strerror(cc), k);
+    return http_error(ri, body, repo, what, rev, p, err);
+}
+
 /* GET url into memory, with retries. */
 static tsr_status get_json(const char *url, const char *repo, const char *rev,
                            const tsr_pull_params *p, cJSON **out, tsr_error *err)
@@ -574,23 +599,11 @@ static tsr_status get_json(const char *url, const char *repo, const char *rev,
             free(b.data);
             return unreachable_error(cc, p, err);
         }
-        long wait = (transient(cc) || (cc == CURLE_OK && retryable_status(ri.status)))
-                        ? retry_wait(p, k, &ri)
-                        : -1;
-        if (wait >= 0) {
+        if (backoff(p, k, cc, &ri, repo)) {
             free(b.data);
-            notice(p, "%s: %s; retrying in %.1f s (%d of %d)", repo,
-                   cc != CURLE_OK ? curl_easy_strerror(cc) : (ri.status == 429 ? "HTTP 429, rate-limited" : "HTTP 5xx"),
-                   wait / 1000.0, k + 1, p->retries);
-            sleep_ms(wait);
             continue;
         }
-        tsr_status rc;
-        if (cc != CURLE_OK)
-            rc = tsr_error_set(err, TSR_ERR_IO, "%s: %s (after %d retries)", repo,
-                               curl_easy_strerror(cc), k);
-        else
-            rc = http_error(&ri, &b, repo, repo, rev, p, err);
+        tsr_status rc = give_up(cc, k, &ri, &b, repo, repo, rev, p, err);
         free(b.data);
         return rc;
     }
@@ -788,19 +801,8 @@ static tsr_status download(const char *repo, const char *commit, const sibling *
             free(s.errbody.data);
             return unreachable_error(cc, p, err);
         }
-        long wait = (transient(cc) || (cc == CURLE_OK && retryable_status(ri.status)))
-                        ? retry_wait(p, k, &ri)
-                        : -1;
-        if (wait >= 0) {
+        if (backoff(p, k, cc, &ri, file)) {
             free(s.errbody.data);
-            char reason[128];
-            if (cc != CURLE_OK)
-                snprintf(reason, sizeof reason, "%s", curl_easy_strerror(cc));
-            else
-                snprintf(reason, sizeof reason, "HTTP %ld", ri.status);
-            notice(p, "%s: %s; retrying in %.1f s (%d of %d)", file, reason, wait / 1000.0, k + 1,
-                   p->retries);
-            sleep_ms(wait);
             k++;
             continue;
         }
@@ -812,12 +814,7 @@ static tsr_status download(const char *repo, const char *commit, const sibling *
                      file, part);
         else
             snprintf(what, sizeof what, "%s", file);
-        tsr_status rc;
-        if (cc != CURLE_OK)
-            rc = tsr_error_set(err, TSR_ERR_IO, "%s: %s (after %d retries)", what,
-                               curl_easy_strerror(cc), k);
-        else
-            rc = http_error(&ri, &s.errbody, repo, what, commit, p, err);
+        tsr_status rc = give_up(cc, k, &ri, &s.errbody, repo, what, commit, p, err);
         free(s.errbody.data);
         return rc;
     }
@@ -855,16 +852,11 @@ static tsr_status select_shards(const char *dir, sibling *s, int n, tsr_error *e
 {
     char path[4200];
     snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
-    FILE *f = fopen(path, "rb");
-    char *buf = f ? malloc(MAX_META + 1) : NULL;
-    size_t len = buf ? fread(buf, 1, MAX_META, f) : 0;
-    if (f)
-        fclose(f);
-    if (!buf)
-        return tsr_error_set(err, TSR_ERR_IO, "%s: cannot read", path);
-    buf[len] = 0;
-    cJSON *root = cJSON_Parse(buf);
-    free(buf);
+    tsr_source src;
+    tsr_source_dir(&src, dir);
+    cJSON *root = tsr_src_json(&src, "model.safetensors.index.json", MAX_META, err);
+    if (!root)
+        return err ? err->code : TSR_ERR_FORMAT;
     const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     tsr_status rc = cJSON_IsObject(map) ? TSR_OK
                                         : tsr_error_set(err, TSR_ERR_FORMAT,
