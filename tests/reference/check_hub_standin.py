@@ -59,7 +59,7 @@ def main():
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, HfHubHTTPError
     print("huggingface_hub", huggingface_hub.__version__)
     cache = os.path.join(tmp, "hub")
-    ignore = ["*.bin"]
+    ignore = ["*.bin", "*escape.json"]  # the stand-in lists an unsafe path for tessera to refuse
     try:
         d = snapshot_download("test/tiny", cache_dir=cache, ignore_patterns=ignore, token=False)
         same = all(open(os.path.join(d, f), "rb").read() == open(os.path.join(MODEL, f), "rb").read()
@@ -148,11 +148,13 @@ def main():
         cdn = [l for l in lines if " cdn " in l]
         check(cdn and all("auth=0" in l for l in cdn if l.endswith("-> 200")),
               "the CDN served %d requests, none with an Authorization header" % len(cdn))
-        check(any("/api/models/test/tiny/tree/" in l for l in lines) and
+        # huggingface_hub 1.x and later list files with the tree API; 0.x from the siblings
+        tree = int(huggingface_hub.__version__.split(".")[0]) >= 1
+        check((not tree or any("/api/models/test/tiny/tree/" in l for l in lines)) and
               any("revision/refs%2Fpr%2F1" in l for l in lines) and
               any(" HEAD /test/tiny/resolve/" in l for l in lines),
-              "huggingface_hub used the revision API (refs/pr/1 percent-encoded), the tree API "
-              "and HEAD")
+              "huggingface_hub used the revision API (refs/pr/1 percent-encoded)%s and HEAD" %
+              (", the tree API" if tree else ""))
     finally:
         proc.kill()
     sys.exit(1 if failed else 0)
