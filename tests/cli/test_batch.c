@@ -41,14 +41,6 @@ static void sh(const char *fmt, const char *a, const char *b)
         printf("command failed: %s\n", cmd);
 }
 
-static int count(const char *hay, const char *needle)
-{
-    int n = 0;
-    for (const char *p = hay; (p = strstr(p, needle)); p++)
-        n++;
-    return n;
-}
-
 /* The embedding of one JSON line {"image": ..., "embedding": [...]}. */
 static int json_embedding(const char *line, float *v, int cap)
 {
@@ -91,7 +83,7 @@ int main(void)
     const char *p1 = strstr(out_text, "2-astronaut.jpg"), *p2 = strstr(out_text, "3-cut.png"),
                *p3 = strstr(out_text, "cats/1-chelsea.jpg"),
                *p4 = strstr(out_text, "cats/more/coffee.png");
-    check(rc == 1 && count(out_text, "\"predictions\"") == 3 && count(out_text, "\"error\"") == 1 &&
+    check(rc == 1 && count_str(out_text, "\"predictions\"") == 3 && count_str(out_text, "\"error\"") == 1 &&
               p1 && p2 && p3 && p4 && p1 < p2 && p2 < p3 && p3 < p4,
           "classify FOLDER: 3 images classified in name order, the cut PNG reported in its place, "
           "exit %d",
@@ -105,7 +97,7 @@ int main(void)
 
     /* every format is found in a folder by its content */
     rc = run("classify --json --model " A " --labels cat,dog " IMG "formats");
-    check(rc == 0 && count(out_text, "\"predictions\"") == 32 && strstr(out_text, "rgb24.bmp\"") &&
+    check(rc == 0 && count_str(out_text, "\"predictions\"") == 32 && strstr(out_text, "rgb24.bmp\"") &&
               strstr(out_text, "lzw.tiff\"") && strstr(out_text, "lossy.webp\"") &&
               strstr(out_text, "interlaced.gif\""),
           "a folder of WebP, GIF, TIFF, BMP and PNG files: all 32 found and classified (exit %d)",
@@ -120,7 +112,7 @@ int main(void)
     fclose(f);
     snprintf(a, sizeof a, "classify --json --model " A " --labels cat,dog,cup --lines %s", list);
     rc = run(a);
-    check(rc == 1 && count(out_text, "\"predictions\"") == 3 && strstr(err_text, "missing.jpg") &&
+    check(rc == 1 && count_str(out_text, "\"predictions\"") == 3 && strstr(err_text, "missing.jpg") &&
               strstr(err_text, "2 of 5 image(s) failed"),
           "classify --lines (files and a folder, an empty line, a missing file): exit %d, %s", rc,
           err_text);
@@ -132,7 +124,7 @@ int main(void)
     /* --strict */
     snprintf(a, sizeof a, "classify --json --strict --model " A " --labels cat,dog,cup %s", dir);
     rc = run(a);
-    check(rc == 1 && count(out_text, "\"predictions\"") == 1 && strstr(out_text, "3-cut.png") &&
+    check(rc == 1 && count_str(out_text, "\"predictions\"") == 1 && strstr(out_text, "3-cut.png") &&
               !strstr(out_text, "chelsea") && strstr(err_text, "--strict"),
           "classify --strict stops at the first bad image: exit %d", rc);
 
@@ -151,8 +143,8 @@ int main(void)
     snprintf(a, sizeof a, "classify --json --no-decode-ahead --model " A " --labels cat,dog,cup %s",
              many);
     int rc2 = run(a);
-    check(rc == 1 && rc2 == 1 && count(all, "\"predictions\"") == 44 &&
-              count(all, "\"error\"") == 1 && strcmp(out_text, all) == 0,
+    check(rc == 1 && rc2 == 1 && count_str(all, "\"predictions\"") == 44 &&
+              count_str(all, "\"error\"") == 1 && strcmp(out_text, all) == 0,
           "45 images in 3 batches, decoded ahead by a thread: byte-identical to decoding in the "
           "main thread, with the bad one in its place");
     free(all);
@@ -175,12 +167,12 @@ int main(void)
             sscanf(s + 10, "%lld, %d", &rows, &cols);
     }
     char *sidetext = slurp(side);
-    check(rc == 1 && rows == 3 && cols > 0 && sidetext && count(sidetext, "\n") == 3 &&
+    check(rc == 1 && rows == 3 && cols > 0 && sidetext && count_str(sidetext, "\n") == 3 &&
               strstr(err_text, "nowhere.png") && strstr(err_text, "3-cut.png") &&
               strstr(err_text, "2 of 5 image(s) failed"),
           "embed --out over a folder with bad files: %lld rows of %d written, %s lists %d files, "
           "exit %d",
-          rows, cols, side, sidetext ? count(sidetext, "\n") : -1, rc);
+          rows, cols, side, sidetext ? count_str(sidetext, "\n") : -1, rc);
     /* each row equals that file embedded alone */
     size_t nbytes = 0;
     unsigned char *raw = NULL;

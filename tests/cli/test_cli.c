@@ -141,9 +141,7 @@ static void test_classify(void)
 
     /* plain text output, top-k */
     rc = run(NULL, "classify --model " A " --labels cat,dog,car --top-k 2 " IMG "chelsea.jpg");
-    int shown = 0;
-    for (char *p = out_text; (p = strstr(p, "\n  0.")); p++)
-        shown++;
+    int shown = count_str(out_text, "\n  0.");
     check(rc == 0 && strstr(out_text, "chelsea.jpg") && shown == 2,
           "text output lists the top 2 labels");
 

@@ -98,14 +98,6 @@ static char *log_since(long mark)
     return s;
 }
 
-static int count(const char *hay, const char *needle)
-{
-    int n = 0;
-    for (const char *p = hay; (p = strstr(p, needle)); p++)
-        n++;
-    return n;
-}
-
 /* GET /admin/... on the stand-in. */
 static void admin(const char *path)
 {
@@ -284,7 +276,7 @@ int main(void)
     rc = run("", "pull --verbose test/tiny");
     log = log_since(m0);
     check(rc == 0 && same_as(p, MODEL "/tokenizer_config.json", 0) &&
-              count(log, "/resolve/") == 1 && strstr(err_text, "git blob id"),
+              count_str(log, "/resolve/") == 1 && strstr(err_text, "git blob id"),
           "a regular file changed here (same size) fails its git blob id and is fetched again: %s",
           err_text);
     free(log);
@@ -401,7 +393,7 @@ int main(void)
     log = log_since(m0);
     path_of(p, sizeof p, "norange", "model.safetensors");
     check(rc == 0 && same_as(p, MODEL "/model.safetensors", 0) &&
-              count(log, "cdn GET /lfs-norange/") == 3 && strstr(err_text, "cannot resume"),
+              count_str(log, "cdn GET /lfs-norange/") == 3 && strstr(err_text, "cannot resume"),
           "a CDN without Range support: the file is fetched again from the start (exit %d)", rc);
     free(log);
 
@@ -426,7 +418,7 @@ int main(void)
     m0 = log_mark();
     rc = run(NULL, "pull test/unavailable");
     log = log_since(m0);
-    check(rc == 0 && count(log, "-> 503") == 2, "503 twice, then success: exit %d", rc);
+    check(rc == 0 && count_str(log, "-> 503") == 2, "503 twice, then success: exit %d", rc);
     free(log);
     admin("/admin/reset/test/unavailable");
     snprintf(cache, sizeof cache, "%s/cache3", tmp);

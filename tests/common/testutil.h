@@ -141,6 +141,15 @@ TSR_UNUSED static char *slurp(const char *path)
     return b;
 }
 
+/* How many times needle occurs in hay (overlaps counted). */
+TSR_UNUSED static int count_str(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p++)
+        n++;
+    return n;
+}
+
 /* A whole file (NUL-terminated, *n bytes), or NULL when it cannot be read. */
 TSR_UNUSED static unsigned char *read_bytes(const char *path, size_t *n)
 {
