@@ -621,42 +621,57 @@ static tsr_status decode_bmp(const unsigned char *d, size_t n, const char *name,
     return TSR_OK;
 }
 
-int tsr_image_sniff(const unsigned char *b, size_t n)
+typedef enum { FMT_NONE, FMT_PNG, FMT_JPEG, FMT_WEBP, FMT_GIF, FMT_TIFF, FMT_BMP } image_format;
+
+/* The format from the first bytes. */
+static image_format format_of(const unsigned char *b, size_t n)
 {
     if (n >= 8 && memcmp(b, "\x89PNG\r\n\x1a\n", 8) == 0)
-        return 1;
+        return FMT_PNG;
     if (n >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff)
-        return 1;
+        return FMT_JPEG;
     if (n >= 12 && memcmp(b, "RIFF", 4) == 0 && memcmp(b + 8, "WEBP", 4) == 0)
-        return 1;
+        return FMT_WEBP;
     if (n >= 6 && (memcmp(b, "GIF87a", 6) == 0 || memcmp(b, "GIF89a", 6) == 0))
-        return 1;
+        return FMT_GIF;
     if (n >= 4 && (memcmp(b, "II*\0", 4) == 0 || memcmp(b, "MM\0*", 4) == 0))
-        return 1;
-    if (n >= 18 && b[0] == 'B' && b[1] == 'M') {
-        uint32_t hs = rd32(b + 14); /* a known DIB header size */
-        return hs == 40 || hs == 52 || hs == 56 || hs == 108 || hs == 124;
-    }
-    return 0;
+        return FMT_TIFF;
+    if (n >= 2 && b[0] == 'B' && b[1] == 'M')
+        return FMT_BMP;
+    return FMT_NONE;
+}
+
+int tsr_image_sniff(const unsigned char *b, size_t n)
+{
+    image_format f = format_of(b, n);
+    if (f != FMT_BMP)
+        return f != FMT_NONE;
+    if (n < 18)
+        return 0;
+    uint32_t hs = rd32(b + 14); /* "BM" alone is weak: also a known DIB header size */
+    return hs == 40 || hs == 52 || hs == 56 || hs == 108 || hs == 124;
 }
 
 tsr_status tsr_image_load_memory(const unsigned char *data, size_t n, const char *name,
                                  tsr_image **out, tsr_error *err)
 {
     *out = NULL;
-    static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-    if (n >= 8 && memcmp(data, png_sig, 8) == 0)
+    switch (format_of(data, n)) {
+    case FMT_PNG:
         return decode_png(data, n, name, out, err);
-    if (n >= 3 && data[0] == 0xff && data[1] == 0xd8 && data[2] == 0xff)
+    case FMT_JPEG:
         return decode_jpeg(data, n, name, out, err);
-    if (n >= 12 && memcmp(data, "RIFF", 4) == 0 && memcmp(data + 8, "WEBP", 4) == 0)
+    case FMT_WEBP:
         return decode_webp(data, n, name, out, err);
-    if (n >= 6 && (memcmp(data, "GIF87a", 6) == 0 || memcmp(data, "GIF89a", 6) == 0))
+    case FMT_GIF:
         return decode_gif(data, n, name, out, err);
-    if (n >= 4 && (memcmp(data, "II*\0", 4) == 0 || memcmp(data, "MM\0*", 4) == 0))
+    case FMT_TIFF:
         return decode_tiff(data, n, name, out, err);
-    if (n >= 2 && data[0] == 'B' && data[1] == 'M')
+    case FMT_BMP:
         return decode_bmp(data, n, name, out, err);
+    case FMT_NONE:
+        break;
+    }
     if (n == 0)
         return tsr_error_set(err, TSR_ERR_FORMAT, "%s: file is empty", name);
     return tsr_error_set(err, TSR_ERR_FORMAT,
