@@ -73,11 +73,16 @@ static int measure(tsr_model *m, tsr_session *sess, int image, int B, double sec
     float *out = malloc(sizeof(float) * (size_t)B * P);
     for (size_t i = 0; px && i < npx; i++)
         px[i] = frand();
+    /* the model's own start and end tokens, and ids inside its vocabulary */
+    const tsr_tokenizer *tok = tsr_model_tokenizer(m);
+    int bos = tok ? tsr_tokenizer_bos(tok) : 49406, eos = tok ? tsr_tokenizer_eos(tok) : 49407;
+    int V = tok ? tsr_tokenizer_vocab_size(tok) : 49408;
+    unsigned span = V > 2 && V - 2 < 49000 ? (unsigned)(V - 2) : 49000u;
     for (int b = 0; ids && b < B; b++) {
         lens[b] = T;
         for (int t = 0; t < T; t++) {
             rng = rng * 1664525u + 1013904223u;
-            ids[b * T + t] = t == 0 ? 49406 : t == T - 1 ? 49407 : (int)((rng >> 8) % 49000u);
+            ids[b * T + t] = t == 0 ? bos : t == T - 1 ? eos : (int)((rng >> 8) % span);
         }
     }
     tsr_status st = TSR_OK;

@@ -330,7 +330,14 @@ static int config_int(const char *dir, const char *file, const char *section, co
     tsr_error err = {0};
     char *text = cli_read_file(path, 1 << 20, NULL, &err);
     cJSON *root = text ? cJSON_Parse(text) : NULL;
-    const cJSON *obj = section ? cJSON_GetObjectItemCaseSensitive(root, section) : root;
+    const cJSON *obj = root; /* section: a path of object names, "a.b" */
+    for (const char *p = section; p && *p && obj;) {
+        size_t n = strcspn(p, ".");
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", (int)(n < 63 ? n : 63), p);
+        obj = cJSON_GetObjectItemCaseSensitive(obj, name);
+        p += n + (p[n] == '.');
+    }
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (cJSON_IsNumber(v) && v->valuedouble >= 2 && v->valuedouble <= hi)
         def = (int)v->valuedouble;
@@ -428,8 +435,19 @@ int cmd_tokenize(int argc, char **argv)
         free(in);
         return EXIT_RUNTIME;
     }
-    int cap = config_int(model, "config.json", "text_config", "max_position_embeddings", 77, 65536);
-    rc = print_tokens(encode_bpe, tok, tsr_tokenizer_pad(tok), cap, in, n, json, pad);
+    char cfg[4200];
+    snprintf(cfg, sizeof cfg, "%s/config.json", model);
+    int cap, pad_id = tsr_tokenizer_pad(tok);
+    if (access(cfg, F_OK) != 0) { /* open_clip's layout: its tokenizer pads with 0 */
+        tsr_tokenizer_set_openclip(tok, 1);
+        cap = config_int(model, "open_clip_config.json", "model_cfg.text_cfg", "context_length",
+                         77, 65536);
+        pad_id = 0;
+    } else {
+        cap = config_int(model, "config.json", "text_config", "max_position_embeddings", 77,
+                         65536);
+    }
+    rc = print_tokens(encode_bpe, tok, pad_id, cap, in, n, json, pad);
     tsr_tokenizer_free(tok);
     free(in);
     return rc;

@@ -25,6 +25,7 @@ typedef struct {
     float logit_scale;       /* exp'd */
     tsr_tokenizer *tok;
     tsr_preprocess_cfg pp;
+    int openclip;       /* 0: HF CLIPModel; 1: open_clip CLIP; 2: its CustomTextCLIP (text.*) */
     int pp_known;       /* from preprocessor_config.json, the caller or a random model */
     char pp_path[600];  /* for the message when it is not */
 } clip_model;
@@ -102,11 +103,245 @@ static tsr_status parse_config(tsr_model *m, const tsr_source *src, tsr_error *e
     return rc;
 }
 
+/* ---- the open_clip layout (open_clip_config.json, open_clip_model.safetensors) ---- */
+
+/* A setting of open_clip's CLIPVisionCfg / CLIPTextCfg that changes what
+ * the tower computes: accepted only at the value tessera computes. */
+typedef struct {
+    const char *key;
+    int kind;          /* 0: must be absent or null/false/0; 1: a string that must equal want */
+    const char *want;
+} oc_setting;
+
+static const oc_setting oc_vision_fixed[] = {
+    {"timm_model_name", 0, NULL}, {"ls_init_value", 0, NULL},   {"attentional_pool", 0, NULL},
+    {"no_ln_pre", 0, NULL},       {"final_ln_after_pool", 0, NULL}, {"output_tokens", 0, NULL},
+    {"pool_type", 1, "tok"},      {"pos_embed_type", 1, "learnable"}, {"block_type", 1, "default"},
+    {"qk_norm", 0, NULL},         {"scaled_cosine_attn", 0, NULL}, {"scale_heads", 0, NULL},
+    {"scale_attn_inner", 0, NULL}, {"scale_attn", 0, NULL},     {"scale_fc", 0, NULL},
+    {"act_kwargs", 0, NULL},      {NULL, 0, NULL}};
+static const oc_setting oc_text_fixed[] = {
+    {"hf_model_name", 0, NULL},   {"ls_init_value", 0, NULL},   {"embed_cls", 0, NULL},
+    {"no_causal_mask", 0, NULL},  {"final_ln_after_pool", 0, NULL}, {"proj_bias", 0, NULL},
+    {"pool_type", 1, "argmax"},   {"proj_type", 1, "linear"},   {"block_type", 1, "default"},
+    {"qk_norm", 0, NULL},         {"scaled_cosine_attn", 0, NULL}, {"scale_heads", 0, NULL},
+    {"scale_attn_inner", 0, NULL}, {"scale_attn", 0, NULL},     {"scale_fc", 0, NULL},
+    {"act_kwargs", 0, NULL},      {"hf_tokenizer_name", 0, NULL}, {"tokenizer_kwargs", 0, NULL},
+    {NULL, 0, NULL}};
+
+static int oc_refuse(tsr_cfg_reader *r, const oc_setting *fixed)
+{
+    for (int i = 0; fixed[i].key && !r->bad; i++) {
+        const cJSON *it = cJSON_GetObjectItemCaseSensitive(r->obj, fixed[i].key);
+        int ok = !it || cJSON_IsNull(it) || cJSON_IsFalse(it) ||
+                 (cJSON_IsNumber(it) && it->valuedouble == 0);
+        if (fixed[i].kind == 1)
+            ok = !it || cJSON_IsNull(it) ||
+                 (cJSON_IsString(it) && strcmp(it->valuestring, fixed[i].want) == 0);
+        if (!ok) {
+            char *v = cJSON_PrintUnformatted(it);
+            tsr_error_set(r->err, TSR_ERR_UNSUPPORTED,
+                          "%s: %s.%s = %s is not supported (tessera loads open_clip's standard "
+                          "ViT CLIP towers)",
+                          r->path, r->section, fixed[i].key, v ? v : "?");
+            free(v);
+            r->bad = 1;
+        }
+    }
+    return !r->bad;
+}
+
+/* open_clip's mlp_ratio: the MLP is int(width * mlp_ratio) wide. */
+static int oc_mlp(tsr_cfg_reader *r, int width)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(r->obj, "mlp_ratio");
+    if (!it || r->bad)
+        return 4 * width;
+    if (!cJSON_IsNumber(it) || !(it->valuedouble > 0 && it->valuedouble <= 64)) {
+        tsr_error_set(r->err, TSR_ERR_FORMAT, "%s: %s.mlp_ratio must be a number in (0, 64]",
+                      r->path, r->section);
+        r->bad = 1;
+        return 4 * width;
+    }
+    return (int)(width * it->valuedouble);
+}
+
+/* LayerNorm's eps: norm_kwargs.eps, else PyTorch's 1e-5. */
+static float oc_eps(tsr_cfg_reader *r)
+{
+    tsr_cfg_reader n = *r;
+    n.obj = cJSON_GetObjectItemCaseSensitive(r->obj, "norm_kwargs");
+    if (!n.obj)
+        return 1e-5f;
+    float eps = tsr_cfg_float(&n, "eps", 1e-5f);
+    r->bad |= n.bad;
+    return eps;
+}
+
+/* An int or a [h, w] pair with h == w (image_size). */
+static int oc_square(tsr_cfg_reader *r, const char *key, int def)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(r->obj, key);
+    if (cJSON_IsArray(it) && cJSON_GetArraySize(it) == 2) {
+        const cJSON *h = cJSON_GetArrayItem(it, 0), *w = cJSON_GetArrayItem(it, 1);
+        if (cJSON_IsNumber(h) && cJSON_IsNumber(w) && h->valuedouble == w->valuedouble &&
+            h->valuedouble >= 1 && h->valuedouble <= 4096)
+            return (int)h->valuedouble;
+        if (!r->bad)
+            tsr_error_set(r->err, TSR_ERR_UNSUPPORTED,
+                          "%s: %s.%s: only square sizes are supported", r->path, r->section, key);
+        r->bad = 1;
+        return def;
+    }
+    return tsr_cfg_int(r, key, def, 1, 4096);
+}
+
+/* open_clip's preprocess_cfg: mean, std, bicubic, and "shortest" (resize the
+ * shorter side, centre crop) or "squash" (resize to the square). */
+static void oc_preprocess(clip_model *c, const cJSON *pp, tsr_cfg_reader *r)
+{
+    static const float mean0[3] = {0.48145466f, 0.4578275f, 0.40821073f};
+    static const float std0[3] = {0.26862954f, 0.26130258f, 0.27577711f};
+    int size = c->vit.image_size;
+    c->pp = tsr_preprocess_cfg_default(size);
+    c->pp.crop_half_even = 1; /* torchvision's CenterCrop rounds the offset */
+    memcpy(c->pp.mean, mean0, sizeof mean0);
+    memcpy(c->pp.std, std0, sizeof std0);
+    c->pp_known = 1;
+    if (!pp || r->bad)
+        return;
+    const char *names[2] = {"mean", "std"};
+    float *dst[2] = {c->pp.mean, c->pp.std};
+    for (int k = 0; k < 2 && !r->bad; k++) {
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(pp, names[k]);
+        if (!a)
+            continue;
+        int n = cJSON_GetArraySize(a), ok = cJSON_IsArray(a) && (n == 3 || n == 1);
+        for (int i = 0; ok && i < 3; i++) {
+            const cJSON *v = cJSON_GetArrayItem(a, n == 1 ? 0 : i);
+            ok = cJSON_IsNumber(v) && isfinite(v->valuedouble) && (k == 0 || v->valuedouble > 0);
+            if (ok)
+                dst[k][i] = (float)v->valuedouble;
+        }
+        if (!ok) {
+            tsr_error_set(r->err, TSR_ERR_FORMAT,
+                          "%s: preprocess_cfg.%s must be 3 finite numbers%s", r->path, names[k],
+                          k ? ", all positive" : "");
+            r->bad = 1;
+        }
+    }
+    const cJSON *interp = cJSON_GetObjectItemCaseSensitive(pp, "interpolation");
+    const cJSON *mode = cJSON_GetObjectItemCaseSensitive(pp, "resize_mode");
+    if (!r->bad && interp && !(cJSON_IsString(interp) && strcmp(interp->valuestring, "bicubic") == 0)) {
+        tsr_error_set(r->err, TSR_ERR_UNSUPPORTED,
+                      "%s: preprocess_cfg.interpolation: only \"bicubic\" is supported", r->path);
+        r->bad = 1;
+    }
+    if (!r->bad && mode && cJSON_IsString(mode) && strcmp(mode->valuestring, "squash") == 0) {
+        c->pp.shortest_edge = 0;
+        c->pp.resize_w = c->pp.resize_h = size;
+    } else if (!r->bad && mode &&
+               !(cJSON_IsString(mode) && strcmp(mode->valuestring, "shortest") == 0)) {
+        tsr_error_set(r->err, TSR_ERR_UNSUPPORTED,
+                      "%s: preprocess_cfg.resize_mode: only \"shortest\" and \"squash\" are "
+                      "supported",
+                      r->path);
+        r->bad = 1;
+    }
+}
+
+/* open_clip_config.json: {"model_cfg": {embed_dim, quick_gelu, custom_text,
+ * vision_cfg, text_cfg}, "preprocess_cfg": {...}}, with open_clip's defaults. */
+static tsr_status parse_openclip_config(tsr_model *m, const tsr_source *src, tsr_error *err)
+{
+    clip_model *c = CLIP(m);
+    char path[4200];
+    tsr_src_path(src, "open_clip_config.json", path, sizeof path);
+    cJSON *root = tsr_src_json(src, "open_clip_config.json", 1 << 20, err);
+    if (!root)
+        return err->code;
+    const cJSON *mc = cJSON_GetObjectItemCaseSensitive(root, "model_cfg");
+    tsr_cfg_reader r = {mc, path, "model_cfg", err, 0};
+    if (!cJSON_IsObject(mc)) {
+        tsr_error_set(err, TSR_ERR_FORMAT, "%s: no \"model_cfg\" object", path);
+        r.bad = 1;
+    }
+    int proj = tsr_cfg_int(&r, "embed_dim", 512, 1, 16384);
+    const cJSON *qg = cJSON_GetObjectItemCaseSensitive(mc, "quick_gelu");
+    tsr_act act = cJSON_IsTrue(qg) ? TSR_ACT_QUICK_GELU : TSR_ACT_GELU;
+    c->openclip = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(mc, "custom_text")) ? 2 : 1;
+    if (!r.bad && cJSON_GetObjectItemCaseSensitive(mc, "multimodal_cfg")) {
+        tsr_error_set(err, TSR_ERR_UNSUPPORTED,
+                      "%s: a CoCa checkpoint (model_cfg.multimodal_cfg); tessera does not load "
+                      "CoCa yet",
+                      path);
+        r.bad = 1;
+    }
+    if (!r.bad && cJSON_GetObjectItemCaseSensitive(mc, "init_logit_bias")) {
+        tsr_error_set(err, TSR_ERR_UNSUPPORTED,
+                      "%s: model_cfg.init_logit_bias: a SigLIP checkpoint (sigmoid scores); "
+                      "tessera does not load SigLIP yet",
+                      path);
+        r.bad = 1;
+    }
+    r.obj = cJSON_GetObjectItemCaseSensitive(mc, "text_cfg");
+    r.section = "model_cfg.text_cfg";
+    oc_refuse(&r, oc_text_fixed);
+    c->txt.vocab = tsr_cfg_int(&r, "vocab_size", 49408, 1, 1 << 22);
+    c->txt.max_pos = tsr_cfg_int(&r, "context_length", 77, 2, 1 << 16);
+    int td = tsr_cfg_int(&r, "width", 512, 1, 16384);
+    int th = tsr_cfg_int(&r, "heads", 8, 1, 1024);
+    int tl = tsr_cfg_int(&r, "layers", 12, 0, 256);
+    int tf = oc_mlp(&r, td);
+    float teps = oc_eps(&r);
+    r.obj = cJSON_GetObjectItemCaseSensitive(mc, "vision_cfg");
+    r.section = "model_cfg.vision_cfg";
+    const cJSON *layers = cJSON_GetObjectItemCaseSensitive(r.obj, "layers");
+    if (!r.bad && cJSON_IsArray(layers)) {
+        tsr_error_set(err, TSR_ERR_UNSUPPORTED,
+                      "%s: vision_cfg.layers is a list: a ResNet image tower, which tessera does "
+                      "not load (ViT towers only)",
+                      path);
+        r.bad = 1;
+    }
+    oc_refuse(&r, oc_vision_fixed);
+    int vd = tsr_cfg_int(&r, "width", 768, 1, 16384);
+    int hw = tsr_cfg_int(&r, "head_width", 64, 1, 16384);
+    int vl = tsr_cfg_int(&r, "layers", 12, 0, 256);
+    int vf = oc_mlp(&r, vd);
+    int image = oc_square(&r, "image_size", 224);
+    int patch = oc_square(&r, "patch_size", 16);
+    float veps = oc_eps(&r);
+    if (!r.bad && (vd % hw)) {
+        tsr_error_set(err, TSR_ERR_FORMAT, "%s: vision_cfg.width %d is not a multiple of head_width %d",
+                      path, vd, hw);
+        r.bad = 1;
+    }
+    int vh = hw > 0 && vd % hw == 0 ? vd / hw : 1;
+    c->txt.eos_id = -1; /* set from the tokenizer: open_clip pools at its end token */
+    if (!r.bad) {
+        build_towers(c, image, patch, vd, vl, vh, vf, td, tl, th, tf, proj, veps, teps, act, act);
+        if (patch > image) {
+            tsr_error_set(err, TSR_ERR_FORMAT, "%s: patch_size %d exceeds image_size %d", path,
+                          patch, image);
+            r.bad = 1;
+        }
+    }
+    r.section = "preprocess_cfg";
+    oc_preprocess(c, cJSON_GetObjectItemCaseSensitive(root, "preprocess_cfg"), &r);
+    cJSON_Delete(root);
+    if (r.bad)
+        return err->code;
+    tsr_status rc = tsr_enc_cfg_check(&c->txt.enc.layer, path, err);
+    TSR_TRY(rc, tsr_enc_cfg_check(&c->vit.enc.layer, path, err));
+    return rc;
+}
+
 /* ---- the HF CLIPModel tensor table ---- */
 
 enum { OBJ_TXT, OBJ_TXT_L, OBJ_VIT, OBJ_VIT_L };
 /* symbolic dimensions (0 ends a shape) */
-enum { TD = 1, TF, TV, TPOS, P, VD, VF, VC, VPATCH, VNP1 };
+enum { TD = 1, TF, TV, TPOS, P, VD, VF, VC, VPATCH, VNP1, TD3, VD3 };
 
 static int64_t clip_dim(const void *cfg, int code)
 {
@@ -122,6 +357,8 @@ static int64_t clip_dim(const void *cfg, int code)
     case VC: return c->vit.channels;
     case VPATCH: return c->vit.patch;
     case VNP1: return tsr_vit_seq_len(&c->vit);
+    case TD3: return 3 * (int64_t)c->txt.enc.layer.dim;
+    case VD3: return 3 * (int64_t)c->vit.enc.layer.dim;
     }
     return -1;
 }
@@ -167,6 +404,42 @@ static const tsr_wrow clip_table[] = {
     {"visual_projection.weight", NULL, OBJ_VIT, VW(enc.proj), 0, 0, {P, VD}, LIN},
 };
 
+/* open_clip's names: nn.MultiheadAttention's stacked in_proj, c_fc/c_proj,
+ * and the projections stored (width, embed_dim) for `x @ proj`. */
+#define OC_LAYER(pfx, obj, D, D3, F)                                                       \
+    {pfx ".attn.in_proj_weight", NULL, obj, LW(qkv_w), 0, 0, {D3, D}, LIN},               \
+    {pfx ".attn.in_proj_bias", NULL, obj, LW(qkv_b), 0, 0, {D3}, 0},                      \
+    {pfx ".attn.out_proj.weight", NULL, obj, LW(o_w), 0, 0, {D, D}, LIN},                 \
+    {pfx ".attn.out_proj.bias", NULL, obj, LW(o_b), 0, 0, {D}, 0},                        \
+    {pfx ".ln_1.weight", NULL, obj, LW(ln1_g), 0, 0, {D}, 0},                             \
+    {pfx ".ln_1.bias", NULL, obj, LW(ln1_b), 0, 0, {D}, 0},                               \
+    {pfx ".ln_2.weight", NULL, obj, LW(ln2_g), 0, 0, {D}, 0},                             \
+    {pfx ".ln_2.bias", NULL, obj, LW(ln2_b), 0, 0, {D}, 0},                               \
+    {pfx ".mlp.c_fc.weight", NULL, obj, LW(fc1_w), 0, 0, {F, D}, LIN},                    \
+    {pfx ".mlp.c_fc.bias", NULL, obj, LW(fc1_b), 0, 0, {F}, 0},                           \
+    {pfx ".mlp.c_proj.weight", NULL, obj, LW(fc2_w), 0, 0, {D, F}, LIN},                  \
+    {pfx ".mlp.c_proj.bias", NULL, obj, LW(fc2_b), 0, 0, {D}, 0}
+#define OC_TEXT(t)                                                                          \
+    {t "token_embedding.weight", NULL, OBJ_TXT, TW(tok), 0, 0, {TV, TD}, 0},                 \
+    {t "positional_embedding", NULL, OBJ_TXT, TW(pos), 0, 0, {TPOS, TD}, 0},                 \
+    OC_LAYER(t "transformer.resblocks.%d", OBJ_TXT_L, TD, TD3, TF),                          \
+    {t "ln_final.weight", NULL, OBJ_TXT, TW(enc.fin_g), 0, 0, {TD}, 0},                      \
+    {t "ln_final.bias", NULL, OBJ_TXT, TW(enc.fin_b), 0, 0, {TD}, 0},                        \
+    {t "text_projection", NULL, OBJ_TXT, TW(enc.proj), 0, 0, {TD, P}, LIN | TSR_W_T}
+#define OC_VISION                                                                           \
+    {"visual.class_embedding", NULL, OBJ_VIT, VW(cls), 0, 0, {VD}, 0},                       \
+    {"visual.conv1.weight", NULL, OBJ_VIT, VW(patch_w), 0, 0, {VD, VC, VPATCH, VPATCH}, LIN}, \
+    {"visual.positional_embedding", NULL, OBJ_VIT, VW(pos), 0, 0, {VNP1, VD}, 0},            \
+    {"visual.ln_pre.weight", NULL, OBJ_VIT, VW(enc.pre_g), 0, 0, {VD}, 0},                   \
+    {"visual.ln_pre.bias", NULL, OBJ_VIT, VW(enc.pre_b), 0, 0, {VD}, 0},                     \
+    OC_LAYER("visual.transformer.resblocks.%d", OBJ_VIT_L, VD, VD3, VF),                     \
+    {"visual.ln_post.weight", NULL, OBJ_VIT, VW(enc.fin_g), 0, 0, {VD}, 0},                  \
+    {"visual.ln_post.bias", NULL, OBJ_VIT, VW(enc.fin_b), 0, 0, {VD}, 0},                    \
+    {"visual.proj", NULL, OBJ_VIT, VW(enc.proj), 0, 0, {VD, P}, LIN | TSR_W_T}
+static const tsr_wrow openclip_table[] = {OC_TEXT(""), OC_VISION};
+static const tsr_wrow openclip_custom_table[] = {OC_TEXT("text."), OC_VISION};
+#define N_ROWS(t) (int)(sizeof t / sizeof t[0])
+
 /* Uploads the table's weights (random ones when st is NULL). */
 static tsr_status load_weights(tsr_model *m, const tsr_st *st, uint64_t *rng, tsr_error *err)
 {
@@ -177,8 +450,12 @@ static tsr_status load_weights(tsr_model *m, const tsr_st *st, uint64_t *rng, ts
         return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
     c->vit_w.enc.layers = c->layers;
     c->txt_w.enc.layers = c->layers + vl;
-    tsr_wtable t = {clip_table,
-                    (int)(sizeof clip_table / sizeof clip_table[0]),
+    tsr_wtable t = {c->openclip == 2   ? openclip_custom_table
+                    : c->openclip == 1 ? openclip_table
+                                       : clip_table,
+                    c->openclip == 2   ? N_ROWS(openclip_custom_table)
+                    : c->openclip == 1 ? N_ROWS(openclip_table)
+                                       : N_ROWS(clip_table),
                     {{&c->txt_w, 0, 1},
                      {c->txt_w.enc.layers, sizeof(tsr_enc_weights), tl},
                      {&c->vit_w, 0, 1},
@@ -223,7 +500,28 @@ static tsr_status load_tokenizer(tsr_model *m, const tsr_source *src, tsr_error 
 
 static int clip_detect(const tsr_source *src, const cJSON *config)
 {
-    return tsr_model_type_is(config, "clip");
+    return tsr_model_type_is(config, "clip") ||
+           (!config && tsr_src_exists(src, "open_clip_config.json"));
+}
+
+/* open_clip's tokenizer files: those of the repository (vocab.json and
+ * merges.txt, or tokenizer.json), encoding as open_clip's SimpleTokenizer. */
+static tsr_status load_openclip_tokenizer(tsr_model *m, const tsr_source *src, tsr_error *err)
+{
+    clip_model *c = CLIP(m);
+    if (!tsr_src_exists(src, "tokenizer.json") && !tsr_src_exists(src, "vocab.json"))
+        return tsr_error_set(
+            err, TSR_ERR_FORMAT,
+            "%s: no tokenizer (tokenizer.json, or vocab.json and merges.txt); open_clip uses "
+            "its built-in CLIP tokenizer for this model: copy vocab.json and merges.txt from "
+            "openai/clip-vit-base-patch32 into the directory",
+            m->name);
+    tsr_status rc = load_tokenizer(m, src, err);
+    if (rc == TSR_OK)
+        tsr_tokenizer_set_openclip(c->tok, 1);
+    if (rc == TSR_OK) /* open_clip pools at the highest id, its end token */
+        c->txt.eos_id = tsr_tokenizer_eos(c->tok);
+    return rc;
 }
 
 static tsr_status clip_load(tsr_model *m, const tsr_source *src, tsr_error *err)
@@ -232,11 +530,18 @@ static tsr_status clip_load(tsr_model *m, const tsr_source *src, tsr_error *err)
         return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
     clip_model *c = CLIP(m);
     tsr_st *st = NULL;
-    tsr_status rc = parse_config(m, src, err);
-    TSR_TRY(rc, load_tokenizer(m, src, err));
-    TSR_TRY(rc, tsr_src_preprocess(src, c->vit.image_size, 0, &c->pp, err));
-    c->pp_known = tsr_src_exists(src, "preprocessor_config.json");
-    tsr_src_path(src, "preprocessor_config.json", c->pp_path, sizeof c->pp_path);
+    tsr_status rc;
+    if (!tsr_src_exists(src, "config.json")) { /* detect() saw open_clip_config.json */
+        rc = parse_openclip_config(m, src, err);
+        TSR_TRY(rc, load_openclip_tokenizer(m, src, err));
+        tsr_src_path(src, "open_clip_config.json", c->pp_path, sizeof c->pp_path);
+    } else {
+        rc = parse_config(m, src, err);
+        TSR_TRY(rc, load_tokenizer(m, src, err));
+        TSR_TRY(rc, tsr_src_preprocess(src, c->vit.image_size, 0, &c->pp, err));
+        c->pp_known = tsr_src_exists(src, "preprocessor_config.json");
+        tsr_src_path(src, "preprocessor_config.json", c->pp_path, sizeof c->pp_path);
+    }
     TSR_TRY(rc, tsr_st_open_source(src, &st, err));
     TSR_TRY(rc, load_weights(m, st, NULL, err));
     TSR_TRY(rc, read_logit_scale(m, st, err));

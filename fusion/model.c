@@ -29,7 +29,7 @@ static const tsr_family *family_of(const tsr_source *src, tsr_error *err)
         root = tsr_src_json(src, "config.json", 8u << 20, err);
         if (!root)
             return NULL;
-    } else if (!tsr_src_exists(src, "model.bin")) {
+    } else if (!tsr_src_exists(src, "model.bin") && !tsr_src_exists(src, "open_clip_config.json")) {
         tsr_error_set(err, TSR_ERR_IO, "%s/config.json: cannot open (not a model directory)",
                       src->label);
         return NULL;

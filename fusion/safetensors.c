@@ -247,11 +247,18 @@ tsr_status tsr_st_open_source(const tsr_source *src, tsr_st **out, tsr_error *er
     *out = NULL;
     char path[4200];
     tsr_src_path(src, "model.safetensors.index.json", path, sizeof path);
-    if (tsr_src_exists(src, "model.safetensors")) {
+    /* one file: transformers' name, else open_clip's (a directory with both
+     * layouts, as LAION's, has a config.json and loads the first) */
+    const char *single = tsr_src_exists(src, "model.safetensors") ? "model.safetensors"
+                         : !tsr_src_exists(src, "model.safetensors.index.json") &&
+                                 tsr_src_exists(src, "open_clip_model.safetensors")
+                             ? "open_clip_model.safetensors"
+                             : NULL;
+    if (single) {
         tsr_st *st = calloc(1, sizeof *st);
         if (!st)
             return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-        tsr_status rc = add_file(st, src, "model.safetensors", err);
+        tsr_status rc = add_file(st, src, single, err);
         if (rc != TSR_OK) {
             tsr_st_close(st);
             return rc;
@@ -262,6 +269,16 @@ tsr_status tsr_st_open_source(const tsr_source *src, tsr_st **out, tsr_error *er
     if (!tsr_src_exists(src, "model.safetensors.index.json")) {
         char bin[4200];
         tsr_src_path(src, "pytorch_model.bin", bin, sizeof bin);
+        if (tsr_src_exists(src, "open_clip_pytorch_model.bin")) {
+            tsr_src_path(src, "open_clip_pytorch_model.bin", bin, sizeof bin);
+            return tsr_error_set(
+                err, TSR_ERR_UNSUPPORTED,
+                "%s: PyTorch pickle checkpoints are refused, because loading a pickle can run "
+                "arbitrary code. Convert it once with Python: import torch, safetensors.torch; "
+                "safetensors.torch.save_file(torch.load(F, weights_only=True), "
+                "DIR + '/open_clip_model.safetensors')",
+                bin);
+        }
         if (tsr_src_exists(src, "pytorch_model.bin"))
             return tsr_error_set(
                 err, TSR_ERR_UNSUPPORTED,

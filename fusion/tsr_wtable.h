@@ -30,6 +30,8 @@ enum {
     TSR_W_LINEAR = 1,   /* a linear layer's weight (N, K...), in the layout tsr_linear uses */
     TSR_W_OPTIONAL = 2, /* absent from the checkpoint: zeros (Whisper's bias-free k_proj) */
     TSR_W_ROW0 = 4,     /* only the first row is kept (BERT's token type 0) */
+    TSR_W_T = 8,        /* a 2-D tensor stored (K, N), as open_clip's `x @ proj`: its
+                           dims are the stored shape, and it is transposed to (N, K) */
 };
 
 typedef struct {

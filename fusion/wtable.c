@@ -171,6 +171,17 @@ static tsr_status load_row(loader *l, const tsr_wrow *r, int layer, tsr_error *e
     }
     size_t rows = (size_t)want[0], cols = (size_t)numel / rows;
     const float *data = l->stage;
+    if ((r->flags & TSR_W_T) && nd == 2) { /* (K, N) to (N, K), through the stack buffer */
+        if ((rc = grow(&l->stack, &l->stack_cap, (size_t)numel, err)) != TSR_OK)
+            return rc;
+        for (size_t i = 0; i < rows; i++)
+            for (size_t j = 0; j < cols; j++)
+                l->stack[j * rows + i] = l->stage[i * cols + j];
+        memcpy(l->stage, l->stack, sizeof(float) * (size_t)numel);
+        size_t t = rows;
+        rows = cols;
+        cols = t;
+    }
     if (r->flags & TSR_W_ROW0)
         numel = cols, rows = 1;
     int parts = r->parts > 1 ? r->parts : 1;

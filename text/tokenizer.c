@@ -18,6 +18,7 @@ struct tsr_tokenizer {
     tsr_pair_map merges;
     int byte_id[256], byte_eow_id[256];
     int bos, eos, pad, vocab_size;
+    int openclip; /* tsr_tokenizer_set_openclip */
 };
 
 static tsr_status finish_load(tsr_tokenizer *t, const char *src, tsr_error *err)
@@ -233,6 +234,7 @@ int tsr_tokenizer_bos(const tsr_tokenizer *t) { return t->bos; }
 int tsr_tokenizer_eos(const tsr_tokenizer *t) { return t->eos; }
 int tsr_tokenizer_pad(const tsr_tokenizer *t) { return t->pad; }
 int tsr_tokenizer_vocab_size(const tsr_tokenizer *t) { return t->vocab_size; }
+void tsr_tokenizer_set_openclip(tsr_tokenizer *t, int on) { t->openclip = on; }
 
 /* ---- encoding ---- */
 
@@ -279,7 +281,8 @@ tsr_status tsr_tokenizer_encode(const tsr_tokenizer *t, const char *text, int ma
         return tsr_error_set(err, TSR_ERR_INVALID_ARG,
                              "text is not valid UTF-8 (bad byte 0x%02x at offset %zu)",
                              s[bad], bad);
-    utf8proc_uint8_t *nfc = utf8proc_NFC(s);
+    utf8proc_uint8_t *nfc =
+        t->openclip ? (utf8proc_uint8_t *)tsr_openclip_clean(text) : utf8proc_NFC(s);
     if (!nfc)
         return tsr_error_set(err, TSR_ERR_NOMEM, "out of memory normalising text");
     size_t nlen = strlen((char *)nfc);
@@ -320,9 +323,11 @@ tsr_status tsr_tokenizer_encode(const tsr_tokenizer *t, const char *text, int ma
         free(sym);
         return tsr_error_set(err, TSR_ERR_NOMEM, "out of memory tokenizing text");
     }
-    static const char *const special[2] = {"<|startoftext|>", "<|endoftext|>"};
-    for (size_t i = 0; i + 13 <= nc; i++) {
-        if (cps[i] != '<' || cps[i + 1] != '|')
+    static const char *const hf_special[2] = {"<|startoftext|>", "<|endoftext|>"};
+    static const char *const oc_special[2] = {"<start_of_text>", "<end_of_text>"};
+    const char *const *special = t->openclip ? oc_special : hf_special;
+    for (size_t i = 0; i + 13 <= nc; i++) { /* both spellings are 15 and 13 long */
+        if (cps[i] != '<')
             continue;
         for (int k = 0; k < 2 && !sp[i]; k++) {
             size_t L = strlen(special[k]), q = 0;
@@ -368,7 +373,7 @@ tsr_status tsr_tokenizer_encode(const tsr_tokenizer *t, const char *text, int ma
                 j = i + 1;
             } else {
                 while (j < nc && !tsr_is_ws(cps[j]) && !is_letter(cps[j]) && !is_number(cps[j]) &&
-                       (j == i || !sp[j]))
+                       (j == i || t->openclip || !sp[j]))
                     j++;
             }
         }

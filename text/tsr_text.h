@@ -54,6 +54,12 @@ int tsr_tokenizer_bos(const tsr_tokenizer *tok);
 int tsr_tokenizer_eos(const tsr_tokenizer *tok);
 int tsr_tokenizer_pad(const tsr_tokenizer *tok);
 int tsr_tokenizer_vocab_size(const tsr_tokenizer *tok);
+/* on 1: encode as open_clip's SimpleTokenizer instead of CLIPTokenizerFast:
+ * the text cleaned as open_clip cleans it (ftfy.fix_text without its mojibake
+ * repair, html.unescape twice, strip, whitespace runs to one space, Python's
+ * lower()), and "<start_of_text>" / "<end_of_text>" typed in the text are the
+ * special tokens, matched where its regex reaches them. */
+void tsr_tokenizer_set_openclip(tsr_tokenizer *tok, int on);
 
 /* ---- BERT WordPiece (sentence-transformers models) ----
  * Matches HF BertTokenizerFast: BertNormalizer (clean, CJK spacing, accents

@@ -85,4 +85,8 @@ typedef struct {
 int tsr_bpe_merge(const tsr_pair_map *m, int *sym, int n, tsr_bpe_work *w);
 void tsr_bpe_work_free(tsr_bpe_work *w);
 
+/* open_clip's clean-up of a valid UTF-8 text (openclip_clean.c), as a new
+ * string; NULL when out of memory. */
+char *tsr_openclip_clean(const char *text);
+
 #endif

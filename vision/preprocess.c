@@ -349,6 +349,15 @@ tsr_status tsr_preprocess_cfg_load_json(const char *json, size_t len, const char
 
 static int floordiv2(int v) { return v >= 0 ? v / 2 : -((-v + 1) / 2); }
 
+/* Where a crop of the image starts: floor(d / 2), or Python's round(d / 2). */
+static int crop_offset(int d, int half_even)
+{
+    if (!half_even || d < 0 || !(d & 1))
+        return floordiv2(d);
+    int k = d / 2;
+    return k & 1 ? k + 1 : k;
+}
+
 tsr_status tsr_image_preprocess(const tsr_image *img, const tsr_preprocess_cfg *cfg, float *out,
                                 tsr_error *err)
 {
@@ -370,7 +379,8 @@ tsr_status tsr_image_preprocess(const tsr_image *img, const tsr_preprocess_cfg *
         if (nw != w || nh != h) {
             /* only the part the centre crop keeps */
             int ch = cfg->crop_h, cw = cfg->crop_w;
-            int top = floordiv2(nh - ch), left = floordiv2(nw - cw);
+            int top = crop_offset(nh - ch, cfg->crop_half_even),
+                left = crop_offset(nw - cw, cfg->crop_half_even);
             int y0 = top > 0 ? top : 0, x0 = left > 0 ? left : 0;
             int y1 = top + ch < nh ? top + ch : nh, x1 = left + cw < nw ? left + cw : nw;
             tsr_status rc = resize_window(img, nw, nh, x0, y0, x1 - x0, y1 - y0, &resized, err);
@@ -385,7 +395,8 @@ tsr_status tsr_image_preprocess(const tsr_image *img, const tsr_preprocess_cfg *
     }
     int ch = cfg->crop_h, cw = cfg->crop_w;
     /* the crop's place in the whole resized image, then in the part computed */
-    int top = floordiv2(full_h - ch) - off_y, left = floordiv2(full_w - cw) - off_x;
+    int top = crop_offset(full_h - ch, cfg->crop_half_even) - off_y,
+        left = crop_offset(full_w - cw, cfg->crop_half_even) - off_x;
     for (int c = 0; c < 3; c++) {
         float mean = cfg->do_normalize ? cfg->mean[c] : 0.0f;
         float std = cfg->do_normalize ? cfg->std[c] : 1.0f;

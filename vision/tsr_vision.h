@@ -54,6 +54,8 @@ typedef struct {
     int do_resize, shortest_edge;      /* resize the shorter side, Pillow bicubic */
     int resize_w, resize_h;            /* or to exactly this size (shortest_edge 0) */
     int do_center_crop, crop_h, crop_w;
+    int crop_half_even;                /* torchvision's CenterCrop: the offset (d / 2) rounded
+                                          half to even, where transformers floors it */
     int do_rescale;
     double rescale_factor;
     int do_normalize;

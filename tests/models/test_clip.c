@@ -1,4 +1,5 @@
-/* Whole-model parity against transformers' CLIPModel on two tiny random
+/* Whole-model parity against transformers' CLIPModel, and open_clip's CLIP
+ * and CustomTextCLIP in open_clip's layout, on tiny random
  * models of different shapes (one F32 with quick_gelu, one F16 with exact
  * GELU, a 30-pixel image with 7-pixel patches, 24 text positions):
  * image and text embeddings, logits_per_image, and zero-shot probabilities,
@@ -278,12 +279,143 @@ static void run_model_dirs(tsr_ctx *ctx)
                       "missing model directory");
 }
 
+/* open_clip's preprocessing: torchvision rounds the centre crop's offset
+ * half to even (80x73 and 73x80 at 36 give 1.5, so 2 where transformers
+ * takes 1); tessera's pixels equal open_clip's. */
+static void run_openclip_pixels(tsr_ctx *ctx, const char *name)
+{
+    char dir[1024], p[1200];
+    snprintf(dir, sizeof dir, "%s/models/%s", TSR_FIXTURES, name);
+    tsr_model *m = NULL;
+    tsr_error err = {0};
+    if (tsr_model_load(ctx, dir, &m, &err) != TSR_OK) {
+        check(0, "%s: load %s", name, err.msg);
+        return;
+    }
+    snprintf(p, sizeof p, "%s/expected/pixel_values.npy", dir);
+    int nd;
+    long dims[4];
+    float *ref = load_npy(p, &nd, dims);
+    snprintf(p, sizeof p, "%s/expected/texts.json", dir);
+    cJSON *tj = load_json(p);
+    const cJSON *imgs = cJSON_GetObjectItem(tj, "images");
+    size_t per = (size_t)(dims[1] * dims[2] * dims[3]);
+    float *px = malloc(sizeof(float) * per);
+    double worst = 0;
+    int all = ref && (int)dims[0] == cJSON_GetArraySize(imgs);
+    for (int i = 0; all && i < (int)dims[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", TSR_FIXTURES, cJSON_GetArrayItem(imgs, i)->valuestring);
+        tsr_image *img = NULL;
+        double e = 0;
+        all = tsr_image_load_file(p, &img, &err) == TSR_OK &&
+              tsr_image_preprocess(img, tsr_model_preprocess_cfg(m), px, &err) == TSR_OK &&
+              close_enough(px, ref + per * i, per, 1e-5, 0, &e);
+        worst = e > worst ? e : worst;
+        tsr_image_free(img);
+    }
+    check(all, "%s: %ld images preprocessed as open_clip's transform (max error %.3g)", name,
+          dims[0], worst);
+    free(px), free(ref);
+    cJSON_Delete(tj);
+    tsr_model_free(m);
+}
+
+/* open_clip directories that tessera cannot load say why. */
+static void run_openclip_dirs(tsr_ctx *ctx)
+{
+    const char *src = TSR_FIXTURES "/models/openclip-tiny-a";
+    char dir[] = "/tmp/tessera-openclip-XXXXXX", p[1024], q[1024];
+    if (!mkdtemp(dir))
+        return;
+    const char *files[] = {"vocab.json", "merges.txt", "open_clip_config.json"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s/%s", src, files[i]);
+        snprintf(q, sizeof q, "%s/%s", dir, files[i]);
+        copy_text(p, q, NULL, NULL);
+    }
+    char cfg[1024], ref_cfg[1024], weights[1024];
+    snprintf(cfg, sizeof cfg, "%s/open_clip_config.json", dir);
+    snprintf(ref_cfg, sizeof ref_cfg, "%s/open_clip_config.json", src);
+    snprintf(weights, sizeof weights, "%s/open_clip_model.safetensors", dir);
+    snprintf(p, sizeof p, "%s/open_clip_pytorch_model.bin", dir);
+    FILE *f = fopen(p, "wb");
+    fputs("PK\x03\x04 pickle", f);
+    fclose(f);
+    expect_load_error(ctx, dir, TSR_ERR_UNSUPPORTED, "open_clip_pytorch_model.bin: PyTorch pickle",
+                      "open_clip_pytorch_model.bin alone is refused, with the conversion");
+    unlink(p);
+    snprintf(p, sizeof p, "%s/open_clip_model.safetensors", src);
+    if (symlink(p, weights) != 0)
+        check(0, "symlink %s", weights);
+    tsr_model *m = NULL;
+    tsr_error err = {0};
+    tsr_status rc = tsr_model_load(ctx, dir, &m, &err);
+    check(rc == TSR_OK && strcmp(tsr_model_family(m), "clip") == 0,
+          "open_clip layout loads as a CLIP %s", rc ? err.msg : "");
+    tsr_model_free(m);
+    static const struct {
+        const char *from, *to, *needle, *what;
+        tsr_status want;
+    } cases[] = {
+        {"\"width\": 36", "\"width\": 39", "tensor 'token_embedding.weight' has shape [1414,36], "
+         "config expects [1414,39]", "a text width that disagrees with the weights", TSR_ERR_SHAPE},
+        {"\"layers\": 2,\n      \"width\": 44", "\"layers\": 3,\n      \"width\": 44",
+         "missing tensor 'visual.transformer.resblocks.2.attn.in_proj_weight'",
+         "a missing layer named", TSR_ERR_FORMAT},
+        {"\"embed_dim\": 28,", "\"embed_dim\": 28, \"multimodal_cfg\": {\"width\": 36},",
+         "CoCa", "a CoCa config", TSR_ERR_UNSUPPORTED},
+        {"\"embed_dim\": 28,", "\"embed_dim\": 28, \"init_logit_bias\": -10,", "SigLIP",
+         "a SigLIP config", TSR_ERR_UNSUPPORTED},
+        {"\"image_size\": 36,", "\"image_size\": 36, \"timm_model_name\": \"vit_base\",",
+         "vision_cfg.timm_model_name = \"vit_base\" is not supported", "a timm image tower",
+         TSR_ERR_UNSUPPORTED},
+        {"\"layers\": 2,\n      \"width\": 44", "\"layers\": [3, 4, 6, 3],\n      \"width\": 44",
+         "ResNet", "a ResNet image tower", TSR_ERR_UNSUPPORTED},
+        {"\"heads\": 3,", "\"heads\": 3, \"hf_model_name\": \"xlm-roberta-base\",",
+         "text_cfg.hf_model_name", "an HF text tower", TSR_ERR_UNSUPPORTED},
+        {"\"heads\": 3,", "\"heads\": 3, \"ls_init_value\": 0.1,", "text_cfg.ls_init_value",
+         "layer scale", TSR_ERR_UNSUPPORTED},
+        {"\"std\"", "\"resize_mode\": \"longest\", \"std\"", "resize_mode",
+         "a resize mode tessera lacks", TSR_ERR_UNSUPPORTED},
+        {"\"head_width\": 11", "\"head_width\": 12", "not a multiple of head_width",
+         "heads that do not divide the width", TSR_ERR_FORMAT},
+        {"\"model_cfg\"", "\"not_model_cfg\"", "no \"model_cfg\" object", "no model_cfg",
+         TSR_ERR_FORMAT},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        copy_text(ref_cfg, cfg, cases[i].from, cases[i].to);
+        char *now = slurp(cfg);
+        int changed = now && strstr(now, cases[i].to) != NULL;
+        free(now);
+        if (!changed) {
+            check(0, "%s: the config edit did not apply", cases[i].what);
+            continue;
+        }
+        expect_load_error(ctx, dir, cases[i].want, cases[i].needle, cases[i].what);
+    }
+    copy_text(ref_cfg, cfg, NULL, NULL);
+    for (int i = 0; i < 2; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+        unlink(p);
+    }
+    expect_load_error(ctx, dir, TSR_ERR_FORMAT, "no tokenizer", "an open_clip dir without tokenizer");
+    unlink(cfg);
+    unlink(weights);
+    rmdir(dir);
+}
+
 int main(void)
 {
     tsr_ctx *ctx = ctx_or_skip();
     run_model(ctx, "clip-tiny-a");
     run_model(ctx, "clip-tiny-b");
     run_model_dirs(ctx);
+    /* open_clip's layout, against open_clip 3.3 (make_openclip_fixtures.py) */
+    run_model(ctx, "openclip-tiny-a");
+    run_model(ctx, "openclip-tiny-b");
+    run_openclip_pixels(ctx, "openclip-tiny-a");
+    run_openclip_pixels(ctx, "openclip-tiny-b");
+    run_openclip_dirs(ctx);
     tsr_ctx_free(ctx);
     return finish();
 }
