@@ -42,13 +42,15 @@
  *   test/sharded      SHARDED_DIR: two shards, their index and an extra fp16 variant
  *   test/ct2          CT2_DIR: a CTranslate2 repository (model.bin)
  *   test/fakebin      config.json and a model.bin that is a pickle
+ *   test/openclip     OPENCLIP_DIR (open_clip's layout) and an
+ *                     open_clip_pytorch_model.bin pickle beside it
  * Commit 1 of every repository is commit 0 with the byte 4 from the end of
  * every LFS file incremented.
  *
  * It prints the hub's port, logs each request to LOG as
  * "t=MS hub|cdn METHOD PATH range=N auth=0|1|2 -> CODE", and exits after 60 s
  * without a connection, or on GET /quit.
- * usage: hub_server LOG MODEL_DIR SHARDED_DIR CT2_DIR */
+ * usage: hub_server LOG MODEL_DIR SHARDED_DIR CT2_DIR [OPENCLIP_DIR] */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <netinet/in.h>
@@ -88,7 +90,7 @@ typedef struct {
 static const char *names[] = {"test/tiny",    "test/flaky",   "test/norange", "test/corrupt",
                               "test/private", "test/gated",   "test/forbidden", "test/pickle",
                               "test/update",  "test/moving",  "test/busy",    "test/unavailable",
-                              "test/sharded", "test/ct2",     "test/fakebin"};
+                              "test/sharded", "test/ct2",     "test/fakebin", "test/openclip"};
 #define N_REPOS (int)(sizeof names / sizeof names[0])
 static repo_t repos[N_REPOS];
 static FILE *logf;
@@ -179,7 +181,7 @@ static void add_dir(version_t *v, const char *dir, int skip_st)
         closedir(d);
 }
 
-static void build(const char *model, const char *sharded, const char *ct2)
+static void build(const char *model, const char *sharded, const char *ct2, const char *openclip)
 {
     for (int r = 0; r < N_REPOS; r++) {
         repo_t *R = &repos[r];
@@ -194,6 +196,10 @@ static void build(const char *model, const char *sharded, const char *ct2)
             add_dir(v, sharded, 0);
         } else if (strcmp(n, "test/ct2") == 0) {
             add_dir(v, ct2, 0);
+        } else if (strcmp(n, "test/openclip") == 0) {
+            if (openclip)
+                add_dir(v, openclip, 0);
+            add_mem(v, "open_clip_pytorch_model.bin", "\x80\x02}q\x00.", 6);
         } else if (strcmp(n, "test/fakebin") == 0) {
             add_mem(v, "config.json", "{}", 2);
             /* pickle protocol 2 of {"a": 1} */
@@ -653,13 +659,13 @@ static int listen_on(int *port)
 
 int main(int argc, char **argv)
 {
-    if (argc != 5) {
-        fprintf(stderr, "usage: hub_server LOG MODEL_DIR SHARDED_DIR CT2_DIR\n");
+    if (argc != 5 && argc != 6) {
+        fprintf(stderr, "usage: hub_server LOG MODEL_DIR SHARDED_DIR CT2_DIR [OPENCLIP_DIR]\n");
         return 2;
     }
     clock_gettime(CLOCK_MONOTONIC, &t0);
     logf = fopen(argv[1], "w");
-    build(argv[2], argv[3], argv[4]);
+    build(argv[2], argv[3], argv[4], argc == 6 ? argv[5] : NULL);
     int hub_port = 0;
     int hs = listen_on(&hub_port), cs = listen_on(&cdn_port);
     if (!logf || hs < 0 || cs < 0) {

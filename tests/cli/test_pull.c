@@ -208,7 +208,7 @@ int main(void)
         dup2(pfd[1], 1);
         close(pfd[0]);
         execl(TSR_HUB_SERVER, TSR_HUB_SERVER, logpath, MODEL, TSR_HUB_FIXTURES "/sharded",
-              TSR_HUB_FIXTURES "/ct2", (char *)NULL);
+              TSR_HUB_FIXTURES "/ct2", TSR_FIXTURES "/models/openclip-tiny-a", (char *)NULL);
         _exit(127);
     }
     close(pfd[1]);
@@ -507,6 +507,30 @@ int main(void)
           "a CTranslate2 repository: model.bin (checked as one), vocabulary.json, "
           "preprocessor_config.json: exit %d %s",
           rc, rc ? err_text : "");
+    /* open_clip's layout: its safetensors, config and tokenizer; never the pickle */
+    long oc_mark = log_mark();
+    rc = run(NULL, "pull test/openclip");
+    path_of(p, sizeof p, "openclip", "open_clip_model.safetensors");
+    path_of(q, sizeof q, "openclip", "open_clip_config.json");
+    char vocab[600], pk[600];
+    path_of(vocab, sizeof vocab, "openclip", "vocab.json");
+    path_of(pk, sizeof pk, "openclip", "open_clip_pytorch_model.bin");
+    char *oc_log = log_since(oc_mark);
+    check(rc == 0 &&
+              same_as(p, TSR_FIXTURES "/models/openclip-tiny-a/open_clip_model.safetensors", 0) &&
+              exists(q) && exists(vocab) && !exists(pk) && oc_log &&
+              !strstr(oc_log, "open_clip_pytorch_model.bin"),
+          "an open_clip repository: open_clip_model.safetensors, open_clip_config.json, "
+          "vocab.json, and no request for its pickle: exit %d %s",
+          rc, rc ? err_text : "");
+    free(oc_log);
+    if (rc == 0) {
+        char cmd[1200];
+        snprintf(cmd, sizeof cmd, "embed --model %s/models/test--openclip/main --text cat", cache);
+        rc = run(NULL, cmd);
+        check(rc == 0, "the pulled open_clip model embeds a text: exit %d %s", rc,
+              rc ? err_text : "");
+    }
     rc = run(NULL, "pull test/fakebin");
     path_of(p, sizeof p, "fakebin", "model.bin");
     snprintf(q, sizeof q, "%s.part", p);
