@@ -86,6 +86,10 @@ int cli_model_dir(const char *cmd, const char *model, int verbose, char *out, si
 int cli_image_preprocess(const char *cmd, tsr_model *m, const char *dir, const char *size,
                          const char *mean, const char *std);
 
+/* The warning for a 16-bit greyscale PNG that decoding clipped as Pillow
+ * does (clipped of pixels above 255); nothing when clipped is 0. */
+void cli_warn_clipped(const char *cmd, const char *path, size_t clipped, size_t pixels);
+
 /* ---- batch runs over many images (cli_batch.c) ---- */
 
 typedef struct {
@@ -126,6 +130,7 @@ typedef struct {
     int first, count, n_ok;         /* inputs [first, first + count) */
     int slot[CLI_MAX_BATCH];        /* row in px of input first+i, or -1 */
     tsr_error err[CLI_MAX_BATCH];   /* why input first+i failed */
+    size_t clipped16[CLI_MAX_BATCH], pixels[CLI_MAX_BATCH]; /* for cli_warn_clipped */
 } cli_batch;
 typedef struct cli_prefetch cli_prefetch;
 cli_prefetch *cli_prefetch_start(const char *const *paths, int n, int batch,

@@ -227,7 +227,10 @@ static void decode_one(cli_prefetch *p, cli_batch *b, int i)
     b->err[i].code = TSR_OK;
     b->err[i].msg[0] = 0;
     b->slot[i] = -1;
+    b->clipped16[i] = b->pixels[i] = 0;
     if (tsr_image_load_file(p->paths[b->first + i], &img, &b->err[i]) == TSR_OK) {
+        b->clipped16[i] = img->clipped16;
+        b->pixels[i] = (size_t)img->width * img->height;
         if (tsr_image_preprocess(img, p->cfg, b->px + p->per * (size_t)i, &b->err[i]) == TSR_OK)
             b->slot[i] = i;
         else

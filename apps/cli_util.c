@@ -519,3 +519,14 @@ int cli_image_preprocess(const char *cmd, tsr_model *m, const char *dir, const c
         return cli_usage_error(cmd, "%s", err.msg);
     return EXIT_OK;
 }
+
+void cli_warn_clipped(const char *cmd, const char *path, size_t clipped, size_t pixels)
+{
+    if (!clipped)
+        return;
+    fprintf(stderr,
+            "tessera %s: warning: %s: a 16-bit greyscale PNG; %zu of its %zu pixels are above "
+            "255 and turn white, as Pillow (and so the reference) decodes them; convert it to "
+            "8 bits first to see its content (for example: convert IN -depth 8 OUT.png)\n",
+            cmd, path, clipped, pixels);
+}

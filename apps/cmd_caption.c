@@ -241,6 +241,8 @@ int cmd_caption(int argc, char **argv)
             failed++; /* reported, and the others go on */
             print_failure(imgs[i], &err, json);
         } else {
+            cli_warn_clipped("caption", imgs[i], img->clipped16,
+                             (size_t)img->width * img->height);
             tsr_status st = tsr_session_caption_images(sess, (const tsr_image *const *)&img, 1,
                                                        &p, cap, &err);
             if (st == TSR_OK) {

@@ -296,6 +296,10 @@ int cmd_classify(int argc, char **argv)
             for (int i = 0; i < bt->count && !stop; i++) {
                 const char *path = in.v[bt->first + i];
                 if (bt->slot[i] >= 0) {
+                    if (bt->clipped16[i]) {
+                        cli_bar_clear(&bar);
+                        cli_warn_clipped("classify", path, bt->clipped16[i], bt->pixels[i]);
+                    }
                     print_result(path, probs + (size_t)bt->slot[i] * l.n, &l, topk, json);
                     continue;
                 }

@@ -136,6 +136,10 @@ static int embed_images(const char *mdir, const char *device, int verbose, const
             why[i] = bt->slot[i] < 0 ? bt->err[i].msg : NULL;
             if (!why[i] && out && strchr(path, '\n'))
                 why[i] = "the file name holds a line break, which F.paths.txt cannot map";
+            if (!why[i] && bt->clipped16[i]) {
+                cli_bar_clear(&bar);
+                cli_warn_clipped("embed", path, bt->clipped16[i], bt->pixels[i]);
+            }
             if (!why[i]) {
                 rows[good++] = in.v[bt->first + i];
                 continue;

@@ -163,6 +163,7 @@ static tsr_status decode_png(const unsigned char *data, size_t n, const char *na
                 unsigned v;
                 v = ((const unsigned short *)(const void *)s)[x];
                 d[0] = d[1] = d[2] = (unsigned char)(v > 255 ? 255 : v);
+                img->clipped16 += v > 255;
             } else if (ch <= 2) {
                 d[0] = d[1] = d[2] = s[x * ch];
             } else {

@@ -159,6 +159,22 @@ static void test_classify(void)
     run(NULL, args);
     check(strstr(out_text, "\"error\"") != NULL, "--json reports a failed image as an error object");
 
+    /* a 16-bit grey PNG clipped as Pillow clips it: decoded, classified, and warned about.
+     * make_clip_fixtures.py writes linspace(0, 600, 37 * 53) as uint16 */
+    int over = 0;
+    for (int i = 0; i < 37 * 53; i++)
+        over += (int)(600.0 * i / (37 * 53 - 1)) > 255;
+    char want16[160];
+    snprintf(want16, sizeof want16, "grey16.png: a 16-bit greyscale PNG; %d of its %d pixels",
+             over, 37 * 53);
+    rc = run(NULL, "classify --model " A " --labels cat,dog " IMG "grey16.png " IMG "chelsea.jpg");
+    check(rc == 0 && strstr(err_text, want16) && count_str(err_text, "warning") == 1 &&
+              strstr(out_text, "grey16.png"),
+          "16-bit grey PNG classified with one warning naming it (%d pixels clipped): %s", over,
+          err_text);
+    rc = run(NULL, "embed --model " A " --image " IMG "grey16.png");
+    check(rc == 0 && strstr(err_text, want16), "embed warns about it too: %s", err_text);
+
     char badlabels[256];
     write_text("bad-labels.txt", "cat\ndog\xff\n", badlabels, sizeof badlabels);
     snprintf(args, sizeof args, "classify --model " A " --labels-file %s " IMG "coffee.png", badlabels);
