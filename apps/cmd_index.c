@@ -323,6 +323,7 @@ typedef struct {
     int64_t size, mtime;
     char hash[65];
     char why[1100];
+    size_t clipped16, npix; /* cli_warn_clipped */
 } slot;
 
 typedef struct {
@@ -404,6 +405,8 @@ static void decode_one(pipeline *p, int i, slot *s)
         s->pixels = NULL;
     } else {
         s->state = SLOT_IMAGE;
+        s->clipped16 = img->clipped16;
+        s->npix = (size_t)img->width * img->height;
     }
     tsr_image_free(img);
     free(data);
@@ -645,6 +648,9 @@ static int run_add(const char *cmd, tsr_index *ix, tsr_model *m, tsr_session *se
             while (i < n && b < batch) {
                 slot s = take(&p, i);
                 if (s.state == SLOT_IMAGE) {
+                    if (s.clipped16 && show)
+                        fputc('\n', stderr);
+                    cli_warn_clipped(cmd, todo[i].path, s.clipped16, s.npix);
                     memcpy(pix + (size_t)b * C * S * S, s.pixels, sizeof(float) * C * S * S);
                     free(s.pixels);
                     s.pixels = NULL;
