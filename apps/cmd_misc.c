@@ -439,10 +439,13 @@ int cmd_tokenize(int argc, char **argv)
         free(in);
         return EXIT_RUNTIME;
     }
-    char cfg[4200];
+    char cfg[4200], oc_cfg[4200];
     snprintf(cfg, sizeof cfg, "%s/config.json", model);
+    snprintf(oc_cfg, sizeof oc_cfg, "%s/open_clip_config.json", model);
     int cap, pad_id = tsr_tokenizer_pad(tok);
-    if (access(cfg, F_OK) != 0) { /* open_clip's layout: its tokenizer pads with 0 */
+    /* open_clip's layout, as the library tells it (clip_detect): no
+     * config.json, an open_clip_config.json; its tokenizer pads with 0 */
+    if (access(cfg, F_OK) != 0 && access(oc_cfg, F_OK) == 0) {
         tsr_tokenizer_set_openclip(tok, 1);
         cap = config_int(model, "open_clip_config.json", "model_cfg.text_cfg", "context_length",
                          77, 65536);

@@ -97,6 +97,15 @@ static void test_tokenize(void)
         commas += *c == ',';
     check(rc == 0 && out_text[0] == '[' && commas == 23 && strstr(out_text, "1513, 1513]"),
           "tokenize --pad fills the 24 positions with the pad token: %s", out_text);
+    /* the tokenizer mode follows the layout: a directory of vocab.json and merges.txt
+     * alone encodes as CLIPTokenizerFast (tokenizer_corpus.jsonl), an open_clip one as
+     * open_clip (openclip_tokenizer_corpus.jsonl) */
+    rc = run(NULL, "tokenize --model " TSR_FIXTURES "/clip-tokenizer '\305\223uvre \357\274\220\357\274\221\357\274\222'");
+    check(rc == 0 && strncmp(out_text, "49406 129 241 84 17501 171 120 494 171 120 495 171 120 496 49407", 64) == 0,
+          "a tokenizer-only directory tokenizes as transformers: %s", out_text);
+    rc = run(NULL, "tokenize --model " TSR_FIXTURES "/models/openclip-tiny-a 'Tom &amp; Jerry &lt;3'");
+    check(rc == 0 && strncmp(out_text, "1412 580 332 261 73 517 913 283 274 1413", 40) == 0,
+          "an open_clip directory tokenizes as open_clip: %s", out_text);
     cJSON_Delete(j);
 }
 
