@@ -106,24 +106,6 @@ TSR_UNUSED static float *load_npy(const char *path, int *ndim, long *dims)
     return data;
 }
 
-TSR_UNUSED static cJSON *load_json(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    cJSON *j = NULL;
-    if (buf && fread(buf, 1, (size_t)n, f) == (size_t)n) {
-        buf[n] = 0;
-        j = cJSON_Parse(buf);
-    }
-    free(buf);
-    fclose(f);
-    return j;
-}
 
 /* Reads a whole file as a NUL-terminated string ("" when unreadable). */
 TSR_UNUSED static char *slurp(const char *path)
@@ -170,6 +152,16 @@ TSR_UNUSED static unsigned char *read_bytes(const char *path, size_t *n)
     }
     fclose(f);
     return b;
+}
+
+/* A JSON file, parsed, or NULL. */
+TSR_UNUSED static cJSON *load_json(const char *path)
+{
+    size_t n;
+    unsigned char *b = read_bytes(path, &n);
+    cJSON *j = b ? cJSON_Parse((const char *)b) : NULL;
+    free(b);
+    return j;
 }
 
 TSR_UNUSED static void write_bytes(const char *path, const void *data, size_t n)
