@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "tsr_cfg.h"
+#include "tsr_clip.h"
 #include "tsr_generate.h"
 #include "tsr_model.h"
 #include "tsr_st.h"
@@ -380,7 +381,7 @@ static void blip_free(tsr_model *m)
 static void blip_session_free(tsr_session *s)
 {
     blip_session *bs = s->data;
-    tsr_encoder_io_free(&bs->vit.enc);
+    tsr_vit_io_free(&bs->vit);
     tsr_decoder_io_free(&bs->dec);
     free(bs->px);
 }
@@ -392,6 +393,8 @@ tsr_caption_params tsr_caption_default_params(const tsr_model *m)
 {
     if (m && m->fam == &tsr_family_blip)
         return BLIP(m)->gen;
+    if (m && m->fam == &tsr_family_clip && CLIP(m)->coca)
+        return tsr_coca_default_params(CLIP(m));
     return (tsr_caption_params){.beams = 1, .length_penalty = 1.0f, .repetition_penalty = 1.0f,
                                 .temperature = 1.0f, .top_k = 50, .top_p = 1.0f,
                                 .num_captions = 1};
@@ -774,11 +777,18 @@ static tsr_status caption(tsr_session *s, int n, const tsr_caption_params *p, ts
     return tsr_session_fail(s, rc, err);
 }
 
+static int is_coca(const tsr_session *s)
+{
+    return s->m->fam == &tsr_family_clip && CLIP(s->m)->coca;
+}
+
 tsr_status tsr_session_caption_pixels(tsr_session *s, const float *pixels, int n,
                                       const tsr_caption_params *p, tsr_caption *out,
                                       tsr_error *err)
 {
     TSR_ERR_LOCAL(err);
+    if (is_coca(s))
+        return tsr_session_fail(s, tsr_coca_caption(s, n, p, out, pixels, NULL, err), err);
     return caption(s, n, p, out, from_pixels, pixels, err);
 }
 
@@ -787,6 +797,8 @@ tsr_status tsr_session_caption_images(tsr_session *s, const tsr_image *const *im
                                       tsr_error *err)
 {
     TSR_ERR_LOCAL(err);
+    if (is_coca(s))
+        return tsr_session_fail(s, tsr_coca_caption(s, n, p, out, NULL, images, err), err);
     return caption(s, n, p, out, from_images, images, err);
 }
 
@@ -799,5 +811,12 @@ const tsr_wordpiece *tsr_model_caption_tokenizer(const tsr_model *m)
 
 int tsr_model_caption_image_size(const tsr_model *m)
 {
+    if (m->fam == &tsr_family_clip && CLIP(m)->coca)
+        return CLIP(m)->vit.image_size;
     return m->fam == &tsr_family_blip ? BLIP(m)->vit.image_size : 0;
+}
+
+int tsr_model_can_caption(const tsr_model *m)
+{
+    return m->fam == &tsr_family_blip || (m->fam == &tsr_family_clip && CLIP(m)->coca);
 }

@@ -15,30 +15,7 @@
 #include "tsr_vit.h"
 #include "tsr_wtable.h"
 
-typedef struct {
-    tsr_vit_cfg vit;
-    tsr_vit_w vit_w;
-    tsr_textenc_cfg txt;
-    tsr_textenc_w txt_w;
-    tsr_enc_weights *layers; /* the vision layers, then the text layers */
-    int proj_dim;
-    float logit_scale;       /* exp'd */
-    tsr_tokenizer *tok;
-    tsr_preprocess_cfg pp;
-    int openclip;       /* 0: HF CLIPModel; 1: open_clip CLIP; 2: its CustomTextCLIP (text.*) */
-    int pp_known;       /* from preprocessor_config.json, the caller or a random model */
-    char pp_path[600];  /* for the message when it is not */
-} clip_model;
-
-typedef struct {
-    int want_img, want_txt; /* batch sizes asked for */
-    int plan_img, plan_txt; /* what the session's arena holds */
-    tsr_vit_io vit;
-    tsr_textenc_io txt;
-    float *px;              /* host staging of preprocessed images */
-} clip_session;
-
-#define CLIP(m) ((clip_model *)(m)->data)
+#include "tsr_clip.h"
 
 /* ---- configuration ---- */
 
@@ -109,19 +86,20 @@ static tsr_status parse_config(tsr_model *m, const tsr_source *src, tsr_error *e
  * the tower computes: accepted only at the value tessera computes. */
 typedef struct {
     const char *key;
-    int kind;          /* 0: must be absent or null/false/0; 1: a string that must equal want */
+    int kind;          /* 0: must be absent or null, false, 0, "" or {}; 1: a string that must
+                        * equal want; 2: must be absent or null (0 would still mean "on") */
     const char *want;
 } oc_setting;
 
 static const oc_setting oc_vision_fixed[] = {
-    {"timm_model_name", 0, NULL}, {"ls_init_value", 0, NULL},   {"attentional_pool", 0, NULL},
+    {"timm_model_name", 0, NULL}, {"ls_init_value", 2, NULL},   {"attentional_pool", 0, NULL},
     {"no_ln_pre", 0, NULL},       {"final_ln_after_pool", 0, NULL}, {"output_tokens", 0, NULL},
     {"pool_type", 1, "tok"},      {"pos_embed_type", 1, "learnable"}, {"block_type", 1, "default"},
     {"qk_norm", 0, NULL},         {"scaled_cosine_attn", 0, NULL}, {"scale_heads", 0, NULL},
     {"scale_attn_inner", 0, NULL}, {"scale_attn", 0, NULL},     {"scale_fc", 0, NULL},
     {"act_kwargs", 0, NULL},      {NULL, 0, NULL}};
 static const oc_setting oc_text_fixed[] = {
-    {"hf_model_name", 0, NULL},   {"ls_init_value", 0, NULL},   {"embed_cls", 0, NULL},
+    {"hf_model_name", 0, NULL},   {"ls_init_value", 2, NULL},   {"embed_cls", 0, NULL},
     {"no_causal_mask", 0, NULL},  {"final_ln_after_pool", 0, NULL}, {"proj_bias", 0, NULL},
     {"pool_type", 1, "argmax"},   {"proj_type", 1, "linear"},   {"block_type", 1, "default"},
     {"qk_norm", 0, NULL},         {"scaled_cosine_attn", 0, NULL}, {"scale_heads", 0, NULL},
@@ -129,12 +107,36 @@ static const oc_setting oc_text_fixed[] = {
     {"act_kwargs", 0, NULL},      {"hf_tokenizer_name", 0, NULL}, {"tokenizer_kwargs", 0, NULL},
     {NULL, 0, NULL}};
 
+/* CoCa's towers: the attentional pooler and output tokens of the image
+ * tower, the class token of the text tower (which overrides pool_type) */
+static const oc_setting oc_coca_vision_fixed[] = {
+    {"timm_model_name", 0, NULL}, {"ls_init_value", 2, NULL},   {"no_ln_pre", 0, NULL},
+    {"final_ln_after_pool", 0, NULL}, {"pool_type", 1, "tok"},  {"pos_embed_type", 1, "learnable"},
+    {"block_type", 1, "default"}, {"qk_norm", 0, NULL},         {"scaled_cosine_attn", 0, NULL},
+    {"scale_heads", 0, NULL},     {"scale_attn_inner", 0, NULL}, {"scale_attn", 0, NULL},
+    {"scale_fc", 0, NULL},        {"act_kwargs", 0, NULL},      {NULL, 0, NULL}};
+static const oc_setting oc_coca_text_fixed[] = {
+    {"hf_model_name", 0, NULL},   {"ls_init_value", 2, NULL},   {"no_causal_mask", 0, NULL},
+    {"final_ln_after_pool", 0, NULL}, {"proj_bias", 0, NULL},   {"proj_type", 1, "linear"},
+    {"block_type", 1, "default"}, {"qk_norm", 0, NULL},         {"scaled_cosine_attn", 0, NULL},
+    {"scale_heads", 0, NULL},     {"scale_attn_inner", 0, NULL}, {"scale_attn", 0, NULL},
+    {"scale_fc", 0, NULL},        {"act_kwargs", 0, NULL},      {"hf_tokenizer_name", 0, NULL},
+    {"tokenizer_kwargs", 0, NULL}, {"correct_cls_mask", 0, NULL}, {"pad_id", 0, NULL},
+    {"use_pad_mask", 0, NULL},    {NULL, 0, NULL}};
+/* the multimodal decoder: open_clip builds it from width, heads, layers,
+ * context_length and ls_init_value only (mlp_ratio 4, PyTorch's eps) */
+static const oc_setting oc_coca_mm_fixed[] = {{"ls_init_value", 2, NULL}, {NULL, 0, NULL}};
+
 static int oc_refuse(tsr_cfg_reader *r, const oc_setting *fixed)
 {
     for (int i = 0; fixed[i].key && !r->bad; i++) {
         const cJSON *it = cJSON_GetObjectItemCaseSensitive(r->obj, fixed[i].key);
         int ok = !it || cJSON_IsNull(it) || cJSON_IsFalse(it) ||
-                 (cJSON_IsNumber(it) && it->valuedouble == 0);
+                 (cJSON_IsNumber(it) && it->valuedouble == 0) ||
+                 (cJSON_IsString(it) && !it->valuestring[0]) ||
+                 ((cJSON_IsObject(it) || cJSON_IsArray(it)) && !it->child);
+        if (fixed[i].kind == 2)
+            ok = !it || cJSON_IsNull(it);
         if (fixed[i].kind == 1)
             ok = !it || cJSON_IsNull(it) ||
                  (cJSON_IsString(it) && strcmp(it->valuestring, fixed[i].want) == 0);
@@ -270,11 +272,12 @@ static tsr_status parse_openclip_config(tsr_model *m, const tsr_source *src, tsr
     const cJSON *qg = cJSON_GetObjectItemCaseSensitive(mc, "quick_gelu");
     tsr_act act = cJSON_IsTrue(qg) ? TSR_ACT_QUICK_GELU : TSR_ACT_GELU;
     c->openclip = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(mc, "custom_text")) ? 2 : 1;
-    if (!r.bad && cJSON_GetObjectItemCaseSensitive(mc, "multimodal_cfg")) {
-        tsr_error_set(err, TSR_ERR_UNSUPPORTED,
-                      "%s: a CoCa checkpoint (model_cfg.multimodal_cfg); tessera does not load "
-                      "CoCa yet",
-                      path);
+    const cJSON *mm = cJSON_GetObjectItemCaseSensitive(mc, "multimodal_cfg");
+    c->coca = mm && !cJSON_IsNull(mm);
+    if (c->coca)
+        c->openclip = 2; /* CoCa's text tower is `text.` */
+    if (!r.bad && c->coca && !cJSON_IsObject(mm)) {
+        tsr_error_set(err, TSR_ERR_FORMAT, "%s: model_cfg.multimodal_cfg is not an object", path);
         r.bad = 1;
     }
     if (!r.bad && cJSON_GetObjectItemCaseSensitive(mc, "init_logit_bias")) {
@@ -286,9 +289,18 @@ static tsr_status parse_openclip_config(tsr_model *m, const tsr_source *src, tsr
     }
     r.obj = cJSON_GetObjectItemCaseSensitive(mc, "text_cfg");
     r.section = "model_cfg.text_cfg";
-    oc_refuse(&r, oc_text_fixed);
-    c->txt.vocab = tsr_cfg_int(&r, "vocab_size", 49408, 1, 1 << 22);
-    c->txt.max_pos = tsr_cfg_int(&r, "context_length", 77, 2, 1 << 16);
+    oc_refuse(&r, c->coca ? oc_coca_text_fixed : oc_text_fixed);
+    if (!r.bad && c->coca &&
+        !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r.obj, "embed_cls"))) {
+        tsr_error_set(err, TSR_ERR_UNSUPPORTED,
+                      "%s: a CoCa whose text_cfg.embed_cls is not true; tessera loads CoCa with "
+                      "its class token", path);
+        r.bad = 1;
+    }
+    c->txt.vocab = c->vocab = tsr_cfg_int(&r, "vocab_size", 49408, 1, 1 << 22);
+    c->txt.max_pos = c->ctx = tsr_cfg_int(&r, "context_length", 77, 2, 1 << 16);
+    if (c->coca)
+        c->txt.max_pos = c->ctx + 1; /* the class token's position */
     int td = tsr_cfg_int(&r, "width", 512, 1, 16384);
     int th = tsr_cfg_int(&r, "heads", 8, 1, 1024);
     int tl = tsr_cfg_int(&r, "layers", 12, 0, 256);
@@ -304,7 +316,20 @@ static tsr_status parse_openclip_config(tsr_model *m, const tsr_source *src, tsr
                       path);
         r.bad = 1;
     }
-    oc_refuse(&r, oc_vision_fixed);
+    const cJSON *ap = cJSON_GetObjectItemCaseSensitive(r.obj, "attentional_pool");
+    int pool = cJSON_IsTrue(ap);
+    if (!r.bad && (c->coca ? !pool : ap && !cJSON_IsBool(ap) && !cJSON_IsNull(ap))) {
+        char *v = ap ? cJSON_PrintUnformatted(ap) : NULL;
+        tsr_error_set(err, TSR_ERR_UNSUPPORTED,
+                      "%s: vision_cfg.attentional_pool = %s is not supported (tessera loads "
+                      "open_clip's single attentional pooler%s)",
+                      path, v ? v : "absent", c->coca ? ", which CoCa has" : "");
+        free(v);
+        r.bad = 1;
+    }
+    oc_refuse(&r, pool ? oc_coca_vision_fixed : oc_vision_fixed);
+    int nq = pool ? tsr_cfg_int(&r, "attn_pooler_queries", 256, 1, 4096) : 0;
+    int ph = pool ? tsr_cfg_int(&r, "attn_pooler_heads", 8, 1, 1024) : 0;
     int vd = tsr_cfg_int(&r, "width", 768, 1, 16384);
     int hw = tsr_cfg_int(&r, "head_width", 64, 1, 16384);
     int vl = tsr_cfg_int(&r, "layers", 12, 0, 256);
@@ -319,8 +344,62 @@ static tsr_status parse_openclip_config(tsr_model *m, const tsr_source *src, tsr
     }
     int vh = hw > 0 && vd % hw == 0 ? vd / hw : 1;
     c->txt.eos_id = -1; /* set from the tokenizer: open_clip pools at its end token */
+    if (!r.bad && pool && (proj % ph || proj / ph > TSR_ATT_MAX_DH)) {
+        tsr_error_set(err, TSR_ERR_FORMAT,
+                      "%s: embed_dim %d does not split into vision_cfg.attn_pooler_heads %d heads "
+                      "of at most %d", path, proj, ph, TSR_ATT_MAX_DH);
+        r.bad = 1;
+    }
+    /* the multimodal decoder */
+    int md = 0, mh = 0, ml = 0, mctx = 0;
+    if (c->coca && !r.bad) {
+        r.obj = mm;
+        r.section = "model_cfg.multimodal_cfg";
+        oc_refuse(&r, oc_coca_mm_fixed);
+        md = tsr_cfg_int(&r, "width", 512, 1, 16384);
+        mh = tsr_cfg_int(&r, "heads", 8, 1, 1024);
+        ml = tsr_cfg_int(&r, "layers", 12, 0, 256);
+        mctx = tsr_cfg_int(&r, "context_length", 77, 2, 1 << 16);
+        if (!r.bad && (md != proj || md != td)) {
+            tsr_error_set(err, TSR_ERR_FORMAT,
+                          "%s: multimodal_cfg.width %d must equal embed_dim %d and text_cfg.width "
+                          "%d (the decoder reads the text tokens and the image tokens)",
+                          path, md, proj, td);
+            r.bad = 1;
+        }
+    }
     if (!r.bad) {
         build_towers(c, image, patch, vd, vl, vh, vf, td, tl, th, tf, proj, veps, teps, act, act);
+        if (pool) { /* every token to the pooler, then ln_post and proj over P */
+            c->vit.enc.final_ln = TSR_LN_NONE;
+            c->vit.enc.pool = 0;
+            c->vit.enc.proj_dim = 0;
+            c->vit.pool_queries = nq;
+            c->vit.pool_heads = ph;
+            c->vit.post = (tsr_encoder_cfg){{proj, 1, 1, veps, act, 0, 0}, 0, 0, TSR_LN_ALL, 1,
+                                            proj, 0};
+            c->pool_same = vd == proj;
+        }
+        if (c->coca) { /* the class token last, after padding that it does not attend to */
+            c->txt.pool_last = 1;
+            c->txt.enc.use_lens = 1;
+            int n = tl + 2 * ml;
+            c->dcfg = calloc((size_t)n + 1, sizeof *c->dcfg);
+            if (!c->dcfg) {
+                tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+                r.bad = 1;
+            }
+            for (int i = 0; i < n && c->dcfg; i++) {
+                if (i < tl)
+                    c->dcfg[i] = (tsr_dec_cfg){td, th, tf, teps, act, 0, 0, 0, 1, 0};
+                else if ((i - tl) % 2 == 0)
+                    c->dcfg[i] = (tsr_dec_cfg){md, mh, 4 * md, 1e-5f, act, 0, 0, 0, 1, 0};
+                else
+                    c->dcfg[i] = (tsr_dec_cfg){md, mh, 4 * md, 1e-5f, act, 0, proj, 1, 0, 1};
+            }
+            c->dec = (tsr_decoder_cfg){{td, th, tf, teps, act, 0, 0, 0, 1, 0}, n, c->vocab,
+                                       c->ctx < mctx ? c->ctx : mctx, 1, 0, TSR_ACT_NONE, c->dcfg};
+        }
         if (patch > image) {
             tsr_error_set(err, TSR_ERR_FORMAT, "%s: patch_size %d exceeds image_size %d", path,
                           patch, image);
@@ -334,14 +413,18 @@ static tsr_status parse_openclip_config(tsr_model *m, const tsr_source *src, tsr
         return err->code;
     tsr_status rc = tsr_enc_cfg_check(&c->txt.enc.layer, path, err);
     TSR_TRY(rc, tsr_enc_cfg_check(&c->vit.enc.layer, path, err));
+    for (int i = 0; c->coca && i < c->dec.n_layers && rc == TSR_OK; i++) {
+        tsr_enc_cfg e = tsr_dec_enc_cfg(&c->dcfg[i]);
+        rc = tsr_enc_cfg_check(&e, path, err);
+    }
     return rc;
 }
 
 /* ---- the HF CLIPModel tensor table ---- */
 
-enum { OBJ_TXT, OBJ_TXT_L, OBJ_VIT, OBJ_VIT_L };
+enum { OBJ_TXT, OBJ_TXT_L, OBJ_VIT, OBJ_VIT_L, OBJ_DEC, OBJ_DSELF, OBJ_DCROSS };
 /* symbolic dimensions (0 ends a shape) */
-enum { TD = 1, TF, TV, TPOS, P, VD, VF, VC, VPATCH, VNP1, TD3, VD3 };
+enum { TD = 1, TF, TV, TPOS, P, VD, VF, VC, VPATCH, VNP1, TD3, VD3, NQ, P2, P3, TV1, MF };
 
 static int64_t clip_dim(const void *cfg, int code)
 {
@@ -359,6 +442,11 @@ static int64_t clip_dim(const void *cfg, int code)
     case VNP1: return tsr_vit_seq_len(&c->vit);
     case TD3: return 3 * (int64_t)c->txt.enc.layer.dim;
     case VD3: return 3 * (int64_t)c->vit.enc.layer.dim;
+    case NQ: return c->vit.pool_queries;
+    case P2: return 2 * (int64_t)c->proj_dim;
+    case P3: return 3 * (int64_t)c->proj_dim;
+    case TV1: return (int64_t)c->vocab + 1;
+    case MF: return 4 * (int64_t)c->proj_dim;
     }
     return -1;
 }
@@ -440,6 +528,161 @@ static const tsr_wrow openclip_table[] = {OC_TEXT(""), OC_VISION};
 static const tsr_wrow openclip_custom_table[] = {OC_TEXT("text."), OC_VISION};
 #define N_ROWS(t) (int)(sizeof t / sizeof t[0])
 
+/* CoCa (and a CLIP with open_clip's attentional pooler): the image tower
+ * without ln_post and proj, the pooler, then ln_post and proj over P. */
+#define PW(f) offsetof(tsr_vit_w, f)
+#define DL(f) offsetof(tsr_dec_weights, f)
+#define DW(f) offsetof(tsr_decoder_w, f)
+#define PL "visual.attn_pool."
+static const tsr_wrow oc_vision_pooled[] = {
+    {"visual.class_embedding", NULL, OBJ_VIT, VW(cls), 0, 0, {VD}, 0},
+    {"visual.conv1.weight", NULL, OBJ_VIT, VW(patch_w), 0, 0, {VD, VC, VPATCH, VPATCH}, LIN},
+    {"visual.positional_embedding", NULL, OBJ_VIT, VW(pos), 0, 0, {VNP1, VD}, 0},
+    {"visual.ln_pre.weight", NULL, OBJ_VIT, VW(enc.pre_g), 0, 0, {VD}, 0},
+    {"visual.ln_pre.bias", NULL, OBJ_VIT, VW(enc.pre_b), 0, 0, {VD}, 0},
+    OC_LAYER("visual.transformer.resblocks.%d", OBJ_VIT_L, VD, VD3, VF),
+    {PL "query", NULL, OBJ_VIT, PW(pool_query), 0, 0, {NQ, P}, 0},
+    {PL "ln_q.weight", NULL, OBJ_VIT, PW(pool_lnq_g), 0, 0, {P}, 0},
+    {PL "ln_q.bias", NULL, OBJ_VIT, PW(pool_lnq_b), 0, 0, {P}, 0},
+    {PL "ln_k.weight", NULL, OBJ_VIT, PW(pool_lnk_g), 0, 0, {VD}, 0},
+    {PL "ln_k.bias", NULL, OBJ_VIT, PW(pool_lnk_b), 0, 0, {VD}, 0},
+    {PL "attn.in_proj_bias", NULL, OBJ_VIT, PW(pool_q_b), 0, 0, {P3}, 0, 0, P},
+    {PL "attn.in_proj_bias", NULL, OBJ_VIT, PW(pool_kv_b), 0, 0, {P3}, 0, P, P2},
+    {PL "attn.out_proj.weight", NULL, OBJ_VIT, PW(pool_o_w), 0, 0, {P, P}, LIN},
+    {PL "attn.out_proj.bias", NULL, OBJ_VIT, PW(pool_o_b), 0, 0, {P}, 0},
+    {"visual.ln_post.weight", NULL, OBJ_VIT, PW(post.fin_g), 0, 0, {P}, 0},
+    {"visual.ln_post.bias", NULL, OBJ_VIT, PW(post.fin_b), 0, 0, {P}, 0},
+    {"visual.proj", NULL, OBJ_VIT, PW(post.proj), 0, 0, {P, P}, LIN | TSR_W_T},
+};
+/* nn.MultiheadAttention with kdim != embed_dim keeps q, k, v apart */
+static const tsr_wrow oc_pool_apart[] = {
+    {PL "attn.q_proj_weight", NULL, OBJ_VIT, PW(pool_q_w), 0, 0, {P, P}, LIN},
+    {PL "attn.k_proj_weight", NULL, OBJ_VIT, PW(pool_kv_w), 0, 2, {P, VD}, LIN},
+    {PL "attn.v_proj_weight", NULL, OBJ_VIT, PW(pool_kv_w), 1, 2, {P, VD}, LIN},
+};
+static const tsr_wrow oc_pool_same[] = {
+    {PL "attn.in_proj_weight", NULL, OBJ_VIT, PW(pool_q_w), 0, 0, {P3, P}, LIN, 0, P},
+    {PL "attn.in_proj_weight", NULL, OBJ_VIT, PW(pool_kv_w), 0, 0, {P3, P}, LIN, P, P2},
+};
+/* CoCa's text tower: the class embedding is token row `vocab` */
+static const tsr_wrow oc_coca_text[] = {
+    {"text.token_embedding.weight", NULL, OBJ_TXT, TW(tok), 0, 0, {TV, TD}, TSR_W_PLACE, 0, TV1},
+    {"text.cls_emb", NULL, OBJ_TXT, TW(tok), 0, 0, {TD}, TSR_W_PLACE, TV, TV1},
+    {"text.positional_embedding", NULL, OBJ_TXT, TW(pos), 0, 0, {TPOS, TD}, 0},
+    OC_LAYER("text.transformer.resblocks.%d", OBJ_TXT_L, TD, TD3, TF),
+    {"text.ln_final.weight", NULL, OBJ_TXT, TW(enc.fin_g), 0, 0, {TD}, 0},
+    {"text.ln_final.bias", NULL, OBJ_TXT, TW(enc.fin_b), 0, 0, {TD}, 0},
+    {"text.text_projection", NULL, OBJ_TXT, TW(enc.proj), 0, 0, {TD, P}, LIN | TSR_W_T},
+};
+/* the multimodal decoder: layer i's self-attention block and its
+ * cross-attention block (ln_1_kv on the image tokens), each with an MLP */
+#define DB(pfx, obj)                                                                        \
+    {pfx ".ln_2.weight", NULL, obj, DL(ln2_g), 0, 0, {P}, 0},                                 \
+    {pfx ".ln_2.bias", NULL, obj, DL(ln2_b), 0, 0, {P}, 0},                                   \
+    {pfx ".mlp.c_fc.weight", NULL, obj, DL(fc1_w), 0, 0, {MF, P}, LIN},                       \
+    {pfx ".mlp.c_fc.bias", NULL, obj, DL(fc1_b), 0, 0, {MF}, 0},                              \
+    {pfx ".mlp.c_proj.weight", NULL, obj, DL(fc2_w), 0, 0, {P, MF}, LIN},                     \
+    {pfx ".mlp.c_proj.bias", NULL, obj, DL(fc2_b), 0, 0, {P}, 0}
+#define DS "text_decoder.resblocks.%d"
+#define DX "text_decoder.cross_attn.%d"
+static const tsr_wrow oc_coca_decoder[] = {
+    {"text_decoder.ln_final.weight", NULL, OBJ_DEC, DW(fin_g), 0, 0, {P}, 0},
+    {"text_decoder.ln_final.bias", NULL, OBJ_DEC, DW(fin_b), 0, 0, {P}, 0},
+    {"text_decoder.text_projection", NULL, OBJ_DEC, DW(proj), 0, 0, {P, TV}, LIN | TSR_W_T},
+    {DS ".ln_1.weight", NULL, OBJ_DSELF, DL(ln1_g), 0, 0, {P}, 0},
+    {DS ".ln_1.bias", NULL, OBJ_DSELF, DL(ln1_b), 0, 0, {P}, 0},
+    {DS ".attn.in_proj_weight", NULL, OBJ_DSELF, DL(qkv_w), 0, 0, {P3, P}, LIN},
+    {DS ".attn.in_proj_bias", NULL, OBJ_DSELF, DL(qkv_b), 0, 0, {P3}, 0},
+    {DS ".attn.out_proj.weight", NULL, OBJ_DSELF, DL(o_w), 0, 0, {P, P}, LIN},
+    {DS ".attn.out_proj.bias", NULL, OBJ_DSELF, DL(o_b), 0, 0, {P}, 0},
+    DB(DS, OBJ_DSELF),
+    {DX ".ln_1.weight", NULL, OBJ_DCROSS, DL(lnx_g), 0, 0, {P}, 0},
+    {DX ".ln_1.bias", NULL, OBJ_DCROSS, DL(lnx_b), 0, 0, {P}, 0},
+    {DX ".ln_1_kv.weight", NULL, OBJ_DCROSS, DL(lnkv_g), 0, 0, {P}, 0},
+    {DX ".ln_1_kv.bias", NULL, OBJ_DCROSS, DL(lnkv_b), 0, 0, {P}, 0},
+    {DX ".attn.in_proj_weight", NULL, OBJ_DCROSS, DL(xq_w), 0, 0, {P3, P}, LIN, 0, P},
+    {DX ".attn.in_proj_weight", NULL, OBJ_DCROSS, DL(xkv_w), 0, 0, {P3, P}, LIN, P, P2},
+    {DX ".attn.in_proj_bias", NULL, OBJ_DCROSS, DL(xq_b), 0, 0, {P3}, 0, 0, P},
+    {DX ".attn.in_proj_bias", NULL, OBJ_DCROSS, DL(xkv_b), 0, 0, {P3}, 0, P, P2},
+    {DX ".attn.out_proj.weight", NULL, OBJ_DCROSS, DL(xo_w), 0, 0, {P, P}, LIN},
+    {DX ".attn.out_proj.bias", NULL, OBJ_DCROSS, DL(xo_b), 0, 0, {P}, 0},
+    DB(DX, OBJ_DCROSS),
+};
+
+/* Appends n rows to a growing table. */
+static int rows_add(tsr_wrow *dst, int at, const tsr_wrow *src, int n)
+{
+    memcpy(dst + at, src, sizeof *src * (size_t)n);
+    return at + n;
+}
+
+static const tsr_wrow oc_text_plain[] = {OC_TEXT("")};
+static const tsr_wrow oc_text_custom[] = {OC_TEXT("text.")};
+
+/* The rows of an open_clip checkpoint with the attentional pooler (and of
+ * CoCa), malloc'd. */
+static tsr_wrow *pooled_table(const clip_model *c, int *n)
+{
+    size_t cap = N_ROWS(oc_coca_text) + N_ROWS(oc_text_plain) + N_ROWS(oc_vision_pooled) +
+                 N_ROWS(oc_pool_apart) + N_ROWS(oc_coca_decoder);
+    tsr_wrow *t = malloc(sizeof *t * cap);
+    if (!t)
+        return NULL;
+    int k = c->coca             ? rows_add(t, 0, oc_coca_text, N_ROWS(oc_coca_text))
+            : c->openclip == 2 ? rows_add(t, 0, oc_text_custom, N_ROWS(oc_text_custom))
+                               : rows_add(t, 0, oc_text_plain, N_ROWS(oc_text_plain));
+    k = rows_add(t, k, oc_vision_pooled, N_ROWS(oc_vision_pooled));
+    k = c->pool_same ? rows_add(t, k, oc_pool_same, N_ROWS(oc_pool_same))
+                     : rows_add(t, k, oc_pool_apart, N_ROWS(oc_pool_apart));
+    if (c->coca)
+        k = rows_add(t, k, oc_coca_decoder, N_ROWS(oc_coca_decoder));
+    *n = k;
+    return t;
+}
+
+/* An open_clip checkpoint with the attentional pooler, CoCa's decoder
+ * too: its text layers are the text tower's. */
+static tsr_status load_pooled(tsr_model *m, const tsr_st *st, uint64_t *rng, tsr_error *err)
+{
+    clip_model *c = CLIP(m);
+    int vl = c->vit.enc.n_layers, tl = c->txt.enc.n_layers, n = 0;
+    int nd = c->coca ? c->dec.n_layers : 0, ml = c->coca ? (nd - tl) / 2 : 0;
+    tsr_wrow *rows = pooled_table(c, &n);
+    c->dlayers = calloc((size_t)nd + 1, sizeof *c->dlayers);
+    if (!rows || !c->dlayers) {
+        free(rows);
+        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    }
+    tsr_wtable t = {rows,
+                    n,
+                    {{&c->txt_w, 0, 1},
+                     {c->txt_w.enc.layers, sizeof(tsr_enc_weights), tl},
+                     {&c->vit_w, 0, 1},
+                     {c->vit_w.enc.layers, sizeof(tsr_enc_weights), vl},
+                     {&c->dec_w, 0, 1},
+                     {c->dlayers + tl, 2 * sizeof(tsr_dec_weights), ml},
+                     {c->dlayers + tl + 1, 2 * sizeof(tsr_dec_weights), ml}},
+                    "",
+                    clip_dim,
+                    c};
+    tsr_status rc = tsr_model_load_table(m, &t, st, rng, err);
+    free(rows);
+    if (rc != TSR_OK || !c->coca)
+        return rc;
+    for (int i = 0; i < tl; i++) { /* the text layers, shared */
+        const tsr_enc_weights *e = &c->txt_w.enc.layers[i];
+        tsr_dec_weights *d = &c->dlayers[i];
+        d->ln1_g = e->ln1_g, d->ln1_b = e->ln1_b, d->qkv_w = e->qkv_w, d->qkv_b = e->qkv_b;
+        d->o_w = e->o_w, d->o_b = e->o_b, d->ln2_g = e->ln2_g, d->ln2_b = e->ln2_b;
+        d->fc1_w = e->fc1_w, d->fc1_b = e->fc1_b, d->fc2_w = e->fc2_w, d->fc2_b = e->fc2_b;
+    }
+    c->dec_w.tok = c->txt_w.tok;
+    c->dec_w.pos = c->txt_w.pos;
+    c->dec_w.layers = c->dlayers;
+    c->txt.vocab = c->vocab + 1; /* the class embedding is the last token row */
+    return rc;
+}
+
 /* Uploads the table's weights (random ones when st is NULL). */
 static tsr_status load_weights(tsr_model *m, const tsr_st *st, uint64_t *rng, tsr_error *err)
 {
@@ -450,6 +693,8 @@ static tsr_status load_weights(tsr_model *m, const tsr_st *st, uint64_t *rng, ts
         return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
     c->vit_w.enc.layers = c->layers;
     c->txt_w.enc.layers = c->layers + vl;
+    if (c->vit.pool_queries > 0)
+        return load_pooled(m, st, rng, err);
     tsr_wtable t = {c->openclip == 2   ? openclip_custom_table
                     : c->openclip == 1 ? openclip_table
                                        : clip_table,
@@ -558,6 +803,8 @@ static void clip_free(tsr_model *m)
     clip_model *c = CLIP(m);
     tsr_tokenizer_free(c->tok);
     free(c->layers);
+    free(c->dcfg);
+    free(c->dlayers);
     free(c);
     m->data = NULL;
 }
@@ -565,8 +812,9 @@ static void clip_free(tsr_model *m)
 static void clip_session_free(tsr_session *s)
 {
     clip_session *cs = s->data;
-    tsr_encoder_io_free(&cs->vit.enc);
+    tsr_vit_io_free(&cs->vit);
     tsr_textenc_io_free(&cs->txt);
+    tsr_coca_session_free(cs);
     free(cs->px);
 }
 
@@ -695,7 +943,10 @@ static tsr_status need_pp(const clip_model *c, tsr_error *err)
 }
 
 static int clip_embed_dim(const tsr_model *m) { return CLIP(m)->proj_dim; }
-static int clip_max_text_len(const tsr_model *m) { return CLIP(m)->txt.max_pos; }
+static int clip_max_text_len(const tsr_model *m)
+{
+    return CLIP(m)->coca ? CLIP(m)->ctx : CLIP(m)->txt.max_pos;
+}
 
 /* ---- sessions ---- */
 
@@ -704,15 +955,20 @@ static tsr_status clip_plan(tsr_session *s, size_t scratch[TSR_SCRATCH_N], tsr_e
     clip_model *c = CLIP(s->m);
     clip_session *cs = s->data;
     cs->plan_img = cs->plan_txt = 0;
+    cs->plan_cap_img = cs->plan_cap_rows = cs->plan_cap_len = 0;
     tsr_status rc = TSR_OK;
+    int img = cs->want_img > cs->want_cap_img ? cs->want_img : cs->want_cap_img;
     if (cs->want_img) {
         float *px = realloc(cs->px, sizeof(float) * (size_t)cs->want_img * c->vit.channels *
                                         c->vit.image_size * c->vit.image_size);
         if (!px)
             return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
         cs->px = px;
-        TSR_TRY(rc, tsr_vit_plan(s->q, &c->vit, cs->want_img, &s->arena, &cs->vit, scratch, err));
     }
+    if (img)
+        TSR_TRY(rc, tsr_vit_plan(s->q, &c->vit, img, &s->arena, &cs->vit, scratch, err));
+    if (cs->want_cap_img)
+        TSR_TRY(rc, tsr_coca_plan(s, scratch, err));
     if (cs->want_txt)
         TSR_TRY(rc, tsr_textenc_plan(s->q, &c->txt, cs->want_txt, c->txt.max_pos, &s->arena,
                                      &cs->txt, scratch, err));
@@ -734,14 +990,25 @@ static tsr_status clip_ready(tsr_session *s, int images, int texts, tsr_error *e
         cs->want_txt = text_batch;
     if (cs->plan_img == cs->want_img && cs->plan_txt == cs->want_txt)
         return TSR_OK;
-    rc = tsr_session_plan(s, clip_plan, err);
+    return tsr_clip_replan(s, err);
+}
+
+tsr_status tsr_clip_replan(tsr_session *s, tsr_error *err)
+{
+    clip_session *cs = s->data;
+    tsr_status rc = tsr_session_plan(s, clip_plan, err);
     if (rc == TSR_OK) {
         cs->plan_img = cs->want_img;
         cs->plan_txt = cs->want_txt;
+        cs->plan_cap_img = cs->want_cap_img;
+        cs->plan_cap_rows = cs->want_cap_rows;
+        cs->plan_cap_len = cs->want_cap_len;
     } else {
         /* nothing is planned now; the next call plans only what it needs, so
          * an image batch too big for the device does not stop text calls */
         cs->plan_img = cs->plan_txt = cs->want_img = cs->want_txt = 0;
+        cs->plan_cap_img = cs->plan_cap_rows = cs->plan_cap_len = 0;
+        cs->want_cap_img = cs->want_cap_rows = cs->want_cap_len = 0;
     }
     return rc;
 }
@@ -833,6 +1100,57 @@ tsr_status tsr_session_embed_image_files(tsr_session *s, const char *const *path
     return embed_images(s, n, normalize, out, from_files, paths, err);
 }
 
+/* CoCa's texts as open_clip runs them: padded with 0 to the context, then
+ * the class token (id vocab), which attends to the first len + 1
+ * positions (open_clip's legacy mask lets it see the first padding
+ * position, and itself only when nothing is padding); that mask also hides
+ * every position after a token 0 ("!" inside a punctuation run) from every
+ * row, which tessera does not reproduce, so such texts are refused. */
+static tsr_status coca_pack(const clip_model *c, const int *ids, const int *lens, int nb, int S,
+                            int *out, int *olens, int first, tsr_error *err)
+{
+    int L = c->ctx;
+    for (int i = 0; i < nb; i++) {
+        int n = lens[i];
+        if (n < 1 || n > L || n > S)
+            return tsr_error_set(err, TSR_ERR_INVALID_ARG, "text %d: length %d outside 1..%d",
+                                 first + i + 1, n, L < S ? L : S);
+        int *o = out + (size_t)i * (L + 1);
+        for (int j = 0; j < L; j++)
+            o[j] = j < n ? ids[(size_t)i * S + j] : 0;
+        for (int j = 0; j < n; j++)
+            if (o[j] == 0)
+                return tsr_error_set(err, TSR_ERR_UNSUPPORTED,
+                                     "text %d: token 0 at position %d, which open_clip's CoCa "
+                                     "masks as padding; tessera does not reproduce that mask "
+                                     "(rewrite the text without \"!\" inside a run of "
+                                     "punctuation)",
+                                     first + i + 1, j);
+        o[L] = c->vocab;
+        olens[i] = n + 1;
+    }
+    return TSR_OK;
+}
+
+static tsr_status coca_embed_ids(tsr_session *s, const int *ids, const int *lens, int B, int S,
+                                 int normalize, float *out, int first, tsr_error *err)
+{
+    clip_model *c = CLIP(s->m);
+    clip_session *cs = s->data;
+    int L = c->ctx + 1, NB = cs->plan_txt;
+    int *pk = malloc(sizeof(int) * (size_t)L * NB), *pl = malloc(sizeof(int) * (size_t)NB);
+    tsr_status rc = pk && pl ? TSR_OK : tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    for (int b = 0; b < B && rc == TSR_OK; b += NB) {
+        int nb = B - b < NB ? B - b : NB;
+        rc = coca_pack(c, ids + (size_t)b * S, lens + b, nb, S, pk, pl, first + b, err);
+        TSR_TRY(rc, tsr_textenc_forward(s->q, &c->txt, &c->txt_w, &cs->txt, &s->scratch, pk, pl,
+                                        nb, L, normalize, out + (size_t)b * c->proj_dim, err));
+    }
+    free(pk);
+    free(pl);
+    return rc;
+}
+
 tsr_status tsr_session_embed_ids(tsr_session *s, const int *ids, const int *lens, int B, int S,
                                  int normalize, float *out, tsr_error *err)
 {
@@ -842,6 +1160,9 @@ tsr_status tsr_session_embed_ids(tsr_session *s, const int *ids, const int *lens
         return tsr_session_fail(s, rc, err);
     clip_model *c = CLIP(s->m);
     clip_session *cs = s->data;
+    if (c->coca)
+        return tsr_session_fail(s, coca_embed_ids(s, ids, lens, B, S, normalize, out, 0, err),
+                                err);
     for (int b = 0; b < B && rc == TSR_OK; b += cs->plan_txt) {
         int nb = B - b < cs->plan_txt ? B - b : cs->plan_txt;
         rc = tsr_textenc_forward(s->q, &c->txt, &c->txt_w, &cs->txt, &s->scratch,
@@ -862,7 +1183,7 @@ static tsr_status clip_embed_texts(tsr_session *s, const char *const *texts, int
     clip_session *cs = s->data;
     if (!c->tok)
         return tsr_error_set(err, TSR_ERR_INVALID_ARG, "%s: the model has no tokenizer", s->m->name);
-    int L = c->txt.max_pos, NB = cs->plan_txt, pad = tsr_tokenizer_pad(c->tok);
+    int L = c->coca ? c->ctx : c->txt.max_pos, NB = cs->plan_txt, pad = tsr_tokenizer_pad(c->tok);
     int *ids = malloc(sizeof(int) * (size_t)L * NB);
     int *lens = malloc(sizeof(int) * (size_t)NB);
     int *buf = malloc(sizeof(int) * (size_t)L);
@@ -889,8 +1210,11 @@ static tsr_status clip_embed_texts(tsr_session *s, const char *const *texts, int
                 buf[j] = pad;
             memcpy(ids + (size_t)i * S, buf, sizeof(int) * (size_t)S);
         }
-        rc = tsr_textenc_forward(s->q, &c->txt, &c->txt_w, &cs->txt, &s->scratch, ids, lens, nb,
-                                 S, normalize, out + (size_t)b * c->proj_dim, err);
+        rc = c->coca ? coca_embed_ids(s, ids, lens, nb, S, normalize,
+                                      out + (size_t)b * c->proj_dim, b, err)
+                     : tsr_textenc_forward(s->q, &c->txt, &c->txt_w, &cs->txt, &s->scratch, ids,
+                                           lens, nb, S, normalize, out + (size_t)b * c->proj_dim,
+                                           err);
     }
     free(ids);
     free(lens);

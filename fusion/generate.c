@@ -17,7 +17,8 @@ tsr_gen_params tsr_gen_default_params(int vocab, int eos)
                             .samples = 1,
                             .repetition_penalty = 1.0f,
                             .top_p = 1.0f,
-                            .n_best = 1};
+                            .n_best = 1,
+                            .pad = -1};
 }
 
 void tsr_gen_result_free(tsr_gen_result *r)
@@ -604,10 +605,10 @@ static tsr_status greedy_batch(const tsr_gen_params *p, int N, const tsr_gen_hoo
     float *lg = malloc(sizeof(float) * (size_t)V * R), *score = calloc((size_t)R, sizeof(float));
     int *seq = seq_rows(p, R), *len = calloc((size_t)R, sizeof(int)),
         *done = calloc((size_t)R, sizeof(int)), *in = malloc(sizeof(int) * (size_t)R),
-        *idx = malloc(sizeof(int) * (size_t)V);
+        *idx = malloc(sizeof(int) * (size_t)V), *stopped = calloc((size_t)R, sizeof(int));
     rng *gen = malloc(sizeof(rng) * (size_t)R);
     tsr_status rc = TSR_OK;
-    if (!lg || !score || !seq || !len || !done || !in || !idx || !gen)
+    if (!lg || !score || !seq || !len || !done || !in || !idx || !gen || !stopped)
         rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
     for (int r = 0; r < R && rc == TSR_OK; r++) /* sample k of every search alike */
         rng_seed(&gen[r], p->seed + 0x9E3779B97F4A7C15ull * (uint64_t)(r % S));
@@ -624,7 +625,14 @@ static tsr_status greedy_batch(const tsr_gen_params *p, int N, const tsr_gen_hoo
             }
             float *row = lg + (size_t)r * V;
             int tok;
-            if (p->temperature > 0) {
+            if (p->temperature > 0 && p->openclip) { /* the warpers, then the temperature */
+                tsr_gen_params q = *p;
+                q.temperature = 1.0f;
+                processors(p, h, t, seq + SL * r, P + len[r], row);
+                hf_warp(&q, row, idx);
+                tok = sample(row, V, p->temperature, &gen[r]);
+                tsr_log_softmax(row, V);
+            } else if (p->temperature > 0) {
                 processors(p, h, t, seq + SL * r, P + len[r], row);
                 hf_warp(p, row, idx);
                 tok = sample(row, V, 1.0f, &gen[r]);
@@ -633,10 +641,16 @@ static tsr_status greedy_batch(const tsr_gen_params *p, int N, const tsr_gen_hoo
                 process_row(p, h, t, seq + SL * r, P + len[r], row);
                 tok = argmax(row, V);
             }
+            if (p->openclip && t + 1 == L)
+                tok = p->eos; /* open_clip ends every sequence at the length limit */
             score[r] += row[tok];
             if (tok != p->eos)
                 seq[SL * r + P + len[r]++] = tok;
             done[r] = tok == p->eos;
+            if (p->openclip && tok == p->pad && !done[r]) {
+                done[r] = 1;
+                stopped[r] = 1;
+            }
             if (done[r] || t + 1 == L)
                 alive--;
             in[r] = tok;
@@ -656,13 +670,14 @@ static tsr_status greedy_batch(const tsr_gen_params *p, int N, const tsr_gen_hoo
                 out[i].tokens = tok;
                 out[i].n = n;
                 out[i].score = f;
-                out[i].finished = done[r];
+                out[i].finished = done[r] && !stopped[r];
             } else {
-                out[i].more[k - 1] = (tsr_gen_hyp){tok, n, f, done[r]};
+                out[i].more[k - 1] = (tsr_gen_hyp){tok, n, f, done[r] && !stopped[r]};
                 out[i].n_more = k;
             }
         }
     free(lg), free(score), free(seq), free(len), free(done), free(in), free(idx), free(gen);
+    free(stopped);
     return rc;
 }
 
@@ -704,6 +719,198 @@ static tsr_status beam_batch(const tsr_gen_params *p, int N, const tsr_gen_hooks
         rc = hfb_result(&st[i], &out[i], err);
     for (int i = 0; st && i < n_init; i++)
         hfb_free(&st[i]);
+    free(st), free(lg), free(in), free(src);
+    return rc;
+}
+
+/* ---- beam search with open_clip's CoCa semantics ---- */
+
+/* One search: transformers 4.56's BeamSearchScorer with one group over
+ * raw-logit scores (see tsr_generate.h). */
+typedef struct {
+    const tsr_gen_params *p;
+    const tsr_gen_hooks *h;
+    int *seq, *nseq;            /* (beams, prefix + max_len) */
+    float score[TSR_GEN_MAX_BEAMS];
+    int in[TSR_GEN_MAX_BEAMS], src[TSR_GEN_MAX_BEAMS];
+    /* BeamHypotheses, in the order its list keeps them */
+    int hn, hlen[TSR_GEN_MAX_BEAMS], heos[TSR_GEN_MAX_BEAMS];
+    double hs[TSR_GEN_MAX_BEAMS], worst;
+    int *htok;                  /* (beams, max_len) */
+    int done;
+} ocb;
+
+static int ocb_init(ocb *b, const tsr_gen_params *p, const tsr_gen_hooks *h)
+{
+    memset(b, 0, sizeof *b);
+    b->p = p;
+    b->h = h;
+    b->seq = seq_rows(p, p->beams);
+    b->nseq = seq_rows(p, p->beams);
+    b->htok = malloc(sizeof(int) * (size_t)p->beams * p->max_len);
+    b->worst = 1e9;
+    for (int k = 0; k < p->beams; k++)
+        b->in[k] = p->start;
+    return b->seq && b->nseq && b->htok;
+}
+
+static void ocb_free(ocb *b) { free(b->seq), free(b->nseq), free(b->htok); }
+
+/* BeamHypotheses.add: score is already length-normalised. */
+static void ocb_add(ocb *b, const int *toks, int n, int eos, double score)
+{
+    int G = b->p->beams, L = b->p->max_len;
+    if (!(b->hn < G || score > b->worst))
+        return;
+    int at = b->hn++;
+    if (b->hn > G) { /* drop the worst (the earliest of equals); worst: the next one up */
+        int lo = 0;
+        for (int i = 1; i < b->hn - 1; i++)
+            if (b->hs[i] < b->hs[lo])
+                lo = i;
+        double hs[TSR_GEN_MAX_BEAMS + 1];
+        for (int i = 0; i < b->hn - 1; i++)
+            hs[i] = b->hs[i];
+        hs[b->hn - 1] = score;
+        if (score < hs[lo]) /* the new one is the worst itself */
+            lo = b->hn - 1;
+        double next = INFINITY;
+        for (int i = 0; i < b->hn; i++)
+            if (i != lo && hs[i] < next)
+                next = hs[i];
+        b->worst = next;
+        if (lo == b->hn - 1) {
+            b->hn--;
+            return;
+        }
+        for (int i = lo; i < b->hn - 2; i++) {
+            b->hs[i] = b->hs[i + 1];
+            b->hlen[i] = b->hlen[i + 1];
+            b->heos[i] = b->heos[i + 1];
+            memcpy(b->htok + (size_t)i * L, b->htok + (size_t)(i + 1) * L,
+                   sizeof(int) * (size_t)b->hlen[i]);
+        }
+        b->hn--;
+        at = b->hn - 1;
+    } else if (score < b->worst) {
+        b->worst = score;
+    }
+    b->hs[at] = score;
+    b->hlen[at] = n;
+    b->heos[at] = eos;
+    memcpy(b->htok + (size_t)at * L, toks, sizeof(int) * (size_t)n);
+}
+
+static void ocb_step(ocb *b, int t, float *lg, int rows)
+{
+    const tsr_gen_params *p = b->p;
+    int V = p->vocab, G = p->beams, L = p->max_len, K = 2 * G, P = p->n_prefix;
+    size_t SL = (size_t)P + L;
+    float cs[2 * TSR_GEN_MAX_BEAMS];
+    int cr[2 * TSR_GEN_MAX_BEAMS], ct[2 * TSR_GEN_MAX_BEAMS];
+    for (int r = 0; r < rows; r++) {
+        float *row = lg + (size_t)r * V;
+        processors(p, b->h, t, b->seq + SL * r, P + t, row);
+        for (int k = 0; k < V; k++)
+            row[k] += b->score[r];
+    }
+    top_k(lg, rows, V, K, cr, ct, cs);
+    double len = pow((double)(P + t + 1), (double)p->length_penalty);
+    int na = 0, cand[TSR_GEN_MAX_BEAMS];
+    for (int k = 0; k < K && na < G; k++) {
+        if (ct[k] == p->eos) {
+            if (k < G)
+                ocb_add(b, b->seq + SL * cr[k] + P, t, 1, (double)cs[k] / len);
+            continue;
+        }
+        cand[na++] = k;
+    }
+    b->done = b->hn == G && b->worst >= (double)cs[0] / len;
+    for (int k = 0; k < na; k++) {
+        int c = cand[k];
+        memcpy(b->nseq + SL * k + P, b->seq + SL * cr[c] + P, sizeof(int) * (size_t)t);
+        b->nseq[SL * k + P + t] = ct[c];
+        b->score[k] = cs[c];
+        b->src[k] = cr[c];
+        b->in[k] = ct[c];
+    }
+    int *tmp = b->seq;
+    b->seq = b->nseq;
+    b->nseq = tmp;
+    if (!b->done && t + 1 == L) { /* finalize: the running beams join */
+        double fl = pow((double)(P + L), (double)p->length_penalty);
+        for (int k = 0; k < G; k++)
+            ocb_add(b, b->seq + SL * k + P, L, 0, (double)b->score[k] / fl);
+        b->done = 1;
+    }
+}
+
+/* The best hypotheses (the later of equals first, as sorted() then pop()). */
+static tsr_status ocb_result(ocb *b, tsr_gen_result *out, tsr_error *err)
+{
+    int L = b->p->max_len, used[TSR_GEN_MAX_BEAMS] = {0};
+    if (b->hn == 0)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "beam search ended without a hypothesis");
+    for (int i = 0; i < b->p->n_best && i < b->hn; i++) {
+        int best = -1;
+        for (int k = 0; k < b->hn; k++)
+            if (!used[k] && (best < 0 || b->hs[k] >= b->hs[best]))
+                best = k;
+        used[best] = 1;
+        int *tok = malloc(sizeof(int) * (size_t)(b->hlen[best] + 1));
+        if (!tok)
+            return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+        memcpy(tok, b->htok + (size_t)best * L, sizeof(int) * (size_t)b->hlen[best]);
+        if (i == 0) {
+            out->tokens = tok;
+            out->n = b->hlen[best];
+            out->score = (float)b->hs[best];
+            out->finished = b->heos[best];
+        } else {
+            out->more[i - 1] = (tsr_gen_hyp){tok, b->hlen[best], (float)b->hs[best],
+                                             b->heos[best]};
+            out->n_more = i;
+        }
+    }
+    return TSR_OK;
+}
+
+static tsr_status ocb_batch(const tsr_gen_params *p, int N, const tsr_gen_hooks *h,
+                            tsr_gen_result *out, tsr_error *err)
+{
+    int V = p->vocab, B = p->beams, R = N * B;
+    ocb *st = calloc((size_t)N, sizeof *st);
+    float *lg = malloc(sizeof(float) * (size_t)V * R);
+    int *in = malloc(sizeof(int) * (size_t)R), *src = malloc(sizeof(int) * (size_t)R);
+    tsr_status rc = st && lg && in && src ? TSR_OK
+                                          : tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    int n_init = 0;
+    for (; n_init < N && rc == TSR_OK; n_init++)
+        if (!ocb_init(&st[n_init], p, h))
+            rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    for (int t = 0; t < p->max_len && rc == TSR_OK; t++) {
+        for (int i = 0; i < N; i++)
+            for (int k = 0; k < B; k++)
+                in[i * B + k] = st[i].done ? p->eos : st[i].in[k];
+        if ((rc = h->step(h->user, in, R, p->pos0 + t, lg, err)) != TSR_OK)
+            break;
+        int live = 0;
+        for (int i = 0; i < N; i++) {
+            int was = st[i].done;
+            if (!was)
+                ocb_step(&st[i], t, lg + (size_t)i * B * V, t == 0 ? 1 : B);
+            live += !st[i].done;
+            for (int k = 0; k < B; k++)
+                src[i * B + k] = i * B + (was ? k : st[i].src[k]);
+        }
+        if (!live)
+            break;
+        rc = h->reorder(h->user, src, R, p->pos0 + t + 1, err);
+    }
+    for (int i = 0; i < N && rc == TSR_OK; i++)
+        rc = ocb_result(&st[i], &out[i], err);
+    for (int i = 0; st && i < n_init; i++)
+        ocb_free(&st[i]);
     free(st), free(lg), free(in), free(src);
     return rc;
 }
@@ -765,7 +972,9 @@ tsr_status tsr_generate_batch(const tsr_gen_params *p, int N, const tsr_gen_hook
                            "batched generation takes transformers' semantics and N >= 1");
     if (rc != TSR_OK)
         return rc;
-    rc = p->beams > 1 ? beam_batch(p, N, h, out, err) : greedy_batch(p, N, h, out, err);
+    rc = p->beams > 1 && p->openclip ? ocb_batch(p, N, h, out, err)
+         : p->beams > 1              ? beam_batch(p, N, h, out, err)
+                                     : greedy_batch(p, N, h, out, err);
     if (rc != TSR_OK)
         for (int i = 0; i < N; i++)
             tsr_gen_result_free(&out[i]);

@@ -99,7 +99,8 @@ const tsr_tokenizer *tsr_model_tokenizer(const tsr_model *m);  /* CLIP, else NUL
 const tsr_wordpiece *tsr_model_wordpiece(const tsr_model *m);  /* BERT, else NULL */
 const tsr_bytelevel *tsr_model_bytelevel(const tsr_model *m);  /* Whisper, else NULL */
 const tsr_wordpiece *tsr_model_caption_tokenizer(const tsr_model *m); /* BLIP, else NULL */
-int tsr_model_caption_image_size(const tsr_model *m);                 /* BLIP, else 0 */
+int tsr_model_caption_image_size(const tsr_model *m);                 /* BLIP, CoCa, else 0 */
+int tsr_model_can_caption(const tsr_model *m);                        /* BLIP or CoCa */
 /* CLIP, else NULL: the image preprocessing of preprocessor_config.json. A
  * directory without that file loads (text needs none), but its images are
  * refused, with a message naming the file, until the caller says how they
@@ -303,7 +304,11 @@ tsr_status tsr_session_whisper_encode(tsr_session *s, const float *mel, float *o
 tsr_status tsr_session_whisper_logits(tsr_session *s, const int *tokens, int n, float *logits,
                                       tsr_error *err);
 
-/* ---- captioning (BLIP) ----
+/* ---- captioning (BLIP, CoCa) ----
+ * CoCa (open_clip layout): captions match open_clip 3.3's
+ * model.generate(image) (beam search, or generation_type "top_k"/"top_p"
+ * for greedy and sampling) decoded with open_clip.decode up to
+ * <end_of_text>, <start_of_text> removed, stripped.
  * HF BlipForConditionalGeneration checkpoints. Captions match
  * model.generate(**processor(images=img, text=prompt)) followed by
  * processor.decode(ids, skip_special_tokens=True): BlipImageProcessor's
@@ -317,6 +322,8 @@ typedef struct {
     int max_new_tokens;       /* > 0: caption tokens at most (overrides max_length) */
     int min_length;           /* HF min_length, counted the same way (0) */
     int beams;                /* num_beams; 1: greedy search */
+    int beam_groups;          /* CoCa: open_clip's num_beam_groups (3; beams a multiple of
+                               * it); its groups never differ, so beams / groups are searched */
     float length_penalty;     /* beam scores / length ^ length_penalty (1) */
     int early_stopping;       /* beam search: 0 false, 1 true, 2 "never" (0) */
     float repetition_penalty; /* 1: off */

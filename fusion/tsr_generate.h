@@ -58,6 +58,26 @@
  *   not depend on how many are drawn.
  * - n_best > 1 with beam search: the n_best best finished hypotheses, best
  *   first (HF's num_return_sequences).
+ *
+ * open_clip semantics (openclip = 1 with hf = 1: CoCa.generate of open_clip
+ * 3.3 with transformers 4.56's BeamSearchScorer; the prefix is the start
+ * token and any prompt, and lengths count it, as decoder_prompt_len 0):
+ * - Beam search (_generate_beamsearch with one beam group; its groups
+ *   never differ, since it adds no diversity penalty, so num_beams 6 in 3
+ *   groups searches as 2 beams): the scores are sums of the processed raw
+ *   logits, not of log-probabilities; the top 2*beams candidates; one that
+ *   ends in eos among the first `beams` joins the hypotheses (at most
+ *   `beams`, the worst dropped) with score / (prefix + tokens + 1) ^
+ *   length_penalty, the others continue; a search is done once the
+ *   hypotheses are full and the worst is at least the best candidate's
+ *   score / (prefix + tokens + 1) ^ length_penalty; at max_len the
+ *   running beams join with score / (prefix + tokens) ^ length_penalty.
+ *   The best hypothesis wins (the later one on a tie).
+ * - Greedy and sampling (generation_type top_k / top_p): the processors,
+ *   then top_k and top_p on the untempered logits, then a draw from
+ *   softmax(logits / temperature) (temperature 0: the best token); the last
+ *   step (prefix + tokens + 1 = the length limit) takes eos; a sequence
+ *   also ends after a `pad` token (which it keeps).
  */
 #ifndef TSR_GENERATE_H
 #define TSR_GENERATE_H
@@ -91,6 +111,9 @@ typedef struct {
     int top_k;                /* hf sampling: keep the k most likely tokens (0: all) */
     float top_p;              /* hf sampling: the smallest set reaching this mass (1: all) */
     int n_best;               /* hf: results wanted (beam: <= beams; sampling: samples) */
+    int openclip;             /* hf batches: open_clip's CoCa generate() (see below) */
+    int pad;                  /* openclip greedy and sampling: a sequence whose last token is
+                               * this one (pad_id 0) has ended too; -1: none */
 } tsr_gen_params;
 
 typedef struct {

@@ -32,6 +32,10 @@ enum {
     TSR_W_ROW0 = 4,     /* only the first row is kept (BERT's token type 0) */
     TSR_W_T = 8,        /* a 2-D tensor stored (K, N), as open_clip's `x @ proj`: its
                            dims are the stored shape, and it is transposed to (N, K) */
+    TSR_W_PLACE = 16,   /* the slot holds dim(slice_len) rows (of the tensor's rows, or of
+                           the whole 1-D tensor) and this tensor goes at row
+                           dim(slice_from) (0 when 0); the row at 0 reserves the slot
+                           (CoCa's class embedding after the token embeddings) */
 };
 
 typedef struct {
@@ -42,6 +46,9 @@ typedef struct {
     int part, parts;  /* stacked rows: this tensor fills part of parts (0: not stacked) */
     int dims[4];      /* symbolic dimensions, resolved by the table's dim(); 0 ends the list */
     int flags;
+    int slice_from;   /* slice_len != 0 (without TSR_W_PLACE): the slot holds rows */
+    int slice_len;    /* [dim(slice_from) (0 when 0), + dim(slice_len)) of the tensor's
+                       * first dimension (in_proj's q) */
 } tsr_wrow;
 
 typedef struct {

@@ -43,10 +43,31 @@ static uint64_t want_shape(const tsr_wtable *t, const tsr_wrow *r, int64_t *shap
     return n;
 }
 
+/* The rows [from, from + len) of dim 0 that a sliced row keeps. */
+static void slice_of(const tsr_wtable *t, const tsr_wrow *r, const int64_t *shape, int64_t *from,
+                     int64_t *len)
+{
+    *from = 0;
+    *len = shape[0];
+    if (!r->slice_len)
+        return;
+    *from = r->slice_from ? t->dim(t->cfg, r->slice_from) : 0;
+    *len = t->dim(t->cfg, r->slice_len);
+}
+
 /* Bytes of the slot a row fills (all of its parts). */
-static size_t slot_bytes(const tsr_wrow *r, uint64_t numel, const int64_t *shape)
+static size_t slot_bytes(const tsr_wtable *t, const tsr_wrow *r, uint64_t numel,
+                         const int64_t *shape)
 {
     uint64_t n = r->flags & TSR_W_ROW0 ? numel / (uint64_t)shape[0] : numel;
+    if (r->flags & TSR_W_PLACE)
+        n = (ndims(r) > 1 ? numel / (uint64_t)shape[0] : numel) *
+            (uint64_t)t->dim(t->cfg, r->slice_len);
+    else if (r->slice_len) {
+        int64_t from, len;
+        slice_of(t, r, shape, &from, &len);
+        n = numel / (uint64_t)shape[0] * (uint64_t)len;
+    }
     return sizeof(float) * (size_t)n * (size_t)(r->parts > 1 ? r->parts : 1);
 }
 
@@ -184,6 +205,21 @@ static tsr_status load_row(loader *l, const tsr_wrow *r, int layer, tsr_error *e
     }
     if (r->flags & TSR_W_ROW0)
         numel = cols, rows = 1;
+    if (r->flags & TSR_W_PLACE) {
+        size_t at = r->slice_from ? (size_t)l->t->dim(l->t->cfg, r->slice_from) : 0;
+        size_t per = nd > 1 ? cols : (size_t)numel;
+        return tsr_buf_write_async(l->q, *slot_of(l->t, r, layer), sizeof(float) * at * per,
+                                   l->stage, sizeof(float) * (size_t)numel, err) == TSR_OK
+                   ? tsr_queue_finish(l->q, err)
+                   : err->code;
+    }
+    if (r->slice_len) {
+        int64_t from, len;
+        slice_of(l->t, r, want, &from, &len);
+        data = l->stage + (size_t)from * cols;
+        rows = (size_t)len;
+        numel = rows * cols;
+    }
     int parts = r->parts > 1 ? r->parts : 1;
     if (parts > 1) { /* gather the parts on the host, upload with the last */
         if ((rc = grow(&l->stack, &l->stack_cap, (size_t)numel * parts, err)) != TSR_OK)
@@ -238,13 +274,30 @@ static tsr_status measure_row(void *user, const tsr_wrow *r, int layer, tsr_erro
     if (!numel)
         return tsr_error_set(err, TSR_ERR_TOO_LARGE, "tensor '%s': a dimension of the config is "
                              "out of range", r->name);
+    if (r->flags & TSR_W_PLACE) {
+        int64_t at = r->slice_from ? m->t->dim(m->t->cfg, r->slice_from) : 0;
+        int64_t rows = ndims(r) > 1 ? shape[0] : 1, cap = m->t->dim(m->t->cfg, r->slice_len);
+        if (at < 0 || at + rows > cap)
+            return tsr_error_set(err, TSR_ERR_INVALID_ARG, "weight table: bad place of '%s'",
+                                 r->name);
+        if (at == 0)
+            tsr_arena_reserve(m->a, slot_of(m->t, r, layer), slot_bytes(m->t, r, numel, shape));
+        return TSR_OK;
+    }
+    if (r->slice_len) {
+        int64_t from, len;
+        slice_of(m->t, r, shape, &from, &len);
+        if (from < 0 || len < 1 || from + len > shape[0])
+            return tsr_error_set(err, TSR_ERR_INVALID_ARG, "weight table: bad slice of '%s'",
+                                 r->name);
+    }
     int part = r->parts > 1 ? r->part : 0;
     if (part != (r->parts > 1 ? m->next_part : 0))
         return tsr_error_set(err, TSR_ERR_INVALID_ARG, "weight table: '%s' is out of order",
                              r->name);
     m->next_part = r->parts > 1 && part < r->parts - 1 ? part + 1 : 0;
     if (part == 0)
-        tsr_arena_reserve(m->a, slot_of(m->t, r, layer), slot_bytes(r, numel, shape));
+        tsr_arena_reserve(m->a, slot_of(m->t, r, layer), slot_bytes(m->t, r, numel, shape));
     return TSR_OK;
 }
 

@@ -19,9 +19,13 @@ tsr_status tsr_dec_state_plan(const tsr_dec_cfg *c, int B, int cap, int Bx, int 
         return tsr_error_set(err, TSR_ERR_INVALID_ARG,
                              "cross-attention batch %d does not divide the batch %d", Bx, B);
     size_t row = 2 * (size_t)c->dim * sizeof(float);
+    if (c->no_cross)
+        Se = 0;
     *st = (tsr_dec_state){NULL, NULL, cap, B, Bx, Se};
-    tsr_arena_reserve(a, &st->cache, (size_t)B * cap * row);
-    tsr_arena_reserve(a, &st->xkv, (size_t)Bx * (Se > 0 ? Se : 1) * row);
+    if (!c->no_self)
+        tsr_arena_reserve(a, &st->cache, (size_t)B * cap * row);
+    if (Se > 0)
+        tsr_arena_reserve(a, &st->xkv, (size_t)Bx * Se * row);
     return TSR_OK;
 }
 
@@ -31,6 +35,8 @@ tsr_status tsr_dec_cross_kv(tsr_queue *q, const tsr_dec_cfg *c, const tsr_dec_we
     if (nx < 1 || nx > st->Bx)
         return tsr_error_set(err, TSR_ERR_INVALID_ARG, "%d encodings for a plan of %d", nx,
                              st->Bx);
+    if (st->Se == 0)
+        return TSR_OK; /* a layer without cross-attention */
     int Dx = c->xdim > 0 ? c->xdim : c->dim;
     return tsr_linear(q, enc, nx * st->Se, Dx, w->xkv_w, w->xkv_b, 2 * c->dim, st->xkv,
                       TSR_ACT_NONE, err);
@@ -65,17 +71,20 @@ tsr_status tsr_dec_layer(tsr_queue *q, const tsr_dec_cfg *c, const tsr_dec_weigh
         return tsr_error_set(err, TSR_ERR_INVALID_ARG, "batch %d does not fit the state's %d",
                              B, st->B);
     tsr_status rc = TSR_OK;
+    cl_mem in;
     /* self-attention */
-    cl_mem in = norm_in(q, c, x, s->h, w->ln1_g, w->ln1_b, R, &rc, err);
-    TSR_TRY(rc, tsr_linear(q, in, R, D, w->qkv_w, w->qkv_b, 3 * D, s->qkv, TSR_ACT_NONE, err));
-    TSR_TRY(rc, tsr_k_kv_append(q, s->qkv, st->cache, B, Sq, D, st->cap, past, err));
-    tsr_att_io self = {s->qkv, 0, 3 * D, st->cache, 0, D, 2 * D, st->cap * 2 * D, s->attn, D,
-                       NULL, 1};
-    TSR_TRY(rc, tsr_k_attention_kv(q, &self, B, Sq, past + Sq, H, dh, scale, 1, err));
-    TSR_TRY(rc, tsr_linear(q, s->attn, R, D, w->o_w, w->o_b, D, s->h, TSR_ACT_NONE, err));
-    residual(q, c, x, s->h, w->ln1_g, w->ln1_b, R, &rc, err);
+    if (!c->no_self) {
+        in = norm_in(q, c, x, s->h, w->ln1_g, w->ln1_b, R, &rc, err);
+        TSR_TRY(rc, tsr_linear(q, in, R, D, w->qkv_w, w->qkv_b, 3 * D, s->qkv, TSR_ACT_NONE, err));
+        TSR_TRY(rc, tsr_k_kv_append(q, s->qkv, st->cache, B, Sq, D, st->cap, past, err));
+        tsr_att_io self = {s->qkv, 0, 3 * D, st->cache, 0, D, 2 * D, st->cap * 2 * D, s->attn, D,
+                           NULL, 1};
+        TSR_TRY(rc, tsr_k_attention_kv(q, &self, B, Sq, past + Sq, H, dh, scale, 1, err));
+        TSR_TRY(rc, tsr_linear(q, s->attn, R, D, w->o_w, w->o_b, D, s->h, TSR_ACT_NONE, err));
+        residual(q, c, x, s->h, w->ln1_g, w->ln1_b, R, &rc, err);
+    }
     /* cross-attention */
-    if (st->Se > 0) {
+    if (st->Se > 0 && !c->no_cross) {
         in = norm_in(q, c, x, s->h, w->lnx_g, w->lnx_b, R, &rc, err);
         TSR_TRY(rc, tsr_linear(q, in, R, D, w->xq_w, w->xq_b, D, s->qkv, TSR_ACT_NONE, err));
         /* Bx encodings for B sequences: B / Bx consecutive ones share each */
@@ -101,6 +110,8 @@ tsr_status tsr_dec_state_reorder(tsr_queue *q, tsr_dec_state *st, cl_mem *tmp, c
         return tsr_error_set(err, TSR_ERR_INVALID_ARG, "reordering %d sequences of %d positions "
                              "in a cache of %d x %d", B, len, st->B, st->cap);
     size_t per = (size_t)st->cap * 2 * D * sizeof(float), used = (size_t)len * 2 * D * sizeof(float);
+    if (!st->cache)
+        return TSR_OK; /* a layer without self-attention keeps no cache */
     for (int b = 0; b < B && used > 0; b++) {
         if (src[b] < 0 || src[b] >= st->B)
             return tsr_error_set(err, TSR_ERR_INVALID_ARG, "beam index %d out of range", src[b]);
@@ -136,8 +147,27 @@ tsr_status tsr_decoder_plan(tsr_queue *q, const tsr_decoder_cfg *c, int B, int m
     io->Bx = Bx;
     io->Se = Se;
     tsr_status st = TSR_OK;
-    for (int i = 0; i < c->n_layers && st == TSR_OK; i++)
-        st = tsr_dec_state_plan(&c->layer, B, c->n_ctx, Bx, Se, a, &io->st[i], err);
+    int xln = 0;
+    for (int i = 0; i < c->n_layers && st == TSR_OK; i++) {
+        const tsr_dec_cfg *lc = c->layers ? &c->layers[i] : &c->layer;
+        if (lc->dim != c->layer.dim)
+            return tsr_error_set(err, TSR_ERR_INVALID_ARG, "decoder layer %d is %d wide, not %d",
+                                 i, lc->dim, c->layer.dim);
+        st = tsr_dec_state_plan(lc, B, c->n_ctx, Bx, Se, a, &io->st[i], err);
+        xln |= lc->xln && !lc->no_cross;
+        tsr_enc_cfg ec = tsr_dec_enc_cfg(lc);
+        tsr_scratch_need(&ec, (int)R, scratch);
+        int d = lc->dim, F = lc->ffn;
+        TSR_TRY(st, tsr_linear_plan(q, (int)R, 3 * d, d, err));
+        TSR_TRY(st, tsr_linear_plan(q, (int)R, d, d, err));
+        TSR_TRY(st, tsr_linear_plan(q, (int)R, F, d, err));
+        TSR_TRY(st, tsr_linear_plan(q, (int)R, d, F, err));
+        if (Se > 0 && !lc->no_cross)
+            TSR_TRY(st, tsr_linear_plan(q, Bx * Se, 2 * d, lc->xdim > 0 ? lc->xdim : d, err));
+    }
+    int Dx = c->layer.xdim > 0 ? c->layer.xdim : c->layer.dim;
+    if (xln && Se > 0)
+        tsr_arena_reserve(a, &io->xin, (size_t)Bx * Se * Dx * f);
     tsr_arena_reserve(a, &io->ids, R * sizeof(cl_int));
     tsr_arena_reserve(a, &io->x, R * D * f);
     tsr_arena_reserve(a, &io->rows, (size_t)B * sizeof(cl_int));
@@ -147,15 +177,7 @@ tsr_status tsr_decoder_plan(tsr_queue *q, const tsr_decoder_cfg *c, int B, int m
     tsr_arena_reserve(a, &io->logits, (size_t)B * V * f);
     if (B > 1)
         tsr_arena_reserve(a, &io->reorder_tmp, (size_t)B * c->n_ctx * 2 * D * f);
-    tsr_enc_cfg ec = tsr_dec_enc_cfg(&c->layer);
-    tsr_scratch_need(&ec, (int)R, scratch);
-    int d = c->layer.dim, F = c->layer.ffn;
-    TSR_TRY(st, tsr_linear_plan(q, (int)R, 3 * d, d, err));
-    TSR_TRY(st, tsr_linear_plan(q, (int)R, d, d, err));
-    TSR_TRY(st, tsr_linear_plan(q, (int)R, F, d, err));
-    TSR_TRY(st, tsr_linear_plan(q, (int)R, d, F, err));
-    if (Se > 0)
-        TSR_TRY(st, tsr_linear_plan(q, Bx * Se, 2 * d, c->layer.xdim > 0 ? c->layer.xdim : d, err));
+    int d = c->layer.dim;
     TSR_TRY(st, tsr_linear_plan(q, B, c->vocab, d, err));
     if (c->head != TSR_ACT_NONE)
         TSR_TRY(st, tsr_linear_plan(q, B, d, d, err));
@@ -180,8 +202,17 @@ tsr_status tsr_decoder_cross_n(tsr_queue *q, const tsr_decoder_cfg *c, const tsr
                                tsr_decoder_io *io, cl_mem enc, int nx, tsr_error *err)
 {
     tsr_status rc = TSR_OK;
-    for (int i = 0; i < c->n_layers && rc == TSR_OK; i++)
-        rc = tsr_dec_cross_kv(q, &c->layer, &w->layers[i], &io->st[i], enc, nx, err);
+    for (int i = 0; i < c->n_layers && rc == TSR_OK; i++) {
+        const tsr_dec_cfg *lc = c->layers ? &c->layers[i] : &c->layer;
+        cl_mem in = enc;
+        if (lc->xln && io->st[i].Se > 0) {
+            int Dx = lc->xdim > 0 ? lc->xdim : lc->dim;
+            rc = tsr_k_layernorm(q, enc, io->xin, w->layers[i].lnkv_g, w->layers[i].lnkv_b,
+                                 nx * io->Se, Dx, lc->eps, err);
+            in = io->xin;
+        }
+        TSR_TRY(rc, tsr_dec_cross_kv(q, lc, &w->layers[i], &io->st[i], in, nx, err));
+    }
     return rc;
 }
 
@@ -211,7 +242,8 @@ tsr_status tsr_decoder_step(tsr_queue *q, const tsr_decoder_cfg *c, const tsr_de
     if (c->emb_ln)
         TSR_TRY(rc, tsr_k_layernorm(q, io->x, io->x, w->emb_g, w->emb_b, R, D, c->layer.eps, err));
     for (int i = 0; i < c->n_layers && rc == TSR_OK; i++)
-        rc = tsr_dec_layer(q, &c->layer, &w->layers[i], &io->st[i], s, io->x, B, Sq, past, err);
+        rc = tsr_dec_layer(q, c->layers ? &c->layers[i] : &c->layer, &w->layers[i], &io->st[i],
+                           s, io->x, B, Sq, past, err);
     if (logits) {
         TSR_TRY(rc, tsr_buf_write_async(q, io->rows, 0, io->host + R, sizeof(cl_int) * B, err));
         TSR_TRY(rc, tsr_k_gather_rows(q, io->last, io->x, io->rows, B, D, err));

@@ -122,12 +122,17 @@ typedef struct {
     tsr_act act;
     int post_ln;
     int xdim;     /* the width of what cross-attention attends to (Dx); 0: dim */
+    int no_self;  /* 1: no self-attention (open_clip's cross-attention blocks) */
+    int no_cross; /* 1: no cross-attention (a text layer, a self-attention block) */
+    int xln;      /* 1: the encoder output is layer-normed (lnkv_g, lnkv_b) before the
+                   * cross-attention keys and values (open_clip's ln_1_kv) */
 } tsr_dec_cfg;
 
 typedef struct {
     cl_mem ln1_g, ln1_b, qkv_w, qkv_b, o_w, o_b;              /* self-attention, qkv (3D, D) */
     cl_mem lnx_g, lnx_b, xq_w, xq_b, xkv_w, xkv_b, xo_w, xo_b; /* cross, xkv (2D, Dx) */
     cl_mem ln2_g, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b;           /* MLP */
+    cl_mem lnkv_g, lnkv_b;                                     /* (Dx): with xln */
 } tsr_dec_weights;
 
 typedef struct {
@@ -145,7 +150,7 @@ tsr_enc_cfg tsr_dec_enc_cfg(const tsr_dec_cfg *c);
 tsr_status tsr_dec_state_plan(const tsr_dec_cfg *c, int B, int cap, int Bx, int Se, tsr_arena *a,
                               tsr_dec_state *st, tsr_error *err);
 /* Cross-attention keys and values from the first nx (<= Bx) encoder outputs
- * of enc (Bx*Se, Dx). */
+ * of enc (Bx*Se, Dx) (with xln, enc is the layer-normed output). */
 tsr_status tsr_dec_cross_kv(tsr_queue *q, const tsr_dec_cfg *c, const tsr_dec_weights *w,
                             tsr_dec_state *st, cl_mem enc, int nx, tsr_error *err);
 /* Runs Sq new tokens x (B*Sq, D) at positions past..past+Sq-1, in place, for
@@ -170,6 +175,8 @@ typedef struct {
     int final_ln; /* 1: layernorm before the vocabulary projection */
     int emb_ln;   /* 1: layernorm of the embeddings (BERT) */
     tsr_act head; /* != NONE: BERT's prediction-head transform, with this act */
+    const tsr_dec_cfg *layers; /* n_layers configurations of their own (one width), or
+                                * NULL: every layer is `layer` */
 } tsr_decoder_cfg;
 
 typedef struct {
@@ -193,6 +200,7 @@ typedef struct {
     cl_mem head;        /* (B, D): the head transform's output */
     cl_mem logits;      /* (B, V) */
     cl_mem reorder_tmp; /* one layer's cache, for beam reordering (B > 1) */
+    cl_mem xin;         /* (Bx*Se, Dx): the layer-normed encodings, when a layer has xln */
     int *host;          /* staging for ids and rows */
     int max_b, max_sq, Bx, Se;
 } tsr_decoder_io;

@@ -51,7 +51,7 @@ tsr_status tsr_textenc_forward(tsr_queue *q, const tsr_textenc_cfg *c, const tsr
                              "a batch of %d x %d tokens exceeds the planned %d x %d", B, S,
                              io->enc.max_b, io->enc.max_s);
     for (int b = 0; b < B; b++)
-        io->rows[b] = tsr_textenc_pool_index(c, ids + (size_t)b * S, lens[b]);
+        io->rows[b] = c->pool_last ? S - 1 : tsr_textenc_pool_index(c, ids + (size_t)b * S, lens[b]);
     /* ids belong to the caller: the forward ends with a blocking read, and
      * with an error the queue is drained before returning */
     TSR_TRY(rc, tsr_buf_write_async(q, io->ids, 0, ids, sizeof(cl_int) * (size_t)B * S, err));

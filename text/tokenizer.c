@@ -19,6 +19,8 @@ struct tsr_tokenizer {
     int byte_id[256], byte_eow_id[256];
     int bos, eos, pad, vocab_size;
     int openclip; /* tsr_tokenizer_set_openclip */
+    const char **id_str; /* (id_cap) the vocabulary's strings by id, for decoding */
+    int id_cap;
 };
 
 static tsr_status finish_load(tsr_tokenizer *t, const char *src, tsr_error *err)
@@ -41,6 +43,16 @@ static tsr_status finish_load(tsr_tokenizer *t, const char *src, tsr_error *err)
     t->bos = tsr_smap_get(&t->vocab, "<|startoftext|>");
     t->eos = tsr_smap_get(&t->vocab, "<|endoftext|>");
     t->pad = t->eos;
+    int top = -1;
+    for (size_t i = 0; i < t->vocab.cap; i++)
+        if (t->vocab.keys[i] && t->vocab.vals[i] > top)
+            top = t->vocab.vals[i];
+    t->id_cap = top + 1;
+    if (!(t->id_str = calloc((size_t)t->id_cap + 1, sizeof *t->id_str)))
+        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    for (size_t i = 0; i < t->vocab.cap; i++)
+        if (t->vocab.keys[i] && t->vocab.vals[i] >= 0)
+            t->id_str[t->vocab.vals[i]] = t->vocab.keys[i];
     if (t->bos < 0 || t->eos < 0)
         return tsr_error_set(err, TSR_ERR_FORMAT,
                              "%s: vocabulary lacks <|startoftext|> or <|endoftext|>", src);
@@ -227,7 +239,64 @@ void tsr_tokenizer_free(tsr_tokenizer *t)
         return;
     tsr_smap_free(&t->vocab);
     tsr_pmap_free(&t->merges);
+    free(t->id_str);
     free(t);
+}
+
+tsr_status tsr_tokenizer_decode(const tsr_tokenizer *t, const int *ids, int n, char **out,
+                                tsr_error *err)
+{
+    *out = NULL;
+    int32_t cp[256], inv[512];
+    tsr_bytes_to_unicode(cp);
+    for (int i = 0; i < 512; i++)
+        inv[i] = -1;
+    for (int b = 0; b < 256; b++)
+        inv[cp[b]] = b;
+    size_t cap = 1;
+    for (int i = 0; i < n; i++)
+        if (ids[i] >= 0 && ids[i] < t->id_cap && t->id_str[ids[i]])
+            cap += strlen(t->id_str[ids[i]]) + 16;
+    char *bytes = malloc(cap), *text = NULL;
+    if (!bytes)
+        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    size_t nb = 0;
+    for (int i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= t->id_cap || !t->id_str[ids[i]])
+            continue;
+        const char *s = t->id_str[ids[i]];
+        if (t->openclip && ids[i] == t->bos)
+            s = "<start_of_text>";
+        else if (t->openclip && ids[i] == t->eos)
+            s = "<end_of_text>";
+        size_t len = strlen(s);
+        for (size_t k = 0; k < len;) { /* each character back to its byte */
+            utf8proc_int32_t c;
+            utf8proc_ssize_t m = utf8proc_iterate((const utf8proc_uint8_t *)s + k,
+                                                  (utf8proc_ssize_t)(len - k), &c);
+            if (m <= 0)
+                break;
+            k += (size_t)m;
+            if (c >= 0 && c < 512 && inv[c] >= 0)
+                bytes[nb++] = (char)inv[c];
+        }
+    }
+    /* '</w>' ends a word: a space, after the bytes are text again */
+    size_t w = 0;
+    for (size_t i = 0; i < nb;) {
+        if (nb - i >= 4 && memcmp(bytes + i, "</w>", 4) == 0) {
+            bytes[w++] = ' ';
+            i += 4;
+        } else {
+            bytes[w++] = bytes[i++];
+        }
+    }
+    text = tsr_utf8_lossy(bytes, w);
+    free(bytes);
+    if (!text)
+        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    *out = text;
+    return TSR_OK;
 }
 
 int tsr_tokenizer_bos(const tsr_tokenizer *t) { return t->bos; }

@@ -50,6 +50,11 @@ void tsr_tokenizer_free(tsr_tokenizer *tok);
  * an error. */
 tsr_status tsr_tokenizer_encode(const tsr_tokenizer *tok, const char *text, int max_len, int *ids,
                                 int *n, int *truncated, tsr_error *err);
+/* ids as malloc'd UTF-8 text, as open_clip's SimpleTokenizer.decode: the
+ * pieces' bytes, invalid UTF-8 replaced by U+FFFD, "</w>" as a space (the
+ * special tokens spelled as the tokenizer's mode spells them). */
+tsr_status tsr_tokenizer_decode(const tsr_tokenizer *tok, const int *ids, int n, char **out,
+                                tsr_error *err);
 int tsr_tokenizer_bos(const tsr_tokenizer *tok);
 int tsr_tokenizer_eos(const tsr_tokenizer *tok);
 int tsr_tokenizer_pad(const tsr_tokenizer *tok);

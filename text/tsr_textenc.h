@@ -17,6 +17,7 @@ typedef struct {
     int vocab, max_pos;
     int type_vocab;      /* > 0: add token type 0's embedding (BERT) */
     int eos_id;          /* pooling at the first eos_id; 2: the legacy argmax(ids) rule */
+    int pool_last;       /* 1: pooling at the last row (CoCa's class token) instead */
     tsr_encoder_cfg enc; /* pool = 1: one row per text (CLIP), 0: hidden states (BERT) */
 } tsr_textenc_cfg;
 

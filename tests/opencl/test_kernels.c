@@ -753,8 +753,8 @@ static void test_decoder_layer(int B, int T, int chunk, int D, int H, int F, int
         dw[i] = rows[i] ? tsr_linear_weight_upload(q, hw[i], rows[i], cols[i], &err)
                         : up(hw[i], sizeof(float) * sizes[i]);
     }
-    tsr_dec_weights w;
-    memcpy(&w, dw, sizeof w);
+    tsr_dec_weights w = {0};
+    memcpy(&w, dw, sizeof dw); /* the layer's fields in order; no lnkv */
     size_t n = (size_t)B * T * D;
     float *x = rand_vec(n, 1.0f), *enc = rand_vec((size_t)Bx * Se * Dx + 1, 1.0f);
     float *ref = malloc(sizeof(float) * n);
