@@ -1,4 +1,4 @@
-/* tessera caption: image captions with a BLIP checkpoint. */
+/* tessera caption: image captions with a BLIP or CoCa checkpoint. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
@@ -8,7 +8,8 @@
 #include "cli.h"
 
 static const char *caption_help =
-    "usage: tessera caption --model DIR [--prompt TEXT] [--beams N] [--max-length N]\n"
+    "usage: tessera caption --model DIR [--prompt TEXT] [--beams N] [--beam-groups G]\n"
+    "                       [--max-length N]\n"
     "                       [--max-new-tokens N] [--min-length N] [--length-penalty X]\n"
     "                       [--repetition-penalty X] [--no-repeat-ngram N]\n"
     "                       [--early-stopping false|true|never] [--num-captions K]\n"
@@ -16,16 +17,24 @@ static const char *caption_help =
     "                       [--json] [--device D] [--verbose] IMAGE...\n"
     "\n"
     "Writes a caption for each image (PNG, JPEG, WebP, GIF, TIFF, BMP), as transformers'\n"
-    "BlipForConditionalGeneration.generate() does (greedy or beam search).\n"
+    "BlipForConditionalGeneration.generate() does (greedy or beam search), or for a\n"
+    "CoCa as open_clip's CoCa.generate() does.\n"
     "\n"
     "  --model DIR             a Hugging Face BLIP captioning directory\n"
-    "                          (Salesforce/blip-image-captioning-base or -large)\n"
+    "                          (Salesforce/blip-image-captioning-base or -large), or an\n"
+    "                          open_clip CoCa directory (open_clip_config.json and\n"
+    "                          open_clip_model.safetensors)\n"
     "  --prompt TEXT           the text each caption starts with (\"a picture of\")\n"
-    "  --beams N               beam search with N beams, 1 to 16 (default: the model's, 1)\n"
+    "  --beams N               beam search with N beams, 1 to 16 (default: the model's, 1;\n"
+    "                          CoCa: open_clip's num_beams, default 6)\n"
+    "  --beam-groups G         CoCa: open_clip's num_beam_groups (default 3, or 1 when N\n"
+    "                          is not a multiple of 3); its groups never differ, so N/G\n"
+    "                          beams are searched\n"
     "  --max-length N          tokens in all, [DEC] and prompt included (default: the\n"
     "                          model's; transformers' default 20 means 20 new tokens)\n"
     "  --max-new-tokens N      caption tokens at most (overrides --max-length)\n"
-    "  --min-length N          tokens in all before the caption may end (default 0)\n"
+    "  --min-length N          tokens in all before the caption may end (default 0;\n"
+    "                          CoCa: its start token counted, default 5, max length 30)\n"
     "  --length-penalty X      beam scores / length^X (default 1)\n"
     "  --repetition-penalty X  > 1 discourages repeated tokens (default 1: off)\n"
     "  --no-repeat-ngram N     no n-gram of N tokens repeats (default 0: off)\n"
@@ -36,6 +45,9 @@ static const char *caption_help =
     "  --temperature T         sampling: logits / T (default 1)\n"
     "  --top-k K               sampling: only the K most likely tokens (default 50; 0: all)\n"
     "  --top-p P               sampling: the most likely tokens reaching mass P (default 1)\n"
+    "                          (CoCa: open_clip's \"top_p\" type, top-p 0.1, by default;\n"
+    "                          --top-k alone is its \"top_k\" type; the temperature\n"
+    "                          applies after the cut, as open_clip applies it)\n"
     "  --seed S                sampling: the generator's seed (default 0); the same seed\n"
     "                          gives the same captions on every run and device\n"
     "  --json                  one JSON object per image on stdout: image, caption,\n"
@@ -138,11 +150,12 @@ int cmd_caption(int argc, char **argv)
     const char *model = NULL, *prompt = NULL, *beams = NULL, *max_len = NULL, *max_new = NULL;
     const char *min_len = NULL, *lp = NULL, *rp = NULL, *ngram = NULL, *early = NULL;
     const char *device = NULL, *ncap = NULL, *temp = NULL, *topk = NULL, *topp = NULL;
-    const char *seed = NULL;
+    const char *seed = NULL, *groups = NULL;
     int json = 0, verbose = 0, sample = 0;
     cli_opt opts[] = {{"model", 1, &model, NULL},
                       {"prompt", 1, &prompt, NULL},
                       {"beams", 1, &beams, NULL},
+                      {"beam-groups", 1, &groups, NULL},
                       {"max-length", 1, &max_len, NULL},
                       {"max-new-tokens", 1, &max_new, NULL},
                       {"min-length", 1, &min_len, NULL},
@@ -184,13 +197,26 @@ int cmd_caption(int argc, char **argv)
     tsr_model *m = NULL;
     tsr_session *sess = NULL;
     rc = cli_load("caption", model, device, verbose, &ctx, &m, &sess);
-    if (rc == EXIT_OK && strcmp(tsr_model_family(m), "blip") != 0)
-        rc = cli_usage_error("caption", "%s is a %s model; caption needs a BLIP captioning model",
+    if (rc == EXIT_OK && !tsr_model_can_caption(m))
+        rc = cli_usage_error("caption",
+                             "%s is a %s model without a text decoder; caption needs a BLIP "
+                             "captioning model or an open_clip CoCa",
                              model, tsr_model_family(m));
+    int coca = rc == EXIT_OK && strcmp(tsr_model_family(m), "blip") != 0;
     tsr_caption_params p = tsr_caption_default_params(m);
     if (rc == EXIT_OK) {
         p.prompt = prompt;
         rc = parse_int(beams, "--beams", 1, 16, &p.beams);
+        if (rc == EXIT_OK && coca && beams && !groups)
+            p.beam_groups = p.beams % 3 == 0 ? 3 : 1;
+        if (rc == EXIT_OK && groups && !coca)
+            rc = cli_usage_error("caption", "--beam-groups is for CoCa models");
+        if (rc == EXIT_OK)
+            rc = parse_int(groups, "--beam-groups", 1, 16, &p.beam_groups);
+        if (rc == EXIT_OK && coca && topk && !topp)
+            p.top_p = 1.0f; /* open_clip's "top_k" generation type */
+        if (rc == EXIT_OK && coca && topp && !topk)
+            p.top_k = 0;
         if (rc == EXIT_OK)
             rc = parse_int(max_len, "--max-length", 2, 1 << 16, &p.max_length);
         if (rc == EXIT_OK)
@@ -221,12 +247,17 @@ int cmd_caption(int argc, char **argv)
         }
         if (rc == EXIT_OK && sample)
             p.do_sample = 1;
+        if (rc == EXIT_OK && sample && !beams)
+            p.beams = 1; /* CoCa's default is beam search */
+        if (rc == EXIT_OK && coca && p.beams == 1)
+            p.beam_groups = 1;
         if (rc == EXIT_OK && !sample && (temp || topk || topp || seed))
             rc = cli_usage_error("caption", "--temperature, --top-k, --top-p and --seed need "
                                             "--sample");
         if (rc == EXIT_OK && sample && beams && p.beams > 1)
             rc = cli_usage_error("caption", "--sample takes no --beams");
-        if (rc == EXIT_OK && !sample && p.num_captions > p.beams)
+        if (rc == EXIT_OK && !sample &&
+            p.num_captions > (coca && p.beam_groups > 0 ? p.beams / p.beam_groups : p.beams))
             rc = cli_usage_error("caption", "--num-captions %d needs at least as many --beams",
                                  p.num_captions);
         if (rc == EXIT_OK && early)

@@ -11,8 +11,8 @@
 #include "tsr_generate.h"
 
 /* open_clip 3.3's generate() defaults: beam search with num_beams 6 in 3
- * groups, seq_len 30 (the start token included), min_seq_len 5, top_k 1
- * and top_p 0.1 for its sampling types. */
+ * groups, seq_len 30 (the start token included), min_seq_len 5; sampling
+ * as its "top_p" type (top_p 0.1; its "top_k" type keeps top_k 1). */
 tsr_caption_params tsr_coca_default_params(const clip_model *c)
 {
     int limit = c->dec.n_ctx + 1;
@@ -23,7 +23,7 @@ tsr_caption_params tsr_coca_default_params(const clip_model *c)
                                 .length_penalty = 1.0f,
                                 .repetition_penalty = 1.0f,
                                 .temperature = 1.0f,
-                                .top_k = 1,
+                                .top_k = 0,  /* sampling: the "top_p" type */
                                 .top_p = 0.1f,
                                 .num_captions = 1};
 }
@@ -67,7 +67,7 @@ static tsr_status check_params(const clip_model *c, const tsr_caption_params *p,
         return tsr_error_set(err, TSR_ERR_INVALID_ARG,
                              "max_new_tokens %d outside 1..%d (the model's text positions)",
                              p->max_new_tokens, limit - 1);
-    if (p->beams < 1 || p->beams > TSR_GEN_MAX_BEAMS || p->beams % groups)
+    if (p->beams < 1 || p->beams > TSR_GEN_MAX_BEAMS || (p->beams > 1 && p->beams % groups))
         return tsr_error_set(err, TSR_ERR_INVALID_ARG,
                              "beams %d: 1 to %d, and a multiple of the %d beam groups",
                              p->beams, TSR_GEN_MAX_BEAMS, groups);
