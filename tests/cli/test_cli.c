@@ -202,6 +202,37 @@ static void test_classify(void)
 }
 
 #define BLIP TSR_FIXTURES "/models/blip-tiny"
+#define COCA TSR_FIXTURES "/models/coca-tiny-a"
+
+/* CoCa captions through the CLI: open_clip generate()'s defaults and the
+ * model card's decoding, then the settings it refuses. */
+static void test_caption_coca(void)
+{
+    cJSON *ref = load_json(COCA "/expected/captions.json");
+    const cJSON *images = cJSON_GetObjectItem(ref, "images"), *text = cJSON_GetObjectItem(ref, "beam_text");
+    char args[4096], want[4096];
+    int n = snprintf(args, sizeof args, "caption --model " COCA), w = 0;
+    for (int i = 0; i < cJSON_GetArraySize(images); i++) {
+        n += snprintf(args + n, sizeof args - (size_t)n, " %s/%s", TSR_FIXTURES,
+                      cJSON_GetArrayItem(images, i)->valuestring);
+        w += snprintf(want + w, sizeof want - (size_t)w, "%s/%s\t%s\n", TSR_FIXTURES,
+                      cJSON_GetArrayItem(images, i)->valuestring,
+                      cJSON_GetArrayItem(text, i)->valuestring);
+    }
+    int rc = run(NULL, args);
+    check(rc == 0 && strcmp(out_text, want) == 0,
+          "caption with a CoCa: open_clip generate()'s captions, decoded as its model card does "
+          "%s", rc ? err_text : "");
+    cJSON_Delete(ref);
+    expect("caption --model " COCA " --beams 4 --beam-groups 3 " IMG "coffee.png", 2, "groups",
+           "CoCa: 4 beams in 3 groups");
+    expect("caption --model " COCA " --max-length 34 " IMG "coffee.png", 2, "positions",
+           "CoCa: --max-length past the text positions");
+    expect("caption --model " BLIP " --beam-groups 2 " IMG "coffee.png", 2, "CoCa",
+           "--beam-groups with BLIP");
+    rc = run(NULL, "classify --model " COCA " --labels cat,dog " IMG "coffee.png");
+    check(rc == 0 && strstr(out_text, "cat"), "classify with a CoCa %s", rc ? err_text : "");
+}
 
 /* Captions through the CLI against generate(): the JSON ids and the text
  * lines, a bad image among good ones, and settings the model refuses. */
@@ -600,6 +631,7 @@ int main(void)
         check(rc == 0 && strstr(out_text, "0: "), "devices lists device 0");
         test_classify();
         test_caption();
+    test_caption_coca();
         test_embed();
         test_bad_files();
         test_cache();
