@@ -480,10 +480,20 @@ static tsr_status encode(tsr_session *s, const float *pixels, int N, float *embe
     return rc;
 }
 
+static int is_coca(const tsr_session *s)
+{
+    return s->m->fam == &tsr_family_clip && CLIP(s->m)->coca;
+}
+
 tsr_status tsr_session_caption_encode(tsr_session *s, const float *pixels, float *embeds,
                                       tsr_error *err)
 {
     TSR_ERR_LOCAL(err);
+    if (is_coca(s))
+        return tsr_session_fail(s, embeds ? tsr_error_set(err, TSR_ERR_INVALID_ARG,
+                                                          "CoCa: no image tokens out here")
+                                          : tsr_coca_encode(s, pixels, err),
+                                err);
     tsr_status rc = tsr_session_need(s, &tsr_family_blip, "write captions", err);
     blip_session *bs = rc == TSR_OK ? tsr_session_data(s, sizeof *bs, err) : NULL;
     if (rc == TSR_OK && !bs)
@@ -499,6 +509,8 @@ tsr_status tsr_session_caption_logits(tsr_session *s, const int *ids, int n, flo
                                       tsr_error *err)
 {
     TSR_ERR_LOCAL(err);
+    if (is_coca(s))
+        return tsr_session_fail(s, tsr_coca_logits(s, ids, n, logits, err), err);
     tsr_status rc = tsr_session_need(s, &tsr_family_blip, "write captions", err);
     blip_session *bs = rc == TSR_OK ? s->data : NULL;
     if (rc == TSR_OK && (!bs || !bs->encoded))
@@ -777,10 +789,6 @@ static tsr_status caption(tsr_session *s, int n, const tsr_caption_params *p, ts
     return tsr_session_fail(s, rc, err);
 }
 
-static int is_coca(const tsr_session *s)
-{
-    return s->m->fam == &tsr_family_clip && CLIP(s->m)->coca;
-}
 
 tsr_status tsr_session_caption_pixels(tsr_session *s, const float *pixels, int n,
                                       const tsr_caption_params *p, tsr_caption *out,

@@ -337,3 +337,32 @@ tsr_status tsr_coca_caption(tsr_session *s, int n, const tsr_caption_params *p,
     free(prompt);
     return rc;
 }
+
+/* Lower level, for tests: one image encoded, then the logits of n
+ * teacher-forced ids (ids[0]: the start token) through the KV cache. */
+tsr_status tsr_coca_encode(tsr_session *s, const float *pixels, tsr_error *err)
+{
+    clip_model *c = CLIP(s->m);
+    tsr_status rc = coca_ready(s, 1, 1, c->dec.n_ctx, err);
+    clip_session *cs = s->data;
+    if (rc == TSR_OK && cs->plan_cap_rows != 1)
+        rc = tsr_error_set(err, TSR_ERR_INVALID_ARG, "the session is planned for beams");
+    TSR_TRY(rc, encode(s, pixels, 1, err));
+    return rc;
+}
+
+tsr_status tsr_coca_logits(tsr_session *s, const int *ids, int n, float *logits, tsr_error *err)
+{
+    clip_model *c = CLIP(s->m);
+    clip_session *cs = s->data;
+    if (!cs || cs->plan_cap_img < 1)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "no image has been encoded");
+    if (n < 1 || n > cs->plan_cap_len)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "%d tokens: 1 to %d fit", n,
+                             cs->plan_cap_len);
+    tsr_status rc = TSR_OK;
+    for (int i = 0; i < n && rc == TSR_OK; i++)
+        rc = tsr_decoder_step(s->q, &cs->cap_dcfg, &c->dec_w, &cs->cap_dec, &s->scratch, ids + i,
+                              1, 1, i, logits + (size_t)i * c->vocab, err);
+    return rc;
+}

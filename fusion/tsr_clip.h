@@ -65,5 +65,7 @@ tsr_status tsr_coca_caption(tsr_session *s, int n, const tsr_caption_params *p,
                             tsr_caption *out, const float *pixels, const tsr_image *const *images,
                             tsr_error *err);
 tsr_caption_params tsr_coca_default_params(const clip_model *c);
+tsr_status tsr_coca_encode(tsr_session *s, const float *pixels, tsr_error *err);
+tsr_status tsr_coca_logits(tsr_session *s, const int *ids, int n, float *logits, tsr_error *err);
 
 #endif

@@ -142,6 +142,31 @@ static void run_model(tsr_ctx *ctx, const char *name)
     free(img);
     free(txt);
 
+    /* the decoder's logits for a fixed prefix, through the KV cache, against
+     * open_clip's forward pass over the whole prefix */
+    snprintf(p, sizeof p, "%s/expected/decoder_logits.npy", dir);
+    float *ref_dec = load_npy(p, &nd, dims);
+    const cJSON *pre = cJSON_GetObjectItem(cj, "prefix_ids");
+    int pids[64], np = ints(pre, pids, 64);
+    if (ref_dec && np == dims[0] && np <= 64) {
+        int V = (int)dims[1];
+        float *lg = malloc(sizeof(float) * (size_t)np * V);
+        tsr_session *s1 = new_session(m);
+        st = tsr_session_caption_encode(s1, px, NULL, &err);
+        if (st == TSR_OK)
+            st = tsr_session_caption_logits(s1, pids, np, lg, &err);
+        snprintf(what, sizeof what, "%s decoder logits of a %d-token prefix (KV cache)", name, np);
+        if (st == TSR_OK)
+            compare(what, lg, ref_dec, (size_t)np * V);
+        else
+            check(0, "%s: %s", what, err.msg);
+        free(lg);
+        tsr_session_free(s1);
+    } else {
+        check(0, "%s: decoder_logits.npy", name);
+    }
+    free(ref_dec);
+
     /* open_clip's generate() */
     tsr_caption_params def = tsr_caption_default_params(m);
     int isz = tsr_model_caption_image_size(m);
