@@ -353,7 +353,9 @@ static int same(const cps *a, const cps *b)
 /* ftfy's fix_and_explain on one segment (without fix_encoding). */
 static void ftfy_segment(cps *seg, int html)
 {
-    for (int pass = 0; pass < 16 && !seg->oom; pass++) {
+    /* until nothing changes, as ftfy loops (each pass that changes the text
+     * unescapes or replaces something; the bound only guards termination) */
+    for (size_t pass = 0; pass < seg->n + 16 && !seg->oom; pass++) {
         cps a = {0}, b = {0}, c = {0};
         if (html)
             ftfy_unescape(seg, &a);
@@ -392,7 +394,7 @@ static int is_case_ignorable(int32_t c)
     utf8proc_category_t k = utf8proc_category(c);
     return k == UTF8PROC_CATEGORY_MN || k == UTF8PROC_CATEGORY_ME || k == UTF8PROC_CATEGORY_CF ||
            k == UTF8PROC_CATEGORY_LM || k == UTF8PROC_CATEGORY_SK || c == '\'' || c == '.' ||
-           c == ':' || c == 0xb7 || c == 0x387 || c == 0x5f4 || c == 0x2018 || c == 0x2019 ||
+           c == ':' || c == 0xb7 || c == 0x387 || c == 0x55f || c == 0x5f4 || c == 0x2018 || c == 0x2019 ||
            c == 0x2024 || c == 0x2027 || c == 0xfe13 || c == 0xfe52 || c == 0xfe55 ||
            c == 0xff07 || c == 0xff0e || c == 0xff1a;
 }
@@ -433,10 +435,11 @@ char *tsr_openclip_clean(const char *text)
      * left alone in it and in every line after it */
     int html = 1;
     for (size_t i = 0; i < all.n;) {
+        /* a line, or ftfy's max_decode_length of 1,000,000 code points */
         size_t j = i;
-        while (j < all.n && all.v[j] != '\n')
+        while (j < all.n && all.v[j] != '\n' && j - i < 1000000)
             j++;
-        if (j < all.n)
+        if (j < all.n && all.v[j] == '\n' && j - i < 1000000)
             j++;
         cps seg = {0};
         for (size_t k = i; k < j; k++) {
