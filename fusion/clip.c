@@ -216,7 +216,7 @@ static void oc_preprocess(clip_model *c, const cJSON *pp, tsr_cfg_reader *r)
     float *dst[2] = {c->pp.mean, c->pp.std};
     for (int k = 0; k < 2 && !r->bad; k++) {
         const cJSON *a = cJSON_GetObjectItemCaseSensitive(pp, names[k]);
-        if (!a)
+        if (!a || cJSON_IsNull(a)) /* None: open_clip's defaults */
             continue;
         int n = cJSON_GetArraySize(a), ok = cJSON_IsArray(a) && (n == 3 || n == 1);
         for (int i = 0; ok && i < 3; i++) {
@@ -234,9 +234,17 @@ static void oc_preprocess(clip_model *c, const cJSON *pp, tsr_cfg_reader *r)
     }
     const cJSON *interp = cJSON_GetObjectItemCaseSensitive(pp, "interpolation");
     const cJSON *mode = cJSON_GetObjectItemCaseSensitive(pp, "resize_mode");
-    if (!r->bad && interp && !(cJSON_IsString(interp) && strcmp(interp->valuestring, "bicubic") == 0)) {
+    if (cJSON_IsNull(interp))
+        interp = NULL;
+    if (cJSON_IsNull(mode))
+        mode = NULL;
+    /* "random" is bicubic at inference (open_clip's image_transform) */
+    if (!r->bad && interp &&
+        !(cJSON_IsString(interp) && (strcmp(interp->valuestring, "bicubic") == 0 ||
+                                     strcmp(interp->valuestring, "random") == 0))) {
         tsr_error_set(r->err, TSR_ERR_UNSUPPORTED,
-                      "%s: preprocess_cfg.interpolation: only \"bicubic\" is supported", r->path);
+                      "%s: preprocess_cfg.interpolation: only \"bicubic\" (and \"random\", "
+                      "bicubic at inference) is supported", r->path);
         r->bad = 1;
     }
     if (!r->bad && mode && cJSON_IsString(mode) && strcmp(mode->valuestring, "squash") == 0) {
@@ -280,7 +288,8 @@ static tsr_status parse_openclip_config(tsr_model *m, const tsr_source *src, tsr
         tsr_error_set(err, TSR_ERR_FORMAT, "%s: model_cfg.multimodal_cfg is not an object", path);
         r.bad = 1;
     }
-    if (!r.bad && cJSON_GetObjectItemCaseSensitive(mc, "init_logit_bias")) {
+    const cJSON *lb = cJSON_GetObjectItemCaseSensitive(mc, "init_logit_bias");
+    if (!r.bad && lb && !cJSON_IsNull(lb)) {
         tsr_error_set(err, TSR_ERR_UNSUPPORTED,
                       "%s: model_cfg.init_logit_bias: a SigLIP checkpoint (sigmoid scores); "
                       "tessera does not load SigLIP yet",

@@ -381,7 +381,32 @@ static void run_openclip_dirs(tsr_ctx *ctx)
          "heads that do not divide the width", TSR_ERR_FORMAT},
         {"\"model_cfg\"", "\"not_model_cfg\"", "no \"model_cfg\" object", "no model_cfg",
          TSR_ERR_FORMAT},
+        /* open_clip still builds layer scale for 0.0 (its test is `is not None`) */
+        {"\"heads\": 3,", "\"heads\": 3, \"ls_init_value\": 0.0,", "text_cfg.ls_init_value",
+         "layer scale of 0.0", TSR_ERR_UNSUPPORTED},
     };
+    /* what open_clip reads as its defaults loads */
+    static const struct {
+        const char *from, *to, *what;
+    } same[] = {
+        {"\"std\"", "\"interpolation\": \"random\", \"std\"", "interpolation \"random\" (bicubic)"},
+        {"\"std\"", "\"interpolation\": null, \"resize_mode\": null, \"std\"", "null interpolation"},
+        {"\"embed_dim\": 28,", "\"embed_dim\": 28, \"init_logit_bias\": null, "
+         "\"multimodal_cfg\": null,", "null init_logit_bias and multimodal_cfg"},
+        {"\"image_size\": 36,", "\"image_size\": 36, \"timm_model_name\": \"\", "
+         "\"act_kwargs\": {},", "an empty timm_model_name and act_kwargs"},
+    };
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
+        copy_text(ref_cfg, cfg, same[i].from, same[i].to);
+        char *now = slurp(cfg);
+        int changed = now && strstr(now, same[i].to) != NULL;
+        free(now);
+        tsr_model *mm = NULL;
+        tsr_status r2 = changed ? tsr_model_load(ctx, dir, &mm, &err) : TSR_ERR_INVALID_ARG;
+        check(changed && r2 == TSR_OK, "%s loads, as open_clip reads it %s", same[i].what,
+              r2 ? err.msg : "");
+        tsr_model_free(mm);
+    }
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         copy_text(ref_cfg, cfg, cases[i].from, cases[i].to);
         char *now = slurp(cfg);
