@@ -247,8 +247,13 @@ int cmd_caption(int argc, char **argv)
         }
         if (rc == EXIT_OK && sample)
             p.do_sample = 1;
-        if (rc == EXIT_OK && sample && !beams)
+        if (rc == EXIT_OK && coca && sample && !beams)
             p.beams = 1; /* CoCa's default is beam search */
+        if (rc == EXIT_OK && coca && early)
+            rc = cli_usage_error("caption", "--early-stopping is for BLIP (open_clip's CoCa "
+                                            "generate() has none)");
+        if (rc == EXIT_OK && coca && groups && p.beams == 1)
+            rc = cli_usage_error("caption", "--beam-groups needs beam search (--beams > 1)");
         if (rc == EXIT_OK && coca && p.beams == 1)
             p.beam_groups = 1;
         if (rc == EXIT_OK && !sample && (temp || topk || topp || seed))

@@ -288,6 +288,21 @@ static tsr_status parse_openclip_config(tsr_model *m, const tsr_source *src, tsr
         tsr_error_set(err, TSR_ERR_FORMAT, "%s: model_cfg.multimodal_cfg is not an object", path);
         r.bad = 1;
     }
+    if (!r.bad && c->coca &&
+        !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(mc, "custom_text"))) {
+        tsr_error_set(err, TSR_ERR_FORMAT,
+                      "%s: model_cfg.multimodal_cfg without \"custom_text\": true; open_clip "
+                      "builds a CoCa only with it (and fails on this config)", path);
+        r.bad = 1;
+    }
+    const cJSON *pid = cJSON_GetObjectItemCaseSensitive(mc, "pad_id");
+    if (!r.bad && c->coca && pid && !cJSON_IsNull(pid) &&
+        !(cJSON_IsNumber(pid) && pid->valuedouble == 0)) {
+        tsr_error_set(err, TSR_ERR_UNSUPPORTED,
+                      "%s: model_cfg.pad_id other than 0 is not supported (open_clip's "
+                      "tokenizer pads with 0)", path);
+        r.bad = 1;
+    }
     const cJSON *lb = cJSON_GetObjectItemCaseSensitive(mc, "init_logit_bias");
     if (!r.bad && lb && !cJSON_IsNull(lb)) {
         tsr_error_set(err, TSR_ERR_UNSUPPORTED,
@@ -385,6 +400,7 @@ static tsr_status parse_openclip_config(tsr_model *m, const tsr_source *src, tsr
             c->vit.enc.proj_dim = 0;
             c->vit.pool_queries = nq;
             c->vit.pool_heads = ph;
+            c->vit.pool_eps = 1e-5f; /* AttentionalPooler's own LayerNorms */
             c->vit.post = (tsr_encoder_cfg){{proj, 1, 1, veps, act, 0, 0}, 0, 0, TSR_LN_ALL, 1,
                                             proj, 0};
             c->pool_same = vd == proj;
@@ -407,7 +423,8 @@ static tsr_status parse_openclip_config(tsr_model *m, const tsr_source *src, tsr
                     c->dcfg[i] = (tsr_dec_cfg){md, mh, 4 * md, 1e-5f, act, 0, proj, 1, 0, 1};
             }
             c->dec = (tsr_decoder_cfg){{td, th, tf, teps, act, 0, 0, 0, 1, 0}, n, c->vocab,
-                                       c->ctx < mctx ? c->ctx : mctx, 1, 0, TSR_ACT_NONE, c->dcfg};
+                                       c->ctx < mctx ? c->ctx : mctx, 1, 0, TSR_ACT_NONE, c->dcfg,
+                                       1e-5f}; /* its ln_final: PyTorch's eps */
         }
         if (patch > image) {
             tsr_error_set(err, TSR_ERR_FORMAT, "%s: patch_size %d exceeds image_size %d", path,

@@ -106,6 +106,13 @@ static tsr_status prompt_ids(const clip_model *c, const tsr_caption_params *p, i
         if (rc != TSR_OK)
             return tsr_error_prefix(err, "prompt"), rc;
         *n = cut ? limit + 1 : got - 1; /* the end token dropped */
+        for (int j = 1; j < *n && j < limit + 1; j++)
+            if (ids[j] == 0)
+                return tsr_error_set(err, TSR_ERR_UNSUPPORTED,
+                                     "prompt: token 0 at position %d, which open_clip's CoCa "
+                                     "masks as padding; tessera does not reproduce that mask "
+                                     "(rewrite the prompt without \"!\" inside a run of "
+                                     "punctuation)", j);
     }
     *total = p->max_new_tokens > 0 ? *n + p->max_new_tokens
              : p->max_length > 0  ? p->max_length
@@ -120,7 +127,7 @@ static tsr_status prompt_ids(const clip_model *c, const tsr_caption_params *p, i
                              "the prompt's %d tokens and %d new ones need %d positions; the model "
                              "has %d (at most %d new tokens here)",
                              *n, *total - *n, *total - 1, limit - 1, limit - *n);
-    if (!p->do_sample && p->beams == 1 && p->min_length >= *total)
+    if (p->min_length >= *total)
         return tsr_error_set(err, TSR_ERR_INVALID_ARG,
                              "min_length %d must be below the length limit %d (open_clip asserts "
                              "seq_len > min_seq_len)",
@@ -137,7 +144,10 @@ static tsr_status coca_ready(tsr_session *s, int images, int rows, int cap, tsr_
         return err->code;
     if (cs->plan_cap_img >= images && cs->plan_cap_rows == rows && cs->plan_cap_len >= cap)
         return TSR_OK;
-    cs->want_cap_img = images > cs->plan_cap_img ? images : cs->plan_cap_img;
+    /* more images only for the same rows per image: a batch of many greedy
+     * images must not become as many images of many beams */
+    cs->want_cap_img = images > cs->plan_cap_img || cs->plan_cap_rows != rows
+                           ? images : cs->plan_cap_img;
     cs->want_cap_rows = rows;
     cs->want_cap_len = cap > cs->plan_cap_len ? cap : cs->plan_cap_len;
     tsr_status rc = tsr_clip_replan(s, err);
@@ -210,17 +220,21 @@ static tsr_status make_caption(const clip_model *c, const int *prompt, int np, c
     out->score = score;
     out->finished = finished;
     out->n_prompt = np;
-    /* open_clip.decode without the special tokens, stripped as the model card's
-     * .split("<end_of_text>")[0].replace("<start_of_text>", "") then strip() */
-    tsr_status rc = tsr_tokenizer_decode(c->tok, out->ids + 1, np - 1 + n, &out->text, err);
+    /* open_clip.decode up to the end token, as the model card's
+     * .split("<end_of_text>")[0].replace("<start_of_text>", "").strip() */
+    tsr_status rc = tsr_tokenizer_decode(c->tok, out->ids, np + n, &out->text, err);
     if (rc == TSR_OK) {
-        char *t = out->text;
-        size_t len = strlen(t), a = 0;
-        while (len > 0 && (t[len - 1] == ' ' || t[len - 1] == '\t' || t[len - 1] == '\n'))
-            t[--len] = 0;
-        while (t[a] == ' ')
-            a++;
-        memmove(t, t + a, len - a + 1);
+        char *t = out->text, *w = t;
+        const char *sot = "<start_of_text>";
+        size_t sl = strlen(sot);
+        for (const char *r = t; *r;) { /* every start token's text goes */
+            if (strncmp(r, sot, sl) == 0)
+                r += sl;
+            else
+                *w++ = *r++;
+        }
+        *w = 0;
+        tsr_text_strip(t);
     }
     return rc;
 }
@@ -245,7 +259,7 @@ static tsr_status caption_batch(tsr_session *s, const tsr_caption_params *p, con
     }
     tsr_gen_params gp = tsr_gen_default_params(c->vocab, tsr_tokenizer_eos(c->tok));
     gp.hf = 1;
-    gp.openclip = 1;
+    gp.openclip = p->beams > 1 ? 2 : 1; /* a group of one beam is still beam search */
     gp.pad = 0; /* CoCa's pad_id */
     gp.start = prompt[np - 1];
     gp.pos0 = np - 1;

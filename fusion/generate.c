@@ -972,7 +972,7 @@ tsr_status tsr_generate_batch(const tsr_gen_params *p, int N, const tsr_gen_hook
                            "batched generation takes transformers' semantics and N >= 1");
     if (rc != TSR_OK)
         return rc;
-    rc = p->beams > 1 && p->openclip ? ocb_batch(p, N, h, out, err)
+    rc = (p->beams > 1 && p->openclip) || p->openclip == 2 ? ocb_batch(p, N, h, out, err)
          : p->beams > 1              ? beam_batch(p, N, h, out, err)
                                      : greedy_batch(p, N, h, out, err);
     if (rc != TSR_OK)

@@ -111,7 +111,8 @@ typedef struct {
     int top_k;                /* hf sampling: keep the k most likely tokens (0: all) */
     float top_p;              /* hf sampling: the smallest set reaching this mass (1: all) */
     int n_best;               /* hf: results wanted (beam: <= beams; sampling: samples) */
-    int openclip;             /* hf batches: open_clip's CoCa generate() (see below) */
+    int openclip;             /* hf batches: open_clip's CoCa generate() (see below); 2: its
+                               * beam search even with one beam (a group of one) */
     int pad;                  /* openclip greedy and sampling: a sequence whose last token is
                                * this one (pad_id 0) has ended too; -1: none */
 } tsr_gen_params;

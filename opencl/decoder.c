@@ -249,7 +249,7 @@ tsr_status tsr_decoder_step(tsr_queue *q, const tsr_decoder_cfg *c, const tsr_de
         TSR_TRY(rc, tsr_k_gather_rows(q, io->last, io->x, io->rows, B, D, err));
         if (c->final_ln)
             TSR_TRY(rc, tsr_k_layernorm(q, io->last, io->last, w->fin_g, w->fin_b, B, D,
-                                        c->layer.eps, err));
+                                        c->final_eps > 0 ? c->final_eps : c->layer.eps, err));
         cl_mem last = io->last;
         if (c->head != TSR_ACT_NONE) {
             TSR_TRY(rc, tsr_linear(q, io->last, B, D, w->head_w, w->head_b, D, io->head, c->head,

@@ -177,6 +177,7 @@ typedef struct {
     tsr_act head; /* != NONE: BERT's prediction-head transform, with this act */
     const tsr_dec_cfg *layers; /* n_layers configurations of their own (one width), or
                                 * NULL: every layer is `layer` */
+    float final_eps;           /* the final layernorm's eps; 0: layer.eps */
 } tsr_decoder_cfg;
 
 typedef struct {

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <utf8proc.h>
 
+#include "tsr_text.h"
 #include "tsr_textutil.h"
 
 typedef struct {
@@ -380,6 +381,32 @@ static int py_isspace(int32_t c)
     return (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x20) || c == 0x85 || c == 0xa0 ||
            c == 0x1680 || (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 ||
            c == 0x202f || c == 0x205f || c == 0x3000;
+}
+
+void tsr_text_strip(char *s)
+{
+    size_t n = strlen(s), a = 0, b = n;
+    while (a < n) {
+        utf8proc_int32_t c;
+        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + a,
+                                              (utf8proc_ssize_t)(n - a), &c);
+        if (k <= 0 || !py_isspace(c))
+            break;
+        a += (size_t)k;
+    }
+    while (b > a) {
+        size_t st = b - 1;
+        while (st > a && ((unsigned char)s[st] & 0xC0) == 0x80)
+            st--;
+        utf8proc_int32_t c;
+        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + st,
+                                              (utf8proc_ssize_t)(b - st), &c);
+        if (k <= 0 || !py_isspace(c))
+            break;
+        b = st;
+    }
+    memmove(s, s + a, b - a);
+    s[b - a] = 0;
 }
 
 static int is_cased(int32_t c)

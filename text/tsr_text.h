@@ -55,6 +55,8 @@ tsr_status tsr_tokenizer_encode(const tsr_tokenizer *tok, const char *text, int 
  * special tokens spelled as the tokenizer's mode spells them). */
 tsr_status tsr_tokenizer_decode(const tsr_tokenizer *tok, const int *ids, int n, char **out,
                                 tsr_error *err);
+/* Python's str.strip() on UTF-8 text, in place. */
+void tsr_text_strip(char *s);
 int tsr_tokenizer_bos(const tsr_tokenizer *tok);
 int tsr_tokenizer_eos(const tsr_tokenizer *tok);
 int tsr_tokenizer_pad(const tsr_tokenizer *tok);

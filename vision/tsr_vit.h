@@ -23,6 +23,7 @@ typedef struct {
      * heads), then `post` (no layers: ln_post over every query's row, row 0
      * pooled and projected) runs on the pool_queries rows. */
     int pool_queries, pool_heads;
+    float pool_eps;      /* ln_q and ln_k (open_clip builds them with PyTorch's 1e-5) */
     tsr_encoder_cfg post;
 } tsr_vit_cfg;
 

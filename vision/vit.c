@@ -52,7 +52,7 @@ static tsr_status attn_pool(tsr_queue *q, const tsr_vit_cfg *c, const tsr_vit_w 
 {
     int Q = c->pool_queries, P = c->post.layer.dim, D = c->enc.layer.dim, S = tsr_vit_seq_len(c);
     int H = c->pool_heads, dh = P / H;
-    float eps = c->post.layer.eps;
+    float eps = c->pool_eps > 0 ? c->pool_eps : 1e-5f;
     tsr_status rc = TSR_OK;
     if (!io->pool_q_ready) { /* the queries do not depend on the image: once per plan */
         size_t blk = sizeof(float) * (size_t)Q * P;
@@ -69,7 +69,7 @@ static tsr_status attn_pool(tsr_queue *q, const tsr_vit_cfg *c, const tsr_vit_w 
         io->pool_q_ready = rc == TSR_OK;
     }
     TSR_TRY(rc, tsr_k_layernorm(q, io->enc.x, io->pool_ln, w->pool_lnk_g, w->pool_lnk_b, B * S, D,
-                                c->enc.layer.eps, err));
+                                eps, err));
     TSR_TRY(rc, tsr_linear(q, io->pool_ln, B * S, D, w->pool_kv_w, w->pool_kv_b, 2 * P,
                            io->pool_kv, TSR_ACT_NONE, err));
     tsr_att_io att = {io->pool_q, 0, P, io->pool_kv, 0, P, 2 * P, S * 2 * P, io->pool_att, P,

@@ -230,6 +230,12 @@ static void test_caption_coca(void)
            "CoCa: --max-length past the text positions");
     expect("caption --model " BLIP " --beam-groups 2 " IMG "coffee.png", 2, "CoCa",
            "--beam-groups with BLIP");
+    expect("caption --model " COCA " --early-stopping true " IMG "coffee.png", 2, "BLIP",
+           "CoCa: --early-stopping refused");
+    expect("caption --model " COCA " --min-length 30 " IMG "coffee.png", 2, "min_length",
+           "CoCa: --min-length at the length limit (open_clip asserts)");
+    expect("caption --model " COCA " --beams 1 --prompt 'wow!!!!!!' " IMG "coffee.png", 1,
+           "token 0", "CoCa: a prompt holding token 0");
     rc = run(NULL, "classify --model " COCA " --labels cat,dog " IMG "coffee.png");
     check(rc == 0 && strstr(out_text, "cat"), "classify with a CoCa %s", rc ? err_text : "");
 }

@@ -193,6 +193,13 @@ static void run_model(tsr_ctx *ctx, const char *name)
     captions(name, s, isz, px, B, 2, &b4, cJSON_GetObjectItem(cj, "beam4_len14_min3"),
              "4 beams, seq_len 14, min_seq_len 3");
 
+    tsr_caption_params g3 = def;
+    g3.beams = 3;
+    g3.beam_groups = 3; /* groups of one beam: still open_clip's beam search */
+    g3.max_length = 12;
+    captions(name, s, isz, px, B, B, &g3, cJSON_GetObjectItem(cj, "beam3_groups3_len12"),
+             "3 beams in 3 groups, seq_len 12");
+
     /* the text of the default captions, as open_clip.decode and the model card give it */
     tsr_caption cap[8] = {{0}};
     st = tsr_session_caption_pixels(s, px, B, NULL, cap, &err);

@@ -103,6 +103,8 @@ def make_model(key, cfg, dtype, bpe, images):
         prompt = torch.tensor([[sot] + tok.encode(PROMPT)] * len(images))
         greedy_p = ref.generate(px, text=prompt, generation_type="top_k", top_k=1, **kw)
         beam4 = ref.generate(px, num_beams=4, num_beam_groups=1, seq_len=14, min_seq_len=3, **kw)
+        # groups of one beam: still _generate_beamsearch (no forced end token)
+        beam3g3 = ref.generate(px, num_beams=3, num_beam_groups=3, seq_len=12, **kw)
         prefix = torch.tensor([[sot] + tok.encode("a small red circle")])
         dec = ref(px[:1], prefix, output_labels=False)["logits"][0]
     exp = os.path.join(d, "expected")
@@ -124,15 +126,16 @@ def make_model(key, cfg, dtype, bpe, images):
                           .replace("<start_of_text>", "").strip() for r in beam],
             "greedy": [cut(r, eot) for r in greedy],
             "greedy_prompt": [cut(r, eot)[len(prompt[0]) - 1:] for r in greedy_p],
-            "beam4_len14_min3": [cut(r, eot) for r in beam4]}
+            "beam4_len14_min3": [cut(r, eot) for r in beam4],
+            "beam3_groups3_len12": [cut(r, eot) for r in beam3g3]}
     # token 0 is open_clip's pad_id: greedy search ends after it, and beam
     # search would mask it in the text tower, which tessera does not reproduce
-    for k in ("beam", "beam4_len14_min3"):
+    for k in ("beam", "beam4_len14_min3", "beam3_groups3_len12"):
         assert all(0 not in r for r in caps[k]), f"{key}: token 0 in {k}; pick another seed"
     with open(os.path.join(exp, "captions.json"), "w") as f:
         json.dump(caps, f, indent=1)
     print(f"coca-tiny-{key}: {sum(p.numel() for p in ref.parameters())} parameters")
-    for k in ("beam", "greedy", "greedy_prompt", "beam4_len14_min3"):
+    for k in ("beam", "greedy", "greedy_prompt", "beam4_len14_min3", "beam3_groups3_len12"):
         print(" ", k, [len(r) for r in caps[k]])
 
 
