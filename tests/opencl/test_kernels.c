@@ -692,7 +692,7 @@ static void ref_decoder(const tsr_dec_cfg *c, float *const *w, float *x, int B, 
     const float *in;
     for (int sub = 0; sub < 3; sub++) {
         int g = sub == 0 ? DW_LN1G : sub == 1 ? DW_LNXG : DW_LN2G;
-        if (sub == 1 && Se == 0)
+        if ((sub == 1 && (Se == 0 || c->no_cross)) || (sub == 0 && c->no_self))
             continue;
         if (c->post_ln) {
             in = x;
@@ -727,10 +727,12 @@ static void ref_decoder(const tsr_dec_cfg *c, float *const *w, float *x, int B, 
     free(h), free(qkv), free(att), free(f), free(xkv);
 }
 
+/* kind 1: no self-attention (open_clip's cross-attention block); 2: no
+ * cross-attention though the state has encodings (a text layer of CoCa) */
 static void test_decoder_layer(int B, int T, int chunk, int D, int H, int F, int Bx, int Se,
-                               int post_ln, int Dx)
+                               int post_ln, int Dx, int kind)
 {
-    tsr_dec_cfg c = {D, H, F, 1e-5f, TSR_ACT_GELU, post_ln, Dx};
+    tsr_dec_cfg c = {D, H, F, 1e-5f, TSR_ACT_GELU, post_ln, Dx, kind == 1, kind == 2};
     if (!Dx)
         Dx = D; /* cross-attention over inputs as wide as the decoder */
     int rows[DW_N] = {0}, cols[DW_N] = {0};
@@ -787,8 +789,9 @@ static void test_decoder_layer(int B, int T, int chunk, int D, int H, int F, int
     }
     char name[160];
     snprintf(name, sizeof name,
-             "decoder layer (%s) B%d T%d chunk%d D%d H%d F%d Bx%d Se%d post_ln=%d Dx%d",
-             ctx->own_gemm ? "CPU kernels" : "CLBlast", B, T, chunk, D, H, F, Bx, Se, post_ln, Dx);
+             "decoder layer (%s) B%d T%d chunk%d D%d H%d F%d Bx%d Se%d post_ln=%d Dx%d%s",
+             ctx->own_gemm ? "CPU kernels" : "CLBlast", B, T, chunk, D, H, F, Bx, Se, post_ln, Dx,
+             kind == 1 ? " no self-attention" : kind == 2 ? " no cross-attention" : "");
     if (rc != TSR_OK)
         check(0, "%s: %s", name, err.msg);
     else
@@ -1187,12 +1190,14 @@ int main(void)
     for (int own = 0; own < 2; own++) {
         int saved = ctx->own_gemm;
         ctx->own_gemm = own;
-        test_decoder_layer(1, 1, 1, 8, 2, 16, 1, 1, 0, 0);
-        test_decoder_layer(2, 9, 1, 48, 3, 80, 1, 13, 0, 0);  /* token by token, shared audio */
-        test_decoder_layer(3, 7, 3, 40, 5, 24, 3, 6, 0, 0);   /* chunks, per-sequence inputs */
-        test_decoder_layer(2, 6, 6, 32, 4, 64, 2, 5, 1, 0);   /* post-layernorm, whole prompt */
-        test_decoder_layer(2, 5, 2, 32, 2, 64, 1, 0, 0, 0);   /* no cross-attention */
-        test_decoder_layer(2, 4, 2, 24, 3, 40, 2, 7, 1, 37);  /* image tokens 37 wide (BLIP-large) */
+        test_decoder_layer(1, 1, 1, 8, 2, 16, 1, 1, 0, 0, 0);
+        test_decoder_layer(2, 9, 1, 48, 3, 80, 1, 13, 0, 0, 0);  /* token by token, shared audio */
+        test_decoder_layer(3, 7, 3, 40, 5, 24, 3, 6, 0, 0, 0);   /* chunks, per-sequence inputs */
+        test_decoder_layer(2, 6, 6, 32, 4, 64, 2, 5, 1, 0, 0);   /* post-layernorm, whole prompt */
+        test_decoder_layer(2, 5, 2, 32, 2, 64, 1, 0, 0, 0, 0);   /* no cross-attention */
+        test_decoder_layer(2, 4, 2, 24, 3, 40, 2, 7, 1, 37, 0);  /* image tokens 37 wide (BLIP-large) */
+        test_decoder_layer(2, 6, 2, 40, 5, 24, 2, 6, 0, 0, 1);   /* CoCa's cross-attention block */
+        test_decoder_layer(3, 5, 1, 30, 3, 90, 1, 7, 0, 0, 2);   /* CoCa's text layer */
         ctx->own_gemm = saved;
     }
     test_topk_bad_args();
