@@ -471,23 +471,30 @@ static void hf_offer(hf_finished *f, int B, int L, const int *toks, int n, int e
     memcpy(f->tokens + (size_t)pos * L, toks, sizeof(int) * (size_t)n);
 }
 
+/* What the lockstep driver (beams_lockstep) reads of every beam search's
+ * state: each search's state begins with it. */
+typedef struct {
+    int in[TSR_GEN_MAX_BEAMS];  /* the next token of each row */
+    int src[TSR_GEN_MAX_BEAMS]; /* where each row continues from */
+    int done;
+} beam_rows;
+
 /* One HF beam search as a state machine, so that several (one per image)
  * can run in lockstep on one decoder batch: hfb_step consumes a step's
  * log-probabilities and says which rows continue from which. */
 typedef struct {
+    beam_rows r;
     const tsr_gen_params *p;
     const tsr_gen_hooks *h;
     hf_finished fin;
     int *seq, *nseq, *cand;
     float score[TSR_GEN_MAX_BEAMS];
-    int in[TSR_GEN_MAX_BEAMS];  /* the next token of each row */
-    int src[TSR_GEN_MAX_BEAMS]; /* where each row continues from */
     int improvable;             /* HF's is_early_stop_heuristic_unsatisfied */
-    int done;
 } hfb;
 
-static int hfb_init(hfb *b, const tsr_gen_params *p, const tsr_gen_hooks *h)
+static int hfb_init(void *v, const tsr_gen_params *p, const tsr_gen_hooks *h)
 {
+    hfb *b = v;
     memset(b, 0, sizeof *b);
     b->p = p;
     b->h = h;
@@ -497,20 +504,22 @@ static int hfb_init(hfb *b, const tsr_gen_params *p, const tsr_gen_hooks *h)
     b->fin.tokens = malloc(sizeof(int) * (size_t)p->beams * p->max_len);
     b->improvable = 1;
     for (int k = 0; k < p->beams; k++)
-        b->in[k] = p->start;
+        b->r.in[k] = p->start;
     return b->seq && b->nseq && b->cand && b->fin.tokens;
 }
 
-static void hfb_free(hfb *b)
+static void hfb_free(void *v)
 {
+    hfb *b = v;
     free(b->seq), free(b->nseq), free(b->cand), free(b->fin.tokens);
 }
 
 /* Step t's logits of `rows` rows (1 at t == 0: HF runs every beam from the
  * start with scores 0, -1e9, ..., so the first candidates all come from
  * the prompt's row), turned into log-probabilities in place. */
-static void hfb_step(hfb *b, int t, float *lg, int rows)
+static void hfb_step(void *v, int t, float *lg, int rows)
 {
+    hfb *b = v;
     const tsr_gen_params *p = b->p;
     int V = p->vocab, B = p->beams, L = p->max_len, K = 2 * B, P = p->n_prefix;
     size_t SL = (size_t)P + L;
@@ -542,7 +551,7 @@ static void hfb_step(hfb *b, int t, float *lg, int rows)
         if (ct[k] != p->eos)
             active[na++] = k;
     if (last || na < B) { /* every candidate ended */
-        b->done = 1;
+        b->r.done = 1;
         return;
     }
     if (fin->count == B) {
@@ -551,7 +560,7 @@ static void hfb_step(hfb *b, int t, float *lg, int rows)
         b->improvable = b->improvable && best > fin->score[B - 1];
     }
     if (!b->improvable || (p->early_stopping == 1 && fin->count == B)) {
-        b->done = 1;
+        b->r.done = 1;
         return;
     }
     for (int k = 0; k < B; k++) {
@@ -559,8 +568,8 @@ static void hfb_step(hfb *b, int t, float *lg, int rows)
         memcpy(b->nseq + SL * k + P, b->seq + SL * cr[c] + P, sizeof(int) * (size_t)t);
         b->nseq[SL * k + P + t] = ct[c];
         b->score[k] = cs[c];
-        b->src[k] = cr[c];
-        b->in[k] = ct[c];
+        b->r.src[k] = cr[c];
+        b->r.in[k] = ct[c];
     }
     int *tmp = b->seq;
     b->seq = b->nseq;
@@ -568,8 +577,9 @@ static void hfb_step(hfb *b, int t, float *lg, int rows)
 }
 
 /* The best finished hypotheses into out (n_best of them). */
-static tsr_status hfb_result(const hfb *b, tsr_gen_result *out, tsr_error *err)
+static tsr_status hfb_result(void *v, tsr_gen_result *out, tsr_error *err)
 {
+    const hfb *b = v;
     const hf_finished *fin = &b->fin;
     int L = b->p->max_len;
     if (fin->count == 0)
@@ -681,67 +691,25 @@ static tsr_status greedy_batch(const tsr_gen_params *p, int N, const tsr_gen_hoo
     return rc;
 }
 
-/* N beam searches: problem i owns rows [i*beams, (i+1)*beams). Every step
- * runs all rows; at the first only each problem's first row counts, and the
- * rows of finished problems are fed eos and keep their cache. */
-static tsr_status beam_batch(const tsr_gen_params *p, int N, const tsr_gen_hooks *h,
-                             tsr_gen_result *out, tsr_error *err)
-{
-    int V = p->vocab, B = p->beams, R = N * B;
-    hfb *st = calloc((size_t)N, sizeof *st);
-    float *lg = malloc(sizeof(float) * (size_t)V * R);
-    int *in = malloc(sizeof(int) * (size_t)R), *src = malloc(sizeof(int) * (size_t)R);
-    tsr_status rc = st && lg && in && src ? TSR_OK
-                                          : tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-    int n_init = 0;
-    for (; n_init < N && rc == TSR_OK; n_init++)
-        if (!hfb_init(&st[n_init], p, h))
-            rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-    for (int t = 0; t < p->max_len && rc == TSR_OK; t++) {
-        for (int i = 0; i < N; i++)
-            for (int k = 0; k < B; k++)
-                in[i * B + k] = st[i].done ? p->eos : st[i].in[k];
-        if ((rc = h->step(h->user, in, R, p->pos0 + t, lg, err)) != TSR_OK)
-            break;
-        int live = 0;
-        for (int i = 0; i < N; i++) {
-            if (!st[i].done)
-                hfb_step(&st[i], t, lg + (size_t)i * B * V, t == 0 ? 1 : B);
-            live += !st[i].done;
-            for (int k = 0; k < B; k++)
-                src[i * B + k] = i * B + (st[i].done ? k : st[i].src[k]);
-        }
-        if (!live)
-            break;
-        rc = h->reorder(h->user, src, R, p->pos0 + t + 1, err);
-    }
-    for (int i = 0; i < N && rc == TSR_OK; i++)
-        rc = hfb_result(&st[i], &out[i], err);
-    for (int i = 0; st && i < n_init; i++)
-        hfb_free(&st[i]);
-    free(st), free(lg), free(in), free(src);
-    return rc;
-}
-
 /* ---- beam search with open_clip's CoCa semantics ---- */
 
 /* One search: transformers 4.56's BeamSearchScorer with one group over
  * raw-logit scores (see tsr_generate.h). */
 typedef struct {
+    beam_rows r;
     const tsr_gen_params *p;
     const tsr_gen_hooks *h;
     int *seq, *nseq;            /* (beams, prefix + max_len) */
     float score[TSR_GEN_MAX_BEAMS];
-    int in[TSR_GEN_MAX_BEAMS], src[TSR_GEN_MAX_BEAMS];
     /* BeamHypotheses, in the order its list keeps them */
     int hn, hlen[TSR_GEN_MAX_BEAMS], heos[TSR_GEN_MAX_BEAMS];
     double hs[TSR_GEN_MAX_BEAMS], worst;
     int *htok;                  /* (beams, max_len) */
-    int done;
 } ocb;
 
-static int ocb_init(ocb *b, const tsr_gen_params *p, const tsr_gen_hooks *h)
+static int ocb_init(void *v, const tsr_gen_params *p, const tsr_gen_hooks *h)
 {
+    ocb *b = v;
     memset(b, 0, sizeof *b);
     b->p = p;
     b->h = h;
@@ -750,11 +718,15 @@ static int ocb_init(ocb *b, const tsr_gen_params *p, const tsr_gen_hooks *h)
     b->htok = malloc(sizeof(int) * (size_t)p->beams * p->max_len);
     b->worst = 1e9;
     for (int k = 0; k < p->beams; k++)
-        b->in[k] = p->start;
+        b->r.in[k] = p->start;
     return b->seq && b->nseq && b->htok;
 }
 
-static void ocb_free(ocb *b) { free(b->seq), free(b->nseq), free(b->htok); }
+static void ocb_free(void *v)
+{
+    ocb *b = v;
+    free(b->seq), free(b->nseq), free(b->htok);
+}
 
 /* BeamHypotheses.add: score is already length-normalised. */
 static void ocb_add(ocb *b, const int *toks, int n, int eos, double score)
@@ -801,8 +773,9 @@ static void ocb_add(ocb *b, const int *toks, int n, int eos, double score)
     memcpy(b->htok + (size_t)at * L, toks, sizeof(int) * (size_t)n);
 }
 
-static void ocb_step(ocb *b, int t, float *lg, int rows)
+static void ocb_step(void *v, int t, float *lg, int rows)
 {
+    ocb *b = v;
     const tsr_gen_params *p = b->p;
     int V = p->vocab, G = p->beams, L = p->max_len, K = 2 * G, P = p->n_prefix;
     size_t SL = (size_t)P + L;
@@ -825,29 +798,30 @@ static void ocb_step(ocb *b, int t, float *lg, int rows)
         }
         cand[na++] = k;
     }
-    b->done = b->hn == G && b->worst >= (double)cs[0] / len;
+    b->r.done = b->hn == G && b->worst >= (double)cs[0] / len;
     for (int k = 0; k < na; k++) {
         int c = cand[k];
         memcpy(b->nseq + SL * k + P, b->seq + SL * cr[c] + P, sizeof(int) * (size_t)t);
         b->nseq[SL * k + P + t] = ct[c];
         b->score[k] = cs[c];
-        b->src[k] = cr[c];
-        b->in[k] = ct[c];
+        b->r.src[k] = cr[c];
+        b->r.in[k] = ct[c];
     }
     int *tmp = b->seq;
     b->seq = b->nseq;
     b->nseq = tmp;
-    if (!b->done && t + 1 == L) { /* finalize: the running beams join */
+    if (!b->r.done && t + 1 == L) { /* finalize: the running beams join */
         double fl = pow((double)(P + L), (double)p->length_penalty);
         for (int k = 0; k < G; k++)
             ocb_add(b, b->seq + SL * k + P, L, 0, (double)b->score[k] / fl);
-        b->done = 1;
+        b->r.done = 1;
     }
 }
 
 /* The best hypotheses (the later of equals first, as sorted() then pop()). */
-static tsr_status ocb_result(ocb *b, tsr_gen_result *out, tsr_error *err)
+static tsr_status ocb_result(void *v, tsr_gen_result *out, tsr_error *err)
 {
+    ocb *b = v;
     int L = b->p->max_len, used[TSR_GEN_MAX_BEAMS] = {0};
     if (b->hn == 0)
         return tsr_error_set(err, TSR_ERR_INVALID_ARG, "beam search ended without a hypothesis");
@@ -875,42 +849,61 @@ static tsr_status ocb_result(ocb *b, tsr_gen_result *out, tsr_error *err)
     return TSR_OK;
 }
 
-static tsr_status ocb_batch(const tsr_gen_params *p, int N, const tsr_gen_hooks *h,
-                            tsr_gen_result *out, tsr_error *err)
+/* ---- several beam searches in lockstep ---- */
+
+/* One kind of beam search state for the lockstep driver. */
+typedef struct {
+    size_t size; /* of the state, which begins with beam_rows */
+    int (*init)(void *st, const tsr_gen_params *p, const tsr_gen_hooks *h);
+    void (*step)(void *st, int t, float *lg, int rows);
+    tsr_status (*result)(void *st, tsr_gen_result *out, tsr_error *err);
+    void (*free)(void *st);
+} beam_kind;
+
+static const beam_kind hf_beams = {sizeof(hfb), hfb_init, hfb_step, hfb_result, hfb_free};
+static const beam_kind oc_beams = {sizeof(ocb), ocb_init, ocb_step, ocb_result, ocb_free};
+
+/* N beam searches of one kind: problem i owns rows [i*beams, (i+1)*beams).
+ * Every step runs all rows; at the first only each problem's first row
+ * counts, and the rows of finished problems are fed eos and keep their
+ * cache. */
+static tsr_status beams_lockstep(const beam_kind *kind, const tsr_gen_params *p, int N,
+                                 const tsr_gen_hooks *h, tsr_gen_result *out, tsr_error *err)
 {
     int V = p->vocab, B = p->beams, R = N * B;
-    ocb *st = calloc((size_t)N, sizeof *st);
+    char *st = calloc((size_t)N, kind->size);
     float *lg = malloc(sizeof(float) * (size_t)V * R);
     int *in = malloc(sizeof(int) * (size_t)R), *src = malloc(sizeof(int) * (size_t)R);
     tsr_status rc = st && lg && in && src ? TSR_OK
                                           : tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+#define ROWS(i) ((beam_rows *)(st + (size_t)(i) * kind->size))
     int n_init = 0;
     for (; n_init < N && rc == TSR_OK; n_init++)
-        if (!ocb_init(&st[n_init], p, h))
+        if (!kind->init(ROWS(n_init), p, h))
             rc = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
     for (int t = 0; t < p->max_len && rc == TSR_OK; t++) {
         for (int i = 0; i < N; i++)
             for (int k = 0; k < B; k++)
-                in[i * B + k] = st[i].done ? p->eos : st[i].in[k];
+                in[i * B + k] = ROWS(i)->done ? p->eos : ROWS(i)->in[k];
         if ((rc = h->step(h->user, in, R, p->pos0 + t, lg, err)) != TSR_OK)
             break;
         int live = 0;
         for (int i = 0; i < N; i++) {
-            int was = st[i].done;
-            if (!was)
-                ocb_step(&st[i], t, lg + (size_t)i * B * V, t == 0 ? 1 : B);
-            live += !st[i].done;
+            if (!ROWS(i)->done)
+                kind->step(ROWS(i), t, lg + (size_t)i * B * V, t == 0 ? 1 : B);
+            live += !ROWS(i)->done;
             for (int k = 0; k < B; k++)
-                src[i * B + k] = i * B + (was ? k : st[i].src[k]);
+                src[i * B + k] = i * B + (ROWS(i)->done ? k : ROWS(i)->src[k]);
         }
         if (!live)
             break;
         rc = h->reorder(h->user, src, R, p->pos0 + t + 1, err);
     }
     for (int i = 0; i < N && rc == TSR_OK; i++)
-        rc = ocb_result(&st[i], &out[i], err);
+        rc = kind->result(ROWS(i), &out[i], err);
     for (int i = 0; st && i < n_init; i++)
-        ocb_free(&st[i]);
+        kind->free(ROWS(i));
+#undef ROWS
     free(st), free(lg), free(in), free(src);
     return rc;
 }
@@ -972,9 +965,10 @@ tsr_status tsr_generate_batch(const tsr_gen_params *p, int N, const tsr_gen_hook
                            "batched generation takes transformers' semantics and N >= 1");
     if (rc != TSR_OK)
         return rc;
-    rc = (p->beams > 1 && p->openclip) || p->openclip == 2 ? ocb_batch(p, N, h, out, err)
-         : p->beams > 1              ? beam_batch(p, N, h, out, err)
-                                     : greedy_batch(p, N, h, out, err);
+    int oc = (p->beams > 1 && p->openclip) || p->openclip == 2;
+    rc = oc             ? beams_lockstep(&oc_beams, p, N, h, out, err)
+         : p->beams > 1 ? beams_lockstep(&hf_beams, p, N, h, out, err)
+                        : greedy_batch(p, N, h, out, err);
     if (rc != TSR_OK)
         for (int i = 0; i < N; i++)
             tsr_gen_result_free(&out[i]);
