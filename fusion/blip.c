@@ -662,45 +662,20 @@ static tsr_status caption_batch(tsr_session *s, const tsr_caption_params *p, con
                               np - 1, 0, NULL, err);
         free(ids);
     }
-    tsr_gen_params gp = tsr_gen_default_params(b->dec.vocab, b->sep);
-    gp.hf = 1;
-    gp.start = prompt[np - 1];
-    gp.pos0 = np - 1;
-    gp.max_len = total - np;
-    gp.beams = p->beams;
-    gp.length_penalty = p->length_penalty;
+    tsr_gen_params gp = tsr_gen_from_caption(p, b->dec.vocab, b->sep, prompt, np, total);
     gp.early_stopping = p->early_stopping;
-    gp.repetition_penalty = p->repetition_penalty;
-    gp.no_repeat_ngram = p->no_repeat_ngram;
-    gp.min_len = p->min_length > np ? p->min_length - np : 0;
-    gp.prefix = prompt;
-    gp.n_prefix = np;
-    gp.n_best = K;
-    if (p->do_sample) {
-        gp.temperature = p->temperature;
-        gp.top_k = p->top_k;
-        gp.top_p = p->top_p;
-        gp.seed = p->seed;
-        gp.samples = K;
-    }
     gen_ctx g = {s, b, bs};
     tsr_gen_hooks hooks = {step_hook, reorder_hook, NULL, NULL, &g};
     tsr_gen_result *r = calloc((size_t)N, sizeof *r);
     if (!r)
         return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
     TSR_TRY(rc, tsr_generate_batch(&gp, N, &hooks, r, err));
-    for (int i = 0; i < N && rc == TSR_OK; i++) {
-        tsr_caption *o = out + (size_t)i * K;
-        rc = make_caption(b, prompt, np, r[i].tokens, r[i].n, r[i].score, r[i].finished, &o[0],
-                          err);
-        for (int k = 1; k < K && rc == TSR_OK; k++) {
-            const tsr_gen_hyp *h = k - 1 < r[i].n_more ? &r[i].more[k - 1] : NULL;
-            rc = h ? make_caption(b, prompt, np, h->tokens, h->n, h->score, h->finished, &o[k],
-                                  err)
-                   : make_caption(b, prompt, np, r[i].tokens, r[i].n, r[i].score,
-                                  r[i].finished, &o[k], err);
+    for (int i = 0; i < N && rc == TSR_OK; i++)
+        for (int k = 0; k < K && rc == TSR_OK; k++) {
+            tsr_gen_hyp h = tsr_gen_result_hyp(&r[i], k);
+            rc = make_caption(b, prompt, np, h.tokens, h.n, h.score, h.finished,
+                              &out[(size_t)i * K + k], err);
         }
-    }
     for (int i = 0; i < N; i++)
         tsr_gen_result_free(&r[i]);
     free(r);

@@ -257,28 +257,11 @@ static tsr_status caption_batch(tsr_session *s, const tsr_caption_params *p, con
                               rows, np - 1, 0, NULL, err);
         free(ids);
     }
-    tsr_gen_params gp = tsr_gen_default_params(c->vocab, tsr_tokenizer_eos(c->tok));
-    gp.hf = 1;
+    tsr_gen_params gp =
+        tsr_gen_from_caption(p, c->vocab, tsr_tokenizer_eos(c->tok), prompt, np, total);
     gp.openclip = p->beams > 1 ? 2 : 1; /* a group of one beam is still beam search */
-    gp.pad = 0; /* CoCa's pad_id */
-    gp.start = prompt[np - 1];
-    gp.pos0 = np - 1;
-    gp.max_len = total - np;
+    gp.pad = 0;                         /* CoCa's pad_id */
     gp.beams = p->beams > 1 ? p->beams / groups : 1;
-    gp.length_penalty = p->length_penalty;
-    gp.repetition_penalty = p->repetition_penalty;
-    gp.no_repeat_ngram = p->no_repeat_ngram;
-    gp.min_len = p->min_length > np ? p->min_length - np : 0;
-    gp.prefix = prompt;
-    gp.n_prefix = np;
-    gp.n_best = K;
-    if (p->do_sample) {
-        gp.temperature = p->temperature;
-        gp.top_k = p->top_k;
-        gp.top_p = p->top_p;
-        gp.seed = p->seed;
-        gp.samples = K;
-    }
     gen_ctx g = {s, c, cs};
     tsr_gen_hooks hooks = {step_hook, reorder_hook, NULL, NULL, &g};
     tsr_gen_result *r = calloc((size_t)N, sizeof *r);
@@ -287,11 +270,9 @@ static tsr_status caption_batch(tsr_session *s, const tsr_caption_params *p, con
     TSR_TRY(rc, tsr_generate_batch(&gp, N, &hooks, r, err));
     for (int i = 0; i < N && rc == TSR_OK; i++)
         for (int k = 0; k < K && rc == TSR_OK; k++) {
-            const tsr_gen_hyp *h = k > 0 && k - 1 < r[i].n_more ? &r[i].more[k - 1] : NULL;
-            rc = h ? make_caption(c, prompt, np, h->tokens, h->n, h->score, h->finished,
-                                  &out[(size_t)i * K + k], err)
-                   : make_caption(c, prompt, np, r[i].tokens, r[i].n, r[i].score, r[i].finished,
-                                  &out[(size_t)i * K + k], err);
+            tsr_gen_hyp h = tsr_gen_result_hyp(&r[i], k);
+            rc = make_caption(c, prompt, np, h.tokens, h.n, h.score, h.finished,
+                              &out[(size_t)i * K + k], err);
         }
     for (int i = 0; i < N; i++)
         tsr_gen_result_free(&r[i]);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tsr_fusion.h"
 #include "tsr_generate.h"
 
 tsr_gen_params tsr_gen_default_params(int vocab, int eos)
@@ -973,4 +974,37 @@ tsr_status tsr_generate_batch(const tsr_gen_params *p, int N, const tsr_gen_hook
         for (int i = 0; i < N; i++)
             tsr_gen_result_free(&out[i]);
     return rc;
+}
+
+tsr_gen_params tsr_gen_from_caption(const tsr_caption_params *p, int vocab, int eos,
+                                    const int *prompt, int np, int total)
+{
+    tsr_gen_params gp = tsr_gen_default_params(vocab, eos);
+    gp.hf = 1;
+    gp.start = prompt[np - 1];
+    gp.pos0 = np - 1;
+    gp.max_len = total - np;
+    gp.beams = p->beams;
+    gp.length_penalty = p->length_penalty;
+    gp.repetition_penalty = p->repetition_penalty;
+    gp.no_repeat_ngram = p->no_repeat_ngram;
+    gp.min_len = p->min_length > np ? p->min_length - np : 0;
+    gp.prefix = prompt;
+    gp.n_prefix = np;
+    gp.n_best = p->num_captions;
+    if (p->do_sample) {
+        gp.temperature = p->temperature;
+        gp.top_k = p->top_k;
+        gp.top_p = p->top_p;
+        gp.seed = p->seed;
+        gp.samples = p->num_captions;
+    }
+    return gp;
+}
+
+tsr_gen_hyp tsr_gen_result_hyp(const tsr_gen_result *r, int k)
+{
+    if (k > 0 && k - 1 < r->n_more)
+        return r->more[k - 1];
+    return (tsr_gen_hyp){r->tokens, r->n, r->score, r->finished};
 }

@@ -315,7 +315,7 @@ tsr_status tsr_session_whisper_logits(tsr_session *s, const int *tokens, int n, 
  * resize, the ViT, the BERT text decoder and generate()'s greedy and beam
  * search (transformers 4.57 semantics; see fusion/tsr_generate.h). */
 
-typedef struct {
+typedef struct tsr_caption_params_s {
     int max_length;           /* HF max_length: [DEC], prompt and caption tokens; 0: the
                                * model's, where transformers' default 20 means 20 new
                                * tokens (at most the position table) */

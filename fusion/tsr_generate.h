@@ -167,6 +167,15 @@ tsr_status tsr_generate(const tsr_gen_params *p, const tsr_gen_hooks *h, tsr_gen
  * is not called. */
 tsr_status tsr_generate_batch(const tsr_gen_params *p, int N, const tsr_gen_hooks *h,
                               tsr_gen_result *out, tsr_error *err);
+struct tsr_caption_params_s;
+/* The search a caption's settings ask for (hf semantics): the prompt
+ * prompt[0..np) (its last token fed at position np - 1), total tokens in
+ * all, the shared processors, and K = num_captions results or samples. The
+ * family then sets what is its own (beams, early stopping, open_clip's). */
+tsr_gen_params tsr_gen_from_caption(const struct tsr_caption_params_s *p, int vocab, int eos,
+                                    const int *prompt, int np, int total);
+/* Result k of r (0: the best; past the hypotheses there are: the best). */
+tsr_gen_hyp tsr_gen_result_hyp(const tsr_gen_result *r, int k);
 /* In place: v -= log(sum(exp(v))). */
 void tsr_log_softmax(float *v, int n);
 
