@@ -59,6 +59,20 @@ TSR_UNUSED static int close_enough(const float *a, const float *b, size_t n, dou
     return ok;
 }
 
+/* The ints of a JSON array into out (at most cap); returns the array's length. */
+TSR_UNUSED static int json_int_array(const cJSON *a, int *out, int cap)
+{
+    int n = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, a)
+    {
+        if (n < cap)
+            out[n] = it->valueint;
+        n++;
+    }
+    return n;
+}
+
 TSR_UNUSED static void print_head(const char *what, const float *v, size_t n)
 {
     printf("     %s:", what);

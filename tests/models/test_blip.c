@@ -18,19 +18,6 @@
 
 #define SRC TSR_FIXTURES "/models/blip-tiny"
 
-static int json_int_array(const cJSON *a, int *out, int cap)
-{
-    int n = 0;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, a)
-    {
-        if (n < cap)
-            out[n] = it->valueint;
-        n++;
-    }
-    return n;
-}
-
 static void copy_file(const char *src, const char *dst)
 {
     FILE *i = fopen(src, "rb"), *o = fopen(dst, "wb");

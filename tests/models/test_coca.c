@@ -23,19 +23,6 @@ static void compare(const char *what, const float *got, const float *ref, size_t
     check(ok, "%s: max error %.3g (bound 1e-4 + 1e-4 relative)", what, err);
 }
 
-static int ints(const cJSON *a, int *out, int cap)
-{
-    int n = 0;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, a)
-    {
-        if (n < cap)
-            out[n] = it->valueint;
-        n++;
-    }
-    return n;
-}
-
 /* Captions of the 4 images in batches of `batch`, against the fixture's
  * rows (generated tokens, the end token included when one was made). */
 static void captions(const char *name, tsr_session *s, int size, const float *px, int B,
@@ -53,7 +40,7 @@ static void captions(const char *name, tsr_session *s, int size, const float *px
             return;
         }
         for (int k = 0; k < nb; k++) {
-            int ref[64], n = ints(cJSON_GetArrayItem(want, i + k), ref, 64);
+            int ref[64], n = json_int_array(cJSON_GetArrayItem(want, i + k), ref, 64);
             const int *got = cap[k].ids + cap[k].n_prompt;
             int ng = cap[k].n_ids - cap[k].n_prompt;
             int eq = ng == n && memcmp(got, ref, sizeof(int) * (size_t)n) == 0;
@@ -147,7 +134,7 @@ static void run_model(tsr_ctx *ctx, const char *name)
     snprintf(p, sizeof p, "%s/expected/decoder_logits.npy", dir);
     float *ref_dec = load_npy(p, &nd, dims);
     const cJSON *pre = cJSON_GetObjectItem(cj, "prefix_ids");
-    int pids[64], np = ints(pre, pids, 64);
+    int pids[64], np = json_int_array(pre, pids, 64);
     if (ref_dec && np == dims[0] && np <= 64) {
         int V = (int)dims[1];
         float *lg = malloc(sizeof(float) * (size_t)np * V);
