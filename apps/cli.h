@@ -66,6 +66,11 @@ int cmd_transcribe(int argc, char **argv);
 int cmd_tune(int argc, char **argv);
 int cmd_index(int argc, char **argv);
 int cmd_search(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+
+/* Writes reliability diagrams of n calibrations side by side (cli_plot.c). */
+int cli_reliability_png(const char *path, const tsr_calibration *cal, const char *const *titles,
+                        int n, tsr_error *err);
 
 /* Reads FILE ("-": stdin) as UTF-8 lines into *lines (pointers into *buf);
  * empty lines count. Prints the error. */
@@ -135,6 +140,17 @@ typedef struct {
 typedef struct cli_prefetch cli_prefetch;
 cli_prefetch *cli_prefetch_start(const char *const *paths, int n, int batch,
                                  const tsr_preprocess_cfg *cfg, size_t per_image, int threaded);
+/* The same with a corruption applied to every image (tsr_image_corrupt's
+ * seed is seed plus a multiple of the input's index, so each image has its
+ * own noise and a rerun has the same); corrupt must outlive the prefetch. */
+typedef struct {
+    tsr_corruption kind;
+    int severity;
+    unsigned long long seed;
+} cli_corruption;
+cli_prefetch *cli_prefetch_start_corrupted(const char *const *paths, int n, int batch,
+                                           const tsr_preprocess_cfg *cfg, size_t per_image,
+                                           int threaded, const cli_corruption *corrupt);
 /* The next batch (valid until the next call), or NULL after the last. */
 const cli_batch *cli_prefetch_next(cli_prefetch *p);
 void cli_prefetch_stop(cli_prefetch *p);

@@ -211,6 +211,7 @@ struct cli_prefetch {
     const tsr_preprocess_cfg *cfg;
     size_t per;
     int workers; /* decoding threads per batch */
+    const cli_corruption *corrupt; /* or NULL */
     cli_batch buf[2];
     int ready[2]; /* 1: filled and not yet handed out */
     int next_fill, next_take, handed; /* handed: index of the batch the caller holds, or -1 */
@@ -231,7 +232,14 @@ static void decode_one(cli_prefetch *p, cli_batch *b, int i)
     if (tsr_image_load_file(p->paths[b->first + i], &img, &b->err[i]) == TSR_OK) {
         b->clipped16[i] = img->clipped16;
         b->pixels[i] = (size_t)img->width * img->height;
-        if (tsr_image_preprocess(img, p->cfg, b->px + p->per * (size_t)i, &b->err[i]) == TSR_OK)
+        float *px = b->px + p->per * (size_t)i;
+        const cli_corruption *cc = p->corrupt;
+        tsr_status rc = cc ? tsr_image_preprocess_corrupted(img, p->cfg, cc->kind, cc->severity,
+                                                            cc->seed + (unsigned long long)(b->first + i) *
+                                                                           0x9e3779b97f4a7c15ull,
+                                                            px, &b->err[i])
+                           : tsr_image_preprocess(img, p->cfg, px, &b->err[i]);
+        if (rc == TSR_OK)
             b->slot[i] = i;
         else
             tsr_error_prefix(&b->err[i], "%s", p->paths[b->first + i]);
@@ -316,6 +324,13 @@ static void *producer(void *arg)
 cli_prefetch *cli_prefetch_start(const char *const *paths, int n, int batch,
                                  const tsr_preprocess_cfg *cfg, size_t per_image, int threaded)
 {
+    return cli_prefetch_start_corrupted(paths, n, batch, cfg, per_image, threaded, NULL);
+}
+
+cli_prefetch *cli_prefetch_start_corrupted(const char *const *paths, int n, int batch,
+                                           const tsr_preprocess_cfg *cfg, size_t per_image,
+                                           int threaded, const cli_corruption *corrupt)
+{
     if (batch > CLI_MAX_BATCH)
         batch = CLI_MAX_BATCH;
     cli_prefetch *p = calloc(1, sizeof *p);
@@ -326,6 +341,7 @@ cli_prefetch *cli_prefetch_start(const char *const *paths, int n, int batch,
     p->batch = batch;
     p->cfg = cfg;
     p->per = per_image;
+    p->corrupt = corrupt;
     p->handed = -1;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     p->workers = threaded ? (int)(cpus < 1 ? 1 : cpus > 8 ? 8 : cpus) : 1;

@@ -10,6 +10,7 @@
 static const char *classify_help =
     "usage: tessera classify --model DIR (--labels a,b,c | --labels-file F)\n"
     "                        [--template T | --templates imagenet] [--top-k K] [--json]\n"
+    "                        [--temperature T]\n"
     "                        [--lines FILE] [--strict] [--quiet] [--device D] [--verbose]\n"
     "                        IMAGE|FOLDER...\n"
     "\n"
@@ -24,6 +25,8 @@ static const char *classify_help =
     "  --template T        prompt with {} for the label (default \"a photo of a {}.\")\n"
     "  --templates imagenet  the 80 prompts of the CLIP paper, averaged per label\n"
     "  --top-k K           labels to print per image (default 5)\n"
+    "  --temperature T     probabilities are softmax(logits / T) (default 1; `tessera eval\n"
+    "                      --calibrate` fits one)\n"
     "  --json              one JSON object per image on stdout (failures: {\"image\", \"error\"})\n"
     "  --lines FILE        read image paths (or folders) from FILE, one per line (\"-\": stdin)\n"
     "  --strict            stop at the first image that cannot be read\n"
@@ -167,7 +170,7 @@ static void print_failure(const char *path, const tsr_error *err, int json)
 int cmd_classify(int argc, char **argv)
 {
     const char *model = NULL, *labels = NULL, *labels_file = NULL, *tmpl = NULL, *tmpls = NULL;
-    const char *topk_s = NULL, *device = NULL, *lines = NULL;
+    const char *topk_s = NULL, *device = NULL, *lines = NULL, *temp_s = NULL;
     const char *isize = NULL, *mean = NULL, *std = NULL;
     int json = 0, verbose = 0, strict = 0, quiet = 0, no_ahead = 0;
     cli_opt opts[] = {{"model", 1, &model, NULL},       {"labels", 1, &labels, NULL},
@@ -177,7 +180,8 @@ int cmd_classify(int argc, char **argv)
                       {"verbose", 0, NULL, &verbose},    {"lines", 1, &lines, NULL},
                       {"strict", 0, NULL, &strict},      {"quiet", 0, NULL, &quiet},
                       {"no-decode-ahead", 0, NULL, &no_ahead}, {"image-size", 1, &isize, NULL},
-                      {"mean", 1, &mean, NULL},          {"std", 1, &std, NULL}};
+                      {"mean", 1, &mean, NULL},          {"std", 1, &std, NULL},
+                      {"temperature", 1, &temp_s, NULL}};
     const char **imgs = NULL;
     int nimg = 0;
     int rc = cli_parse(argc, argv, opts, sizeof opts / sizeof opts[0], &imgs, &nimg);
@@ -209,6 +213,14 @@ int cmd_classify(int argc, char **argv)
         if (*end || v < 1 || v > 1000000)
             rc = cli_usage_error("classify", "--top-k must be a positive integer");
         topk = (int)v;
+    }
+    double temperature = 1;
+    if (rc == EXIT_OK && temp_s) {
+        char *end;
+        temperature = strtod(temp_s, &end);
+        if (*end || !(temperature >= TSR_TEMPERATURE_MIN) || !(temperature <= TSR_TEMPERATURE_MAX))
+            rc = cli_usage_error("classify", "--temperature must be a number in [%g, %g]",
+                                 TSR_TEMPERATURE_MIN, TSR_TEMPERATURE_MAX);
     }
     label_list l = {0};
     if (rc == EXIT_OK)
@@ -291,8 +303,10 @@ int cmd_classify(int argc, char **argv)
                 rc = EXIT_RUNTIME;
                 break;
             }
-            if (bt->n_ok)
-                tsr_zeroshot_probs(m, emb, bt->n_ok, weights, l.n, probs);
+            if (bt->n_ok) {
+                tsr_zeroshot_logits(m, emb, bt->n_ok, weights, l.n, probs);
+                tsr_softmax_rows(probs, bt->n_ok, l.n, temperature);
+            }
             for (int i = 0; i < bt->count && !stop; i++) {
                 const char *path = in.v[bt->first + i];
                 if (bt->slot[i] >= 0) {

@@ -9,11 +9,12 @@ static const char *main_help =
     "usage: tessera COMMAND [OPTIONS]\n"
     "\n"
     "Multimodal models on any OpenCL device: CLIP, sentence-transformers (BERT),\n"
-    "Whisper and BLIP.\n"
+    "Whisper, BLIP and CoCa.\n"
     "\n"
     "commands:\n"
     "  classify   zero-shot image classification against text labels\n"
-    "  caption    image captions with BLIP\n"
+    "  caption    image captions with BLIP or CoCa\n"
+    "  eval       zero-shot accuracy and calibration on a folder of labelled images\n"
     "  embed      image or text embeddings (.npy or JSON lines)\n"
     "  transcribe speech to text with Whisper\n"
     "  index      build and update embedding indexes of image folders\n"
@@ -58,7 +59,8 @@ int main(int argc, char **argv)
                 {"transcribe", cmd_transcribe},
                 {"tune", cmd_tune},
                 {"index", cmd_index},
-                {"search", cmd_search}};
+                {"search", cmd_search},
+                {"eval", cmd_eval}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(cmd, cmds[i].name) == 0)
             exit(cmds[i].fn(argc - 1, argv + 1));

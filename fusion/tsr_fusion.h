@@ -196,6 +196,39 @@ void tsr_zeroshot_probs(const tsr_model *m, const float *img, int N, const float
 /* logits (N, L) = scale * a . b^T for normalised rows. */
 void tsr_scores(float scale, const float *a, int N, const float *b, int L, int dim,
                 float *logits);
+/* logits (N, L) = exp(logit_scale) * img . weights^T: what tsr_zeroshot_probs
+ * takes the softmax of. */
+void tsr_zeroshot_logits(const tsr_model *m, const float *img, int N, const float *weights, int L,
+                         float *logits);
+
+/* ---- evaluating scores: calibration ---- */
+
+/* In place: each row of x (N, L) becomes softmax(row / temperature). */
+void tsr_softmax_rows(float *x, int N, int L, double temperature);
+
+#define TSR_CALIB_MAX_BINS 100
+#define TSR_TEMPERATURE_MIN 1e-3
+#define TSR_TEMPERATURE_MAX 1e3
+/* Accuracy and calibration of softmax(logits / temperature) against labels:
+ * the confidence of a row is its arg max's probability, in bin b when it lies
+ * in (b/bins, (b+1)/bins]; ECE = sum over bins of |accuracy - mean
+ * confidence| * count / N, MCE the largest such gap, NLL the mean negative
+ * log-likelihood of the labels. */
+typedef struct {
+    int bins, n;
+    double temperature;
+    int count[TSR_CALIB_MAX_BINS];
+    double conf[TSR_CALIB_MAX_BINS], acc[TSR_CALIB_MAX_BINS]; /* per bin; 0 when empty */
+    double ece, mce, nll, accuracy;
+} tsr_calibration;
+tsr_status tsr_calibration_compute(const float *logits, const int *labels, int N, int L,
+                                   double temperature, int bins, tsr_calibration *out,
+                                   tsr_error *err);
+/* Temperature scaling: the T in [TSR_TEMPERATURE_MIN, TSR_TEMPERATURE_MAX]
+ * that minimises the NLL of softmax(logits / T) (a convex problem in 1/T,
+ * solved to about 1e-12 relative). */
+tsr_status tsr_fit_temperature(const float *logits, const int *labels, int N, int L, double *T,
+                               tsr_error *err);
 
 /* ---- Whisper speech recognition ----
  *

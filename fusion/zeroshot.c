@@ -132,18 +132,15 @@ void tsr_scores(float scale, const float *a, int N, const float *b, int L, int d
         }
 }
 
+void tsr_zeroshot_logits(const tsr_model *m, const float *img, int N, const float *weights, int L,
+                         float *logits)
+{
+    tsr_scores(tsr_model_logit_scale(m), img, N, weights, L, tsr_model_embed_dim(m), logits);
+}
+
 void tsr_zeroshot_probs(const tsr_model *m, const float *img, int N, const float *weights, int L,
                         float *probs)
 {
-    tsr_scores(tsr_model_logit_scale(m), img, N, weights, L, tsr_model_embed_dim(m), probs);
-    for (int n = 0; n < N; n++) {
-        float *p = probs + (size_t)n * L, mx = p[0];
-        for (int l = 1; l < L; l++)
-            mx = p[l] > mx ? p[l] : mx;
-        double s = 0;
-        for (int l = 0; l < L; l++)
-            s += exp((double)p[l] - mx);
-        for (int l = 0; l < L; l++)
-            p[l] = (float)(exp((double)p[l] - mx) / s);
-    }
+    tsr_zeroshot_logits(m, img, N, weights, L, probs);
+    tsr_softmax_rows(probs, N, L, 1.0);
 }

@@ -44,8 +44,10 @@ static tsr_status check_dims(const char *name, unsigned long w, unsigned long h,
     return TSR_OK;
 }
 
-static tsr_image *image_new(int w, int h)
+tsr_image *tsr_image_create(int w, int h)
 {
+    if (w < 1 || h < 1 || w > TSR_IMAGE_MAX_SIDE || h > TSR_IMAGE_MAX_SIDE)
+        return NULL;
     tsr_image *img = calloc(1, sizeof *img);
     if (!img)
         return NULL;
@@ -137,7 +139,7 @@ static tsr_status decode_png(const unsigned char *data, size_t n, const char *na
     png_read_update_info(png, info);
     int ch = png_get_channels(png, info);
     size_t rowbytes = png_get_rowbytes(png, info);
-    img = image_new((int)w, (int)h);
+    img = tsr_image_create((int)w, (int)h);
     if (!img) {
         png_destroy_read_struct(&png, &info, NULL);
         return tsr_error_set(err, TSR_ERR_NOMEM, "%s: out of memory for %ux%u image", name, w, h);
@@ -243,7 +245,7 @@ static tsr_status decode_jpeg(const unsigned char *data, size_t n, const char *n
         cinfo.out_color_space = JCS_RGB;
     jpeg_start_decompress(&cinfo);
     int w = (int)cinfo.output_width, h = (int)cinfo.output_height, ch = cinfo.output_components;
-    img = image_new(w, h);
+    img = tsr_image_create(w, h);
     row = malloc((size_t)w * ch);
     if (!img || !row) {
         jpeg_destroy_decompress(&cinfo);
@@ -286,7 +288,7 @@ static tsr_status decode_webp(const unsigned char *data, size_t n, const char *n
     tsr_status rc = check_dims(name, (unsigned long)w, (unsigned long)h, err);
     if (rc != TSR_OK)
         return rc;
-    tsr_image *img = image_new(w, h);
+    tsr_image *img = tsr_image_create(w, h);
     if (!img)
         return tsr_error_set(err, TSR_ERR_NOMEM, "%s: out of memory for %dx%d image", name, w, h);
     if (!WebPDecodeRGBInto(data, n, img->rgb, (size_t)w * h * 3, w * 3)) {
@@ -362,7 +364,7 @@ static tsr_status decode_gif(const unsigned char *data, size_t n, const char *na
             d->Left + d->Width > W || d->Top + d->Height > H)
             rc = tsr_error_set(err, TSR_ERR_FORMAT,
                                "%s: GIF frame without colours or outside the screen", name);
-        img = rc == TSR_OK ? image_new(W, H) : NULL;
+        img = rc == TSR_OK ? tsr_image_create(W, H) : NULL;
         idx = rc == TSR_OK ? malloc((size_t)d->Width * d->Height) : NULL;
         if (rc == TSR_OK && (!img || !idx))
             rc = tsr_error_set(err, TSR_ERR_NOMEM, "%s: out of memory for %dx%d image", name, W,
@@ -503,7 +505,7 @@ static tsr_status decode_tiff(const unsigned char *data, size_t n, const char *n
     TIFFGetField(t, TIFFTAG_IMAGEWIDTH, &w);
     TIFFGetField(t, TIFFTAG_IMAGELENGTH, &h);
     tsr_status rc = check_dims(name, w, h, err);
-    tsr_image *img = rc == TSR_OK ? image_new((int)w, (int)h) : NULL;
+    tsr_image *img = rc == TSR_OK ? tsr_image_create((int)w, (int)h) : NULL;
     uint32_t *raster = rc == TSR_OK ? malloc(sizeof(uint32_t) * (size_t)w * h) : NULL;
     if (rc == TSR_OK && (!img || !raster))
         rc = tsr_error_set(err, TSR_ERR_NOMEM, "%s: out of memory for %ux%u image", name, w, h);
@@ -593,7 +595,7 @@ static tsr_status decode_bmp(const unsigned char *d, size_t n, const char *name,
     size_t stride = (((size_t)w * bpp + 31) / 32) * 4;
     if (off > n || stride * (size_t)ah > n - off)
         return tsr_error_set(err, TSR_ERR_FORMAT, "%s: corrupt BMP: pixel data cut short", name);
-    tsr_image *img = image_new(w, (int)ah);
+    tsr_image *img = tsr_image_create(w, (int)ah);
     if (!img)
         return tsr_error_set(err, TSR_ERR_NOMEM, "%s: out of memory for %dx%lld image", name, w,
                              ah);

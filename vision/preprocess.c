@@ -358,12 +358,15 @@ static int crop_offset(int d, int half_even)
     return k & 1 ? k + 1 : k;
 }
 
-tsr_status tsr_image_preprocess(const tsr_image *img, const tsr_preprocess_cfg *cfg, float *out,
-                                tsr_error *err)
+/* The resized and centre-cropped image, 8-bit (crop_w x crop_h; zero where
+ * the crop lies outside the resized image, as transformers pads). */
+static tsr_status preprocess_crop(const tsr_image *img, const tsr_preprocess_cfg *cfg,
+                                  tsr_image **out, tsr_error *err)
 {
     tsr_image *resized = NULL;
     const tsr_image *cur = img;
     int off_x = 0, off_y = 0, full_w = img->width, full_h = img->height;
+    *out = NULL;
     if (cfg->do_resize) {
         int w = img->width, h = img->height;
         int shorter = w <= h ? w : h, longer = w <= h ? h : w;
@@ -394,24 +397,66 @@ tsr_status tsr_image_preprocess(const tsr_image *img, const tsr_preprocess_cfg *
         }
     }
     int ch = cfg->crop_h, cw = cfg->crop_w;
+    tsr_image *crop = tsr_image_create(cw, ch);
+    if (!crop) {
+        tsr_image_free(resized);
+        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory for a %dx%d crop", cw, ch);
+    }
     /* the crop's place in the whole resized image, then in the part computed */
     int top = crop_offset(full_h - ch, cfg->crop_half_even) - off_y,
         left = crop_offset(full_w - cw, cfg->crop_half_even) - off_x;
-    for (int c = 0; c < 3; c++) {
-        float mean = cfg->do_normalize ? cfg->mean[c] : 0.0f;
-        float std = cfg->do_normalize ? cfg->std[c] : 1.0f;
-        for (int y = 0; y < ch; y++) {
-            int sy = y + top;
-            for (int x = 0; x < cw; x++) {
-                int sx = x + left;
-                int v = (sy >= 0 && sy < cur->height && sx >= 0 && sx < cur->width)
-                            ? cur->rgb[((size_t)sy * cur->width + sx) * 3 + c]
-                            : 0;
-                float f = cfg->do_rescale ? (float)(v * cfg->rescale_factor) : (float)v;
-                out[((size_t)c * ch + y) * cw + x] = (f - mean) / std;
-            }
+    for (int y = 0; y < ch; y++) {
+        int sy = y + top;
+        for (int x = 0; x < cw; x++) {
+            int sx = x + left, in = sy >= 0 && sy < cur->height && sx >= 0 && sx < cur->width;
+            for (int c = 0; c < 3; c++)
+                crop->rgb[((size_t)y * cw + x) * 3 + c] =
+                    in ? cur->rgb[((size_t)sy * cur->width + sx) * 3 + c] : 0;
         }
     }
     tsr_image_free(resized);
+    *out = crop;
     return TSR_OK;
+}
+
+/* Rescale and normalise a crop into (3, crop_h, crop_w) floats. */
+static void normalize(const tsr_image *crop, const tsr_preprocess_cfg *cfg, float *out)
+{
+    int ch = crop->height, cw = crop->width;
+    for (int c = 0; c < 3; c++) {
+        float mean = cfg->do_normalize ? cfg->mean[c] : 0.0f;
+        float std = cfg->do_normalize ? cfg->std[c] : 1.0f;
+        for (int y = 0; y < ch; y++)
+            for (int x = 0; x < cw; x++) {
+                int v = crop->rgb[((size_t)y * cw + x) * 3 + c];
+                float f = cfg->do_rescale ? (float)(v * cfg->rescale_factor) : (float)v;
+                out[((size_t)c * ch + y) * cw + x] = (f - mean) / std;
+            }
+    }
+}
+
+tsr_status tsr_image_preprocess(const tsr_image *img, const tsr_preprocess_cfg *cfg, float *out,
+                                tsr_error *err)
+{
+    tsr_image *crop = NULL;
+    tsr_status rc = preprocess_crop(img, cfg, &crop, err);
+    if (rc == TSR_OK)
+        normalize(crop, cfg, out);
+    tsr_image_free(crop);
+    return rc;
+}
+
+tsr_status tsr_image_preprocess_corrupted(const tsr_image *img, const tsr_preprocess_cfg *cfg,
+                                          tsr_corruption kind, int severity,
+                                          unsigned long long seed, float *out, tsr_error *err)
+{
+    tsr_image *crop = NULL, *bad = NULL;
+    tsr_status rc = preprocess_crop(img, cfg, &crop, err);
+    if (rc == TSR_OK)
+        rc = tsr_image_corrupt(crop, kind, severity, seed, &bad, err);
+    if (rc == TSR_OK)
+        normalize(bad, cfg, out);
+    tsr_image_free(crop);
+    tsr_image_free(bad);
+    return rc;
 }

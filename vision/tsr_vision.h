@@ -49,6 +49,32 @@ tsr_status tsr_image_load_file(const char *path, tsr_image **out, tsr_error *err
 tsr_status tsr_image_load_memory(const unsigned char *data, size_t n, const char *name,
                                  tsr_image **out, tsr_error *err);
 void tsr_image_free(tsr_image *img);
+/* A w x h image with uninitialised pixels; NULL when out of memory or the
+ * size is out of range. */
+tsr_image *tsr_image_create(int w, int h);
+/* Writes img as an 8-bit RGB PNG, atomically (a temporary file renamed over
+ * path, so that a killed run leaves the old file or the new one). */
+tsr_status tsr_image_save_png(const tsr_image *img, const char *path, tsr_error *err);
+/* img encoded as baseline JPEG at quality 1..100 (libjpeg's defaults, as
+ * Pillow's save(quality=q)); *data is malloc'd. */
+tsr_status tsr_image_encode_jpeg(const tsr_image *img, int quality, unsigned char **data,
+                                 size_t *n, tsr_error *err);
+
+/* Corruptions for robustness evaluation, after ImageNet-C (Hendrycks and
+ * Dietterich, 2019), severity 1..5 with its parameters:
+ *   TSR_CORRUPT_NOISE  Gaussian noise, sigma 0.08, 0.12, 0.18, 0.26, 0.38 of
+ *                      the 0..1 range, per channel, from a seeded generator;
+ *   TSR_CORRUPT_BLUR   Gaussian blur, sigma 1, 2, 3, 4, 6 pixels at 224 px,
+ *                      scaled to the image's shorter side (kernel radius 4
+ *                      sigma, edges repeated);
+ *   TSR_CORRUPT_JPEG   JPEG re-compression at quality 25, 18, 15, 10, 7.
+ * The same (image, kind, severity, seed) gives the same pixels everywhere.
+ * The blur's sigma scales with the image, so that a severity means what it
+ * means at 224 px; robustness evaluation corrupts the image the model sees
+ * (tsr_image_preprocess_corrupted), as ImageNet-C corrupts 224 px crops. */
+typedef enum { TSR_CORRUPT_NOISE, TSR_CORRUPT_BLUR, TSR_CORRUPT_JPEG } tsr_corruption;
+tsr_status tsr_image_corrupt(const tsr_image *img, tsr_corruption kind, int severity,
+                             unsigned long long seed, tsr_image **out, tsr_error *err);
 /* 1 when the first bytes (32 are enough) are those of a format above. */
 int tsr_image_sniff(const unsigned char *head, size_t n);
 
@@ -81,6 +107,11 @@ tsr_status tsr_image_resize_bicubic(const tsr_image *src, int dw, int dh, tsr_im
 /* Resize, centre crop, rescale and normalise; out: (3, crop_h, crop_w) float. */
 tsr_status tsr_image_preprocess(const tsr_image *img, const tsr_preprocess_cfg *cfg, float *out,
                                 tsr_error *err);
+/* The same, with a corruption (tsr_image_corrupt) applied to the 8-bit
+ * resized and cropped image before it is rescaled and normalised. */
+tsr_status tsr_image_preprocess_corrupted(const tsr_image *img, const tsr_preprocess_cfg *cfg,
+                                          tsr_corruption kind, int severity,
+                                          unsigned long long seed, float *out, tsr_error *err);
 
 #ifdef __cplusplus
 }
