@@ -49,8 +49,8 @@ static void test_usage(void)
     check(run(NULL, "--help") == 0 && strstr(out_text, "classify"), "tessera --help");
     const char *cmds[] = {"classify", "embed", "tokenize", "devices", "tune", "bench",
                           "index", "search", "index add", "index sync", "index export",
-                          "caption"};
-    for (int i = 0; i < 12; i++) {
+                          "caption", "eval"};
+    for (int i = 0; i < 13; i++) {
         char args[64], want[64];
         snprintf(args, sizeof args, "%s --help", cmds[i]);
         snprintf(want, sizeof want, "usage: tessera %.*s", (int)strcspn(cmds[i], " "), cmds[i]);
@@ -199,6 +199,180 @@ static void test_classify(void)
     rc = run(NULL, "classify --model " TSR_FIXTURES "/models/clip-tiny-b --labels \"$(printf 'x %.0s' $(seq 40))\" "
                    IMG "coffee.png");
     check(rc == 0 && strstr(err_text, "truncated"), "long prompt truncated with a warning");
+}
+
+/* Probabilities of one classify --json line, in the order of labels. */
+static int json_probs(const char *line, const char *const *labels, int L, double *p)
+{
+    cJSON *o = cJSON_Parse(line);
+    int n = 0;
+    for (const cJSON *e = cJSON_GetObjectItem(o, "predictions") ? cJSON_GetObjectItem(o, "predictions")->child
+                                                                 : NULL;
+         e; e = e->next)
+        for (int l = 0; l < L; l++)
+            if (strcmp(cJSON_GetObjectItem(e, "label")->valuestring, labels[l]) == 0) {
+                p[l] = cJSON_GetObjectItem(e, "probability")->valuedouble;
+                n++;
+            }
+    cJSON_Delete(o);
+    return n == L;
+}
+
+/* classify --temperature, and tessera eval on a small ImageFolder: its
+ * accuracy, ECE and fitted temperature against what classify prints for the
+ * same images, the reliability PNG, corruptions, and the usage errors. */
+static void test_eval(void)
+{
+    /* classify --temperature T: p_T proportional to p_1^(1/T) */
+    const char *lab3[3] = {"cat", "coffee cup", "grey thing"};
+    double p1[3], p2[3];
+    int rc = run(NULL, "classify --model " A " --labels 'cat,coffee cup,grey thing' --json " IMG "chelsea.jpg");
+    int ok = rc == 0 && json_probs(out_text, lab3, 3, p1);
+    rc = run(NULL, "classify --model " A " --labels 'cat,coffee cup,grey thing' --json --temperature 2.5 "
+                   IMG "chelsea.jpg");
+    ok = ok && rc == 0 && json_probs(out_text, lab3, 3, p2);
+    double s = 0, maxe = 0;
+    for (int l = 0; l < 3; l++)
+        s += pow(p1[l], 1 / 2.5);
+    for (int l = 0; ok && l < 3; l++)
+        maxe = fmax(maxe, fabs(p2[l] - pow(p1[l], 1 / 2.5) / s));
+    check(ok && maxe < 1e-5, "classify --temperature 2.5 = softmax(logits / 2.5): max error %.2e", maxe);
+    expect("classify --model " A " --labels a --temperature 0 " IMG "coffee.png", 2, "--temperature",
+           "classify --temperature 0");
+
+    /* an ImageFolder: 3 classes, 7 images and one corrupt file; a held-out set */
+    const char *cls[3] = {"cat", "coffee_cup", "grey_thing"};
+    const char *files[3][3] = {{"chelsea.jpg", "astronaut.jpg", "tall.jpg"},
+                               {"coffee.png", "small.png", NULL},
+                               {"grey.png", "grey.jpg", NULL}};
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/ev %s/ho", tmp, tmp);
+    ok = system(cmd) == 0;
+    for (int c = 0; c < 3; c++) {
+        snprintf(cmd, sizeof cmd, "mkdir -p %s/ev/%s %s/ho/%s", tmp, cls[c], tmp, cls[c]);
+        ok &= system(cmd) == 0;
+        for (int i = 0; i < 3 && files[c][i]; i++) {
+            snprintf(cmd, sizeof cmd, "cp %s%s %s/ev/%s/ && cp %s%s %s/ho/%s/h%d_%s", IMG, files[c][i],
+                     tmp, cls[c], IMG, files[c][i], tmp, cls[c], i, files[c][i]);
+            ok &= system(cmd) == 0;
+        }
+    }
+    /* the held-out set differs: noise images as cats */
+    snprintf(cmd, sizeof cmd, "cp %snoise_80x73.png %snoise_73x80.png %s/ho/cat/ && "
+                              "printf '\\377\\330\\377\\340 cut short' > %s/ev/cat/zz_broken.jpg",
+             IMG, IMG, tmp, tmp);
+    ok &= system(cmd) == 0;
+    check(ok, "ImageFolder layout written under %s", tmp);
+    char args[2048];
+    snprintf(args, sizeof args, "eval --model " A " --labels-from-folders %s/ev --calibrate %s/ho "
+                                "--corruptions --reliability %s/rel.png --json --bins 10", tmp, tmp, tmp);
+    rc = run(NULL, args);
+    cJSON *o = cJSON_Parse(out_text ? out_text : "");
+    check(rc == 1 && o && strstr(err_text, "zz_broken.jpg: corrupt JPEG"),
+          "eval --json: exit 1 for the corrupt file, named on stderr (exit %d): %s", rc, err_text);
+    int n = (int)cJSON_GetNumberValue(cJSON_GetObjectItem(o, "images"));
+    double top1 = cJSON_GetNumberValue(cJSON_GetObjectItem(o, "top1"));
+    const cJSON *cal = cJSON_GetObjectItem(o, "calibration");
+    const cJSON *calib = cJSON_GetObjectItem(o, "calibrated");
+    double ece = cJSON_GetNumberValue(cJSON_GetObjectItem(cal, "ece"));
+    double T = cJSON_GetNumberValue(cJSON_GetObjectItem(calib, "temperature"));
+    double nll_after = cJSON_GetNumberValue(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(calib, "heldout_after"), "nll"));
+    check(n == 7 && cJSON_GetNumberValue(cJSON_GetObjectItem(o, "failed")) == 1 &&
+              cJSON_GetArraySize(cJSON_GetObjectItem(o, "confusion")) == 3 &&
+              cJSON_GetArraySize(cJSON_GetObjectItem(o, "corruptions")) == 9 &&
+              cJSON_GetArraySize(cJSON_GetObjectItem(cal, "bins")) == 10,
+          "eval: 7 images, 1 failed, a 3x3 confusion matrix, 10 bins, 9 corrupted runs");
+
+    /* the same numbers from classify's probabilities */
+    const char *labs[3] = {"cat", "coffee cup", "grey thing"};
+    int right = 0, seen = 0, bcount[10] = {0}, bright[10] = {0};
+    double bconf[10] = {0};
+    for (int c = 0; c < 3; c++)
+        for (int i = 0; i < 3 && files[c][i]; i++) {
+            snprintf(args, sizeof args, "classify --model " A " --labels 'cat,coffee cup,grey thing' "
+                                        "--json %s/ev/%s/%s", tmp, cls[c], files[c][i]);
+            double p[3];
+            if (run(NULL, args) != 0 || !json_probs(out_text, labs, 3, p))
+                continue;
+            int best = 0;
+            for (int l = 1; l < 3; l++)
+                best = p[l] > p[best] ? l : best;
+            int b = (int)ceil(p[best] * 10) - 1;
+            b = b < 0 ? 0 : b > 9 ? 9 : b;
+            bcount[b]++;
+            bconf[b] += p[best];
+            bright[b] += best == c;
+            right += best == c;
+            seen++;
+        }
+    double e2 = 0;
+    for (int b = 0; b < 10; b++)
+        if (bcount[b])
+            e2 += fabs((double)bright[b] / bcount[b] - bconf[b] / bcount[b]) * bcount[b] / seen;
+    check(seen == 7 && fabs(top1 - (double)right / seen) < 1e-12 && fabs(ece - e2) < 1e-5,
+          "eval's top-1 %.4f and ECE %.6f equal classify's (%d/%d, ECE %.6f)", top1, ece, right, seen, e2);
+
+    /* the fitted temperature minimises the held-out NLL that classify --temperature gives */
+    double nll[3] = {0};
+    const double f[3] = {1, 0.9, 1.1};
+    const char *hcls[3][5] = {{"h0_chelsea.jpg", "h1_astronaut.jpg", "h2_tall.jpg", "noise_80x73.png",
+                               "noise_73x80.png"},
+                              {"h0_coffee.png", "h1_small.png"},
+                              {"h0_grey.png", "h1_grey.jpg"}};
+    int hn = 0;
+    for (int k = 0; k < 3; k++)
+        for (int c = 0; c < 3; c++)
+            for (int i = 0; i < 5 && hcls[c][i]; i++) {
+                snprintf(args, sizeof args, "classify --model " A " --labels 'cat,coffee cup,grey thing' "
+                                            "--json --temperature %.17g %s/ho/%s/%s", T * f[k], tmp, cls[c],
+                         hcls[c][i]);
+                double p[3];
+                if (run(NULL, args) == 0 && json_probs(out_text, labs, 3, p)) {
+                    nll[k] -= log(p[c]);
+                    hn += k == 0;
+                }
+            }
+    nll[0] /= hn, nll[1] /= hn, nll[2] /= hn;
+    check(hn == 9 && fabs(nll[0] - nll_after) < 1e-5 && nll[0] < nll[1] && nll[0] < nll[2],
+          "fitted T %.4f: held-out NLL %.6f through classify --temperature (eval: %.6f), %.6f at 0.9 T, "
+          "%.6f at 1.1 T", T, nll[0], nll_after, nll[1], nll[2]);
+    cJSON_Delete(o);
+
+    char png[512];
+    snprintf(png, sizeof png, "%s/rel.png", tmp);
+    snprintf(args, sizeof args, "embed --model " A " --image %s", png);
+    rc = run(NULL, args);
+    FILE *pf = fopen(png, "rb");
+    unsigned char head[24] = {0};
+    size_t got = pf ? fread(head, 1, 24, pf) : 0;
+    if (pf)
+        fclose(pf);
+    int w = got == 24 ? head[16] << 24 | head[17] << 16 | head[18] << 8 | head[19] : 0;
+    check(rc == 0 && w == 920, "the reliability PNG decodes (two panels, %d px wide)", w);
+
+    /* text output */
+    snprintf(args, sizeof args, "eval --model " A " --labels-from-folders %s/ev --template 'a {}'", tmp);
+    rc = run(NULL, args);
+    check(rc == 1 && strstr(out_text, "top-1 accuracy") && strstr(out_text, "ECE") &&
+              strstr(out_text, "confusion matrix") && strstr(out_text, "coffee_cup"),
+          "eval prints accuracy, calibration, per-class accuracy and the matrix");
+
+    /* errors */
+    expect("eval --model " A, 2, "--labels-from-folders", "eval without a folder");
+    snprintf(args, sizeof args, "eval --model " A " --labels-from-folders %s/ev --bins 0", tmp);
+    expect(args, 2, "--bins", "eval --bins 0");
+    snprintf(args, sizeof args, "eval --model " A " --labels-from-folders %s/ev --calibrate %s/ho "
+                                "--temperature 2", tmp, tmp);
+    expect(args, 2, "not both", "eval --calibrate with --temperature");
+    snprintf(args, sizeof args, "eval --model " A " --labels-from-folders %s/ev/cat", tmp);
+    expect(args, 1, "has no class folders", "eval on a folder without class folders");
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/ho2/dog && cp %schelsea.jpg %s/ho2/dog/", tmp, IMG, tmp);
+    if (system(cmd) == 0) {
+        snprintf(args, sizeof args, "eval --model " A " --labels-from-folders %s/ev --calibrate %s/ho2",
+                 tmp, tmp);
+        expect(args, 1, "ho2/dog: not one of the 3 classes", "a held-out class the set does not have");
+    }
 }
 
 #define BLIP TSR_FIXTURES "/models/blip-tiny"
@@ -636,6 +810,7 @@ int main(void)
     } else {
         check(rc == 0 && strstr(out_text, "0: "), "devices lists device 0");
         test_classify();
+        test_eval();
         test_caption();
     test_caption_coca();
         test_embed();

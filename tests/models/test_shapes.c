@@ -2,6 +2,7 @@
  * held-out set: zero-shot accuracy of `tessera classify` on 150 single shapes
  * over 30 colour+shape labels, and on 50 two-shape scenes against three
  * distractors each (relation reversed, colours swapped, another shape). */
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -89,6 +90,48 @@ static double classify_singles(const row *rows, int n, const char *labels_file, 
     return seen == total ? (double)correct / total : -1;
 }
 
+/* tessera eval over the single shapes laid out as an ImageFolder (symbolic
+ * links, one folder per label); returns its top-1 accuracy and ECE. */
+static double eval_singles(const row *rows, int n, double *ece)
+{
+    char dir[] = "/tmp/tessera-eval-XXXXXX";
+    if (!mkdtemp(dir))
+        return -1;
+    for (int i = 0; i < n; i++) {
+        if (strcmp(rows[i].kind, "single") != 0)
+            continue;
+        char sub[256], link[512], target[512];
+        snprintf(sub, sizeof sub, "%s/%s", dir, rows[i].label);
+        for (char *c = sub + strlen(dir); *c; c++)
+            *c = *c == ' ' ? '_' : *c;
+        mkdir(sub, 0755);
+        snprintf(link, sizeof link, "%s/%s", sub, rows[i].file);
+        snprintf(target, sizeof target, "%s/%s", SHAPES, rows[i].file);
+        if (symlink(target, link) != 0)
+            return -1;
+    }
+    char cmd[1024], out[] = "/tmp/tessera-eval-out-XXXXXX";
+    int fd = mkstemp(out);
+    close(fd);
+    snprintf(cmd, sizeof cmd, "%s eval --model %s --labels-from-folders %s --template 'a photo of a {}.' "
+                              "--json > %s; rm -rf %s", TSR_CLI, MODEL, dir, out, dir);
+    int st = system(cmd);
+    FILE *f = fopen(out, "r");
+    char *text = malloc(1 << 20);
+    size_t got = f ? fread(text, 1, (1 << 20) - 1, f) : 0;
+    text[got] = 0;
+    if (f)
+        fclose(f);
+    unlink(out);
+    cJSON *o = cJSON_Parse(text);
+    free(text);
+    double top1 = o && WIFEXITED(st) && WEXITSTATUS(st) == 0
+                      ? cJSON_GetNumberValue(cJSON_GetObjectItem(o, "top1")) : -1;
+    *ece = o ? cJSON_GetNumberValue(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "calibration"), "ece")) : -1;
+    cJSON_Delete(o);
+    return top1;
+}
+
 int main(void)
 {
     static row rows[256];
@@ -117,6 +160,9 @@ int main(void)
     double acc = classify_singles(rows, n, labels_file, "--template 'a photo of a {}.'");
     check(acc >= MIN_SINGLE, "single shapes, %d labels, \"a photo of a {}.\": accuracy %.3f (threshold %.2f)",
           nl, acc, MIN_SINGLE);
+    double ece = 0, eacc = eval_singles(rows, n, &ece);
+    check(eacc == acc, "tessera eval on the same images as an ImageFolder: top-1 %.4f (classify: %.4f), "
+                       "ECE %.4f", eacc, acc, ece);
     double acc80 = classify_singles(rows, n, labels_file, "--templates imagenet");
     check(acc80 >= MIN_IMAGENET, "single shapes with the 80 ImageNet templates: accuracy %.3f (threshold %.2f)",
           acc80, MIN_IMAGENET);

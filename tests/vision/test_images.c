@@ -17,6 +17,119 @@ static void expect_bad(const char *path, tsr_status want, const char *needle)
     tsr_image_free(img);
 }
 
+/* Corruptions (vision/corrupt.c): JPEG re-compression against Pillow's, the
+ * blur against a direct 2-D convolution, the noise's statistics and seeds,
+ * and the PNG writer's round trip. */
+static void test_corruptions(void)
+{
+    tsr_error err = {0};
+    tsr_image *src = NULL;
+    if (tsr_image_load_file(TSR_FIXTURES "/images/corrupt/source.png", &src, &err) != TSR_OK) {
+        check(0, "corruption source: %s", err.msg);
+        return;
+    }
+    static const int sev[3] = {1, 3, 5}, qual[3] = {25, 15, 7};
+    for (int k = 0; k < 3; k++) {
+        char p[512];
+        snprintf(p, sizeof p, "%s/images/corrupt/jpeg_q%d.expected.png", TSR_FIXTURES, qual[k]);
+        tsr_image *ref = NULL, *got = NULL;
+        int ok = tsr_image_load_file(p, &ref, &err) == TSR_OK &&
+                 tsr_image_corrupt(src, TSR_CORRUPT_JPEG, sev[k], 0, &got, &err) == TSR_OK &&
+                 got->width == ref->width && got->height == ref->height;
+        int maxd = 0;
+        size_t diff = 0;
+        for (size_t i = 0; ok && i < (size_t)ref->width * ref->height * 3; i++) {
+            int d = abs((int)got->rgb[i] - ref->rgb[i]);
+            maxd = d > maxd ? d : maxd;
+            diff += d != 0;
+        }
+        check(ok && maxd <= 1, "JPEG re-compression at severity %d (quality %d) against Pillow's: "
+                               "%zu bytes differ, by at most %d (tolerance 1: libjpeg versions)",
+              sev[k], qual[k], diff, maxd);
+        tsr_image_free(ref);
+        tsr_image_free(got);
+    }
+    /* blur: separable, against the direct 2-D sum with edges repeated */
+    for (int s = 1; s <= 5; s += 2) {
+        tsr_image *got = NULL;
+        check(tsr_image_corrupt(src, TSR_CORRUPT_BLUR, s, 0, &got, &err) == TSR_OK, "blur %d", s);
+        if (!got)
+            continue;
+        static const double sig224[5] = {1, 2, 3, 4, 6};
+        int w = src->width, h = src->height, side = w < h ? w : h;
+        double sigma = sig224[s - 1] * side / 224.0;
+        int r = (int)ceil(4 * sigma), maxd = 0;
+        double ksum = 0;
+        for (int i = -r; i <= r; i++)
+            ksum += exp(-0.5 * i * i / (sigma * sigma));
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++)
+                for (int c = 0; c < 3; c++) {
+                    double a = 0;
+                    for (int dy = -r; dy <= r; dy++)
+                        for (int dx = -r; dx <= r; dx++) {
+                            int yy = y + dy < 0 ? 0 : y + dy >= h ? h - 1 : y + dy;
+                            int xx = x + dx < 0 ? 0 : x + dx >= w ? w - 1 : x + dx;
+                            a += exp(-0.5 * (dx * dx + dy * dy) / (sigma * sigma)) *
+                                 src->rgb[((size_t)yy * w + xx) * 3 + c];
+                        }
+                    int want = (int)floor(a / (ksum * ksum) + 0.5);
+                    int d = abs(want - got->rgb[((size_t)y * w + x) * 3 + c]);
+                    maxd = d > maxd ? d : maxd;
+                }
+        check(maxd <= 1, "blur at severity %d (sigma %.3f px on %dx%d) against the direct 2-D "
+                         "convolution: max difference %d level(s) (tolerance 1: rounding)",
+              s, sigma, w, h, maxd);
+        tsr_image_free(got);
+    }
+    /* noise on mid-grey: mean 0 and sigma 0.08 * 255, per seed */
+    tsr_image *grey = tsr_image_create(200, 150), *n1 = NULL, *n2 = NULL, *n3 = NULL;
+    memset(grey->rgb, 128, (size_t)200 * 150 * 3);
+    tsr_image_corrupt(grey, TSR_CORRUPT_NOISE, 1, 7, &n1, &err);
+    tsr_image_corrupt(grey, TSR_CORRUPT_NOISE, 1, 7, &n2, &err);
+    tsr_image_corrupt(grey, TSR_CORRUPT_NOISE, 1, 8, &n3, &err);
+    double m = 0, v = 0;
+    size_t N = (size_t)200 * 150 * 3, same12 = 0, same13 = 0;
+    for (size_t i = 0; n1 && n2 && n3 && i < N; i++) {
+        double d = n1->rgb[i] - 128.0;
+        m += d;
+        v += d * d;
+        same12 += n1->rgb[i] == n2->rgb[i];
+        same13 += n1->rgb[i] == n3->rgb[i];
+    }
+    m /= N;
+    double sd = sqrt(v / N - m * m);
+    check(n1 && fabs(m) < 0.3 && fabs(sd - 0.08 * 255) < 0.3,
+          "noise at severity 1 on mid-grey: mean %+.3f, sd %.3f (want 0 and %.3f, +-0.3)", m, sd,
+          0.08 * 255);
+    check(same12 == N && same13 < N / 2, "noise: the same seed gives the same pixels (%zu of %zu), "
+                                         "another seed others (%zu equal)", same12, N, same13);
+    tsr_image *bad = NULL;
+    check(tsr_image_corrupt(grey, TSR_CORRUPT_NOISE, 6, 0, &bad, &err) == TSR_ERR_INVALID_ARG && !bad,
+          "severity 6 is refused: %s", err.msg);
+    tsr_image_free(n1);
+    tsr_image_free(n2);
+    tsr_image_free(n3);
+    tsr_image_free(grey);
+    /* PNG writer: what it writes decodes to the same pixels */
+    char png[] = "/tmp/tessera-png-XXXXXX";
+    int fd = mkstemp(png);
+    close(fd);
+    tsr_image *back = NULL;
+    err.msg[0] = 0;
+    int ok = tsr_image_save_png(src, png, &err) == TSR_OK &&
+             tsr_image_load_file(png, &back, &err) == TSR_OK && back->width == src->width &&
+             back->height == src->height &&
+             memcmp(back->rgb, src->rgb, (size_t)src->width * src->height * 3) == 0;
+    check(ok, "PNG written and read back: every byte equal (%s)", err.msg);
+    check(tsr_image_save_png(src, "/nonexistent-dir/x.png", &err) == TSR_ERR_IO &&
+              strstr(err.msg, "/nonexistent-dir/x.png"),
+          "PNG into a missing folder: %s", err.msg);
+    unlink(png);
+    tsr_image_free(back);
+    tsr_image_free(src);
+}
+
 int main(void)
 {
     double worst = 0;
@@ -168,5 +281,6 @@ int main(void)
     check(tsr_preprocess_cfg_load(TSR_FIXTURES "/images/chelsea.jpg", &cfg, &err) ==
                   TSR_ERR_FORMAT && strstr(err.msg, "chelsea.jpg"),
           "corrupt preprocessor config refused: %s", err.msg);
+    test_corruptions();
     return finish();
 }
