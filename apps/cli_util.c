@@ -525,7 +525,7 @@ void cli_warn_clipped(const char *cmd, const char *path, size_t clipped, size_t 
     if (!clipped)
         return;
     fprintf(stderr,
-            "tessera %s: warning: %s: a 16-bit greyscale PNG; %zu of its %zu pixels are above "
+            "tessera %s: warning: %s: a 16-bit greyscale image; %zu of its %zu pixels are above "
             "255 and turn white, as Pillow (and so the reference) decodes them; convert it to "
             "8 bits first to see its content (for example: convert IN -depth 8 OUT.png)\n",
             cmd, path, clipped, pixels);

@@ -379,9 +379,10 @@ static tsr_status decode_gif(const unsigned char *data, size_t n, const char *na
                     rc = tsr_error_set(err, TSR_ERR_FORMAT, "%s: corrupt GIF: %s", name,
                                        GifErrorString(g->Error));
         if (rc == TSR_OK) {
-            /* outside the frame: the background colour, as PIL fills the screen */
-            int bg = g->SBackGroundColor < cm->ColorCount ? g->SBackGroundColor : 0;
-            (void)transparent; /* PIL's convert("RGB") keeps the colour of that index */
+            /* outside the frame: PIL fills the screen of the first frame with the
+             * transparent index when there is one, else with index 0 (not the
+             * background colour), and convert("RGB") keeps that index's colour */
+            int bg = transparent >= 0 ? transparent : 0;
             for (int y = 0; y < H; y++)
                 for (int x = 0; x < W; x++) {
                     int in = x >= d->Left && x < d->Left + d->Width && y >= d->Top &&
@@ -509,6 +510,63 @@ static tsr_status decode_tiff(const unsigned char *data, size_t n, const char *n
     uint32_t *raster = rc == TSR_OK ? malloc(sizeof(uint32_t) * (size_t)w * h) : NULL;
     if (rc == TSR_OK && (!img || !raster))
         rc = tsr_error_set(err, TSR_ERR_NOMEM, "%s: out of memory for %ux%u image", name, w, h);
+    /* Pillow reads samples as stored where TIFFRGBAImage would convert them:
+     * 16-bit grey is clipped at 255 (as for 16-bit PNGs), unassociated alpha is
+     * dropped as it is, associated alpha is divided out (c * 255 / a,
+     * truncated). Those layouts are read here, strip by strip. */
+    uint16_t spp = 1, bps = 1, photo = 0, planar = PLANARCONFIG_CONTIG, fmt = SAMPLEFORMAT_UINT;
+    uint16_t nextra = 0, *extra = NULL;
+    TIFFGetFieldDefaulted(t, TIFFTAG_SAMPLESPERPIXEL, &spp);
+    TIFFGetFieldDefaulted(t, TIFFTAG_BITSPERSAMPLE, &bps);
+    TIFFGetFieldDefaulted(t, TIFFTAG_PLANARCONFIG, &planar);
+    TIFFGetFieldDefaulted(t, TIFFTAG_SAMPLEFORMAT, &fmt);
+    TIFFGetField(t, TIFFTAG_PHOTOMETRIC, &photo);
+    TIFFGetFieldDefaulted(t, TIFFTAG_EXTRASAMPLES, &nextra, &extra);
+    int grey16 = photo == PHOTOMETRIC_MINISBLACK && spp == 1 && bps == 16;
+    int rgba8 = photo == PHOTOMETRIC_RGB && spp == 4 && bps == 8 && nextra == 1 && extra;
+    if (rc == TSR_OK && !TIFFIsTiled(t) && planar == PLANARCONFIG_CONTIG &&
+        fmt == SAMPLEFORMAT_UINT && (grey16 || rgba8)) {
+        tmsize_t line = TIFFScanlineSize(t);
+        unsigned char *buf = line >= (tmsize_t)w * (grey16 ? 2 : 4) ? malloc((size_t)line) : NULL;
+        if (!buf)
+            rc = tsr_error_set(err, line > 0 ? TSR_ERR_NOMEM : TSR_ERR_FORMAT,
+                               "%s: corrupt TIFF: bad scanline size", name);
+        int assoc = rgba8 && extra[0] == EXTRASAMPLE_ASSOCALPHA;
+        for (uint32_t y = 0; rc == TSR_OK && y < h; y++) {
+            if (TIFFReadScanline(t, buf, y, 0) < 0) {
+                rc = tsr_error_set(err, TSR_ERR_FORMAT, "%s: corrupt TIFF: %s", name,
+                                   tiff_msg[0] ? tiff_msg : "cannot decode the image");
+                break;
+            }
+            unsigned char *o = img->rgb + (size_t)y * w * 3;
+            for (uint32_t x = 0; x < w; x++, o += 3) {
+                if (grey16) {
+                    uint16_t v;
+                    memcpy(&v, buf + 2 * (size_t)x, 2); /* libtiff swaps to host order */
+                    img->clipped16 += v > 255;
+                    o[0] = o[1] = o[2] = (unsigned char)(v > 255 ? 255 : v);
+                    continue;
+                }
+                const unsigned char *px = buf + 4 * (size_t)x;
+                unsigned a = px[3];
+                for (int c = 0; c < 3; c++) {
+                    unsigned v = px[c];
+                    if (assoc)
+                        v = a == 0 ? 0 : a == 255 ? v : v * 255 / a > 255 ? 255 : v * 255 / a;
+                    o[c] = (unsigned char)v;
+                }
+            }
+        }
+        free(buf);
+        free(raster);
+        TIFFClose(t);
+        if (rc != TSR_OK) {
+            tsr_image_free(img);
+            return rc;
+        }
+        *out = img;
+        return TSR_OK;
+    }
     char emsg[1024] = "";
     if (rc == TSR_OK && !TIFFRGBAImageOK(t, emsg))
         rc = tsr_error_set(err, TSR_ERR_UNSUPPORTED, "%s: unsupported TIFF: %s", name, emsg);
@@ -557,6 +615,101 @@ static unsigned char mask_get(uint32_t v, uint32_t m, int shift, int bits)
     return (unsigned char)(bits >= 8 ? x >> (bits - 8) : (x * 255 + ((1u << bits) - 1) / 2) / ((1u << bits) - 1));
 }
 
+/* RLE8 and RLE4 as Pillow's BmpRleDecoder reads them: codes fill a buffer
+ * of palette indices in file row order (bottom row first); a run is cut at
+ * the end of its row, end-of-line pads the row with index 0, a delta
+ * skips pixels (index 0), an absolute run is not cut at the row's end and is
+ * followed by a pad byte when the file position is odd. Data that ends
+ * before the image is full is an error, as in Pillow ("not enough image
+ * data"). */
+static tsr_status decode_bmp_rle(const unsigned char *d, size_t n, uint32_t off, int w, int h,
+                                 int rle4, const unsigned char *pal, uint32_t pal_n,
+                                 const char *name, tsr_image **out, tsr_error *err)
+{
+    if (off > n)
+        return tsr_error_set(err, TSR_ERR_FORMAT, "%s: corrupt BMP: pixel data cut short", name);
+    size_t total = (size_t)w * h, len = 0, p = off;
+    unsigned char *idx = calloc(total, 1);
+    tsr_image *img = tsr_image_create(w, h);
+    if (!idx || !img) {
+        free(idx);
+        tsr_image_free(img);
+        return tsr_error_set(err, TSR_ERR_NOMEM, "%s: out of memory for %dx%d image", name, w, h);
+    }
+    long long x = 0;
+    int cut = 0;
+#define PUT(v) (len < total ? (void)(idx[len++] = (unsigned char)(v)) : (void)len++)
+    while (len < total) {
+        if (p + 2 > n) {
+            cut = 1;
+            break;
+        }
+        unsigned count = d[p], code = d[p + 1];
+        p += 2;
+        if (count) { /* a run */
+            long long k = x + count > w ? (w - x > 0 ? w - x : 0) : count;
+            for (long long i = 0; i < k; i++)
+                PUT(rle4 ? (i % 2 ? code & 15 : code >> 4) : code);
+            x += k;
+        } else if (code == 0) { /* end of line */
+            while (len % (size_t)w)
+                PUT(0);
+            x = 0;
+        } else if (code == 1) { /* end of bitmap */
+            break;
+        } else if (code == 2) { /* delta: right, up */
+            if (p + 2 > n) {
+                cut = 1;
+                break;
+            }
+            size_t skip = d[p] + (size_t)d[p + 1] * w;
+            p += 2;
+            for (size_t i = 0; i < skip && len < total; i++)
+                PUT(0);
+            x = (long long)(len % (size_t)w);
+        } else { /* absolute: code pixels */
+            size_t want = total - len < code ? total - len : code;
+            size_t bytes = rle4 ? (want + 1) / 2 : want, have = n - p < bytes ? n - p : bytes;
+            for (size_t i = 0; i < have; i++) {
+                if (rle4) {
+                    PUT(d[p + i] >> 4);
+                    if (i * 2 + 1 < want)
+                        PUT(d[p + i] & 15);
+                } else {
+                    PUT(d[p + i]);
+                }
+            }
+            p += have;
+            if (have < bytes || len >= total) {
+                cut = have < bytes;
+                break;
+            }
+            x += code;
+            if (p % 2)
+                p++;
+        }
+    }
+#undef PUT
+    if (len < total) { /* Pillow: "not enough image data" */
+        free(idx);
+        tsr_image_free(img);
+        return tsr_error_set(err, TSR_ERR_FORMAT,
+                             "%s: corrupt BMP: the RLE data %s after %zu of %zu pixels", name,
+                             cut ? "is cut short" : "ends", len, total);
+    }
+    for (int y = 0; y < h; y++) {
+        const unsigned char *row = idx + (size_t)(h - 1 - y) * w;
+        unsigned char *o = img->rgb + (size_t)y * w * 3;
+        for (int xx = 0; xx < w; xx++, o += 3) {
+            unsigned v = row[xx] < pal_n ? row[xx] : 0;
+            o[0] = pal[4 * v + 2], o[1] = pal[4 * v + 1], o[2] = pal[4 * v];
+        }
+    }
+    free(idx);
+    *out = img;
+    return TSR_OK;
+}
+
 static tsr_status decode_bmp(const unsigned char *d, size_t n, const char *name, tsr_image **out,
                              tsr_error *err)
 {
@@ -574,7 +727,8 @@ static tsr_status decode_bmp(const unsigned char *d, size_t n, const char *name,
     tsr_status rc = check_dims(name, w > 0 ? (unsigned long)w : 0, (unsigned long)ah, err);
     if (rc != TSR_OK)
         return rc;
-    if (!(comp == 0 || (comp == 3 && (bpp == 16 || bpp == 32))) ||
+    int rle = (comp == 1 && bpp == 8) || (comp == 2 && bpp == 4);
+    if (!(comp == 0 || rle || (comp == 3 && (bpp == 16 || bpp == 32))) ||
         !(bpp == 1 || bpp == 4 || bpp == 8 || bpp == 16 || bpp == 24 || bpp == 32))
         return tsr_error_set(err, TSR_ERR_UNSUPPORTED,
                              "%s: unsupported BMP (%u bits, compression %u)", name, bpp, comp);
@@ -592,6 +746,8 @@ static tsr_status decode_bmp(const unsigned char *d, size_t n, const char *name,
     uint32_t pal_n = bpp <= 8 ? (ncol ? ncol : 1u << bpp) : 0;
     if (pal_n > 256 || (size_t)(pal - d) + 4 * (size_t)pal_n > n)
         return tsr_error_set(err, TSR_ERR_FORMAT, "%s: corrupt BMP: bad palette", name);
+    if (rle)
+        return decode_bmp_rle(d, n, off, w, (int)ah, comp == 2, pal, pal_n, name, out, err);
     size_t stride = (((size_t)w * bpp + 31) / 32) * 4;
     if (off > n || stride * (size_t)ah > n - off)
         return tsr_error_set(err, TSR_ERR_FORMAT, "%s: corrupt BMP: pixel data cut short", name);

@@ -35,8 +35,8 @@ extern "C" {
 typedef struct {
     int width, height;
     unsigned char *rgb; /* (height, width, 3) */
-    /* 16-bit greyscale PNGs: how many pixels were above 255. Pillow opens
-     * such images as "I;16" and convert("RGB") clips each value at 255, so
+    /* 16-bit greyscale PNGs and TIFFs: how many pixels were above 255. Pillow
+     * opens such images as "I;16" and convert("RGB") clips each value at 255, so
      * they come out mostly white; this decoder does the same, to match the
      * reference, and counts them so that a caller can warn. 0 otherwise. */
     size_t clipped16;

@@ -174,7 +174,7 @@ static void test_classify(void)
     for (int i = 0; i < 37 * 53; i++)
         over += (int)(600.0 * i / (37 * 53 - 1)) > 255;
     char want16[160];
-    snprintf(want16, sizeof want16, "grey16.png: a 16-bit greyscale PNG; %d of its %d pixels",
+    snprintf(want16, sizeof want16, "grey16.png: a 16-bit greyscale image; %d of its %d pixels",
              over, 37 * 53);
     rc = run(NULL, "classify --model " A " --labels cat,dog " IMG "grey16.png " IMG "chelsea.jpg");
     check(rc == 0 && strstr(err_text, want16) && count_str(err_text, "warning") == 1 &&

@@ -189,6 +189,14 @@ int main(void)
     /* WebP, GIF, TIFF and BMP against Pillow's convert("RGB"), byte for byte;
      * each cut in half is refused with the file's name */
     cJSON *fm = load_json(TSR_FIXTURES "/images/formats/manifest.json");
+    /* and the edge cases (make_format_edge_fixtures.py): GIF frames inside a
+     * larger screen, TIFF alpha, 16-bit and big-endian TIFF, RLE and top-down BMP */
+    cJSON *edge = load_json(TSR_FIXTURES "/images/formats/edge_manifest.json");
+    const cJSON *ec = cJSON_GetObjectItem(edge, "cases");
+    check(fm && ec && cJSON_GetArraySize(ec) >= 14, "format fixtures: %d cases and %d edge cases",
+          cJSON_GetArraySize(fm), cJSON_GetArraySize(ec));
+    for (cJSON *e = ec ? ec->child : NULL; fm && e; e = e->next)
+        cJSON_AddItemReferenceToArray(fm, e);
     int nf = 0, same = 0;
     char ftmpl[] = "/tmp/tessera-fmt-XXXXXX";
     char *fdir = mkdtemp(ftmpl);
@@ -229,9 +237,10 @@ int main(void)
     }
     if (fdir)
         rmdir(fdir);
-    check(fm && nf >= 16 && same == nf, "%d of %d WebP, GIF, TIFF and BMP images decode as Pillow's",
+    check(fm && nf >= 30 && same == nf, "%d of %d WebP, GIF, TIFF and BMP images decode as Pillow's",
           same, nf);
     cJSON_Delete(fm);
+    cJSON_Delete(edge);
 
     /* bad inputs */
     char tmpl[] = "/tmp/tessera-img-XXXXXX";
