@@ -226,6 +226,52 @@ static void test_blip_decoder(tsr_ctx *ctx, int blast)
     tsr_model_free(m);
 }
 
+/* Decoding steps of the tiny CoCa (coca-tiny-a: 2 text layers without
+ * cross-attention, then 2 multimodal layers, each a self-attention block and
+ * a cross-attention block, a final layernorm and a bias-free projection). */
+static void test_coca_decoder(tsr_ctx *ctx, int blast)
+{
+    tsr_model *m = NULL;
+    tsr_error err = {0};
+    if (tsr_model_load(ctx, TSR_FIXTURES "/models/coca-tiny-a", &m, &err) != TSR_OK) {
+        check(0, "load coca-tiny-a: %s", err.msg);
+        return;
+    }
+    tsr_session *s = new_session(m);
+    int S = tsr_model_caption_image_size(m);
+    float *px = calloc(3 * (size_t)S * S, sizeof(float)), *lg = malloc(sizeof(float) * 4 * 4096);
+    int toks[4] = {5, 6, 7, 8};
+    tsr_status st = tsr_session_caption_encode(s, px, NULL, &err);
+    if (st == TSR_OK) /* a warm-up */
+        st = tsr_session_caption_logits(s, toks, 4, lg, &err);
+    memset(&calls, 0, sizeof calls);
+    if (st == TSR_OK)
+        st = tsr_session_caption_logits(s, toks, 4, lg, &err);
+    tsr_launch_counts step;
+    tsr_session_counters(s, NULL, &step);
+    print_counts("per CoCa decoder step", &step);
+    /* the token embedding; per text layer 10 kernels (self-attention 6 with the
+     * cache append, MLP 4); per multimodal layer 10 for its self-attention block
+     * and 9 for its cross-attention block (cross-attention 5, MLP 4); then
+     * gather, layernorm and the bias-free projection (one CLBlast call alone) */
+    uint64_t T = 2, M = 2, want = 1 + 10 * T + 19 * M + (blast ? 2 : 3);
+    check(st == TSR_OK && step.launches == want &&
+              step.gemms == (blast ? 4 * T + 8 * M + 1 : 0) && step.syncs == 1 && step.buffers == 0,
+          "CoCa decoder step (%s): %llu kernels (%llu expected), %llu CLBlast calls, one wait "
+          "(the logits), no buffer", blast ? "CLBlast" : "tessera's GEMM",
+          (unsigned long long)step.launches, (unsigned long long)want,
+          (unsigned long long)step.gemms);
+    check(st == TSR_OK && calls.finish == 0 && calls.wait == 0 && calls.buffers == 0 &&
+              calls.blocking == 4,
+          "4 CoCa decoder steps, counted at OpenCL: no clFinish, no buffer, one blocking read "
+          "each (%ld, %ld, %ld, %ld)", calls.finish, calls.wait, calls.buffers, calls.blocking);
+    if (st != TSR_OK)
+        check(0, "CoCa decoder: %s", err.msg);
+    free(px), free(lg);
+    tsr_session_free(s);
+    tsr_model_free(m);
+}
+
 /* CLBlast's indirect GEMM (large shapes) pads its operands into temporary
  * matrices. Without a temporary buffer it allocates them on every call,
  * which these wrappers see; with the buffer a session plans, it allocates
@@ -284,6 +330,7 @@ int main(void)
     test_encoder(ctx, blast);
     test_decoder(ctx, blast);
     test_blip_decoder(ctx, blast);
+    test_coca_decoder(ctx, blast);
     if (blast)
         test_gemm_tmp(ctx);
     tsr_ctx_free(ctx);
