@@ -97,10 +97,11 @@ int main(void)
 
     /* every format is found in a folder by its content */
     rc = run("classify --json --model " A " --labels cat,dog " IMG "formats");
-    check(rc == 0 && count_str(out_text, "\"predictions\"") == 32 && strstr(out_text, "rgb24.bmp\"") &&
+    check(rc == 0 && count_str(out_text, "\"predictions\"") == 60 && strstr(out_text, "rgb24.bmp\"") &&
               strstr(out_text, "lzw.tiff\"") && strstr(out_text, "lossy.webp\"") &&
-              strstr(out_text, "interlaced.gif\""),
-          "a folder of WebP, GIF, TIFF, BMP and PNG files: all 32 found and classified (exit %d)",
+              strstr(out_text, "interlaced.gif\"") && strstr(out_text, "rle4.bmp\"") &&
+              strstr(out_text, "grey16_big_endian.tiff\""),
+          "a folder of WebP, GIF, TIFF, BMP and PNG files: all 60 found and classified (exit %d)",
           rc);
 
     /* --lines: the same images from a list, plus a missing file */
@@ -148,6 +149,24 @@ int main(void)
           "45 images in 3 batches, decoded ahead by a thread: byte-identical to decoding in the "
           "main thread, with the bad one in its place");
     free(all);
+    /* eval's progress bar over the same images as one class */
+    if (system("command -v script >/dev/null 2>&1") == 0) {
+        char cmd[4096];
+        snprintf(cmd, sizeof cmd, "mkdir -p %s/evalbar && ln -sfn %s %s/evalbar/things", tmp, many,
+                 tmp);
+        if (system(cmd) != 0)
+            printf("command failed: %s\n", cmd);
+        snprintf(cmd, sizeof cmd,
+                 "script -qec \"%s eval --model " A " --labels-from-folders %s/evalbar >/dev/null\" "
+                 "/dev/null >%s 2>&1", TSR_CLI, tmp, out_path);
+        int st = system(cmd);
+        char *tty = slurp(out_path);
+        check(st != -1 && tty && strstr(tty, "eval [") && strstr(tty, "45/45") &&
+                  strstr(tty, "1 failed") && strstr(tty, "e17.jpg"),
+              "eval on a terminal: a progress bar with done/total and failures, the bad image "
+              "named");
+        free(tty);
+    }
 
     /* embed: rows for the good images, the sidecar, each row as embedded alone */
     char npy[160], side[160];
