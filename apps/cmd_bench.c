@@ -31,7 +31,8 @@ static const char *bench_help =
     "  --arch A       ViT-B-32 (default), ViT-B-16, ViT-L-14, blip-base or blip-large\n"
     "  --model DIR    a CLIP or BLIP model directory instead of random weights\n"
     "  --batches L    comma-separated batch sizes (default 1,8,32; captioners 1,8)\n"
-    "  --tower T      image, text or both (default both)\n"
+    "  --tower T      image, text or both (default both); caption: a CoCa --model's\n"
+    "                 captions, measured as a BLIP's are\n"
     "  --seconds S    minimum time per measurement (default 3)\n"
     "  --no-startup   skip the cold/warm start-up measurement\n"
     "  --threads N    recorded in the output (set PoCL's threads with POCL_MAX_PTHREAD_COUNT)\n"
@@ -152,8 +153,9 @@ int cmd_bench(int argc, char **argv)
     double seconds = strtod(seconds_s, &end);
     if (!*seconds_s || *end || !(seconds >= 0 && seconds <= 3600))
         return cli_usage_error("bench", "--seconds must be a number from 0 to 3600");
-    if (strcmp(tower, "image") != 0 && strcmp(tower, "text") != 0 && strcmp(tower, "both") != 0)
-        return cli_usage_error("bench", "--tower is image, text or both");
+    if (strcmp(tower, "image") != 0 && strcmp(tower, "text") != 0 && strcmp(tower, "both") != 0 &&
+        strcmp(tower, "caption") != 0)
+        return cli_usage_error("bench", "--tower is image, text, both or caption");
     int do_image = strcmp(tower, "text") != 0, do_text = strcmp(tower, "image") != 0;
 
     tsr_ctx *ctx = NULL;
@@ -174,7 +176,8 @@ int cmd_bench(int argc, char **argv)
     }
     tsr_status st = model ? tsr_model_load(ctx, mdir, &m, &err)
                           : tsr_model_create_random(ctx, arch, &m, &err);
-    if (st == TSR_OK && strcmp(tsr_model_family(m), "blip") == 0 && !first) {
+    if (st == TSR_OK && tsr_model_can_caption(m) && (!strcmp(tsr_model_family(m), "blip") ||
+                                                     !strcmp(tower, "caption")) && !first) {
         if (model && !batches) /* the captioner's default batch sizes */
             nb = cli_parse_ints("1,8", bl, 16, 1, 4096);
         rc = bench_caption(ctx, m, model ? model : arch, bl, nb, seconds, json);

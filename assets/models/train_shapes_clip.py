@@ -166,12 +166,20 @@ def bytes_to_unicode():
     return [chr(c) for c in cs]
 
 
-def train_bpe(words, out_dir):
+def train_bpe(words, out_dir, byte_map=None):
     """Byte-level BPE in CLIP's format: merges learned on word frequencies until
-    every caption word is one token."""
+    every caption word is one token.
+
+    byte_map maps each byte to its character (bytes_to_unicode as a dict, as
+    CLIP's tokenizers do). Without it, a byte b is spelled enc[b], the b-th
+    character in CLIP's table order, not b's own: the merges are then learned
+    on characters that real text never yields, so they never apply and the
+    tokenizer splits words into letters. shapes-clip was trained that way
+    (its captions fit its 32 tokens as letters) and is kept so, so that this
+    script still makes it; train_shapes_coca.py passes the right map."""
     enc = bytes_to_unicode()
     freq = collections.Counter(words)
-    split = {w: [enc[b] for b in w.encode()] for w in freq}
+    split = {w: [byte_map[b] if byte_map else enc[b] for b in w.encode()] for w in freq}
     for w in split:
         split[w][-1] += "</w>"
     merges = []

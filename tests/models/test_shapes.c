@@ -1,7 +1,9 @@
-/* Measured quality of the demo model (assets/models/shapes-clip) on its
- * held-out set: zero-shot accuracy of `tessera classify` on 150 single shapes
- * over 30 colour+shape labels, and on 50 two-shape scenes against three
- * distractors each (relation reversed, colours swapped, another shape). */
+/* Measured quality of the demo models on their held-out sets: zero-shot
+ * accuracy of `tessera classify` (and `tessera eval`) on 150 single shapes
+ * over 30 colour+shape labels for shapes-clip and shapes-coca; shapes-clip on
+ * 50 two-shape scenes against three distractors each (relation reversed,
+ * colours swapped, another shape); shapes-coca's captions of 200 held-out
+ * scenes of one or two shapes (tests/fixtures/shapes-captions). */
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,6 +13,11 @@
 
 #define SHAPES TSR_FIXTURES "/shapes"
 #define MODEL TSR_SOURCE_DIR "/assets/models/shapes-clip"
+#define COCA TSR_SOURCE_DIR "/assets/models/shapes-coca"
+#define CAPTIONS TSR_FIXTURES "/shapes-captions"
+/* The captioner's bars: the issue's (exact captions 90%, zero-shot on single
+ * shapes no lower than shapes-clip's 95%). */
+#define MIN_CAPTION_EXACT 0.90
 /* Thresholds sit a little under the accuracy measured when the model was
  * trained (see the README); they catch a broken pipeline, not noise. */
 #define MIN_SINGLE 0.95
@@ -46,7 +53,8 @@ static int load_rows(row *rows, int max)
 }
 
 /* Runs tessera classify on the single-shape images; returns the accuracy. */
-static double classify_singles(const row *rows, int n, const char *labels_file, const char *tmpl)
+static double classify_singles(const char *model, const row *rows, int n, const char *labels_file,
+                               const char *tmpl)
 {
     char tmp[] = "/tmp/tessera-shapes-XXXXXX";
     int fd = mkstemp(tmp);
@@ -56,7 +64,7 @@ static double classify_singles(const row *rows, int n, const char *labels_file, 
     size_t cap = 64 * 1024;
     char *cmd = malloc(cap);
     size_t len = (size_t)snprintf(cmd, cap, "%s classify --model %s --labels-file %s %s --top-k 1 --json",
-                                  TSR_CLI, MODEL, labels_file, tmpl);
+                                  TSR_CLI, model, labels_file, tmpl);
     int total = 0;
     for (int i = 0; i < n; i++)
         if (strcmp(rows[i].kind, "single") == 0) {
@@ -92,7 +100,7 @@ static double classify_singles(const row *rows, int n, const char *labels_file, 
 
 /* tessera eval over the single shapes laid out as an ImageFolder (symbolic
  * links, one folder per label); returns its top-1 accuracy and ECE. */
-static double eval_singles(const row *rows, int n, double *ece)
+static double eval_singles(const char *model, const row *rows, int n, double *ece)
 {
     char dir[] = "/tmp/tessera-eval-XXXXXX";
     if (!mkdtemp(dir))
@@ -114,7 +122,7 @@ static double eval_singles(const row *rows, int n, double *ece)
     int fd = mkstemp(out);
     close(fd);
     snprintf(cmd, sizeof cmd, "%s eval --model %s --labels-from-folders %s --template 'a photo of a {}.' "
-                              "--json > %s; rm -rf %s", TSR_CLI, MODEL, dir, out, dir);
+                              "--json > %s; rm -rf %s", TSR_CLI, model, dir, out, dir);
     int st = system(cmd);
     FILE *f = fopen(out, "r");
     char *text = malloc(1 << 20);
@@ -130,6 +138,88 @@ static double eval_singles(const row *rows, int n, double *ece)
     *ece = o ? cJSON_GetNumberValue(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "calibration"), "ece")) : -1;
     cJSON_Delete(o);
     return top1;
+}
+
+/* tessera caption with its defaults (open_clip's generate(): beam search)
+ * on the captioner's 200 held-out scenes: exact-match and word accuracy. */
+static void test_captions(void)
+{
+    FILE *f = fopen(CAPTIONS "/captions.csv", "r");
+    static char files[256][64], want[256][128];
+    char line[512];
+    int n = 0;
+    if (f && fgets(line, sizeof line, f))
+        while (n < 256 && fgets(line, sizeof line, f)) {
+            line[strcspn(line, "\r\n")] = 0;
+            char *c = strchr(line, ',');
+            if (!c)
+                continue;
+            *c = 0;
+            snprintf(files[n], sizeof files[n], "%.63s", line);
+            snprintf(want[n], sizeof want[n], "%.127s", c + 1);
+            n++;
+        }
+    if (f)
+        fclose(f);
+    check(n >= 200, "held-out caption set of %d scenes", n);
+    if (n == 0)
+        return;
+    size_t cap = 64 * 1024;
+    char *cmd = malloc(cap), out[] = "/tmp/tessera-captions-XXXXXX";
+    int fd = mkstemp(out);
+    close(fd);
+    size_t len = (size_t)snprintf(cmd, cap, "%s caption --model %s --json", TSR_CLI, COCA);
+    for (int i = 0; i < n; i++)
+        len += (size_t)snprintf(cmd + len, cap - len, " %s/%s", CAPTIONS, files[i]);
+    snprintf(cmd + len, cap - len, " > %s", out);
+    int st = system(cmd);
+    free(cmd);
+    FILE *o = fopen(out, "r");
+    int exact = 0, seen = 0, words = 0, total_words = 0, pair_exact = 0, pairs = 0;
+    char buf[4096];
+    const char *shown = NULL;
+    static char miss[3][256];
+    int nmiss = 0;
+    while (o && fgets(buf, sizeof buf, o)) {
+        cJSON *j = cJSON_Parse(buf);
+        const char *img = cJSON_GetStringValue(cJSON_GetObjectItem(j, "image"));
+        const char *got = cJSON_GetStringValue(cJSON_GetObjectItem(j, "caption"));
+        for (int i = 0; img && got && i < n; i++) {
+            if (!strstr(img, files[i]))
+                continue;
+            seen++;
+            int ok = strcmp(got, want[i]) == 0, pair = strncmp(files[i], "pair", 4) == 0;
+            exact += ok;
+            pairs += pair;
+            pair_exact += pair && ok;
+            if (!ok && nmiss < 3)
+                snprintf(miss[nmiss++], sizeof miss[0], "\"%s\" for \"%s\"", got, want[i]);
+            if (!shown && ok && pair)
+                shown = want[i];
+            /* word accuracy: the reference's words matched at their positions */
+            char a[256], b[256];
+            snprintf(a, sizeof a, "%s", got);
+            snprintf(b, sizeof b, "%s", want[i]);
+            char *sa = NULL, *sb = NULL, *wa = strtok_r(a, " ", &sa), *wb = strtok_r(b, " ", &sb);
+            for (; wb; wb = strtok_r(NULL, " ", &sb), wa = wa ? strtok_r(NULL, " ", &sa) : NULL) {
+                total_words++;
+                words += wa && strcmp(wa, wb) == 0;
+            }
+            break;
+        }
+        cJSON_Delete(j);
+    }
+    if (o)
+        fclose(o);
+    unlink(out);
+    double acc = seen ? (double)exact / seen : 0;
+    check(WIFEXITED(st) && WEXITSTATUS(st) == 0 && seen == n && acc >= MIN_CAPTION_EXACT,
+          "shapes-coca: captions of %d held-out scenes (open_clip's default beam search): exact %.3f "
+          "(threshold %.2f; two-shape scenes %d/%d), words %.3f; e.g. \"%s\"", seen, acc,
+          MIN_CAPTION_EXACT, pair_exact, pairs, total_words ? (double)words / total_words : 0,
+          shown ? shown : "");
+    for (int i = 0; i < nmiss; i++)
+        printf("     missed: %s\n", miss[i]);
 }
 
 int main(void)
@@ -157,16 +247,20 @@ int main(void)
         }
     }
     fclose(lf);
-    double acc = classify_singles(rows, n, labels_file, "--template 'a photo of a {}.'");
-    check(acc >= MIN_SINGLE, "single shapes, %d labels, \"a photo of a {}.\": accuracy %.3f (threshold %.2f)",
-          nl, acc, MIN_SINGLE);
-    double ece = 0, eacc = eval_singles(rows, n, &ece);
-    check(eacc == acc, "tessera eval on the same images as an ImageFolder: top-1 %.4f (classify: %.4f), "
-                       "ECE %.4f", eacc, acc, ece);
-    double acc80 = classify_singles(rows, n, labels_file, "--templates imagenet");
-    check(acc80 >= MIN_IMAGENET, "single shapes with the 80 ImageNet templates: accuracy %.3f (threshold %.2f)",
-          acc80, MIN_IMAGENET);
+    const char *models[2] = {MODEL, COCA}, *names[2] = {"shapes-clip", "shapes-coca"};
+    for (int k = 0; k < 2; k++) {
+        double acc = classify_singles(models[k], rows, n, labels_file, "--template 'a photo of a {}.'");
+        check(acc >= MIN_SINGLE, "%s: single shapes, %d labels, \"a photo of a {}.\": accuracy %.3f "
+                                 "(threshold %.2f)", names[k], nl, acc, MIN_SINGLE);
+        double ece = 0, eacc = eval_singles(models[k], rows, n, &ece);
+        check(eacc == acc, "%s: tessera eval on the same images as an ImageFolder: top-1 %.4f "
+                           "(classify: %.4f), ECE %.4f", names[k], eacc, acc, ece);
+        double acc80 = classify_singles(models[k], rows, n, labels_file, "--templates imagenet");
+        check(acc80 >= MIN_IMAGENET, "%s: single shapes with the 80 ImageNet templates: accuracy %.3f "
+                                     "(threshold %.2f)", names[k], acc80, MIN_IMAGENET);
+    }
     unlink(labels_file);
+    test_captions();
 
     /* compositional scenes, through the library */
     tsr_model *m = NULL;
