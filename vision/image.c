@@ -490,6 +490,48 @@ static void tiff_on_warning(const char *module, const char *fmt, va_list ap)
     (void)ap;
 }
 
+/* 16-bit grey (clipped at 255, counted) or 8-bit RGBA (unassociated alpha
+ * dropped, associated alpha divided out as Pillow's "RGBa" unpacker does:
+ * c * 255 / a truncated), read scanline by scanline. */
+static tsr_status tiff_read_raw(TIFF *t, tsr_image *img, int grey16, int assoc, const char *name,
+                                tsr_error *err)
+{
+    int w = img->width;
+    tmsize_t line = TIFFScanlineSize(t);
+    unsigned char *buf = line >= (tmsize_t)w * (grey16 ? 2 : 4) ? malloc((size_t)line) : NULL;
+    if (!buf)
+        return tsr_error_set(err, line > 0 ? TSR_ERR_NOMEM : TSR_ERR_FORMAT,
+                             "%s: corrupt TIFF: bad scanline size", name);
+    tsr_status rc = TSR_OK;
+    for (int y = 0; rc == TSR_OK && y < img->height; y++) {
+        if (TIFFReadScanline(t, buf, (uint32_t)y, 0) < 0) {
+            rc = tsr_error_set(err, TSR_ERR_FORMAT, "%s: corrupt TIFF: %s", name,
+                               tiff_msg[0] ? tiff_msg : "cannot decode the image");
+            break;
+        }
+        unsigned char *o = img->rgb + (size_t)y * w * 3;
+        for (int x = 0; x < w; x++, o += 3) {
+            if (grey16) {
+                uint16_t v;
+                memcpy(&v, buf + 2 * (size_t)x, 2); /* libtiff swaps to host order */
+                img->clipped16 += v > 255;
+                o[0] = o[1] = o[2] = (unsigned char)(v > 255 ? 255 : v);
+                continue;
+            }
+            const unsigned char *px = buf + 4 * (size_t)x;
+            unsigned a = px[3];
+            for (int c = 0; c < 3; c++) {
+                unsigned v = px[c];
+                if (assoc)
+                    v = a == 0 ? 0 : a == 255 ? v : v * 255 / a > 255 ? 255 : v * 255 / a;
+                o[c] = (unsigned char)v;
+            }
+        }
+    }
+    free(buf);
+    return rc;
+}
+
 static tsr_status decode_tiff(const unsigned char *data, size_t n, const char *name,
                               tsr_image **out, tsr_error *err)
 {
@@ -506,10 +548,6 @@ static tsr_status decode_tiff(const unsigned char *data, size_t n, const char *n
     TIFFGetField(t, TIFFTAG_IMAGEWIDTH, &w);
     TIFFGetField(t, TIFFTAG_IMAGELENGTH, &h);
     tsr_status rc = check_dims(name, w, h, err);
-    tsr_image *img = rc == TSR_OK ? tsr_image_create((int)w, (int)h) : NULL;
-    uint32_t *raster = rc == TSR_OK ? malloc(sizeof(uint32_t) * (size_t)w * h) : NULL;
-    if (rc == TSR_OK && (!img || !raster))
-        rc = tsr_error_set(err, TSR_ERR_NOMEM, "%s: out of memory for %ux%u image", name, w, h);
     /* Pillow reads samples as stored where TIFFRGBAImage would convert them:
      * 16-bit grey is clipped at 255 (as for 16-bit PNGs), unassociated alpha is
      * dropped as it is, associated alpha is divided out (c * 255 / a,
@@ -524,56 +562,21 @@ static tsr_status decode_tiff(const unsigned char *data, size_t n, const char *n
     TIFFGetFieldDefaulted(t, TIFFTAG_EXTRASAMPLES, &nextra, &extra);
     int grey16 = photo == PHOTOMETRIC_MINISBLACK && spp == 1 && bps == 16;
     int rgba8 = photo == PHOTOMETRIC_RGB && spp == 4 && bps == 8 && nextra == 1 && extra;
-    if (rc == TSR_OK && !TIFFIsTiled(t) && planar == PLANARCONFIG_CONTIG &&
-        fmt == SAMPLEFORMAT_UINT && (grey16 || rgba8)) {
-        tmsize_t line = TIFFScanlineSize(t);
-        unsigned char *buf = line >= (tmsize_t)w * (grey16 ? 2 : 4) ? malloc((size_t)line) : NULL;
-        if (!buf)
-            rc = tsr_error_set(err, line > 0 ? TSR_ERR_NOMEM : TSR_ERR_FORMAT,
-                               "%s: corrupt TIFF: bad scanline size", name);
-        int assoc = rgba8 && extra[0] == EXTRASAMPLE_ASSOCALPHA;
-        for (uint32_t y = 0; rc == TSR_OK && y < h; y++) {
-            if (TIFFReadScanline(t, buf, y, 0) < 0) {
-                rc = tsr_error_set(err, TSR_ERR_FORMAT, "%s: corrupt TIFF: %s", name,
-                                   tiff_msg[0] ? tiff_msg : "cannot decode the image");
-                break;
-            }
-            unsigned char *o = img->rgb + (size_t)y * w * 3;
-            for (uint32_t x = 0; x < w; x++, o += 3) {
-                if (grey16) {
-                    uint16_t v;
-                    memcpy(&v, buf + 2 * (size_t)x, 2); /* libtiff swaps to host order */
-                    img->clipped16 += v > 255;
-                    o[0] = o[1] = o[2] = (unsigned char)(v > 255 ? 255 : v);
-                    continue;
-                }
-                const unsigned char *px = buf + 4 * (size_t)x;
-                unsigned a = px[3];
-                for (int c = 0; c < 3; c++) {
-                    unsigned v = px[c];
-                    if (assoc)
-                        v = a == 0 ? 0 : a == 255 ? v : v * 255 / a > 255 ? 255 : v * 255 / a;
-                    o[c] = (unsigned char)v;
-                }
-            }
-        }
-        free(buf);
-        free(raster);
-        TIFFClose(t);
-        if (rc != TSR_OK) {
-            tsr_image_free(img);
-            return rc;
-        }
-        *out = img;
-        return TSR_OK;
-    }
+    int raw = !TIFFIsTiled(t) && planar == PLANARCONFIG_CONTIG && fmt == SAMPLEFORMAT_UINT &&
+              (grey16 || rgba8);
+    tsr_image *img = rc == TSR_OK ? tsr_image_create((int)w, (int)h) : NULL;
+    uint32_t *raster = rc == TSR_OK && !raw ? malloc(sizeof(uint32_t) * (size_t)w * h) : NULL;
+    if (rc == TSR_OK && (!img || (!raw && !raster)))
+        rc = tsr_error_set(err, TSR_ERR_NOMEM, "%s: out of memory for %ux%u image", name, w, h);
+    if (rc == TSR_OK && raw)
+        rc = tiff_read_raw(t, img, grey16, rgba8 && extra[0] == EXTRASAMPLE_ASSOCALPHA, name, err);
     char emsg[1024] = "";
-    if (rc == TSR_OK && !TIFFRGBAImageOK(t, emsg))
+    if (rc == TSR_OK && !raw && !TIFFRGBAImageOK(t, emsg))
         rc = tsr_error_set(err, TSR_ERR_UNSUPPORTED, "%s: unsupported TIFF: %s", name, emsg);
-    if (rc == TSR_OK && !TIFFReadRGBAImageOriented(t, w, h, raster, ORIENTATION_TOPLEFT, 1))
+    if (rc == TSR_OK && !raw && !TIFFReadRGBAImageOriented(t, w, h, raster, ORIENTATION_TOPLEFT, 1))
         rc = tsr_error_set(err, TSR_ERR_FORMAT, "%s: corrupt TIFF: %s", name,
                            tiff_msg[0] ? tiff_msg : "cannot decode the image");
-    for (size_t i = 0; rc == TSR_OK && i < (size_t)w * h; i++) {
+    for (size_t i = 0; rc == TSR_OK && !raw && i < (size_t)w * h; i++) {
         img->rgb[3 * i] = (unsigned char)TIFFGetR(raster[i]);
         img->rgb[3 * i + 1] = (unsigned char)TIFFGetG(raster[i]);
         img->rgb[3 * i + 2] = (unsigned char)TIFFGetB(raster[i]);

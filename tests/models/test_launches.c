@@ -181,14 +181,15 @@ static void test_decoder(tsr_ctx *ctx, int blast)
     tsr_model_free(m);
 }
 
-/* Decoding steps of the tiny BLIP (2 post-LN layers with cross-attention,
- * an embedding layernorm and BERT's prediction head). */
-static void test_blip_decoder(tsr_ctx *ctx, int blast)
+/* Decoding steps of a captioner: the kernels and CLBlast calls of one step
+ * (after a warm-up), and four steps counted at OpenCL. */
+static void caption_steps(tsr_ctx *ctx, const char *dir, const char *what, uint64_t want,
+                          uint64_t gemms, int blast)
 {
     tsr_model *m = NULL;
     tsr_error err = {0};
-    if (tsr_model_load(ctx, TSR_FIXTURES "/models/blip-tiny", &m, &err) != TSR_OK) {
-        check(0, "load blip-tiny: %s", err.msg);
+    if (tsr_model_load(ctx, dir, &m, &err) != TSR_OK) {
+        check(0, "load %s: %s", dir, err.msg);
         return;
     }
     tsr_session *s = new_session(m);
@@ -203,73 +204,45 @@ static void test_blip_decoder(tsr_ctx *ctx, int blast)
         st = tsr_session_caption_logits(s, toks, 4, lg, &err);
     tsr_launch_counts step;
     tsr_session_counters(s, NULL, &step);
-    print_counts("per BLIP decoder step", &step);
-    /* the token embedding and its layernorm, per layer 15 kernels (post-LN:
-     * the layernorms take the place of the pre-LN ones), then gather, the
-     * head's dense layer and layernorm, and the vocabulary projection with
-     * its bias; on CLBlast the two head GEMMs are CLBlast calls too */
-    uint64_t L = 2, want = 2 + 15 * L + 4;
-    check(st == TSR_OK && step.launches == want && step.gemms == (blast ? 6 * L + 2 : 0) &&
+    char label[64];
+    snprintf(label, sizeof label, "per %s decoder step", what);
+    print_counts(label, &step);
+    check(st == TSR_OK && step.launches == want && step.gemms == (blast ? gemms : 0) &&
               step.syncs == 1 && step.buffers == 0,
-          "BLIP decoder step (%s): %llu kernels (%llu expected), %llu CLBlast calls, one wait "
-          "(the logits), no buffer", blast ? "CLBlast" : "tessera's GEMM",
+          "%s decoder step (%s): %llu kernels (%llu expected), %llu CLBlast calls, one wait "
+          "(the logits), no buffer", what, blast ? "CLBlast" : "tessera's GEMM",
           (unsigned long long)step.launches, (unsigned long long)want,
           (unsigned long long)step.gemms);
     check(st == TSR_OK && calls.finish == 0 && calls.wait == 0 && calls.buffers == 0 &&
               calls.blocking == 4,
-          "4 BLIP decoder steps, counted at OpenCL: no clFinish, no buffer, one blocking read "
-          "each");
+          "4 %s decoder steps, counted at OpenCL: no clFinish, no buffer, one blocking read each "
+          "(%ld, %ld, %ld, %ld)", what, calls.finish, calls.wait, calls.buffers, calls.blocking);
     if (st != TSR_OK)
-        check(0, "BLIP decoder: %s", err.msg);
+        check(0, "%s decoder: %s", what, err.msg);
     free(px), free(lg);
     tsr_session_free(s);
     tsr_model_free(m);
 }
 
-/* Decoding steps of the tiny CoCa (coca-tiny-a: 2 text layers without
- * cross-attention, then 2 multimodal layers, each a self-attention block and
- * a cross-attention block, a final layernorm and a bias-free projection). */
-static void test_coca_decoder(tsr_ctx *ctx, int blast)
+/* The tiny BLIP (2 post-LN layers with cross-attention, an embedding
+ * layernorm and BERT's prediction head): the token embedding and its
+ * layernorm, per layer 15 kernels (post-LN: the layernorms take the place of
+ * the pre-LN ones), then gather, the head's dense layer and layernorm, and
+ * the vocabulary projection with its bias; on CLBlast the two head GEMMs are
+ * CLBlast calls too. The tiny CoCa (coca-tiny-a: 2 text layers without
+ * cross-attention, 2 multimodal layers, each a self-attention block and a
+ * cross-attention block): the token embedding; per text layer 10 kernels
+ * (self-attention 6 with the cache append, MLP 4); per multimodal layer 10
+ * for its self-attention block and 9 for its cross-attention block
+ * (cross-attention 5, MLP 4); then gather, layernorm and the bias-free
+ * projection (one CLBlast call alone). */
+static void test_caption_decoders(tsr_ctx *ctx, int blast)
 {
-    tsr_model *m = NULL;
-    tsr_error err = {0};
-    if (tsr_model_load(ctx, TSR_FIXTURES "/models/coca-tiny-a", &m, &err) != TSR_OK) {
-        check(0, "load coca-tiny-a: %s", err.msg);
-        return;
-    }
-    tsr_session *s = new_session(m);
-    int S = tsr_model_caption_image_size(m);
-    float *px = calloc(3 * (size_t)S * S, sizeof(float)), *lg = malloc(sizeof(float) * 4 * 4096);
-    int toks[4] = {5, 6, 7, 8};
-    tsr_status st = tsr_session_caption_encode(s, px, NULL, &err);
-    if (st == TSR_OK) /* a warm-up */
-        st = tsr_session_caption_logits(s, toks, 4, lg, &err);
-    memset(&calls, 0, sizeof calls);
-    if (st == TSR_OK)
-        st = tsr_session_caption_logits(s, toks, 4, lg, &err);
-    tsr_launch_counts step;
-    tsr_session_counters(s, NULL, &step);
-    print_counts("per CoCa decoder step", &step);
-    /* the token embedding; per text layer 10 kernels (self-attention 6 with the
-     * cache append, MLP 4); per multimodal layer 10 for its self-attention block
-     * and 9 for its cross-attention block (cross-attention 5, MLP 4); then
-     * gather, layernorm and the bias-free projection (one CLBlast call alone) */
-    uint64_t T = 2, M = 2, want = 1 + 10 * T + 19 * M + (blast ? 2 : 3);
-    check(st == TSR_OK && step.launches == want &&
-              step.gemms == (blast ? 4 * T + 8 * M + 1 : 0) && step.syncs == 1 && step.buffers == 0,
-          "CoCa decoder step (%s): %llu kernels (%llu expected), %llu CLBlast calls, one wait "
-          "(the logits), no buffer", blast ? "CLBlast" : "tessera's GEMM",
-          (unsigned long long)step.launches, (unsigned long long)want,
-          (unsigned long long)step.gemms);
-    check(st == TSR_OK && calls.finish == 0 && calls.wait == 0 && calls.buffers == 0 &&
-              calls.blocking == 4,
-          "4 CoCa decoder steps, counted at OpenCL: no clFinish, no buffer, one blocking read "
-          "each (%ld, %ld, %ld, %ld)", calls.finish, calls.wait, calls.buffers, calls.blocking);
-    if (st != TSR_OK)
-        check(0, "CoCa decoder: %s", err.msg);
-    free(px), free(lg);
-    tsr_session_free(s);
-    tsr_model_free(m);
+    uint64_t L = 2;
+    caption_steps(ctx, TSR_FIXTURES "/models/blip-tiny", "BLIP", 2 + 15 * L + 4, 6 * L + 2, blast);
+    uint64_t T = 2, M = 2;
+    caption_steps(ctx, TSR_FIXTURES "/models/coca-tiny-a", "CoCa",
+                  1 + 10 * T + 19 * M + (blast ? 2 : 3), 4 * T + 8 * M + 1, blast);
 }
 
 /* CLBlast's indirect GEMM (large shapes) pads its operands into temporary
@@ -329,8 +302,7 @@ int main(void)
     printf("GEMM: %s\n", tsr_ctx_tuning(ctx));
     test_encoder(ctx, blast);
     test_decoder(ctx, blast);
-    test_blip_decoder(ctx, blast);
-    test_coca_decoder(ctx, blast);
+    test_caption_decoders(ctx, blast);
     if (blast)
         test_gemm_tmp(ctx);
     tsr_ctx_free(ctx);
