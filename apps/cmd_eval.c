@@ -464,6 +464,7 @@ int cmd_eval(int argc, char **argv)
             if (ok[i])
                 good[k++] = ev.paths.v[i];
         n = pack(logits, labels, ok, ev.paths.n, L);
+        bar.total = ev.paths.n + ho.paths.n + (corruptions ? 9 * n : 0); /* the good ones again */
         if (!good) {
             cli_usage_error("eval", "out of memory");
             rc = EXIT_RUNTIME;

@@ -5,13 +5,14 @@ A small CoCa (open_clip layout: open_clip_config.json, open_clip_model.safetenso
 vocab.json and merges.txt) learns the generated scenes of train_shapes_clip.py
 (one or two coloured shapes on varied backgrounds). Every scene has one
 canonical caption that names size, colour and shape of each object and the
-relation between two ("a small red circle left of a large blue star"): the
-decoder learns to write it. The contrastive towers learn the varied captions
+relation between two, in reading order ("a small red circle left of a large
+blue star", "a large green cross above a small yellow square"): the decoder
+learns to write it. The contrastive towers learn the varied captions
 of shapes-clip ("a photo of a red circle.", ...), so that the same checkpoint
 also classifies zero-shot.
 
     pip install torch open_clip_torch 'transformers<5' pillow numpy safetensors
-    python3 assets/models/train_shapes_coca.py          # about 45 minutes on 2 idle cores
+    python3 assets/models/train_shapes_coca.py          # about 50 minutes on 2 idle cores
 
 It writes the model to assets/models/shapes-coca/, the held-out caption set
 (200 scenes, PNG, with captions.csv) to tests/fixtures/shapes-captions/ and a
@@ -51,9 +52,15 @@ HELD = os.path.join(ROOT, "tests", "fixtures", "shapes-captions")
 
 
 def canonical(objects, relation):
-    """The one caption the decoder learns for a scene."""
+    """The one caption the decoder learns for a scene. A scene of A left of B
+    is also B right of A, so two shapes are named in reading order: the left
+    one "left of" the right one, the upper one "above" the lower one."""
     d = [f"{o['size']} {o['color']} {o['shape']}" for o in objects]
-    return f"a {d[0]}" if len(d) == 1 else f"a {d[0]} {relation} a {d[1]}"
+    if len(d) == 1:
+        return f"a {d[0]}"
+    if relation in ("right of", "below"):  # the first object is the right (lower) one
+        d = d[::-1]
+    return f"a {d[0]} {'left of' if 'of' in relation else 'above'} a {d[1]}"
 
 
 def tensor(images):
@@ -148,7 +155,14 @@ def main():
     ap.add_argument("--batch", type=int, default=160)
     ap.add_argument("--train-images", type=int, default=50000)
     ap.add_argument("--eval-every", type=int, default=500)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--init-from", default=None,
+                    help="an open_clip_model.safetensors to continue training from")
     args = ap.parse_args()
+    init = None
+    if args.init_from:  # read before the output folder is replaced
+        from safetensors.torch import load_file
+        init = load_file(args.init_from)
     torch.manual_seed(SEED)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     rng = np.random.default_rng(SEED)
@@ -178,6 +192,8 @@ def main():
                         "layers": 3, "embed_cls": True, "output_tokens": True},
            "multimodal_cfg": {"context_length": CTX, "width": 64, "heads": 4, "layers": 3}}
     model = CoCa(**cfg)
+    if init is not None:
+        model.load_state_dict(init)
     print(f"vocabulary {vocab}, parameters {sum(p.numel() for p in model.parameters())}")
 
     X = torch.from_numpy(np.stack(images))
@@ -192,7 +208,7 @@ def main():
     vrows, vims = held_out_set(vrng, 100, 100)
     vpx = tensor([scenes.to_input(im) for im in vims])
 
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
     warm = 150
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / args.steps))))
