@@ -139,7 +139,7 @@ def held_out_set(rng, n_single, n_pair):
 def write_samples():
     """A two-shape sample for the README, rendered large (the one-shape samples
     are train_shapes_clip.py's)."""
-    rng = np.random.default_rng(SEED + 3)
+    rng = np.random.default_rng(SEED + 4)
     objs = [{"shape": "circle", "color": "red", "size": "small"},
             {"shape": "star", "color": "blue", "size": "large"}]
     for _ in range(20):  # a plain background, for a clear picture
