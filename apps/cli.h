@@ -110,6 +110,8 @@ typedef struct {
 int cli_collect_inputs(const char *cmd, const char *const *args, int n, const char *lines_file,
                        cli_paths *out);
 void cli_paths_free(cli_paths *l);
+/* Appends a copy of p; 0 when out of memory. */
+int cli_paths_push(cli_paths *l, const char *p);
 /* 1 when the file starts like an image tessera decodes. */
 int cli_sniff_image(const char *path);
 

@@ -20,7 +20,7 @@
 
 /* ---- inputs ---- */
 
-static int push_path(cli_paths *l, const char *p)
+int cli_paths_push(cli_paths *l, const char *p)
 {
     if (l->n == l->cap) {
         int nc = l->cap ? l->cap * 2 : 64;
@@ -75,7 +75,7 @@ static int walk(const char *cmd, const char *dir, int depth, cli_paths *out)
         char *p = NULL;
         if (asprintf(&p, "%s%s%s", dir, dl && dir[dl - 1] == '/' ? "" : "/", e->d_name) < 0)
             break;
-        ok = push_path(&here, p);
+        ok = cli_paths_push(&here, p);
         free(p);
     }
     closedir(d);
@@ -89,7 +89,7 @@ static int walk(const char *cmd, const char *dir, int depth, cli_paths *out)
         if (S_ISDIR(lb.st_mode))
             bad |= walk(cmd, here.v[i], depth + 1, out);
         else if ((S_ISREG(lb.st_mode) || S_ISLNK(lb.st_mode)) && cli_sniff_image(here.v[i]))
-            ok = push_path(out, here.v[i]);
+            ok = cli_paths_push(out, here.v[i]);
     }
     cli_paths_free(&here);
     return bad || !ok;
@@ -121,7 +121,7 @@ int cli_collect_inputs(const char *cmd, const char *const *args, int n, const ch
             if (out->n == before)
                 fprintf(stderr, "tessera %s: warning: %s: no images (PNG, JPEG, WebP, GIF, TIFF, BMP) in this folder\n",
                         cmd, args[i]);
-        } else if (!push_path(out, args[i])) {
+        } else if (!cli_paths_push(out, args[i])) {
             rc = cli_usage_error(cmd, "out of memory");
         }
     }

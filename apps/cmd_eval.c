@@ -174,19 +174,11 @@ static int collect(const char *dir, const class_list *cl, int strict_names, data
         if (nl)
             out->label = nl;
         for (int i = 0; rc == EXIT_OK && i < p.n; i++) {
-            char **nv = out->paths.n == out->paths.cap
-                            ? realloc(out->paths.v, sizeof(char *) * (size_t)(out->paths.cap * 2 + 16))
-                            : out->paths.v;
-            if (!nv) {
+            if (!cli_paths_push(&out->paths, p.v[i])) {
                 rc = cli_usage_error("eval", "out of memory");
                 break;
             }
-            if (out->paths.n == out->paths.cap)
-                out->paths.cap = out->paths.cap * 2 + 16;
-            out->paths.v = nv;
-            out->paths.v[out->paths.n] = p.v[i];
-            p.v[i] = NULL;
-            out->label[out->paths.n++] = k;
+            out->label[out->paths.n - 1] = k;
         }
         cli_paths_free(&p);
     }

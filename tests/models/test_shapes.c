@@ -124,12 +124,7 @@ static double eval_singles(const char *model, const row *rows, int n, double *ec
     snprintf(cmd, sizeof cmd, "%s eval --model %s --labels-from-folders %s --template 'a photo of a {}.' "
                               "--json > %s; rm -rf %s", TSR_CLI, model, dir, out, dir);
     int st = system(cmd);
-    FILE *f = fopen(out, "r");
-    char *text = malloc(1 << 20);
-    size_t got = f ? fread(text, 1, (1 << 20) - 1, f) : 0;
-    text[got] = 0;
-    if (f)
-        fclose(f);
+    char *text = slurp(out);
     unlink(out);
     cJSON *o = cJSON_Parse(text);
     free(text);
