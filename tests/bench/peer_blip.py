@@ -21,7 +21,6 @@ TF32 off) and --device picks tessera's OpenCL device.
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,9 @@ from PIL import Image
 from transformers import (BertTokenizerFast, BlipConfig, BlipForConditionalGeneration,
                           BlipImageProcessor, BlipProcessor)
 from tokenizers import BertWordPieceTokenizer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from caption_report import print_table  # noqa: E402
 
 ARCH = {"blip-base": (768, 12, 12), "blip-large": (1024, 24, 16)}
 
@@ -143,23 +145,7 @@ def main():
           (a.arch, a.torch_device, a.threads, dev_name))
     print("full-size parity on one image: greedy ids %s, beam 3 ids %s" %
           ("identical" if same[1] else "DIFFER", "identical" if same[3] else "DIFFER"))
-    print("%-34s %12s %12s %8s" % ("", "transformers", "tessera", "ratio"))
-
-    def row(label, key, higher_better):
-        t = [r[key] for r in runs_t]
-        x = [r[key] for r in runs_x]
-        mt, mx = statistics.median(t), statistics.median(x)
-        ratio = mx / mt if higher_better else mt / mx
-        rng = "" if a.repeat < 2 else "  (tessera %.3g-%.3g, transformers %.3g-%.3g)" % (
-            min(x), max(x), min(t), max(t))
-        print("%-34s %12.3f %12.3f %7.2fx%s" % (label, mt, mx, ratio, rng))
-
-    for beams in (1, 3):
-        for b in (1, 8):
-            row("%s, batch %d: captions/s" % ("greedy" if beams == 1 else "beam 3", b),
-                ("cps", beams, b), True)
-    for L in (5, 20, 40):
-        row("greedy, %d new tokens: ms/caption" % L, ("ms", L), False)
+    print_table("transformers", runs_t, runs_x, "new tokens")
     sys.exit(0 if all(same.values()) else 1)
 
 

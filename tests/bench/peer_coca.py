@@ -22,7 +22,6 @@ the two take turns N times and the medians are reported (with the range).
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,9 @@ import torch
 from open_clip.coca_model import CoCa
 from PIL import Image
 from safetensors.torch import save_file
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from caption_report import print_table  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "reference"))
@@ -157,23 +159,7 @@ def main():
           (a.arch, open_clip.__version__, a.threads, dev_name))
     print("full-size parity on one image: default beam search ids %s, greedy ids %s" %
           ("identical" if same["beam"] else "DIFFER", "identical" if same["greedy"] else "DIFFER"))
-    print("%-34s %12s %12s %8s" % ("", "open_clip", "tessera", "ratio"))
-
-    def row(label, key, higher_better):
-        t = [r[key] for r in runs_t]
-        x = [r[key] for r in runs_x]
-        mt, mx = statistics.median(t), statistics.median(x)
-        ratio = mx / mt if higher_better else mt / mx
-        rng = "" if a.repeat < 2 else "  (tessera %.3g-%.3g, open_clip %.3g-%.3g)" % (
-            min(x), max(x), min(t), max(t))
-        print("%-34s %12.3f %12.3f %7.2fx%s" % (label, mt, mx, ratio, rng))
-
-    for beams in (1, 3):
-        for b in (1, 8):
-            row("%s, batch %d: captions/s" % ("greedy" if beams == 1 else "beam 3", b),
-                ("cps", beams, b), True)
-    for L in (5, 20, 40):
-        row("greedy, %d tokens: ms/caption" % L, ("ms", L), False)
+    print_table("open_clip", runs_t, runs_x, "tokens")
     sys.exit(0 if all(same.values()) else 1)
 
 
