@@ -287,6 +287,55 @@ double tsr_vad_original_time(const tsr_vad_chunk *chunks, size_t n, double t, in
  * with the chunk of its middle). */
 double tsr_vad_original_time_in(const tsr_vad_chunk *chunks, size_t n, size_t chunk, double t);
 
+/* ---- CLAP's front end (transformers' ClapFeatureExtractor) ---- */
+
+typedef enum { TSR_CLAP_TRUNC_RAND, TSR_CLAP_TRUNC_FUSION } tsr_clap_trunc;
+typedef enum { TSR_CLAP_PAD_REPEATPAD, TSR_CLAP_PAD_REPEAT, TSR_CLAP_PAD_ZERO } tsr_clap_pad;
+
+/* preprocessor_config.json's settings. truncation picks the filters: "fusion"
+ * uses htk mel filters without norm and four channels; "rand_trunc" slaney
+ * filters with slaney norm and one channel. */
+typedef struct {
+    int n_mels;      /* feature_size: 64 */
+    int rate;        /* sampling_rate: 48000 */
+    int hop;         /* hop_length: 480 */
+    int n_fft;       /* fft_window_size: 1024 */
+    int max_samples; /* nb_max_samples (max_length_s * rate): 480000 */
+    double fmin, fmax; /* frequency_min, frequency_max: 0 (50 in the LAION configs), 14000 */
+    tsr_clap_trunc truncation;
+    tsr_clap_pad padding;
+} tsr_clapfe_cfg;
+
+typedef struct tsr_clapfe tsr_clapfe;
+
+/* transformers' defaults (fusion truncation, 0..14000 Hz). */
+tsr_clapfe_cfg tsr_clapfe_default_cfg(void);
+tsr_status tsr_clapfe_new(const tsr_clapfe_cfg *c, tsr_clapfe **out, tsr_error *err);
+void tsr_clapfe_free(tsr_clapfe *fe);
+const tsr_clapfe_cfg *tsr_clapfe_config(const tsr_clapfe *fe);
+/* Frames of a window (max_samples / hop + 1: 1001) and channels (4 with the
+ * fusion truncation, else 1). */
+int tsr_clapfe_window_frames(const tsr_clapfe *fe);
+int tsr_clapfe_channels(const tsr_clapfe *fe);
+/* Frames of n samples (centred STFT): n / hop + 1. */
+size_t tsr_clapfe_frames(const tsr_clapfe *fe, size_t n);
+/* The log-mel (frames, n_mels) of x[0..n), frames = tsr_clapfe_frames(n). */
+tsr_status tsr_clapfe_logmel(const tsr_clapfe *fe, const float *x, size_t n, float *mel,
+                             size_t frames, tsr_error *err);
+/* The features of a clip of 1..max_samples samples, as the reference
+ * computes them without cropping: repeated and padded to max_samples
+ * (padding), then the log-mel, copied into every channel. out: (channels,
+ * window_frames, n_mels). */
+tsr_status tsr_clapfe_window(const tsr_clapfe *fe, const float *x, size_t n, float *out,
+                             tsr_error *err);
+/* The fusion truncation of any clip (needs truncation fusion and 64 mels):
+ * up to max_samples, as tsr_clapfe_window. Longer: channel 0 is the whole
+ * log-mel shrunk to a window by bilinear interpolation, channels 1..3 three
+ * windows of it, the middle start of each third of the possible starts (the
+ * reference picks each at random). *longer = 1: the model fuses them. */
+tsr_status tsr_clapfe_fusion(const tsr_clapfe *fe, const float *x, size_t n, float *out,
+                             int *longer, tsr_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -31,9 +31,14 @@ Writes:
                             texts, times exp(logit_scale_a)
       clips.json, modes.json, texts.json
 
-Audio is decoded as tessera decodes it: FFmpeg through PyAV, mono signed
-16-bit resampled to 48 kHz by libswresample (faster_whisper.audio.decode_audio
-with sampling_rate=48000), so features match without a resampler difference.
+Audio is decoded as tessera decodes it: mono signed 16-bit resampled to 48
+kHz by libswresample, here through the system's ffmpeg command (the same
+FFmpeg libraries tessera links), so features match without a resampler
+difference. PyAV (faster_whisper.audio.decode_audio(sampling_rate=48000))
+bundles another FFmpeg whose resampling and down-mixing round some samples
+one step of 1/32768 the other way; expected/resampler.json records how far
+that moves the reference's own features and embeddings (the bound the
+README states).
 
 Window modes (tessera's --audio-window), each computed with the reference:
   first   the first 10 s: the extractor on waveform[:max_length], which
@@ -240,6 +245,14 @@ def randomize(model, seed):
 
 
 def decode(path):
+    """The system FFmpeg's decoding to mono signed 16-bit at 48 kHz: the same
+    libswresample that tessera links, so the samples are the same bits."""
+    pcm = subprocess.run(["ffmpeg", "-v", "quiet", "-i", path, "-f", "s16le", "-ac", "1", "-ar",
+                          str(RATE), "-"], check=True, stdout=subprocess.PIPE).stdout
+    return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+
+
+def decode_pyav(path):
     from faster_whisper.audio import decode_audio
     return decode_audio(path, sampling_rate=RATE)
 
@@ -316,6 +329,16 @@ def make_model(variant, tok, clips):
     first = A[:len(clips)]
     lg = (torch.tensor(first) @ torch.tensor(T).T) * model.logit_scale_a.exp().detach()
     np.save(os.path.join(exp, "logits_per_audio.npy"), lg.numpy().astype(np.float32))
+    # the reference itself under PyAV's decoding instead: the resampler's share
+    fmax = emax = 0.0
+    for i, c in enumerate(clips):
+        x, y = decode(os.path.join(CLIPS, c)), decode_pyav(os.path.join(CLIPS, c))
+        e1, f1 = audio_embed(model, fe, x[:L])
+        e2, f2 = audio_embed(model, fe, y[:L])
+        fmax = max(fmax, float(np.abs(f1 - f2).max()) if f1.shape == f2.shape else float("inf"))
+        emax = max(emax, float(np.abs(e1 - e2).max()))
+    json.dump({"pyav_vs_ffmpeg_feature_max_db": fmax, "pyav_vs_ffmpeg_embedding_max": emax},
+              open(os.path.join(exp, "resampler.json"), "w"))
     json.dump(clips, open(os.path.join(exp, "clips.json"), "w"))
     json.dump(modes, open(os.path.join(exp, "modes.json"), "w"))
     json.dump({"texts": TEXTS, "input_ids": enc["input_ids"].tolist(), "rows": FEATURE_ROWS},
