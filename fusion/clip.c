@@ -928,7 +928,12 @@ tsr_status tsr_model_create_random(tsr_ctx *ctx, const char *arch, tsr_model **o
 
 int tsr_model_image_channels(const tsr_model *m) { return IF_CLIP(m, CLIP(m)->vit.channels, 0); }
 int tsr_model_image_size(const tsr_model *m) { return IF_CLIP(m, CLIP(m)->vit.image_size, 0); }
-float tsr_model_logit_scale(const tsr_model *m) { return IF_CLIP(m, CLIP(m)->logit_scale, 1.0f); }
+float tsr_model_logit_scale(const tsr_model *m)
+{
+    if (m && m->fam == &tsr_family_clap)
+        return tsr_clap_logit_scale(m);
+    return IF_CLIP(m, CLIP(m)->logit_scale, 1.0f);
+}
 const tsr_tokenizer *tsr_model_tokenizer(const tsr_model *m) { return IF_CLIP(m, CLIP(m)->tok, NULL); }
 const tsr_preprocess_cfg *tsr_model_preprocess_cfg(const tsr_model *m)
 {

@@ -5,4 +5,5 @@
 #include "tsr_model.h"
 
 const tsr_family *const tsr_families[] = {&tsr_family_clip, &tsr_family_bert,
-                                          &tsr_family_whisper, &tsr_family_blip, NULL};
+                                          &tsr_family_whisper, &tsr_family_blip,
+                                          &tsr_family_clap,   NULL};

@@ -97,7 +97,7 @@ int tsr_model_image_size(const tsr_model *m);
 float tsr_model_logit_scale(const tsr_model *m); /* exp(logit_scale) */
 const tsr_tokenizer *tsr_model_tokenizer(const tsr_model *m);  /* CLIP, else NULL */
 const tsr_wordpiece *tsr_model_wordpiece(const tsr_model *m);  /* BERT, else NULL */
-const tsr_bytelevel *tsr_model_bytelevel(const tsr_model *m);  /* Whisper, else NULL */
+const tsr_bytelevel *tsr_model_bytelevel(const tsr_model *m);  /* Whisper, CLAP, else NULL */
 const tsr_wordpiece *tsr_model_caption_tokenizer(const tsr_model *m); /* BLIP, else NULL */
 int tsr_model_caption_image_size(const tsr_model *m);                 /* BLIP, CoCa, else 0 */
 int tsr_model_can_caption(const tsr_model *m);                        /* BLIP or CoCa */
@@ -336,6 +336,46 @@ tsr_status tsr_session_whisper_encode(tsr_session *s, const float *mel, float *o
                                       tsr_error *err);
 tsr_status tsr_session_whisper_logits(tsr_session *s, const int *tokens, int n, float *logits,
                                       tsr_error *err);
+
+/* ---- audio in the joint space (CLAP) ----
+ * A clip becomes one embedding, normalised, in the space of the model's
+ * text embeddings (tsr_session_embed_texts), compared with
+ * tsr_model_logit_scale (exp(logit_scale_a)), as ClapModel's
+ * logits_per_audio. transformers' ClapFeatureExtractor crops clips longer
+ * than max_length_s (10 s) at random; tessera chooses deterministically:
+ *   MEAN    consecutive 10 s windows (at 0, 10, 20 s, ...; the last one ends
+ *           at the clip's end), the mean of their embeddings, normalised
+ *   FIRST   the first 10 s
+ *   FUSION  (fused checkpoints) the reference's fusion: the whole clip
+ *           shrunk, plus three 10 s crops, each the middle of its third of
+ *           the possible starts
+ * For clips of 10 s or less every mode is the reference's own output (the
+ * clip repeated and padded to 10 s; a fused checkpoint fuses four copies,
+ * as the reference does for a clip alone in its batch). */
+typedef enum { TSR_AUDIO_WINDOW_MEAN, TSR_AUDIO_WINDOW_FIRST, TSR_AUDIO_WINDOW_FUSION } tsr_audio_window;
+
+/* The sampling rate a CLAP model's audio is decoded at (48000); 0 for a
+ * model that embeds no audio. */
+int tsr_model_audio_rate(const tsr_model *m);
+/* 1 for a fused checkpoint (enable_fusion). */
+int tsr_model_audio_fused(const tsr_model *m);
+/* The feature extractor's output per window: channels (4 with the fusion
+ * truncation, else 1), frames (1001), mel bins (64); 0 for other models. */
+int tsr_model_audio_feature_shape(const tsr_model *m, int *channels, int *frames, int *mels);
+/* One embedding (embed_dim floats) of mono samples at the model's rate. */
+tsr_status tsr_session_embed_audio_pcm(tsr_session *s, const float *pcm, size_t n,
+                                       tsr_audio_window mode, float *out, tsr_error *err);
+/* Any local file FFmpeg decodes (resampled to the model's rate), or "-". */
+tsr_status tsr_session_embed_audio_file(tsr_session *s, const char *path, tsr_audio_window mode,
+                                        float *out, tsr_error *err);
+/* Lower level: the features of the windows a mode cuts (*feats malloc'd,
+ * (n_windows, channels, frames, mels)), and the embeddings of B windows'
+ * features (out (B, embed_dim), each normalised). */
+tsr_status tsr_session_audio_features(tsr_session *s, const float *pcm, size_t n,
+                                      tsr_audio_window mode, float **feats, int *n_windows,
+                                      tsr_error *err);
+tsr_status tsr_session_embed_audio_features(tsr_session *s, const float *feats, int B, float *out,
+                                            tsr_error *err);
 
 /* ---- captioning (BLIP, CoCa) ----
  * CoCa (open_clip layout): captions match open_clip 3.3's

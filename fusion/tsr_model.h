@@ -38,7 +38,8 @@ typedef struct tsr_family {
                               float *out, int *n_truncated, tsr_error *err);
 } tsr_family;
 
-extern const tsr_family tsr_family_clip, tsr_family_bert, tsr_family_whisper, tsr_family_blip;
+extern const tsr_family tsr_family_clip, tsr_family_bert, tsr_family_whisper, tsr_family_blip,
+    tsr_family_clap;
 /* Every family tessera loads, in the order they are tried (families.c). */
 extern const tsr_family *const tsr_families[];
 
@@ -86,6 +87,10 @@ tsr_status tsr_session_need(tsr_session *s, const tsr_family *f, const char *wha
 /* A full-size BLIP with random weights ("blip-base", "blip-large"). */
 tsr_status tsr_blip_create_random(tsr_ctx *ctx, const char *arch, tsr_model **out,
                                   tsr_error *err);
+
+/* CLAP's exp(logit_scale_a) and tokenizer (clap.c). */
+float tsr_clap_logit_scale(const tsr_model *m);
+const tsr_bytelevel *tsr_clap_tokenizer(const tsr_model *m);
 
 /* Host helpers shared by the families. */
 void tsr_l2_normalize(float *v, int n);

@@ -504,7 +504,7 @@ int tsr_model_audio_ctx(const tsr_model *m) { return IF_WHISPER(m, WHISPER(m)->e
 int tsr_model_text_ctx(const tsr_model *m) { return IF_WHISPER(m, WHISPER(m)->dec.n_ctx); }
 const tsr_bytelevel *tsr_model_bytelevel(const tsr_model *m)
 {
-    return m->fam == &tsr_family_whisper ? WHISPER(m)->tok : NULL;
+    return m->fam == &tsr_family_whisper ? WHISPER(m)->tok : tsr_clap_tokenizer(m);
 }
 
 /* ---- running ---- */

@@ -451,3 +451,105 @@ tsr_status tsr_k_topk(tsr_queue *q, cl_mem scores, int Q, int N, int k, cl_mem s
         clFinish(q->q); /* the indices' read must not outlive the call */
     return st;
 }
+
+/* ---- windowed (Swin) blocks ---- */
+
+tsr_status tsr_k_im2col_rect(tsr_queue *q, cl_mem px, cl_mem cols, int off, int inner,
+                             int s_inner, int s_outer, int images, int C, int H, int W, int ph,
+                             int pw, int gh, int gw, tsr_error *err)
+{
+    size_t n = (size_t)images * gh * gw * C * ph * pw;
+    if (inner < 1 || check_n(n, err) != TSR_OK)
+        return inner < 1 ? tsr_error_set(err, TSR_ERR_INVALID_ARG, "im2col_rect: inner %d", inner)
+                         : TSR_ERR_TOO_LARGE;
+    karg a[] = {KMEM(px), KMEM(cols), KINT(off), KINT(inner), KINT(s_inner), KINT(s_outer),
+                KINT(C),  KINT(H),    KINT(W),   KINT(ph),    KINT(pw),      KINT(gh),
+                KINT(gw), KINT(n)};
+    return launch(q, TSR_K_IM2COL_RECT, n, ELEMWISE_LOCAL, a, 14, err);
+}
+
+static tsr_status gather_batched(tsr_queue *q, int kid, cl_mem dst, cl_mem src, cl_mem idx, int B,
+                                 int Rout, int Rin, int D, tsr_error *err)
+{
+    size_t n = (size_t)B * Rout * D;
+    if (check_n(n, err) != TSR_OK || check_n((size_t)B * Rin * D, err) != TSR_OK)
+        return TSR_ERR_TOO_LARGE;
+    karg a[] = {KMEM(dst), KMEM(src), KMEM(idx), KINT(Rout), KINT(Rin), KINT(D), KINT(n)};
+    return launch(q, kid, n, ELEMWISE_LOCAL, a, 7, err);
+}
+
+tsr_status tsr_k_gather_rows_pad(tsr_queue *q, cl_mem dst, cl_mem src, cl_mem idx, int B,
+                                 int Rout, int Rin, int D, tsr_error *err)
+{
+    return gather_batched(q, TSR_K_GATHER_ROWS_PAD, dst, src, idx, B, Rout, Rin, D, err);
+}
+
+tsr_status tsr_k_gather_add_rows(tsr_queue *q, cl_mem dst, cl_mem src, cl_mem idx, int B,
+                                 int Rout, int Rin, int D, tsr_error *err)
+{
+    return gather_batched(q, TSR_K_GATHER_ADD_ROWS, dst, src, idx, B, Rout, Rin, D, err);
+}
+
+tsr_status tsr_k_window_attention(tsr_queue *q, cl_mem qkv, cl_mem out, cl_mem table,
+                                  cl_mem region, int windows, int nW, int ws, int H, int dh,
+                                  float scale, tsr_error *err)
+{
+    if (ws < 1 || ws * ws > TSR_WIN_MAX_N || nW < 1 || H < 1 || dh < 1)
+        return tsr_error_set(err, TSR_ERR_UNSUPPORTED,
+                             "window attention: windows of %d x %d tokens (at most %d tokens)", ws,
+                             ws, TSR_WIN_MAX_N);
+    size_t n = (size_t)windows * ws * ws * H;
+    if (check_n(n * 3 * dh, err) != TSR_OK)
+        return TSR_ERR_TOO_LARGE;
+    cl_mem reg = region ? region : table;
+    karg a[] = {KMEM(qkv), KMEM(out), KMEM(table), KMEM(reg), KINT(region != NULL), KINT(nW),
+                KINT(ws),  KINT(H),   KINT(dh),    KFLT(scale), KINT(n)};
+    return launch(q, TSR_K_WINDOW_ATTENTION, n, ELEMWISE_LOCAL, a, 11, err);
+}
+
+tsr_status tsr_k_batchnorm_act(tsr_queue *q, cl_mem y, cl_mem mean, cl_mem var, cl_mem g,
+                               cl_mem b, float eps, int rows, int C, tsr_act act, tsr_error *err)
+{
+    size_t n = (size_t)rows * C;
+    if (check_n(n, err) != TSR_OK)
+        return TSR_ERR_TOO_LARGE;
+    karg a[] = {KMEM(y), KMEM(mean), KMEM(var), KMEM(g), KMEM(b),
+                KFLT(eps), KINT(C),  KINT(act), KINT(n)};
+    return launch(q, TSR_K_BATCHNORM_ACT, n, ELEMWISE_LOCAL, a, 9, err);
+}
+
+tsr_status tsr_k_aff_combine(tsr_queue *q, cl_mem x, cl_mem r, cl_mem loc, cl_mem glob, int B,
+                             int P, int C, tsr_error *err)
+{
+    size_t n = (size_t)B * P * C;
+    if (check_n(n, err) != TSR_OK)
+        return TSR_ERR_TOO_LARGE;
+    karg a[] = {KMEM(x), KMEM(r), KMEM(loc), KMEM(glob), KINT(P), KINT(C), KINT(n)};
+    return launch(q, TSR_K_AFF_COMBINE, n, ELEMWISE_LOCAL, a, 7, err);
+}
+
+tsr_status tsr_k_mean_rows(tsr_queue *q, cl_mem out, cl_mem x, int B, int R, int C,
+                           tsr_error *err)
+{
+    size_t n = (size_t)B * C;
+    if (R < 1 || check_n((size_t)B * R * C, err) != TSR_OK)
+        return R < 1 ? tsr_error_set(err, TSR_ERR_INVALID_ARG, "mean of %d rows", R)
+                     : TSR_ERR_TOO_LARGE;
+    karg a[] = {KMEM(out), KMEM(x), KINT(R), KINT(C), KINT(n)};
+    return launch(q, TSR_K_MEAN_ROWS, n, ELEMWISE_LOCAL, a, 5, err);
+}
+
+tsr_status tsr_k_clap_mel2img(tsr_queue *q, cl_mem mel, cl_mem img, cl_mem mean, cl_mem var,
+                              cl_mem g, cl_mem b, float eps, int BC, int T, int F, int Tw, int S,
+                              int r, tsr_error *err)
+{
+    if (T < 1 || T > Tw || Tw != r * S || F < 1)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG,
+                             "spectrogram of %d frames into an image of %d x %d frames", T, r, S);
+    size_t n = (size_t)BC * r * F * S;
+    if (check_n(n, err) != TSR_OK || check_n((size_t)BC * T * F, err) != TSR_OK)
+        return TSR_ERR_TOO_LARGE;
+    karg a[] = {KMEM(mel), KMEM(img), KMEM(mean), KMEM(var), KMEM(g), KMEM(b), KFLT(eps),
+                KINT(T),   KINT(F),   KINT(Tw),   KINT(S),   KINT(r), KINT(n)};
+    return launch(q, TSR_K_CLAP_MEL2IMG, n, ELEMWISE_LOCAL, a, 13, err);
+}

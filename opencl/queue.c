@@ -14,6 +14,10 @@ static const char *kernel_names[TSR_K_COUNT] = {
     [TSR_K_GEMM_TN] = "gemm_tn",           [TSR_K_ATTENTION] = "attention_rows",
     [TSR_K_ATTENTION_KV] = "attention_kv", [TSR_K_KV_APPEND] = "kv_append",
     [TSR_K_TOPK_SCAN] = "topk_scan",       [TSR_K_TOPK_MERGE] = "topk_merge",
+    [TSR_K_IM2COL_RECT] = "im2col_rect",   [TSR_K_GATHER_ROWS_PAD] = "gather_rows_pad",
+    [TSR_K_GATHER_ADD_ROWS] = "gather_add_rows", [TSR_K_WINDOW_ATTENTION] = "window_attention",
+    [TSR_K_BATCHNORM_ACT] = "batchnorm_act", [TSR_K_AFF_COMBINE] = "aff_combine",
+    [TSR_K_MEAN_ROWS] = "mean_rows",       [TSR_K_CLAP_MEL2IMG] = "clap_mel2img",
 };
 
 static tsr_status queue_create(tsr_ctx *ctx, int hold, tsr_queue **out, tsr_error *err)

@@ -71,6 +71,14 @@ enum tsr_kernel_id {
     TSR_K_KV_APPEND,
     TSR_K_TOPK_SCAN,
     TSR_K_TOPK_MERGE,
+    TSR_K_IM2COL_RECT,
+    TSR_K_GATHER_ROWS_PAD,
+    TSR_K_GATHER_ADD_ROWS,
+    TSR_K_WINDOW_ATTENTION,
+    TSR_K_BATCHNORM_ACT,
+    TSR_K_AFF_COMBINE,
+    TSR_K_MEAN_ROWS,
+    TSR_K_CLAP_MEL2IMG,
     TSR_K_COUNT
 };
 
@@ -79,6 +87,8 @@ typedef enum {
     TSR_ACT_GELU = 1,       /* exact erf GELU */
     TSR_ACT_QUICK_GELU = 2, /* x * sigmoid(1.702 x), OpenAI CLIP */
     TSR_ACT_GELU_TANH = 3,
+    TSR_ACT_RELU = 4,
+    TSR_ACT_TANH = 5,
 } tsr_act;
 
 /* How tsr_k_topk splits its rows on a device (the per-device table in ctx.c). */
@@ -247,6 +257,42 @@ tsr_status tsr_k_vit_embed(tsr_queue *q, cl_mem out, cl_mem patches, cl_mem cls,
                            int B, int np, int D, tsr_error *err);
 tsr_status tsr_k_gather_rows(tsr_queue *q, cl_mem dst, cl_mem src, cl_mem idx, int rows, int D,
                              tsr_error *err);
+
+/* ---- windowed (Swin) blocks (swin.cl) ---- */
+/* Non-overlapping ph x pw patches of `images` images as rows (images*gh*gw,
+ * C*ph*pw): image i starts at float off + (i / inner) * s_outer +
+ * (i % inner) * s_inner and holds C planes of H x W. */
+tsr_status tsr_k_im2col_rect(tsr_queue *q, cl_mem px, cl_mem cols, int off, int inner,
+                             int s_inner, int s_outer, int images, int C, int H, int W, int ph,
+                             int pw, int gh, int gw, tsr_error *err);
+/* dst (B, Rout, D) row r = src (B, Rin, D) row idx[r] of the same batch, or
+ * zeros where idx[r] < 0; _add: dst += that row (idx[r] >= 0). */
+tsr_status tsr_k_gather_rows_pad(tsr_queue *q, cl_mem dst, cl_mem src, cl_mem idx, int B,
+                                 int Rout, int Rin, int D, tsr_error *err);
+tsr_status tsr_k_gather_add_rows(tsr_queue *q, cl_mem dst, cl_mem src, cl_mem idx, int B,
+                                 int Rout, int Rin, int D, tsr_error *err);
+/* Attention inside each of `windows` windows of ws*ws tokens: qkv (windows,
+ * N, 3D), out (windows, N, D), the relative position bias table
+ * ((2ws-1)^2, H), region (nW, N) int or NULL (no shifted-window mask). */
+#define TSR_WIN_MAX_N 256
+tsr_status tsr_k_window_attention(tsr_queue *q, cl_mem qkv, cl_mem out, cl_mem table,
+                                  cl_mem region, int windows, int nW, int ws, int H, int dh,
+                                  float scale, tsr_error *err);
+/* y (rows, C) = act((y - mean) / sqrt(var + eps) * g + b), in place. */
+tsr_status tsr_k_batchnorm_act(tsr_queue *q, cl_mem y, cl_mem mean, cl_mem var, cl_mem g,
+                               cl_mem b, float eps, int rows, int C, tsr_act act, tsr_error *err);
+/* x = 2 x s + 2 r (1 - s), s = sigmoid(loc + glob[b]); x, r, loc (B, P, C), glob (B, C). */
+tsr_status tsr_k_aff_combine(tsr_queue *q, cl_mem x, cl_mem r, cl_mem loc, cl_mem glob, int B,
+                             int P, int C, tsr_error *err);
+/* out (B, C) = mean over R rows of x (B, R, C). */
+tsr_status tsr_k_mean_rows(tsr_queue *q, cl_mem out, cl_mem x, int B, int R, int C,
+                           tsr_error *err);
+/* HTSAT's image of BC spectrograms mel (BC, T, F): batch-normalised per bin,
+ * bicubic (align_corners) along time to Tw = r*S frames, folded into (BC,
+ * r*F, S). */
+tsr_status tsr_k_clap_mel2img(tsr_queue *q, cl_mem mel, cl_mem img, cl_mem mean, cl_mem var,
+                              cl_mem g, cl_mem b, float eps, int BC, int T, int F, int Tw, int S,
+                              int r, tsr_error *err);
 
 /* Top k of each row of scores (Q, N) on the device, best first; equal scores
  * (-0.0 == +0.0) go to the lower index, NaN ranks below -INFINITY. Writes idx

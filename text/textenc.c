@@ -43,7 +43,7 @@ tsr_status tsr_textenc_forward(tsr_queue *q, const tsr_textenc_cfg *c, const tsr
                                tsr_textenc_io *io, tsr_enc_scratch *s, const int *ids,
                                const int *lens, int B, int S, int l2, float *out, tsr_error *err)
 {
-    tsr_status rc = tsr_text_check_batch(ids, lens, B, S, c->max_pos, c->vocab, err);
+    tsr_status rc = tsr_text_check_batch(ids, lens, B, S, c->max_pos - c->pos0, c->vocab, err);
     if (rc != TSR_OK)
         return rc;
     if (B > io->enc.max_b || S > io->enc.max_s)
@@ -51,12 +51,14 @@ tsr_status tsr_textenc_forward(tsr_queue *q, const tsr_textenc_cfg *c, const tsr
                              "a batch of %d x %d tokens exceeds the planned %d x %d", B, S,
                              io->enc.max_b, io->enc.max_s);
     for (int b = 0; b < B; b++)
-        io->rows[b] = c->pool_last ? S - 1 : tsr_textenc_pool_index(c, ids + (size_t)b * S, lens[b]);
+        io->rows[b] = c->pool_last    ? S - 1
+                      : c->pool_first ? 0
+                                      : tsr_textenc_pool_index(c, ids + (size_t)b * S, lens[b]);
     /* ids belong to the caller: the forward ends with a blocking read, and
      * with an error the queue is drained before returning */
     TSR_TRY(rc, tsr_buf_write_async(q, io->ids, 0, ids, sizeof(cl_int) * (size_t)B * S, err));
     TSR_TRY(rc, tsr_k_embed_tokens(q, io->enc.x, io->ids, w->tok, w->pos,
-                                   c->type_vocab > 0 ? w->type0 : NULL, B, S, 0,
+                                   c->type_vocab > 0 ? w->type0 : NULL, B, S, c->pos0,
                                    c->enc.layer.dim, err));
     TSR_TRY(rc, tsr_encoder_run(q, &c->enc, &w->enc, &io->enc, s, B, S, lens, io->rows, l2, out,
                                 err));

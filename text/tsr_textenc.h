@@ -18,6 +18,8 @@ typedef struct {
     int type_vocab;      /* > 0: add token type 0's embedding (BERT) */
     int eos_id;          /* pooling at the first eos_id; 2: the legacy argmax(ids) rule */
     int pool_last;       /* 1: pooling at the last row (CoCa's class token) instead */
+    int pool_first;      /* 1: pooling at row 0 (RoBERTa's <s>, for its pooler) */
+    int pos0;            /* position of the first token: 0, or RoBERTa's padding_idx + 1 */
     tsr_encoder_cfg enc; /* pool = 1: one row per text (CLIP), 0: hidden states (BERT) */
 } tsr_textenc_cfg;
 

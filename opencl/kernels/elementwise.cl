@@ -3,6 +3,8 @@
 #define ACT_GELU 1       /* exact, erf */
 #define ACT_QUICK_GELU 2 /* x * sigmoid(1.702 x) */
 #define ACT_GELU_TANH 3  /* tanh approximation */
+#define ACT_RELU 4
+#define ACT_TANH 5
 
 /* One body for every vector width: act_apply (float) and act16 (float16). */
 #define DEFINE_ACT(T, NAME)                                                                     \
@@ -14,6 +16,10 @@
             return x / (1.0f + exp(-1.702f * x));                                               \
         if (act == ACT_GELU_TANH)                                                               \
             return 0.5f * x * (1.0f + tanh(0.7978845608028654f * (x + 0.044715f * x * x * x))); \
+        if (act == ACT_RELU)                                                                    \
+            return fmax(x, (T)0.0f);                                                            \
+        if (act == ACT_TANH)                                                                    \
+            return tanh(x);                                                                     \
         return x;                                                                               \
     }
 DEFINE_ACT(float, act_apply)

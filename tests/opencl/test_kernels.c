@@ -107,6 +107,10 @@ static float ref_act(float x, int act)
         return (float)(x / (1 + exp(-1.702 * x)));
     if (act == TSR_ACT_GELU_TANH)
         return (float)(0.5 * x * (1 + tanh(sqrt(2 / 3.14159265358979323846) * (x + 0.044715 * x * x * x))));
+    if (act == TSR_ACT_RELU)
+        return x > 0 ? x : 0;
+    if (act == TSR_ACT_TANH)
+        return (float)tanh(x);
     return x;
 }
 

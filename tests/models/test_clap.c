@@ -1,0 +1,298 @@
+/* CLAP against transformers 4.57 on three tiny random ClapModels
+ * (tests/reference/make_clap_fixtures.py): clap-tiny-a (unfused, the
+ * feature extractor of laion/clap-htsat-unfused), clap-tiny-b (fused,
+ * aff_2d, the fusion truncation) and clap-tiny-c (unfused, spec_size 192,
+ * three stages, one padded to whole windows). Features (to 1e-4 dB),
+ * text and audio embeddings and logits (atol 1e-4 + rtol 1e-4) for every
+ * clip and window mode, the RoBERTa tokenizer on 2,122 strings, identical
+ * bytes on a second run, batches against single clips, and the errors. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tsr_audio.h"
+#include "tsr_fusion.h"
+#include "tsr_text.h"
+#include "testutil.h"
+
+static void compare(const char *what, const float *got, const float *ref, size_t n)
+{
+    double err;
+    int ok = close_enough(got, ref, n, 1e-4, 1e-4, &err);
+    check(ok, "%s: max error %.3g (bound 1e-4 + 1e-4 relative)", what, err);
+}
+
+static const char *mode_name[] = {"mean", "first", "fusion"};
+
+static tsr_audio_window mode_of(const char *s)
+{
+    return strcmp(s, "first") == 0    ? TSR_AUDIO_WINDOW_FIRST
+           : strcmp(s, "fusion") == 0 ? TSR_AUDIO_WINDOW_FUSION
+                                      : TSR_AUDIO_WINDOW_MEAN;
+}
+
+/* The corpus through the model's tokenizer: <s> ids </s>, at most 512. */
+static void tokenizer_corpus(const tsr_model *m)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/clap-tokenizer/corpus.jsonl", TSR_FIXTURES);
+    FILE *f = fopen(path, "r");
+    check(f != NULL, "open %s", path);
+    if (!f)
+        return;
+    const tsr_bytelevel *b = tsr_model_bytelevel(m);
+    int bos = tsr_bytelevel_id(b, "<s>"), eos = tsr_bytelevel_id(b, "</s>");
+    static char line[1 << 20];
+    int total = 0, same = 0;
+    static int ids[1 << 17];
+    while (fgets(line, sizeof line, f)) {
+        cJSON *o = cJSON_Parse(line);
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "text");
+        const cJSON *want = cJSON_GetObjectItemCaseSensitive(o, "ids");
+        int n = 0;
+        tsr_error err = {0};
+        tsr_status st = tsr_bytelevel_encode(b, t->valuestring, ids + 1, (1 << 17) - 2, &n, &err);
+        int keep = n < 510 ? n : 510;
+        ids[0] = bos;
+        ids[keep + 1] = eos;
+        int eq = st == TSR_OK && cJSON_GetArraySize(want) == keep + 2;
+        for (int i = 0; eq && i < keep + 2; i++)
+            eq = cJSON_GetArrayItem(want, i)->valueint == ids[i];
+        if (!eq && total - same < 5)
+            printf("  differs: \"%.60s\" (%s)\n", t->valuestring, st == TSR_OK ? "" : err.msg);
+        same += eq;
+        total++;
+        cJSON_Delete(o);
+    }
+    fclose(f);
+    check(total >= 1000 && same == total,
+          "RoBERTa tokenizer: %d of %d strings equal RobertaTokenizerFast's ids", same, total);
+}
+
+static void run_model(tsr_ctx *ctx, const char *name, int first)
+{
+    char dir[1024], p[1200];
+    snprintf(dir, sizeof dir, "%s/models/%s", TSR_FIXTURES, name);
+    tsr_model *m = NULL;
+    tsr_error err = {0};
+    tsr_status st = tsr_model_load(ctx, dir, &m, &err);
+    check(st == TSR_OK, "%s: load %s", name, st == TSR_OK ? "" : err.msg);
+    if (st != TSR_OK)
+        return;
+    check(strcmp(tsr_model_family(m), "clap") == 0 && tsr_model_audio_rate(m) == 48000,
+          "%s: a CLAP model at 48 kHz", name);
+    if (first)
+        tokenizer_corpus(m);
+    tsr_session *s = new_session(m);
+    int P = tsr_model_embed_dim(m), nd, C, T, F;
+    long dims[4];
+    tsr_model_audio_feature_shape(m, &C, &T, &F);
+    snprintf(p, sizeof p, "%s/expected/texts.json", dir);
+    cJSON *tj = load_json(p);
+    snprintf(p, sizeof p, "%s/expected/clips.json", dir);
+    cJSON *cj = load_json(p);
+    snprintf(p, sizeof p, "%s/expected/modes.json", dir);
+    cJSON *mj = load_json(p);
+    snprintf(p, sizeof p, "%s/expected/text_embeds.npy", dir);
+    float *ref_txt = load_npy(p, &nd, dims);
+    snprintf(p, sizeof p, "%s/expected/audio_embeds.npy", dir);
+    float *ref_aud = load_npy(p, &nd, dims);
+    snprintf(p, sizeof p, "%s/expected/logits_per_audio.npy", dir);
+    float *ref_lg = load_npy(p, &nd, dims);
+    int NT = cJSON_GetArraySize(cJSON_GetObjectItem(tj, "texts"));
+    int NC = cJSON_GetArraySize(cj), NM = cJSON_GetArraySize(mj);
+    /* texts */
+    const char *texts[32];
+    for (int i = 0; i < NT; i++)
+        texts[i] = cJSON_GetArrayItem(cJSON_GetObjectItem(tj, "texts"), i)->valuestring;
+    float *txt = malloc(sizeof(float) * (size_t)NT * P);
+    int cut = 0;
+    st = tsr_session_embed_texts(s, texts, NT, 1, txt, &cut, &err);
+    check(st == TSR_OK, "%s: embed %d texts %s", name, NT, st == TSR_OK ? "" : err.msg);
+    if (st == TSR_OK)
+        compare("text embeddings", txt, ref_txt, (size_t)NT * P);
+    check(cut == 1, "%s: one text was cut to %d tokens (%d)", name, tsr_model_max_text_len(m),
+          cut);
+    /* features and embeddings of every clip in every mode */
+    float *first_emb = calloc((size_t)NC * P, sizeof(float));
+    int cap_rows = 64;
+    const cJSON *rows = cJSON_GetObjectItem(tj, "rows");
+    for (int mi = 0; mi < NM; mi++) {
+        tsr_audio_window mode = mode_of(cJSON_GetArrayItem(mj, mi)->valuestring);
+        double worst = 0;
+        int ok = 1;
+        for (int c = 0; c < NC; c++) {
+            const char *clip = cJSON_GetArrayItem(cj, c)->valuestring;
+            char path[1200];
+            snprintf(path, sizeof path, "%s/clap-clips/%s", TSR_FIXTURES, clip);
+            float e[256];
+            st = tsr_session_embed_audio_file(s, path, mode, e, &err);
+            if (st != TSR_OK) {
+                check(0, "%s %s %s: %s", name, mode_name[mode], clip, err.msg);
+                ok = 0;
+                continue;
+            }
+            double me;
+            ok &= close_enough(e, ref_aud + (size_t)(mi * NC + c) * P, (size_t)P, 1e-4, 1e-4, &me);
+            worst = me > worst ? me : worst;
+            if (mode == TSR_AUDIO_WINDOW_FIRST) {
+                memcpy(first_emb + (size_t)c * P, e, sizeof(float) * P);
+                float e2[256];
+                tsr_session_embed_audio_file(s, path, mode, e2, &err);
+                if (memcmp(e, e2, sizeof(float) * P) != 0)
+                    ok = 0, printf("  %s: a second run differs\n", clip);
+            }
+        }
+        check(ok, "%s: audio embeddings, %s window, %d clips: max error %.3g (bound 1e-4 + 1e-4 "
+              "relative)%s", name, mode_name[mode], NC, worst,
+              mode == TSR_AUDIO_WINDOW_FIRST ? "; a second run gives the same bytes" : "");
+    }
+    (void)cap_rows;
+    /* features of the first window, against the extractor's rows */
+    double fworst = 0;
+    int fok = 1;
+    for (int c = 0; c < NC; c++) {
+        const char *clip = cJSON_GetArrayItem(cj, c)->valuestring;
+        char base[256], path[1600];
+        snprintf(base, sizeof base, "%s", clip);
+        *strrchr(base, '.') = 0;
+        snprintf(path, sizeof path, "%s/expected/features_%s.npy", dir, base);
+        float *ref = load_npy(path, &nd, dims);
+        snprintf(path, sizeof path, "%s/clap-clips/%s", TSR_FIXTURES, clip);
+        /* decode through the library the way the CLI does */
+        float e[256];
+        (void)e;
+        float *feats = NULL;
+        int nw = 0;
+        tsr_error e2 = {0};
+        float *pcm = NULL;
+        size_t n = 0;
+        if (!ref || tsr_audio_load_file(path, 48000, &pcm, &n, &e2) != TSR_OK ||
+            tsr_session_audio_features(s, pcm, n, TSR_AUDIO_WINDOW_FIRST, &feats, &nw, &e2) !=
+                TSR_OK) {
+            check(0, "%s: features of %s: %s", name, clip, e2.msg);
+            free(ref), free(pcm);
+            fok = 0;
+            continue;
+        }
+        int kept = 0;
+        for (int r = 0; r < cJSON_GetArraySize(rows); r++) {
+            int row = cJSON_GetArrayItem(rows, r)->valueint;
+            if (row >= T)
+                continue;
+            for (int ch = 0; ch < C; ch++)
+                for (int f = 0; f < F; f++) {
+                    double d = fabs(feats[((size_t)ch * T + row) * F + f] -
+                                    ref[((size_t)ch * dims[1] + kept) * F + f]);
+                    fworst = d > fworst ? d : fworst;
+                }
+            kept++;
+        }
+        fok &= kept == dims[1];
+        free(feats), free(ref), free(pcm);
+    }
+    check(fok && fworst <= 1e-4, "%s: features of %d clips: max error %.3g dB (bound 1e-4)", name,
+          NC, fworst);
+    /* logits per audio */
+    float *lg = malloc(sizeof(float) * (size_t)NC * NT);
+    tsr_scores(tsr_model_logit_scale(m), first_emb, NC, txt, NT, P, lg);
+    compare("logits per audio", lg, ref_lg, (size_t)NC * NT);
+    /* a batch of windows equals them one at a time */
+    {
+        float *pcm = NULL, *feats = NULL;
+        size_t n = 0;
+        int nw = 0;
+        char path[1200];
+        snprintf(path, sizeof path, "%s/clap-clips/mix25.ogg", TSR_FIXTURES);
+        tsr_audio_load_file(path, 48000, &pcm, &n, &err);
+        st = tsr_session_audio_features(s, pcm, n, TSR_AUDIO_WINDOW_MEAN, &feats, &nw, &err);
+        float eb[3 * 256], e1[256];
+        int ok = st == TSR_OK && nw == 3;
+        if (ok)
+            ok = tsr_session_embed_audio_features(s, feats, 3, eb, &err) == TSR_OK;
+        double worst = 0;
+        size_t per = (size_t)C * T * F;
+        for (int i = 0; ok && i < 3; i++) {
+            double me = 0;
+            ok = tsr_session_embed_audio_features(s, feats + per * i, 1, e1, &err) == TSR_OK &&
+                 close_enough(eb + (size_t)i * P, e1, (size_t)P, 1e-5, 1e-5, &me);
+            worst = me > worst ? me : worst;
+        }
+        check(ok, "%s: 3 windows in one batch equal them one by one (max error %.3g)", name,
+              worst);
+        free(pcm), free(feats);
+    }
+    /* errors */
+    float e[256];
+    float tiny[1] = {0.5f};
+    st = tsr_session_embed_audio_pcm(s, tiny, 0, TSR_AUDIO_WINDOW_MEAN, e, &err);
+    check(st == TSR_ERR_INVALID_ARG, "%s: no samples: %s", name, err.msg);
+    st = tsr_session_embed_audio_pcm(s, tiny, 1, TSR_AUDIO_WINDOW_MEAN, e, &err);
+    check(st == TSR_OK && fabsf(e[0]) <= 1, "%s: one sample embeds (repeated to 10 s)", name);
+    if (!tsr_model_audio_fused(m)) {
+        st = tsr_session_embed_audio_pcm(s, tiny, 1, TSR_AUDIO_WINDOW_FUSION, e, &err);
+        check(st == TSR_ERR_UNSUPPORTED && strstr(err.msg, "fused"),
+              "%s: the fusion window on an unfused checkpoint: %s", name, err.msg);
+    }
+    snprintf(p, sizeof p, "%s/clap-clips/none.wav", TSR_FIXTURES);
+    st = tsr_session_embed_audio_file(s, p, TSR_AUDIO_WINDOW_MEAN, e, &err);
+    check(st != TSR_OK && strstr(err.msg, "none.wav"), "%s: a missing file: %s", name, err.msg);
+    snprintf(p, sizeof p, "%s/models/%s/config.json", TSR_FIXTURES, name);
+    st = tsr_session_embed_audio_file(s, p, TSR_AUDIO_WINDOW_MEAN, e, &err);
+    check(st != TSR_OK && strstr(err.msg, "config.json"), "%s: a file that is not audio: %s",
+          name, err.msg);
+    free(txt), free(first_emb), free(lg), free(ref_txt), free(ref_aud), free(ref_lg);
+    cJSON_Delete(tj), cJSON_Delete(cj), cJSON_Delete(mj);
+    tsr_session_free(s);
+    tsr_model_free(m);
+}
+
+/* A checkpoint directory with one tower's config or tensors missing. */
+static void broken(tsr_ctx *ctx)
+{
+    char src[1024], dst[1100], cmd[8192];
+    snprintf(src, sizeof src, "%s/models/clap-tiny-a", TSR_FIXTURES);
+    snprintf(dst, sizeof dst, "%s/clap-broken-%d", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+             (int)getpid());
+    snprintf(cmd, sizeof cmd,
+             "rm -rf '%s' && cp -r '%s' '%s' && python3 -c \"import json,sys; p=sys.argv[1]; "
+             "c=json.load(open(p)); del c['audio_config']; json.dump(c, open(p, 'w'))\" "
+             "'%s/config.json'", dst, src, dst, dst);
+    if (system(cmd) != 0) {
+        printf("skipped: the broken-checkpoint cases (no python3 to edit the config)\n");
+        return;
+    }
+    tsr_model *m = NULL;
+    tsr_error err = {0};
+    tsr_status st = tsr_model_load(ctx, dst, &m, &err);
+    check(st == TSR_ERR_FORMAT && strstr(err.msg, "audio_config"),
+          "a CLAP config without its audio tower: %s", err.msg);
+    tsr_model_free(m);
+    /* the config is whole but the tensors of the audio tower are gone */
+    snprintf(cmd, sizeof cmd, "cp '%s/config.json' '%s/config.json' && cp '%s/models/clip-tiny-a/"
+             "model.safetensors' '%s/model.safetensors'", src, dst, TSR_FIXTURES, dst);
+    if (system(cmd) == 0) {
+        m = NULL;
+        st = tsr_model_load(ctx, dst, &m, &err);
+        check(st == TSR_ERR_FORMAT && strstr(err.msg, "text_model"),
+              "a CLAP checkpoint whose tensors are another model's: %s", err.msg);
+        tsr_model_free(m);
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dst);
+    if (system(cmd) != 0)
+        printf("  could not remove %s\n", dst);
+}
+
+int main(void)
+{
+    tsr_ctx *ctx = ctx_or_skip();
+    run_model(ctx, "clap-tiny-a", 1);
+    run_model(ctx, "clap-tiny-b", 0);
+    run_model(ctx, "clap-tiny-c", 0);
+    broken(ctx);
+    tsr_ctx_free(ctx);
+    return finish();
+}
