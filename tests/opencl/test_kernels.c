@@ -216,6 +216,261 @@ static void ref_enc_layer(const tsr_enc_cfg *c, float *const *w, float *x, int B
     free(sc);
 }
 
+/* ---- windowed (Swin) blocks ---- */
+
+static void test_im2col_rect(int images, int inner, int C, int H, int W, int ph, int pw)
+{
+    int gh = H / ph, gw = W / pw, plane = C * H * W;
+    int s_inner = plane + 3, s_outer = inner * s_inner + 5, off = 7; /* gaps between images */
+    size_t nx = (size_t)off + (size_t)(images / inner + 1) * s_outer, K = (size_t)C * ph * pw;
+    size_t nc = (size_t)images * gh * gw * K;
+    float *x = rand_vec(nx, 1.0f), *ref = malloc(sizeof(float) * nc);
+    for (int i = 0; i < images; i++)
+        for (int py = 0; py < gh; py++)
+            for (int qx = 0; qx < gw; qx++)
+                for (int c = 0; c < C; c++)
+                    for (int ky = 0; ky < ph; ky++)
+                        for (int kx = 0; kx < pw; kx++) {
+                            size_t row = ((size_t)i * gh + py) * gw + qx;
+                            size_t base = (size_t)off + (size_t)(i / inner) * s_outer +
+                                          (size_t)(i % inner) * s_inner;
+                            ref[row * K + ((size_t)c * ph + ky) * pw + kx] =
+                                x[base + ((size_t)c * H + py * ph + ky) * W + qx * pw + kx];
+                        }
+    cl_mem dx = up(x, sizeof(float) * nx), dc = tsr_buf_alloc(ctx, sizeof(float) * nc, &err);
+    tsr_status st = tsr_k_im2col_rect(q, dx, dc, off, inner, s_inner, s_outer, images, C, H, W,
+                                      ph, pw, gh, gw, &err);
+    float *got = down(dc, nc);
+    char name[96];
+    snprintf(name, sizeof name, "im2col_rect %d images (%d inner) C%d %dx%d patches %dx%d",
+             images, inner, C, H, W, ph, pw);
+    if (st != TSR_OK)
+        check(0, "%s: %s", name, err.msg);
+    else
+        compare(name, got, ref, nc, 0, 0);
+    mems_free((cl_mem[]){dx, dc}, 2);
+    free(x), free(ref), free(got);
+}
+
+static void test_gather_pad(int B, int Rout, int Rin, int D)
+{
+    size_t ns = (size_t)B * Rin * D, nd = (size_t)B * Rout * D;
+    float *src = rand_vec(ns, 1.0f), *dst0 = rand_vec(nd, 1.0f);
+    int *idx = malloc(sizeof(int) * Rout), *idx_all = malloc(sizeof(int) * Rout);
+    for (int r = 0; r < Rout; r++) {
+        idx[r] = (int)(frand() * 0.5f * (Rin + 3) + 0.5f * (Rin + 3)) % (Rin + 3) - 3;
+        if (idx[r] < -1)
+            idx[r] = -1;
+        idx_all[r] = idx[r] < 0 ? r % Rin : idx[r];
+    }
+    float *ref = malloc(sizeof(float) * nd), *ref_add = malloc(sizeof(float) * nd);
+    for (int b = 0; b < B; b++)
+        for (int r = 0; r < Rout; r++)
+            for (int d = 0; d < D; d++) {
+                size_t o = ((size_t)b * Rout + r) * D + d;
+                ref[o] = idx[r] >= 0 ? src[((size_t)b * Rin + idx[r]) * D + d] : 0.0f;
+                ref_add[o] = dst0[o] + src[((size_t)b * Rin + idx_all[r]) * D + d];
+            }
+    cl_mem ds = up(src, sizeof(float) * ns), dd = tsr_buf_alloc(ctx, sizeof(float) * nd, &err);
+    cl_mem di = up(idx, sizeof(int) * Rout), da = up(idx_all, sizeof(int) * Rout);
+    tsr_status st = tsr_k_gather_rows_pad(q, dd, ds, di, B, Rout, Rin, D, &err);
+    float *got = down(dd, nd);
+    char name[96];
+    snprintf(name, sizeof name, "gather_rows_pad B%d %d of %d rows, D%d", B, Rout, Rin, D);
+    if (st != TSR_OK)
+        check(0, "%s: %s", name, err.msg);
+    else
+        compare(name, got, ref, nd, 0, 0);
+    free(got);
+    tsr_buf_write(q, dd, dst0, sizeof(float) * nd, &err);
+    st = tsr_k_gather_add_rows(q, dd, ds, da, B, Rout, Rin, D, &err);
+    got = down(dd, nd);
+    snprintf(name, sizeof name, "gather_add_rows B%d %d of %d rows, D%d", B, Rout, Rin, D);
+    if (st != TSR_OK)
+        check(0, "%s: %s", name, err.msg);
+    else
+        compare(name, got, ref_add, nd, 1e-6, 1e-6);
+    mems_free((cl_mem[]){ds, dd, di, da}, 4);
+    free(src), free(dst0), free(idx), free(idx_all), free(ref), free(ref_add), free(got);
+}
+
+/* Swin's attention inside windows, written as transformers' SwinSelfAttention
+ * does it: q k^T / sqrt(dh), plus the bias table gathered by
+ * relative_position_index (built from coordinate differences), plus -100
+ * where the shifted windows' regions differ, softmax, times v. */
+static void test_window_attention(int windows, int nW, int ws, int H, int dh, int with_region)
+{
+    int N = ws * ws, D = H * dh, span = 2 * ws - 1;
+    size_t nq = (size_t)windows * N * 3 * D, no = (size_t)windows * N * D;
+    float *qkv = rand_vec(nq, 1.0f), *table = rand_vec((size_t)span * span * H, 2.0f);
+    int *region = malloc(sizeof(int) * nW * N);
+    for (int i = 0; i < nW * N; i++)
+        region[i] = (int)(frand() * 2 + 2) % 3;
+    int *rpi = malloc(sizeof(int) * N * N);
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < N; j++) {
+            int dy = i / ws - j / ws + ws - 1, dx = i % ws - j % ws + ws - 1;
+            rpi[i * N + j] = dy * span + dx;
+        }
+    float *ref = malloc(sizeof(float) * no);
+    double *sc = malloc(sizeof(double) * N);
+    for (int w = 0; w < windows; w++)
+        for (int h = 0; h < H; h++)
+            for (int i = 0; i < N; i++) {
+                double mx = -1e300, sum = 0;
+                for (int j = 0; j < N; j++) {
+                    double s = 0;
+                    for (int k = 0; k < dh; k++)
+                        s += (double)qkv[((size_t)w * N + i) * 3 * D + h * dh + k] *
+                             qkv[((size_t)w * N + j) * 3 * D + D + h * dh + k];
+                    s = s / sqrt((double)dh) + table[(size_t)rpi[i * N + j] * H + h];
+                    if (with_region && region[(w % nW) * N + i] != region[(w % nW) * N + j])
+                        s -= 100.0;
+                    sc[j] = s;
+                    mx = s > mx ? s : mx;
+                }
+                for (int j = 0; j < N; j++)
+                    sum += (sc[j] = exp(sc[j] - mx));
+                for (int k = 0; k < dh; k++) {
+                    double a = 0;
+                    for (int j = 0; j < N; j++)
+                        a += sc[j] * qkv[((size_t)w * N + j) * 3 * D + 2 * D + h * dh + k];
+                    ref[((size_t)w * N + i) * D + h * dh + k] = (float)(a / sum);
+                }
+            }
+    cl_mem dq = up(qkv, sizeof(float) * nq), dt = up(table, sizeof(float) * span * span * H);
+    cl_mem dr = up(region, sizeof(int) * nW * N), dout = tsr_buf_alloc(ctx, sizeof(float) * no, &err);
+    tsr_status st = tsr_k_window_attention(q, dq, dout, dt, with_region ? dr : NULL, windows, nW,
+                                           ws, H, dh, 1.0f / sqrtf((float)dh), &err);
+    float *got = down(dout, no);
+    char name[112];
+    snprintf(name, sizeof name, "window_attention %d windows (%d per image) %dx%d, H%d dh%d%s",
+             windows, nW, ws, ws, H, dh, with_region ? ", shifted mask" : "");
+    if (st != TSR_OK)
+        check(0, "%s: %s", name, err.msg);
+    else
+        compare(name, got, ref, no, 1e-5, 1e-4);
+    mems_free((cl_mem[]){dq, dt, dr, dout}, 4);
+    free(qkv), free(table), free(region), free(rpi), free(ref), free(sc), free(got);
+}
+
+static void test_swin_elementwise(int B, int P, int C)
+{
+    size_t n = (size_t)B * P * C;
+    float *x = rand_vec(n, 2.0f), *r = rand_vec(n, 2.0f), *loc = rand_vec(n, 3.0f);
+    float *glob = rand_vec((size_t)B * C, 3.0f), *mean = rand_vec(C, 1.0f);
+    float *var = rand_vec(C, 1.0f), *g = rand_vec(C, 1.0f), *bb = rand_vec(C, 1.0f);
+    for (int c = 0; c < C; c++)
+        var[c] = fabsf(var[c]) + 0.1f;
+    float *ref = malloc(sizeof(float) * n), *rm = malloc(sizeof(float) * B * C);
+    char name[96];
+    /* batch norm with ReLU */
+    for (size_t i = 0; i < n; i++) {
+        int c = (int)(i % C);
+        double v = (x[i] - mean[c]) / sqrt((double)var[c] + 1e-5) * g[c] + bb[c];
+        ref[i] = (float)(v > 0 ? v : 0);
+    }
+    cl_mem dx = up(x, sizeof(float) * n), dm = up(mean, sizeof(float) * C),
+           dv = up(var, sizeof(float) * C), dg = up(g, sizeof(float) * C),
+           db = up(bb, sizeof(float) * C);
+    tsr_status st = tsr_k_batchnorm_act(q, dx, dm, dv, dg, db, 1e-5f, B * P, C, TSR_ACT_RELU, &err);
+    float *got = down(dx, n);
+    snprintf(name, sizeof name, "batchnorm_act %d rows of %d, ReLU", B * P, C);
+    if (st != TSR_OK)
+        check(0, "%s: %s", name, err.msg);
+    else
+        compare(name, got, ref, n, 1e-5, 1e-5);
+    free(got);
+    /* attentional feature fusion */
+    for (size_t i = 0; i < n; i++) {
+        int c = (int)(i % C), b = (int)(i / ((size_t)P * C));
+        double sg = 1 / (1 + exp(-((double)loc[i] + glob[(size_t)b * C + c])));
+        ref[i] = (float)(2 * x[i] * sg + 2 * r[i] * (1 - sg));
+    }
+    tsr_buf_write(q, dx, x, sizeof(float) * n, &err);
+    cl_mem dr = up(r, sizeof(float) * n), dl = up(loc, sizeof(float) * n),
+           dgl = up(glob, sizeof(float) * B * C), dmean = tsr_buf_alloc(ctx, sizeof(float) * B * C, &err);
+    st = tsr_k_aff_combine(q, dx, dr, dl, dgl, B, P, C, &err);
+    got = down(dx, n);
+    snprintf(name, sizeof name, "aff_combine B%d P%d C%d", B, P, C);
+    if (st != TSR_OK)
+        check(0, "%s: %s", name, err.msg);
+    else
+        compare(name, got, ref, n, 1e-5, 1e-5);
+    free(got);
+    /* means of rows */
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < C; c++) {
+            double s = 0;
+            for (int p = 0; p < P; p++)
+                s += r[((size_t)b * P + p) * C + c];
+            rm[b * C + c] = (float)(s / P);
+        }
+    st = tsr_k_mean_rows(q, dmean, dr, B, P, C, &err);
+    got = down(dmean, (size_t)B * C);
+    snprintf(name, sizeof name, "mean_rows B%d of %d rows, C%d", B, P, C);
+    if (st != TSR_OK)
+        check(0, "%s: %s", name, err.msg);
+    else
+        compare(name, got, rm, (size_t)B * C, 1e-5, 1e-4);
+    mems_free((cl_mem[]){dx, dm, dv, dg, db, dr, dl, dgl, dmean}, 9);
+    free(x), free(r), free(loc), free(glob), free(mean), free(var), free(g), free(bb);
+    free(ref), free(rm), free(got);
+}
+
+/* torch's bicubic interpolate (align_corners=True, A = -0.75, taps clamped),
+ * in double from torch's float source positions, after the per-bin batch norm, folded as HTSAT's reshape_mel2img. */
+static double cubic_w(double x)
+{
+    const double A = -0.75;
+    x = fabs(x);
+    if (x <= 1)
+        return ((A + 2) * x - (A + 3)) * x * x + 1;
+    if (x < 2)
+        return ((A * x - 5 * A) * x + 8 * A) * x - 4 * A;
+    return 0;
+}
+
+static void test_mel2img(int BC, int T, int F, int S, int r)
+{
+    int Tw = r * S;
+    size_t nm = (size_t)BC * T * F, ni = (size_t)BC * r * F * S;
+    float *mel = rand_vec(nm, 30.0f), *mean = rand_vec(F, 5.0f), *var = rand_vec(F, 1.0f);
+    float *g = rand_vec(F, 1.0f), *bb = rand_vec(F, 1.0f), *ref = malloc(sizeof(float) * ni);
+    for (int f = 0; f < F; f++)
+        var[f] = fabsf(var[f]) * 50 + 1;
+    for (int bc = 0; bc < BC; bc++)
+        for (int t = 0; t < Tw; t++) /* stretched frame t */
+            for (int f = 0; f < F; f++) {
+                /* the source position in float, as torch computes it */
+                float scale = Tw > 1 ? (float)(T - 1) / (float)(Tw - 1) : 0.0f;
+                double src = T == Tw ? t : (double)(scale * (float)t), v = 0;
+                int t0 = (int)floor(src);
+                for (int j = -1; j <= 2; j++) {
+                    int tt = t0 + j < 0 ? 0 : t0 + j > T - 1 ? T - 1 : t0 + j;
+                    double x = ((double)mel[((size_t)bc * T + tt) * F + f] - mean[f]) /
+                                   sqrt((double)var[f] + 1e-5) * g[f] + bb[f];
+                    v += x * cubic_w(src - (t0 + j));
+                }
+                int k = t / S, col = t % S; /* row k*F + f, column col */
+                ref[(((size_t)bc * r + k) * F + f) * S + col] = (float)v;
+            }
+    cl_mem dm = up(mel, sizeof(float) * nm), dmean = up(mean, sizeof(float) * F),
+           dv = up(var, sizeof(float) * F), dg = up(g, sizeof(float) * F),
+           db = up(bb, sizeof(float) * F), di = tsr_buf_alloc(ctx, sizeof(float) * ni, &err);
+    tsr_status st = tsr_k_clap_mel2img(q, dm, di, dmean, dv, dg, db, 1e-5f, BC, T, F, Tw, S, r, &err);
+    float *got = down(di, ni);
+    char name[96];
+    snprintf(name, sizeof name, "clap_mel2img %d x %d frames of %d bins into %d x %d", BC, T, F,
+             r * F, S);
+    if (st != TSR_OK)
+        check(0, "%s: %s", name, err.msg);
+    else
+        compare(name, got, ref, ni, 1e-4, 1e-5);
+    mems_free((cl_mem[]){dm, dmean, dv, dg, db, di}, 6);
+    free(mel), free(mean), free(var), free(g), free(bb), free(ref), free(got);
+}
+
 /* ---- tests ---- */
 
 static void test_layernorm(int rows, int dim)
@@ -1143,7 +1398,7 @@ int main(void)
     test_softmax(3, 5, 50, 0, 1);
     test_softmax(4, 2, 77, 1, 1);
     test_softmax(1, 1, 300, 0, 0);
-    for (int act = 0; act < 4; act++)
+    for (int act = 0; act < 6; act++)
         test_bias_act(7, 13, act, act != 3);
     test_bias_act(1, 1, 2, 1);
     test_bias_act(513, 1031, 1, 1);
@@ -1204,6 +1459,23 @@ int main(void)
         test_decoder_layer(3, 5, 1, 30, 3, 90, 1, 7, 0, 0, 2);   /* CoCa's text layer */
         ctx->own_gemm = saved;
     }
+    test_im2col_rect(1, 1, 1, 4, 4, 4, 4);
+    test_im2col_rect(3, 1, 1, 64, 64, 4, 4);   /* HTSAT's global patches, every 4th plane */
+    test_im2col_rect(6, 3, 1, 64, 64, 4, 12);  /* the local crops: 4 x 12, 5 columns left over */
+    test_im2col_rect(2, 1, 3, 21, 35, 7, 5);
+    test_gather_pad(1, 1, 1, 1);
+    test_gather_pad(3, 100, 81, 7);
+    test_gather_pad(2, 256, 144, 13);
+    test_window_attention(1, 1, 1, 1, 1, 0);
+    test_window_attention(8, 4, 8, 2, 3, 1);   /* 64 tokens, odd head size, shifted */
+    test_window_attention(6, 3, 7, 3, 8, 0);
+    test_window_attention(2, 1, 16, 1, 5, 1);  /* the largest window, 256 tokens */
+    test_swin_elementwise(1, 1, 1);
+    test_swin_elementwise(3, 37, 13);
+    test_mel2img(1, 1, 1, 1, 1);
+    test_mel2img(2, 101, 16, 64, 2);  /* stretched 101 -> 128 frames */
+    test_mel2img(3, 57, 9, 19, 3);
+    test_mel2img(1, 40, 8, 20, 2);    /* T == r*S: no interpolation */
     test_topk_bad_args();
     test_topk(1, 1, 1, TOPK_RANDOM);
     test_topk(1, 7, 7, TOPK_TIES);   /* everything: NaNs last, -INFINITY before them */
