@@ -114,6 +114,13 @@ void cli_paths_free(cli_paths *l);
 int cli_paths_push(cli_paths *l, const char *p);
 /* 1 when the file starts like an image tessera decodes. */
 int cli_sniff_image(const char *path);
+/* 1 when path starts like an audio (or video) file (tsr_audio_sniff). */
+int cli_sniff_audio(const char *path);
+/* --audio-window's value; a usage error otherwise. */
+int cli_audio_window(const char *cmd, const char *s, tsr_audio_window *out);
+/* cli_collect_inputs, walking folders for audio files (audio = 1) instead. */
+int cli_collect_inputs_kind(const char *cmd, const char *const *args, int n,
+                            const char *lines_file, int audio, cli_paths *out);
 
 /* A progress bar on stderr when it is a terminal (and not quiet): done and
  * total, items per second, ETA, failures so far. */

@@ -45,6 +45,17 @@ int cli_sniff_image(const char *path)
     return tsr_image_sniff(h, n);
 }
 
+int cli_sniff_audio(const char *path)
+{
+    unsigned char h[16];
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    size_t n = fread(h, 1, sizeof h, f);
+    fclose(f);
+    return tsr_audio_sniff(h, n);
+}
+
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -52,7 +63,8 @@ static int cmp_str(const void *a, const void *b)
 
 /* The images under dir, in name order; folders are walked, links to
  * folders are not followed (no loops), hidden entries are skipped. */
-static int walk(const char *cmd, const char *dir, int depth, cli_paths *out)
+static int walk(const char *cmd, const char *dir, int depth, int (*sniff)(const char *),
+                cli_paths *out)
 {
     if (depth > MAX_DEPTH) {
         fprintf(stderr, "tessera %s: %s: folders nested deeper than %d are not walked\n", cmd,
@@ -87,8 +99,8 @@ static int walk(const char *cmd, const char *dir, int depth, cli_paths *out)
         if (lstat(here.v[i], &lb) != 0)
             continue;
         if (S_ISDIR(lb.st_mode))
-            bad |= walk(cmd, here.v[i], depth + 1, out);
-        else if ((S_ISREG(lb.st_mode) || S_ISLNK(lb.st_mode)) && cli_sniff_image(here.v[i]))
+            bad |= walk(cmd, here.v[i], depth + 1, sniff, out);
+        else if ((S_ISREG(lb.st_mode) || S_ISLNK(lb.st_mode)) && sniff(here.v[i]))
             ok = cli_paths_push(out, here.v[i]);
     }
     cli_paths_free(&here);
@@ -97,6 +109,12 @@ static int walk(const char *cmd, const char *dir, int depth, cli_paths *out)
 
 int cli_collect_inputs(const char *cmd, const char *const *args, int n, const char *lines_file,
                        cli_paths *out)
+{
+    return cli_collect_inputs_kind(cmd, args, n, lines_file, 0, out);
+}
+
+int cli_collect_inputs_kind(const char *cmd, const char *const *args, int n,
+                            const char *lines_file, int audio, cli_paths *out)
 {
     memset(out, 0, sizeof *out);
     char *buf = NULL;
@@ -116,11 +134,12 @@ int cli_collect_inputs(const char *cmd, const char *const *args, int n, const ch
             continue; /* empty lines of a list */
         if (stat(args[i], &sb) == 0 && S_ISDIR(sb.st_mode)) {
             int before = out->n;
-            if (walk(cmd, args[i], 0, out))
+            if (walk(cmd, args[i], 0, audio ? cli_sniff_audio : cli_sniff_image, out))
                 out->walk_errors++;
             if (out->n == before)
-                fprintf(stderr, "tessera %s: warning: %s: no images (PNG, JPEG, WebP, GIF, TIFF, BMP) in this folder\n",
-                        cmd, args[i]);
+                fprintf(stderr, "tessera %s: warning: %s: no %s in this folder\n", cmd, args[i],
+                        audio ? "audio files (WAV, FLAC, MP3, Ogg, M4A, ...)"
+                              : "images (PNG, JPEG, WebP, GIF, TIFF, BMP)");
         } else if (!cli_paths_push(out, args[i])) {
             rc = cli_usage_error(cmd, "out of memory");
         }

@@ -530,3 +530,16 @@ void cli_warn_clipped(const char *cmd, const char *path, size_t clipped, size_t 
             "8 bits first to see its content (for example: convert IN -depth 8 OUT.png)\n",
             cmd, path, clipped, pixels);
 }
+
+int cli_audio_window(const char *cmd, const char *s, tsr_audio_window *out)
+{
+    if (strcmp(s, "mean") == 0)
+        *out = TSR_AUDIO_WINDOW_MEAN;
+    else if (strcmp(s, "first") == 0)
+        *out = TSR_AUDIO_WINDOW_FIRST;
+    else if (strcmp(s, "fusion") == 0)
+        *out = TSR_AUDIO_WINDOW_FUSION;
+    else
+        return cli_usage_error(cmd, "--audio-window must be mean, first or fusion (not '%s')", s);
+    return EXIT_OK;
+}

@@ -1,4 +1,5 @@
-/* tessera classify: zero-shot image classification. */
+/* tessera classify: zero-shot image classification (CLIP), and of audio
+ * (CLAP). */
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,17 +13,20 @@ static const char *classify_help =
     "                        [--template T | --templates imagenet] [--top-k K] [--json]\n"
     "                        [--temperature T]\n"
     "                        [--lines FILE] [--strict] [--quiet] [--device D] [--verbose]\n"
-    "                        IMAGE|FOLDER...\n"
+    "                        [--audio-window mean|first|fusion]\n"
+    "                        IMAGE|AUDIO|FOLDER...\n"
     "\n"
-    "Zero-shot classification of images (PNG, JPEG, WebP, GIF, TIFF, BMP) against\n"
-    "text labels. A folder\n"
-    "is walked recursively and its images are found by content. A bad image is\n"
-    "reported by name with the reason and the run carries on.\n"
+    "Zero-shot classification against text labels: of images (PNG, JPEG, WebP, GIF,\n"
+    "TIFF, BMP) with a CLIP model, of sounds (any audio FFmpeg reads: WAV, FLAC,\n"
+    "MP3, Ogg, M4A, the audio of a video) with a CLAP model. A folder is walked\n"
+    "recursively and its images or audio files are found by content. A bad file\n"
+    "is reported by name with the reason and the run carries on.\n"
     "\n"
-    "  --model DIR         a Hugging Face CLIP model directory\n"
+    "  --model DIR         a Hugging Face CLIP or CLAP model directory\n"
     "  --labels a,b,c      comma-separated labels\n"
     "  --labels-file F     one label per line (UTF-8)\n"
-    "  --template T        prompt with {} for the label (default \"a photo of a {}.\")\n"
+    "  --template T        prompt with {} for the label (default \"a photo of a {}.\";\n"
+    "                      with CLAP \"This is a sound of {}.\")\n"
     "  --templates imagenet  the 80 prompts of the CLIP paper, averaged per label\n"
     "  --top-k K           labels to print per image (default 5)\n"
     "  --temperature T     probabilities are softmax(logits / T) (default 1; `tessera eval\n"
@@ -37,6 +41,11 @@ static const char *classify_help =
     "  --no-decode-ahead   decode one image at a time in the main thread, instead of\n"
     "                      the next batch on one thread per core while the device\n"
     "                      runs this one (for comparison)\n"
+    "  --audio-window W    CLAP, clips longer than the model's 10 s: mean (default) of\n"
+    "                      consecutive 10 s windows, the first 10 s, or fusion (fused\n"
+    "                      checkpoints: the whole clip shrunk plus three crops). All\n"
+    "                      three are deterministic; for clips of 10 s or less they\n"
+    "                      equal transformers' ClapModel\n"
     "  --device D          OpenCL device index or name substring (default $TESSERA_DEVICE or 0)\n"
     "  --verbose           log device and kernel cache use on stderr\n"
     "\n"
@@ -123,7 +132,7 @@ static int parse_labels(const char *arg, const char *file, label_list *l)
 }
 
 static void print_result(const char *path, const float *probs, const label_list *l, int k,
-                         int json)
+                         int json, const char *key)
 {
     int *order = malloc(sizeof(int) * (size_t)l->n);
     if (!order)
@@ -139,7 +148,7 @@ static void print_result(const char *path, const float *probs, const label_list 
             }
     if (json) {
         cJSON *o = cJSON_CreateObject(), *arr = cJSON_CreateArray();
-        cJSON_AddStringToObject(o, "image", path);
+        cJSON_AddStringToObject(o, key, path);
         for (int i = 0; i < k; i++) {
             cJSON *e = cJSON_CreateObject();
             cJSON_AddStringToObject(e, "label", l->items[order[i]]);
@@ -156,22 +165,55 @@ static void print_result(const char *path, const float *probs, const label_list 
     free(order);
 }
 
-static void print_failure(const char *path, const tsr_error *err, int json)
+static void print_failure(const char *path, const tsr_error *err, int json, const char *key)
 {
     fprintf(stderr, "tessera classify: error: %s\n", err->msg);
     if (json) {
         cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "image", path);
+        cJSON_AddStringToObject(o, key, path);
         cJSON_AddStringToObject(o, "error", err->msg);
         cli_print_json(o);
     }
+}
+
+/* Sounds one file at a time (each may hold several windows); returns the
+ * number that failed. */
+static int classify_audio(tsr_session *sess, const tsr_model *m, const cli_paths *in,
+                          const label_list *l, const float *weights, float *probs, int topk,
+                          int json, int quiet, int strict, tsr_audio_window window,
+                          double temperature)
+{
+    int P = tsr_model_embed_dim(m), failed = 0;
+    float *emb = malloc(sizeof(float) * (size_t)P);
+    cli_bar bar;
+    cli_bar_start(&bar, "classify", in->n, quiet);
+    for (int i = 0; i < in->n && emb; i++) {
+        tsr_error err = {0};
+        if (tsr_session_embed_audio_file(sess, in->v[i], window, emb, &err) != TSR_OK) {
+            failed++;
+            cli_bar_clear(&bar);
+            print_failure(in->v[i], &err, json, "audio");
+            if (strict)
+                break;
+        } else {
+            tsr_zeroshot_logits(m, emb, 1, weights, l->n, probs);
+            tsr_softmax_rows(probs, 1, l->n, temperature);
+            cli_bar_clear(&bar);
+            print_result(in->v[i], probs, l, topk, json, "audio");
+        }
+        fflush(stdout);
+        cli_bar_update(&bar, i + 1, failed);
+    }
+    cli_bar_end(&bar);
+    free(emb);
+    return failed + (emb ? 0 : in->n);
 }
 
 int cmd_classify(int argc, char **argv)
 {
     const char *model = NULL, *labels = NULL, *labels_file = NULL, *tmpl = NULL, *tmpls = NULL;
     const char *topk_s = NULL, *device = NULL, *lines = NULL, *temp_s = NULL;
-    const char *isize = NULL, *mean = NULL, *std = NULL;
+    const char *isize = NULL, *mean = NULL, *std = NULL, *window_s = NULL;
     int json = 0, verbose = 0, strict = 0, quiet = 0, no_ahead = 0;
     cli_opt opts[] = {{"model", 1, &model, NULL},       {"labels", 1, &labels, NULL},
                       {"labels-file", 1, &labels_file, NULL}, {"template", 1, &tmpl, NULL},
@@ -181,7 +223,7 @@ int cmd_classify(int argc, char **argv)
                       {"strict", 0, NULL, &strict},      {"quiet", 0, NULL, &quiet},
                       {"no-decode-ahead", 0, NULL, &no_ahead}, {"image-size", 1, &isize, NULL},
                       {"mean", 1, &mean, NULL},          {"std", 1, &std, NULL},
-                      {"temperature", 1, &temp_s, NULL}};
+                      {"temperature", 1, &temp_s, NULL}, {"audio-window", 1, &window_s, NULL}};
     const char **imgs = NULL;
     int nimg = 0;
     int rc = cli_parse(argc, argv, opts, sizeof opts / sizeof opts[0], &imgs, &nimg);
@@ -222,14 +264,28 @@ int cmd_classify(int argc, char **argv)
             rc = cli_usage_error("classify", "--temperature must be a number in [%g, %g]",
                                  TSR_TEMPERATURE_MIN, TSR_TEMPERATURE_MAX);
     }
+    tsr_audio_window window = TSR_AUDIO_WINDOW_MEAN;
+    if (rc == EXIT_OK && window_s && cli_audio_window("classify", window_s, &window) != EXIT_OK)
+        rc = EXIT_USAGE;
+    /* CLAP models classify sounds: folders are walked for audio */
+    int audio = 0;
+    if (rc == EXIT_OK) {
+        tsr_error kerr = {0};
+        const char *kind = tsr_model_kind(model, &kerr);
+        audio = kind && strcmp(kind, "clap") == 0;
+        if (!audio && window_s)
+            rc = cli_usage_error("classify", "--audio-window is for CLAP models");
+    }
     label_list l = {0};
     if (rc == EXIT_OK)
         rc = parse_labels(labels, labels_file, &l);
     cli_paths in = {0};
     if (rc == EXIT_OK)
-        rc = cli_collect_inputs("classify", imgs, nimg, lines, &in);
+        rc = cli_collect_inputs_kind("classify", imgs, nimg, lines, audio, &in);
     if (rc == EXIT_OK && in.n == 0)
-        rc = in.walk_errors ? EXIT_RUNTIME : cli_usage_error("classify", "no images found");
+        rc = in.walk_errors ? EXIT_RUNTIME
+                            : cli_usage_error("classify", audio ? "no audio files found"
+                                                                : "no images found");
     if (rc != EXIT_OK) {
         labels_free(&l);
         cli_paths_free(&in);
@@ -252,15 +308,21 @@ int cmd_classify(int argc, char **argv)
     float *weights = NULL, *emb = NULL, *probs = NULL;
     int failed = 0;
     rc = cli_load("classify", model, device, verbose, &ctx, &m, &sess);
-    if (rc == EXIT_OK && strcmp(tsr_model_family(m), "clip") != 0)
-        rc = cli_usage_error("classify", "%s is a %s model; classify needs a CLIP model", model,
-                             tsr_model_family(m));
-    if (rc == EXIT_OK)
+    audio = rc == EXIT_OK && tsr_model_audio_rate(m) > 0;
+    if (rc == EXIT_OK && !audio && strcmp(tsr_model_family(m), "clip") != 0)
+        rc = cli_usage_error("classify", "%s is a %s model; classify needs a CLIP or CLAP model",
+                             model, tsr_model_family(m));
+    if (rc == EXIT_OK && !audio)
         rc = cli_image_preprocess("classify", m, model, isize, mean, std);
+    else if (rc == EXIT_OK && window == TSR_AUDIO_WINDOW_FUSION && !tsr_model_audio_fused(m))
+        rc = cli_usage_error("classify", "--audio-window fusion needs a fused checkpoint; %s is "
+                             "unfused (use mean or first)", model);
+    else if (rc == EXIT_OK && (isize || mean || std))
+        rc = cli_usage_error("classify", "--image-size, --mean and --std are for image models");
     if (rc == EXIT_OK) {
         const char *const *tl = NULL;
         int nt = 1;
-        const char *single[1] = {tmpl ? tmpl : "a photo of a {}."};
+        const char *single[1] = {tmpl ? tmpl : audio ? "This is a sound of {}." : "a photo of a {}."};
         if (tmpls)
             nt = tsr_templates_imagenet(&tl);
         else
@@ -283,53 +345,60 @@ int cmd_classify(int argc, char **argv)
             fprintf(stderr, "tessera classify: warning: %d prompt(s) were longer than %d tokens "
                             "and were truncated\n", cut, tsr_model_max_text_len(m));
         }
-        cli_prefetch *pf = rc == EXIT_OK ? cli_prefetch_start((const char *const *)in.v, in.n,
-                                                              BATCH, tsr_model_preprocess_cfg(m),
-                                                              per, !no_ahead)
-                                         : NULL;
-        if (rc == EXIT_OK && !pf) {
-            tsr_error_set(&err, TSR_ERR_NOMEM, "out of host memory");
-            cli_error("classify", &err);
-            rc = EXIT_RUNTIME;
-        }
-        cli_bar bar;
-        cli_bar_start(&bar, "classify", in.n, quiet);
-        const cli_batch *bt;
-        int stop = 0;
-        while (rc == EXIT_OK && !stop && (bt = cli_prefetch_next(pf))) {
-            if (bt->n_ok && tsr_session_embed_pixels(sess, bt->px, bt->n_ok, 1, emb, &err) != TSR_OK) {
-                cli_bar_clear(&bar);
+        if (rc == EXIT_OK && audio) {
+            failed = classify_audio(sess, m, &in, &l, weights, probs, topk, json, quiet, strict,
+                                    window, temperature);
+        } else {
+            cli_prefetch *pf = rc == EXIT_OK ? cli_prefetch_start((const char *const *)in.v, in.n,
+                                                                  BATCH, tsr_model_preprocess_cfg(m),
+                                                                  per, !no_ahead)
+                                             : NULL;
+            if (rc == EXIT_OK && !pf) {
+                tsr_error_set(&err, TSR_ERR_NOMEM, "out of host memory");
                 cli_error("classify", &err);
                 rc = EXIT_RUNTIME;
-                break;
             }
-            if (bt->n_ok) {
-                tsr_zeroshot_logits(m, emb, bt->n_ok, weights, l.n, probs);
-                tsr_softmax_rows(probs, bt->n_ok, l.n, temperature);
-            }
-            for (int i = 0; i < bt->count && !stop; i++) {
-                const char *path = in.v[bt->first + i];
-                if (bt->slot[i] >= 0) {
-                    if (bt->clipped16[i]) {
-                        cli_bar_clear(&bar);
-                        cli_warn_clipped("classify", path, bt->clipped16[i], bt->pixels[i]);
-                    }
-                    print_result(path, probs + (size_t)bt->slot[i] * l.n, &l, topk, json);
-                    continue;
+            cli_bar bar;
+            cli_bar_start(&bar, "classify", in.n, quiet);
+            const cli_batch *bt;
+            int stop = 0;
+            while (rc == EXIT_OK && !stop && (bt = cli_prefetch_next(pf))) {
+                if (bt->n_ok && tsr_session_embed_pixels(sess, bt->px, bt->n_ok, 1, emb, &err) != TSR_OK) {
+                    cli_bar_clear(&bar);
+                    cli_error("classify", &err);
+                    rc = EXIT_RUNTIME;
+                    break;
                 }
-                failed++;
-                cli_bar_clear(&bar);
-                print_failure(path, &bt->err[i], json);
-                stop = strict;
+                if (bt->n_ok) {
+                    tsr_zeroshot_logits(m, emb, bt->n_ok, weights, l.n, probs);
+                    tsr_softmax_rows(probs, bt->n_ok, l.n, temperature);
+                }
+                for (int i = 0; i < bt->count && !stop; i++) {
+                    const char *path = in.v[bt->first + i];
+                    if (bt->slot[i] >= 0) {
+                        if (bt->clipped16[i]) {
+                            cli_bar_clear(&bar);
+                            cli_warn_clipped("classify", path, bt->clipped16[i], bt->pixels[i]);
+                        }
+                        print_result(path, probs + (size_t)bt->slot[i] * l.n, &l, topk, json,
+                                     "image");
+                        continue;
+                    }
+                    failed++;
+                    cli_bar_clear(&bar);
+                    print_failure(path, &bt->err[i], json, "image");
+                    stop = strict;
+                }
+                fflush(stdout);
+                cli_bar_update(&bar, bt->first + bt->count, failed);
             }
-            fflush(stdout);
-            cli_bar_update(&bar, bt->first + bt->count, failed);
+            cli_bar_end(&bar);
+            cli_prefetch_stop(pf);
         }
-        cli_bar_end(&bar);
-        cli_prefetch_stop(pf);
         if (failed)
-            fprintf(stderr, "tessera classify: %d of %d image(s) failed%s\n", failed, in.n,
-                    stop ? " (--strict: stopped at the first)" : "");
+            fprintf(stderr, "tessera classify: %d of %d %s failed%s\n", failed, in.n,
+                    audio ? "audio file(s)" : "image(s)",
+                    strict && failed ? " (--strict: stopped at the first)" : "");
     }
     free(weights);
     free(emb);

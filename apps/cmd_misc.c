@@ -8,20 +8,25 @@
 #include "cli.h"
 
 static const char *embed_help =
-    "usage: tessera embed --model DIR (--image | --text) [--out F.npy] [--lines FILE]\n"
-    "                     [--strict] [--quiet] [--device D] INPUT...\n"
+    "usage: tessera embed --model DIR (--image | --audio | --text) [--out F.npy]\n"
+    "                     [--lines FILE] [--strict] [--quiet] [--device D]\n"
+    "                     [--audio-window mean|first|fusion] INPUT...\n"
     "\n"
-    "Embeddings of images (paths) or texts, one row per input. CLIP models give\n"
-    "L2-normalised rows; sentence-transformers models (BERT, e.g. all-MiniLM-L6-v2)\n"
-    "pool and normalise as their modules.json says (--text only).\n"
+    "Embeddings of images or sounds (paths) or texts, one row per input. CLIP and\n"
+    "CLAP models give L2-normalised rows; sentence-transformers models (BERT, e.g.\n"
+    "all-MiniLM-L6-v2) pool and normalise as their modules.json says (--text only).\n"
     "\n"
     "  --image         inputs are image files (PNG, JPEG, WebP, GIF, TIFF, BMP), or folders (walked recursively,\n"
     "                  images found by content); a bad image is reported by name and\n"
     "                  skipped, the other rows are written, and the exit status is 1\n"
+    "  --audio         inputs are audio files FFmpeg reads (WAV, FLAC, MP3, Ogg, M4A,\n"
+    "                  ...), or folders walked for them by content (CLAP models)\n"
+    "  --audio-window W  clips longer than 10 s: mean (default), first or fusion (see\n"
+    "                  tessera classify --help)\n"
     "  --text          inputs are UTF-8 strings\n"
     "  --lines FILE    read the inputs from FILE, one per line (\"-\": stdin)\n"
     "  --out F.npy     write a float32 (N, dim) .npy file instead of JSON lines on stdout;\n"
-    "                  with --image also F.paths.txt, the file of each row, one per line\n"
+    "                  with --image or --audio also F.paths.txt, the file of each row\n"
     "  --strict        stop at the first image that cannot be read, and write nothing\n"
     "  --quiet         no progress bar (it is shown only on a terminal anyway)\n"
     "  --image-size N --mean R,G,B --std R,G,B\n"
@@ -35,7 +40,8 @@ static const char *embed_help =
 static const char *tokenize_help =
     "usage: tessera tokenize --model DIR [--pad] [--json] TEXT...\n"
     "\n"
-    "Prints the token ids of each text (with start and end tokens), one line per text.\n"
+    "Prints the token ids of each text (with start and end tokens), one line per text:\n"
+    "CLIP's BPE, BERT's WordPiece, or CLAP's RoBERTa byte-level BPE.\n"
     "  --pad     pad every text to the model's context length with the pad token\n"
     "  --json    one JSON array per line\n"
     "Needs only the tokenizer files of DIR, no OpenCL device.\n"
@@ -208,18 +214,103 @@ static int embed_images(const char *mdir, const char *device, int verbose, const
     return rc;
 }
 
+/* embed --audio: one row per readable file; bad ones are reported and
+ * skipped (or, with strict, end the run with nothing written). */
+static int embed_audio(const char *mdir, const char *device, int verbose, const char **args,
+                       int nargs, const char *out, int strict, int quiet, tsr_audio_window window)
+{
+    cli_paths in = {0};
+    int rc = cli_collect_inputs_kind("embed", args, nargs, NULL, 1, &in);
+    if (rc == EXIT_OK && in.n == 0)
+        rc = in.walk_errors ? EXIT_RUNTIME : cli_usage_error("embed", "no audio files found");
+    tsr_ctx *ctx = NULL;
+    tsr_model *m = NULL;
+    tsr_session *sess = NULL;
+    tsr_error err = {0};
+    if (rc == EXIT_OK)
+        rc = cli_load("embed", mdir, device, verbose, &ctx, &m, &sess);
+    if (rc == EXIT_OK && window == TSR_AUDIO_WINDOW_FUSION && !tsr_model_audio_fused(m))
+        rc = cli_usage_error("embed", "--audio-window fusion needs a fused checkpoint; %s is "
+                             "unfused (use mean or first)", mdir);
+    int P = m ? tsr_model_embed_dim(m) : 0, good = 0, failed = 0;
+    float *emb = rc == EXIT_OK ? malloc(sizeof(float) * (size_t)in.n * P) : NULL;
+    char **rows = rc == EXIT_OK ? malloc(sizeof(char *) * (size_t)in.n) : NULL;
+    if (rc == EXIT_OK && (!emb || !rows)) {
+        tsr_error_set(&err, TSR_ERR_NOMEM, "out of host memory");
+        cli_error("embed", &err);
+        rc = EXIT_RUNTIME;
+    }
+    cli_bar bar;
+    cli_bar_start(&bar, "embed", in.n, quiet);
+    for (int i = 0; i < in.n && rc == EXIT_OK; i++) {
+        const char *path = in.v[i];
+        float *row = emb + (size_t)good * P;
+        const char *why = out && strchr(path, '\n')
+                              ? "the file name holds a line break, which F.paths.txt cannot map"
+                              : NULL;
+        if (!why && tsr_session_embed_audio_file(sess, path, window, row, &err) != TSR_OK)
+            why = err.msg;
+        cli_bar_clear(&bar);
+        if (why) {
+            failed++;
+            fprintf(stderr, "tessera embed: error: %s%s%s\n", why == err.msg ? "" : path,
+                    why == err.msg ? "" : ": ", why);
+            if (!out) {
+                cJSON *o = cJSON_CreateObject();
+                cJSON_AddStringToObject(o, "audio", path);
+                cJSON_AddStringToObject(o, "error", why);
+                cli_print_json(o);
+            }
+            if (strict)
+                break;
+        } else {
+            rows[good++] = in.v[i];
+            if (!out)
+                print_json_row(path, "audio", row, P);
+        }
+        fflush(stdout);
+        cli_bar_update(&bar, i + 1, failed);
+    }
+    cli_bar_end(&bar);
+    if (rc == EXIT_OK && failed)
+        fprintf(stderr, "tessera embed: %d of %d audio file(s) failed%s\n", failed, in.n,
+                strict ? "; --strict: nothing written" : "");
+    if (rc == EXIT_OK && out && !(strict && failed)) {
+        char side[4200];
+        sidecar_path(out, side, sizeof side);
+        if (!good) {
+            fprintf(stderr, "tessera embed: error: no audio file could be read; %s not written\n",
+                    out);
+        } else if (write_sidecar(side, rows, good, &err) != EXIT_OK ||
+                   cli_write_npy(out, emb, good, P, &err) != EXIT_OK) {
+            cli_error("embed", &err);
+            rc = EXIT_RUNTIME;
+        }
+    }
+    if (rc == EXIT_OK && (failed || in.walk_errors))
+        rc = EXIT_RUNTIME;
+    free(emb);
+    free(rows);
+    tsr_session_free(sess);
+    tsr_model_free(m);
+    tsr_ctx_free(ctx);
+    cli_paths_free(&in);
+    return rc;
+}
+
 int cmd_embed(int argc, char **argv)
 {
     const char *model = NULL, *out = NULL, *device = NULL;
     const char *lines = NULL;
-    const char *isize = NULL, *mean = NULL, *std = NULL;
-    int image = 0, text = 0, verbose = 0, strict = 0, quiet = 0;
+    const char *isize = NULL, *mean = NULL, *std = NULL, *window_s = NULL;
+    int image = 0, text = 0, audio = 0, verbose = 0, strict = 0, quiet = 0;
     cli_opt opts[] = {{"model", 1, &model, NULL},   {"out", 1, &out, NULL},
                       {"device", 1, &device, NULL}, {"image", 0, NULL, &image},
                       {"text", 0, NULL, &text},     {"verbose", 0, NULL, &verbose},
                       {"lines", 1, &lines, NULL},   {"strict", 0, NULL, &strict},
                       {"quiet", 0, NULL, &quiet},   {"image-size", 1, &isize, NULL},
-                      {"mean", 1, &mean, NULL},     {"std", 1, &std, NULL}};
+                      {"mean", 1, &mean, NULL},     {"std", 1, &std, NULL},
+                      {"audio", 0, NULL, &audio},   {"audio-window", 1, &window_s, NULL}};
     const char **in = NULL;
     int n = 0;
     int rc = cli_parse(argc, argv, opts, sizeof opts / sizeof opts[0], &in, &n);
@@ -239,8 +330,13 @@ int cmd_embed(int argc, char **argv)
     }
     if (rc == EXIT_OK && !model)
         rc = cli_usage_error("embed", "--model DIR is required");
-    else if (rc == EXIT_OK && image == text)
-        rc = cli_usage_error("embed", "give exactly one of --image and --text");
+    else if (rc == EXIT_OK && image + text + audio != 1)
+        rc = cli_usage_error("embed", "give exactly one of --image, --audio and --text");
+    tsr_audio_window window = TSR_AUDIO_WINDOW_MEAN;
+    if (rc == EXIT_OK && window_s && !audio)
+        rc = cli_usage_error("embed", "--audio-window goes with --audio");
+    else if (rc == EXIT_OK && window_s && cli_audio_window("embed", window_s, &window) != EXIT_OK)
+        rc = EXIT_USAGE;
     else if (rc == EXIT_OK && n == 0)
         rc = cli_usage_error("embed", "no inputs given");
     for (int i = 0; i < n && rc == EXIT_OK && text; i++)
@@ -266,8 +362,19 @@ int cmd_embed(int argc, char **argv)
         rc = cli_usage_error("embed", "%s is a text model; --image needs a CLIP model", mdir);
     } else if (rc == EXIT_OK && strcmp(kind, "whisper") == 0) {
         rc = cli_usage_error("embed", "%s is a speech model; use tessera transcribe", mdir);
+    } else if (rc == EXIT_OK && audio && strcmp(kind, "clap") != 0) {
+        rc = cli_usage_error("embed", "%s is a %s model; --audio needs a CLAP model", mdir, kind);
+    } else if (rc == EXIT_OK && image && strcmp(kind, "clap") == 0) {
+        rc = cli_usage_error("embed", "%s is an audio-text (CLAP) model; use --audio or --text",
+                             mdir);
     }
     if (rc != EXIT_OK) {
+        free(in);
+        free(lines_buf);
+        return rc;
+    }
+    if (audio) {
+        rc = embed_audio(mdir, device, verbose, in, n, out, strict, quiet, window);
         free(in);
         free(lines_buf);
         return rc;
@@ -280,7 +387,7 @@ int cmd_embed(int argc, char **argv)
         return rc;
     }
     rc = cli_load("embed", mdir, device, verbose, &ctx, &m, &sess);
-    int P = m ? tsr_model_embed_dim(m) : 0, cut = 0, clip = m && strcmp(kind, "clip") == 0;
+    int P = m ? tsr_model_embed_dim(m) : 0, cut = 0, clip = m && strcmp(kind, "bert") != 0;
     if (rc == EXIT_OK && !(emb = malloc(sizeof(float) * (size_t)n * P))) {
         tsr_error_set(&err, TSR_ERR_NOMEM, "out of host memory");
         rc = EXIT_RUNTIME;
@@ -365,6 +472,12 @@ static tsr_status encode_wordpiece(const void *tok, const char *text, int max_le
     return tsr_wordpiece_encode(tok, text, max_len, ids, n, truncated, err);
 }
 
+static tsr_status encode_roberta(const void *tok, const char *text, int max_len, int *ids,
+                                 int *n, int *truncated, tsr_error *err)
+{
+    return tsr_roberta_encode(tok, text, max_len, ids, n, truncated, err);
+}
+
 /* Prints the ids of each text, truncated to cap and padded with pad_id when asked. */
 static int print_tokens(encode_fn encode, const void *tok, int pad_id, int cap, const char **in,
                         int n, int json, int pad)
@@ -431,6 +544,24 @@ int cmd_tokenize(int argc, char **argv)
         int cap = config_int(model, "sentence_bert_config.json", NULL, "max_seq_length", pos, pos);
         rc = print_tokens(encode_wordpiece, wp, tsr_wordpiece_pad(wp), cap, in, n, json, pad);
         tsr_wordpiece_free(wp);
+        free(in);
+        return rc;
+    }
+    if (kind && strcmp(kind, "clap") == 0) { /* RoBERTa: positions start past the pad id */
+        char tj[4200];
+        snprintf(tj, sizeof tj, "%s/tokenizer.json", model);
+        tsr_bytelevel *bl = NULL;
+        if (tsr_bytelevel_load(tj, &bl, &err) != TSR_OK) {
+            cli_error("tokenize", &err);
+            free(in);
+            return EXIT_RUNTIME;
+        }
+        int pos = config_int(model, "config.json", "text_config", "max_position_embeddings", 514,
+                             65536);
+        int padid = tsr_bytelevel_id(bl, "<pad>");
+        rc = print_tokens(encode_roberta, bl, padid < 0 ? 1 : padid, pos - (padid < 0 ? 1 : padid) - 1,
+                          in, n, json, pad);
+        tsr_bytelevel_free(bl);
         free(in);
         return rc;
     }

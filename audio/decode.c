@@ -465,3 +465,23 @@ tsr_status tsr_audio_load_file(const char *path, int rate, float **out, size_t *
     free(s);
     return rc;
 }
+
+int tsr_audio_sniff(const unsigned char *h, size_t n)
+{
+#define AT(off, lit) (n >= (off) + sizeof(lit) - 1 && memcmp(h + (off), lit, sizeof(lit) - 1) == 0)
+    if (AT(0, "RIFF") && (AT(8, "WAVE") || AT(8, "AVI ")))
+        return 1;
+    if (AT(0, "RF64") || AT(0, "fLaC") || AT(0, "OggS") || AT(0, "ID3") || AT(0, "caff") ||
+        AT(0, ".snd") || AT(0, "wvpk") || AT(0, "#!AMR") || AT(0, "MAC ") ||
+        AT(0, "\x1a\x45\xdf\xa3"))
+        return 1;
+    if (AT(0, "FORM") && (AT(8, "AIFF") || AT(8, "AIFC")))
+        return 1;
+    if (AT(4, "ftyp"))
+        return 1;
+    /* an MPEG audio frame or an ADTS header: 11 (12) sync bits */
+    if (n >= 2 && h[0] == 0xFF && (h[1] & 0xE0) == 0xE0 && (h[1] & 0x18) != 0x08)
+        return 1;
+    return 0;
+#undef AT
+}

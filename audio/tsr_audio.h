@@ -100,6 +100,12 @@ void tsr_audio_close(tsr_audio_reader *r);
 tsr_status tsr_audio_load_file(const char *path, int rate, float **out, size_t *n,
                                tsr_error *err);
 
+/* 1 when the first bytes of a file (n >= 12 for most formats) look like an
+ * audio or video container FFmpeg reads: WAV, FLAC, Ogg, MP3 (ID3 or a
+ * frame header), AAC (ADTS), AIFF, MP4/M4A/MOV, Matroska/WebM, CAF, AU,
+ * WavPack, AMR. Folders are walked for audio by content with it. */
+int tsr_audio_sniff(const unsigned char *h, size_t n);
+
 /* ---- samples through a function ---- */
 
 /* Writes samples [first, first + n) of a signal into out. The frame-range

@@ -662,31 +662,6 @@ static tsr_status clap_ready(tsr_session *s, int tb, int ts, int ab, tsr_error *
 
 /* ---- text ---- */
 
-/* <s> text </s>, cut to at most cap tokens as the reference's truncation
- * keeps them (the first cap - 2 tokens of the text, then </s>). */
-static tsr_status encode_text(const clap_model *c, const char *text, int cap, int *ids, int *len,
-                              int *cut, tsr_error *err)
-{
-    int n = 0;
-    tsr_status rc = tsr_bytelevel_encode(c->tok, text, NULL, 0, &n, err);
-    if (rc != TSR_OK && rc != TSR_ERR_TOO_LARGE)
-        return rc;
-    int *all = malloc(sizeof(int) * (size_t)(n + 1));
-    if (!all)
-        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-    rc = tsr_bytelevel_encode(c->tok, text, all, n + 1, &n, err);
-    if (rc == TSR_OK) {
-        int keep = n < cap - 2 ? n : cap - 2;
-        *cut = n > keep;
-        ids[0] = c->bos;
-        memcpy(ids + 1, all, sizeof(int) * (size_t)keep);
-        ids[keep + 1] = c->eos;
-        *len = keep + 2;
-    }
-    free(all);
-    return rc;
-}
-
 static tsr_status clap_embed_texts(tsr_session *s, const char *const *texts, int n, int normalize,
                                    float *out, int *n_truncated, tsr_error *err)
 {
@@ -703,7 +678,7 @@ static tsr_status clap_embed_texts(tsr_session *s, const char *const *texts, int
     int longest = 1;
     for (int i = 0; i < n && rc == TSR_OK; i++) {
         int cut = 0;
-        rc = encode_text(c, texts[i], L, all + (size_t)i * L, &lens[i], &cut, err);
+        rc = tsr_roberta_encode(c->tok, texts[i], L, all + (size_t)i * L, &lens[i], &cut, err);
         if (rc != TSR_OK)
             tsr_error_prefix(err, "text %d", i + 1);
         if (cut && n_truncated)

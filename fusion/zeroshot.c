@@ -68,7 +68,9 @@ tsr_status tsr_session_zeroshot_weights(tsr_session *s, const char *const *label
                                         int *n_truncated, tsr_error *err)
 {
     TSR_ERR_LOCAL(err);
-    tsr_status need = tsr_session_need(s, &tsr_family_clip, "score images against labels", err);
+    tsr_status need = s && s->m->fam == &tsr_family_clap
+                          ? TSR_OK
+                          : tsr_session_need(s, &tsr_family_clip, "score images against labels", err);
     if (need != TSR_OK)
         return tsr_session_fail(s, need, err);
     int P = tsr_model_embed_dim(s->m);

@@ -620,3 +620,33 @@ tsr_status tsr_bytelevel_decode(const tsr_bytelevel *b, const int *ids, int n, c
     *out = text;
     return TSR_OK;
 }
+
+tsr_status tsr_roberta_encode(const tsr_bytelevel *b, const char *text, int max_len, int *ids,
+                              int *n, int *truncated, tsr_error *err)
+{
+    int bos = tsr_bytelevel_id(b, "<s>"), eos = tsr_bytelevel_id(b, "</s>"), need = 0;
+    *n = 0;
+    *truncated = 0;
+    if (bos < 0 || eos < 0 || max_len < 2)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG,
+                             bos < 0 || eos < 0 ? "the tokenizer has no <s> or </s> token"
+                                                : "room for %d tokens, fewer than <s> and </s>",
+                             max_len);
+    tsr_status rc = tsr_bytelevel_encode(b, text, NULL, 0, &need, err);
+    if (rc != TSR_OK && rc != TSR_ERR_TOO_LARGE)
+        return rc;
+    int *all = malloc(sizeof(int) * (size_t)(need + 1));
+    if (!all)
+        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    rc = tsr_bytelevel_encode(b, text, all, need + 1, &need, err);
+    if (rc == TSR_OK) {
+        int keep = need < max_len - 2 ? need : max_len - 2;
+        *truncated = need > keep;
+        ids[0] = bos;
+        memcpy(ids + 1, all, sizeof(int) * (size_t)keep);
+        ids[keep + 1] = eos;
+        *n = keep + 2;
+    }
+    free(all);
+    return rc;
+}

@@ -135,6 +135,11 @@ int tsr_bytelevel_id(const tsr_bytelevel *b, const char *token);
  * no token for (a broken tokenizer.json) is TSR_ERR_FORMAT. */
 tsr_status tsr_bytelevel_encode(const tsr_bytelevel *b, const char *text, int *ids, int cap,
                                 int *n, tsr_error *err);
+/* RoBERTa's encoding (RobertaTokenizerFast with truncation to max_len):
+ * <s> ids </s>, keeping the first max_len - 2 ids of the text. *truncated
+ * is 1 when some were dropped. The tokenizer must have <s> and </s>. */
+tsr_status tsr_roberta_encode(const tsr_bytelevel *b, const char *text, int max_len, int *ids,
+                              int *n, int *truncated, tsr_error *err);
 /* Joins the bytes of ids (special tokens skipped) into malloc'd UTF-8 text;
  * invalid byte sequences become U+FFFD, as HF tokenizers' decode does. */
 tsr_status tsr_bytelevel_decode(const tsr_bytelevel *b, const int *ids, int n, char **out,

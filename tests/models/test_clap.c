@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "tsr_audio.h"
@@ -286,6 +287,145 @@ static void broken(tsr_ctx *ctx)
         printf("  could not remove %s\n", dst);
 }
 
+/* ---- the CLI ---- */
+
+static char *out_text, *err_text;
+
+static int run_cli(const char *args)
+{
+    char cmd[8192], o[256], e[256];
+    const char *t = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    snprintf(o, sizeof o, "%s/clap-cli-%d.out", t, (int)getpid());
+    snprintf(e, sizeof e, "%s/clap-cli-%d.err", t, (int)getpid());
+    snprintf(cmd, sizeof cmd, "%s %s >%s 2>%s </dev/null", TSR_CLI, args, o, e);
+    int st = system(cmd);
+    free(out_text), free(err_text);
+    out_text = slurp(o), err_text = slurp(e);
+    remove(o), remove(e);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void cli(tsr_ctx *ctx)
+{
+    const char *dir = TSR_FIXTURES "/models/clap-tiny-a", *clips = TSR_FIXTURES "/clap-clips";
+    tsr_model *m = NULL;
+    tsr_error err = {0};
+    if (tsr_model_load(ctx, dir, &m, &err) != TSR_OK) {
+        check(0, "cli: load: %s", err.msg);
+        return;
+    }
+    tsr_session *s = new_session(m);
+    const char *labels[3] = {"a dog", "rain", "a rising tone"};
+    const char *tmpl[1] = {"This is a sound of {}."};
+    int P = tsr_model_embed_dim(m);
+    float w[3 * 64], e[64], pr[3];
+    tsr_session_zeroshot_weights(s, labels, 3, tmpl, 1, w, NULL, &err);
+    char args[4096];
+    snprintf(args, sizeof args,
+             "classify --model %s --labels 'a dog,rain,a rising tone' --json --quiet %s "
+             "%s/none.ogg %s/images/chelsea.jpg", dir, clips, clips, TSR_FIXTURES);
+    int rc = run_cli(args);
+    int lines = 0, good = 0, errors = 0;
+    double worst = 0;
+    for (char *line = out_text; line && *line;) {
+        char *nl = strchr(line, '\n');
+        if (nl)
+            *nl = 0;
+        cJSON *o = cJSON_Parse(line);
+        const cJSON *a = cJSON_GetObjectItem(o, "audio"), *pred = cJSON_GetObjectItem(o, "predictions");
+        lines++;
+        if (cJSON_GetObjectItem(o, "error"))
+            errors++;
+        else if (cJSON_IsString(a) && cJSON_GetArraySize(pred) == 3 &&
+                 tsr_session_embed_audio_file(s, a->valuestring, TSR_AUDIO_WINDOW_MEAN, e, &err) ==
+                     TSR_OK) {
+            tsr_zeroshot_logits(m, e, 1, w, 3, pr);
+            tsr_softmax_rows(pr, 1, 3, 1.0);
+            int ok = 1;
+            for (int k = 0; k < 3; k++) {
+                const cJSON *pk = cJSON_GetArrayItem(pred, k);
+                const char *lab = cJSON_GetObjectItem(pk, "label")->valuestring;
+                int li = strcmp(lab, "a dog") == 0 ? 0 : strcmp(lab, "rain") == 0 ? 1 : 2;
+                double d = fabs(cJSON_GetObjectItem(pk, "probability")->valuedouble - pr[li]);
+                worst = d > worst ? d : worst;
+                ok &= d < 1e-6;
+            }
+            good += ok;
+        }
+        cJSON_Delete(o);
+        line = nl ? nl + 1 : NULL;
+    }
+    check(rc == 1 && lines == 10 && good == 8 && errors == 2 && strstr(err_text, "none.ogg") &&
+              strstr(err_text, "no audio stream"),
+          "classify --json on a folder of 8 clips, a missing file and an image: exit %d, %d "
+          "lines, %d equal the library's probabilities (max difference %.2g), %d errors", rc,
+          lines, good, worst, errors);
+    snprintf(args, sizeof args, "classify --model %s --labels a,b %s/short.wav", dir, clips);
+    rc = run_cli(args);
+    check(rc == 0 && strstr(out_text, "short.wav\n  0.") != NULL, "classify prints text: %s",
+          out_text);
+    /* embed --audio --out */
+    const char *t = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    char npy[512], side[512];
+    snprintf(npy, sizeof npy, "%s/clap-emb-%d.npy", t, (int)getpid());
+    snprintf(side, sizeof side, "%s/clap-emb-%d.paths.txt", t, (int)getpid());
+    snprintf(args, sizeof args, "embed --model %s --audio --audio-window first --out %s %s", dir,
+             npy, clips);
+    rc = run_cli(args);
+    int nd;
+    long dims[4] = {0};
+    float *got = rc == 0 ? load_npy(npy, &nd, dims) : NULL;
+    char *paths = slurp(side);
+    int same = 0;
+    for (int i = 0; got && paths && i < dims[0]; i++) {
+        char *line = paths;
+        for (int k = 0; k < i && line; k++)
+            line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL;
+        char path[1024];
+        snprintf(path, sizeof path, "%.*s", (int)(strchr(line, '\n') - line), line);
+        if (tsr_session_embed_audio_file(s, path, TSR_AUDIO_WINDOW_FIRST, e, &err) == TSR_OK &&
+            memcmp(e, got + (size_t)i * P, sizeof(float) * P) == 0)
+            same++;
+    }
+    check(rc == 0 && dims[0] == 8 && dims[1] == P && same == 8,
+          "embed --audio --out: %ld rows of %ld, %d equal the library's bytes", dims[0], dims[1],
+          same);
+    free(got), free(paths);
+    remove(npy), remove(side);
+    /* usage errors */
+    snprintf(args, sizeof args, "classify --model %s --labels a,b --audio-window fusion %s", dir,
+             clips);
+    rc = run_cli(args);
+    check(rc == 2 && strstr(err_text, "fused"), "--audio-window fusion on an unfused model: %s",
+          err_text);
+    snprintf(args, sizeof args, "embed --model %s --image %s/short.wav", dir, clips);
+    rc = run_cli(args);
+    check(rc == 2 && strstr(err_text, "--audio"), "embed --image with CLAP: %s", err_text);
+    snprintf(args, sizeof args, "embed --model %s/models/clip-tiny-a --audio %s/short.wav",
+             TSR_FIXTURES, clips);
+    rc = run_cli(args);
+    check(rc == 2 && strstr(err_text, "CLAP"), "embed --audio with CLIP: %s", err_text);
+    snprintf(args, sizeof args, "classify --model %s --labels a,b --audio-window last %s", dir,
+             clips);
+    rc = run_cli(args);
+    check(rc == 2, "--audio-window last: exit %d", rc);
+    /* tokenize */
+    snprintf(args, sizeof args, "tokenize --model %s --json 'This is a sound of rain.'", dir);
+    rc = run_cli(args);
+    int ids[64], n = 0, cut = 0;
+    tsr_roberta_encode(tsr_model_bytelevel(m), "This is a sound of rain.", 38, ids, &n, &cut, &err);
+    char want[1024] = "[";
+    for (int i = 0; i < n; i++)
+        snprintf(want + strlen(want), sizeof want - strlen(want), i ? ", %d" : "%d", ids[i]);
+    strcat(want, "]\n");
+    check(rc == 0 && out_text && strcmp(out_text, want) == 0 && ids[0] == 0 && ids[n - 1] == 2,
+          "tokenize: %s", out_text ? out_text : "");
+    free(out_text), free(err_text);
+    out_text = err_text = NULL;
+    tsr_session_free(s);
+    tsr_model_free(m);
+}
+
 int main(void)
 {
     tsr_ctx *ctx = ctx_or_skip();
@@ -293,6 +433,7 @@ int main(void)
     run_model(ctx, "clap-tiny-b", 0);
     run_model(ctx, "clap-tiny-c", 0);
     broken(ctx);
+    cli(ctx);
     tsr_ctx_free(ctx);
     return finish();
 }
