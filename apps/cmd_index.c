@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "tsr_audio.h"
 
 #define MAX_FILE_BYTES (512u << 20)
 
@@ -54,22 +55,24 @@ static const char *index_help =
     "  --quiet          no progress bar and no summary\n"
     "  --json           the summary as one JSON object\n"
     "\n"
-    "Files are recognised by their content: PNG, JPEG, WebP, GIF, TIFF and BMP images\n"
-    "are embedded; audio\n"
-    "files (WAV, MP3, Ogg, FLAC, M4A, Matroska) are counted and skipped until an\n"
-    "audio-text model exists; other files are counted and skipped. A file that\n"
+    "Files are recognised by their content. With an image-text (CLIP) model, PNG,\n"
+    "JPEG, WebP, GIF, TIFF and BMP images are embedded; with an audio-text (CLAP)\n"
+    "model, audio files (WAV, MP3, Ogg, FLAC, M4A, Matroska), each one embedding\n"
+    "(the mean of its 10 s windows). Other files are counted and skipped. A file that\n"
     "cannot be read or decoded is reported with the reason and the run goes on.\n"
     "Every batch is one transaction: a killed run keeps every finished batch.\n"
     "Exit codes: 0 ok (also when some files failed: see the summary), 1 runtime\n"
     "error, 2 usage error.\n";
 
 static const char *search_help =
-    "usage: tessera search INDEX (--text STR | --image FILE | --lines FILE) [OPTIONS]\n"
+    "usage: tessera search INDEX (--text STR | --image FILE | --audio FILE | --lines FILE)\n"
+    "                    [OPTIONS]\n"
     "\n"
-    "The items of an index closest to a text or an image, best first.\n"
+    "The items of an index closest to a text, an image or a sound, best first.\n"
     "\n"
     "  --text STR       a text query\n"
-    "  --image FILE     an image query\n"
+    "  --image FILE     an image query (image-text models)\n"
+    "  --audio FILE     an audio query (audio-text models: CLAP)\n"
     "  --lines FILE     one text query per line ('-': standard input), answered together\n"
     "  --vectors F.npy  query vectors (rows of the index's width), answered together\n"
     "  -k N             results per query (default 10)\n"
@@ -314,12 +317,20 @@ static int64_t mtime_ns(const struct stat *sb)
 
 /* ---- the decoding pipeline ---- */
 
-typedef enum { SLOT_EMPTY, SLOT_IMAGE, SLOT_SKIP_AUDIO, SLOT_SKIP_OTHER, SLOT_FAILED } slot_state;
+typedef enum {
+    SLOT_EMPTY,
+    SLOT_IMAGE,
+    SLOT_AUDIO,
+    SLOT_SKIP_AUDIO,
+    SLOT_SKIP_OTHER,
+    SLOT_FAILED
+} slot_state;
 
 typedef struct {
     int ready;
     slot_state state;
-    float *pixels;       /* (3, S, S) */
+    float *pixels;       /* (3, S, S), or an audio model's window features */
+    int windows;         /* audio: windows of features in pixels */
     int64_t size, mtime;
     char hash[65];
     char why[1100];
@@ -333,6 +344,8 @@ typedef struct {
     slot *slots;            /* one per file */
     const tsr_preprocess_cfg *pp;
     int pixels_per_image;
+    const tsr_model *audio; /* an audio-text model: audio files are embedded, not images */
+    tsr_audio_window window_mode;
     pthread_mutex_t lock;
     pthread_cond_t cond;
     int next;               /* the next file a worker takes */
@@ -362,7 +375,7 @@ static void decode_one(pipeline *p, int i, slot *s)
     unsigned char head[32];
     ssize_t got_head = pread(fd, head, sizeof head, 0);
     file_kind k = sniff(head, got_head > 0 ? (size_t)got_head : 0);
-    if (k != KIND_IMAGE) { /* nothing more to read */
+    if (p->audio ? k != KIND_AUDIO : k != KIND_IMAGE) { /* nothing more to read */
         s->state = k == KIND_AUDIO ? SLOT_SKIP_AUDIO : SLOT_SKIP_OTHER;
         close(fd);
         return;
@@ -392,6 +405,22 @@ static void decode_one(pipeline *p, int i, slot *s)
         return;
     }
     tsr_content_hash(data, got, s->hash);
+    if (p->audio) { /* decoded from the file by FFmpeg, then the model's features */
+        free(data);
+        float *pcm = NULL;
+        size_t ns = 0;
+        if (tsr_audio_load_file(path, tsr_model_audio_rate(p->audio), &pcm, &ns, &err) != TSR_OK ||
+            tsr_model_audio_features(p->audio, pcm, ns, p->window_mode, &s->pixels, &s->windows,
+                                     &err) != TSR_OK) {
+            snprintf(s->why, sizeof s->why, "%s%s%s", strstr(err.msg, path) ? "" : path,
+                     strstr(err.msg, path) ? "" : ": ", err.msg);
+            s->state = SLOT_FAILED;
+        } else {
+            s->state = SLOT_AUDIO;
+        }
+        free(pcm);
+        return;
+    }
     tsr_image *img = NULL;
     s->pixels = malloc(sizeof(float) * (size_t)p->pixels_per_image);
     if (!s->pixels) {
@@ -454,6 +483,7 @@ static slot take(pipeline *p, int i)
 typedef struct {
     int64_t files, added, updated, unchanged, failed, audio, other, removed, out_of_shard;
     double seconds;
+    int audio_model; /* the model embeds audio: "other" files are the ones that are not */
 } add_stats;
 
 static double now_s(void)
@@ -509,7 +539,7 @@ static void print_summary(const char *cmd, const add_stats *st, int json, int qu
     if (st->audio)
         printf(", %lld audio skipped (no audio model yet)", (long long)st->audio);
     if (st->other)
-        printf(", %lld not images skipped", (long long)st->other);
+        printf(", %lld not %s skipped", (long long)st->other, st->audio_model ? "audio" : "images");
     if (st->out_of_shard)
         printf(", %lld in other shards", (long long)st->out_of_shard);
     printf(" in %.1f s\n", st->seconds);
@@ -614,10 +644,13 @@ static int run_add(const char *cmd, tsr_index *ix, tsr_model *m, tsr_session *se
         is_new[n] = !found;
         todo[n++] = *w;
     }
+    const tsr_model *audio = tsr_model_audio_rate(m) > 0 ? m : NULL;
+    st->audio_model = audio != NULL;
     pipeline p = {.own = own, .files = todo, .n = n, .pp = pp, .pixels_per_image = C * S * S,
-                  .window = batch * 3 + threads};
+                  .window = batch * 3 + threads, .audio = audio,
+                  .window_mode = TSR_AUDIO_WINDOW_MEAN};
     p.slots = calloc((size_t)(n ? n : 1), sizeof *p.slots);
-    float *pix = malloc(sizeof(float) * (size_t)batch * C * S * S);
+    float *pix = malloc(sizeof(float) * ((size_t)batch * C * S * S + 1));
     float *emb = malloc(sizeof(float) * (size_t)batch * dim);
     tsr_index_item *items = calloc((size_t)batch, sizeof *items);
     slot *held = calloc((size_t)batch, sizeof *held);
@@ -659,6 +692,23 @@ static int run_add(const char *cmd, tsr_index *ix, tsr_model *m, tsr_session *se
                     items[b] = (tsr_index_item){todo[i].path, s.size, s.mtime, NULL,
                                                 TSR_MOD_IMAGE, NULL, NULL};
                     b++;
+                } else if (s.state == SLOT_AUDIO) { /* each clip at once: its windows */
+                    tsr_status es = tsr_session_embed_audio_windows(sess, s.pixels, s.windows,
+                                                                    emb + (size_t)b * dim, &err);
+                    free(s.pixels);
+                    if (es != TSR_OK) {
+                        if (show)
+                            fputc('\n', stderr);
+                        cli_error(cmd, &err);
+                        rc = EXIT_RUNTIME;
+                        break;
+                    }
+                    held[b] = s;
+                    held[b].pixels = NULL;
+                    held_new[b] = is_new[i];
+                    items[b] = (tsr_index_item){todo[i].path, s.size, s.mtime, NULL,
+                                                TSR_MOD_AUDIO, NULL, NULL};
+                    b++;
                 } else if (s.state == SLOT_FAILED) {
                     if (show)
                         fputc('\n', stderr);
@@ -688,7 +738,7 @@ static int run_add(const char *cmd, tsr_index *ix, tsr_model *m, tsr_session *se
                     items[j].hash = held[j].hash;
                     items[j].embedding = emb + (size_t)j * dim;
                 }
-                if (tsr_session_embed_pixels(sess, pix, b, 1, emb, &err) != TSR_OK ||
+                if ((!audio && tsr_session_embed_pixels(sess, pix, b, 1, emb, &err) != TSR_OK) ||
                     tsr_index_put(ix, items, b, &err) != TSR_OK) {
                     if (show)
                         fputc('\n', stderr);
@@ -1304,14 +1354,14 @@ static void add_path(cJSON *o, const char *path)
 int cmd_search(int argc, char **argv)
 {
     const char *text = NULL, *image = NULL, *lines = NULL, *k_s = NULL, *where = NULL,
-               *modality = NULL, *model = NULL, *device = NULL, *vectors = NULL;
+               *modality = NULL, *model = NULL, *device = NULL, *vectors = NULL, *audio = NULL;
     int json = 0, exact = 0;
     cli_opt opts[] = {{"text", 1, &text, NULL},       {"image", 1, &image, NULL},
                       {"lines", 1, &lines, NULL},     {"k", 1, &k_s, NULL},
                       {"where", 1, &where, NULL},     {"modality", 1, &modality, NULL},
                       {"model", 1, &model, NULL},     {"device", 1, &device, NULL},
                       {"json", 0, NULL, &json},       {"exact", 0, NULL, &exact},
-                      {"vectors", 1, &vectors, NULL}};
+                      {"vectors", 1, &vectors, NULL},  {"audio", 1, &audio, NULL}};
     const char **pos = NULL;
     int npos = 0;
     int rc = parse_or_help(argc, argv, opts, sizeof opts / sizeof opts[0], &pos, &npos, search_help);
@@ -1323,8 +1373,9 @@ int cmd_search(int argc, char **argv)
     if (rc == EXIT_OK && npos != 1)
         rc = cli_usage_error("search", "usage: tessera search INDEX (--text STR | --image FILE | "
                                        "--lines FILE) [-k N] [--json]");
-    if (rc == EXIT_OK && (!!text + !!image + !!lines + !!vectors) != 1)
-        rc = cli_usage_error("search", "give exactly one of --text, --image, --lines and --vectors");
+    if (rc == EXIT_OK && (!!text + !!image + !!lines + !!vectors + !!audio) != 1)
+        rc = cli_usage_error("search",
+                             "give exactly one of --text, --image, --audio, --lines and --vectors");
     if (rc == EXIT_OK && k_s && !cli_parse_ints(k_s, &sp.k, 1, 1, 100000))
         rc = cli_usage_error("search", "-k must be 1 to 100000, not '%s'", k_s);
     if (rc == EXIT_OK && modality) {
@@ -1350,7 +1401,7 @@ int cmd_search(int argc, char **argv)
     } else if (rc == EXIT_OK && !vectors) {
         queries = malloc(sizeof *queries);
         if (queries)
-            queries[0] = text ? text : image;
+            queries[0] = text ? text : image ? image : audio;
         nq = 1;
     }
     float *vec = NULL;
@@ -1404,8 +1455,18 @@ int cmd_search(int argc, char **argv)
     if (rc == EXIT_OK && vectors) {
         memcpy(q, vec, sizeof(float) * (size_t)nq * dim);
     } else if (rc == EXIT_OK) {
-        tsr_status st = image ? tsr_session_embed_image_files(s, &image, 1, 1, q, &err)
-                              : tsr_session_embed_texts(s, queries, nq, 1, q, NULL, &err);
+        int audio_model = tsr_model_audio_rate(m) > 0;
+        tsr_status st;
+        if ((image && audio_model) || (audio && !audio_model))
+            st = tsr_error_set(&err, TSR_ERR_UNSUPPORTED, "%s holds a %s model's embeddings; %s",
+                               pos[0], tsr_model_family(m),
+                               audio_model ? "search it with --text or --audio"
+                                           : "--audio needs an audio-text (CLAP) index");
+        else if (audio)
+            st = tsr_session_embed_audio_file(s, audio, TSR_AUDIO_WINDOW_MEAN, q, &err);
+        else
+            st = image ? tsr_session_embed_image_files(s, &image, 1, 1, q, &err)
+                       : tsr_session_embed_texts(s, queries, nq, 1, q, NULL, &err);
         if (st != TSR_OK) {
             cli_error("search", &err);
             rc = EXIT_RUNTIME;
@@ -1428,11 +1489,12 @@ int cmd_search(int argc, char **argv)
             cJSON *o = cJSON_CreateObject(), *res = cJSON_CreateArray();
             if (vectors)
                 cJSON_AddNumberToObject(o, "query", i);
-            else if (image)
+            else if (image || audio)
                 add_path(o, queries[i]), cJSON_AddItemToObject(o, "query", cJSON_DetachItemFromObject(o, "path"));
             else
                 cJSON_AddStringToObject(o, "query", queries[i]);
-            cJSON_AddStringToObject(o, "kind", vectors ? "vector" : image ? "image" : "text");
+            cJSON_AddStringToObject(o, "kind", vectors ? "vector" : image ? "image" : audio ? "audio"
+                                                                                        : "text");
             for (int j = 0; j < n_hits[i]; j++) {
                 cJSON *r = cJSON_CreateObject();
                 add_path(r, h[j].path ? h[j].path : "");

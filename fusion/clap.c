@@ -796,21 +796,56 @@ static tsr_status window_features(const clap_model *c, const float *pcm, size_t 
     return rc;
 }
 
+tsr_status tsr_model_audio_features(const tsr_model *m, const float *pcm, size_t n,
+                                    tsr_audio_window mode, float **feats, int *n_windows,
+                                    tsr_error *err)
+{
+    TSR_ERR_LOCAL(err);
+    *feats = NULL;
+    *n_windows = 0;
+    if (!m || m->fam != &tsr_family_clap)
+        return tsr_error_set(err, TSR_ERR_UNSUPPORTED, "%s: not an audio-text (CLAP) model",
+                             m ? m->name : "(no model)");
+    if (!pcm || n < 1)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "no audio samples");
+    if (mode == TSR_AUDIO_WINDOW_FUSION && !CLAP(m)->au.fusion)
+        return tsr_error_set(err, TSR_ERR_UNSUPPORTED,
+                             "%s: the fusion window needs a fused checkpoint (enable_fusion); use "
+                             "the mean or first window", m->name);
+    return window_features(CLAP(m), pcm, n, mode, feats, n_windows, err);
+}
+
 tsr_status tsr_session_audio_features(tsr_session *s, const float *pcm, size_t n,
                                       tsr_audio_window mode, float **feats, int *n_windows,
                                       tsr_error *err)
 {
     TSR_ERR_LOCAL(err);
-    *feats = NULL;
-    *n_windows = 0;
-    tsr_status rc = tsr_session_need(s, &tsr_family_clap, "audio features", err);
-    if (rc == TSR_OK && (!pcm || n < 1))
-        rc = tsr_error_set(err, TSR_ERR_INVALID_ARG, "no audio samples");
-    if (rc == TSR_OK && mode == TSR_AUDIO_WINDOW_FUSION && !CLAP(s->m)->au.fusion)
-        rc = tsr_error_set(err, TSR_ERR_UNSUPPORTED,
-                           "%s: the fusion window needs a fused checkpoint (enable_fusion); use "
-                           "the mean or first window", s->m->name);
-    TSR_TRY(rc, window_features(CLAP(s->m), pcm, n, mode, feats, n_windows, err));
+    tsr_status rc = tsr_model_audio_features(s->m, pcm, n, mode, feats, n_windows, err);
+    return rc == TSR_OK ? rc : tsr_session_fail(s, rc, err);
+}
+
+tsr_status tsr_session_embed_audio_windows(tsr_session *s, const float *feats, int n_windows,
+                                           float *out, tsr_error *err)
+{
+    TSR_ERR_LOCAL(err);
+    tsr_status rc = tsr_session_need(s, &tsr_family_clap, "embedding audio", err);
+    int P = rc == TSR_OK ? CLAP(s->m)->P : 0;
+    float *e = rc == TSR_OK && n_windows > 0 ? malloc(sizeof(float) * (size_t)n_windows * P) : NULL;
+    if (rc == TSR_OK && !e)
+        rc = n_windows > 0 ? tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory")
+                           : tsr_error_set(err, TSR_ERR_INVALID_ARG, "no windows");
+    TSR_TRY(rc, tsr_session_embed_audio_features(s, feats, n_windows, e, err));
+    if (rc == TSR_OK) { /* the mean of the windows' normalised embeddings, normalised */
+        for (int j = 0; j < P; j++) {
+            double acc = 0;
+            for (int i = 0; i < n_windows; i++)
+                acc += e[(size_t)i * P + j];
+            out[j] = (float)acc;
+        }
+        if (n_windows > 1)
+            tsr_l2_normalize(out, P);
+    }
+    free(e);
     return rc == TSR_OK ? rc : tsr_session_fail(s, rc, err);
 }
 
@@ -821,23 +856,8 @@ tsr_status tsr_session_embed_audio_pcm(tsr_session *s, const float *pcm, size_t 
     float *feats = NULL;
     int k = 0;
     tsr_status rc = tsr_session_audio_features(s, pcm, n, mode, &feats, &k, err);
-    int P = rc == TSR_OK ? CLAP(s->m)->P : 0;
-    float *e = rc == TSR_OK ? malloc(sizeof(float) * (size_t)k * P) : NULL;
-    if (rc == TSR_OK && !e)
-        rc = tsr_session_fail(s, tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory"), err);
-    TSR_TRY(rc, tsr_session_embed_audio_features(s, feats, k, e, err));
-    if (rc == TSR_OK) { /* the mean of the windows' normalised embeddings, normalised */
-        for (int j = 0; j < P; j++) {
-            double acc = 0;
-            for (int i = 0; i < k; i++)
-                acc += e[(size_t)i * P + j];
-            out[j] = (float)acc;
-        }
-        if (k > 1)
-            tsr_l2_normalize(out, P);
-    }
+    TSR_TRY(rc, tsr_session_embed_audio_windows(s, feats, k, out, err));
     free(feats);
-    free(e);
     return rc;
 }
 

@@ -219,10 +219,10 @@ tsr_status tsr_index_create(const char *path, const tsr_model *m, const char *mo
     TSR_ERR_LOCAL(err);
     if (!path || !m)
         return tsr_error_set(err, TSR_ERR_INVALID_ARG, "no index path or model");
-    if (!m->fam->embed_texts || strcmp(m->fam->name, "clip") != 0)
+    if (!m->fam->embed_texts || (strcmp(m->fam->name, "clip") != 0 && m->fam != &tsr_family_clap))
         return tsr_error_set(err, TSR_ERR_UNSUPPORTED,
                              "%s: a %s model embeds no images or audio; an index needs a CLIP "
-                             "model (image and text towers in one space)",
+                             "or CLAP model (image or audio and text towers in one space)",
                              m->name, m->fam->name);
     return create_db(path, m->fingerprint, model ? model : m->name, tsr_model_embed_dim(m), err);
 }

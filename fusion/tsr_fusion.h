@@ -376,6 +376,15 @@ tsr_status tsr_session_audio_features(tsr_session *s, const float *pcm, size_t n
                                       tsr_error *err);
 tsr_status tsr_session_embed_audio_features(tsr_session *s, const float *feats, int B, float *out,
                                             tsr_error *err);
+/* The features without a session: any number of threads at once on one
+ * model (the index's decoding threads use it). */
+tsr_status tsr_model_audio_features(const tsr_model *m, const float *pcm, size_t n,
+                                    tsr_audio_window mode, float **feats, int *n_windows,
+                                    tsr_error *err);
+/* One clip's embedding from its windows' features: their embeddings'
+ * mean, normalised (one window: its embedding). */
+tsr_status tsr_session_embed_audio_windows(tsr_session *s, const float *feats, int n_windows,
+                                           float *out, tsr_error *err);
 
 /* ---- captioning (BLIP, CoCa) ----
  * CoCa (open_clip layout): captions match open_clip 3.3's

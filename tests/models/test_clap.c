@@ -420,6 +420,54 @@ static void cli(tsr_ctx *ctx)
     strcat(want, "]\n");
     check(rc == 0 && out_text && strcmp(out_text, want) == 0 && ids[0] == 0 && ids[n - 1] == 2,
           "tokenize: %s", out_text ? out_text : "");
+    /* an index of sounds */
+    char ixp[512];
+    snprintf(ixp, sizeof ixp, "%s/clap-index-%d.db", t, (int)getpid());
+    snprintf(args, sizeof args, "index create --model %s %s && %s index add --json %s %s "
+             "%s/images/chelsea.jpg", dir, ixp, TSR_CLI, ixp, clips, TSR_FIXTURES);
+    rc = run_cli(args);
+    cJSON *sum = cJSON_Parse(out_text && strchr(out_text, '{') ? strchr(out_text, '{') : "");
+    check(rc == 0 && cJSON_GetObjectItem(sum, "added") &&
+              cJSON_GetObjectItem(sum, "added")->valueint == 8 &&
+              cJSON_GetObjectItem(sum, "skipped_other")->valueint == 1,
+          "index add: 8 clips added, the image skipped: %s", out_text ? out_text : err_text);
+    cJSON_Delete(sum);
+    snprintf(args, sizeof args, "search %s --audio %s/sweep3.wav -k 8 --json", ixp, clips);
+    rc = run_cli(args);
+    cJSON *sr = cJSON_Parse(out_text ? out_text : ""), *res = cJSON_GetObjectItem(sr, "results");
+    int ranked = 0, nres = cJSON_GetArraySize(res);
+    float qv[64];
+    tsr_session_embed_audio_file(s, TSR_FIXTURES "/clap-clips/sweep3.wav", TSR_AUDIO_WINDOW_MEAN,
+                                 qv, &err);
+    double sworst = 0;
+    for (int i = 0; i < nres; i++) {
+        const cJSON *r = cJSON_GetArrayItem(res, i);
+        float ev[64];
+        if (tsr_session_embed_audio_file(s, cJSON_GetObjectItem(r, "path")->valuestring,
+                                         TSR_AUDIO_WINDOW_MEAN, ev, &err) != TSR_OK)
+            continue;
+        double dot = 0;
+        for (int k = 0; k < P; k++)
+            dot += (double)qv[k] * ev[k];
+        double d = fabs(dot - cJSON_GetObjectItem(r, "score")->valuedouble);
+        sworst = d > sworst ? d : sworst;
+        ranked += d < 1e-5;
+    }
+    check(rc == 0 && nres == 8 && ranked == 8 &&
+              strstr(cJSON_GetObjectItem(cJSON_GetArrayItem(res, 0), "path")->valuestring,
+                     "sweep3.wav"),
+          "search --audio: the clip itself first, all 8 scores equal the library's embeddings' "
+          "dot products (max difference %.2g)", sworst);
+    cJSON_Delete(sr);
+    snprintf(args, sizeof args, "search %s --text 'a rising tone' -k 3", ixp);
+    rc = run_cli(args);
+    check(rc == 0 && count_str(out_text, "\n") == 3, "search --text on a CLAP index: %s", out_text);
+    snprintf(args, sizeof args, "search %s --image %s/images/chelsea.jpg", ixp, TSR_FIXTURES);
+    rc = run_cli(args);
+    check(rc == 1 && strstr(err_text, "--audio"), "search --image on a CLAP index: %s", err_text);
+    snprintf(args, sizeof args, "rm -f %s %s-wal %s-shm", ixp, ixp, ixp);
+    if (system(args) != 0)
+        printf("  could not remove %s\n", ixp);
     free(out_text), free(err_text);
     out_text = err_text = NULL;
     tsr_session_free(s);
