@@ -54,6 +54,9 @@ char *cli_read_file(const char *path, size_t max, size_t *len, tsr_error *err);
 
 int cmd_classify(int argc, char **argv);
 int cmd_caption(int argc, char **argv);
+/* tessera bench for a CLAP model's audio tower (cmd_bench_audio.c). */
+int bench_audio(tsr_ctx *ctx, tsr_model *m, const char *name, const int *bl, int nb,
+                double seconds, int json);
 /* tessera bench on a captioner (cmd_bench_caption.c). */
 int bench_caption(tsr_ctx *ctx, tsr_model *m, const char *name, const int *batches, int nb,
                   double seconds, int json);

@@ -28,7 +28,8 @@ static const char *bench_help =
     "tokens each, lengths forced), and by the time per generated token at 5, 20\n"
     "and 40 new tokens.\n"
     "\n"
-    "  --arch A       ViT-B-32 (default), ViT-B-16, ViT-L-14, blip-base or blip-large\n"
+    "  --arch A       ViT-B-32 (default), ViT-B-16, ViT-L-14, blip-base, blip-large or\n"
+    "                 clap-htsat (CLAP's audio tower: 10 s clips per second)\n"
     "  --model DIR    a CLIP or BLIP model directory instead of random weights\n"
     "  --batches L    comma-separated batch sizes (default 1,8,32; captioners 1,8)\n"
     "  --tower T      image, text or both (default both); caption: a CoCa --model's\n"
@@ -176,6 +177,14 @@ int cmd_bench(int argc, char **argv)
     }
     tsr_status st = model ? tsr_model_load(ctx, mdir, &m, &err)
                           : tsr_model_create_random(ctx, arch, &m, &err);
+    if (st == TSR_OK && tsr_model_audio_rate(m) > 0 && !first) {
+        if (!batches) /* the audio tower's default batch sizes */
+            nb = cli_parse_ints("1,8", bl, 16, 1, 4096);
+        rc = bench_audio(ctx, m, model ? model : arch, bl, nb, seconds, json);
+        tsr_model_free(m);
+        tsr_ctx_free(ctx);
+        return rc;
+    }
     if (st == TSR_OK && tsr_model_can_caption(m) && (!strcmp(tsr_model_family(m), "blip") ||
                                                      !strcmp(tower, "caption")) && !first) {
         if (model && !batches) /* the captioner's default batch sizes */

@@ -12,6 +12,7 @@
 
 #include "tsr_audio.h"
 #include "tsr_cfg.h"
+#include "tsr_hash.h"
 #include "tsr_htsat.h"
 #include "tsr_model.h"
 #include "tsr_st.h"
@@ -667,6 +668,8 @@ static tsr_status clap_embed_texts(tsr_session *s, const char *const *texts, int
 {
     clap_model *c = CLAP(s->m);
     (void)normalize; /* CLAP's text features are always normalised */
+    if (!c->tok)
+        return tsr_error_set(err, TSR_ERR_UNSUPPORTED, "%s has no tokenizer", s->m->name);
     int L = clap_max_text_len(s->m), P = c->P, D = c->txt.enc.layer.dim;
     int NB = s->p.text_batch > 0 ? s->p.text_batch : 32;
     if (n <= 0)
@@ -874,6 +877,50 @@ tsr_status tsr_session_embed_audio_file(tsr_session *s, const char *path, tsr_au
         tsr_error_prefix(err, "%s", path);
     free(pcm);
     return rc == TSR_OK ? rc : tsr_session_fail(s, rc, err);
+}
+
+/* ---- random full-size models (benchmarks) ---- */
+
+tsr_status tsr_clap_create_random(tsr_ctx *ctx, const char *arch, tsr_model **out, tsr_error *err)
+{
+    *out = NULL;
+    if (strcmp(arch, "clap-htsat") != 0)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "unknown architecture '%s'", arch);
+    tsr_model *m = calloc(1, sizeof *m);
+    clap_model *c = calloc(1, sizeof *c);
+    if (!m || !c) {
+        free(m), free(c);
+        return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+    }
+    m->ctx = tsr_ctx_retain(ctx);
+    m->fam = &tsr_family_clap;
+    m->data = c;
+    tsr_arena_init(&m->weights, ctx);
+    snprintf(m->name, sizeof m->name, "(random %s)", arch);
+    tsr_sha256_hex(m->name, strlen(m->name), m->fingerprint);
+    /* transformers' ClapConfig() defaults: laion/clap-htsat-unfused's sizes */
+    cJSON *empty = cJSON_CreateObject();
+    c->P = 512;
+    tsr_status rc = parse_text(c, empty, m->name, c->P, err);
+    TSR_TRY(rc, parse_audio(c, empty, m->name, c->P, err));
+    cJSON_Delete(empty);
+    tsr_clapfe_cfg f = tsr_clapfe_default_cfg();
+    f.truncation = TSR_CLAP_TRUNC_RAND;
+    f.fmin = 50;
+    TSR_TRY(rc, tsr_clapfe_new(&f, &c->fe, err));
+    if (rc == TSR_OK) {
+        c->au.frames = tsr_clapfe_window_frames(c->fe);
+        c->au.in_ch = tsr_clapfe_channels(c->fe);
+        rc = tsr_htsat_check(&c->au, m->name, err);
+    }
+    uint64_t rng = 0x9E3779B97F4A7C15ULL;
+    TSR_TRY(rc, load_weights(m, NULL, &rng, err));
+    if (rc != TSR_OK) {
+        tsr_model_free(m);
+        return rc;
+    }
+    *out = m;
+    return TSR_OK;
 }
 
 const tsr_family tsr_family_clap = {"clap",          clap_detect,       clap_load,

@@ -890,11 +890,13 @@ tsr_status tsr_model_create_random(tsr_ctx *ctx, const char *arch, tsr_model **o
     *out = NULL;
     if (strncmp(arch, "blip", 4) == 0)
         return tsr_blip_create_random(ctx, arch, out, err);
+    if (strcmp(arch, "clap-htsat") == 0)
+        return tsr_clap_create_random(ctx, arch, out, err);
     int a = arch_index(arch);
     if (a < 0)
         return tsr_error_set(err, TSR_ERR_INVALID_ARG,
                              "unknown architecture '%s' (known: ViT-B-32, ViT-B-16, ViT-L-14, "
-                             "blip-base, blip-large)", arch);
+                             "blip-base, blip-large, clap-htsat)", arch);
     tsr_model *m = calloc(1, sizeof *m);
     clip_model *c = calloc(1, sizeof *c);
     if (!m || !c) {

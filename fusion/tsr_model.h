@@ -88,6 +88,10 @@ tsr_status tsr_session_need(tsr_session *s, const tsr_family *f, const char *wha
 tsr_status tsr_blip_create_random(tsr_ctx *ctx, const char *arch, tsr_model **out,
                                   tsr_error *err);
 
+/* A full-size CLAP with random weights ("clap-htsat": ClapConfig()'s sizes,
+ * no tokenizer). */
+tsr_status tsr_clap_create_random(tsr_ctx *ctx, const char *arch, tsr_model **out,
+                                  tsr_error *err);
 /* CLAP's exp(logit_scale_a) and tokenizer (clap.c). */
 float tsr_clap_logit_scale(const tsr_model *m);
 const tsr_bytelevel *tsr_clap_tokenizer(const tsr_model *m);
