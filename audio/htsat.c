@@ -10,7 +10,26 @@
 
 #include "tsr_htsat.h"
 
-#define SMALL_EPS 1e-5f /* nn.LayerNorm's default: patch, merging and final norms */
+#define SMALL_EPS 1e-5f
+
+#ifdef TSR_HTSAT_PROFILE /* a development build: time each part (the queue is drained) */
+#include <stdio.h>
+#include <time.h>
+static double prof_t;
+static void prof(tsr_queue *q, const char *what)
+{
+    tsr_queue_finish(q, NULL);
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    double now = t.tv_sec + 1e-9 * t.tv_nsec;
+    if (what)
+        fprintf(stderr, "htsat %-24s %8.2f ms\n", what, (now - prof_t) * 1e3);
+    prof_t = now;
+}
+#define PROF(q, w) prof(q, w)
+#else
+#define PROF(q, w) ((void)0)
+#endif /* nn.LayerNorm's default: patch, merging and final norms */
 
 int tsr_htsat_shift(const tsr_htsat_cfg *c, int s, int i)
 {
@@ -271,22 +290,29 @@ static tsr_status swin_block(tsr_queue *q, const tsr_htsat_cfg *c, const tsr_swi
     int D = c->dim[s], H = c->heads[s], res = c->res[s], Pd = tsr_htsat_padded(c, s);
     int ws = c->window, R = B * res * res, WR = B * Pd * Pd, k = tsr_htsat_shift(c, s, i) > 0;
     int nW = (Pd / ws) * (Pd / ws), dh = D / H;
+    PROF(q, NULL);
     tsr_status rc = tsr_k_layernorm(q, io->x, io->tmp, b->ln1_g, b->ln1_b, R, D, c->eps, err);
     TSR_TRY(rc, tsr_k_gather_rows_pad(q, io->win, io->tmp, io->part[s][k], B, Pd * Pd, res * res,
                                       D, err));
+    PROF(q, "ln+partition");
     TSR_TRY(rc, tsr_linear(q, io->win, WR, D, b->qkv_w, b->qkv_b, 3 * D, io->qkv, TSR_ACT_NONE,
                            err));
+    PROF(q, "qkv");
     TSR_TRY(rc, tsr_k_window_attention(q, io->qkv, io->att, b->table, k ? io->region[s] : NULL,
                                        B * nW, nW, ws, H, dh, 1.0f / sqrtf((float)dh), err));
+    PROF(q, "window attention");
     TSR_TRY(rc, tsr_linear(q, io->att, WR, D, b->o_w, b->o_b, D, io->win, TSR_ACT_NONE, err));
     TSR_TRY(rc, tsr_k_gather_add_rows(q, io->x, io->win, io->rev[s][k], B, res * res, Pd * Pd, D,
                                       err));
+    PROF(q, "o+reverse");
     TSR_TRY(rc, tsr_k_layernorm(q, io->x, io->tmp, b->ln2_g, b->ln2_b, R, D, c->eps, err));
     TSR_TRY(rc, tsr_linear(q, io->tmp, R, D, b->fc1_w, b->fc1_b, c->ffn[s], io->ffn, c->act,
                            err));
+    PROF(q, "ln+fc1");
     TSR_TRY(rc, tsr_linear(q, io->ffn, R, c->ffn[s], b->fc2_w, b->fc2_b, D, io->tmp,
                            TSR_ACT_NONE, err));
     TSR_TRY(rc, tsr_k_add(q, io->x, io->tmp, (size_t)R * D, err));
+    PROF(q, "fc2+add");
     return rc;
 }
 

@@ -498,13 +498,13 @@ tsr_status tsr_k_window_attention(tsr_queue *q, cl_mem qkv, cl_mem out, cl_mem t
         return tsr_error_set(err, TSR_ERR_UNSUPPORTED,
                              "window attention: windows of %d x %d tokens (at most %d tokens)", ws,
                              ws, TSR_WIN_MAX_N);
-    size_t n = (size_t)windows * ws * ws * H;
-    if (check_n(n * 3 * dh, err) != TSR_OK)
+    size_t n = (size_t)windows * H * ((ws * ws + 3) / 4); /* four queries per work-item */
+    if (check_n((size_t)windows * ws * ws * 3 * H * dh, err) != TSR_OK)
         return TSR_ERR_TOO_LARGE;
     cl_mem reg = region ? region : table;
     karg a[] = {KMEM(qkv), KMEM(out), KMEM(table), KMEM(reg), KINT(region != NULL), KINT(nW),
                 KINT(ws),  KINT(H),   KINT(dh),    KFLT(scale), KINT(n)};
-    return launch(q, TSR_K_WINDOW_ATTENTION, n, ELEMWISE_LOCAL, a, 11, err);
+    return launch(q, TSR_K_WINDOW_ATTENTION, n, 16, a, 11, err);
 }
 
 tsr_status tsr_k_batchnorm_act(tsr_queue *q, cl_mem y, cl_mem mean, cl_mem var, cl_mem g,

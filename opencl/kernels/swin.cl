@@ -55,12 +55,27 @@ __kernel void gather_add_rows(__global float *dst, __global const float *src,
 }
 
 /* Attention inside windows of N = ws*ws tokens: qkv (windows, N, 3D) packed
- * q, k, v; out (windows, N, D). One work-item per (window, head, query).
+ * q, k, v; out (windows, N, D). One work-item per (window, head, four
+ * queries), as attention_rows does it for CPU devices: each key and value
+ * row read serves four queries, dot products and sums run on float8 lanes.
  * score = q.k * scale + table[rel(i, j)][h] (the relative position bias
  * table ((2ws-1)^2, H), rel as Swin's relative_position_index) and, with a
  * region map (nW, N) of the shifted windows, -100 where the regions of the
  * query and the key differ (window w uses row w % nW). */
 #define WIN_MAX_N 256
+#define WIN_QB 4
+inline float dot_lanes(__global const float *a, __global const float *b, int n)
+{
+    float8 acc = 0.0f;
+    int d = 0;
+    for (; d + 8 <= n; d += 8)
+        acc = fma(vload8(0, a + d), vload8(0, b + d), acc);
+    float4 a4 = acc.lo + acc.hi;
+    float s = (a4.x + a4.y) + (a4.z + a4.w);
+    for (; d < n; d++)
+        s = fma(a[d], b[d], s);
+    return s;
+}
 __kernel void window_attention(__global const float *qkv, __global float *out,
                                __global const float *table, __global const int *region,
                                int has_region, int nW, int ws, int H, int dh, float scale, int n)
@@ -68,43 +83,66 @@ __kernel void window_attention(__global const float *qkv, __global float *out,
     int gid = get_global_id(0);
     if (gid >= n)
         return;
-    int N = ws * ws;
-    int i = gid % N, h = (gid / N) % H, w = gid / (N * H);
-    int D = H * dh;
+    int N = ws * ws, groups = (N + WIN_QB - 1) / WIN_QB;
+    int i0 = (gid % groups) * WIN_QB, wh = gid / groups, h = wh % H, w = wh / H;
+    int nq = min(WIN_QB, N - i0), D = H * dh, span = 2 * ws - 1;
     size_t row = (size_t)3 * D;
-    __global const float *q = qkv + ((size_t)w * N + i) * row + (size_t)h * dh;
+    __global const float *q0 = qkv + ((size_t)w * N + i0) * row + (size_t)h * dh;
     __global const float *kb = qkv + (size_t)w * N * row + D + (size_t)h * dh;
     __global const float *vb = kb + D;
     __global const int *reg = region + (size_t)(w % nW) * N;
-    int yi = i / ws, xi = i % ws, span = 2 * ws - 1;
-    float p[WIN_MAX_N];
-    float m = -INFINITY;
-    for (int j = 0; j < N; j++) {
+    float p[WIN_QB][WIN_MAX_N];
+    float m[WIN_QB] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    /* rel(i, j) = base[i] - (yj * span + xj), with base[i] = (yi + ws - 1) span + xi + ws - 1 */
+    int base[WIN_QB], ri[WIN_QB];
+    for (int r = 0; r < WIN_QB; r++) {
+        int i = min(i0 + r, N - 1);
+        base[r] = (i / ws + ws - 1) * span + i % ws + ws - 1;
+        ri[r] = has_region ? reg[i] : 0;
+    }
+    __global const float *tb = table + h;
+    for (int j = 0, yj = 0, xj = 0; j < N; j++) {
         __global const float *k = kb + (size_t)j * row;
-        float s = 0.0f;
-        for (int d = 0; d < dh; d++)
-            s = fma(q[d], k[d], s);
-        int yj = j / ws, xj = j % ws;
-        int rel = (yi - yj + ws - 1) * span + (xi - xj + ws - 1);
-        s = s * scale + table[(size_t)rel * H + h];
-        if (has_region && reg[i] != reg[j])
-            s += -100.0f;
-        p[j] = s;
-        m = fmax(m, s);
+        int kj = yj * span + xj, rj = has_region ? reg[j] : 0;
+        for (int r = 0; r < nq; r++) {
+            float s = dot_lanes(q0 + (size_t)r * row, k, dh) * scale +
+                      tb[(size_t)(base[r] - kj) * H];
+            if (ri[r] != rj)
+                s += -100.0f;
+            p[r][j] = s;
+            m[r] = fmax(m[r], s);
+        }
+        if (++xj == ws)
+            xj = 0, yj++;
     }
-    float sum = 0.0f;
-    for (int j = 0; j < N; j++) {
-        p[j] = exp(p[j] - m);
-        sum += p[j];
+    float inv[WIN_QB];
+    for (int r = 0; r < nq; r++) {
+        float sum = 0.0f;
+        for (int j = 0; j < N; j++) {
+            p[r][j] = exp(p[r][j] - m[r]);
+            sum += p[r][j];
+        }
+        inv[r] = 1.0f / sum;
     }
-    float inv = 1.0f / sum;
-    __global float *o = out + ((size_t)w * N + i) * D + (size_t)h * dh;
-    for (int d = 0; d < dh; d++) {
-        float acc = 0.0f;
-        for (int j = 0; j < N; j++)
-            acc = fma(p[j], vb[(size_t)j * row + d], acc);
-        o[d] = acc * inv;
+    __global float *o0 = out + ((size_t)w * N + i0) * D + (size_t)h * dh;
+    int d = 0;
+    for (; d + 8 <= dh; d += 8) {
+        float8 acc[WIN_QB] = {0.0f, 0.0f, 0.0f, 0.0f};
+        for (int j = 0; j < N; j++) {
+            float8 v = vload8(0, vb + (size_t)j * row + d);
+            for (int r = 0; r < nq; r++)
+                acc[r] = fma((float8)p[r][j], v, acc[r]);
+        }
+        for (int r = 0; r < nq; r++)
+            vstore8(acc[r] * inv[r], 0, o0 + (size_t)r * D + d);
     }
+    for (; d < dh; d++)
+        for (int r = 0; r < nq; r++) {
+            float acc = 0.0f;
+            for (int j = 0; j < N; j++)
+                acc = fma(p[r][j], vb[(size_t)j * row + d], acc);
+            o0[(size_t)r * D + d] = acc * inv[r];
+        }
 }
 
 /* Batch normalisation in inference (running statistics) of y (rows, C),
