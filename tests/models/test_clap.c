@@ -306,6 +306,56 @@ static void broken(tsr_ctx *ctx)
         printf("  could not remove %s\n", dst);
 }
 
+/* ---- the demo sound model ---- */
+
+static void demo(tsr_ctx *ctx)
+{
+    const char *dir = TSR_SOURCE_DIR "/assets/models/sounds-clap";
+    cJSON *lj = load_json(TSR_FIXTURES "/sounds-heldout/labels.json");
+    tsr_model *m = NULL;
+    tsr_error err = {0};
+    if (!lj || tsr_model_load(ctx, dir, &m, &err) != TSR_OK) {
+        check(0, "the demo model: %s", lj ? err.msg : "no labels.json");
+        cJSON_Delete(lj);
+        return;
+    }
+    tsr_session *s = new_session(m);
+    const cJSON *prompts = cJSON_GetObjectItem(lj, "prompts"), *clips = cJSON_GetObjectItem(lj, "clips");
+    const char *tmpl[1] = {cJSON_GetObjectItem(lj, "template")->valuestring};
+    int L = cJSON_GetArraySize(prompts), N = cJSON_GetArraySize(clips), P = tsr_model_embed_dim(m);
+    const char **labels = malloc(sizeof(char *) * (size_t)L);
+    for (int i = 0; i < L; i++)
+        labels[i] = cJSON_GetArrayItem(prompts, i)->valuestring;
+    float *w = malloc(sizeof(float) * (size_t)L * P), *e = malloc(sizeof(float) * (size_t)P);
+    float *lg = malloc(sizeof(float) * (size_t)L);
+    tsr_status st = tsr_session_zeroshot_weights(s, labels, L, tmpl, 1, w, NULL, &err);
+    int right = 0, done = 0;
+    for (int i = 0; i < N && st == TSR_OK; i++) {
+        const cJSON *c = cJSON_GetArrayItem(clips, i);
+        char path[1200];
+        snprintf(path, sizeof path, "%s/sounds-heldout/%s", TSR_FIXTURES,
+                 cJSON_GetObjectItem(c, "file")->valuestring);
+        if ((st = tsr_session_embed_audio_file(s, path, TSR_AUDIO_WINDOW_MEAN, e, &err)) != TSR_OK)
+            break;
+        tsr_zeroshot_logits(m, e, 1, w, L, lg);
+        int best = 0;
+        for (int k = 1; k < L; k++)
+            best = lg[k] > lg[best] ? k : best;
+        right += best == cJSON_GetObjectItem(c, "label")->valueint;
+        done++;
+    }
+    double acc = done ? (double)right / done : 0;
+    double torch = cJSON_GetObjectItem(lj, "pytorch_top1")->valuedouble;
+    check(st == TSR_OK && N >= 200 && acc >= 0.90 && fabs(acc - torch) <= 1.0 / N + 1e-9,
+          "the demo sound model: zero-shot top-1 %.1f%% on %d held-out sounds, %d classes "
+          "(PyTorch: %.1f%%; the bar: 90%%)%s%s", 100 * acc, done, L, 100 * torch,
+          st == TSR_OK ? "" : ": ", st == TSR_OK ? "" : err.msg);
+    free(labels), free(w), free(e), free(lg);
+    cJSON_Delete(lj);
+    tsr_session_free(s);
+    tsr_model_free(m);
+}
+
 /* ---- the CLI ---- */
 
 static char *out_text, *err_text;
@@ -501,6 +551,7 @@ int main(void)
     run_model(ctx, "clap-tiny-c", 0);
     broken(ctx);
     cli(ctx);
+    demo(ctx);
     tsr_ctx_free(ctx);
     return finish();
 }
