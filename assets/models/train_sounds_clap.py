@@ -17,7 +17,7 @@ captions.
 
     pip install torch transformers'<5' tokenizers numpy
     apt-get install ffmpeg espeak-ng
-    python3 assets/models/train_sounds_clap.py   # about 25 minutes on 2 idle cores
+    python3 assets/models/train_sounds_clap.py   # about 18 minutes on 2 cores
 
 It writes the model to assets/models/sounds-clap/, 210 held-out clips (another
 seed, Ogg Vorbis -q:a 0, mono, 16 kHz) and their labels.json to
