@@ -34,7 +34,8 @@ int cli_paths_push(cli_paths *l, const char *p)
     return l->v[l->n] ? (l->n++, 1) : 0;
 }
 
-int cli_sniff_image(const char *path)
+/* The first bytes of path through a content test; 0 when it cannot be read. */
+static int sniff_head(const char *path, int (*test)(const unsigned char *, size_t))
 {
     unsigned char h[32] = {0};
     FILE *f = fopen(path, "rb");
@@ -42,19 +43,12 @@ int cli_sniff_image(const char *path)
         return 0;
     size_t n = fread(h, 1, sizeof h, f);
     fclose(f);
-    return tsr_image_sniff(h, n);
+    return test(h, n);
 }
 
-int cli_sniff_audio(const char *path)
-{
-    unsigned char h[16];
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return 0;
-    size_t n = fread(h, 1, sizeof h, f);
-    fclose(f);
-    return tsr_audio_sniff(h, n);
-}
+int cli_sniff_image(const char *path) { return sniff_head(path, tsr_image_sniff); }
+
+int cli_sniff_audio(const char *path) { return sniff_head(path, tsr_audio_sniff); }
 
 static int cmp_str(const void *a, const void *b)
 {

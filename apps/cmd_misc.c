@@ -93,6 +93,26 @@ static int write_sidecar(const char *path, char *const *rows, int n, tsr_error *
     return EXIT_OK;
 }
 
+/* --out: the rows (N, P) and their files beside them, F.paths.txt; nothing
+ * when no row was made (what names the inputs: "image", "audio file"). */
+static int write_rows(const char *out, char *const *rows, int good, const float *emb, int P,
+                      const char *what, int verbose)
+{
+    tsr_error err = {0};
+    char side[4200];
+    sidecar_path(out, side, sizeof side);
+    if (!good) {
+        fprintf(stderr, "tessera embed: error: no %s could be read; %s not written\n", what, out);
+    } else if (write_sidecar(side, rows, good, &err) != EXIT_OK ||
+               cli_write_npy(out, emb, good, P, &err) != EXIT_OK) {
+        cli_error("embed", &err);
+        return EXIT_RUNTIME;
+    } else if (verbose) {
+        fprintf(stderr, "tessera embed: %d rows in %s, their files in %s\n", good, out, side);
+    }
+    return EXIT_OK;
+}
+
 static void print_json_failure(const char *path, const char *msg)
 {
     cJSON *o = cJSON_CreateObject();
@@ -190,19 +210,8 @@ static int embed_images(const char *mdir, const char *device, int verbose, const
     if (rc == EXIT_OK && failed)
         fprintf(stderr, "tessera embed: %d of %d image(s) failed%s\n", failed, in.n,
                 strict ? "; --strict: nothing written" : "");
-    if (rc == EXIT_OK && out && !(strict && failed)) {
-        char side[4200];
-        sidecar_path(out, side, sizeof side);
-        if (!good) {
-            fprintf(stderr, "tessera embed: error: no image could be read; %s not written\n", out);
-        } else if (write_sidecar(side, rows, good, &err) != EXIT_OK ||
-                   cli_write_npy(out, emb, good, P, &err) != EXIT_OK) {
-            cli_error("embed", &err);
-            rc = EXIT_RUNTIME;
-        } else if (verbose) {
-            fprintf(stderr, "tessera embed: %d rows in %s, their files in %s\n", good, out, side);
-        }
-    }
+    if (rc == EXIT_OK && out && !(strict && failed))
+        rc = write_rows(out, rows, good, emb, P, "image", verbose);
     if (rc == EXIT_OK && (failed || in.walk_errors))
         rc = EXIT_RUNTIME;
     free(emb);
@@ -275,18 +284,8 @@ static int embed_audio(const char *mdir, const char *device, int verbose, const 
     if (rc == EXIT_OK && failed)
         fprintf(stderr, "tessera embed: %d of %d audio file(s) failed%s\n", failed, in.n,
                 strict ? "; --strict: nothing written" : "");
-    if (rc == EXIT_OK && out && !(strict && failed)) {
-        char side[4200];
-        sidecar_path(out, side, sizeof side);
-        if (!good) {
-            fprintf(stderr, "tessera embed: error: no audio file could be read; %s not written\n",
-                    out);
-        } else if (write_sidecar(side, rows, good, &err) != EXIT_OK ||
-                   cli_write_npy(out, emb, good, P, &err) != EXIT_OK) {
-            cli_error("embed", &err);
-            rc = EXIT_RUNTIME;
-        }
-    }
+    if (rc == EXIT_OK && out && !(strict && failed))
+        rc = write_rows(out, rows, good, emb, P, "audio file", verbose);
     if (rc == EXIT_OK && (failed || in.walk_errors))
         rc = EXIT_RUNTIME;
     free(emb);
