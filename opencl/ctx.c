@@ -280,7 +280,7 @@ tsr_status tsr_ctx_create(const tsr_ctx_params *p, tsr_ctx **out, tsr_error *err
     ctx->verbose = p->verbose;
     ctx->log = p->log;
     ctx->log_user = p->log_user;
-    ctx->gemm_strips = 4;
+    ctx->gemm_strips = TSR_GEMM_STRIPS_DEFAULT;
     if (p->cache_dir && *p->cache_dir)
         snprintf(ctx->cache_dir, sizeof ctx->cache_dir, "%s", p->cache_dir);
     fill_info(&refs[sel], sel, &ctx->info);

@@ -61,6 +61,21 @@ void tsr_linear_plan_reserve(tsr_queue *q, tsr_arena *a)
         tsr_arena_reserve(a, &q->gemm_tmp, q->gemm_tmp_need);
 }
 
+void tsr_linear_weight_pack(const float *w, int N, int K, float *dst)
+{
+    /* panels of TSR_GEMM_PANEL columns, each K rows of its width (the last
+     * may be narrower), as gemm.cl reads them */
+    for (int n0 = 0; n0 < N; n0 += TSR_GEMM_PANEL) {
+        int width = N - n0 < TSR_GEMM_PANEL ? N - n0 : TSR_GEMM_PANEL;
+        float *p = dst + (size_t)n0 * K;
+        for (int j = 0; j < width; j++) {
+            const float *row = w + (size_t)(n0 + j) * K;
+            for (int k = 0; k < K; k++)
+                p[(size_t)k * width + j] = row[k];
+        }
+    }
+}
+
 tsr_status tsr_linear_weight_write(tsr_queue *q, cl_mem dst, const float *w, int N, int K,
                                    tsr_error *err)
 {
@@ -70,9 +85,7 @@ tsr_status tsr_linear_weight_write(tsr_queue *q, cl_mem dst, const float *w, int
     float *t = malloc(bytes ? bytes : 1);
     if (!t)
         return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-    for (int n = 0; n < N; n++)
-        for (int k = 0; k < K; k++)
-            t[(size_t)k * N + n] = w[(size_t)n * K + k];
+    tsr_linear_weight_pack(w, N, K, t);
     tsr_status st = tsr_buf_write(q, dst, t, bytes, err);
     free(t);
     return st;
@@ -92,7 +105,7 @@ tsr_status tsr_linear(tsr_queue *q, cl_mem x, int M, int K, cl_mem w, cl_mem b, 
                       tsr_act act, tsr_error *err)
 {
     if (q->ctx->own_gemm)
-        return tsr_gemm_tn_own(q, M, N, K, x, K, w, N, b, y, N, act, err);
+        return tsr_gemm_tn_own(q, M, N, K, x, K, w, b, y, N, act, err);
     tsr_status st = tsr_gemm_nt(q, M, N, K, 1.0f, x, 0, K, w, 0, K, 0.0f, y, 0, N, err);
     TSR_TRY(st, tsr_k_bias_act(q, y, b, M, N, act, err));
     return st;
@@ -112,9 +125,9 @@ double tsr_ctx_gemm_gflops(tsr_ctx *ctx, int M, int N, int K, int reps, tsr_erro
                             NULL, NULL);
         clEnqueueFillBuffer(q->q, b, &zero, sizeof zero, 0, sizeof(float) * (size_t)N * K, 0,
                             NULL, NULL);
-        /* the GEMM the linear layers use on this device: b serves as (N, K) or (K, N) */
+        /* the GEMM the linear layers use on this device: b serves as (N, K) or packed */
 #define RUN_GEMM()                                                                               \
-    (ctx->own_gemm ? tsr_gemm_tn_own(q, M, N, K, a, K, b, N, NULL, c, N, TSR_ACT_NONE, err)       \
+    (ctx->own_gemm ? tsr_gemm_tn_own(q, M, N, K, a, K, b, NULL, c, N, TSR_ACT_NONE, err)       \
                    : tsr_gemm_nt(q, M, N, K, 1.0f, a, 0, K, b, 0, K, 0.0f, c, 0, N, err))
         tsr_status st = RUN_GEMM();
         TSR_TRY(st, tsr_queue_finish(q, err)); /* the first call compiles */

@@ -253,16 +253,16 @@ tsr_status tsr_k_gather_rows(tsr_queue *q, cl_mem dst, cl_mem src, cl_mem idx, i
     return launch(q, TSR_K_GATHER_ROWS, n, ELEMWISE_LOCAL, a, 5, err);
 }
 
-tsr_status tsr_gemm_tn_own(tsr_queue *q, int M, int N, int K, cl_mem A, int lda, cl_mem Bt,
-                           int ldb, cl_mem bias, cl_mem C, int ldc, tsr_act act, tsr_error *err)
+tsr_status tsr_gemm_tn_own(tsr_queue *q, int M, int N, int K, cl_mem A, int lda, cl_mem Bp,
+                           cl_mem bias, cl_mem C, int ldc, tsr_act act, tsr_error *err)
 {
     cl_mem bb = bias ? bias : C;
-    karg a[] = {KMEM(A),   KMEM(Bt),  KMEM(C),   KMEM(bb),           KINT(M),  KINT(N),
-                KINT(K),   KINT(lda), KINT(ldb), KINT(ldc), KINT(bias != NULL), KINT(act)};
-    /* 6 rows by the kernel's strips of 32 columns per work-item, as in gemm.cl */
-    size_t cols = 32 * (size_t)q->gemm_strips;
+    karg a[] = {KMEM(A), KMEM(Bp), KMEM(C),   KMEM(bb),           KINT(M),  KINT(N),
+                KINT(K), KINT(lda), KINT(ldc), KINT(bias != NULL), KINT(act)};
+    /* 6 rows by the kernel's strips of 64-column panels per work-item, as in gemm.cl */
+    size_t cols = (size_t)TSR_GEMM_PANEL * q->gemm_strips;
     size_t global[2] = {(size_t)(M + 5) / 6, (N + cols - 1) / cols}, local[2] = {1, 1};
-    return launch2(q, TSR_K_GEMM_TN, 2, global, local, a, 12, err);
+    return launch2(q, TSR_K_GEMM_TN, 2, global, local, a, 11, err);
 }
 
 tsr_status tsr_k_attention(tsr_queue *q, cl_mem qkv, cl_mem out, int B, int S, int H, int dh,

@@ -321,10 +321,10 @@ tsr_status tsr_topk_plan(tsr_arena *a, cl_mem *scratch, int Q, int N, int k, tsr
 tsr_status tsr_gemm_nt(tsr_queue *q, int M, int N, int K, float alpha, cl_mem A, size_t a_off,
                        int lda, cl_mem B, size_t b_off, int ldb, float beta, cl_mem C,
                        size_t c_off, int ldc, tsr_error *err);
-/* C (M, N) = act(A (M, K) . Bt (K, N) + bias) with tessera's CPU kernel; Bt is
- * the transposed weight. bias may be NULL. */
-tsr_status tsr_gemm_tn_own(tsr_queue *q, int M, int N, int K, cl_mem A, int lda, cl_mem Bt,
-                           int ldb, cl_mem bias, cl_mem C, int ldc, tsr_act act, tsr_error *err);
+/* C (M, N) = act(A (M, K) . W^T + bias) with tessera's CPU kernel; Bp is the
+ * (N, K) weight W packed by tsr_linear_weight_pack. bias may be NULL. */
+tsr_status tsr_gemm_tn_own(tsr_queue *q, int M, int N, int K, cl_mem A, int lda, cl_mem Bp,
+                           cl_mem bias, cl_mem C, int ldc, tsr_act act, tsr_error *err);
 /* Fused attention over packed qkv (B*S, 3D) into out (B*S, D), for CPU
  * devices; S <= TSR_ATT_MAX_S. lens: int[B] or NULL. */
 #define TSR_ATT_MAX_S 1536
@@ -409,8 +409,20 @@ uint64_t tsr_fnv1a(uint64_t h, const void *data, size_t n);
 
 /* ---- linear layers ---- */
 
+/* The column panels of tessera's own GEMM kernel (gemm.cl's GT_N). */
+#define TSR_GEMM_PANEL 64
+/* Panels per work-item of tessera's own GEMM when nothing was tuned. */
+#define TSR_GEMM_STRIPS_DEFAULT 1
+
+/* Packs a torch.nn.Linear weight w (N, K) for tessera's own GEMM into dst
+ * (N * K floats): panels of TSR_GEMM_PANEL columns, panel p (columns from n0 =
+ * p * TSR_GEMM_PANEL, width wd = min(TSR_GEMM_PANEL, N - n0)) at dst + n0 * K,
+ * its element (k, j) at k * wd + j. */
+void tsr_linear_weight_pack(const float *w, int N, int K, float *dst);
+
 /* Uploads a torch.nn.Linear weight (N, K) in the layout tsr_linear uses on this
- * device: as is for CLBlast, transposed (K, N) for tessera's own GEMM. */
+ * device: as is for CLBlast, packed (tsr_linear_weight_pack) for tessera's own
+ * GEMM. Either takes N * K floats. */
 tsr_status tsr_linear_weight_write(tsr_queue *q, cl_mem dst, const float *w, int N, int K,
                                    tsr_error *err);
 cl_mem tsr_linear_weight_upload(tsr_queue *q, const float *w, int N, int K, tsr_error *err);

@@ -69,14 +69,14 @@ typedef struct {
     int n;
     double min_seconds;
     cl_mem a, b, c;
-    const float *ha, *hb;
-    float *hc;
+    const float *ha, *hb; /* hb: the weight (N, K) of every shape */
+    float *hc, *hp;       /* hp: hb packed for the own kernel */
 } bench;
 
 static tsr_status run_gemm(bench *bn, int own, const tsr_gemm_shape *s, tsr_error *err)
 {
     if (own)
-        return tsr_gemm_tn_own(bn->ctx->util, s->M, s->N, s->K, bn->a, s->K, bn->b, s->N, NULL, bn->c,
+        return tsr_gemm_tn_own(bn->ctx->util, s->M, s->N, s->K, bn->a, s->K, bn->b, NULL, bn->c,
                                s->N, TSR_ACT_NONE, err);
     return tsr_gemm_nt(bn->ctx->util, s->M, s->N, s->K, 1.0f, bn->a, 0, s->K, bn->b, 0, s->K, 0.0f,
                        bn->c, 0, s->N, err);
@@ -100,7 +100,7 @@ static int check(bench *bn, int own, const tsr_gemm_shape *s, char *why, size_t 
         }
         double ref = 0, mag = 0;
         for (int k = 0; k < s->K; k++) {
-            double bv = own ? bn->hb[(size_t)k * s->N + j] : bn->hb[(size_t)j * s->K + k];
+            double bv = bn->hb[(size_t)j * s->K + k];
             double p = (double)bn->ha[(size_t)i * s->K + k] * bv;
             ref += p;
             mag += fabs(p);
@@ -125,6 +125,14 @@ static double score(bench *bn, int own, char *why, size_t cap)
         float nan = NAN;
         clEnqueueFillBuffer(bn->ctx->util->q, bn->c, &nan, sizeof nan, 0,
                             sizeof(float) * (size_t)s->M * s->N, 0, NULL, NULL);
+        /* the weight of this shape, packed for the own kernel */
+        if (own)
+            tsr_linear_weight_pack(bn->hb, s->N, s->K, bn->hp);
+        if (tsr_buf_write(bn->ctx->util, bn->b, own ? bn->hp : bn->hb,
+                          sizeof(float) * (size_t)s->N * s->K, &err) != TSR_OK) {
+            snprintf(why, cap, "%.180s", err.msg);
+            return -1;
+        }
         /* the first call compiles, and its result is checked */
         if (run_gemm(bn, own, s, &err) != TSR_OK || tsr_queue_finish(bn->ctx->util, &err) != TSR_OK) {
             snprintf(why, cap, "%.180s", err.msg);
@@ -238,10 +246,11 @@ static tsr_status tune_locked(tsr_ctx *ctx, const tsr_gemm_shape *shapes, int n,
                 NULL, NULL, NULL};
     float *ha = malloc(sizeof(float) * ma), *hb = malloc(sizeof(float) * mb);
     bn.hc = malloc(sizeof(float) * mc);
+    bn.hp = malloc(sizeof(float) * mb);
     bn.ha = ha;
     bn.hb = hb;
     tsr_status st = TSR_OK;
-    if (!ha || !hb || !bn.hc || !tried)
+    if (!ha || !hb || !bn.hc || !bn.hp || !tried)
         st = tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
     cl_mem *slots[3] = {&bn.a, &bn.b, &bn.c};
     size_t sizes[3] = {sizeof(float) * ma, sizeof(float) * mb, sizeof(float) * mc};
@@ -273,7 +282,7 @@ static tsr_status tune_locked(tsr_ctx *ctx, const tsr_gemm_shape *shapes, int n,
     int total = 1 + (own_ok ? 4 : 0) + (*table_xgemm ? 1 : 0) + p->trials + 2;
 
     /* CLBlast with its own parameters first: later overrides cannot be undone */
-    tsr_gemm_choice c = {0, 4, "", -1};
+    tsr_gemm_choice c = {0, TSR_GEMM_STRIPS_DEFAULT, "", -1};
     double best_blast = try_cand(&bn, &c, tried, r, p, total);
     tsr_gemm_choice blast = c;
     if (!table_own && !*table_xgemm && table_mi < 0)
@@ -282,12 +291,12 @@ static tsr_status tune_locked(tsr_ctx *ctx, const tsr_gemm_shape *shapes, int n,
     for (int i = 0; own_ok && i < 4; i++) {
         tsr_gemm_choice o = {1, strips[i], "", -1};
         try_cand(&bn, &o, tried, r, p, total);
-        if (table_own && strips[i] == 4)
+        if (table_own && strips[i] == TSR_GEMM_STRIPS_DEFAULT)
             r->baseline = r->n - 1;
     }
     unsigned seed = p->seed ? p->seed : 1;
     for (int t = -1; t < p->trials; t++) {
-        tsr_gemm_choice x = {0, 4, "", -1};
+        tsr_gemm_choice x = {0, TSR_GEMM_STRIPS_DEFAULT, "", -1};
         if (t < 0) {
             if (!*table_xgemm)
                 continue;
@@ -332,6 +341,7 @@ done:
     free(ha);
     free(hb);
     free(bn.hc);
+    free(bn.hp);
     free(tried);
     return st;
 }

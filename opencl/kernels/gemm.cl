@@ -1,35 +1,49 @@
-/* C (M, N) = act(A (M, K) . Bt (K, N) + bias) for CPU devices (PoCL).
- * Each work-item computes a 6 x 32 tile held in twelve 16-wide vectors:
- * per k it loads two vectors of Bt and broadcasts six values of A. Weights
- * are stored transposed (K, N) so those loads are contiguous. Dimension 0
- * walks the M tiles, so consecutive work-groups reuse the same strips of Bt
- * from cache. A last strip narrower than 32 columns takes a scalar path. */
+/* C (M, N) = act(A (M, K) . B^T + bias) for CPU devices (PoCL).
+ *
+ * The weights are stored packed (tsr_linear_weight_write): in panels of
+ * GT_N = 64 columns, panel p holding its K rows of 64 floats contiguously at
+ * Bp + p * 64 * K; a last, narrower panel of w columns holds K rows of w
+ * floats. A work-item computes a 6 x 64 tile in twenty-four 16-wide
+ * accumulators: per k it loads one contiguous 256-byte row of the panel and
+ * broadcasts six values of A, so the inner loop streams through memory in
+ * order (the unpacked (K, N) layout jumped a whole row of N floats per k,
+ * which left the kernel waiting on cache and TLB misses). Dimension 0 walks
+ * the M tiles, so consecutive work-groups reuse the same panels from cache. */
 #define GT_M 6
-#define GT_N 32
+#define GT_N 64
 
 #define ROW(i)                                                                                  \
     {                                                                                           \
         float16 av = (float16)(a##i[k]);                                                        \
         c##i##0 = fma(av, b0, c##i##0);                                                         \
         c##i##1 = fma(av, b1, c##i##1);                                                         \
+        c##i##2 = fma(av, b2, c##i##2);                                                         \
+        c##i##3 = fma(av, b3, c##i##3);                                                         \
     }
 #define STORE(i)                                                                                \
     if ((i) < rows) {                                                                           \
         __global float *cr = C + (size_t)(m0 + (i)) * ldc + n0;                                 \
         vstore16(act16(c##i##0 + bias0, act), 0, cr);                                           \
         vstore16(act16(c##i##1 + bias1, act), 0, cr + 16);                                      \
+        vstore16(act16(c##i##2 + bias2, act), 0, cr + 32);                                      \
+        vstore16(act16(c##i##3 + bias3, act), 0, cr + 48);                                      \
     }
+#define ROW1(i)                                                                                 \
+    c##i##0 = fma((float16)(a##i[k]), b0, c##i##0);
+#define STORE1(i)                                                                               \
+    if ((i) < rows)                                                                             \
+        vstore16(act16(c##i##0 + bias0, act), 0, C + (size_t)(m0 + (i)) * ldc + n0 + j0);
 
-/* Each work-item covers GT_M rows and GT_STRIPS strips of GT_N columns; the
- * host passes GT_STRIPS (1, 2, 4 or 8, chosen by `tessera tune`). */
+/* Each work-item covers GT_M rows and GT_STRIPS panels; the host passes
+ * GT_STRIPS (1, 2, 4 or 8, chosen by `tessera tune`). */
 #ifndef GT_STRIPS
-#define GT_STRIPS 4
+#define GT_STRIPS 1
 #endif
 
 __kernel __attribute__((reqd_work_group_size(1, 1, 1)))
-void gemm_tn(__global const float *A, __global const float *Bt, __global float *C,
-             __global const float *bias, int M, int N, int K, int lda, int ldb, int ldc,
-             int has_bias, int act)
+void gemm_tn(__global const float *A, __global const float *Bp, __global float *C,
+             __global const float *bias, int M, int N, int K, int lda, int ldc, int has_bias,
+             int act)
 {
     int m0 = get_global_id(0) * GT_M;
     if (m0 >= M)
@@ -46,27 +60,46 @@ void gemm_tn(__global const float *A, __global const float *Bt, __global float *
         int n0 = (get_global_id(1) * GT_STRIPS + s) * GT_N;
         if (n0 >= N)
             return;
+        __global const float *b = Bp + (size_t)n0 * K; /* every earlier panel is full */
         if (n0 + GT_N <= N) {
-            float16 c00 = 0, c01 = 0, c10 = 0, c11 = 0, c20 = 0, c21 = 0;
-            float16 c30 = 0, c31 = 0, c40 = 0, c41 = 0, c50 = 0, c51 = 0;
-            __global const float *b = Bt + n0;
+            float16 c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
+            float16 c20 = 0, c21 = 0, c22 = 0, c23 = 0, c30 = 0, c31 = 0, c32 = 0, c33 = 0;
+            float16 c40 = 0, c41 = 0, c42 = 0, c43 = 0, c50 = 0, c51 = 0, c52 = 0, c53 = 0;
             for (int k = 0; k < K; k++) {
-                float16 b0 = vload16(0, b + (size_t)k * ldb);
-                float16 b1 = vload16(0, b + (size_t)k * ldb + 16);
+                __global const float *bk = b + (size_t)k * GT_N;
+                float16 b0 = vload16(0, bk), b1 = vload16(1, bk), b2 = vload16(2, bk),
+                        b3 = vload16(3, bk);
                 ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5)
             }
-            float16 bias0 = has_bias ? vload16(0, bias + n0) : (float16)0.0f;
-            float16 bias1 = has_bias ? vload16(0, bias + n0 + 16) : (float16)0.0f;
+            float16 bias0 = 0.0f, bias1 = 0.0f, bias2 = 0.0f, bias3 = 0.0f;
+            if (has_bias) {
+                bias0 = vload16(0, bias + n0);
+                bias1 = vload16(1, bias + n0);
+                bias2 = vload16(2, bias + n0);
+                bias3 = vload16(3, bias + n0);
+            }
             STORE(0) STORE(1) STORE(2) STORE(3) STORE(4) STORE(5)
             continue;
         }
-        /* the last, narrow strip */
+        /* the last, narrow panel: w columns, rows of w floats; 16 columns at
+         * a time, then a scalar rest */
+        int w = N - n0, j0 = 0;
+        for (; j0 + 16 <= w; j0 += 16) {
+            float16 c00 = 0, c10 = 0, c20 = 0, c30 = 0, c40 = 0, c50 = 0;
+            for (int k = 0; k < K; k++) {
+                float16 b0 = vload16(0, b + (size_t)k * w + j0);
+                ROW1(0) ROW1(1) ROW1(2) ROW1(3) ROW1(4) ROW1(5)
+            }
+            float16 bias0 = has_bias ? vload16(0, bias + n0 + j0) : (float16)0.0f;
+            STORE1(0) STORE1(1) STORE1(2) STORE1(3) STORE1(4) STORE1(5)
+        }
         for (int i = m0; i < m0 + rows; i++)
-            for (int j = n0; j < N; j++) {
+            for (int j = j0; j < w; j++) {
                 float acc = 0.0f;
                 for (int k = 0; k < K; k++)
-                    acc = fma(A[(size_t)i * lda + k], Bt[(size_t)k * ldb + j], acc);
-                C[(size_t)i * ldc + j] = act_apply(acc + (has_bias ? bias[j] : 0.0f), act);
+                    acc = fma(A[(size_t)i * lda + k], b[(size_t)k * w + j], acc);
+                C[(size_t)i * ldc + n0 + j] =
+                    act_apply(acc + (has_bias ? bias[n0 + j] : 0.0f), act);
             }
     }
 }

@@ -729,7 +729,7 @@ static void test_linear(int M, int N, int K, int act, int with_bias)
  * partial strips and a narrow last strip. */
 static void test_gemm_strips(void)
 {
-    static const int strips[3] = {1, 2, 8};
+    static const int strips[3] = {2, 4, 8};
     for (int i = 0; i < 3; i++) {
         tsr_status st = tsr_ctx_set_gemm_strips(ctx, strips[i], &err);
         check(st == TSR_OK && ctx->gemm_strips == strips[i], "GEMM program rebuilt with %d strips%s%s",
@@ -762,7 +762,8 @@ static void test_gemm_strips(void)
         }
     }
     check(tsr_ctx_set_gemm_strips(ctx, 3, &err) == TSR_ERR_INVALID_ARG, "3 strips are refused");
-    check(tsr_ctx_set_gemm_strips(ctx, 4, &err) == TSR_OK, "back to 4 strips");
+    check(tsr_ctx_set_gemm_strips(ctx, TSR_GEMM_STRIPS_DEFAULT, &err) == TSR_OK,
+          "back to the default strips");
     new_queue();
 }
 
@@ -1427,6 +1428,9 @@ int main(void)
     test_linear(13, 70, 33, TSR_ACT_GELU_TANH, 1); /* full tiles plus edges */
     test_linear(50, 768, 768, TSR_ACT_NONE, 1);
     test_linear(301, 1031, 129, TSR_ACT_QUICK_GELU, 0);
+    test_linear(2, 64, 3, TSR_ACT_NONE, 1);          /* exactly one 64-column panel */
+    test_linear(7, 144, 50, TSR_ACT_GELU, 1);        /* a narrow panel of one 16-wide vector */
+    test_linear(19, 203, 31, TSR_ACT_RELU, 1);       /* narrow panel: 11 columns, scalar only */
     test_gemm_strips();
     test_encoder_layer(1, 1, 4, 1, 8, TSR_ACT_QUICK_GELU, 0, 0, 0);
     test_encoder_layer(2, 17, 60, 5, 100, TSR_ACT_GELU, 0, 0, 0);
