@@ -110,6 +110,7 @@ static void fingerprint(tsr_model *m, const tsr_source *src)
             uint64_t piece = t->nbytes < 16 ? t->nbytes : 16, spots = 64;
             for (uint64_t k = 0; k < spots; k++)
                 tsr_sha256_update(&h, t->data + (t->nbytes - piece) * k / (spots - 1), piece);
+            tsr_st_release(t); /* the samples' pages (and those read around them) */
         }
         tsr_st_close(st);
     }

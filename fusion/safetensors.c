@@ -1,4 +1,5 @@
 /* safetensors reader: mmap, a bounded header, overflow-checked offsets. */
+#define _DEFAULT_SOURCE /* madvise */
 #include <cjson/cJSON.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -160,6 +161,7 @@ static tsr_status parse_header(tsr_st *st, st_file *f, tsr_error *err)
         }
         t.data = data + (uint64_t)b0;
         t.file = f->path;
+        t.mapped = f->m.mapped;
         if ((rc = push_tensor(st, &t, it->string, err)) != TSR_OK)
             break;
     }
@@ -368,6 +370,18 @@ static float half_to_float(uint16_t h)
     float f;
     memcpy(&f, &bits, 4);
     return f;
+}
+
+void tsr_st_release(const tsr_st_tensor *t)
+{
+    if (!t->mapped || t->nbytes == 0)
+        return;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)t->data,
+              b = a + (uintptr_t)t->nbytes;
+    a = (a + page - 1) / page * page; /* whole pages only: neighbours may share the ends */
+    b = b / page * page;
+    if (b > a)
+        madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
 tsr_status tsr_st_to_f32(const tsr_st_tensor *t, float *dst, tsr_error *err)
@@ -588,6 +602,7 @@ tsr_status tsr_st_open_ct2_source(const tsr_source *src, const char *file, tsr_s
         t.nbytes = nbytes;
         t.data = r.p;
         t.file = f->path;
+        t.mapped = f->m.mapped;
         r.p += nbytes;
         if ((rc = push_tensor(st, &t, name, err)) != TSR_OK)
             r.bad = 2;

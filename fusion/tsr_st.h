@@ -29,6 +29,7 @@ typedef struct tsr_st_tensor {
     const unsigned char *data; /* inside the mapping */
     uint64_t nbytes;
     const char *file;          /* the file it came from, for messages */
+    int mapped;                /* data lies in a read-only mapping of that file */
     const struct tsr_st_tensor *scale; /* int8 weights: per-row scales (CTranslate2) */
 } tsr_st_tensor;
 
@@ -56,6 +57,11 @@ int tsr_st_count(const tsr_st *st);
 const tsr_st_tensor *tsr_st_get(const tsr_st *st, int i);
 /* Converts a F32/F16/BF16 (or scaled int8) tensor to float32 (dst holds numel floats). */
 tsr_status tsr_st_to_f32(const tsr_st_tensor *t, float *dst, tsr_error *err);
+/* Gives the file pages that hold only t's data back to the kernel, once its
+ * values have been copied: they count as the process's memory while mapped,
+ * and a later read maps them in again from the file. Nothing for tensors
+ * that are not in a file mapping. */
+void tsr_st_release(const tsr_st_tensor *t);
 /* Finds name, checks that its shape is shape[0..ndim) and converts it to
  * float32 into *buf, which grows (realloc) to *cap floats as needed. where
  * names the checkpoint in messages. */

@@ -154,6 +154,9 @@ static tsr_status check_finite(const tsr_st_tensor *t, const float *v, size_t n,
                          t->file, t->name, nan, bad - nan, n, first);
 }
 
+static tsr_status upload_row(loader *l, const tsr_wrow *r, int layer, const float *src,
+                             const int64_t *want, uint64_t numel, tsr_error *err);
+
 static tsr_status load_row(loader *l, const tsr_wrow *r, int layer, tsr_error *err)
 {
     int64_t want[4];
@@ -161,62 +164,87 @@ static tsr_status load_row(loader *l, const tsr_wrow *r, int layer, tsr_error *e
     int nd = ndims(r);
     char name[300];
     snprintf(name, sizeof name, r->name, layer);
-    tsr_status rc = grow(&l->stage, &l->stage_cap, (size_t)numel, err);
-    if (rc != TSR_OK)
-        return rc;
-    if (!l->st) {
-        random_fill(name, want, nd, l->stage, l->rng);
-    } else {
-        const tsr_st_tensor *t = find(l, r, layer, name, sizeof name);
-        if (!t && (r->flags & TSR_W_OPTIONAL)) {
-            memset(l->stage, 0, sizeof(float) * (size_t)numel);
-        } else if (!t) {
+    /* src: the tensor's float32 values, in the stage buffer or, for aligned
+     * float32 tensors, read straight from the file mapping (no copy) */
+    const float *src = l->stage;
+    const tsr_st_tensor *t = l->st ? find(l, r, layer, name, sizeof name) : NULL;
+    tsr_status rc = TSR_OK;
+    if (!l->st || !t) {
+        if (l->st && !(r->flags & TSR_W_OPTIONAL))
             return tsr_error_set(err, TSR_ERR_FORMAT, "%s: missing tensor '%s'", l->where, name);
+        if ((rc = grow(&l->stage, &l->stage_cap, (size_t)numel, err)) != TSR_OK)
+            return rc;
+        src = l->stage;
+        if (!l->st)
+            random_fill(name, want, nd, l->stage, l->rng);
+        else
+            memset(l->stage, 0, sizeof(float) * (size_t)numel);
+    } else {
+        int ok = t->ndim == nd;
+        for (int d = 0; d < nd && ok; d++)
+            ok = t->shape[d] == want[d];
+        if (!ok) {
+            char got[128], exp[128];
+            tsr_st_shape_str(t->shape, t->ndim, got, sizeof got);
+            tsr_st_shape_str(want, nd, exp, sizeof exp);
+            return tsr_error_set(err, TSR_ERR_SHAPE,
+                                 "%s: tensor '%s' has shape %s, config expects %s", t->file,
+                                 t->name, got, exp);
+        }
+        if (t->dtype == TSR_DT_F32 && (uintptr_t)t->data % sizeof(float) == 0) {
+            src = (const float *)(const void *)t->data;
         } else {
-            int ok = t->ndim == nd;
-            for (int d = 0; d < nd && ok; d++)
-                ok = t->shape[d] == want[d];
-            if (!ok) {
-                char got[128], exp[128];
-                tsr_st_shape_str(t->shape, t->ndim, got, sizeof got);
-                tsr_st_shape_str(want, nd, exp, sizeof exp);
-                return tsr_error_set(err, TSR_ERR_SHAPE,
-                                     "%s: tensor '%s' has shape %s, config expects %s", t->file,
-                                     t->name, got, exp);
-            }
+            if ((rc = grow(&l->stage, &l->stage_cap, (size_t)numel, err)) != TSR_OK)
+                return rc;
             if ((rc = tsr_st_to_f32(t, l->stage, err)) != TSR_OK)
                 return rc;
-            if ((rc = check_finite(t, l->stage, (size_t)numel, err)) != TSR_OK)
-                return rc;
+            tsr_st_release(t);
+            src = l->stage;
         }
+        if ((rc = check_finite(t, src, (size_t)numel, err)) != TSR_OK)
+            return rc;
     }
+    rc = upload_row(l, r, layer, src, want, numel, err);
+    if (t && src != l->stage)
+        tsr_st_release(t); /* uploaded: the file's pages may go */
+    return rc;
+}
+
+/* Uploads the values src of row r (shape want) to its slot. */
+static tsr_status upload_row(loader *l, const tsr_wrow *r, int layer, const float *src,
+                             const int64_t *want, uint64_t numel, tsr_error *err)
+{
+    int nd = ndims(r);
+    tsr_status rc = TSR_OK;
     size_t rows = (size_t)want[0], cols = (size_t)numel / rows;
-    const float *data = l->stage;
     if ((r->flags & TSR_W_T) && nd == 2) { /* (K, N) to (N, K), through the stack buffer */
-        if ((rc = grow(&l->stack, &l->stack_cap, (size_t)numel, err)) != TSR_OK)
+        if ((rc = grow(&l->stack, &l->stack_cap, (size_t)numel, err)) != TSR_OK ||
+            (rc = grow(&l->stage, &l->stage_cap, (size_t)numel, err)) != TSR_OK)
             return rc;
         for (size_t i = 0; i < rows; i++)
             for (size_t j = 0; j < cols; j++)
-                l->stack[j * rows + i] = l->stage[i * cols + j];
+                l->stack[j * rows + i] = src[i * cols + j];
         memcpy(l->stage, l->stack, sizeof(float) * (size_t)numel);
+        src = l->stage;
         size_t t = rows;
         rows = cols;
         cols = t;
     }
+    const float *data = src;
     if (r->flags & TSR_W_ROW0)
         numel = cols, rows = 1;
     if (r->flags & TSR_W_PLACE) {
         size_t at = r->slice_from ? (size_t)l->t->dim(l->t->cfg, r->slice_from) : 0;
         size_t per = nd > 1 ? cols : (size_t)numel;
         return tsr_buf_write_async(l->q, *slot_of(l->t, r, layer), sizeof(float) * at * per,
-                                   l->stage, sizeof(float) * (size_t)numel, err) == TSR_OK
+                                   src, sizeof(float) * (size_t)numel, err) == TSR_OK
                    ? tsr_queue_finish(l->q, err)
                    : err->code;
     }
     if (r->slice_len) {
         int64_t from, len;
         slice_of(l->t, r, want, &from, &len);
-        data = l->stage + (size_t)from * cols;
+        data = src + (size_t)from * cols;
         rows = (size_t)len;
         numel = rows * cols;
     }
@@ -224,7 +252,7 @@ static tsr_status load_row(loader *l, const tsr_wrow *r, int layer, tsr_error *e
     if (parts > 1) { /* gather the parts on the host, upload with the last */
         if ((rc = grow(&l->stack, &l->stack_cap, (size_t)numel * parts, err)) != TSR_OK)
             return rc;
-        memcpy(l->stack + (size_t)r->part * numel, l->stage, sizeof(float) * (size_t)numel);
+        memcpy(l->stack + (size_t)r->part * numel, src, sizeof(float) * (size_t)numel);
         if (r->part < parts - 1)
             return TSR_OK;
         data = l->stack;
