@@ -174,7 +174,7 @@ static tsr_status load_row(loader *l, const tsr_wrow *r, int layer, tsr_error *e
             return tsr_error_set(err, TSR_ERR_FORMAT, "%s: missing tensor '%s'", l->where, name);
         if ((rc = grow(&l->stage, &l->stage_cap, (size_t)numel, err)) != TSR_OK)
             return rc;
-        src = l->stage;
+        src = l->stage; /* grow may have moved it */
         if (!l->st)
             random_fill(name, want, nd, l->stage, l->rng);
         else

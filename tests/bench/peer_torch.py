@@ -98,27 +98,18 @@ def run_torch(model, cfg, batches, args, dev, sync):
     return res
 
 
-def _features(out):
-    """The projected embeddings: transformers 5 wraps them in an output object."""
-    return out if torch.is_tensor(out) else out.pooler_output
+class _Tower(torch.nn.Module):
+    """One tower's projected embeddings, for torch.onnx.export."""
 
-
-class _Image(torch.nn.Module):
-    def __init__(self, m):
+    def __init__(self, m, tower):
         super().__init__()
-        self.m = m
+        self.m, self.tower = m, tower
 
-    def forward(self, px):
-        return _features(self.m.get_image_features(pixel_values=px))
-
-
-class _Text(torch.nn.Module):
-    def __init__(self, m):
-        super().__init__()
-        self.m = m
-
-    def forward(self, ids):
-        return _features(self.m.get_text_features(input_ids=ids))
+    def forward(self, x):
+        out = (self.m.get_image_features(pixel_values=x) if self.tower == "image"
+               else self.m.get_text_features(input_ids=x))
+        # transformers 5 wraps the embeddings in an output object
+        return out if torch.is_tensor(out) else out.pooler_output
 
 
 def image_input(cfg, b, dev="cpu"):
@@ -154,8 +145,8 @@ def build_ort(model, cfg, args, out):
     towers = [t for t in ("image", "text") if args.tower in (t, "both")]
     for tower in towers:
         path = os.path.join(out, f"{tower}.onnx")
-        wrap, x = (_Image(model), image_input(cfg, 2)) if tower == "image" else \
-            (_Text(model), text_input(cfg, 2))
+        wrap = _Tower(model, tower)
+        x = (image_input if tower == "image" else text_input)(cfg, 2)
         try:
             with torch.inference_mode():
                 torch.onnx.export(wrap, (x,), path, input_names=["x"], output_names=["e"],
