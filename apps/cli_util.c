@@ -92,6 +92,8 @@ static void log_stderr(void *user, const char *msg)
     fprintf(stderr, "tessera: %s\n", msg);
 }
 
+const char *cli_dtype;
+
 tsr_ctx_params cli_ctx_params(const char *device, int verbose)
 {
     static char cache[4096];
@@ -101,6 +103,7 @@ tsr_ctx_params cli_ctx_params(const char *device, int verbose)
     p.cache_dir = cache;
     p.verbose = verbose;
     p.log = log_stderr;
+    p.dtype = cli_dtype ? cli_dtype : getenv("TESSERA_DTYPE");
     const char *off = getenv("TESSERA_NO_TUNING");
     p.no_tuning = off && *off && strcmp(off, "0") != 0;
     const char *g = getenv("TESSERA_GEMM"); /* "own" or "clblast" */
@@ -126,7 +129,7 @@ int cli_ctx_with(const char *cmd, const tsr_ctx_params *p, tsr_ctx **ctx)
     tsr_error err = {0};
     if (tsr_ctx_create(p, ctx, &err) != TSR_OK) {
         cli_error(cmd, &err);
-        return EXIT_RUNTIME;
+        return err.code == TSR_ERR_INVALID_ARG ? EXIT_USAGE : EXIT_RUNTIME;
     }
     if (*tsr_ctx_warning(*ctx))
         fprintf(stderr, "tessera %s: warning: %s\n", cmd, tsr_ctx_warning(*ctx));

@@ -13,6 +13,7 @@
 static const char *bench_help =
     "usage: tessera bench [--arch A | --model DIR] [--batches 1,8,32] [--tower image|text|both]\n"
     "                     [--seconds S] [--no-startup] [--json] [--device D]\n"
+    "                     [--dtype T]\n"
     "\n"
     "Measures a full-size CLIP with random weights (speed does not depend on the\n"
     "values), so no download is needed:\n"
@@ -38,6 +39,8 @@ static const char *bench_help =
     "  --no-startup   skip the cold/warm start-up measurement\n"
     "  --threads N    recorded in the output (set PoCL's threads with POCL_MAX_PTHREAD_COUNT)\n"
     "  --json         machine-readable output\n"
+    "  --device D     OpenCL device index or name substring\n"
+    "  --dtype T      linear layers' weights on the device: f32 (default), f16 or bf16\n"
     "  --verbose      also the launch counter: kernels, CLBlast calls, host waits and\n"
     "                 buffers created per encoder layer of each tower\n"
     "\n"
@@ -116,8 +119,9 @@ static double startup(const char *self, const char *arch, const char *device, co
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
              "TESSERA_CACHE_DIR=%s/tessera POCL_CACHE_DIR=%s/pocl %s bench --first-embedding "
-             "--arch %s %s%s >/dev/null 2>&1",
-             cache, cache, self, arch, device ? "--device " : "", device ? device : "");
+             "--arch %s %s%s %s%s >/dev/null 2>&1",
+             cache, cache, self, arch, device ? "--device " : "", device ? device : "",
+             cli_dtype ? "--dtype " : "", cli_dtype ? cli_dtype : "");
     double t0 = now_s();
     int st = system(cmd);
     double el = now_s() - t0;
@@ -132,6 +136,7 @@ int cmd_bench(int argc, char **argv)
     cli_opt opts[] = {{"arch", 1, &arch, NULL},        {"model", 1, &model, NULL},
                       {"batches", 1, &batches, NULL},  {"tower", 1, &tower, NULL},
                       {"seconds", 1, &seconds_s, NULL}, {"device", 1, &device, NULL},
+                      {"dtype", 1, &cli_dtype, NULL},
                       {"threads", 1, &threads, NULL},  {"json", 0, NULL, &json},
                       {"no-startup", 0, NULL, &no_startup}, {"first-embedding", 0, NULL, &first},
                       {"verbose", 0, NULL, &verbose}};

@@ -14,7 +14,7 @@ static const char *caption_help =
     "                       [--repetition-penalty X] [--no-repeat-ngram N]\n"
     "                       [--early-stopping false|true|never] [--num-captions K]\n"
     "                       [--sample [--temperature T] [--top-k K] [--top-p P] [--seed S]]\n"
-    "                       [--json] [--device D] [--verbose] IMAGE...\n"
+    "                       [--json] [--device D] [--dtype T] [--verbose] IMAGE...\n"
     "\n"
     "Writes a caption for each image (PNG, JPEG, WebP, GIF, TIFF, BMP), as transformers'\n"
     "BlipForConditionalGeneration.generate() does (greedy or beam search), or for a\n"
@@ -62,6 +62,7 @@ static const char *caption_help =
     "Sample k of --num-captions has its own generator, so the first samples do\n"
     "not change when more are asked for.\n"
     "  --device D              OpenCL device index or name substring\n"
+    "  --dtype T               linear layers' weights on the device: f32 (default), f16 or bf16\n"
     "  --verbose               log device and kernel cache use on stderr\n"
     "\n"
     "Output: one line per caption, PATH, a tab, the caption. An image that cannot be\n"
@@ -169,7 +170,7 @@ int cmd_caption(int argc, char **argv)
                       {"top-k", 1, &topk, NULL},
                       {"top-p", 1, &topp, NULL},
                       {"seed", 1, &seed, NULL},
-                      {"device", 1, &device, NULL},
+                      {"device", 1, &device, NULL}, {"dtype", 1, &cli_dtype, NULL},
                       {"json", 0, NULL, &json},
                       {"verbose", 0, NULL, &verbose}};
     const char **imgs = NULL;

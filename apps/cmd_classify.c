@@ -13,6 +13,7 @@ static const char *classify_help =
     "                        [--template T | --templates imagenet] [--top-k K] [--json]\n"
     "                        [--temperature T]\n"
     "                        [--lines FILE] [--strict] [--quiet] [--device D] [--verbose]\n"
+    "                        [--dtype T]\n"
     "                        [--audio-window mean|first|fusion]\n"
     "                        IMAGE|AUDIO|FOLDER...\n"
     "\n"
@@ -47,6 +48,7 @@ static const char *classify_help =
     "                      three are deterministic; for clips of 10 s or less they\n"
     "                      equal transformers' ClapModel\n"
     "  --device D          OpenCL device index or name substring (default $TESSERA_DEVICE or 0)\n"
+    "  --dtype T           linear layers' weights on the device: f32 (default), f16 or bf16\n"
     "  --verbose           log device and kernel cache use on stderr\n"
     "\n"
     "Exit codes: 0 ok, 1 runtime error (any image failed, or the model or device),\n"
@@ -219,6 +221,7 @@ int cmd_classify(int argc, char **argv)
                       {"labels-file", 1, &labels_file, NULL}, {"template", 1, &tmpl, NULL},
                       {"templates", 1, &tmpls, NULL},    {"top-k", 1, &topk_s, NULL},
                       {"device", 1, &device, NULL},      {"json", 0, NULL, &json},
+                      {"dtype", 1, &cli_dtype, NULL},
                       {"verbose", 0, NULL, &verbose},    {"lines", 1, &lines, NULL},
                       {"strict", 0, NULL, &strict},      {"quiet", 0, NULL, &quiet},
                       {"no-decode-ahead", 0, NULL, &no_ahead}, {"image-size", 1, &isize, NULL},

@@ -16,6 +16,7 @@ static const char *eval_help =
     "                    [--template T | --templates imagenet] [--temperature T]\n"
     "                    [--calibrate HELDOUT_DIR] [--corruptions] [--reliability FILE.png]\n"
     "                    [--bins N] [--json] [--strict] [--quiet] [--device D] [--verbose]\n"
+    "                    [--dtype T]\n"
     "\n"
     "Zero-shot classification over a folder with one subfolder per class (the\n"
     "ImageFolder layout: classes are the subfolder names in byte order, \"_\" read as\n"
@@ -47,6 +48,7 @@ static const char *eval_help =
     "  --quiet                  no progress bar (it is shown only on a terminal anyway)\n"
     "  --image-size N --mean R,G,B --std R,G,B   the preprocessing, as for classify\n"
     "  --device D               OpenCL device index or name substring\n"
+    "  --dtype T                linear layers' weights on the device: f32 (default), f16 or bf16\n"
     "  --verbose                log device and kernel cache use on stderr\n"
     "\n"
     "Exit codes: 0 ok, 1 runtime error (any image failed, or the model or device),\n"
@@ -327,7 +329,7 @@ int cmd_eval(int argc, char **argv)
                       {"strict", 0, NULL, &strict},
                       {"quiet", 0, NULL, &quiet},
                       {"no-decode-ahead", 0, NULL, &no_ahead},
-                      {"device", 1, &device, NULL},
+                      {"device", 1, &device, NULL}, {"dtype", 1, &cli_dtype, NULL},
                       {"verbose", 0, NULL, &verbose},
                       {"image-size", 1, &isize, NULL},
                       {"mean", 1, &mean, NULL},

@@ -9,7 +9,7 @@
 
 static const char *embed_help =
     "usage: tessera embed --model DIR (--image | --audio | --text) [--out F.npy]\n"
-    "                     [--lines FILE] [--strict] [--quiet] [--device D]\n"
+    "                     [--lines FILE] [--strict] [--quiet] [--device D] [--dtype T]\n"
     "                     [--audio-window mean|first|fusion] INPUT...\n"
     "\n"
     "Embeddings of images or sounds (paths) or texts, one row per input. CLIP and\n"
@@ -33,6 +33,7 @@ static const char *embed_help =
     "                  the preprocessing, over preprocessor_config.json's (needed when the\n"
     "                  model directory has none)\n"
     "  --device D      OpenCL device index or name substring\n"
+    "  --dtype T       linear layers' weights on the device: f32 (default), f16 or bf16\n"
     "  --verbose       log device and kernel cache use, and the embedding time, on stderr\n"
     "\n"
     "Exit codes: 0 ok, 1 runtime error, 2 usage error.\n";
@@ -305,6 +306,7 @@ int cmd_embed(int argc, char **argv)
     int image = 0, text = 0, audio = 0, verbose = 0, strict = 0, quiet = 0;
     cli_opt opts[] = {{"model", 1, &model, NULL},   {"out", 1, &out, NULL},
                       {"device", 1, &device, NULL}, {"image", 0, NULL, &image},
+                      {"dtype", 1, &cli_dtype, NULL},
                       {"text", 0, NULL, &text},     {"verbose", 0, NULL, &verbose},
                       {"lines", 1, &lines, NULL},   {"strict", 0, NULL, &strict},
                       {"quiet", 0, NULL, &quiet},   {"image-size", 1, &isize, NULL},

@@ -48,6 +48,7 @@ static const char *transcribe_help =
     "                    detector (not Silero: see the README)\n"
     "Device:\n"
     "  --device D        OpenCL device index or name substring\n"
+    "  --dtype T         linear layers' weights on the device: f32 (default), f16 or bf16\n"
     "  --verbose         log device and kernel cache use, and launch counts, on stderr\n"
     "\n"
     "Audio is first decoded into a temporary file of 16-bit samples ($TMPDIR, 32 KB per\n"
@@ -413,7 +414,7 @@ int cmd_transcribe(int argc, char **argv)
     num_opts no = {0};
     int json = 0, verbose = 0, no_prev = 0, no_ts = 0, vad = 0;
     cli_opt opts[] = {{"model", 1, &model, NULL},
-                      {"device", 1, &device, NULL},
+                      {"device", 1, &device, NULL}, {"dtype", 1, &cli_dtype, NULL},
                       {"format", 1, &format_s, NULL},
                       {"output-dir", 1, &out_dir, NULL},
                       {"language", 1, &language, NULL},

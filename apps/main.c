@@ -26,7 +26,8 @@ static const char *main_help =
     "  tune       find the fastest GEMM configuration for this device and keep it\n"
     "\n"
     "'tessera COMMAND --help' describes each command.\n"
-    "Environment: TESSERA_DEVICE (device index or name), TESSERA_CACHE_DIR (compiled\n"
+    "Environment: TESSERA_DEVICE (device index or name), TESSERA_DTYPE (the weight\n"
+    "type of --dtype: f32, f16 or bf16), TESSERA_CACHE_DIR (compiled\n"
     "kernels, tuning and pulled models; default $XDG_CACHE_HOME/tessera or ~/.cache/tessera),\n"
     "HF_TOKEN and HF_ENDPOINT (for pull).\n"
     "Exit codes: 0 ok, 1 runtime error, 2 usage error.\n";

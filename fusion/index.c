@@ -1087,8 +1087,11 @@ static tsr_status matrix_load(tsr_index *ix, tsr_ctx *ctx, int modality, const c
         d->ctx = tsr_ctx_retain(ctx);
     }
     tsr_status rc = TSR_OK;
-    if (!ix->q)
+    if (!ix->q) {
         TSR_TRY(rc, tsr_queue_create(ctx, &ix->q, err));
+        if (rc == TSR_OK)
+            ix->q->wdt = TSR_WDT_F32; /* the stored embeddings stay exact */
+    }
     float *x = NULL;
     TSR_TRY(rc, read_rows(ix, modality, where, &d->ids, &x, &d->n, err));
     d->chunk_rows = rows_per;

@@ -55,9 +55,10 @@ static void slice_of(const tsr_wtable *t, const tsr_wrow *r, const int64_t *shap
     *len = t->dim(t->cfg, r->slice_len);
 }
 
-/* Bytes of the slot a row fills (all of its parts). */
+/* Bytes of the slot a row fills (all of its parts); linear layers' weights
+ * are stored as wdt, everything else as float32. */
 static size_t slot_bytes(const tsr_wtable *t, const tsr_wrow *r, uint64_t numel,
-                         const int64_t *shape)
+                         const int64_t *shape, int wdt)
 {
     uint64_t n = r->flags & TSR_W_ROW0 ? numel / (uint64_t)shape[0] : numel;
     if (r->flags & TSR_W_PLACE)
@@ -68,7 +69,8 @@ static size_t slot_bytes(const tsr_wtable *t, const tsr_wrow *r, uint64_t numel,
         slice_of(t, r, shape, &from, &len);
         n = numel / (uint64_t)shape[0] * (uint64_t)len;
     }
-    return sizeof(float) * (size_t)n * (size_t)(r->parts > 1 ? r->parts : 1);
+    size_t elem = r->flags & TSR_W_LINEAR ? tsr_wdt_size(wdt) : sizeof(float);
+    return elem * (size_t)n * (size_t)(r->parts > 1 ? r->parts : 1);
 }
 
 /* Random weights for benchmarks: uniform with variance 1/fan_in for
@@ -154,6 +156,28 @@ static tsr_status check_finite(const tsr_st_tensor *t, const float *v, size_t n,
                          t->file, t->name, nan, bad - nan, n, first);
 }
 
+/* Weights stored as IEEE half must fit its range (|v| < 65520 rounds to at
+ * most 65504); bfloat16 has float32's range. */
+static tsr_status check_half_range(const tsr_st_tensor *t, const float *v, size_t n,
+                                   tsr_error *err)
+{
+    size_t bad = 0, first = n;
+    float big = 0.0f;
+    for (size_t i = 0; i < n; i++)
+        if (fabsf(v[i]) >= 65520.0f) {
+            if (first == n)
+                first = i;
+            bad++;
+            big = fabsf(v[i]) > big ? fabsf(v[i]) : big;
+        }
+    if (!bad)
+        return TSR_OK;
+    return tsr_error_set(err, TSR_ERR_UNSUPPORTED,
+                         "%s: tensor '%s' holds %zu values beyond float16's range (the first at "
+                         "element %zu, the largest %g); load it with the weight type f32 or "
+                         "bf16", t->file, t->name, bad, first, (double)big);
+}
+
 static tsr_status upload_row(loader *l, const tsr_wrow *r, int layer, const float *src,
                              const int64_t *want, uint64_t numel, tsr_error *err);
 
@@ -202,6 +226,9 @@ static tsr_status load_row(loader *l, const tsr_wrow *r, int layer, tsr_error *e
             src = l->stage;
         }
         if ((rc = check_finite(t, src, (size_t)numel, err)) != TSR_OK)
+            return rc;
+        if ((r->flags & TSR_W_LINEAR) && l->q->wdt == TSR_WDT_F16 &&
+            (rc = check_half_range(t, src, (size_t)numel, err)) != TSR_OK)
             return rc;
     }
     rc = upload_row(l, r, layer, src, want, numel, err);
@@ -292,6 +319,7 @@ typedef struct {
     const tsr_wtable *t;
     tsr_arena *a;
     int next_part;
+    int wdt; /* the loading queue's */
 } measure;
 
 static tsr_status measure_row(void *user, const tsr_wrow *r, int layer, tsr_error *err)
@@ -302,6 +330,9 @@ static tsr_status measure_row(void *user, const tsr_wrow *r, int layer, tsr_erro
     if (!numel)
         return tsr_error_set(err, TSR_ERR_TOO_LARGE, "tensor '%s': a dimension of the config is "
                              "out of range", r->name);
+    if ((r->flags & TSR_W_LINEAR) && (r->flags & (TSR_W_PLACE | TSR_W_ROW0)))
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "weight table: '%s' is a linear layer "
+                             "placed in rows", r->name);
     if (r->flags & TSR_W_PLACE) {
         int64_t at = r->slice_from ? m->t->dim(m->t->cfg, r->slice_from) : 0;
         int64_t rows = ndims(r) > 1 ? shape[0] : 1, cap = m->t->dim(m->t->cfg, r->slice_len);
@@ -309,7 +340,7 @@ static tsr_status measure_row(void *user, const tsr_wrow *r, int layer, tsr_erro
             return tsr_error_set(err, TSR_ERR_INVALID_ARG, "weight table: bad place of '%s'",
                                  r->name);
         if (at == 0)
-            tsr_arena_reserve(m->a, slot_of(m->t, r, layer), slot_bytes(m->t, r, numel, shape));
+            tsr_arena_reserve(m->a, slot_of(m->t, r, layer), slot_bytes(m->t, r, numel, shape, m->wdt));
         return TSR_OK;
     }
     if (r->slice_len) {
@@ -325,7 +356,8 @@ static tsr_status measure_row(void *user, const tsr_wrow *r, int layer, tsr_erro
                              r->name);
     m->next_part = r->parts > 1 && part < r->parts - 1 ? part + 1 : 0;
     if (part == 0)
-        tsr_arena_reserve(m->a, slot_of(m->t, r, layer), slot_bytes(m->t, r, numel, shape));
+        tsr_arena_reserve(m->a, slot_of(m->t, r, layer),
+                          slot_bytes(m->t, r, numel, shape, m->wdt));
     return TSR_OK;
 }
 
@@ -337,7 +369,7 @@ static tsr_status load_fn(void *user, const tsr_wrow *r, int layer, tsr_error *e
 tsr_status tsr_wtable_load(const tsr_wtable *t, tsr_queue *q, tsr_arena *a, const tsr_st *st,
                            const char *where, uint64_t *rng, tsr_error *err)
 {
-    measure m = {t, a, 0};
+    measure m = {t, a, 0, q->wdt};
     tsr_status rc = walk(t, measure_row, &m, err);
     TSR_TRY(rc, tsr_arena_commit(a, err));
     if (rc != TSR_OK)

@@ -281,6 +281,19 @@ tsr_status tsr_ctx_create(const tsr_ctx_params *p, tsr_ctx **out, tsr_error *err
     ctx->log = p->log;
     ctx->log_user = p->log_user;
     ctx->gemm_strips = TSR_GEMM_STRIPS_DEFAULT;
+    if (p->dtype && *p->dtype && strcmp(p->dtype, "f32") != 0) {
+        if (strcmp(p->dtype, "f16") == 0)
+            ctx->wdt = TSR_WDT_F16;
+        else if (strcmp(p->dtype, "bf16") == 0)
+            ctx->wdt = TSR_WDT_BF16;
+        else {
+            pthread_mutex_destroy(&ctx->lock);
+            free(ctx);
+            free(mem);
+            return tsr_error_set(err, TSR_ERR_INVALID_ARG,
+                                 "weight type \"%s\" is not f32, f16 or bf16", p->dtype);
+        }
+    }
     if (p->cache_dir && *p->cache_dir)
         snprintf(ctx->cache_dir, sizeof ctx->cache_dir, "%s", p->cache_dir);
     fill_info(&refs[sel], sel, &ctx->info);
@@ -389,6 +402,8 @@ const char *tsr_ctx_warning(const tsr_ctx *ctx) { return ctx->warning; }
 const char *tsr_ctx_tuning(const tsr_ctx *ctx) { return ctx->tuning; }
 
 int tsr_ctx_program_from_cache(const tsr_ctx *ctx) { return ctx->from_cache; }
+
+const char *tsr_ctx_dtype(const tsr_ctx *ctx) { return tsr_wdt_name(ctx->wdt); }
 
 void tsr_ctx_device_memory(const tsr_ctx *ctx, size_t *now, size_t *peak)
 {

@@ -41,6 +41,8 @@ tsr_status tsr_linear_plan(tsr_queue *q, int M, int N, int K, tsr_error *err)
 {
     if (q->ctx->own_gemm || M < 1)
         return TSR_OK;
+    if (q->wdt != TSR_WDT_F32 && sizeof(float) * (size_t)N * K > q->wide_need)
+        q->wide_need = sizeof(float) * (size_t)N * K;
     /* leading dimensions one wider than the matrices force every temporary
      * matrix, so the size bounds any call with up to M rows */
     size_t bytes = 0;
@@ -59,41 +61,135 @@ void tsr_linear_plan_reserve(tsr_queue *q, tsr_arena *a)
     q->gemm_tmp_bytes = q->gemm_tmp_need;
     if (q->gemm_tmp_need)
         tsr_arena_reserve(a, &q->gemm_tmp, q->gemm_tmp_need);
+    q->wide_bytes = q->wide_need;
+    if (q->wide_need)
+        tsr_arena_reserve(a, &q->wide, q->wide_need);
 }
 
-void tsr_linear_weight_pack(const float *w, int N, int K, float *dst)
+size_t tsr_wdt_size(int wdt) { return wdt == TSR_WDT_F32 ? 4 : 2; }
+
+const char *tsr_wdt_name(int wdt)
 {
-    /* panels of TSR_GEMM_PANEL columns, each K rows of its width (the last
-     * may be narrower), as gemm.cl reads them */
-    for (int n0 = 0; n0 < N; n0 += TSR_GEMM_PANEL) {
-        int width = N - n0 < TSR_GEMM_PANEL ? N - n0 : TSR_GEMM_PANEL;
-        float *p = dst + (size_t)n0 * K;
-        for (int j = 0; j < width; j++) {
-            const float *row = w + (size_t)(n0 + j) * K;
-            for (int k = 0; k < K; k++)
-                p[(size_t)k * width + j] = row[k];
-        }
-    }
+    return wdt == TSR_WDT_F16 ? "f16" : wdt == TSR_WDT_BF16 ? "bf16" : "f32";
 }
+
+uint16_t tsr_f32_to_bf16(float f)
+{
+    uint32_t b;
+    memcpy(&b, &f, 4);
+    if ((b & 0x7f800000u) == 0x7f800000u) /* Inf stays Inf, NaN stays NaN */
+        return (uint16_t)((b >> 16) | ((b & 0xffffu) ? 0x40u : 0));
+    b += 0x7fffu + ((b >> 16) & 1u); /* to nearest, ties to even */
+    return (uint16_t)(b >> 16);
+}
+
+uint16_t tsr_f32_to_f16(float f)
+{
+    uint32_t b;
+    memcpy(&b, &f, 4);
+    uint16_t sign = (uint16_t)((b >> 16) & 0x8000u);
+    uint32_t a = b & 0x7fffffffu;
+    if (a >= 0x7f800000u) /* Inf, NaN */
+        return (uint16_t)(sign | 0x7c00u | (a > 0x7f800000u ? 0x200u : 0));
+    if (a >= 0x477ff000u) /* rounds past 65504 */
+        return (uint16_t)(sign | 0x7c00u);
+    if (a < 0x38800000u) { /* below 2^-14: a subnormal half (or zero) */
+        if (a < 0x33000000u) /* below half the smallest subnormal */
+            return sign;
+        uint32_t e = a >> 23, m = (a & 0x7fffffu) | 0x800000u;
+        int shift = 126 - (int)e; /* 14..24: m >> shift is the subnormal's bits */
+        uint32_t r = m >> shift, rest = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+        r += rest > half || (rest == half && (r & 1u));
+        return (uint16_t)(sign | r);
+    }
+    /* normal: rebias the exponent, round the 13 dropped bits to nearest even */
+    uint32_t r = a - 0x38000000u;
+    r += 0xfffu + ((r >> 13) & 1u);
+    return (uint16_t)(sign | (r >> 13));
+}
+
+float tsr_f16_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu, b;
+    if (e == 0x1f)
+        b = sign | 0x7f800000u | (m << 13);
+    else if (e)
+        b = sign | ((e + 112) << 23) | (m << 13);
+    else if (!m)
+        b = sign;
+    else { /* subnormal: normalise */
+        int s = 0;
+        while (!(m & 0x400u)) {
+            m <<= 1;
+            s++;
+        }
+        b = sign | ((uint32_t)(113 - s) << 23) | ((m & 0x3ffu) << 13);
+    }
+    float f;
+    memcpy(&f, &b, 4);
+    return f;
+}
+
+size_t tsr_linear_weight_bytes(int wdt, int N, int K)
+{
+    return tsr_wdt_size(wdt) * (size_t)N * (size_t)K;
+}
+
+/* panels of TSR_GEMM_PANEL columns, each K rows of its width (the last may be
+ * narrower), as gemm.cl reads them; one body for both element sizes */
+#define PACK_BODY(w, N, K, dst)                                                                  \
+    for (int n0 = 0; n0 < (N); n0 += TSR_GEMM_PANEL) {                                          \
+        int width = (N) - n0 < TSR_GEMM_PANEL ? (N) - n0 : TSR_GEMM_PANEL;                      \
+        for (int j = 0; j < width; j++) {                                                       \
+            size_t row = (size_t)(n0 + j) * (K), p = (size_t)n0 * (K);                          \
+            for (int k = 0; k < (K); k++)                                                       \
+                (dst)[p + (size_t)k * width + j] = (w)[row + k];                                \
+        }                                                                                       \
+    }
+
+void tsr_linear_weight_pack(const float *w, int N, int K, float *dst) { PACK_BODY(w, N, K, dst) }
+
+void tsr_linear_weight_pack16(const uint16_t *w, int N, int K, uint16_t *dst)
+{
+    PACK_BODY(w, N, K, dst)
+}
+#undef PACK_BODY
 
 tsr_status tsr_linear_weight_write(tsr_queue *q, cl_mem dst, const float *w, int N, int K,
                                    tsr_error *err)
 {
-    size_t bytes = sizeof(float) * (size_t)N * K;
-    if (!q->ctx->own_gemm)
+    size_t n = (size_t)N * K, bytes = tsr_linear_weight_bytes(q->wdt, N, K);
+    if (q->wdt == TSR_WDT_F32 && !q->ctx->own_gemm)
         return tsr_buf_write(q, dst, w, bytes, err);
-    float *t = malloc(bytes ? bytes : 1);
+    /* converted (16-bit) and packed (own GEMM) on the host: at most two copies */
+    void *t = malloc(bytes ? bytes : 1), *u = NULL;
     if (!t)
         return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
-    tsr_linear_weight_pack(w, N, K, t);
-    tsr_status st = tsr_buf_write(q, dst, t, bytes, err);
+    const void *out = t;
+    if (q->wdt == TSR_WDT_F32) {
+        tsr_linear_weight_pack(w, N, K, t);
+    } else {
+        uint16_t *h = t;
+        for (size_t i = 0; i < n; i++)
+            h[i] = q->wdt == TSR_WDT_F16 ? tsr_f32_to_f16(w[i]) : tsr_f32_to_bf16(w[i]);
+        if (q->ctx->own_gemm) {
+            if (!(u = malloc(bytes ? bytes : 1))) {
+                free(t);
+                return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+            }
+            tsr_linear_weight_pack16(h, N, K, u);
+            out = u;
+        }
+    }
+    tsr_status st = tsr_buf_write(q, dst, out, bytes, err);
     free(t);
+    free(u);
     return st;
 }
 
 cl_mem tsr_linear_weight_upload(tsr_queue *q, const float *w, int N, int K, tsr_error *err)
 {
-    cl_mem m = tsr_buf_alloc(q->ctx, sizeof(float) * (size_t)N * K, err);
+    cl_mem m = tsr_buf_alloc(q->ctx, tsr_linear_weight_bytes(q->wdt, N, K), err);
     if (m && tsr_linear_weight_write(q, m, w, N, K, err) != TSR_OK) {
         tsr_buf_free(m);
         m = NULL;
@@ -101,12 +197,34 @@ cl_mem tsr_linear_weight_upload(tsr_queue *q, const float *w, int N, int K, tsr_
     return m;
 }
 
+/* CLBlast with 16-bit weights: the buffer the weight is widened into, the
+ * plan's when it is large enough, else the queue's own (grown once). */
+static cl_mem wide_buffer(tsr_queue *q, size_t bytes, tsr_error *err)
+{
+    if (q->wide && bytes <= q->wide_bytes)
+        return q->wide;
+    if (q->wide_own && bytes <= q->wide_own_bytes)
+        return q->wide_own;
+    tsr_buf_free(q->wide_own);
+    q->wide_own = tsr_buf_alloc(q->ctx, bytes, err);
+    q->wide_own_bytes = q->wide_own ? bytes : 0;
+    return q->wide_own;
+}
+
 tsr_status tsr_linear(tsr_queue *q, cl_mem x, int M, int K, cl_mem w, cl_mem b, int N, cl_mem y,
                       tsr_act act, tsr_error *err)
 {
     if (q->ctx->own_gemm)
         return tsr_gemm_tn_own(q, M, N, K, x, K, w, b, y, N, act, err);
-    tsr_status st = tsr_gemm_nt(q, M, N, K, 1.0f, x, 0, K, w, 0, K, 0.0f, y, 0, N, err);
+    tsr_status st = TSR_OK;
+    if (q->wdt != TSR_WDT_F32) {
+        cl_mem wide = wide_buffer(q, sizeof(float) * (size_t)N * K, err);
+        if (!wide)
+            return err ? err->code : TSR_ERR_NOMEM;
+        TSR_TRY(st, tsr_k_widen(q, w, q->wdt, wide, (size_t)N * K, err));
+        w = wide;
+    }
+    TSR_TRY(st, tsr_gemm_nt(q, M, N, K, 1.0f, x, 0, K, w, 0, K, 0.0f, y, 0, N, err));
     TSR_TRY(st, tsr_k_bias_act(q, y, b, M, N, act, err));
     return st;
 }

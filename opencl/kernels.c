@@ -262,7 +262,21 @@ tsr_status tsr_gemm_tn_own(tsr_queue *q, int M, int N, int K, cl_mem A, int lda,
     /* 6 rows by the kernel's strips of 64-column panels per work-item, as in gemm.cl */
     size_t cols = (size_t)TSR_GEMM_PANEL * q->gemm_strips;
     size_t global[2] = {(size_t)(M + 5) / 6, (N + cols - 1) / cols}, local[2] = {1, 1};
-    return launch2(q, TSR_K_GEMM_TN, 2, global, local, a, 11, err);
+    int kid = q->wdt == TSR_WDT_F16    ? TSR_K_GEMM_TN_F16
+              : q->wdt == TSR_WDT_BF16 ? TSR_K_GEMM_TN_BF16
+                                       : TSR_K_GEMM_TN;
+    return launch2(q, kid, 2, global, local, a, 11, err);
+}
+
+tsr_status tsr_k_widen(tsr_queue *q, cl_mem src, int wdt, cl_mem dst, size_t n, tsr_error *err)
+{
+    if (check_n(n, err) != TSR_OK)
+        return TSR_ERR_TOO_LARGE;
+    if (wdt != TSR_WDT_F16 && wdt != TSR_WDT_BF16)
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "widen: not a 16-bit type");
+    karg a[] = {KMEM(src), KMEM(dst), KINT(n)};
+    return launch(q, wdt == TSR_WDT_F16 ? TSR_K_WIDEN_F16 : TSR_K_WIDEN_BF16, n, ELEMWISE_LOCAL,
+                  a, 3, err);
 }
 
 tsr_status tsr_k_attention(tsr_queue *q, cl_mem qkv, cl_mem out, int B, int S, int H, int dh,

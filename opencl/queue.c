@@ -18,6 +18,8 @@ static const char *kernel_names[TSR_K_COUNT] = {
     [TSR_K_GATHER_ADD_ROWS] = "gather_add_rows", [TSR_K_WINDOW_ATTENTION] = "window_attention",
     [TSR_K_BATCHNORM_ACT] = "batchnorm_act", [TSR_K_AFF_COMBINE] = "aff_combine",
     [TSR_K_MEAN_ROWS] = "mean_rows",       [TSR_K_CLAP_MEL2IMG] = "clap_mel2img",
+    [TSR_K_GEMM_TN_F16] = "gemm_tn_f16",   [TSR_K_GEMM_TN_BF16] = "gemm_tn_bf16",
+    [TSR_K_WIDEN_F16] = "widen_f16",       [TSR_K_WIDEN_BF16] = "widen_bf16",
 };
 
 static tsr_status queue_create(tsr_ctx *ctx, int hold, tsr_queue **out, tsr_error *err)
@@ -28,6 +30,7 @@ static tsr_status queue_create(tsr_ctx *ctx, int hold, tsr_queue **out, tsr_erro
         return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
     q->ctx = ctx;
     q->gemm_strips = ctx->gemm_strips;
+    q->wdt = hold ? ctx->wdt : TSR_WDT_F32; /* the context's own queue: GEMM rates, tuning */
     cl_int e;
     q->q = clCreateCommandQueue(ctx->context, ctx->device, 0, &e);
     tsr_status st = e == CL_SUCCESS ? TSR_OK : tsr_cl_fail(err, e, "clCreateCommandQueue");
@@ -67,6 +70,7 @@ void tsr_queue_free(tsr_queue *q)
     for (int k = 0; k < TSR_K_COUNT; k++)
         if (q->k[k])
             clReleaseKernel(q->k[k]);
+    tsr_buf_free(q->wide_own);
     if (q->q)
         clReleaseCommandQueue(q->q);
     tsr_ctx *ctx = q->holds_ctx ? q->ctx : NULL;

@@ -79,6 +79,10 @@ enum tsr_kernel_id {
     TSR_K_AFF_COMBINE,
     TSR_K_MEAN_ROWS,
     TSR_K_CLAP_MEL2IMG,
+    TSR_K_GEMM_TN_F16,
+    TSR_K_GEMM_TN_BF16,
+    TSR_K_WIDEN_F16,
+    TSR_K_WIDEN_BF16,
     TSR_K_COUNT
 };
 
@@ -123,6 +127,7 @@ struct tsr_ctx {
     int verbose;
     int own_gemm;             /* 1: tessera's GEMM kernel (weights stored transposed) */
     int gemm_strips;          /* GT_STRIPS of gemm.cl: 32-column strips per work-item */
+    int wdt;                  /* tsr_wdt: how linear layers' weights are stored on the device */
     tsr_topk_cfg topk;        /* tsr_k_topk's split of rows into chunks */
     char blast_xgemm[512];    /* the CLBlast Xgemm override applied for this context, or "" */
     long blast_mi;            /* its XGEMM_MIN_INDIRECT_SIZE override, or -1 */
@@ -168,6 +173,13 @@ typedef struct tsr_queue {
     tsr_counters per_layer, per_step;
     int holds_ctx;                /* the queue keeps its context alive */
     int gemm_strips;              /* GT_STRIPS its gemm_tn kernel was compiled with */
+    int wdt;                      /* tsr_wdt of the linear weights it is given (the context's,
+                                     or TSR_WDT_F32 for queues that multiply float32 data) */
+    /* CLBlast with 16-bit weights: a weight widened to float32 before its GEMM */
+    cl_mem wide;                  /* (N, K) floats, in the session's arena, sized by a plan */
+    size_t wide_bytes, wide_need;
+    cl_mem wide_own;              /* the same, allocated when no plan covered a layer */
+    size_t wide_own_bytes;
 } tsr_queue;
 
 /* A queue that holds a reference to its context (sessions use these). */
@@ -322,9 +334,12 @@ tsr_status tsr_gemm_nt(tsr_queue *q, int M, int N, int K, float alpha, cl_mem A,
                        int lda, cl_mem B, size_t b_off, int ldb, float beta, cl_mem C,
                        size_t c_off, int ldc, tsr_error *err);
 /* C (M, N) = act(A (M, K) . W^T + bias) with tessera's CPU kernel; Bp is the
- * (N, K) weight W packed by tsr_linear_weight_pack. bias may be NULL. */
+ * (N, K) weight W packed by tsr_linear_weight_pack, in q->wdt elements. bias
+ * may be NULL. */
 tsr_status tsr_gemm_tn_own(tsr_queue *q, int M, int N, int K, cl_mem A, int lda, cl_mem Bp,
                            cl_mem bias, cl_mem C, int ldc, tsr_act act, tsr_error *err);
+/* dst (n floats) = src (n 16-bit values of type wdt, TSR_WDT_F16 or _BF16). */
+tsr_status tsr_k_widen(tsr_queue *q, cl_mem src, int wdt, cl_mem dst, size_t n, tsr_error *err);
 /* Fused attention over packed qkv (B*S, 3D) into out (B*S, D), for CPU
  * devices; S <= TSR_ATT_MAX_S. lens: int[B] or NULL. */
 #define TSR_ATT_MAX_S 1536
@@ -409,6 +424,24 @@ uint64_t tsr_fnv1a(uint64_t h, const void *data, size_t n);
 
 /* ---- linear layers ---- */
 
+/* How linear layers' weights are stored on the device (tsr_ctx_params.dtype):
+ * float32, IEEE half or bfloat16. 16-bit weights are read with float32
+ * arithmetic: tessera's own GEMM converts them as it loads them (vload_half,
+ * or a shift for bfloat16); on the CLBlast path each weight is widened into a
+ * float32 scratch buffer just before its GEMM. */
+typedef enum { TSR_WDT_F32 = 0, TSR_WDT_F16 = 1, TSR_WDT_BF16 = 2 } tsr_wdt;
+/* Bytes of one element. */
+size_t tsr_wdt_size(int wdt);
+/* "f32", "f16" or "bf16". */
+const char *tsr_wdt_name(int wdt);
+/* float32 to IEEE half and to bfloat16, rounding to nearest even; values
+ * beyond half's range become infinities (the loader refuses them first). */
+uint16_t tsr_f32_to_f16(float f);
+uint16_t tsr_f32_to_bf16(float f);
+float tsr_f16_to_f32(uint16_t h);
+/* Bytes of a linear layer's (N, K) weight stored as wdt. */
+size_t tsr_linear_weight_bytes(int wdt, int N, int K);
+
 /* The column panels of tessera's own GEMM kernel (gemm.cl's GT_N). */
 #define TSR_GEMM_PANEL 64
 /* Panels per work-item of tessera's own GEMM when nothing was tuned. */
@@ -419,10 +452,13 @@ uint64_t tsr_fnv1a(uint64_t h, const void *data, size_t n);
  * p * TSR_GEMM_PANEL, width wd = min(TSR_GEMM_PANEL, N - n0)) at dst + n0 * K,
  * its element (k, j) at k * wd + j. */
 void tsr_linear_weight_pack(const float *w, int N, int K, float *dst);
+/* The same for 16-bit elements. */
+void tsr_linear_weight_pack16(const uint16_t *w, int N, int K, uint16_t *dst);
 
 /* Uploads a torch.nn.Linear weight (N, K) in the layout tsr_linear uses on this
  * device: as is for CLBlast, packed (tsr_linear_weight_pack) for tessera's own
- * GEMM. Either takes N * K floats. */
+ * GEMM, in q->wdt elements (converted from the float32 values w).
+ * dst holds tsr_linear_weight_bytes(q->wdt, N, K). */
 tsr_status tsr_linear_weight_write(tsr_queue *q, cl_mem dst, const float *w, int N, int K,
                                    tsr_error *err);
 cl_mem tsr_linear_weight_upload(tsr_queue *q, const float *w, int N, int K, tsr_error *err);
@@ -431,7 +467,8 @@ cl_mem tsr_linear_weight_upload(tsr_queue *q, const float *w, int N, int K, tsr_
 tsr_status tsr_linear(tsr_queue *q, cl_mem x, int M, int K, cl_mem w, cl_mem b, int N, cl_mem y,
                       tsr_act act, tsr_error *err);
 /* Measuring pass: records that linear layers of up to M rows with this N and
- * K will run on q, so that the queue's temporary buffer covers them. */
+ * K will run on q, so that the queue's temporary buffers (CLBlast's, and the
+ * widened weight of 16-bit weights) cover them. */
 tsr_status tsr_linear_plan(tsr_queue *q, int M, int N, int K, tsr_error *err);
 /* Reserves the temporary buffer that the plan needs in the arena. */
 void tsr_linear_plan_reserve(tsr_queue *q, tsr_arena *a);

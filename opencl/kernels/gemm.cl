@@ -40,10 +40,29 @@
 #define GT_STRIPS 1
 #endif
 
-__kernel __attribute__((reqd_work_group_size(1, 1, 1)))
-void gemm_tn(__global const float *A, __global const float *Bp, __global float *C,
-             __global const float *bias, int M, int N, int K, int lda, int ldc, int has_bias,
-             int act)
+/* Element off of the packed weights, widened to float32; wdt as tsr_wdt. */
+inline float16 wload16(__global const uchar *p, size_t off, const int wdt)
+{
+    if (wdt == 1)
+        return vload_half16(0, (__global const half *)p + off);
+    if (wdt == 2)
+        return as_float16(convert_uint16(vload16(0, (__global const ushort *)p + off)) << 16);
+    return vload16(0, (__global const float *)p + off);
+}
+
+inline float wload1(__global const uchar *p, size_t off, const int wdt)
+{
+    if (wdt == 1)
+        return vload_half(0, (__global const half *)p + off);
+    if (wdt == 2)
+        return as_float((uint)((__global const ushort *)p)[off] << 16);
+    return ((__global const float *)p)[off];
+}
+
+inline __attribute__((always_inline))
+void gemm_tn_body(__global const float *A, __global const uchar *Bp, __global float *C,
+                  __global const float *bias, int M, int N, int K, int lda, int ldc,
+                  int has_bias, int act, const int wdt)
 {
     int m0 = get_global_id(0) * GT_M;
     if (m0 >= M)
@@ -60,15 +79,15 @@ void gemm_tn(__global const float *A, __global const float *Bp, __global float *
         int n0 = (get_global_id(1) * GT_STRIPS + s) * GT_N;
         if (n0 >= N)
             return;
-        __global const float *b = Bp + (size_t)n0 * K; /* every earlier panel is full */
+        size_t b = (size_t)n0 * K; /* the panel's first element: every earlier panel is full */
         if (n0 + GT_N <= N) {
             float16 c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
             float16 c20 = 0, c21 = 0, c22 = 0, c23 = 0, c30 = 0, c31 = 0, c32 = 0, c33 = 0;
             float16 c40 = 0, c41 = 0, c42 = 0, c43 = 0, c50 = 0, c51 = 0, c52 = 0, c53 = 0;
             for (int k = 0; k < K; k++) {
-                __global const float *bk = b + (size_t)k * GT_N;
-                float16 b0 = vload16(0, bk), b1 = vload16(1, bk), b2 = vload16(2, bk),
-                        b3 = vload16(3, bk);
+                size_t bk = b + (size_t)k * GT_N;
+                float16 b0 = wload16(Bp, bk, wdt), b1 = wload16(Bp, bk + 16, wdt),
+                        b2 = wload16(Bp, bk + 32, wdt), b3 = wload16(Bp, bk + 48, wdt);
                 ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5)
             }
             float16 bias0 = 0.0f, bias1 = 0.0f, bias2 = 0.0f, bias3 = 0.0f;
@@ -87,7 +106,7 @@ void gemm_tn(__global const float *A, __global const float *Bp, __global float *
         for (; j0 + 16 <= w; j0 += 16) {
             float16 c00 = 0, c10 = 0, c20 = 0, c30 = 0, c40 = 0, c50 = 0;
             for (int k = 0; k < K; k++) {
-                float16 b0 = vload16(0, b + (size_t)k * w + j0);
+                float16 b0 = wload16(Bp, b + (size_t)k * w + j0, wdt);
                 ROW1(0) ROW1(1) ROW1(2) ROW1(3) ROW1(4) ROW1(5)
             }
             float16 bias0 = has_bias ? vload16(0, bias + n0 + j0) : (float16)0.0f;
@@ -97,9 +116,37 @@ void gemm_tn(__global const float *A, __global const float *Bp, __global float *
             for (int j = j0; j < w; j++) {
                 float acc = 0.0f;
                 for (int k = 0; k < K; k++)
-                    acc = fma(A[(size_t)i * lda + k], b[(size_t)k * w + j], acc);
+                    acc = fma(A[(size_t)i * lda + k], wload1(Bp, b + (size_t)k * w + j, wdt), acc);
                 C[(size_t)i * ldc + n0 + j] =
                     act_apply(acc + (has_bias ? bias[n0 + j] : 0.0f), act);
             }
     }
+}
+
+#define GEMM_TN_KERNEL(NAME, WT, WDT)                                                            \
+    __kernel __attribute__((reqd_work_group_size(1, 1, 1))) void NAME(                           \
+        __global const float *A, __global const WT *Bp, __global float *C,                     \
+        __global const float *bias, int M, int N, int K, int lda, int ldc, int has_bias,       \
+        int act)                                                                                \
+    {                                                                                           \
+        gemm_tn_body(A, (__global const uchar *)Bp, C, bias, M, N, K, lda, ldc, has_bias, act, \
+                     WDT);                                                                      \
+    }
+GEMM_TN_KERNEL(gemm_tn, float, 0)
+GEMM_TN_KERNEL(gemm_tn_f16, ushort, 1)
+GEMM_TN_KERNEL(gemm_tn_bf16, ushort, 2)
+
+/* CLBlast with 16-bit weights: the weight widened to float32 before its GEMM. */
+__kernel void widen_f16(__global const ushort *src, __global float *dst, int n)
+{
+    int i = get_global_id(0);
+    if (i < n)
+        dst[i] = vload_half(i, (__global const half *)src);
+}
+
+__kernel void widen_bf16(__global const ushort *src, __global float *dst, int n)
+{
+    int i = get_global_id(0);
+    if (i < n)
+        dst[i] = as_float((uint)src[i] << 16);
 }

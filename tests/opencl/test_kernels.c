@@ -724,6 +724,109 @@ static void test_linear(int M, int N, int K, int act, int with_bias)
     free(x), free(w), free(b), free(ref);
 }
 
+/* The host's float32 to half and bfloat16 conversions on values whose
+ * encodings are worked out by hand (rounding to nearest even, subnormals,
+ * overflow), and every half widened by the device's vload_half (PoCL's or
+ * the driver's, not tessera's code) against tsr_f16_to_f32 and back. */
+static void test_half_convert(void)
+{
+    static const struct {
+        float f;
+        uint16_t h, bf;
+    } cases[] = {
+        {0.0f, 0x0000, 0x0000},          {-0.0f, 0x8000, 0x8000},
+        {1.0f, 0x3c00, 0x3f80},          {-2.0f, 0xc000, 0xc000},
+        {65504.0f, 0x7bff, 0x4780},      {65519.0f, 0x7bff, 0x4780}, /* half: just below the tie */
+        {65520.0f, 0x7c00, 0x4780},      /* ties to even: infinity */
+        {0x1p-14f, 0x0400, 0x3880},      /* smallest normal half */
+        {0x1p-24f, 0x0001, 0x3380},      /* smallest subnormal */
+        {0x1p-25f, 0x0000, 0x3300},      /* half of it: ties to even, zero */
+        {0x1.8p-25f, 0x0001, 0x3340},    /* three quarters: rounds up */
+        {0x1.8p-24f, 0x0002, 0x33c0},    /* 1.5 subnormal steps: ties to even, 2 */
+        {1.0f + 0x1p-11f, 0x3c00, 0x3f80}, /* tie: down to even */
+        {1.0f + 0x3p-11f, 0x3c02, 0x3f80}, /* tie: up to even */
+        {1.0f + 0x1p-8f, 0x3c04, 0x3f80},  /* bfloat16 tie: down */
+        {1.0f + 0x3p-8f, 0x3c0c, 0x3f82},  /* bfloat16 tie: up */
+        {3.14159274f, 0x4248, 0x4049},   {-1e-3f, 0x9419, 0xba83},
+        {1e5f, 0x7c00, 0x47c3},
+    };
+    int bad = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint16_t h = tsr_f32_to_f16(cases[i].f), bf = tsr_f32_to_bf16(cases[i].f);
+        if (h != cases[i].h || bf != cases[i].bf) {
+            printf("  %a: half 0x%04x (want 0x%04x), bfloat16 0x%04x (want 0x%04x)\n",
+                   (double)cases[i].f, h, cases[i].h, bf, cases[i].bf);
+            bad++;
+        }
+    }
+    check(!bad, "float32 to half and bfloat16 on %zu hand-checked values (%d wrong)",
+          sizeof cases / sizeof cases[0], bad);
+    uint16_t *all = malloc(sizeof(uint16_t) * 65536);
+    for (int i = 0; i < 65536; i++)
+        all[i] = (uint16_t)i;
+    cl_mem src = up(all, sizeof(uint16_t) * 65536);
+    cl_mem dst = tsr_buf_alloc(ctx, sizeof(float) * 65536, &err);
+    tsr_status st = tsr_k_widen(q, src, TSR_WDT_F16, dst, 65536, &err);
+    float *dev = st == TSR_OK ? down(dst, 65536) : NULL;
+    int diff = 0, trip = 0;
+    for (int i = 0; dev && i < 65536; i++) {
+        float h = tsr_f16_to_f32((uint16_t)i);
+        int nan = ((i >> 10) & 0x1f) == 0x1f && (i & 0x3ff);
+        if (nan ? !isnan(dev[i]) || !isnan(h) : memcmp(&h, &dev[i], 4) != 0)
+            diff++;
+        if (!nan && tsr_f32_to_f16(h) != (uint16_t)i)
+            trip++;
+    }
+    check(dev && !diff && !trip, "all 65536 halves: the device's vload_half and tsr_f16_to_f32 "
+          "differ on %d, the round trip through float32 changes %d", diff, trip);
+    mems_free((cl_mem[]){src, dst}, 2);
+    free(all);
+    free(dev);
+}
+
+/* tsr_linear with weights stored as half or bfloat16 on both GEMM paths,
+ * against the C reference on the weights rounded to that type: the kernels
+ * widen them exactly, so the float32 tolerance holds. */
+static void test_linear16(int M, int N, int K, int act, int with_bias)
+{
+    float *x = rand_vec((size_t)M * K, 1.0f), *w = rand_vec((size_t)N * K, 1.0f / sqrtf((float)K));
+    float *b = rand_vec(N, 0.5f), *wr = malloc(sizeof(float) * N * K);
+    float *ref = malloc(sizeof(float) * M * N);
+    int saved = ctx->own_gemm;
+    for (int wdt = TSR_WDT_F16; wdt <= TSR_WDT_BF16; wdt++) {
+        for (size_t i = 0; i < (size_t)N * K; i++) {
+            if (wdt == TSR_WDT_F16) {
+                wr[i] = tsr_f16_to_f32(tsr_f32_to_f16(w[i]));
+            } else {
+                uint32_t u = (uint32_t)tsr_f32_to_bf16(w[i]) << 16;
+                memcpy(&wr[i], &u, 4);
+            }
+        }
+        ref_linear(x, M, K, wr, with_bias ? b : NULL, N, ref, act);
+        for (int own = 0; own < 2; own++) {
+            ctx->own_gemm = own;
+            q->wdt = wdt;
+            cl_mem dx = up(x, sizeof(float) * M * K), db = up(b, sizeof(float) * N);
+            cl_mem dw = tsr_linear_weight_upload(q, w, N, K, &err);
+            cl_mem dy = tsr_buf_alloc(ctx, sizeof(float) * M * N, &err);
+            tsr_status st = tsr_linear(q, dx, M, K, dw, with_bias ? db : NULL, N, dy, act, &err);
+            float *got = down(dy, (size_t)M * N);
+            char name[112];
+            snprintf(name, sizeof name, "linear, %s weights (%s) %dx%dx%d act=%d bias=%d",
+                     tsr_wdt_name(wdt), own ? "tessera GEMM" : "CLBlast", M, N, K, act, with_bias);
+            if (st != TSR_OK)
+                check(0, "%s: %s", name, err.msg);
+            else
+                compare(name, got, ref, (size_t)M * N, 1e-4, 1e-4);
+            mems_free((cl_mem[]){dx, db, dw, dy}, 4);
+            free(got);
+            q->wdt = TSR_WDT_F32;
+        }
+    }
+    ctx->own_gemm = saved;
+    free(x), free(w), free(b), free(wr), free(ref);
+}
+
 /* tessera's GEMM kernel with each strip count `tessera tune` may choose
  * (the program is rebuilt with another GT_STRIPS), on widths that leave
  * partial strips and a narrow last strip. */
@@ -1431,6 +1534,12 @@ int main(void)
     test_linear(2, 64, 3, TSR_ACT_NONE, 1);          /* exactly one 64-column panel */
     test_linear(7, 144, 50, TSR_ACT_GELU, 1);        /* a narrow panel of one 16-wide vector */
     test_linear(19, 203, 31, TSR_ACT_RELU, 1);       /* narrow panel: 11 columns, scalar only */
+    test_half_convert();
+    test_linear16(1, 1, 1, TSR_ACT_NONE, 0);
+    test_linear16(13, 70, 33, TSR_ACT_GELU, 1);    /* full tiles plus edges */
+    test_linear16(7, 144, 50, TSR_ACT_NONE, 1);    /* a narrow panel of one 16-wide vector */
+    test_linear16(19, 203, 31, TSR_ACT_RELU, 0);   /* narrow panel: scalar rest */
+    test_linear16(50, 768, 257, TSR_ACT_QUICK_GELU, 1);
     test_gemm_strips();
     test_encoder_layer(1, 1, 4, 1, 8, TSR_ACT_QUICK_GELU, 0, 0, 0);
     test_encoder_layer(2, 17, 60, 5, 100, TSR_ACT_GELU, 0, 0, 0);
