@@ -82,6 +82,9 @@ CL_API_ENTRY cl_int CL_API_CALL clEnqueueWriteBuffer(cl_command_queue q, cl_mem 
 static int clblast_path(tsr_ctx *ctx) { return strstr(tsr_ctx_tuning(ctx), "forced: clblast") ||
                                                strncmp(tsr_ctx_tuning(ctx), "built-in table: CLBlast", 23) == 0; }
 
+/* 16-bit weights: on CLBlast every GEMM widens its weight in one more kernel. */
+static int w16(const tsr_ctx *ctx) { return strcmp(tsr_ctx_dtype(ctx), "f32") != 0; }
+
 static void print_counts(const char *what, const tsr_launch_counts *c)
 {
     printf("     %s: %llu kernels, %llu CLBlast calls, %llu host waits, %llu buffers\n", what,
@@ -118,11 +121,14 @@ static void test_encoder(tsr_ctx *ctx, int blast)
                "%ld clFinish, %ld waits, %ld buffers, %ld blocking transfers\n",
                name, calls.kernels, calls.finish, calls.wait, calls.buffers, calls.blocking);
         /* pre-layernorm layer: LN, qkv, attention, out, add, LN, fc1, fc2, add; on
-         * CLBlast the four GEMMs are CLBlast calls, each adding its bias in a kernel */
-        check(st == TSR_OK && layer.launches == 9 &&
+         * CLBlast the four GEMMs are CLBlast calls, each adding its bias in a kernel,
+         * and with 16-bit weights each widening its weight in one more */
+        uint64_t want = 9 + (blast && w16(ctx) ? 4 : 0);
+        check(st == TSR_OK && layer.launches == want &&
                   layer.gemms == (blast ? 4u : 0u) && layer.syncs == 0 && layer.buffers == 0,
-              "%s encoder layer (%s): %llu kernels, %llu CLBlast calls, no wait, no buffer", name,
-              blast ? "CLBlast" : "tessera's GEMM", (unsigned long long)layer.launches,
+              "%s encoder layer (%s, %s weights): %llu kernels, %llu CLBlast calls, no wait, no "
+              "buffer", name, blast ? "CLBlast" : "tessera's GEMM", tsr_ctx_dtype(ctx),
+              (unsigned long long)layer.launches,
               (unsigned long long)layer.gemms);
         check(st == TSR_OK && calls.finish == 0 && calls.wait == 0 && calls.buffers == 0 &&
                   calls.blocking == 1,
@@ -165,11 +171,12 @@ static void test_decoder(tsr_ctx *ctx, int blast)
      * append, cross-attention 5, MLP 4), then gather, layernorm and the vocabulary
      * projection. On CLBlast the 6 GEMMs of a layer are CLBlast calls that add their
      * bias in a kernel, and the bias-free projection is a CLBlast call alone. */
-    uint64_t L = 2, want = 1 + 15 * L + (blast ? 2 : 3);
+    uint64_t L = 2, want = 1 + 15 * L + (blast ? 2 : 3) + (blast && w16(ctx) ? 6 * L + 1 : 0);
     check(st == TSR_OK && step.launches == want && step.gemms == (blast ? 6 * L + 1 : 0) &&
               step.syncs == 1 && step.buffers == 0,
-          "decoder step (%s): %llu kernels (%llu expected), one wait (the logits), no buffer",
-          blast ? "CLBlast" : "tessera's GEMM", (unsigned long long)step.launches,
+          "decoder step (%s, %s weights): %llu kernels (%llu expected), one wait (the logits), "
+          "no buffer", blast ? "CLBlast" : "tessera's GEMM", tsr_ctx_dtype(ctx),
+          (unsigned long long)step.launches,
           (unsigned long long)want);
     check(st == TSR_OK && calls.finish == 0 && calls.wait == 0 && calls.buffers == 0 &&
               calls.blocking == 4,
@@ -305,6 +312,14 @@ int main(void)
     test_caption_decoders(ctx, blast);
     if (blast)
         test_gemm_tmp(ctx);
+    tsr_ctx_free(ctx);
+    /* half weights: the same counts (plus the widening on CLBlast), still no
+     * wait and no buffer inside a layer or a step */
+    tsr_ctx_params p = test_ctx_params();
+    p.dtype = "f16";
+    ctx = ctx_with_or_skip(&p);
+    test_encoder(ctx, blast);
+    test_decoder(ctx, blast);
     tsr_ctx_free(ctx);
     return finish();
 }
