@@ -13,12 +13,32 @@ void tsr_scratch_need(const tsr_enc_cfg *c, int rows, size_t need[TSR_SCRATCH_N]
             need[i] = want[i];
 }
 
+void tsr_scratch_need_att(tsr_queue *q, const tsr_enc_cfg *c, int S, size_t need[TSR_SCRATCH_N])
+{
+    if (!q->ctx->own_gemm || S < TSR_ATT_GEMM_MIN_S)
+        return;
+    size_t f = sizeof(float), scores = (size_t)c->heads * S * S * f, kvp = 2 * (size_t)S * c->dim * f;
+    if (scores > need[TSR_SCRATCH_SCORES])
+        need[TSR_SCRATCH_SCORES] = scores;
+    if (kvp > need[TSR_SCRATCH_KVP])
+        need[TSR_SCRATCH_KVP] = kvp;
+}
+
 void tsr_scratch_reserve(tsr_arena *a, tsr_enc_scratch *s, const size_t need[TSR_SCRATCH_N])
 {
     tsr_arena_reserve(a, &s->h, need[TSR_SCRATCH_H]);
     tsr_arena_reserve(a, &s->qkv, need[TSR_SCRATCH_QKV]);
     tsr_arena_reserve(a, &s->attn, need[TSR_SCRATCH_ATTN]);
     tsr_arena_reserve(a, &s->ffn, need[TSR_SCRATCH_FFN]);
+    s->scores = s->kvp = NULL;
+    s->scores_bytes = need[TSR_SCRATCH_SCORES];
+    s->kvp_bytes = need[TSR_SCRATCH_KVP];
+    if (s->scores_bytes && s->kvp_bytes) {
+        tsr_arena_reserve(a, &s->scores, s->scores_bytes);
+        tsr_arena_reserve(a, &s->kvp, s->kvp_bytes);
+    } else {
+        s->scores_bytes = s->kvp_bytes = 0;
+    }
 }
 
 tsr_status tsr_enc_cfg_check(const tsr_enc_cfg *c, const char *what, tsr_error *err)
@@ -34,14 +54,32 @@ tsr_status tsr_enc_cfg_check(const tsr_enc_cfg *c, const char *what, tsr_error *
     return TSR_OK;
 }
 
-/* Multi-head attention over packed qkv (B*S, 3D) into s->attn (B*S, D): the
- * fused CPU kernel for sequences it holds, otherwise the online-softmax
- * kernel, which takes any length and needs no scores buffer. */
+int tsr_att_uses_gemm(const tsr_queue *q, const tsr_enc_cfg *c, const tsr_enc_scratch *s, int S,
+                      cl_mem lens)
+{
+    size_t f = sizeof(float);
+    return q->ctx->own_gemm && !lens && S >= TSR_ATT_GEMM_MIN_S && s->scores &&
+           s->scores_bytes >= (size_t)c->heads * S * S * f &&
+           s->kvp_bytes >= 2 * (size_t)S * c->dim * f;
+}
+
+/* Multi-head attention over packed qkv (B*S, 3D) into s->attn (B*S, D): on
+ * CPU devices as GEMMs for long sequences without padding (when the plan
+ * reserved their scratch), else the fused CPU kernel for sequences it
+ * holds, otherwise the online-softmax kernel, which takes any length and
+ * needs no scores buffer. */
 static tsr_status attention(tsr_queue *q, const tsr_enc_cfg *c, tsr_enc_scratch *s, int B, int S,
                             cl_mem lens, tsr_error *err)
 {
     int D = c->dim, H = c->heads, dh = D / H;
     float scale = 1.0f / sqrtf((float)dh);
+    if (tsr_att_uses_gemm(q, c, s, S, lens)) {
+        tsr_status rc = TSR_OK;
+        for (int b = 0; b < B && rc == TSR_OK; b++)
+            rc = tsr_attention_gemm(q, s->qkv, s->attn, b, S, H, dh, scale, c->causal, s->scores,
+                                    s->kvp, err);
+        return rc;
+    }
     if (q->ctx->own_gemm && S <= TSR_ATT_MAX_S)
         return tsr_k_attention(q, s->qkv, s->attn, B, S, H, dh, scale, c->causal, lens, err);
     tsr_att_io io = {s->qkv, 0, 3 * D, s->qkv, D, 2 * D, 3 * D, S * 3 * D, s->attn, D, lens, 1};

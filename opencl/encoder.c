@@ -27,6 +27,8 @@ tsr_status tsr_encoder_plan(tsr_queue *q, const tsr_encoder_cfg *c, int B, int S
             tsr_arena_reserve(a, &io->out, (size_t)B * P * f);
     }
     tsr_scratch_need(&c->layer, (int)rows, scratch);
+    if (!c->use_lens) /* padded sequences keep the fused kernels */
+        tsr_scratch_need_att(q, &c->layer, S, scratch);
     int d = c->layer.dim, F = c->layer.ffn;
     tsr_status st = TSR_OK;
     if (c->n_layers > 0) {

@@ -174,6 +174,21 @@ tsr_status tsr_k_softmax(tsr_queue *q, cl_mem s, int batch, int heads, int sq, i
     return launch(q, TSR_K_SOFTMAX, rows * wg, wg, a, 8, err);
 }
 
+tsr_status tsr_k_softmax_cpu(tsr_queue *q, cl_mem s, int batch, int heads, int sq, int sk,
+                             float scale, int causal, cl_mem lens, tsr_error *err)
+{
+    size_t rows = (size_t)batch * heads * sq;
+    if (check_n(rows, err) != TSR_OK || check_n(rows * sk, err) != TSR_OK)
+        return TSR_ERR_TOO_LARGE;
+    if (!(scale > 0.0f))
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "softmax: the scale must be positive");
+    cl_mem l = lens ? lens : s;
+    karg a[] = {KMEM(s),      KINT(sq), KINT(sk),           KINT(heads), KFLT(scale),
+                KINT(causal), KMEM(l),  KINT(lens != NULL), KINT(rows)};
+    size_t g = rows, one = 1;
+    return launch2(q, TSR_K_SOFTMAX_CPU, 1, &g, &one, a, 9, err);
+}
+
 tsr_status tsr_k_bias_act(tsr_queue *q, cl_mem y, cl_mem bias, int rows, int cols, tsr_act act,
                           tsr_error *err)
 {
@@ -266,6 +281,52 @@ tsr_status tsr_gemm_tn_own(tsr_queue *q, int M, int N, int K, cl_mem A, int lda,
               : q->wdt == TSR_WDT_BF16 ? TSR_K_GEMM_TN_BF16
                                        : TSR_K_GEMM_TN;
     return launch2(q, kid, 2, global, local, a, 11, err);
+}
+
+/* Packs H matrices (one per head) for gemm_tn_batched: see pack_panels. */
+static tsr_status pack_heads(tsr_queue *q, cl_mem src, cl_mem dst, int dst_off, int N, int K,
+                             int off, int H, int s_h, int rs, int cs, tsr_error *err)
+{
+    karg a[] = {KMEM(src), KMEM(dst), KINT(dst_off), KINT(N),  KINT(K),          KINT(off),
+                KINT(H),   KINT(0),   KINT(s_h),     KINT(rs), KINT(cs), KINT(H * N * K)};
+    return launch(q, TSR_K_PACK_PANELS, (size_t)H * N * K, ELEMWISE_LOCAL, a, 12, err);
+}
+
+/* H products (one per head) of gemm_tn_batched: A + a_off + z * sa_h times
+ * the packed Bp + b_off + z * sb into C + c_off + z * sc_h. */
+static tsr_status gemm_heads(tsr_queue *q, int M, int N, int K, cl_mem A, int a_off, int lda,
+                             int sa_h, cl_mem Bp, int b_off, int sb, cl_mem C, int c_off, int ldc,
+                             int sc_h, int H, tsr_error *err)
+{
+    size_t cols = (size_t)TSR_GEMM_PANEL * q->gemm_strips;
+    size_t global[3] = {(size_t)(M + 5) / 6, (N + cols - 1) / cols, (size_t)H};
+    size_t local[3] = {1, 1, 1};
+    karg a[] = {KMEM(A),     KINT(a_off), KINT(0),    KINT(sa_h), KMEM(Bp), KINT(b_off),
+                KINT(sb),    KMEM(C),     KINT(c_off), KINT(0),   KINT(sc_h), KINT(H),
+                KINT(M),     KINT(N),     KINT(K),    KINT(lda),  KINT(ldc)};
+    return launch2(q, TSR_K_GEMM_TN_BATCHED, 3, global, local, a, 17, err);
+}
+
+tsr_status tsr_attention_gemm(tsr_queue *q, cl_mem qkv, cl_mem out, int b, int S, int H, int dh,
+                              float scale, int causal, cl_mem scores, cl_mem kvp, tsr_error *err)
+{
+    int D = H * dh, row = 3 * D;
+    /* every offset, in elements, must fit the kernels' ints */
+    if ((double)(b + 1) * S * row > INT_MAX || (double)H * S * S > INT_MAX)
+        return tsr_error_set(err, TSR_ERR_TOO_LARGE, "attention over %d positions of %d heads "
+                             "is too large for the GEMM path", S, H);
+    int base = b * S * row, hk = S * dh; /* hk: one head's packed keys (or values) */
+    tsr_status rc = TSR_OK;
+    /* keys: W (S, dh) per head, the rows of qkv; values: W (dh, S), its columns */
+    TSR_TRY(rc, pack_heads(q, qkv, kvp, 0, S, dh, base + D, H, dh, row, 1, err));
+    TSR_TRY(rc, pack_heads(q, qkv, kvp, H * hk, dh, S, base + 2 * D, H, dh, 1, row, err));
+    /* scores (H, S, S) = Q K^T, softmax, then P V into the head's columns */
+    TSR_TRY(rc, gemm_heads(q, S, S, dh, qkv, base, row, dh, kvp, 0, hk, scores, 0, S, S * S, H,
+                           err));
+    TSR_TRY(rc, tsr_k_softmax_cpu(q, scores, 1, H, S, S, scale, causal, NULL, err));
+    TSR_TRY(rc, gemm_heads(q, S, dh, S, scores, 0, S, S * S, kvp, H * hk, hk, out, b * S * D, D,
+                           dh, H, err));
+    return rc;
 }
 
 tsr_status tsr_k_widen(tsr_queue *q, cl_mem src, int wdt, cl_mem dst, size_t n, tsr_error *err)

@@ -83,6 +83,9 @@ enum tsr_kernel_id {
     TSR_K_GEMM_TN_BF16,
     TSR_K_WIDEN_F16,
     TSR_K_WIDEN_BF16,
+    TSR_K_GEMM_TN_BATCHED,
+    TSR_K_PACK_PANELS,
+    TSR_K_SOFTMAX_CPU,
     TSR_K_COUNT
 };
 
@@ -249,6 +252,9 @@ tsr_status tsr_k_l2norm(tsr_queue *q, cl_mem x, int rows, int dim, tsr_error *er
 /* s: (batch*heads*sq, sk); lens: int[batch] or NULL. */
 tsr_status tsr_k_softmax(tsr_queue *q, cl_mem s, int batch, int heads, int sq, int sk,
                          float scale, int causal, cl_mem lens, tsr_error *err);
+/* The same for CPU devices: one work-item per row, 16-wide; scale > 0. */
+tsr_status tsr_k_softmax_cpu(tsr_queue *q, cl_mem s, int batch, int heads, int sq, int sk,
+                             float scale, int causal, cl_mem lens, tsr_error *err);
 tsr_status tsr_k_bias_act(tsr_queue *q, cl_mem y, cl_mem bias, int rows, int cols, tsr_act act,
                           tsr_error *err);
 tsr_status tsr_k_add(tsr_queue *q, cl_mem y, cl_mem x, size_t n, tsr_error *err);
@@ -338,6 +344,19 @@ tsr_status tsr_gemm_nt(tsr_queue *q, int M, int N, int K, float alpha, cl_mem A,
  * may be NULL. */
 tsr_status tsr_gemm_tn_own(tsr_queue *q, int M, int N, int K, cl_mem A, int lda, cl_mem Bp,
                            cl_mem bias, cl_mem C, int ldc, tsr_act act, tsr_error *err);
+/* Attention of one sequence b of packed qkv (B*S, 3D) into out (B*S, D) as
+ * GEMMs with tessera's own kernel (CPU devices): every head's keys and values
+ * packed into kvp (2 * S * D floats), the scores Q K^T of all heads into
+ * scores (H * S * S floats), softmax_rows (scale, causal), then P V into the
+ * head's columns of out. Five launches; used for long sequences without
+ * padding (TSR_ATT_GEMM_MIN_S), where it is several times faster than the
+ * fused kernel, which recomputes nothing but reduces every dot product
+ * horizontally. */
+tsr_status tsr_attention_gemm(tsr_queue *q, cl_mem qkv, cl_mem out, int b, int S, int H, int dh,
+                              float scale, int causal, cl_mem scores, cl_mem kvp,
+                              tsr_error *err);
+/* From this length on, encoder attention without padding runs as GEMMs. */
+#define TSR_ATT_GEMM_MIN_S 128
 /* dst (n floats) = src (n 16-bit values of type wdt, TSR_WDT_F16 or _BF16). */
 tsr_status tsr_k_widen(tsr_queue *q, cl_mem src, int wdt, cl_mem dst, size_t n, tsr_error *err);
 /* Fused attention over packed qkv (B*S, 3D) into out (B*S, D), for CPU

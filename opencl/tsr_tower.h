@@ -50,17 +50,36 @@ typedef struct {
 
 /* The scratch of encoder and decoder layers, shared by every tower of a
  * session (they run one after another): sized by the largest. */
-enum { TSR_SCRATCH_H, TSR_SCRATCH_QKV, TSR_SCRATCH_ATTN, TSR_SCRATCH_FFN, TSR_SCRATCH_N };
+enum {
+    TSR_SCRATCH_H,
+    TSR_SCRATCH_QKV,
+    TSR_SCRATCH_ATTN,
+    TSR_SCRATCH_FFN,
+    TSR_SCRATCH_SCORES, /* attention as GEMMs (tsr_scratch_need_att), else 0 */
+    TSR_SCRATCH_KVP,
+    TSR_SCRATCH_N
+};
 typedef struct {
-    cl_mem h;    /* (R, D) */
-    cl_mem qkv;  /* (R, 3D) */
-    cl_mem attn; /* (R, D) */
-    cl_mem ffn;  /* (R, F) */
+    cl_mem h;      /* (R, D) */
+    cl_mem qkv;    /* (R, 3D) */
+    cl_mem attn;   /* (R, D) */
+    cl_mem ffn;    /* (R, F) */
+    cl_mem scores; /* (H, S, S) one sequence's attention probabilities, or NULL */
+    cl_mem kvp;    /* (2, H, S, dh) its keys and values packed for the GEMM, or NULL */
+    size_t scores_bytes, kvp_bytes;
 } tsr_enc_scratch;
 
 /* need[i] = max(need[i], bytes of scratch buffer i for R rows of layer c). */
 void tsr_scratch_need(const tsr_enc_cfg *c, int rows, size_t need[TSR_SCRATCH_N]);
+/* The same for the attention of sequences of S positions: on devices where
+ * tessera's own GEMM runs, sequences from TSR_ATT_GEMM_MIN_S positions on run
+ * their attention as GEMMs, one sequence at a time, which needs its scores
+ * and packed keys and values. */
+void tsr_scratch_need_att(tsr_queue *q, const tsr_enc_cfg *c, int S, size_t need[TSR_SCRATCH_N]);
 void tsr_scratch_reserve(tsr_arena *a, tsr_enc_scratch *s, const size_t need[TSR_SCRATCH_N]);
+/* 1 when tsr_enc_layer runs this attention as GEMMs (tsr_attention_gemm). */
+int tsr_att_uses_gemm(const tsr_queue *q, const tsr_enc_cfg *c, const tsr_enc_scratch *s, int S,
+                      cl_mem lens);
 /* Checks a layer configuration: heads divide the width, head size within
  * what the attention kernels take. what names the tower in the message. */
 tsr_status tsr_enc_cfg_check(const tsr_enc_cfg *c, const char *what, tsr_error *err);

@@ -62,7 +62,7 @@ inline float wload1(__global const uchar *p, size_t off, const int wdt)
 inline __attribute__((always_inline))
 void gemm_tn_body(__global const float *A, __global const uchar *Bp, __global float *C,
                   __global const float *bias, int M, int N, int K, int lda, int ldc,
-                  int has_bias, int act, const int wdt)
+                  int has_bias, int act, const int wdt, size_t b_base)
 {
     int m0 = get_global_id(0) * GT_M;
     if (m0 >= M)
@@ -79,7 +79,8 @@ void gemm_tn_body(__global const float *A, __global const uchar *Bp, __global fl
         int n0 = (get_global_id(1) * GT_STRIPS + s) * GT_N;
         if (n0 >= N)
             return;
-        size_t b = (size_t)n0 * K; /* the panel's first element: every earlier panel is full */
+        size_t b = b_base + (size_t)n0 * K; /* the panel's first element: every earlier panel
+                                               * is full */
         if (n0 + GT_N <= N) {
             float16 c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
             float16 c20 = 0, c21 = 0, c22 = 0, c23 = 0, c30 = 0, c31 = 0, c32 = 0, c33 = 0;
@@ -130,11 +131,45 @@ void gemm_tn_body(__global const float *A, __global const uchar *Bp, __global fl
         int act)                                                                                \
     {                                                                                           \
         gemm_tn_body(A, (__global const uchar *)Bp, C, bias, M, N, K, lda, ldc, has_bias, act, \
-                     WDT);                                                                      \
+                     WDT, 0);                                                                   \
     }
 GEMM_TN_KERNEL(gemm_tn, float, 0)
 GEMM_TN_KERNEL(gemm_tn_f16, ushort, 1)
 GEMM_TN_KERNEL(gemm_tn_bf16, ushort, 2)
+
+/* Strided batched products for attention over long sequences: product z of
+ * nz multiplies A + a_off + (z / nh) * sa_b + (z % nh) * sa_h by the packed
+ * float32 matrix at Bp + b_off + z * sb into C + c_off + (z / nh) * sc_b +
+ * (z % nh) * sc_h (dimension 2 walks z). No bias, no activation. */
+__kernel __attribute__((reqd_work_group_size(1, 1, 1)))
+void gemm_tn_batched(__global const float *A, int a_off, int sa_b, int sa_h,
+                     __global const float *Bp, int b_off, int sb, __global float *C, int c_off,
+                     int sc_b, int sc_h, int nh, int M, int N, int K, int lda, int ldc)
+{
+    int z = get_global_id(2), zb = z / nh, zh = z % nh;
+    gemm_tn_body(A + a_off + (size_t)zb * sa_b + (size_t)zh * sa_h, (__global const uchar *)Bp,
+                 C + c_off + (size_t)zb * sc_b + (size_t)zh * sc_h, C, M, N, K, lda, ldc, 0, 0,
+                 0, (size_t)b_off + (size_t)z * sb);
+}
+
+/* Packs nz matrices W (N, K), W[n][k] at src[off + (z / nh) * s_b + (z % nh) *
+ * s_h + n * rs + k * cs], into gemm_tn's panels, matrix z at dst + dst_off +
+ * z * N * K (total = nz * N * K):
+ * the keys (rs the row of qkv, cs 1) and the values (rs 1, cs the row) of
+ * each head, read in place from packed qkv. */
+__kernel void pack_panels(__global const float *src, __global float *dst, int dst_off, int N,
+                          int K, int off, int nh, int s_b, int s_h, int rs, int cs, int total)
+{
+    int gid = get_global_id(0);
+    if (gid >= total)
+        return;
+    dst += dst_off;
+    int nk = N * K, z = gid / nk, r = gid % nk;
+    int n0 = r / (GT_N * K) * GT_N, w = min(GT_N, N - n0), t = r - n0 * K;
+    int k = t / w, n = n0 + t % w;
+    dst[gid] = src[off + (size_t)(z / nh) * s_b + (size_t)(z % nh) * s_h + (size_t)n * rs +
+                   (size_t)k * cs];
+}
 
 /* CLBlast with 16-bit weights: the weight widened to float32 before its GEMM. */
 __kernel void widen_f16(__global const ushort *src, __global float *dst, int n)

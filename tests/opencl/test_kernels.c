@@ -17,7 +17,20 @@ static void new_queue(void)
     }
 }
 
-/* The layers' scratch for R rows of c, in an arena of its own. */
+/* The layers' scratch for R rows of c, in an arena of its own; with S > 0
+ * also what attention as GEMMs needs for sequences of S positions. */
+static tsr_status scratch_for_att(const tsr_enc_cfg *c, int R, int S, tsr_arena *a,
+                                  tsr_enc_scratch *s)
+{
+    size_t need[TSR_SCRATCH_N] = {0};
+    tsr_scratch_need(c, R, need);
+    if (S > 0)
+        tsr_scratch_need_att(q, c, S, need);
+    tsr_arena_init(a, ctx);
+    tsr_scratch_reserve(a, s, need);
+    return tsr_arena_commit(a, &err);
+}
+
 static tsr_status scratch_for(const tsr_enc_cfg *c, int R, tsr_arena *a, tsr_enc_scratch *s)
 {
     size_t need[TSR_SCRATCH_N] = {0};
@@ -520,14 +533,24 @@ static void test_softmax(int B, int H, int S, int causal, int use_lens)
     for (int b = 0; b < B; b++)
         lens[b] = 1 + (b * 7) % S;
     ref_softmax(ref, B, H, S, S, 0.37f, causal, use_lens ? lens : NULL);
-    cl_mem ds = up(s, sizeof(float) * n), dl = up(lens, sizeof(int) * B);
-    tsr_k_softmax(q, ds, B, H, S, S, 0.37f, causal, use_lens ? dl : NULL, &err);
-    float *got = down(ds, n);
-    char name[96];
-    snprintf(name, sizeof name, "softmax B%d H%d S%d causal=%d lens=%d", B, H, S, causal, use_lens);
-    compare(name, got, ref, n, 1e-6, 1e-5);
-    mems_free((cl_mem[]){ds, dl}, 2);
-    free(s), free(ref), free(got), free(lens);
+    for (int cpu = 0; cpu < 2; cpu++) { /* the work-group kernel, then the CPU one */
+        cl_mem ds = up(s, sizeof(float) * n), dl = up(lens, sizeof(int) * B);
+        tsr_status st = cpu ? tsr_k_softmax_cpu(q, ds, B, H, S, S, 0.37f, causal,
+                                                use_lens ? dl : NULL, &err)
+                            : tsr_k_softmax(q, ds, B, H, S, S, 0.37f, causal, use_lens ? dl : NULL,
+                                            &err);
+        float *got = down(ds, n);
+        char name[96];
+        snprintf(name, sizeof name, "softmax%s B%d H%d S%d causal=%d lens=%d", cpu ? " (CPU)" : "",
+                 B, H, S, causal, use_lens);
+        if (st != TSR_OK)
+            check(0, "%s: %s", name, err.msg);
+        else
+            compare(name, got, ref, n, 1e-6, 1e-5);
+        mems_free((cl_mem[]){ds, dl}, 2);
+        free(got);
+    }
+    free(s), free(ref), free(lens);
 }
 
 static void test_bias_act(int rows, int cols, int act, int with_bias)
@@ -899,19 +922,36 @@ static void test_encoder_layer(int B, int S, int D, int H, int F, int act, int c
     cl_mem dx = up(x, sizeof(float) * n), dl = up(lens, sizeof(int) * B);
     tsr_enc_scratch s = {0};
     tsr_arena sa;
-    tsr_status st = scratch_for(&c, B * S, &sa, &s);
-    if (st == TSR_OK)
-        st = tsr_enc_layer(q, &c, &w, &s, dx, B, S, lens_on ? dl : NULL, &err);
-    float *got = down(dx, n);
-    char name[160];
-    snprintf(name, sizeof name,
-             "encoder layer (%s) B%d S%d D%d H%d F%d act=%d causal=%d lens=%d post_ln=%d",
-             ctx->own_gemm ? "CPU kernels" : "CLBlast", B, S, D, H, F, act, causal, lens_on,
-             post_ln);
-    if (st != TSR_OK)
-        check(0, "%s: %s", name, err.msg);
-    else
-        compare(name, got, ref, n, 1e-4, 1e-4);
+    /* with the scratch for attention as GEMMs (used where the length allows),
+     * then without it: the fused kernel on the same layer */
+    tsr_status st = scratch_for_att(&c, B * S, S, &sa, &s);
+    float *got = NULL;
+    for (int att = 1; att >= 0; att--) {
+        if (!att) {
+            if (!tsr_att_uses_gemm(q, &c, &s, S, lens_on ? dl : NULL))
+                break;
+            tsr_arena_release(&sa);
+            memset(&s, 0, sizeof s);
+            st = scratch_for(&c, B * S, &sa, &s);
+            tsr_buf_write(q, dx, x, sizeof(float) * n, &err);
+        }
+        const char *how = !ctx->own_gemm ? "CLBlast"
+                          : tsr_att_uses_gemm(q, &c, &s, S, lens_on ? dl : NULL)
+                              ? "CPU kernels, attention as GEMMs"
+                              : "CPU kernels";
+        if (st == TSR_OK)
+            st = tsr_enc_layer(q, &c, &w, &s, dx, B, S, lens_on ? dl : NULL, &err);
+        free(got);
+        got = down(dx, n);
+        char name[176];
+        snprintf(name, sizeof name,
+                 "encoder layer (%s) B%d S%d D%d H%d F%d act=%d causal=%d lens=%d post_ln=%d",
+                 how, B, S, D, H, F, act, causal, lens_on, post_ln);
+        if (st != TSR_OK)
+            check(0, "%s: %s", name, err.msg);
+        else
+            compare(name, got, ref, n, 1e-4, 1e-4);
+    }
     free(got);
     got = NULL;
     if (ctx->own_gemm) { /* the same layer through CLBlast's GEMMs and batched attention */
@@ -925,6 +965,7 @@ static void test_encoder_layer(int B, int S, int D, int H, int F, int act, int c
         tsr_buf_write(q, dx, x, sizeof(float) * n, &err);
         st = tsr_enc_layer(q, &c, &w2, &s, dx, B, S, lens_on ? dl : NULL, &err);
         got = down(dx, n);
+        char name[160];
         snprintf(name, sizeof name,
                  "encoder layer (CLBlast) B%d S%d D%d H%d F%d act=%d causal=%d lens=%d post_ln=%d",
                  B, S, D, H, F, act, causal, lens_on, post_ln);
@@ -1550,6 +1591,10 @@ int main(void)
     test_encoder_layer(3, 13, 48, 12, 72, TSR_ACT_GELU, 0, 1, 1);     /* BERT: post-layernorm */
     test_encoder_layer(1, 1, 8, 2, 16, TSR_ACT_GELU, 0, 0, 1);
     test_encoder_layer(1, 1100, 32, 2, 40, TSR_ACT_GELU, 0, 0, 0); /* longer than 1024 */
+    test_encoder_layer(1, 1500, 64, 1, 32, TSR_ACT_GELU, 0, 0, 0); /* Whisper's length */
+    test_encoder_layer(2, 300, 40, 2, 50, TSR_ACT_QUICK_GELU, 1, 0, 0); /* causal, two sequences */
+    test_encoder_layer(3, 131, 60, 3, 70, TSR_ACT_GELU, 0, 0, 1); /* dh 20: a narrow V panel */
+    test_encoder_layer(2, 140, 48, 2, 64, TSR_ACT_GELU, 0, 1, 0); /* padded: the fused kernel */
     test_attention_kv(1, 1, 1, 1, 1, 0, 0, 0);
     test_attention_kv(2, 3, 7, 3, 20, 1, 0, 0);   /* dh not a multiple of 16 */
     test_attention_kv(3, 1, 33, 6, 64, 1, 1, 0);  /* one decoding step, shared keys */
