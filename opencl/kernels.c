@@ -371,7 +371,9 @@ tsr_status tsr_k_attention_kv(tsr_queue *q, const tsr_att_io *io, int B, int Sq,
                 KINT(group),     KMEM(io->out),   KINT(io->o_row),  KINT(Sq),
                 KINT(Sk),        KINT(H),         KINT(dh),         KFLT(scale),
                 KINT(causal),    KMEM(l),         KINT(io->lens != NULL), KINT(n)};
-    return launch(q, TSR_K_ATTENTION_KV, n, 16, a, 20, err);
+    /* CPU devices: scores in private memory, where they fit */
+    int kid = q->ctx->own_gemm && Sk <= TSR_ATT_MAX_S ? TSR_K_ATTENTION_KV_CPU : TSR_K_ATTENTION_KV;
+    return launch(q, kid, n, 16, a, 20, err);
 }
 
 tsr_status tsr_k_kv_append(tsr_queue *q, cl_mem qkv, cl_mem cache, int B, int Sq, int D, int cap,

@@ -86,6 +86,7 @@ enum tsr_kernel_id {
     TSR_K_GEMM_TN_BATCHED,
     TSR_K_PACK_PANELS,
     TSR_K_SOFTMAX_CPU,
+    TSR_K_ATTENTION_KV_CPU,
     TSR_K_COUNT
 };
 

@@ -156,6 +156,87 @@ __kernel void attention_kv(__global const float *q, int q_off, int q_row,
         o[nv * 16 + d] = accr[d] * inv;
 }
 
+/* attention_kv for CPU devices, where Sk <= ATT_MAX_S: the scores of a query
+ * against every key first (kept in private memory), then one vectorised
+ * pass of exponentials and the weighted sum of the values without
+ * rescaling. The online softmax above computes two scalar exponentials and
+ * rescales the accumulator at every key; on a CPU those dominate a decoding
+ * step's cross-attention over 1,500 encoder positions. Same arguments. */
+__kernel void attention_kv_cpu(__global const float *q, int q_off, int q_row,
+                               __global const float *kv, int k_off, int v_off, int kv_row,
+                               int kv_batch, int kv_group, __global float *out, int o_row, int Sq,
+                               int Sk, int H, int dh, float scale, int causal,
+                               __global const int *lens, int use_lens, int n)
+{
+    int gid = get_global_id(0);
+    if (gid >= n)
+        return;
+    int i = gid % Sq, bh = gid / Sq, h = bh % H, b = bh / H;
+    int lim = causal ? min(Sk, i + 1 + (Sk - Sq)) : Sk;
+    if (use_lens)
+        lim = min(lim, lens[b]);
+    lim = max(lim, 1);
+    __global const float *qr = q + ((size_t)b * Sq + i) * q_row + q_off + (size_t)h * dh;
+    __global const float *kb = kv + (size_t)(b / kv_group) * kv_batch + k_off + (size_t)h * dh;
+    __global const float *vb = kv + (size_t)(b / kv_group) * kv_batch + v_off + (size_t)h * dh;
+    int nv = dh / 16, rem = dh - nv * 16;
+    float16 qv[8];
+    for (int c = 0; c < nv; c++)
+        qv[c] = vload16(c, qr) * scale;
+    float qrr[16];
+    for (int d = 0; d < rem; d++)
+        qrr[d] = qr[nv * 16 + d] * scale;
+    float p[ATT_MAX_S];
+    float m = -INFINITY;
+    for (int j = 0; j < lim; j++) {
+        __global const float *k = kb + (size_t)j * kv_row;
+        float16 s16 = 0.0f;
+        for (int c = 0; c < nv; c++)
+            s16 = fma(qv[c], vload16(c, k), s16);
+        float8 a8 = s16.lo + s16.hi;
+        float4 a4 = a8.lo + a8.hi;
+        float s = (a4.x + a4.y) + (a4.z + a4.w);
+        for (int d = 0; d < rem; d++)
+            s = fma(qrr[d], k[nv * 16 + d], s);
+        p[j] = s;
+        m = fmax(m, s);
+    }
+    int j = 0;
+    float16 l16 = 0.0f;
+    for (; j + 16 <= lim; j += 16) {
+        float16 e = exp(vload16(0, p + j) - m);
+        l16 += e;
+        vstore16(e, 0, p + j);
+    }
+    float8 l8 = l16.lo + l16.hi;
+    float4 l4 = l8.lo + l8.hi;
+    float l = (l4.x + l4.y) + (l4.z + l4.w);
+    for (; j < lim; j++) {
+        p[j] = exp(p[j] - m);
+        l += p[j];
+    }
+    float16 acc[8];
+    float accr[16];
+    for (int c = 0; c < nv; c++)
+        acc[c] = 0.0f;
+    for (int d = 0; d < rem; d++)
+        accr[d] = 0.0f;
+    for (j = 0; j < lim; j++) {
+        __global const float *v = vb + (size_t)j * kv_row;
+        float16 pj = (float16)p[j];
+        for (int c = 0; c < nv; c++)
+            acc[c] = fma(pj, vload16(c, v), acc[c]);
+        for (int d = 0; d < rem; d++)
+            accr[d] = fma(p[j], v[nv * 16 + d], accr[d]);
+    }
+    float inv = 1.0f / l;
+    __global float *o = out + ((size_t)b * Sq + i) * o_row + (size_t)h * dh;
+    for (int c = 0; c < nv; c++)
+        vstore16(acc[c] * inv, c, o);
+    for (int d = 0; d < rem; d++)
+        o[nv * 16 + d] = accr[d] * inv;
+}
+
 /* Appends the keys and values of Sq new tokens to a KV cache:
  * cache[(b*cap + past + i)*2D + c] = qkv[(b*Sq + i)*3D + D + c], c < 2D. */
 __kernel void kv_append(__global const float *qkv, __global float *cache, int Sq, int D, int cap,

@@ -1063,8 +1063,9 @@ static void test_attention_kv_g(int B, int Sq, int Sk, int H, int dh, int causal
     float *got = down(dout, (size_t)B * Sq * D);
     char name[128];
     snprintf(name, sizeof name,
-             "attention_kv B%d Sq%d Sk%d H%d dh%d causal=%d shared=%d lens=%d group=%d", B, Sq,
-             Sk, H, dh, causal, shared, lens_on, group);
+             "attention_kv%s B%d Sq%d Sk%d H%d dh%d causal=%d shared=%d lens=%d group=%d",
+             ctx->own_gemm && Sk <= TSR_ATT_MAX_S ? " (CPU, two passes)" : " (online softmax)", B,
+             Sq, Sk, H, dh, causal, shared, lens_on, group);
     if (st != TSR_OK)
         check(0, "%s: %s", name, err.msg);
     else
@@ -1602,6 +1603,7 @@ int main(void)
     test_attention_kv(2, 4, 1500, 6, 64, 0, 1, 0); /* Whisper cross-attention length */
     test_attention_kv(4, 13, 13, 3, 40, 0, 0, 1);  /* BERT: padded keys masked */
     test_attention_kv(3, 9, 9, 2, 17, 1, 0, 1);    /* causal and masked */
+    test_attention_kv(2, 3, 1600, 2, 40, 1, 0, 1); /* past the CPU kernel's private scores */
     test_attention_kv_g(6, 1, 29, 3, 24, 0, 0, 0, 3);  /* two images' three beams, a step */
     test_attention_kv_g(8, 2, 577, 2, 64, 0, 0, 0, 4); /* BLIP's 577 image tokens */
     for (int own = 0; own < 2; own++) {
