@@ -35,7 +35,10 @@ def whisper(tessera, threads, repeats):
     clips = sorted(glob.glob(os.path.join(FIX, "whisper", "clips", "*")))
     model = WhisperModel(wdir, device="cpu", compute_type="float32", cpu_threads=threads)
     audio_s = 0.0
-    fw = []
+    fw, ts = [], []
+    # the same decoding on both sides: greedy, one temperature, no timestamps;
+    # the two take turns, so that a drift of the shared machine's speed
+    # reaches both
     for r in range(repeats):
         t = 0.0
         for c in clips:
@@ -47,9 +50,8 @@ def whisper(tessera, threads, repeats):
             if r == 0:
                 audio_s += info.duration
         fw.append(t)
-    ts = []
-    for r in range(repeats):
-        out = subprocess.run([tessera, "transcribe", "--model", wdir, "--json", *clips],
+        out = subprocess.run([tessera, "transcribe", "--model", wdir, "--json", "--beam", "1",
+                              "--temperature", "0", "--no-timestamps", *clips],
                              check=True, capture_output=True, text=True).stdout
         ts.append(sum(json.loads(line)["seconds"] for line in out.splitlines()))
     f, t = statistics.median(fw), statistics.median(ts)
