@@ -13,11 +13,27 @@ void tsr_scratch_need(const tsr_enc_cfg *c, int rows, size_t need[TSR_SCRATCH_N]
             need[i] = want[i];
 }
 
+/* The scratch attention as GEMMs needs: the padded keys alone for the flash
+ * kernel, else the keys, the values and the scores. */
+static void att_gemm_bytes(const tsr_enc_cfg *c, int S, size_t *scores, size_t *kvp)
+{
+    size_t f = sizeof(float), dh = (size_t)(c->dim / c->heads);
+    if (tsr_att_flash_ok(S, (int)dh)) {
+        size_t Sp = ((size_t)S + TSR_GEMM_PANEL - 1) / TSR_GEMM_PANEL * TSR_GEMM_PANEL;
+        *scores = 0;
+        *kvp = (size_t)c->heads * Sp * dh * f;
+    } else {
+        *scores = (size_t)c->heads * S * S * f;
+        *kvp = 2 * (size_t)S * c->dim * f;
+    }
+}
+
 void tsr_scratch_need_att(tsr_queue *q, const tsr_enc_cfg *c, int S, size_t need[TSR_SCRATCH_N])
 {
     if (!q->ctx->own_gemm || S < TSR_ATT_GEMM_MIN_S)
         return;
-    size_t f = sizeof(float), scores = (size_t)c->heads * S * S * f, kvp = 2 * (size_t)S * c->dim * f;
+    size_t scores, kvp;
+    att_gemm_bytes(c, S, &scores, &kvp);
     if (scores > need[TSR_SCRATCH_SCORES])
         need[TSR_SCRATCH_SCORES] = scores;
     if (kvp > need[TSR_SCRATCH_KVP])
@@ -33,12 +49,12 @@ void tsr_scratch_reserve(tsr_arena *a, tsr_enc_scratch *s, const size_t need[TSR
     s->scores = s->kvp = NULL;
     s->scores_bytes = need[TSR_SCRATCH_SCORES];
     s->kvp_bytes = need[TSR_SCRATCH_KVP];
-    if (s->scores_bytes && s->kvp_bytes) {
-        tsr_arena_reserve(a, &s->scores, s->scores_bytes);
+    if (s->kvp_bytes)
         tsr_arena_reserve(a, &s->kvp, s->kvp_bytes);
-    } else {
-        s->scores_bytes = s->kvp_bytes = 0;
-    }
+    if (s->kvp_bytes && s->scores_bytes)
+        tsr_arena_reserve(a, &s->scores, s->scores_bytes);
+    else
+        s->scores_bytes = 0;
 }
 
 tsr_status tsr_enc_cfg_check(const tsr_enc_cfg *c, const char *what, tsr_error *err)
@@ -57,10 +73,10 @@ tsr_status tsr_enc_cfg_check(const tsr_enc_cfg *c, const char *what, tsr_error *
 int tsr_att_uses_gemm(const tsr_queue *q, const tsr_enc_cfg *c, const tsr_enc_scratch *s, int S,
                       cl_mem lens)
 {
-    size_t f = sizeof(float);
-    return q->ctx->own_gemm && !lens && S >= TSR_ATT_GEMM_MIN_S && s->scores &&
-           s->scores_bytes >= (size_t)c->heads * S * S * f &&
-           s->kvp_bytes >= 2 * (size_t)S * c->dim * f;
+    size_t scores, kvp;
+    att_gemm_bytes(c, S, &scores, &kvp);
+    return q->ctx->own_gemm && !lens && S >= TSR_ATT_GEMM_MIN_S && s->kvp &&
+           s->kvp_bytes >= kvp && (!scores || (s->scores && s->scores_bytes >= scores));
 }
 
 /* Multi-head attention over packed qkv (B*S, 3D) into s->attn (B*S, D): on

@@ -285,11 +285,12 @@ tsr_status tsr_gemm_tn_own(tsr_queue *q, int M, int N, int K, cl_mem A, int lda,
 
 /* Packs H matrices (one per head) for gemm_tn_batched: see pack_panels. */
 static tsr_status pack_heads(tsr_queue *q, cl_mem src, cl_mem dst, int dst_off, int N, int K,
-                             int off, int H, int s_h, int rs, int cs, tsr_error *err)
+                             int n_valid, int off, int H, int s_h, int rs, int cs, tsr_error *err)
 {
-    karg a[] = {KMEM(src), KMEM(dst), KINT(dst_off), KINT(N),  KINT(K),          KINT(off),
-                KINT(H),   KINT(0),   KINT(s_h),     KINT(rs), KINT(cs), KINT(H * N * K)};
-    return launch(q, TSR_K_PACK_PANELS, (size_t)H * N * K, ELEMWISE_LOCAL, a, 12, err);
+    karg a[] = {KMEM(src), KMEM(dst), KINT(dst_off), KINT(N),   KINT(K),
+                KINT(n_valid), KINT(off), KINT(H),   KINT(0),   KINT(s_h),
+                KINT(rs),  KINT(cs),  KINT(H * N * K)};
+    return launch(q, TSR_K_PACK_PANELS, (size_t)H * N * K, ELEMWISE_LOCAL, a, 13, err);
 }
 
 /* H products (one per head) of gemm_tn_batched: A + a_off + z * sa_h times
@@ -307,6 +308,8 @@ static tsr_status gemm_heads(tsr_queue *q, int M, int N, int K, cl_mem A, int a_
     return launch2(q, TSR_K_GEMM_TN_BATCHED, 3, global, local, a, 17, err);
 }
 
+int tsr_att_flash_ok(int S, int dh) { return dh % 16 == 0 && S <= TSR_ATT_MAX_S; }
+
 tsr_status tsr_attention_gemm(tsr_queue *q, cl_mem qkv, cl_mem out, int b, int S, int H, int dh,
                               float scale, int causal, cl_mem scores, cl_mem kvp, tsr_error *err)
 {
@@ -317,9 +320,18 @@ tsr_status tsr_attention_gemm(tsr_queue *q, cl_mem qkv, cl_mem out, int b, int S
                              "is too large for the GEMM path", S, H);
     int base = b * S * row, hk = S * dh; /* hk: one head's packed keys (or values) */
     tsr_status rc = TSR_OK;
+    if (tsr_att_flash_ok(S, dh)) { /* keys packed in padded panels, then one kernel */
+        int Sp = (S + TSR_GEMM_PANEL - 1) / TSR_GEMM_PANEL * TSR_GEMM_PANEL;
+        TSR_TRY(rc, pack_heads(q, qkv, kvp, 0, Sp, dh, S, base + D, H, dh, row, 1, err));
+        size_t global[2] = {(size_t)(S + 5) / 6, (size_t)H}, local[2] = {1, 1};
+        karg a[] = {KMEM(qkv), KMEM(kvp),   KMEM(out),     KINT(b), KINT(S),
+                    KINT(H),   KINT(dh),    KFLT(scale),   KINT(causal)};
+        TSR_TRY(rc, launch2(q, TSR_K_ATTENTION_FLASH_CPU, 2, global, local, a, 9, err));
+        return rc;
+    }
     /* keys: W (S, dh) per head, the rows of qkv; values: W (dh, S), its columns */
-    TSR_TRY(rc, pack_heads(q, qkv, kvp, 0, S, dh, base + D, H, dh, row, 1, err));
-    TSR_TRY(rc, pack_heads(q, qkv, kvp, H * hk, dh, S, base + 2 * D, H, dh, 1, row, err));
+    TSR_TRY(rc, pack_heads(q, qkv, kvp, 0, S, dh, S, base + D, H, dh, row, 1, err));
+    TSR_TRY(rc, pack_heads(q, qkv, kvp, H * hk, dh, S, dh, base + 2 * D, H, dh, 1, row, err));
     /* scores (H, S, S) = Q K^T, softmax, then P V into the head's columns */
     TSR_TRY(rc, gemm_heads(q, S, S, dh, qkv, base, row, dh, kvp, 0, hk, scores, 0, S, S * S, H,
                            err));

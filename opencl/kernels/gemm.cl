@@ -154,11 +154,12 @@ void gemm_tn_batched(__global const float *A, int a_off, int sa_b, int sa_h,
 
 /* Packs nz matrices W (N, K), W[n][k] at src[off + (z / nh) * s_b + (z % nh) *
  * s_h + n * rs + k * cs], into gemm_tn's panels, matrix z at dst + dst_off +
- * z * N * K (total = nz * N * K):
+ * z * N * K (total = nz * N * K); rows n >= n_valid are zeros (padding):
  * the keys (rs the row of qkv, cs 1) and the values (rs 1, cs the row) of
  * each head, read in place from packed qkv. */
 __kernel void pack_panels(__global const float *src, __global float *dst, int dst_off, int N,
-                          int K, int off, int nh, int s_b, int s_h, int rs, int cs, int total)
+                          int K, int n_valid, int off, int nh, int s_b, int s_h, int rs, int cs,
+                          int total)
 {
     int gid = get_global_id(0);
     if (gid >= total)
@@ -167,8 +168,131 @@ __kernel void pack_panels(__global const float *src, __global float *dst, int ds
     int nk = N * K, z = gid / nk, r = gid % nk;
     int n0 = r / (GT_N * K) * GT_N, w = min(GT_N, N - n0), t = r - n0 * K;
     int k = t / w, n = n0 + t % w;
-    dst[gid] = src[off + (size_t)(z / nh) * s_b + (size_t)(z % nh) * s_h + (size_t)n * rs +
-                   (size_t)k * cs];
+    dst[gid] = n < n_valid ? src[off + (size_t)(z / nh) * s_b + (size_t)(z % nh) * s_h +
+                                 (size_t)n * rs + (size_t)k * cs]
+                           : 0.0f;
+}
+
+/* Attention of one sequence on CPU devices, flash style: a work-item takes
+ * GT_M query rows of one head (dimension 0) and head h (dimension 1), and
+ * computes their scores against all S keys with gemm_tn's register tile
+ * (the keys packed in 64-column panels by pack_panels, so that no dot
+ * product is reduced across a vector), keeps them in private memory, takes
+ * the softmax there and multiplies by the values read in place from qkv
+ * (B*S, 3D). Nothing of size S*S leaves the caches. Kp: each head's keys,
+ * (S, dh), packed with the panels padded to 64 keys (pack_panels with N the
+ * multiple of 64 from S and n_valid S). dh: a multiple of 16; S <= FA_MAX_S.
+ * causal: row i sees keys j <= i. */
+#define FA_MAX_S 1536
+__kernel __attribute__((reqd_work_group_size(1, 1, 1)))
+void attention_flash_cpu(__global const float *qkv, __global const float *Kp,
+                         __global float *out, int b, int S, int H, int dh, float scale,
+                         int causal)
+{
+    int i0 = get_global_id(0) * GT_M, h = get_global_id(1);
+    if (i0 >= S)
+        return;
+    int D = H * dh, row = 3 * D, nq = min(GT_M, S - i0), nv = dh / 16;
+    __global const float *q0 = qkv + ((size_t)b * S + i0) * row + (size_t)h * dh;
+    __global const float *qr[GT_M];
+    for (int r = 0; r < GT_M; r++)
+        qr[r] = q0 + (size_t)min(r, nq - 1) * row; /* rows past S repeat the last */
+    __global const float *kp = Kp + (size_t)h * ((S + GT_N - 1) / GT_N * GT_N) * dh;
+    int lim[GT_M], most = 0;
+    for (int r = 0; r < GT_M; r++) {
+        lim[r] = causal ? min(S, i0 + min(r, nq - 1) + 1) : S;
+        most = max(most, lim[r]);
+    }
+    float p[GT_M][FA_MAX_S];
+    /* scores, 64 keys at a time: the keys are packed in full panels (those
+     * past S are zeros, and past each row's limit the softmax ignores them) */
+    for (int n0 = 0; n0 < most; n0 += GT_N) {
+        __global const float *pb = kp + (size_t)n0 * dh;
+        float16 c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
+        float16 c20 = 0, c21 = 0, c22 = 0, c23 = 0, c30 = 0, c31 = 0, c32 = 0, c33 = 0;
+        float16 c40 = 0, c41 = 0, c42 = 0, c43 = 0, c50 = 0, c51 = 0, c52 = 0, c53 = 0;
+        __global const float *a0 = qr[0], *a1 = qr[1], *a2 = qr[2], *a3 = qr[3], *a4 = qr[4],
+                             *a5 = qr[5];
+        for (int k = 0; k < dh; k++) {
+            __global const float *bk = pb + (size_t)k * GT_N;
+            float16 b0 = vload16(0, bk), b1 = vload16(1, bk), b2 = vload16(2, bk),
+                    b3 = vload16(3, bk);
+            ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5)
+        }
+#define FA_STORE(i)                                                                              \
+    vstore16(c##i##0 * scale, 0, p[i] + n0);                                                    \
+    vstore16(c##i##1 * scale, 0, p[i] + n0 + 16);                                               \
+    vstore16(c##i##2 * scale, 0, p[i] + n0 + 32);                                               \
+    vstore16(c##i##3 * scale, 0, p[i] + n0 + 48);
+        FA_STORE(0) FA_STORE(1) FA_STORE(2) FA_STORE(3) FA_STORE(4) FA_STORE(5)
+#undef FA_STORE
+    }
+    /* softmax of each row over its keys */
+    float inv[GT_M];
+    for (int r = 0; r < GT_M; r++) {
+        int L = lim[r], j = 0;
+        float16 m16 = -INFINITY;
+        for (; j + 16 <= L; j += 16)
+            m16 = fmax(m16, vload16(0, p[r] + j));
+        float8 m8 = fmax(m16.lo, m16.hi);
+        float4 m4 = fmax(m8.lo, m8.hi);
+        float m = fmax(fmax(m4.x, m4.y), fmax(m4.z, m4.w));
+        for (; j < L; j++)
+            m = fmax(m, p[r][j]);
+        float16 s16 = 0.0f;
+        for (j = 0; j + 16 <= L; j += 16) {
+            float16 e = exp(vload16(0, p[r] + j) - m);
+            s16 += e;
+            vstore16(e, 0, p[r] + j);
+        }
+        float8 s8 = s16.lo + s16.hi;
+        float4 s4 = s8.lo + s8.hi;
+        float sum = (s4.x + s4.y) + (s4.z + s4.w);
+        for (; j < L; j++) {
+            p[r][j] = exp(p[r][j] - m);
+            sum += p[r][j];
+        }
+        for (j = L; j < most; j++)
+            p[r][j] = 0.0f; /* masked (causal) */
+        inv[r] = 1.0f / sum;
+    }
+    /* out = P V, the values read in place: 64 columns of the head at a time
+     * (6 x 4 accumulators, as the scores), then 16 */
+    __global const float *vb = qkv + (size_t)b * S * row + 2 * D + (size_t)h * dh;
+    __global float *ob = out + ((size_t)b * S + i0) * D + (size_t)h * dh;
+    int c = 0;
+    for (; c + 4 <= nv; c += 4) {
+        float16 c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
+        float16 c20 = 0, c21 = 0, c22 = 0, c23 = 0, c30 = 0, c31 = 0, c32 = 0, c33 = 0;
+        float16 c40 = 0, c41 = 0, c42 = 0, c43 = 0, c50 = 0, c51 = 0, c52 = 0, c53 = 0;
+        float *a0 = p[0], *a1 = p[1], *a2 = p[2], *a3 = p[3], *a4 = p[4], *a5 = p[5];
+        for (int k = 0; k < most; k++) {
+            __global const float *vk = vb + (size_t)k * row + 16 * c;
+            float16 b0 = vload16(0, vk), b1 = vload16(1, vk), b2 = vload16(2, vk),
+                    b3 = vload16(3, vk);
+            ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5)
+        }
+#define FA_OUT(i)                                                                                \
+    if ((i) < nq) {                                                                             \
+        __global float *o = ob + (size_t)(i) * D + 16 * c;                                      \
+        vstore16(c##i##0 * inv[i], 0, o);                                                       \
+        vstore16(c##i##1 * inv[i], 0, o + 16);                                                  \
+        vstore16(c##i##2 * inv[i], 0, o + 32);                                                  \
+        vstore16(c##i##3 * inv[i], 0, o + 48);                                                  \
+    }
+        FA_OUT(0) FA_OUT(1) FA_OUT(2) FA_OUT(3) FA_OUT(4) FA_OUT(5)
+#undef FA_OUT
+    }
+    for (; c < nv; c++) {
+        float16 o[GT_M] = {0, 0, 0, 0, 0, 0};
+        for (int j = 0; j < most; j++) {
+            float16 v = vload16(c, vb + (size_t)j * row);
+            for (int r = 0; r < GT_M; r++)
+                o[r] = fma((float16)p[r][j], v, o[r]);
+        }
+        for (int r = 0; r < nq; r++)
+            vstore16(o[r] * inv[r], c, ob + (size_t)r * D);
+    }
 }
 
 /* CLBlast with 16-bit weights: the weight widened to float32 before its GEMM. */

@@ -936,9 +936,10 @@ static void test_encoder_layer(int B, int S, int D, int H, int F, int act, int c
             tsr_buf_write(q, dx, x, sizeof(float) * n, &err);
         }
         const char *how = !ctx->own_gemm ? "CLBlast"
-                          : tsr_att_uses_gemm(q, &c, &s, S, lens_on ? dl : NULL)
-                              ? "CPU kernels, attention as GEMMs"
-                              : "CPU kernels";
+                          : !tsr_att_uses_gemm(q, &c, &s, S, lens_on ? dl : NULL)
+                              ? "CPU kernels"
+                          : tsr_att_flash_ok(S, D / H) ? "CPU kernels, flash attention"
+                                                       : "CPU kernels, attention as GEMMs";
         if (st == TSR_OK)
             st = tsr_enc_layer(q, &c, &w, &s, dx, B, S, lens_on ? dl : NULL, &err);
         free(got);
@@ -1594,6 +1595,8 @@ int main(void)
     test_encoder_layer(1, 1100, 32, 2, 40, TSR_ACT_GELU, 0, 0, 0); /* longer than 1024 */
     test_encoder_layer(1, 1500, 64, 1, 32, TSR_ACT_GELU, 0, 0, 0); /* Whisper's length */
     test_encoder_layer(2, 300, 40, 2, 50, TSR_ACT_QUICK_GELU, 1, 0, 0); /* causal, two sequences */
+    test_encoder_layer(2, 250, 64, 2, 50, TSR_ACT_GELU, 1, 0, 0); /* the same, flash */
+    test_encoder_layer(3, 129, 96, 2, 40, TSR_ACT_GELU, 0, 0, 1); /* dh 48: a 16-wide rest */
     test_encoder_layer(3, 131, 60, 3, 70, TSR_ACT_GELU, 0, 0, 1); /* dh 20: a narrow V panel */
     test_encoder_layer(2, 140, 48, 2, 64, TSR_ACT_GELU, 0, 1, 0); /* padded: the fused kernel */
     test_attention_kv(1, 1, 1, 1, 1, 0, 0, 0);
