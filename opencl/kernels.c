@@ -151,6 +151,11 @@ static tsr_status check_n(size_t n, tsr_error *err)
 tsr_status tsr_k_layernorm(tsr_queue *q, cl_mem x, cl_mem y, cl_mem g, cl_mem b, int rows,
                            int dim, float eps, tsr_error *err)
 {
+    if (q->ctx->own_gemm) { /* CPU devices: a row per work-item */
+        karg a[] = {KMEM(x), KMEM(y), KMEM(g), KMEM(b), KINT(dim), KFLT(eps), KINT(rows)};
+        size_t n = (size_t)rows, one = 1;
+        return launch2(q, TSR_K_LAYERNORM_CPU, 1, &n, &one, a, 7, err);
+    }
     int wg = q->ctx->wg;
     karg a[] = {KMEM(x), KMEM(y), KMEM(g), KMEM(b), KINT(dim), KFLT(eps)};
     return launch(q, TSR_K_LAYERNORM, (size_t)rows * wg, wg, a, 6, err);

@@ -88,6 +88,7 @@ enum tsr_kernel_id {
     TSR_K_SOFTMAX_CPU,
     TSR_K_ATTENTION_KV_CPU,
     TSR_K_ATTENTION_FLASH_CPU,
+    TSR_K_LAYERNORM_CPU,
     TSR_K_COUNT
 };
 
