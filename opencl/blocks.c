@@ -15,25 +15,26 @@ void tsr_scratch_need(const tsr_enc_cfg *c, int rows, size_t need[TSR_SCRATCH_N]
 
 /* The scratch attention as GEMMs needs: the padded keys alone for the flash
  * kernel, else the keys, the values and the scores. */
-static void att_gemm_bytes(const tsr_enc_cfg *c, int S, size_t *scores, size_t *kvp)
+static void att_gemm_bytes(const tsr_enc_cfg *c, int B, int S, size_t *scores, size_t *kvp)
 {
     size_t f = sizeof(float), dh = (size_t)(c->dim / c->heads);
     if (tsr_att_flash_ok(S, (int)dh)) {
         size_t Sp = ((size_t)S + TSR_GEMM_PANEL - 1) / TSR_GEMM_PANEL * TSR_GEMM_PANEL;
         *scores = 0;
-        *kvp = (size_t)c->heads * Sp * dh * f;
+        *kvp = (size_t)B * c->heads * Sp * dh * f;
     } else {
         *scores = (size_t)c->heads * S * S * f;
         *kvp = 2 * (size_t)S * c->dim * f;
     }
 }
 
-void tsr_scratch_need_att(tsr_queue *q, const tsr_enc_cfg *c, int S, size_t need[TSR_SCRATCH_N])
+void tsr_scratch_need_att(tsr_queue *q, const tsr_enc_cfg *c, int B, int S,
+                          size_t need[TSR_SCRATCH_N])
 {
     if (!q->ctx->own_gemm || S < TSR_ATT_GEMM_MIN_S)
         return;
     size_t scores, kvp;
-    att_gemm_bytes(c, S, &scores, &kvp);
+    att_gemm_bytes(c, B, S, &scores, &kvp);
     if (scores > need[TSR_SCRATCH_SCORES])
         need[TSR_SCRATCH_SCORES] = scores;
     if (kvp > need[TSR_SCRATCH_KVP])
@@ -70,11 +71,11 @@ tsr_status tsr_enc_cfg_check(const tsr_enc_cfg *c, const char *what, tsr_error *
     return TSR_OK;
 }
 
-int tsr_att_uses_gemm(const tsr_queue *q, const tsr_enc_cfg *c, const tsr_enc_scratch *s, int S,
-                      cl_mem lens)
+int tsr_att_uses_gemm(const tsr_queue *q, const tsr_enc_cfg *c, const tsr_enc_scratch *s, int B,
+                      int S, cl_mem lens)
 {
     size_t scores, kvp;
-    att_gemm_bytes(c, S, &scores, &kvp);
+    att_gemm_bytes(c, B, S, &scores, &kvp);
     return q->ctx->own_gemm && !lens && S >= TSR_ATT_GEMM_MIN_S && s->kvp &&
            s->kvp_bytes >= kvp && (!scores || (s->scores && s->scores_bytes >= scores));
 }
@@ -89,13 +90,9 @@ static tsr_status attention(tsr_queue *q, const tsr_enc_cfg *c, tsr_enc_scratch 
 {
     int D = c->dim, H = c->heads, dh = D / H;
     float scale = 1.0f / sqrtf((float)dh);
-    if (tsr_att_uses_gemm(q, c, s, S, lens)) {
-        tsr_status rc = TSR_OK;
-        for (int b = 0; b < B && rc == TSR_OK; b++)
-            rc = tsr_attention_gemm(q, s->qkv, s->attn, b, S, H, dh, scale, c->causal, s->scores,
-                                    s->kvp, err);
-        return rc;
-    }
+    if (tsr_att_uses_gemm(q, c, s, B, S, lens))
+        return tsr_attention_gemm(q, s->qkv, s->attn, B, S, H, dh, scale, c->causal, s->scores,
+                                  s->kvp, err);
     if (q->ctx->own_gemm && S <= TSR_ATT_MAX_S)
         return tsr_k_attention(q, s->qkv, s->attn, B, S, H, dh, scale, c->causal, lens, err);
     tsr_att_io io = {s->qkv, 0, 3 * D, s->qkv, D, 2 * D, 3 * D, S * 3 * D, s->attn, D, lens, 1};

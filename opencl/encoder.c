@@ -28,7 +28,7 @@ tsr_status tsr_encoder_plan(tsr_queue *q, const tsr_encoder_cfg *c, int B, int S
     }
     tsr_scratch_need(&c->layer, (int)rows, scratch);
     if (!c->use_lens) /* padded sequences keep the fused kernels */
-        tsr_scratch_need_att(q, &c->layer, S, scratch);
+        tsr_scratch_need_att(q, &c->layer, B, S, scratch);
     int d = c->layer.dim, F = c->layer.ffn;
     tsr_status st = TSR_OK;
     if (c->n_layers > 0) {

@@ -290,12 +290,13 @@ tsr_status tsr_gemm_tn_own(tsr_queue *q, int M, int N, int K, cl_mem A, int lda,
 
 /* Packs H matrices (one per head) for gemm_tn_batched: see pack_panels. */
 static tsr_status pack_heads(tsr_queue *q, cl_mem src, cl_mem dst, int dst_off, int N, int K,
-                             int n_valid, int off, int H, int s_h, int rs, int cs, tsr_error *err)
+                             int n_valid, int off, int nz, int H, int s_b, int s_h, int rs, int cs,
+                             tsr_error *err)
 {
     karg a[] = {KMEM(src), KMEM(dst), KINT(dst_off), KINT(N),   KINT(K),
-                KINT(n_valid), KINT(off), KINT(H),   KINT(0),   KINT(s_h),
-                KINT(rs),  KINT(cs),  KINT(H * N * K)};
-    return launch(q, TSR_K_PACK_PANELS, (size_t)H * N * K, ELEMWISE_LOCAL, a, 13, err);
+                KINT(n_valid), KINT(off), KINT(H),   KINT(s_b), KINT(s_h),
+                KINT(rs),  KINT(cs),  KINT(nz * N * K)};
+    return launch(q, TSR_K_PACK_PANELS, (size_t)nz * N * K, ELEMWISE_LOCAL, a, 13, err);
 }
 
 /* H products (one per head) of gemm_tn_batched: A + a_off + z * sa_h times
@@ -315,34 +316,39 @@ static tsr_status gemm_heads(tsr_queue *q, int M, int N, int K, cl_mem A, int a_
 
 int tsr_att_flash_ok(int S, int dh) { return dh % 16 == 0 && S <= TSR_ATT_MAX_S; }
 
-tsr_status tsr_attention_gemm(tsr_queue *q, cl_mem qkv, cl_mem out, int b, int S, int H, int dh,
+tsr_status tsr_attention_gemm(tsr_queue *q, cl_mem qkv, cl_mem out, int B, int S, int H, int dh,
                               float scale, int causal, cl_mem scores, cl_mem kvp, tsr_error *err)
 {
-    int D = H * dh, row = 3 * D;
+    int D = H * dh, row = 3 * D, hk = S * dh; /* hk: one head's packed keys (or values) */
+    int Sp = (S + TSR_GEMM_PANEL - 1) / TSR_GEMM_PANEL * TSR_GEMM_PANEL;
     /* every offset, in elements, must fit the kernels' ints */
-    if ((double)(b + 1) * S * row > INT_MAX || (double)H * S * S > INT_MAX)
-        return tsr_error_set(err, TSR_ERR_TOO_LARGE, "attention over %d positions of %d heads "
-                             "is too large for the GEMM path", S, H);
-    int base = b * S * row, hk = S * dh; /* hk: one head's packed keys (or values) */
+    if ((double)B * S * row > INT_MAX || (double)H * S * S > INT_MAX ||
+        (double)B * Sp * D > INT_MAX)
+        return tsr_error_set(err, TSR_ERR_TOO_LARGE, "attention over %d x %d positions of %d "
+                             "heads is too large for the GEMM path", B, S, H);
     tsr_status rc = TSR_OK;
-    if (tsr_att_flash_ok(S, dh)) { /* keys packed in padded panels, then one kernel */
-        int Sp = (S + TSR_GEMM_PANEL - 1) / TSR_GEMM_PANEL * TSR_GEMM_PANEL;
-        TSR_TRY(rc, pack_heads(q, qkv, kvp, 0, Sp, dh, S, base + D, H, dh, row, 1, err));
-        size_t global[2] = {(size_t)(S + 5) / 6, (size_t)H}, local[2] = {1, 1};
-        karg a[] = {KMEM(qkv), KMEM(kvp),   KMEM(out),     KINT(b), KINT(S),
-                    KINT(H),   KINT(dh),    KFLT(scale),   KINT(causal)};
-        TSR_TRY(rc, launch2(q, TSR_K_ATTENTION_FLASH_CPU, 2, global, local, a, 9, err));
+    if (tsr_att_flash_ok(S, dh)) { /* every sequence's keys packed, then one kernel */
+        TSR_TRY(rc, pack_heads(q, qkv, kvp, 0, Sp, dh, S, D, B * H, H, S * row, dh, row, 1,
+                               err));
+        size_t global[3] = {(size_t)(S + 5) / 6, (size_t)H, (size_t)B}, local[3] = {1, 1, 1};
+        karg a[] = {KMEM(qkv), KMEM(kvp), KMEM(out),   KINT(S),
+                    KINT(H),   KINT(dh),  KFLT(scale), KINT(causal)};
+        TSR_TRY(rc, launch2(q, TSR_K_ATTENTION_FLASH_CPU, 3, global, local, a, 8, err));
         return rc;
     }
-    /* keys: W (S, dh) per head, the rows of qkv; values: W (dh, S), its columns */
-    TSR_TRY(rc, pack_heads(q, qkv, kvp, 0, S, dh, S, base + D, H, dh, row, 1, err));
-    TSR_TRY(rc, pack_heads(q, qkv, kvp, H * hk, dh, S, dh, base + 2 * D, H, dh, 1, row, err));
-    /* scores (H, S, S) = Q K^T, softmax, then P V into the head's columns */
-    TSR_TRY(rc, gemm_heads(q, S, S, dh, qkv, base, row, dh, kvp, 0, hk, scores, 0, S, S * S, H,
-                           err));
-    TSR_TRY(rc, tsr_k_softmax_cpu(q, scores, 1, H, S, S, scale, causal, NULL, err));
-    TSR_TRY(rc, gemm_heads(q, S, dh, S, scores, 0, S, S * S, kvp, H * hk, hk, out, b * S * D, D,
-                           dh, H, err));
+    for (int b = 0; b < B && rc == TSR_OK; b++) { /* one sequence at a time */
+        int base = b * S * row;
+        /* keys: W (S, dh) per head, the rows of qkv; values: W (dh, S), its columns */
+        TSR_TRY(rc, pack_heads(q, qkv, kvp, 0, S, dh, S, base + D, H, H, 0, dh, row, 1, err));
+        TSR_TRY(rc, pack_heads(q, qkv, kvp, H * hk, dh, S, dh, base + 2 * D, H, H, 0, dh, 1, row,
+                               err));
+        /* scores (H, S, S) = Q K^T, softmax, then P V into the head's columns */
+        TSR_TRY(rc, gemm_heads(q, S, S, dh, qkv, base, row, dh, kvp, 0, hk, scores, 0, S, S * S,
+                               H, err));
+        TSR_TRY(rc, tsr_k_softmax_cpu(q, scores, 1, H, S, S, scale, causal, NULL, err));
+        TSR_TRY(rc, gemm_heads(q, S, dh, S, scores, 0, S, S * S, kvp, H * hk, hk, out, b * S * D,
+                               D, dh, H, err));
+    }
     return rc;
 }
 

@@ -347,18 +347,19 @@ tsr_status tsr_gemm_nt(tsr_queue *q, int M, int N, int K, float alpha, cl_mem A,
  * may be NULL. */
 tsr_status tsr_gemm_tn_own(tsr_queue *q, int M, int N, int K, cl_mem A, int lda, cl_mem Bp,
                            cl_mem bias, cl_mem C, int ldc, tsr_act act, tsr_error *err);
-/* Attention of one sequence b of packed qkv (B*S, 3D) into out (B*S, D) on
- * CPU devices, for long sequences without padding (TSR_ATT_GEMM_MIN_S on),
- * where the fused row kernel's horizontal dot products are slow:
- * - where tsr_att_flash_ok: every head's keys packed into kvp (H panels of
- *   the multiple of 64 from S keys, dh floats each), then attention_flash_cpu
- *   (gemm_tn's register tile for the scores, the softmax in private memory,
- *   the values read in place): two launches, scores unused;
- * - else as GEMMs: keys and values packed into kvp (2 * S * D floats), the
- *   scores Q K^T of all heads into scores (H * S * S floats) by
- *   gemm_tn_batched, softmax_rows_cpu, then P V into the heads' columns:
- *   five launches. */
-tsr_status tsr_attention_gemm(tsr_queue *q, cl_mem qkv, cl_mem out, int b, int S, int H, int dh,
+/* Attention of B sequences of packed qkv (B*S, 3D) into out (B*S, D) on CPU
+ * devices, for long sequences without padding (TSR_ATT_GEMM_MIN_S on), where
+ * the fused row kernel's horizontal dot products are slow:
+ * - where tsr_att_flash_ok: the keys of every (sequence, head) packed into
+ *   kvp (B * H panels of the multiple of 64 from S keys, dh floats each),
+ *   then attention_flash_cpu (gemm_tn's register tile for the scores, the
+ *   softmax in private memory, the values read in place): two launches for
+ *   the whole batch, scores unused;
+ * - else one sequence at a time as GEMMs: keys and values packed into kvp
+ *   (2 * S * D floats), the scores Q K^T of all heads into scores (H * S * S
+ *   floats) by gemm_tn_batched, softmax_rows_cpu, then P V into the heads'
+ *   columns: five launches per sequence. */
+tsr_status tsr_attention_gemm(tsr_queue *q, cl_mem qkv, cl_mem out, int B, int S, int H, int dh,
                               float scale, int causal, cl_mem scores, cl_mem kvp,
                               tsr_error *err);
 /* 1 when attention_flash_cpu takes S positions of heads of dh. */

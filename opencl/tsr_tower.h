@@ -71,15 +71,16 @@ typedef struct {
 
 /* need[i] = max(need[i], bytes of scratch buffer i for R rows of layer c). */
 void tsr_scratch_need(const tsr_enc_cfg *c, int rows, size_t need[TSR_SCRATCH_N]);
-/* The same for the attention of sequences of S positions: on devices where
- * tessera's own GEMM runs, sequences from TSR_ATT_GEMM_MIN_S positions on run
- * their attention as GEMMs, one sequence at a time, which needs its scores
- * and packed keys and values. */
-void tsr_scratch_need_att(tsr_queue *q, const tsr_enc_cfg *c, int S, size_t need[TSR_SCRATCH_N]);
+/* The same for the attention of B sequences of S positions: on devices
+ * where tessera's own GEMM runs, sequences from TSR_ATT_GEMM_MIN_S positions
+ * on run their attention as GEMMs (tsr_attention_gemm), which needs packed
+ * keys (and values and scores where the flash kernel does not apply). */
+void tsr_scratch_need_att(tsr_queue *q, const tsr_enc_cfg *c, int B, int S,
+                          size_t need[TSR_SCRATCH_N]);
 void tsr_scratch_reserve(tsr_arena *a, tsr_enc_scratch *s, const size_t need[TSR_SCRATCH_N]);
 /* 1 when tsr_enc_layer runs this attention as GEMMs (tsr_attention_gemm). */
-int tsr_att_uses_gemm(const tsr_queue *q, const tsr_enc_cfg *c, const tsr_enc_scratch *s, int S,
-                      cl_mem lens);
+int tsr_att_uses_gemm(const tsr_queue *q, const tsr_enc_cfg *c, const tsr_enc_scratch *s, int B,
+                      int S, cl_mem lens);
 /* Checks a layer configuration: heads divide the width, head size within
  * what the attention kernels take. what names the tower in the message. */
 tsr_status tsr_enc_cfg_check(const tsr_enc_cfg *c, const char *what, tsr_error *err);

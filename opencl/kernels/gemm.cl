@@ -173,23 +173,22 @@ __kernel void pack_panels(__global const float *src, __global float *dst, int ds
                            : 0.0f;
 }
 
-/* Attention of one sequence on CPU devices, flash style: a work-item takes
- * GT_M query rows of one head (dimension 0) and head h (dimension 1), and
+/* Attention on CPU devices, flash style: a work-item takes GT_M query rows
+ * (dimension 0) of head h (dimension 1) of sequence b (dimension 2), and
  * computes their scores against all S keys with gemm_tn's register tile
  * (the keys packed in 64-column panels by pack_panels, so that no dot
  * product is reduced across a vector), keeps them in private memory, takes
  * the softmax there and multiplies by the values read in place from qkv
- * (B*S, 3D). Nothing of size S*S leaves the caches. Kp: each head's keys,
- * (S, dh), packed with the panels padded to 64 keys (pack_panels with N the
+ * (B*S, 3D). Nothing of size S*S leaves the caches. Kp: the keys of each
+ * (sequence, head), (S, dh), packed with the panels padded to 64 keys (pack_panels with N the
  * multiple of 64 from S and n_valid S). dh: a multiple of 16; S <= FA_MAX_S.
  * causal: row i sees keys j <= i. */
 #define FA_MAX_S 1536
 __kernel __attribute__((reqd_work_group_size(1, 1, 1)))
 void attention_flash_cpu(__global const float *qkv, __global const float *Kp,
-                         __global float *out, int b, int S, int H, int dh, float scale,
-                         int causal)
+                         __global float *out, int S, int H, int dh, float scale, int causal)
 {
-    int i0 = get_global_id(0) * GT_M, h = get_global_id(1);
+    int i0 = get_global_id(0) * GT_M, h = get_global_id(1), b = get_global_id(2);
     if (i0 >= S)
         return;
     int D = H * dh, row = 3 * D, nq = min(GT_M, S - i0), nv = dh / 16;
@@ -197,7 +196,7 @@ void attention_flash_cpu(__global const float *qkv, __global const float *Kp,
     __global const float *qr[GT_M];
     for (int r = 0; r < GT_M; r++)
         qr[r] = q0 + (size_t)min(r, nq - 1) * row; /* rows past S repeat the last */
-    __global const float *kp = Kp + (size_t)h * ((S + GT_N - 1) / GT_N * GT_N) * dh;
+    __global const float *kp = Kp + ((size_t)b * H + h) * ((S + GT_N - 1) / GT_N * GT_N) * dh;
     int lim[GT_M], most = 0;
     for (int r = 0; r < GT_M; r++) {
         lim[r] = causal ? min(S, i0 + min(r, nq - 1) + 1) : S;

@@ -25,7 +25,7 @@ static tsr_status scratch_for_att(const tsr_enc_cfg *c, int R, int S, tsr_arena 
     size_t need[TSR_SCRATCH_N] = {0};
     tsr_scratch_need(c, R, need);
     if (S > 0)
-        tsr_scratch_need_att(q, c, S, need);
+        tsr_scratch_need_att(q, c, R / S, S, need);
     tsr_arena_init(a, ctx);
     tsr_scratch_reserve(a, s, need);
     return tsr_arena_commit(a, &err);
@@ -928,7 +928,7 @@ static void test_encoder_layer(int B, int S, int D, int H, int F, int act, int c
     float *got = NULL;
     for (int att = 1; att >= 0; att--) {
         if (!att) {
-            if (!tsr_att_uses_gemm(q, &c, &s, S, lens_on ? dl : NULL))
+            if (!tsr_att_uses_gemm(q, &c, &s, B, S, lens_on ? dl : NULL))
                 break;
             tsr_arena_release(&sa);
             memset(&s, 0, sizeof s);
@@ -936,7 +936,7 @@ static void test_encoder_layer(int B, int S, int D, int H, int F, int act, int c
             tsr_buf_write(q, dx, x, sizeof(float) * n, &err);
         }
         const char *how = !ctx->own_gemm ? "CLBlast"
-                          : !tsr_att_uses_gemm(q, &c, &s, S, lens_on ? dl : NULL)
+                          : !tsr_att_uses_gemm(q, &c, &s, B, S, lens_on ? dl : NULL)
                               ? "CPU kernels"
                           : tsr_att_flash_ok(S, D / H) ? "CPU kernels, flash attention"
                                                        : "CPU kernels, attention as GEMMs";
