@@ -42,7 +42,7 @@ static const char *bench_help =
     "  --threads N    recorded in the output (set PoCL's threads with POCL_MAX_PTHREAD_COUNT)\n"
     "  --json         machine-readable output\n"
     "  --device D     OpenCL device index or name substring\n"
-    "  --dtype T      linear layers' weights on the device: f32 (default), f16 or bf16\n"
+    "  --dtype T      linear layers' weights on the device: f32 (default), f16, bf16 or int8\n"
     "  --verbose      accepted for older scripts (the launch counter is always shown)\n"
     "\n"
     "Exit codes: 0 ok, 1 runtime error, 2 usage error.\n";

@@ -62,7 +62,7 @@ static const char *caption_help =
     "Sample k of --num-captions has its own generator, so the first samples do\n"
     "not change when more are asked for.\n"
     "  --device D              OpenCL device index or name substring\n"
-    "  --dtype T               linear layers' weights on the device: f32 (default), f16 or bf16\n"
+    "  --dtype T               linear layers' weights on the device: f32 (default), f16, bf16 or int8\n"
     "  --verbose               log device and kernel cache use on stderr\n"
     "\n"
     "Output: one line per caption, PATH, a tab, the caption. An image that cannot be\n"

@@ -48,7 +48,7 @@ static const char *classify_help =
     "                      three are deterministic; for clips of 10 s or less they\n"
     "                      equal transformers' ClapModel\n"
     "  --device D          OpenCL device index or name substring (default $TESSERA_DEVICE or 0)\n"
-    "  --dtype T           linear layers' weights on the device: f32 (default), f16 or bf16\n"
+    "  --dtype T           linear layers' weights on the device: f32 (default), f16, bf16 or int8\n"
     "  --verbose           log device and kernel cache use on stderr\n"
     "\n"
     "Exit codes: 0 ok, 1 runtime error (any image failed, or the model or device),\n"

@@ -48,7 +48,7 @@ static const char *eval_help =
     "  --quiet                  no progress bar (it is shown only on a terminal anyway)\n"
     "  --image-size N --mean R,G,B --std R,G,B   the preprocessing, as for classify\n"
     "  --device D               OpenCL device index or name substring\n"
-    "  --dtype T                linear layers' weights on the device: f32 (default), f16 or bf16\n"
+    "  --dtype T                linear layers' weights on the device: f32 (default), f16, bf16 or int8\n"
     "  --verbose                log device and kernel cache use on stderr\n"
     "\n"
     "Exit codes: 0 ok, 1 runtime error (any image failed, or the model or device),\n"

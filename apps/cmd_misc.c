@@ -33,7 +33,7 @@ static const char *embed_help =
     "                  the preprocessing, over preprocessor_config.json's (needed when the\n"
     "                  model directory has none)\n"
     "  --device D      OpenCL device index or name substring\n"
-    "  --dtype T       linear layers' weights on the device: f32 (default), f16 or bf16\n"
+    "  --dtype T       linear layers' weights on the device: f32 (default), f16, bf16 or int8\n"
     "  --verbose       log device and kernel cache use, and the embedding time, on stderr\n"
     "\n"
     "Exit codes: 0 ok, 1 runtime error, 2 usage error.\n";

@@ -48,7 +48,7 @@ static const char *transcribe_help =
     "                    detector (not Silero: see the README)\n"
     "Device:\n"
     "  --device D        OpenCL device index or name substring\n"
-    "  --dtype T         linear layers' weights on the device: f32 (default), f16 or bf16\n"
+    "  --dtype T         linear layers' weights on the device: f32 (default), f16, bf16 or int8\n"
     "  --verbose         log device and kernel cache use, and launch counts, on stderr\n"
     "\n"
     "Audio is first decoded into a temporary file of 16-bit samples ($TMPDIR, 32 KB per\n"

@@ -27,7 +27,7 @@ static const char *main_help =
     "\n"
     "'tessera COMMAND --help' describes each command.\n"
     "Environment: TESSERA_DEVICE (device index or name), TESSERA_DTYPE (the weight\n"
-    "type of --dtype: f32, f16 or bf16), TESSERA_CACHE_DIR (compiled\n"
+    "type of --dtype: f32, f16, bf16 or int8), TESSERA_CACHE_DIR (compiled\n"
     "kernels, tuning and pulled models; default $XDG_CACHE_HOME/tessera or ~/.cache/tessera),\n"
     "HF_TOKEN and HF_ENDPOINT (for pull).\n"
     "Exit codes: 0 ok, 1 runtime error, 2 usage error.\n";

@@ -69,8 +69,13 @@ static size_t slot_bytes(const tsr_wtable *t, const tsr_wrow *r, uint64_t numel,
         slice_of(t, r, shape, &from, &len);
         n = numel / (uint64_t)shape[0] * (uint64_t)len;
     }
-    size_t elem = r->flags & TSR_W_LINEAR ? tsr_wdt_size(wdt) : sizeof(float);
-    return elem * (size_t)n * (size_t)(r->parts > 1 ? r->parts : 1);
+    size_t parts = (size_t)(r->parts > 1 ? r->parts : 1);
+    if (r->flags & TSR_W_LINEAR) { /* (N, K) after any transposition */
+        size_t K = (r->flags & TSR_W_T) && ndims(r) == 2 ? (size_t)shape[0]
+                                                         : (size_t)(numel / (uint64_t)shape[0]);
+        return tsr_linear_weight_bytes(wdt, (int)((size_t)n * parts / K), (int)K);
+    }
+    return sizeof(float) * (size_t)n * parts;
 }
 
 /* Random weights for benchmarks: uniform with variance 1/fan_in for

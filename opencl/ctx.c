@@ -286,12 +286,14 @@ tsr_status tsr_ctx_create(const tsr_ctx_params *p, tsr_ctx **out, tsr_error *err
             ctx->wdt = TSR_WDT_F16;
         else if (strcmp(p->dtype, "bf16") == 0)
             ctx->wdt = TSR_WDT_BF16;
+        else if (strcmp(p->dtype, "int8") == 0)
+            ctx->wdt = TSR_WDT_I8;
         else {
             pthread_mutex_destroy(&ctx->lock);
             free(ctx);
             free(mem);
             return tsr_error_set(err, TSR_ERR_INVALID_ARG,
-                                 "weight type \"%s\" is not f32, f16 or bf16", p->dtype);
+                                 "weight type \"%s\" is not f32, f16, bf16 or int8", p->dtype);
         }
     }
     if (p->cache_dir && *p->cache_dir)

@@ -1,4 +1,5 @@
 /* Matrix products through CLBlast. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,11 +67,14 @@ void tsr_linear_plan_reserve(tsr_queue *q, tsr_arena *a)
         tsr_arena_reserve(a, &q->wide, q->wide_need);
 }
 
-size_t tsr_wdt_size(int wdt) { return wdt == TSR_WDT_F32 ? 4 : 2; }
+size_t tsr_wdt_size(int wdt) { return wdt == TSR_WDT_F32 ? 4 : wdt == TSR_WDT_I8 ? 1 : 2; }
 
 const char *tsr_wdt_name(int wdt)
 {
-    return wdt == TSR_WDT_F16 ? "f16" : wdt == TSR_WDT_BF16 ? "bf16" : "f32";
+    return wdt == TSR_WDT_F16    ? "f16"
+           : wdt == TSR_WDT_BF16 ? "bf16"
+           : wdt == TSR_WDT_I8   ? "int8"
+                                 : "f32";
 }
 
 uint16_t tsr_f32_to_bf16(float f)
@@ -132,7 +136,25 @@ float tsr_f16_to_f32(uint16_t h)
 
 size_t tsr_linear_weight_bytes(int wdt, int N, int K)
 {
+    if (wdt == TSR_WDT_I8) /* the integers, padding to 64 bytes, the row scales */
+        return ((size_t)N * K + 63) / 64 * 64 + sizeof(float) * (size_t)N;
     return tsr_wdt_size(wdt) * (size_t)N * (size_t)K;
+}
+
+void tsr_quantize_rows_i8(const float *w, int N, int K, int8_t *q, float *scales)
+{
+    for (int n = 0; n < N; n++) {
+        const float *r = w + (size_t)n * K;
+        float mx = 0.0f;
+        for (int k = 0; k < K; k++)
+            mx = fabsf(r[k]) > mx ? fabsf(r[k]) : mx;
+        float sc = mx / 127.0f, inv = mx > 0 ? 127.0f / mx : 0.0f;
+        for (int k = 0; k < K; k++) {
+            long v = lrintf(r[k] * inv);
+            q[(size_t)n * K + k] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+        }
+        scales[n] = sc;
+    }
 }
 
 /* panels of TSR_GEMM_PANEL columns, each K rows of its width (the last may be
@@ -153,6 +175,8 @@ void tsr_linear_weight_pack16(const uint16_t *w, int N, int K, uint16_t *dst)
 {
     PACK_BODY(w, N, K, dst)
 }
+
+void tsr_linear_weight_pack8(const int8_t *w, int N, int K, int8_t *dst) { PACK_BODY(w, N, K, dst) }
 #undef PACK_BODY
 
 tsr_status tsr_linear_weight_write(tsr_queue *q, cl_mem dst, const float *w, int N, int K,
@@ -162,12 +186,26 @@ tsr_status tsr_linear_weight_write(tsr_queue *q, cl_mem dst, const float *w, int
     if (q->wdt == TSR_WDT_F32 && !q->ctx->own_gemm)
         return tsr_buf_write(q, dst, w, bytes, err);
     /* converted (16-bit) and packed (own GEMM) on the host: at most two copies */
-    void *t = malloc(bytes ? bytes : 1), *u = NULL;
+    void *t = calloc(1, bytes ? bytes : 1), *u = NULL;
     if (!t)
         return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
     const void *out = t;
     if (q->wdt == TSR_WDT_F32) {
         tsr_linear_weight_pack(w, N, K, t);
+    } else if (q->wdt == TSR_WDT_I8) {
+        int8_t *i8 = t;
+        float *scales = (float *)(void *)(i8 + (n + 63) / 64 * 64);
+        tsr_quantize_rows_i8(w, N, K, i8, scales);
+        if (q->ctx->own_gemm) { /* pack the integers in place through a copy */
+            int8_t *c = malloc(n ? n : 1);
+            if (!c) {
+                free(t);
+                return tsr_error_set(err, TSR_ERR_NOMEM, "out of host memory");
+            }
+            memcpy(c, i8, n);
+            tsr_linear_weight_pack8(c, N, K, i8);
+            free(c);
+        }
     } else {
         uint16_t *h = t;
         for (size_t i = 0; i < n; i++)
@@ -221,7 +259,7 @@ tsr_status tsr_linear(tsr_queue *q, cl_mem x, int M, int K, cl_mem w, cl_mem b, 
         cl_mem wide = wide_buffer(q, sizeof(float) * (size_t)N * K, err);
         if (!wide)
             return err ? err->code : TSR_ERR_NOMEM;
-        TSR_TRY(st, tsr_k_widen(q, w, q->wdt, wide, (size_t)N * K, err));
+        TSR_TRY(st, tsr_k_widen(q, w, q->wdt, wide, N, K, err));
         w = wide;
     }
     TSR_TRY(st, tsr_gemm_nt(q, M, N, K, 1.0f, x, 0, K, w, 0, K, 0.0f, y, 0, N, err));

@@ -284,6 +284,7 @@ tsr_status tsr_gemm_tn_own(tsr_queue *q, int M, int N, int K, cl_mem A, int lda,
     size_t global[2] = {(size_t)(M + 5) / 6, (N + cols - 1) / cols}, local[2] = {1, 1};
     int kid = q->wdt == TSR_WDT_F16    ? TSR_K_GEMM_TN_F16
               : q->wdt == TSR_WDT_BF16 ? TSR_K_GEMM_TN_BF16
+              : q->wdt == TSR_WDT_I8   ? TSR_K_GEMM_TN_I8
                                        : TSR_K_GEMM_TN;
     return launch2(q, kid, 2, global, local, a, 11, err);
 }
@@ -352,12 +353,18 @@ tsr_status tsr_attention_gemm(tsr_queue *q, cl_mem qkv, cl_mem out, int B, int S
     return rc;
 }
 
-tsr_status tsr_k_widen(tsr_queue *q, cl_mem src, int wdt, cl_mem dst, size_t n, tsr_error *err)
+tsr_status tsr_k_widen(tsr_queue *q, cl_mem src, int wdt, cl_mem dst, int N, int K,
+                       tsr_error *err)
 {
+    size_t n = (size_t)N * K;
     if (check_n(n, err) != TSR_OK)
         return TSR_ERR_TOO_LARGE;
+    if (wdt == TSR_WDT_I8) {
+        karg a[] = {KMEM(src), KMEM(dst), KINT(n), KINT(K)};
+        return launch(q, TSR_K_WIDEN_I8, n, ELEMWISE_LOCAL, a, 4, err);
+    }
     if (wdt != TSR_WDT_F16 && wdt != TSR_WDT_BF16)
-        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "widen: not a 16-bit type");
+        return tsr_error_set(err, TSR_ERR_INVALID_ARG, "widen: not a 16-bit or int8 type");
     karg a[] = {KMEM(src), KMEM(dst), KINT(n)};
     return launch(q, wdt == TSR_WDT_F16 ? TSR_K_WIDEN_F16 : TSR_K_WIDEN_BF16, n, ELEMWISE_LOCAL,
                   a, 3, err);

@@ -23,6 +23,7 @@ static const char *kernel_names[TSR_K_COUNT] = {
     [TSR_K_GEMM_TN_BATCHED] = "gemm_tn_batched", [TSR_K_PACK_PANELS] = "pack_panels",
     [TSR_K_SOFTMAX_CPU] = "softmax_rows_cpu", [TSR_K_ATTENTION_KV_CPU] = "attention_kv_cpu",
     [TSR_K_ATTENTION_FLASH_CPU] = "attention_flash_cpu", [TSR_K_LAYERNORM_CPU] = "layernorm_cpu",
+    [TSR_K_GEMM_TN_I8] = "gemm_tn_i8",     [TSR_K_WIDEN_I8] = "widen_i8",
 };
 
 static tsr_status queue_create(tsr_ctx *ctx, int hold, tsr_queue **out, tsr_error *err)

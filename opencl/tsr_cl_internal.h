@@ -89,6 +89,8 @@ enum tsr_kernel_id {
     TSR_K_ATTENTION_KV_CPU,
     TSR_K_ATTENTION_FLASH_CPU,
     TSR_K_LAYERNORM_CPU,
+    TSR_K_GEMM_TN_I8,
+    TSR_K_WIDEN_I8,
     TSR_K_COUNT
 };
 
@@ -366,8 +368,10 @@ tsr_status tsr_attention_gemm(tsr_queue *q, cl_mem qkv, cl_mem out, int B, int S
 int tsr_att_flash_ok(int S, int dh);
 /* From this length on, encoder attention without padding runs as GEMMs. */
 #define TSR_ATT_GEMM_MIN_S 128
-/* dst (n floats) = src (n 16-bit values of type wdt, TSR_WDT_F16 or _BF16). */
-tsr_status tsr_k_widen(tsr_queue *q, cl_mem src, int wdt, cl_mem dst, size_t n, tsr_error *err);
+/* dst (N * K floats) = src, an (N, K) weight stored as wdt (TSR_WDT_F16,
+ * _BF16 or _I8, unpacked). */
+tsr_status tsr_k_widen(tsr_queue *q, cl_mem src, int wdt, cl_mem dst, int N, int K,
+                       tsr_error *err);
 /* Fused attention over packed qkv (B*S, 3D) into out (B*S, D), for CPU
  * devices; S <= TSR_ATT_MAX_S. lens: int[B] or NULL. */
 #define TSR_ATT_MAX_S 1536
@@ -456,18 +460,23 @@ uint64_t tsr_fnv1a(uint64_t h, const void *data, size_t n);
  * float32, IEEE half or bfloat16. 16-bit weights are read with float32
  * arithmetic: tessera's own GEMM converts them as it loads them (vload_half,
  * or a shift for bfloat16); on the CLBlast path each weight is widened into a
- * float32 scratch buffer just before its GEMM. */
-typedef enum { TSR_WDT_F32 = 0, TSR_WDT_F16 = 1, TSR_WDT_BF16 = 2 } tsr_wdt;
-/* Bytes of one element. */
+ * float32 scratch buffer just before its GEMM. int8 weights are quantized at
+ * load per output row (scale = the row's largest magnitude / 127, values
+ * rounded to nearest), stored as the N * K integers, padding to the next 64
+ * bytes, then the N float scales; the GEMM multiplies int8 by float and
+ * scales each sum. */
+typedef enum { TSR_WDT_F32 = 0, TSR_WDT_F16 = 1, TSR_WDT_BF16 = 2, TSR_WDT_I8 = 3 } tsr_wdt;
+/* Bytes of one element (int8: without the scales). */
 size_t tsr_wdt_size(int wdt);
-/* "f32", "f16" or "bf16". */
+/* "f32", "f16", "bf16" or "int8". */
 const char *tsr_wdt_name(int wdt);
 /* float32 to IEEE half and to bfloat16, rounding to nearest even; values
  * beyond half's range become infinities (the loader refuses them first). */
 uint16_t tsr_f32_to_f16(float f);
 uint16_t tsr_f32_to_bf16(float f);
 float tsr_f16_to_f32(uint16_t h);
-/* Bytes of a linear layer's (N, K) weight stored as wdt. */
+/* Bytes of a linear layer's (N, K) weight stored as wdt (int8: with its
+ * scales). */
 size_t tsr_linear_weight_bytes(int wdt, int N, int K);
 
 /* The column panels of tessera's own GEMM kernel (gemm.cl's GT_N). */
@@ -480,8 +489,12 @@ size_t tsr_linear_weight_bytes(int wdt, int N, int K);
  * p * TSR_GEMM_PANEL, width wd = min(TSR_GEMM_PANEL, N - n0)) at dst + n0 * K,
  * its element (k, j) at k * wd + j. */
 void tsr_linear_weight_pack(const float *w, int N, int K, float *dst);
-/* The same for 16-bit elements. */
+/* The same for 16-bit and 8-bit elements. */
 void tsr_linear_weight_pack16(const uint16_t *w, int N, int K, uint16_t *dst);
+void tsr_linear_weight_pack8(const int8_t *w, int N, int K, int8_t *dst);
+/* int8 per row of (N, K): scales[n] = max |w[n][:]| / 127 (0 for a zero
+ * row), q = w / scale rounded to nearest, within [-127, 127]. */
+void tsr_quantize_rows_i8(const float *w, int N, int K, int8_t *q, float *scales);
 
 /* Uploads a torch.nn.Linear weight (N, K) in the layout tsr_linear uses on this
  * device: as is for CLBlast, packed (tsr_linear_weight_pack) for tessera's own

@@ -97,8 +97,8 @@ typedef struct {
     long xgemm_min_indirect; /* with xgemm: CLBlast's direct/indirect switch; -1: its own */
     const char *dtype;      /* how models loaded on this context keep their linear layers'
                                weights on the device: "f32" (NULL, the default), "f16" (IEEE
-                               half) or "bf16"; 16-bit weights take half the memory and are
-                               computed in float32 */
+                               half), "bf16", or "int8" (per-row scales); 16-bit weights take
+                               half the memory, int8 a quarter; the arithmetic is float32 */
     /* where verbose messages go (NULL: nowhere); called from the creating thread */
     void (*log)(void *user, const char *msg);
     void *log_user;
@@ -122,7 +122,7 @@ const char *tsr_ctx_warning(const tsr_ctx *ctx);
 /* How the GEMMs are configured, e.g. "tuning file .../tuning/...json: own
  * GEMM kernel, strips 8" or "built-in table: CLBlast, its own parameters". */
 const char *tsr_ctx_tuning(const tsr_ctx *ctx);
-/* "f32", "f16" or "bf16": tsr_ctx_params.dtype. */
+/* "f32", "f16", "bf16" or "int8": tsr_ctx_params.dtype. */
 const char *tsr_ctx_dtype(const tsr_ctx *ctx);
 /* 1 when the kernel program came from the disk cache, 0 when compiled. */
 int tsr_ctx_program_from_cache(const tsr_ctx *ctx);

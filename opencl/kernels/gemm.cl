@@ -28,6 +28,8 @@
         vstore16(act16(c##i##2 + bias2, act), 0, cr + 32);                                      \
         vstore16(act16(c##i##3 + bias3, act), 0, cr + 48);                                      \
     }
+#define SCALE(i)                                                                                \
+    c##i##0 *= s0, c##i##1 *= s1, c##i##2 *= s2, c##i##3 *= s3;
 #define ROW1(i)                                                                                 \
     c##i##0 = fma((float16)(a##i[k]), b0, c##i##0);
 #define STORE1(i)                                                                               \
@@ -40,9 +42,12 @@
 #define GT_STRIPS 1
 #endif
 
-/* Element off of the packed weights, widened to float32; wdt as tsr_wdt. */
+/* Element off of the packed weights, widened to float32; wdt as tsr_wdt
+ * (int8: the integer, its row's scale applied after the sum). */
 inline float16 wload16(__global const uchar *p, size_t off, const int wdt)
 {
+    if (wdt == 3)
+        return convert_float16(vload16(0, (__global const char *)p + off));
     if (wdt == 1)
         return vload_half16(0, (__global const half *)p + off);
     if (wdt == 2)
@@ -52,6 +57,8 @@ inline float16 wload16(__global const uchar *p, size_t off, const int wdt)
 
 inline float wload1(__global const uchar *p, size_t off, const int wdt)
 {
+    if (wdt == 3)
+        return (float)((__global const char *)p)[off];
     if (wdt == 1)
         return vload_half(0, (__global const half *)p + off);
     if (wdt == 2)
@@ -68,6 +75,9 @@ void gemm_tn_body(__global const float *A, __global const uchar *Bp, __global fl
     if (m0 >= M)
         return;
     int rows = min(GT_M, M - m0);
+    /* int8: the rows' scales follow the integers, from the next 64 bytes */
+    __global const float *wsc =
+        (__global const float *)(Bp + ((size_t)N * K + 63) / 64 * 64);
     /* rows past M read the last row again and are not stored */
     __global const float *a0 = A + (size_t)m0 * lda;
     __global const float *a1 = A + (size_t)min(m0 + 1, M - 1) * lda;
@@ -91,6 +101,11 @@ void gemm_tn_body(__global const float *A, __global const uchar *Bp, __global fl
                         b2 = wload16(Bp, bk + 32, wdt), b3 = wload16(Bp, bk + 48, wdt);
                 ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5)
             }
+            if (wdt == 3) {
+                float16 s0 = vload16(0, wsc + n0), s1 = vload16(1, wsc + n0),
+                        s2 = vload16(2, wsc + n0), s3 = vload16(3, wsc + n0);
+                SCALE(0) SCALE(1) SCALE(2) SCALE(3) SCALE(4) SCALE(5)
+            }
             float16 bias0 = 0.0f, bias1 = 0.0f, bias2 = 0.0f, bias3 = 0.0f;
             if (has_bias) {
                 bias0 = vload16(0, bias + n0);
@@ -110,6 +125,10 @@ void gemm_tn_body(__global const float *A, __global const uchar *Bp, __global fl
                 float16 b0 = wload16(Bp, b + (size_t)k * w + j0, wdt);
                 ROW1(0) ROW1(1) ROW1(2) ROW1(3) ROW1(4) ROW1(5)
             }
+            if (wdt == 3) {
+                float16 s0 = vload16(0, wsc + n0 + j0);
+                c00 *= s0, c10 *= s0, c20 *= s0, c30 *= s0, c40 *= s0, c50 *= s0;
+            }
             float16 bias0 = has_bias ? vload16(0, bias + n0 + j0) : (float16)0.0f;
             STORE1(0) STORE1(1) STORE1(2) STORE1(3) STORE1(4) STORE1(5)
         }
@@ -118,6 +137,8 @@ void gemm_tn_body(__global const float *A, __global const uchar *Bp, __global fl
                 float acc = 0.0f;
                 for (int k = 0; k < K; k++)
                     acc = fma(A[(size_t)i * lda + k], wload1(Bp, b + (size_t)k * w + j, wdt), acc);
+                if (wdt == 3)
+                    acc *= wsc[n0 + j];
                 C[(size_t)i * ldc + n0 + j] =
                     act_apply(acc + (has_bias ? bias[n0 + j] : 0.0f), act);
             }
@@ -136,6 +157,7 @@ void gemm_tn_body(__global const float *A, __global const uchar *Bp, __global fl
 GEMM_TN_KERNEL(gemm_tn, float, 0)
 GEMM_TN_KERNEL(gemm_tn_f16, ushort, 1)
 GEMM_TN_KERNEL(gemm_tn_bf16, ushort, 2)
+GEMM_TN_KERNEL(gemm_tn_i8, char, 3)
 
 /* Strided batched products for attention over long sequences: product z of
  * nz multiplies A + a_off + (z / nh) * sa_b + (z % nh) * sa_h by the packed
@@ -307,4 +329,15 @@ __kernel void widen_bf16(__global const ushort *src, __global float *dst, int n)
     int i = get_global_id(0);
     if (i < n)
         dst[i] = as_float((uint)src[i] << 16);
+}
+
+/* int8 (N, K) rows, their N scales from the next 64 bytes after the N * K
+ * integers. */
+__kernel void widen_i8(__global const char *src, __global float *dst, int n, int K)
+{
+    int i = get_global_id(0);
+    if (i < n) {
+        __global const float *sc = (__global const float *)(src + ((size_t)n + 63) / 64 * 64);
+        dst[i] = (float)src[i] * sc[i / K];
+    }
 }

@@ -1,13 +1,15 @@
-/* 16-bit weights (tsr_ctx_params.dtype f16 and bf16) end to end: the CLIP
+/* 16-bit and int8 weights (tsr_ctx_params.dtype f16, bf16, int8) end to end: the CLIP
  * fixtures (transformers' and open_clip's layouts, one F32 and one F16
  * checkpoint each) against the float32 reference outputs, with the
  * tolerances the README states:
  *   f16:  every row within 2e-3 of the reference relative to the row's norm,
  *         and cosine similarity at least 0.99999;
- *   bf16: within 1.6e-2 relative to the row's norm, cosine at least 0.9995.
+ *   bf16: within 1.6e-2 relative to the row's norm, cosine at least 0.9995;
+ *   int8: within 6e-2, cosine at least 0.998.
  * (Half keeps 11 significant bits, bfloat16 8: one rounding of a weight is
- * off by at most 2^-11 and 2^-8 of it, and the errors of independent
- * weights partly cancel in each dot product.) The float32 run of the same
+ * off by at most 2^-11 and 2^-8 of it; int8 by half a step of its row's
+ * largest magnitude / 127; the errors of independent weights partly cancel
+ * in each dot product.) The float32 run of the same
  * models must stay within the usual 1e-4. Also: the weights take less
  * device memory, and a float32 checkpoint with a value beyond half's range
  * is refused under f16, naming the tensor, and loads under bf16. */
@@ -22,8 +24,8 @@ typedef struct {
     double rel, cos; /* the tolerances above */
 } dt_case;
 
-static const dt_case dtypes[3] = {{"f32", 1e-4, 0.9999999}, {"f16", 2e-3, 0.99999},
-                                  {"bf16", 1.6e-2, 0.9995}};
+static const dt_case dtypes[4] = {{"f32", 1e-4, 0.9999999}, {"f16", 2e-3, 0.99999},
+                                  {"bf16", 1.6e-2, 0.9995}, {"int8", 6e-2, 0.998}};
 
 static tsr_ctx *ctx_for(const char *dtype)
 {
@@ -96,8 +98,8 @@ static void run_model(const char *name)
     const char *tv[16];
     for (int i = 0; i < T && i < 16; i++)
         tv[i] = cJSON_GetArrayItem(texts, i)->valuestring;
-    size_t bytes[3] = {0};
-    for (int d = 0; d < 3; d++) {
+    size_t bytes[4] = {0};
+    for (int d = 0; d < 4; d++) {
         tsr_ctx *ctx = ctx_for(dtypes[d].name);
         tsr_model *m = NULL;
         tsr_error err = {0};
@@ -131,9 +133,9 @@ static void run_model(const char *name)
         tsr_model_free(m);
         tsr_ctx_free(ctx);
     }
-    check(bytes[1] && bytes[1] < bytes[0] && bytes[2] == bytes[1],
-          "%s: device bytes of the weights: f32 %zu, f16 %zu, bf16 %zu", name, bytes[0], bytes[1],
-          bytes[2]);
+    check(bytes[1] && bytes[1] < bytes[0] && bytes[2] == bytes[1] && bytes[3] < bytes[1],
+          "%s: device bytes of the weights: f32 %zu, f16 %zu, bf16 %zu, int8 %zu", name, bytes[0],
+          bytes[1], bytes[2], bytes[3]);
     cJSON_Delete(tj);
     free(px);
     free(ref_img);

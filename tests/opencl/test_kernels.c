@@ -789,7 +789,7 @@ static void test_half_convert(void)
         all[i] = (uint16_t)i;
     cl_mem src = up(all, sizeof(uint16_t) * 65536);
     cl_mem dst = tsr_buf_alloc(ctx, sizeof(float) * 65536, &err);
-    tsr_status st = tsr_k_widen(q, src, TSR_WDT_F16, dst, 65536, &err);
+    tsr_status st = tsr_k_widen(q, src, TSR_WDT_F16, dst, 65536, 1, &err);
     float *dev = st == TSR_OK ? down(dst, 65536) : NULL;
     int diff = 0, trip = 0;
     for (int i = 0; dev && i < 65536; i++) {
@@ -807,22 +807,32 @@ static void test_half_convert(void)
     free(dev);
 }
 
-/* tsr_linear with weights stored as half or bfloat16 on both GEMM paths,
- * against the C reference on the weights rounded to that type: the kernels
- * widen them exactly, so the float32 tolerance holds. */
+/* tsr_linear with weights stored as half, bfloat16 or int8 on both GEMM
+ * paths, against the C reference on the weights rounded to that type (int8:
+ * quantized per row by the documented rule): the kernels widen them exactly,
+ * so the float32 tolerance holds. */
 static void test_linear16(int M, int N, int K, int act, int with_bias)
 {
     float *x = rand_vec((size_t)M * K, 1.0f), *w = rand_vec((size_t)N * K, 1.0f / sqrtf((float)K));
     float *b = rand_vec(N, 0.5f), *wr = malloc(sizeof(float) * N * K);
     float *ref = malloc(sizeof(float) * M * N);
     int saved = ctx->own_gemm;
-    for (int wdt = TSR_WDT_F16; wdt <= TSR_WDT_BF16; wdt++) {
-        for (size_t i = 0; i < (size_t)N * K; i++) {
+    for (int wdt = TSR_WDT_F16; wdt <= TSR_WDT_I8; wdt++) {
+        for (size_t i = 0; i < (size_t)N * K && wdt != TSR_WDT_I8; i++) {
             if (wdt == TSR_WDT_F16) {
                 wr[i] = tsr_f16_to_f32(tsr_f32_to_f16(w[i]));
             } else {
                 uint32_t u = (uint32_t)tsr_f32_to_bf16(w[i]) << 16;
                 memcpy(&wr[i], &u, 4);
+            }
+        }
+        for (int n = 0; n < N && wdt == TSR_WDT_I8; n++) { /* the documented per-row rule */
+            float mx = 0.0f;
+            for (int k = 0; k < K; k++)
+                mx = fmaxf(mx, fabsf(w[(size_t)n * K + k]));
+            for (int k = 0; k < K; k++) {
+                float v = mx > 0 ? rintf(w[(size_t)n * K + k] * (127.0f / mx)) : 0.0f;
+                wr[(size_t)n * K + k] = v * (mx / 127.0f);
             }
         }
         ref_linear(x, M, K, wr, with_bias ? b : NULL, N, ref, act);
