@@ -21,8 +21,9 @@ typedef struct {
  * Returns EXIT_OK, EXIT_USAGE (message printed) or -1 for --help. */
 int cli_parse(int argc, char **argv, const cli_opt *opts, int nopts, const char ***pos,
               int *npos);
-/* --dtype of the commands that load a model (NULL: $TESSERA_DTYPE, else f32):
- * how cli_ctx_params asks the library to keep linear layers' weights. */
+/* --dtype of the commands that take it (cli_parse falls back to
+ * $TESSERA_DTYPE for them; NULL: f32): how cli_ctx_params asks the library
+ * to keep linear layers' weights. */
 extern const char *cli_dtype;
 
 void cli_error(const char *cmd, const tsr_error *err);

@@ -8,6 +8,8 @@
 
 #include "cli.h"
 
+const char *cli_dtype;
+
 int cli_parse(int argc, char **argv, const cli_opt *opts, int nopts, const char ***pos,
               int *npos)
 {
@@ -51,6 +53,11 @@ int cli_parse(int argc, char **argv, const cli_opt *opts, int nopts, const char 
             *o->flag = 1;
         }
     }
+    /* commands that take --dtype also take TESSERA_DTYPE; the others
+     * (index, tune) ignore it */
+    for (int k = 0; k < nopts; k++)
+        if (opts[k].value == &cli_dtype && !cli_dtype)
+            cli_dtype = getenv("TESSERA_DTYPE");
     return EXIT_OK;
 }
 
@@ -92,8 +99,6 @@ static void log_stderr(void *user, const char *msg)
     fprintf(stderr, "tessera: %s\n", msg);
 }
 
-const char *cli_dtype;
-
 tsr_ctx_params cli_ctx_params(const char *device, int verbose)
 {
     static char cache[4096];
@@ -103,7 +108,7 @@ tsr_ctx_params cli_ctx_params(const char *device, int verbose)
     p.cache_dir = cache;
     p.verbose = verbose;
     p.log = log_stderr;
-    p.dtype = cli_dtype ? cli_dtype : getenv("TESSERA_DTYPE");
+    p.dtype = cli_dtype;
     const char *off = getenv("TESSERA_NO_TUNING");
     p.no_tuning = off && *off && strcmp(off, "0") != 0;
     const char *g = getenv("TESSERA_GEMM"); /* "own" or "clblast" */

@@ -291,6 +291,7 @@ int cmd_bench(int argc, char **argv)
         cJSON_AddStringToObject(o, "model", model ? model : arch);
         cJSON_AddStringToObject(o, "device", dev);
         cJSON_AddStringToObject(o, "gemm_config", tsr_ctx_tuning(ctx));
+        cJSON_AddStringToObject(o, "weights", tsr_ctx_dtype(ctx));
         if (threads)
             cJSON_AddNumberToObject(o, "threads", atoi(threads));
         cJSON_AddNumberToObject(o, "image_size", S);
@@ -334,7 +335,8 @@ int cmd_bench(int argc, char **argv)
         cJSON_Delete(o);
     } else {
         printf("tessera bench: %s on %s\n", model ? model : arch, dev);
-        printf("GEMM configuration: %s\n", tsr_ctx_tuning(ctx));
+        printf("GEMM configuration: %s; linear weights %s\n", tsr_ctx_tuning(ctx),
+               tsr_ctx_dtype(ctx));
         printf("GEMM 1600x3072x768: %.1f GFLOP/s (the reference rate below)\n", peak);
         printf("%-6s %6s %12s %14s %9s %8s\n", "tower", "batch", "items/s", "latency ms",
                "GFLOP/s", "of GEMM");

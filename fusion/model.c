@@ -299,6 +299,7 @@ tsr_status tsr_session_plan(tsr_session *s, tsr_plan_fn plan, tsr_error *err)
     tsr_queue_finish(s->q, NULL);
     tsr_arena_release(&s->arena);
     s->q->gemm_tmp_need = 0;
+    s->q->wide_need = 0;
     size_t scratch[TSR_SCRATCH_N] = {0};
     tsr_status rc = plan(s, scratch, err);
     if (rc == TSR_OK) {
@@ -309,6 +310,7 @@ tsr_status tsr_session_plan(tsr_session *s, tsr_plan_fn plan, tsr_error *err)
     if (rc != TSR_OK) {
         tsr_arena_release(&s->arena);
         s->q->gemm_tmp_bytes = 0;
+        s->q->wide_bytes = 0;
     }
     return rc;
 }

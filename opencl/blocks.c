@@ -1,4 +1,5 @@
 /* The encoder layer shared by every tower, and the layers' shared scratch. */
+#include <limits.h>
 #include <math.h>
 
 #include "tsr_tower.h"
@@ -13,16 +14,24 @@ void tsr_scratch_need(const tsr_enc_cfg *c, int rows, size_t need[TSR_SCRATCH_N]
             need[i] = want[i];
 }
 
+/* The GEMM path's scores of one sequence (all heads) may take this much. */
+#define ATT_SCORES_MAX ((size_t)64 << 20)
+
 /* The scratch attention as GEMMs needs: the padded keys alone for the flash
- * kernel, else the keys, the values and the scores. */
+ * kernel, else the keys, the values and the scores; 0 and 0 where neither
+ * applies (longer than TSR_ATT_MAX_S, scores over ATT_SCORES_MAX, or offsets
+ * past the kernels' ints): the fused or online kernels run there. */
 static void att_gemm_bytes(const tsr_enc_cfg *c, int B, int S, size_t *scores, size_t *kvp)
 {
     size_t f = sizeof(float), dh = (size_t)(c->dim / c->heads);
+    size_t Sp = ((size_t)S + TSR_GEMM_PANEL - 1) / TSR_GEMM_PANEL * TSR_GEMM_PANEL;
+    *scores = *kvp = 0;
+    if (S > TSR_ATT_MAX_S || (double)B * S * 3 * c->dim > INT_MAX ||
+        (double)B * Sp * c->dim > INT_MAX)
+        return;
     if (tsr_att_flash_ok(S, (int)dh)) {
-        size_t Sp = ((size_t)S + TSR_GEMM_PANEL - 1) / TSR_GEMM_PANEL * TSR_GEMM_PANEL;
-        *scores = 0;
         *kvp = (size_t)B * c->heads * Sp * dh * f;
-    } else {
+    } else if ((size_t)c->heads * S * S * f <= ATT_SCORES_MAX) {
         *scores = (size_t)c->heads * S * S * f;
         *kvp = 2 * (size_t)S * c->dim * f;
     }
@@ -76,7 +85,7 @@ int tsr_att_uses_gemm(const tsr_queue *q, const tsr_enc_cfg *c, const tsr_enc_sc
 {
     size_t scores, kvp;
     att_gemm_bytes(c, B, S, &scores, &kvp);
-    return q->ctx->own_gemm && !lens && S >= TSR_ATT_GEMM_MIN_S && s->kvp &&
+    return q->ctx->own_gemm && !lens && S >= TSR_ATT_GEMM_MIN_S && kvp && s->kvp &&
            s->kvp_bytes >= kvp && (!scores || (s->scores && s->scores_bytes >= scores));
 }
 

@@ -257,6 +257,19 @@ tsr_status tsr_ctx_create(const tsr_ctx_params *p, tsr_ctx **out, tsr_error *err
     if (!p)
         p = &defaults;
     *out = NULL;
+    /* the weight type first: a bad one is the caller's error, device or not */
+    int wdt = TSR_WDT_F32;
+    if (p->dtype && *p->dtype && strcmp(p->dtype, "f32") != 0) {
+        if (strcmp(p->dtype, "f16") == 0)
+            wdt = TSR_WDT_F16;
+        else if (strcmp(p->dtype, "bf16") == 0)
+            wdt = TSR_WDT_BF16;
+        else if (strcmp(p->dtype, "int8") == 0)
+            wdt = TSR_WDT_I8;
+        else
+            return tsr_error_set(err, TSR_ERR_INVALID_ARG,
+                                 "weight type \"%s\" is not f32, f16, bf16 or int8", p->dtype);
+    }
     dev_ref refs[MAX_DEVICES];
     int n = list_refs(refs, MAX_DEVICES, err);
     if (n < 0)
@@ -281,21 +294,7 @@ tsr_status tsr_ctx_create(const tsr_ctx_params *p, tsr_ctx **out, tsr_error *err
     ctx->log = p->log;
     ctx->log_user = p->log_user;
     ctx->gemm_strips = TSR_GEMM_STRIPS_DEFAULT;
-    if (p->dtype && *p->dtype && strcmp(p->dtype, "f32") != 0) {
-        if (strcmp(p->dtype, "f16") == 0)
-            ctx->wdt = TSR_WDT_F16;
-        else if (strcmp(p->dtype, "bf16") == 0)
-            ctx->wdt = TSR_WDT_BF16;
-        else if (strcmp(p->dtype, "int8") == 0)
-            ctx->wdt = TSR_WDT_I8;
-        else {
-            pthread_mutex_destroy(&ctx->lock);
-            free(ctx);
-            free(mem);
-            return tsr_error_set(err, TSR_ERR_INVALID_ARG,
-                                 "weight type \"%s\" is not f32, f16, bf16 or int8", p->dtype);
-        }
-    }
+    ctx->wdt = wdt;
     if (p->cache_dir && *p->cache_dir)
         snprintf(ctx->cache_dir, sizeof ctx->cache_dir, "%s", p->cache_dir);
     fill_info(&refs[sel], sel, &ctx->info);

@@ -148,9 +148,11 @@ void tsr_quantize_rows_i8(const float *w, int N, int K, int8_t *q, float *scales
         float mx = 0.0f;
         for (int k = 0; k < K; k++)
             mx = fabsf(r[k]) > mx ? fabsf(r[k]) : mx;
-        float sc = mx / 127.0f, inv = mx > 0 ? 127.0f / mx : 0.0f;
+        /* in double, so that a row of subnormals does not overflow 127 / mx */
+        double inv = mx > 0 ? 127.0 / (double)mx : 0.0;
+        float sc = mx / 127.0f;
         for (int k = 0; k < K; k++) {
-            long v = lrintf(r[k] * inv);
+            long v = lrint((double)r[k] * inv);
             q[(size_t)n * K + k] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
         }
         scales[n] = sc;

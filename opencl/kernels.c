@@ -151,6 +151,8 @@ static tsr_status check_n(size_t n, tsr_error *err)
 tsr_status tsr_k_layernorm(tsr_queue *q, cl_mem x, cl_mem y, cl_mem g, cl_mem b, int rows,
                            int dim, float eps, tsr_error *err)
 {
+    if (rows < 1)
+        return TSR_OK;
     if (q->ctx->own_gemm) { /* CPU devices: a row per work-item */
         karg a[] = {KMEM(x), KMEM(y), KMEM(g), KMEM(b), KINT(dim), KFLT(eps), KINT(rows)};
         size_t n = (size_t)rows, one = 1;
@@ -183,6 +185,8 @@ tsr_status tsr_k_softmax_cpu(tsr_queue *q, cl_mem s, int batch, int heads, int s
                              float scale, int causal, cl_mem lens, tsr_error *err)
 {
     size_t rows = (size_t)batch * heads * sq;
+    if (rows == 0)
+        return TSR_OK;
     if (check_n(rows, err) != TSR_OK || check_n(rows * sk, err) != TSR_OK)
         return TSR_ERR_TOO_LARGE;
     if (!(scale > 0.0f))
@@ -314,6 +318,11 @@ static tsr_status gemm_heads(tsr_queue *q, int M, int N, int K, cl_mem A, int a_
                 KINT(M),     KINT(N),     KINT(K),    KINT(lda),  KINT(ldc)};
     return launch2(q, TSR_K_GEMM_TN_BATCHED, 3, global, local, a, 17, err);
 }
+
+/* gemm.cl's FA_MAX_S and attention.cl's ATT_MAX_S size private arrays by
+ * this limit, and the flash kernel's padded key panels need a multiple of 64 */
+_Static_assert(TSR_ATT_MAX_S == 1536 && TSR_ATT_MAX_S % TSR_GEMM_PANEL == 0,
+               "TSR_ATT_MAX_S must match FA_MAX_S (gemm.cl) and ATT_MAX_S (attention.cl)");
 
 int tsr_att_flash_ok(int S, int dh) { return dh % 16 == 0 && S <= TSR_ATT_MAX_S; }
 

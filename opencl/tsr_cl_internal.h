@@ -493,7 +493,8 @@ void tsr_linear_weight_pack(const float *w, int N, int K, float *dst);
 void tsr_linear_weight_pack16(const uint16_t *w, int N, int K, uint16_t *dst);
 void tsr_linear_weight_pack8(const int8_t *w, int N, int K, int8_t *dst);
 /* int8 per row of (N, K): scales[n] = max |w[n][:]| / 127 (0 for a zero
- * row), q = w / scale rounded to nearest, within [-127, 127]. */
+ * row), q = w * (127 / max) in double, rounded to nearest (ties to even),
+ * within [-127, 127]. */
 void tsr_quantize_rows_i8(const float *w, int N, int K, int8_t *q, float *scales);
 
 /* Uploads a torch.nn.Linear weight (N, K) in the layout tsr_linear uses on this

@@ -831,7 +831,7 @@ static void test_linear16(int M, int N, int K, int act, int with_bias)
             for (int k = 0; k < K; k++)
                 mx = fmaxf(mx, fabsf(w[(size_t)n * K + k]));
             for (int k = 0; k < K; k++) {
-                float v = mx > 0 ? rintf(w[(size_t)n * K + k] * (127.0f / mx)) : 0.0f;
+                float v = mx > 0 ? (float)rint((double)w[(size_t)n * K + k] * (127.0 / mx)) : 0.0f;
                 wr[(size_t)n * K + k] = v * (mx / 127.0f);
             }
         }
