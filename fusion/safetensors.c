@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tsr_cl_internal.h" /* tsr_f16_to_f32 */
 #include "tsr_source.h"
 #include "tsr_st.h"
 
@@ -348,30 +349,6 @@ const tsr_st_tensor *tsr_st_get(const tsr_st *st, int i)
     return i >= 0 && i < st->ntensors ? &st->tensors[i] : NULL;
 }
 
-static float half_to_float(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
-    if (exp == 0) {
-        if (man == 0) {
-            bits = sign;
-        } else { /* subnormal */
-            exp = 127 - 15 + 1;
-            while (!(man & 0x400)) {
-                man <<= 1;
-                exp--;
-            }
-            bits = sign | (exp << 23) | ((man & 0x3ff) << 13);
-        }
-    } else if (exp == 31) {
-        bits = sign | 0x7f800000u | (man << 13);
-    } else {
-        bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
 void tsr_st_release(const tsr_st_tensor *t)
 {
     if (!t->mapped || t->nbytes == 0)
@@ -393,7 +370,7 @@ tsr_status tsr_st_to_f32(const tsr_st_tensor *t, float *dst, tsr_error *err)
         return TSR_OK;
     case TSR_DT_F16:
         for (uint64_t i = 0; i < t->numel; i++)
-            dst[i] = half_to_float((uint16_t)(p[2 * i] | (p[2 * i + 1] << 8)));
+            dst[i] = tsr_f16_to_f32((uint16_t)(p[2 * i] | (p[2 * i + 1] << 8)));
         return TSR_OK;
     case TSR_DT_BF16:
         for (uint64_t i = 0; i < t->numel; i++) {

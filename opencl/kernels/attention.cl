@@ -193,35 +193,20 @@ __kernel void attention_kv_cpu(__global const float *q, int q_off, int q_row,
         float16 s16 = 0.0f;
         for (int c = 0; c < nv; c++)
             s16 = fma(qv[c], vload16(c, k), s16);
-        float8 a8 = s16.lo + s16.hi;
-        float4 a4 = a8.lo + a8.hi;
-        float s = (a4.x + a4.y) + (a4.z + a4.w);
+        float s = hsum16(s16);
         for (int d = 0; d < rem; d++)
             s = fma(qrr[d], k[nv * 16 + d], s);
         p[j] = s;
         m = fmax(m, s);
     }
-    int j = 0;
-    float16 l16 = 0.0f;
-    for (; j + 16 <= lim; j += 16) {
-        float16 e = exp(vload16(0, p + j) - m);
-        l16 += e;
-        vstore16(e, 0, p + j);
-    }
-    float8 l8 = l16.lo + l16.hi;
-    float4 l4 = l8.lo + l8.hi;
-    float l = (l4.x + l4.y) + (l4.z + l4.w);
-    for (; j < lim; j++) {
-        p[j] = exp(p[j] - m);
-        l += p[j];
-    }
+    float l = exp_sum_private(p, lim, m);
     float16 acc[8];
     float accr[16];
     for (int c = 0; c < nv; c++)
         acc[c] = 0.0f;
     for (int d = 0; d < rem; d++)
         accr[d] = 0.0f;
-    for (j = 0; j < lim; j++) {
+    for (int j = 0; j < lim; j++) {
         __global const float *v = vb + (size_t)j * kv_row;
         float16 pj = (float16)p[j];
         for (int c = 0; c < nv; c++)

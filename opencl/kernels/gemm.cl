@@ -251,31 +251,10 @@ void attention_flash_cpu(__global const float *qkv, __global const float *Kp,
     /* softmax of each row over its keys */
     float inv[GT_M];
     for (int r = 0; r < GT_M; r++) {
-        int L = lim[r], j = 0;
-        float16 m16 = -INFINITY;
-        for (; j + 16 <= L; j += 16)
-            m16 = fmax(m16, vload16(0, p[r] + j));
-        float8 m8 = fmax(m16.lo, m16.hi);
-        float4 m4 = fmax(m8.lo, m8.hi);
-        float m = fmax(fmax(m4.x, m4.y), fmax(m4.z, m4.w));
-        for (; j < L; j++)
-            m = fmax(m, p[r][j]);
-        float16 s16 = 0.0f;
-        for (j = 0; j + 16 <= L; j += 16) {
-            float16 e = exp(vload16(0, p[r] + j) - m);
-            s16 += e;
-            vstore16(e, 0, p[r] + j);
-        }
-        float8 s8 = s16.lo + s16.hi;
-        float4 s4 = s8.lo + s8.hi;
-        float sum = (s4.x + s4.y) + (s4.z + s4.w);
-        for (; j < L; j++) {
-            p[r][j] = exp(p[r][j] - m);
-            sum += p[r][j];
-        }
-        for (j = L; j < most; j++)
+        int L = lim[r];
+        inv[r] = 1.0f / exp_sum_private(p[r], L, max_private(p[r], L));
+        for (int j = L; j < most; j++)
             p[r][j] = 0.0f; /* masked (causal) */
-        inv[r] = 1.0f / sum;
     }
     /* out = P V, the values read in place: 64 columns of the head at a time
      * (6 x 4 accumulators, as the scores), then 16 */

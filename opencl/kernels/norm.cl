@@ -39,9 +39,7 @@ void layernorm_cpu(__global const float *x, __global float *y, __global const fl
     float16 s16 = 0.0f;
     for (; i + 16 <= dim; i += 16)
         s16 += vload16(0, xr + i);
-    float8 s8 = s16.lo + s16.hi;
-    float4 s4 = s8.lo + s8.hi;
-    float s = (s4.x + s4.y) + (s4.z + s4.w);
+    float s = hsum16(s16);
     for (; i < dim; i++)
         s += xr[i];
     float mean = s / (float)dim;
@@ -50,9 +48,7 @@ void layernorm_cpu(__global const float *x, __global float *y, __global const fl
         float16 d = vload16(0, xr + i) - mean;
         v16 = fma(d, d, v16);
     }
-    float8 v8 = v16.lo + v16.hi;
-    float4 v4 = v8.lo + v8.hi;
-    float v = (v4.x + v4.y) + (v4.z + v4.w);
+    float v = hsum16(v16);
     for (; i < dim; i++) {
         float d = xr[i] - mean;
         v = fma(d, d, v);

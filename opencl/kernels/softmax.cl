@@ -53,9 +53,7 @@ void softmax_rows_cpu(__global float *s, int sq, int sk, int heads, float scale,
     float16 m16 = -INFINITY;
     for (; j + 16 <= lim; j += 16)
         m16 = fmax(m16, vload16(0, r + j));
-    float8 m8 = fmax(m16.lo, m16.hi);
-    float4 m4 = fmax(m8.lo, m8.hi);
-    float m = fmax(fmax(m4.x, m4.y), fmax(m4.z, m4.w));
+    float m = hmax16(m16);
     for (; j < lim; j++)
         m = fmax(m, r[j]);
     m *= scale; /* scale > 0: the largest scaled score */
@@ -65,9 +63,7 @@ void softmax_rows_cpu(__global float *s, int sq, int sk, int heads, float scale,
         sum16 += e;
         vstore16(e, 0, r + j);
     }
-    float8 s8 = sum16.lo + sum16.hi;
-    float4 s4 = s8.lo + s8.hi;
-    float sum = (s4.x + s4.y) + (s4.z + s4.w);
+    float sum = hsum16(sum16);
     for (; j < lim; j++) {
         float e = exp(r[j] * scale - m);
         sum += e;
