@@ -140,25 +140,17 @@ static void test_embeddings(tsr_ctx *ctx, const char *dir, double cos_min, doubl
           "%s weights: embeddings vs sentence-transformers on %d sentences: max abs error %.2e "
           "(<= %g), min cosine %.8f (>= %g, sentence %d)",
           dt, n, max_abs, abs_max < 0 ? INFINITY : abs_max, min_cos, cos_min, worst);
-    if (abs_max < 0) { /* 16-bit weights: the rest is float32's */
-        for (int i = 0; i < n; i++)
-            free(texts[i]);
-        free(texts);
-        free(got);
-        free(ref);
-        tsr_session_free(s);
-        tsr_model_free(m);
-        return;
-    }
-    /* the same sentences one at a time: batching and padding change nothing */
+    /* the same sentences one at a time: batching and padding change nothing
+     * (float32 only; 16-bit and int8 weights are held to the cosine above) */
     double e1 = 0;
-    for (int i = 0; i < 8 && st == TSR_OK; i++) {
+    for (int i = 0; i < 8 && st == TSR_OK && abs_max >= 0; i++) {
         float one[1024];
         st = tsr_session_embed_texts(s, (const char *const *)&texts[i * 37], 1, 0, one, NULL, &err);
         for (int d = 0; d < D && st == TSR_OK; d++)
             e1 = fmax(e1, fabs(one[d] - ref[(size_t)i * 37 * D + d]));
     }
-    check(st == TSR_OK && e1 <= 1e-4, "one sentence per batch: max abs error %.2e", e1);
+    if (abs_max >= 0)
+        check(st == TSR_OK && e1 <= 1e-4, "one sentence per batch: max abs error %.2e", e1);
     for (int i = 0; i < n; i++)
         free(texts[i]);
     free(texts);

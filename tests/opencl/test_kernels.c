@@ -33,11 +33,7 @@ static tsr_status scratch_for_att(const tsr_enc_cfg *c, int R, int S, tsr_arena 
 
 static tsr_status scratch_for(const tsr_enc_cfg *c, int R, tsr_arena *a, tsr_enc_scratch *s)
 {
-    size_t need[TSR_SCRATCH_N] = {0};
-    tsr_scratch_need(c, R, need);
-    tsr_arena_init(a, ctx);
-    tsr_scratch_reserve(a, s, need);
-    return tsr_arena_commit(a, &err);
+    return scratch_for_att(c, R, 0, a, s);
 }
 
 static void mems_free(cl_mem *m, int n)
@@ -718,6 +714,25 @@ static void test_gemm(int M, int N, int K)
     free(a), free(b), free(ref), free(got);
 }
 
+/* One tsr_linear on q as ctx is set up (GEMM path, q->wdt): x (M, K) times
+ * w (N, K) uploaded by tsr_linear_weight_upload, plus b (or NULL), against
+ * ref (M, N) within the float32 tolerance. */
+static void run_linear(const char *name, const float *x, const float *w, const float *b,
+                       const float *ref, int M, int N, int K, int act)
+{
+    cl_mem dx = up(x, sizeof(float) * M * K), db = b ? up(b, sizeof(float) * N) : NULL;
+    cl_mem dw = tsr_linear_weight_upload(q, w, N, K, &err);
+    cl_mem dy = tsr_buf_alloc(ctx, sizeof(float) * M * N, &err);
+    tsr_status st = tsr_linear(q, dx, M, K, dw, db, N, dy, act, &err);
+    float *got = down(dy, (size_t)M * N);
+    if (st != TSR_OK)
+        check(0, "%s: %s", name, err.msg);
+    else
+        compare(name, got, ref, (size_t)M * N, 1e-4, 1e-4);
+    mems_free((cl_mem[]){dx, db, dw, dy}, 4);
+    free(got);
+}
+
 /* tsr_linear on both GEMM paths (tessera's CPU kernel and CLBlast), with bias
  * and activation, against the C reference. */
 static void test_linear(int M, int N, int K, int act, int with_bias)
@@ -728,20 +743,10 @@ static void test_linear(int M, int N, int K, int act, int with_bias)
     int saved = ctx->own_gemm;
     for (int own = 0; own < 2; own++) {
         ctx->own_gemm = own;
-        cl_mem dx = up(x, sizeof(float) * M * K), db = up(b, sizeof(float) * N);
-        cl_mem dw = tsr_linear_weight_upload(q, w, N, K, &err);
-        cl_mem dy = tsr_buf_alloc(ctx, sizeof(float) * M * N, &err);
-        tsr_status st = tsr_linear(q, dx, M, K, dw, with_bias ? db : NULL, N, dy, act, &err);
-        float *got = down(dy, (size_t)M * N);
         char name[96];
         snprintf(name, sizeof name, "linear (%s) %dx%dx%d act=%d bias=%d", own ? "tessera GEMM" : "CLBlast",
                  M, N, K, act, with_bias);
-        if (st != TSR_OK)
-            check(0, "%s: %s", name, err.msg);
-        else
-            compare(name, got, ref, (size_t)M * N, 1e-4, 1e-4);
-        mems_free((cl_mem[]){dx, db, dw, dy}, 4);
-        free(got);
+        run_linear(name, x, w, with_bias ? b : NULL, ref, M, N, K, act);
     }
     ctx->own_gemm = saved;
     free(x), free(w), free(b), free(ref);
@@ -839,20 +844,10 @@ static void test_linear16(int M, int N, int K, int act, int with_bias)
         for (int own = 0; own < 2; own++) {
             ctx->own_gemm = own;
             q->wdt = wdt;
-            cl_mem dx = up(x, sizeof(float) * M * K), db = up(b, sizeof(float) * N);
-            cl_mem dw = tsr_linear_weight_upload(q, w, N, K, &err);
-            cl_mem dy = tsr_buf_alloc(ctx, sizeof(float) * M * N, &err);
-            tsr_status st = tsr_linear(q, dx, M, K, dw, with_bias ? db : NULL, N, dy, act, &err);
-            float *got = down(dy, (size_t)M * N);
             char name[112];
             snprintf(name, sizeof name, "linear, %s weights (%s) %dx%dx%d act=%d bias=%d",
                      tsr_wdt_name(wdt), own ? "tessera GEMM" : "CLBlast", M, N, K, act, with_bias);
-            if (st != TSR_OK)
-                check(0, "%s: %s", name, err.msg);
-            else
-                compare(name, got, ref, (size_t)M * N, 1e-4, 1e-4);
-            mems_free((cl_mem[]){dx, db, dw, dy}, 4);
-            free(got);
+            run_linear(name, x, w, with_bias ? b : NULL, ref, M, N, K, act);
             q->wdt = TSR_WDT_F32;
         }
     }
@@ -881,20 +876,11 @@ static void test_gemm_strips(void)
             ref_linear(x, M, K, w, b, N, ref, TSR_ACT_GELU);
             int saved = ctx->own_gemm;
             ctx->own_gemm = 1;
-            cl_mem dx = up(x, sizeof(float) * M * K), db = up(b, sizeof(float) * N);
-            cl_mem dw = tsr_linear_weight_upload(q, w, N, K, &err);
-            cl_mem dy = tsr_buf_alloc(ctx, sizeof(float) * M * N, &err);
-            st = tsr_linear(q, dx, M, K, dw, db, N, dy, TSR_ACT_GELU, &err);
-            float *got = down(dy, (size_t)M * N);
             char name[96];
             snprintf(name, sizeof name, "tessera GEMM, %d strips, %dx%dx%d", strips[i], M, N, K);
-            if (st != TSR_OK)
-                check(0, "%s: %s", name, err.msg);
-            else
-                compare(name, got, ref, (size_t)M * N, 1e-4, 1e-4);
+            run_linear(name, x, w, b, ref, M, N, K, TSR_ACT_GELU);
             ctx->own_gemm = saved;
-            mems_free((cl_mem[]){dx, db, dw, dy}, 4);
-            free(x), free(w), free(b), free(ref), free(got);
+            free(x), free(w), free(b), free(ref);
         }
     }
     check(tsr_ctx_set_gemm_strips(ctx, 3, &err) == TSR_ERR_INVALID_ARG, "3 strips are refused");
